@@ -1,0 +1,3 @@
+from simclr.cli import entry_point
+
+entry_point()

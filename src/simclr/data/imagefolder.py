@@ -1,0 +1,368 @@
+"""Loading a folder of images into an :class:`ImageStore`.
+
+Layout rules:
+
+* **Labelled**: the folder holds no image files itself and at least two of its direct
+  sub-folders hold image files directly. Every direct sub-folder holding images (at any depth) is
+  then a class; classes are numbered in sorted name order, images are gathered recursively.
+* **Unlabeled**: anything else (a flat folder, a single sub-folder, a nested tree whose first
+  level holds no images): every image below the folder is taken, labels are -1.
+* Hidden files and folders (name starting with ``.``, e.g. macOS ``._x.jpg`` forks) are ignored;
+  extensions are matched case-insensitively (see :data:`IMAGE_EXTENSIONS`).
+
+Images are decoded once, straight into one preallocated ``(N, 3, H, W) uint8`` tensor, by a pool
+of ``workers`` threads (PIL releases the GIL while decoding). Files that cannot be decoded are
+skipped and listed in ``ImageStore.skipped``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from simclr.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, is_image_file, load_image
+from simclr.data.store import ImageStore
+from simclr.data.subset import stratified_subset
+from simclr.errors import UserError
+
+__all__ = [
+    "decode_files",
+    "find_split_folder",
+    "folder_class_names",
+    "has_split_layout",
+    "list_image_folder",
+    "load_image_folder",
+    "load_split_folder",
+]
+
+_EXT_LIST = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+_CHUNK = 128
+_SPLIT_DIRS = {
+    "train": ("train",),
+    "test": ("test", "val", "valid", "validation"),
+    "val": ("val", "valid", "validation"),
+}
+
+
+def _scan(path: str) -> tuple[list[str], list[str]]:
+    """Sorted non-hidden image file names and sub-folder names directly in ``path``."""
+    files: list[str] = []
+    dirs: list[str] = []
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return files, dirs
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir():
+                dirs.append(entry.name)
+            elif entry.is_file() and is_image_file(entry.name):
+                files.append(entry.name)
+        except OSError:
+            continue
+    files.sort()
+    dirs.sort()
+    return files, dirs
+
+
+def _walk(path: str, prefix: str, seen: set[str]) -> list[str]:
+    """Relative paths (``prefix/...``, '/'-separated) of every image below ``path``, sorted."""
+    real = os.path.realpath(path)
+    if real in seen:  # symlink loop
+        return []
+    seen.add(real)
+    files, dirs = _scan(path)
+    out = [f"{prefix}{f}" for f in files]
+    for d in dirs:
+        out.extend(_walk(os.path.join(path, d), f"{prefix}{d}/", seen))
+    return out
+
+
+def _check_folder(root: Path, what: str = "image folder") -> Path:
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise UserError(f"{what} {root} does not exist; point --data-dir at an existing folder")
+    if not root.is_dir():
+        raise UserError(f"{what} {root} is not a folder; point --data-dir at a folder of images")
+    return root
+
+
+def _has_image(path: str, seen: set[str]) -> bool:
+    real = os.path.realpath(path)
+    if real in seen:
+        return False
+    seen.add(real)
+    files, dirs = _scan(path)
+    return bool(files) or any(_has_image(os.path.join(path, d), seen) for d in dirs)
+
+
+def folder_class_names(root: Path) -> list[str]:
+    """Class names a folder would get from :func:`list_image_folder` ([] when unlabeled), cheaply."""
+    root = _check_folder(root)
+    top_files, top_dirs = _scan(str(root))
+    direct = [d for d in top_dirs if _scan(str(root / d))[0]]
+    if top_files or len(direct) < 2:
+        return []
+    return [d for d in top_dirs if _has_image(str(root / d), set())]
+
+
+def list_image_folder(
+    root: Path, class_names: Sequence[str] | None = None
+) -> tuple[list[str], torch.Tensor, list[str]]:
+    """Relative image paths, labels (-1 when unlabeled) and class names of a folder, without decoding.
+
+    ``class_names`` forces the class numbering (e.g. a test split reusing the train split's
+    classes); a labelled folder with a class outside that list is a :class:`UserError`.
+    """
+    root = _check_folder(root)
+    top_files, top_dirs = _scan(str(root))
+    direct = [d for d in top_dirs if _scan(str(root / d))[0]]
+    labelled = not top_files and len(direct) >= 2
+    if class_names is not None and not top_files and direct:
+        labelled = True  # a split whose classes are known from its sibling split
+    if not labelled:
+        rel = _walk(str(root), "", set())
+        return rel, torch.full((len(rel),), -1, dtype=torch.int64), []
+    per_class: dict[str, list[str]] = {}
+    for d in top_dirs:
+        rel = _walk(str(root / d), f"{d}/", set())
+        if rel:
+            per_class[d] = rel
+    if class_names is None:
+        names = sorted(per_class)
+    else:
+        names = list(class_names)
+        unknown = sorted(set(per_class) - set(names))
+        if unknown:
+            raise UserError(
+                f"class folder(s) {', '.join(unknown)} in {root} are not among the training classes; "
+                "make the train and test folders use the same class names"
+            )
+    index = {name: i for i, name in enumerate(names)}
+    paths: list[str] = []
+    labels: list[int] = []
+    for name in sorted(per_class):
+        paths.extend(per_class[name])
+        labels.extend([index[name]] * len(per_class[name]))
+    return paths, torch.tensor(labels, dtype=torch.int64), names
+
+
+def _limit_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the first ``k`` files of every class (of all files when unlabeled)."""
+    if k < 0:
+        raise UserError(f"limit per class must be >= 0, got {k}; pass a non-negative limit")
+    keep: list[int] = []
+    seen: dict[int, int] = {}
+    for i, lab in enumerate(labels.tolist()):
+        c = seen.get(lab, 0)
+        if c < k:
+            keep.append(i)
+            seen[lab] = c + 1
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def _num_workers(workers: int) -> int:
+    if workers < 0:
+        return os.cpu_count() or 1
+    return workers
+
+
+def decode_files(
+    paths: Sequence[str | os.PathLike[str]],
+    image_size: int | None = None,
+    workers: int = 0,
+    crop_bottom: int = 0,
+    names: Sequence[str] | None = None,
+    where: str | os.PathLike[str] = "the dataset",
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Decode ``paths`` into one ``(N_ok, 3, H, W) uint8`` tensor.
+
+    Returns ``(images, ok_indices, skipped)``: ``ok_indices`` are the positions in ``paths`` that
+    decoded, ``skipped`` lists ``(name, reason)`` for the others (``names`` defaults to the paths).
+    With ``image_size=None`` every image must have the size of the first one, else a
+    :class:`UserError` asks for ``--image-size``. ``workers > 0`` decodes with that many threads
+    (``-1``: one per CPU); each thread writes straight into the preallocated tensor.
+    """
+    if image_size is not None and image_size <= 0:
+        raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
+    paths = [os.fspath(p) for p in paths]
+    shown = list(names) if names is not None else paths
+    n = len(paths)
+    ok = np.zeros(n, dtype=bool)
+    errors: dict[int, str] = {}
+
+    def decode_one(i: int) -> np.ndarray | None:
+        try:
+            return load_image(paths[i], image_size, crop_bottom)
+        except ImageDecodeError as e:
+            errors[i] = e.reason
+            return None
+
+    # The first decodable image fixes the shape when no image_size is given.
+    first = 0
+    arr0: np.ndarray | None = None
+    while first < n and arr0 is None:
+        arr0 = decode_one(first)
+        first += 1
+    if arr0 is None:
+        skipped = [(shown[i], errors[i]) for i in range(n)]
+        return (
+            torch.empty((0, 3, image_size or 0, image_size or 0), dtype=torch.uint8),
+            torch.empty(0, dtype=torch.int64),
+            skipped,
+        )
+    h, w = arr0.shape[:2]
+    first_name = shown[first - 1]
+    images = torch.empty((n, 3, h, w), dtype=torch.uint8)
+    target = images.numpy()  # shares memory with `images`
+    target[first - 1] = arr0.transpose(2, 0, 1)
+    ok[first - 1] = True
+
+    def work(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            arr = decode_one(i)
+            if arr is None:
+                continue
+            if arr.shape[0] != h or arr.shape[1] != w:
+                raise UserError(
+                    f"images in {where} have different sizes ({w}x{h} in {first_name}, "
+                    f"{arr.shape[1]}x{arr.shape[0]} in {shown[i]}); pass --image-size N to "
+                    "resize and centre-crop them to N x N"
+                )
+            target[i] = arr.transpose(2, 0, 1)
+            ok[i] = True
+
+    ranges = [(lo, min(lo + _CHUNK, n)) for lo in range(first, n, _CHUNK)]
+    nw = _num_workers(workers)
+    if nw <= 0 or len(ranges) <= 1:
+        for lo, hi in ranges:
+            work(lo, hi)
+    else:
+        with ThreadPoolExecutor(max_workers=nw, thread_name_prefix="simclr-decode") as pool:
+            futures = [pool.submit(work, lo, hi) for lo, hi in ranges]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    ok_idx = torch.from_numpy(np.flatnonzero(ok)).to(torch.int64)
+    if ok_idx.numel() != n:
+        images = images.index_select(0, ok_idx)
+    skipped = [(shown[i], errors[i]) for i in sorted(errors)]
+    return images, ok_idx, skipped
+
+
+def load_image_folder(
+    root: Path,
+    image_size: int | None = None,
+    limit_per_class: int | None = None,
+    workers: int = 0,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> ImageStore:
+    """Decode every image below ``root`` into an :class:`ImageStore` (see the module docstring for
+    how class sub-folders are recognised).
+
+    ``image_size``: resize the shorter side (bilinear, antialiased) and centre-crop to a square;
+    ``None`` keeps the native size, which must then be the same for all images.
+    ``limit_per_class``: keep the first k files (sorted) of every class (of the folder when
+    unlabeled). ``limit``: a stratified random subset of that many files chosen with ``seed``
+    before decoding. Undecodable files are skipped, so a limited store may hold fewer images.
+    """
+    root = _check_folder(root)
+    rel, labels, names = list_image_folder(root, class_names)
+    if not rel:
+        raise UserError(
+            f"no image files ({_EXT_LIST}) found in {root}; point --data-dir at a folder of images "
+            "or of class sub-folders"
+        )
+    if limit_per_class is not None:
+        keep = _limit_per_class(labels, limit_per_class)
+        rel = [rel[i] for i in keep.tolist()]
+        labels = labels[keep]
+    if limit is not None:
+        keep = stratified_subset(labels, limit, seed)
+        rel = [rel[i] for i in keep.tolist()]
+        labels = labels[keep]
+    images, ok_idx, skipped = decode_files(
+        [root / r for r in rel], image_size=image_size, workers=workers, names=rel, where=root
+    )
+    if ok_idx.numel() == 0:
+        example = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise UserError(
+            f"no readable image in {root}: {len(skipped)} file(s) could not be decoded{example}; "
+            "point --data-dir at a folder of valid images"
+        )
+    return ImageStore(
+        images=images,
+        labels=labels.index_select(0, ok_idx),
+        class_names=names,
+        file_names=[rel[i] for i in ok_idx.tolist()],
+        skipped=skipped,
+    )
+
+
+def find_split_folder(root: Path, split: str) -> Path | None:
+    """``root/train`` for ``train``; ``root/test``, ``root/val``, ``root/valid`` or
+    ``root/validation`` (first that exists) for ``test``; ``None`` when absent."""
+    for name in _SPLIT_DIRS.get(split, (split,)):
+        candidate = Path(root) / name
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def has_split_layout(root: Path) -> bool:
+    """True when ``root`` has ``train/`` and ``test/`` (or ``val/``) sub-folders."""
+    root = Path(root)
+    return (
+        find_split_folder(root, "train") is not None and find_split_folder(root, "test") is not None
+    )
+
+
+def load_split_folder(
+    root: Path,
+    split: str,
+    image_size: int | None = None,
+    limit_per_class: int | None = None,
+    workers: int = 0,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+) -> ImageStore:
+    """Load ``split`` of a ``root/{train,test}/<class>/*`` layout (``test`` may be ``val``).
+
+    The test split reuses the train split's class numbering so labels agree across splits.
+    """
+    root = _check_folder(root, "data folder")
+    folder = find_split_folder(root, split)
+    if folder is None:
+        wanted = "/ or ".join(_SPLIT_DIRS.get(split, (split,)))
+        raise UserError(
+            f"no {wanted}/ folder in {root}; point --data-dir at a folder with train/ and test/ sub-folders"
+        )
+    class_names = None
+    if split != "train":
+        train = find_split_folder(root, "train")
+        if train is not None:
+            class_names = folder_class_names(train) or None
+    return load_image_folder(
+        folder,
+        image_size=image_size,
+        limit_per_class=limit_per_class,
+        workers=workers,
+        limit=limit,
+        seed=seed,
+        class_names=class_names,
+    )

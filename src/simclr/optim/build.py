@@ -1,0 +1,98 @@
+"""Build the optimiser of a run from its name, with SimCLR's parameter groups.
+
+SimCLR (Chen et al. 2020, arXiv:2002.05709, Appendix B.1) excludes batch-norm parameters and biases
+from weight decay and from LARS adaptation (You et al. 2017, arXiv:1708.03888): decaying a BN scale
+or a bias towards zero only fights the normalisation, and their norms are too small for a
+meaningful trust ratio. :func:`parameter_groups` makes that split once for every optimiser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from simclr.errors import UserError
+from simclr.optim.lars import LARS
+
+__all__ = ["OPTIMIZER_NAMES", "build_optimizer", "parameter_groups"]
+
+OPTIMIZER_NAMES = ("lars", "sgd", "adam", "adamw")
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split the trainable parameters of ``model`` into a decayed and an excluded group.
+
+    Parameters with ``ndim <= 1`` (batch-norm / layer-norm weights and biases, every bias) go to a
+    group with ``weight_decay=0.0`` and ``lars_exclude=True``; all others (conv and linear weights)
+    get ``weight_decay`` and ``lars_exclude=False``. Frozen parameters (``requires_grad=False``) are
+    left out, and empty groups are dropped. Torch's own optimisers keep the extra ``lars_exclude``
+    key untouched and ignore it.
+
+    >>> groups = parameter_groups(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), 1e-6)
+    >>> [(len(g["params"]), g["weight_decay"], g["lars_exclude"]) for g in groups]
+    [(1, 1e-06, False), (3, 0.0, True)]
+    """
+    if weight_decay < 0:
+        raise UserError(f"weight decay must be >= 0, got {weight_decay}; pass a non-negative --weight-decay")
+    decayed: list[nn.Parameter] = []
+    excluded: list[nn.Parameter] = []
+    for _, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (excluded if param.ndim <= 1 else decayed).append(param)
+    groups: list[dict[str, Any]] = []
+    if decayed:
+        groups.append({"params": decayed, "weight_decay": weight_decay, "lars_exclude": False})
+    if excluded:
+        groups.append({"params": excluded, "weight_decay": 0.0, "lars_exclude": True})
+    return groups
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over :func:`parameter_groups` of ``model``.
+
+    * ``"lars"``: :class:`~simclr.optim.lars.LARS` (SimCLR's choice for large batches);
+    * ``"sgd"``: torch SGD with momentum (``nesterov`` optional), L2 weight decay;
+    * ``"adam"``: torch Adam, L2 weight decay added to the gradient;
+    * ``"adamw"``: torch AdamW, decoupled weight decay.
+
+    ``momentum`` and ``nesterov`` apply to LARS and SGD, ``betas`` to Adam and AdamW. Batch-norm
+    parameters and biases get no weight decay with any optimiser.
+
+    >>> opt = build_optimizer(nn.Linear(3, 2), "sgd", lr=0.1, weight_decay=5e-4)
+    >>> type(opt).__name__, [g["weight_decay"] for g in opt.param_groups]
+    ('SGD', [0.0005, 0.0])
+    """
+    if name not in OPTIMIZER_NAMES:
+        raise UserError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZER_NAMES)}")
+    if lr < 0:
+        raise UserError(f"learning rate must be >= 0, got {lr}; pass a non-negative --lr")
+    if name in ("lars", "sgd"):
+        if momentum < 0:
+            raise UserError(f"momentum must be >= 0, got {momentum}; use e.g. 0.9")
+        if nesterov and momentum == 0:
+            raise UserError("nesterov momentum needs momentum > 0; set --momentum or drop --nesterov")
+    if name in ("adam", "adamw") and not all(0.0 <= b < 1.0 for b in betas):
+        raise UserError(f"Adam betas must lie in [0, 1), got {betas}; use e.g. (0.9, 0.999)")
+    groups = parameter_groups(model, weight_decay)
+    if not groups:
+        raise UserError(
+            f"the model has no trainable parameters to give to {name}; unfreeze at least one layer"
+        )
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)

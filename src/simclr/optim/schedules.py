@@ -1,0 +1,151 @@
+"""Learning-rate scaling and the per-step linear-warmup + cosine-decay schedule of SimCLR.
+
+SimCLR (Chen et al. 2020, arXiv:2002.05709, Section 2 and Appendix B.1) scales the base learning
+rate with the batch size (``0.3 * B / 256`` for LARS; ``0.075 * sqrt(B)`` works better for small
+batches and long runs, Appendix B.1), warms it up linearly for 10 epochs and then decays it with a
+cosine schedule without restarts, updating it every step rather than every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from simclr.errors import UserError
+
+__all__ = [
+    "SCALING_RULES",
+    "WarmupCosineLR",
+    "scaled_learning_rate",
+    "warmup_cosine",
+    "warmup_steps_for",
+]
+
+SCALING_RULES = ("linear", "sqrt", "none")
+
+
+def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
+    """The peak learning rate for a (global) batch size under one of SimCLR's scaling rules.
+
+    * ``"linear"``: ``base_lr * batch_size / 256`` (the LARS recipe, Goyal et al.'s rule);
+    * ``"sqrt"``: ``base_lr * sqrt(batch_size)`` (SimCLR Appendix B.1, e.g. 0.075 * sqrt(B));
+    * ``"none"``: ``base_lr`` unchanged (Adam recipes).
+
+    >>> scaled_learning_rate(0.3, 512, "linear")
+    0.6
+    """
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1 to scale the learning rate, got {batch_size}; pass a positive batch size")
+    if rule == "linear":
+        return base_lr * batch_size / 256
+    if rule == "sqrt":
+        return base_lr * math.sqrt(batch_size)
+    if rule == "none":
+        return float(base_lr)
+    raise UserError(f"unknown learning-rate scaling rule {rule!r}; use one of {', '.join(SCALING_RULES)}")
+
+
+def warmup_cosine(
+    step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float = 0.0
+) -> float:
+    """Learning rate at optimiser step ``step`` (0-based) of a warmup + cosine schedule.
+
+    * warmup, ``step < warmup_steps``: ``peak_lr * (step + 1) / warmup_steps``, so the first step
+      already moves (``peak / warmup_steps``) and step ``warmup_steps - 1`` reaches ``peak_lr``;
+    * decay, ``warmup_steps <= step <= total_steps - 1``: with ``t = (step - warmup_steps) /
+      (total_steps - 1 - warmup_steps)``, ``final + (peak - final) * (1 + cos(pi * t)) / 2``. It
+      starts at ``peak_lr`` and the last step, ``total_steps - 1``, uses exactly ``final_lr``; the
+      midpoint of the decay is ``(peak + final) / 2``. If the decay has a single step it uses ``final``
+      (with ``warmup_steps == total_steps`` there is no decay at all). One exception: a one-step run
+      without warmup uses ``peak_lr``, so that it trains at all;
+    * ``step >= total_steps``: clamped to ``final_lr`` (e.g. a run resumed with fewer total steps).
+
+    Used with ``peak_lr=1.0`` this is a multiplicative factor for ``LambdaLR``.
+
+    >>> [round(warmup_cosine(s, 5, 2, 1.0), 6) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
+    """
+    if total_steps < 1:
+        raise UserError(f"the schedule needs total_steps >= 1, got {total_steps}; train for at least one step")
+    if not 0 <= warmup_steps <= total_steps:
+        raise UserError(
+            f"warmup steps must be between 0 and total_steps={total_steps}, got {warmup_steps}; "
+            "shorten the warmup"
+        )
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    if total_steps == 1:
+        return float(peak_lr) if step == 0 else float(final_lr)
+    decay_steps = total_steps - 1 - warmup_steps
+    if step >= total_steps - 1 or decay_steps <= 0:
+        return float(final_lr)
+    progress = (step - warmup_steps) / decay_steps
+    return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
+    """Warmup length in steps: ``min(round(warmup_epochs * steps_per_epoch), total_steps // 10)``.
+
+    SimCLR warms up for 10 of 100+ epochs, i.e. at most a tenth of the run. A short run (a smoke
+    test, a 5-epoch sweep) keeps the same proportion instead of spending all of its steps ramping up,
+    so the warmup is capped at 10% of the total steps (0 for runs under 10 steps).
+
+    >>> warmup_steps_for(10, 100, 100_000), warmup_steps_for(10, 100, 2_000)
+    (1000, 200)
+    """
+    if warmup_epochs < 0:
+        raise UserError(f"warmup epochs must be >= 0, got {warmup_epochs}; pass 0 to disable warmup")
+    if steps_per_epoch < 0 or total_steps < 0:
+        raise UserError(
+            f"steps per epoch ({steps_per_epoch}) and total steps ({total_steps}) must be >= 0; "
+            "check the dataset size, batch size and epochs"
+        )
+    return max(0, min(round(warmup_epochs * steps_per_epoch), total_steps // 10))
+
+
+class _WarmupCosineFactor:
+    """Picklable LambdaLR factor; LambdaLR saves its attributes in the scheduler's state_dict."""
+
+    def __init__(self, total_steps: int, warmup_steps: int, final_ratio: float) -> None:
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+        self.final_ratio = final_ratio
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.total_steps, self.warmup_steps, 1.0, self.final_ratio)
+
+
+class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
+    """Per-step :func:`warmup_cosine` applied to every parameter group's initial ``lr``.
+
+    Call ``scheduler.step()`` after every optimiser step (Lightning: ``"interval": "step"``). Each
+    group's learning rate at step s is ``initial_lr * warmup_cosine(s, total, warmup, 1, final_ratio)``.
+
+    Args:
+        optimizer: the optimiser whose groups' ``lr`` is the peak learning rate.
+        total_steps: number of optimiser steps in the run.
+        warmup_steps: linear warmup length (see :func:`warmup_steps_for`).
+        final_ratio: final learning rate as a fraction of the peak (0 in SimCLR).
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+        >>> sched = WarmupCosineLR(opt, total_steps=10, warmup_steps=2)
+        >>> opt.param_groups[0]["lr"]
+        0.2
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int,
+        final_ratio: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio)  # validate the arguments early
+        factor = _WarmupCosineFactor(total_steps, warmup_steps, final_ratio)
+        super().__init__(optimizer, factor, last_epoch=last_epoch)

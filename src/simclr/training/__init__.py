@@ -1,0 +1,1 @@
+"""Pretraining: the Lightning module, its callbacks and the run directory."""

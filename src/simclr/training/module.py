@@ -1,0 +1,127 @@
+"""The SimCLR training step as a LightningModule: views on the device -> network -> NT-Xent."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from simclr.losses import NTXentLoss
+from simclr.models import SimCLRModel
+from simclr.optim import build_optimizer, warmup_cosine
+from simclr.errors import UserError
+
+
+class NonFiniteLossError(UserError):
+    """Raised before the optimiser step when the loss is NaN or infinite, so no bad weights are saved."""
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """The resolved optimiser and schedule of a run (learning rate already scaled by the batch)."""
+
+    name: str
+    peak_lr: float
+    weight_decay: float
+    momentum: float
+    nesterov: bool
+    total_steps: int
+    warmup_steps: int
+
+
+def view_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The random source of the views of one step on one process.
+
+    It depends only on (seed, step, rank), not on what ran before, so a resumed run draws exactly the
+    views the uninterrupted run would have drawn, and W processes draw independent views.
+    """
+    generator = torch.Generator()
+    generator.manual_seed((seed * 1_000_003 + step * 10_007 + rank * 7_919 + 17) % (2**63 - 1))
+    return generator
+
+
+class SimCLRModule(L.LightningModule):
+    """Wires views, model, loss and optimiser once; everything else lives in the building blocks."""
+
+    def __init__(
+        self,
+        model: SimCLRModel,
+        views: nn.Module,
+        loss: NTXentLoss,
+        optim: OptimSettings,
+        seed: int,
+        input_key: str = "images",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.views = views
+        self.criterion = loss
+        self.optim = optim
+        self.seed = seed
+        self.input_key = input_key
+        self.channels_last = channels_last
+        self.train_loader: Any = None  # set by the trainer setup; told which batches were consumed
+        self._last_step_time: float | None = None
+        self.images_per_second: float = float("nan")
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        generator = view_generator(self.seed, self.global_step, self.global_rank)
+        views: list[Tensor] = self.views(batch[self.input_key], generator)
+        inputs = torch.cat(views)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        _, projections = self.model(inputs)
+        loss = self.criterion(*projections.chunk(len(views)))
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training stopped: the loss became {loss.item()} at step {self.global_step} "
+                f"(lr {self.current_lr():.4g}); checkpoints/last.ckpt still holds the last good state; "
+                "lower --lr, raise --temperature or use --precision 32, then --resume"
+            )
+        if self.train_loader is not None:
+            self.train_loader.mark_consumed(self.current_epoch, batch_idx + 1)
+        self._update_throughput(len(views) * batch[self.input_key].shape[0])
+        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("lr", self.current_lr(), prog_bar=True, on_step=True, on_epoch=False)
+        if self.images_per_second == self.images_per_second:
+            self.log("img_per_s", self.images_per_second, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def _update_throughput(self, images: int) -> None:
+        """Images (views) per second over the previous step, smoothed; counts views, like the benchmarks."""
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            rate = images / max(now - self._last_step_time, 1e-9)
+            old = self.images_per_second
+            self.images_per_second = rate if old != old else 0.9 * old + 0.1 * rate
+        self._last_step_time = now
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_time = None
+
+    def current_lr(self) -> float:
+        if self._trainer is None or not self.trainer.optimizers:
+            return float("nan")
+        return float(self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def configure_optimizers(self) -> Any:
+        settings = self.optim
+        optimizer = build_optimizer(
+            self.model,
+            settings.name,
+            lr=settings.peak_lr,
+            weight_decay=settings.weight_decay,
+            momentum=settings.momentum,
+            nesterov=settings.nesterov,
+        )
+
+        def factor(step: int) -> float:
+            return warmup_cosine(step, settings.total_steps, settings.warmup_steps, 1.0)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,274 @@
+"""One pretraining run from a validated config: data -> views -> model -> Lightning fit -> run directory."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from simclr.config import PretrainConfig
+from simclr.data import ImageStore, dataset_info, load_dataset, split_train_val, stratified_subset
+from simclr.data.registry import DatasetInfo
+from simclr.data.spirograph import SpirographViews
+from simclr.errors import UserError
+from simclr.losses import NTXentLoss
+from simclr.models import SimCLRModel, build_backbone, build_head, resolve_stem
+from simclr.optim import scaled_learning_rate, warmup_steps_for
+from simclr.training.callbacks import BackboneExport, KNNMonitor, LastCheckpoint, MetricsCSV, ProgressLog
+from simclr.training.checkpoint_io import AtomicCheckpointIO
+from simclr.training.datamodule import InMemoryDataModule
+from simclr.training.hardware import resolve_precision, uses_gpu
+from simclr.training.module import OptimSettings, SimCLRModule
+from simclr.training.rundir import checkpoint_path, is_worker_process, prepare_run_dir, setup_logging
+from simclr.views import SimCLRViews, ViewConfig
+
+log = logging.getLogger("simclr")
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    global_step: int
+    final_loss: float | None
+    knn_top1: float | None
+
+
+def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
+    """Backbone with the stem for this image size, followed by the configured projection head."""
+    backbone, feature_dim = build_backbone(config.backbone, resolve_stem(config.stem, image_size))
+    head, out_dim = build_head(
+        config.head,
+        feature_dim,
+        out_dim=config.head_out_dim,
+        hidden_dim=config.head_hidden_dim,
+        num_layers=config.head_layers,
+        batch_norm=config.head_batch_norm,
+    )
+    return SimCLRModel(backbone, head, feature_dim, out_dim)
+
+
+def build_views(config: PretrainConfig, info: DatasetInfo, image_size: int) -> tuple[nn.Module, str]:
+    """The view maker and the batch key it reads: Spirograph re-renders with new nuisance parameters
+    (Foster et al. 2020), every other dataset gets the SimCLR augmentations."""
+    if info.regression:
+        return SpirographViews(n_views=config.n_views), "factors"
+    view_config = ViewConfig(
+        size=image_size,
+        crop_scale=(config.crop_min_scale, config.crop_max_scale),
+        flip_p=config.flip_p,
+        jitter_strength=config.jitter_strength if config.jitter_strength is not None else info.jitter_strength,
+        brightness=config.brightness,
+        contrast=config.contrast,
+        saturation=config.saturation,
+        hue=config.hue,
+        jitter_p=config.jitter_p,
+        grayscale_p=config.grayscale_p,
+        blur_p=config.blur_p if config.blur_p is not None else (0.5 if info.blur else 0.0),
+        mean=info.mean,
+        std=info.std,
+    )
+    view_config.validate()
+    return SimCLRViews(view_config, n_views=config.n_views), "images"
+
+
+def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]:
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    common: dict[str, Any] = dict(data_dir=data_dir, download=config.download, image_size=config.image_size, seed=config.seed, workers=config.workers)
+    if config.dataset == "spirograph":
+        common.update(train_size=config.train_size, test_size=config.test_size)
+    train = load_dataset(config.dataset, "train", limit=config.limit_train_images, **common)
+    test = None
+    if train.has_labels and config.knn_every_epochs > 0:
+        test = load_dataset(config.dataset, "test", **common)
+    return train, test
+
+
+def _report_skipped(store: ImageStore, split: str) -> None:
+    if store.skipped:
+        log.warning("%s: skipped %d unreadable file(s):", split, len(store.skipped))
+        for path, reason in store.skipped:
+            log.warning("  skipped %s: %s", path, reason)
+
+
+def _knn_sets(config: PretrainConfig, train: ImageStore, test: ImageStore | None) -> tuple[ImageStore, ImageStore] | None:
+    """Bank and queries of the kNN monitor: the labelled train/test splits, or a held-out part of train."""
+    if config.knn_every_epochs <= 0 or not train.has_labels:
+        return None
+    labelled = train.subset(torch.nonzero(train.labels >= 0).flatten())
+    if test is not None and test.has_labels:
+        bank, queries = labelled, test.subset(torch.nonzero(test.labels >= 0).flatten())
+    else:
+        bank_idx, query_idx = split_train_val(labelled.labels, 0.1, config.seed)
+        bank, queries = labelled.subset(bank_idx), labelled.subset(query_idx)
+    cap = config.knn_max_images
+    if len(bank) > cap:
+        bank = bank.subset(stratified_subset(bank.labels, cap, config.seed))
+    if len(queries) > cap:
+        queries = queries.subset(stratified_subset(queries.labels, cap, config.seed))
+    return bank, queries
+
+
+def _loggers(config: PretrainConfig, run_dir: Path) -> list[Any]:
+    if config.logger == "tensorboard":
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError("--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'") from None
+        return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
+    if config.logger == "mlflow":
+        import os
+
+        try:
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+        return [MLFlowLogger(experiment_name="simclr", run_name=run_dir.name, tracking_uri=uri)]
+    return []
+
+
+def _devices(value: str) -> Any:
+    text = str(value).strip()
+    if text == "auto":
+        return "auto"
+    if text.isdigit():
+        return int(text)
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--devices {value!r} is not a count or a list like 0,1") from None
+
+
+def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None) -> PretrainResult:
+    """Train SimCLR as configured and return where the run directory is.
+
+    ``extra_callbacks`` lets benchmarks and tests observe the run without changing it.
+    """
+    if config.resume and not checkpoint_path(Path(config.resume)).is_file():
+        raise UserError(
+            f"cannot resume: {checkpoint_path(Path(config.resume))} does not exist; "
+            "pass the directory of a run that saved a checkpoint"
+        )
+    gpu = uses_gpu(config.accelerator)
+    precision = resolve_precision(config.precision, gpu)
+    info = dataset_info(config.dataset, config.image_size)
+    train, test = _load_splits(config)  # before creating anything: bad data leaves no trace on disk
+
+    run_dir = prepare_run_dir(config)
+    setup_logging(run_dir, quiet=quiet or is_worker_process())
+    L.seed_everything(config.seed, workers=False, verbose=False)
+    _report_skipped(train, "train")
+    if test is not None:
+        _report_skipped(test, "test")
+    image_size = int(train.images.shape[-1])
+    log.info("run directory: %s", run_dir)
+    log.info("dataset %s: %d training images of %dpx%s", config.dataset, len(train), image_size,
+             f", {len(test)} test images" if test is not None else "")
+
+    views, input_key = build_views(config, info, image_size)
+    model = build_model(config, image_size)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    trainer_devices = _devices(config.devices)
+    strategy = config.strategy
+    callbacks: list[L.Callback] = []
+    metrics = MetricsCSV(run_dir / "metrics.csv")
+    callbacks.append(metrics)
+    knn_sets = _knn_sets(config, train, test)
+    if knn_sets is not None:
+        bank, queries = knn_sets
+        callbacks.append(KNNMonitor(bank, queries, bank.num_classes, info.mean, info.std, metrics,
+                                    every_epochs=config.knn_every_epochs, k=config.knn_k, temperature=config.knn_temperature))
+    trainer = L.Trainer(
+        accelerator="gpu" if gpu else "cpu",
+        devices=trainer_devices,
+        strategy=strategy,
+        precision=precision,  # type: ignore[arg-type]
+        max_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        logger=_loggers(config, run_dir) or False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=sys.stderr.isatty() and not quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        sync_batchnorm=config.sync_batchnorm,
+        use_distributed_sampler=False,
+        log_every_n_steps=max(1, config.log_every_steps),
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir),
+    )
+    world = trainer.num_devices * trainer.num_nodes
+    steps_per_epoch = len(train) // (config.batch_size * world)
+    if steps_per_epoch < 1:
+        raise UserError(
+            f"{len(train)} training images are fewer than one batch of {config.batch_size} x {world} process(es); "
+            "lower --batch-size or use more images"
+        )
+    total_steps = steps_per_epoch * config.epochs
+    base_lr, rule = config.resolved_lr()
+    optim = OptimSettings(
+        name=config.optimizer,
+        peak_lr=scaled_learning_rate(base_lr, config.batch_size * world, rule),
+        weight_decay=config.resolved_weight_decay(),
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
+    )
+    log.info(
+        "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling, batch %d x %d), wd %g, warmup %d of %d steps; precision %s",
+        config.backbone, resolve_stem(config.stem, image_size), config.head, optim.name, optim.peak_lr, base_lr, rule,
+        config.batch_size, world, optim.weight_decay, optim.warmup_steps, total_steps, precision,
+    )
+    metadata = {
+        "backbone": config.backbone,
+        "stem": resolve_stem(config.stem, image_size),
+        "feature_dim": str(model.feature_dim),
+        "dataset": config.dataset,
+        "image_size": str(image_size),
+    }
+    trainer.callbacks.extend(  # type: ignore[attr-defined]
+        [
+            LastCheckpoint(checkpoint_path(run_dir), config.checkpoint_every_steps),
+            BackboneExport(run_dir / "backbone.safetensors", metadata),
+            ProgressLog(config.log_every_steps, min(total_steps, config.max_steps or total_steps)),
+            *(extra_callbacks or []),
+        ]
+    )
+    if config.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    module = SimCLRModule(
+        model,
+        views,
+        NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed),
+        optim,
+        seed=config.seed,
+        input_key=input_key,
+        channels_last=config.channels_last,
+    )
+    datamodule = InMemoryDataModule(train, config.batch_size, config.seed)
+    ckpt = checkpoint_path(run_dir) if config.resume else None
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    final_loss = trainer.callback_metrics.get("train_loss")
+    knn = trainer.callback_metrics.get("knn_top1")
+    log.info("finished at step %d; run directory: %s", trainer.global_step, run_dir)
+    return PretrainResult(
+        run_dir=run_dir,
+        global_step=trainer.global_step,
+        final_loss=float(final_loss) if final_loss is not None else None,
+        knn_top1=float(knn) if knn is not None else None,
+    )

@@ -1,0 +1,173 @@
+"""Per-image random parameters of SimCLR views, drawn for a whole batch at once.
+
+SimCLR (Chen et al. 2020, arXiv:2002.05709, Appendix A) draws every augmentation independently for
+every image; sharing one draw across a batch would make the two views of all images move together
+and weaken the contrastive task. :func:`sample_view_params` therefore draws one independent set of
+parameters per row with a handful of vectorised tensor ops, from an explicit CPU
+:class:`torch.Generator` so that a fixed seed reproduces the views exactly on any device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from simclr.views.config import ViewConfig
+
+__all__ = ["ViewParams", "sample_view_params"]
+
+_CROP_ATTEMPTS = 10
+"""Rejection-sampling attempts per image, as in torchvision's RandomResizedCrop."""
+
+
+@dataclass
+class ViewParams:
+    """Explicit parameters of one view per row; all tensors have leading dim ``B`` on one device.
+
+    Keeping the parameters explicit (rather than hidden inside random transforms) lets a caller
+    replay a view, and lets the colour-jitter factors carry ``requires_grad`` for methods that
+    differentiate the representation w.r.t. the augmentation (Foster et al., "Improving
+    Transformation Invariance in Contrastive Representation Learning").
+    """
+
+    crop_boxes: Tensor
+    """(B, 4) float: (top, left, height, width) as fractions of the source image, inside [0, 1]."""
+    flip: Tensor
+    """(B,) bool: flip horizontally."""
+    jitter: Tensor
+    """(B, 4) float: brightness, contrast, saturation factors and hue shift in turns."""
+    jitter_on: Tensor
+    """(B,) bool: apply the colour jitter (Bernoulli ``jitter_p``)."""
+    grayscale: Tensor
+    """(B,) bool: convert to grayscale (Bernoulli ``grayscale_p``)."""
+    blur_on: Tensor
+    """(B,) bool: apply Gaussian blur (Bernoulli ``blur_p``)."""
+    blur_sigma: Tensor
+    """(B,) float: blur standard deviation in output pixels."""
+
+    @property
+    def batch_size(self) -> int:
+        """Number of views described (the common leading dimension)."""
+        return int(self.flip.shape[0])
+
+    def to(self, device: torch.device | str) -> ViewParams:
+        """Return a copy with every tensor on ``device``."""
+        return ViewParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def narrow(self, start: int, length: int) -> ViewParams:
+        """Rows ``start:start + length`` (a view of the same storage), e.g. one of n views."""
+        return ViewParams(
+            **{f.name: getattr(self, f.name).narrow(0, start, length) for f in fields(self)}
+        )
+
+
+def _uniform(u: Tensor, low: float, high: float) -> Tensor:
+    return low + (high - low) * u
+
+
+def _sample_crop_boxes(u: Tensor, source_hw: tuple[int, int], config: ViewConfig) -> Tensor:
+    """RandomResizedCrop boxes from uniforms ``u`` of shape (B, 2 * attempts + 2), in float64.
+
+    Follows torchvision's definition: area fraction uniform in ``crop_scale``, log aspect ratio
+    uniform in ``log(crop_ratio)``, up to 10 attempts per image (the first one that fits is kept),
+    else a central crop of the whole image clipped to the ratio range. Unlike torchvision, box sides
+    are not rounded to whole pixels: the crop is resampled bilinearly anyway, and sub-pixel boxes
+    keep the area distribution exactly the one specified.
+    """
+    height, width = float(source_hw[0]), float(source_hw[1])
+    n = _CROP_ATTEMPTS
+    area = _uniform(u[:, :n], *config.crop_scale) * (height * width)
+    log_lo, log_hi = math.log(config.crop_ratio[0]), math.log(config.crop_ratio[1])
+    ratio = torch.exp(_uniform(u[:, n : 2 * n], log_lo, log_hi))
+    w = torch.sqrt(area * ratio)
+    h = torch.sqrt(area / ratio)
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # first fitting attempt (or 0)
+    found = fits.any(dim=1)
+    w = w.gather(1, first).squeeze(1)
+    h = h.gather(1, first).squeeze(1)
+
+    # Fallback: the whole image, clipped to the allowed aspect-ratio range, centred.
+    in_ratio = width / height
+    if in_ratio < config.crop_ratio[0]:
+        fb_w, fb_h = width, width / config.crop_ratio[0]
+    elif in_ratio > config.crop_ratio[1]:
+        fb_w, fb_h = height * config.crop_ratio[1], height
+    else:
+        fb_w, fb_h = width, height
+    w = torch.where(found, w, torch.full_like(w, fb_w))
+    h = torch.where(found, h, torch.full_like(h, fb_h))
+
+    top_u = torch.where(found, u[:, 2 * n], torch.full_like(w, 0.5))
+    left_u = torch.where(found, u[:, 2 * n + 1], torch.full_like(w, 0.5))
+    top = top_u * (height - h)
+    left = left_u * (width - w)
+    boxes = torch.stack([top / height, left / width, h / height, w / width], dim=1)
+    return boxes.clamp_(0.0, 1.0)
+
+
+def sample_view_params(
+    batch_size: int,
+    source_hw: tuple[int, int],
+    config: ViewConfig,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> ViewParams:
+    """Draw independent view parameters for ``batch_size`` images of size ``source_hw``.
+
+    All randomness comes from ``generator`` (a CPU :class:`torch.Generator`) in one ``torch.rand``
+    call, so a fixed seed reproduces the parameters bit-exactly whatever ``device`` is; the result
+    is moved to ``device`` with a single host-to-device copy.
+    """
+    config.validate()
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be >= 0, got {batch_size}")
+    if generator.device.type != "cpu":
+        raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+    if min(source_hw) < 1:
+        raise ValueError(f"source_hw must be positive, got {source_hw}")
+
+    n = _CROP_ATTEMPTS
+    # Columns: 2n+2 crop, flip, 4 jitter, jitter_on, grayscale, blur_on, blur_sigma.
+    u = torch.rand(batch_size, 2 * n + 11, generator=generator, dtype=torch.float64)
+    c = 2 * n + 2
+    boxes = _sample_crop_boxes(u[:, :c], source_hw, config)
+    flip = u[:, c] < config.flip_p
+    jitter = torch.stack(
+        [
+            _uniform(u[:, c + 1], *config.brightness_factor_range),
+            _uniform(u[:, c + 2], *config.contrast_factor_range),
+            _uniform(u[:, c + 3], *config.saturation_factor_range),
+            _uniform(u[:, c + 4], *config.hue_shift_range),
+        ],
+        dim=1,
+    )
+    jitter_on = u[:, c + 5] < config.jitter_p
+    grayscale = u[:, c + 6] < config.grayscale_p
+    blur_on = u[:, c + 7] < config.blur_p
+    blur_sigma = _uniform(u[:, c + 8], *config.blur_sigma)
+
+    # Pack into one float32 tensor so the transfer to the device is a single copy.
+    packed = torch.cat(
+        [
+            boxes,
+            jitter,
+            blur_sigma[:, None],
+            torch.stack([flip, jitter_on, grayscale, blur_on], dim=1).to(torch.float64),
+        ],
+        dim=1,
+    ).to(torch.float32)
+    packed = packed.to(device)
+    flags = packed[:, 9:13] > 0.5
+    return ViewParams(
+        crop_boxes=packed[:, 0:4].contiguous(),
+        flip=flags[:, 0].contiguous(),
+        jitter=packed[:, 4:8].contiguous(),
+        jitter_on=flags[:, 1].contiguous(),
+        grayscale=flags[:, 2].contiguous(),
+        blur_on=flags[:, 3].contiguous(),
+        blur_sigma=packed[:, 8].contiguous(),
+    )

@@ -1,0 +1,150 @@
+"""The SimCLR view pipeline: n random views of a batch, made as one batch on its device.
+
+SimCLR (Chen et al. 2020, arXiv:2002.05709, Appendix A) composes, per view: random resized crop,
+horizontal flip, colour jitter (with probability ``jitter_p``), grayscale (``grayscale_p``),
+Gaussian blur (``blur_p``), then normalisation. Doing this per image on CPU data-loader workers is
+the usual bottleneck for small images; here the parameters of all ``n_views * B`` views are drawn
+in one call and the views are rendered in one pass over the concatenated batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import overload
+
+import torch
+from torch import Tensor
+
+from simclr.errors import UserError
+from simclr.views import ops
+from simclr.views.config import ViewConfig
+from simclr.views.params import ViewParams, sample_view_params
+
+__all__ = ["SimCLRViews"]
+
+
+def _as_unit_float(images: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """uint8 in [0, 255] -> float in [0, 1]; floats are taken to be in [0, 1] already."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise UserError(f"images must be (B, 3, H, W) RGB, got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.to(dtype or torch.float32).div_(255.0)
+    if not images.is_floating_point():
+        raise UserError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+    return images if dtype is None else images.to(dtype)
+
+
+class SimCLRViews(torch.nn.Module):
+    """n random views per image, made as one batch on the device of the input.
+
+    Each image gets its own independent parameters for every view (never one draw shared by the
+    batch). Randomness comes only from the CPU ``generator`` passed to :meth:`forward`, so a
+    fixed seed reproduces the views bit-exactly on a given device.
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, config: ViewConfig, n_views: int = 2) -> None:
+        super().__init__()
+        config.validate()
+        if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
+            raise UserError(f"n_views must be an integer >= 2 (contrastive pairs), got {n_views!r}")
+        self.config = config
+        self.n_views = n_views
+        self.register_buffer(
+            "mean", torch.tensor(config.mean).reshape(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("std", torch.tensor(config.std).reshape(1, 3, 1, 1), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"n_views={self.n_views}, config={self.config}"
+
+    def forward(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
+        """Return ``n_views`` tensors (B, 3, size, size), float32, normalised, channels_last.
+
+        ``images`` is (B, 3, H, W) uint8 or float in [0, 1] on any device. View ``v`` of image
+        ``i`` uses row ``v * B + i`` of one :func:`sample_view_params` draw of ``n_views * B``
+        rows, so ``apply(images, params.narrow(v * B, B))`` reproduces it.
+        """
+        x = _as_unit_float(images, torch.float32)
+        bsz, _, height, width = x.shape
+        params = sample_view_params(
+            self.n_views * bsz, (height, width), self.config, generator, device=x.device
+        )
+        source = torch.arange(bsz, device=x.device).repeat(self.n_views)
+        cfg = self.config
+        views = self._render(
+            x,
+            params,
+            source,
+            do_jitter=cfg.jitter_p > 0,
+            do_gray=cfg.grayscale_p > 0,
+            do_blur=cfg.blur_p > 0,
+        )
+        return list(views.split(bsz, dim=0))
+
+    @overload
+    def apply(self, fn: Callable[[torch.nn.Module], None], /) -> SimCLRViews: ...
+
+    @overload
+    def apply(self, images: Tensor, params: ViewParams, /) -> Tensor: ...
+
+    def apply(  # type: ignore[override]
+        self,
+        images: Tensor | Callable[[torch.nn.Module], None],
+        params: ViewParams | None = None,
+        /,
+    ) -> Tensor | SimCLRViews:
+        """One view per image from explicit ``params`` (B rows), normalised, channels_last.
+
+        ``images`` is float in [0, 1] (uint8 is accepted too); its dtype is kept, so double
+        precision and ``requires_grad`` on ``params.jitter`` work for gradient checks.
+
+        The name shadows :meth:`torch.nn.Module.apply`, which parents call recursively on their
+        children (``model.apply(init_fn)``); called with a single callable it still does that.
+        """
+        if params is None:
+            if callable(images) and not isinstance(images, Tensor):
+                return super().apply(images)
+            raise TypeError("apply(images, params) needs the view parameters")
+        assert isinstance(images, Tensor)
+        x = _as_unit_float(images)
+        if params.batch_size != x.shape[0]:
+            raise ValueError(f"{params.batch_size} view parameters for {x.shape[0]} images")
+        return self._render(
+            x,
+            params.to(x.device),
+            None,
+            do_jitter=bool(params.jitter_on.any()),
+            do_gray=bool(params.grayscale.any()),
+            do_blur=bool(params.blur_on.any()),
+        )
+
+    def _render(
+        self,
+        images: Tensor,
+        params: ViewParams,
+        source_index: Tensor | None,
+        *,
+        do_jitter: bool,
+        do_gray: bool,
+        do_blur: bool,
+    ) -> Tensor:
+        """crop -> flip -> jitter -> grayscale -> blur -> normalise (Appendix A order)."""
+        cfg = self.config
+        x = ops.resized_crop(images, params.crop_boxes, cfg.size, source_index)
+        # Work in channels_last from here on: the output format, and the hue matmul wants it.
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = ops.horizontal_flip(x, params.flip)
+        if do_jitter:
+            x = ops.color_jitter(x, params.jitter, params.jitter_on)
+        if do_gray:
+            x = ops.random_grayscale(x, params.grayscale)
+        if do_blur:
+            blurred = ops.gaussian_blur(x, params.blur_sigma, cfg.blur_kernel_size)
+            x = torch.where(params.blur_on.reshape(-1, 1, 1, 1), blurred, x)
+        mean = self.mean.to(device=x.device, dtype=x.dtype)
+        std = self.std.to(device=x.device, dtype=x.dtype)
+        x = (x - mean) / std
+        return x.contiguous(memory_format=torch.channels_last)

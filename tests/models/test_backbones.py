@@ -1,0 +1,77 @@
+import pytest
+import torch
+from torch import nn
+
+from simclr.errors import UserError
+from simclr.models import BACKBONE_NAMES, build_backbone, build_head, choose_stem, resolve_stem
+
+
+@pytest.mark.parametrize(("size", "stem"), [(28, "cifar"), (32, "cifar"), (64, "cifar"), (96, "stl"), (112, "stl"), (128, "imagenet"), (224, "imagenet")])
+def test_stem_follows_image_size(size: int, stem: str) -> None:
+    assert choose_stem(size) == stem
+    assert resolve_stem("auto", size) == stem
+
+
+def test_cifar_stem_keeps_resolution() -> None:
+    backbone, _ = build_backbone("resnet18", "cifar")
+    assert backbone.conv1.kernel_size == (3, 3) and backbone.conv1.stride == (1, 1)
+    assert isinstance(backbone.maxpool, nn.Identity)
+    # 32px input reaches layer4 at 4x4 (ImageNet stem would give 1x1)
+    x = torch.zeros(1, 3, 32, 32)
+    trunk = nn.Sequential(*list(backbone.children())[:-2])
+    assert trunk(x).shape[-1] == 4
+
+
+def test_stl_stem_has_maxpool_and_imagenet_stem_is_untouched() -> None:
+    stl, _ = build_backbone("resnet18", "stl")
+    assert stl.conv1.kernel_size == (3, 3) and isinstance(stl.maxpool, nn.MaxPool2d)
+    imagenet, _ = build_backbone("resnet18", "imagenet")
+    assert imagenet.conv1.kernel_size == (7, 7) and imagenet.conv1.stride == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2"])
+def test_backbone_outputs_feature_vector(name: str) -> None:
+    backbone, dim = build_backbone(name, "cifar")
+    assert isinstance(backbone.fc, nn.Identity)
+    assert backbone(torch.zeros(2, 3, 32, 32)).shape == (2, dim)
+    assert dim == (512 if name == "resnet18" else 2048)
+
+
+def test_every_listed_backbone_exists_in_torchvision() -> None:
+    import torchvision
+
+    for name in BACKBONE_NAMES:
+        assert callable(getattr(torchvision.models, name))
+
+
+def test_unknown_backbone_and_stem_are_user_errors() -> None:
+    with pytest.raises(UserError, match="unknown backbone 'resnet9'"):
+        build_backbone("resnet9", "cifar")
+    with pytest.raises(UserError, match="unknown stem"):
+        resolve_stem("tiny", 32)
+
+
+def test_mlp_head_is_linear_bn_relu_linear_by_default() -> None:
+    head, out = build_head("mlp", 512)
+    kinds = [type(m) for m in head]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert head[0].out_features == 512 and out == 128
+    assert head(torch.randn(4, 512)).shape == (4, 128)
+
+
+def test_mlp_head_depth_width_and_bn_are_configurable() -> None:
+    head, out = build_head("mlp", 64, out_dim=32, hidden_dim=100, num_layers=3, batch_norm=False)
+    linears = [m for m in head if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64, 100), (100, 100), (100, 32)]
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in head) and out == 32
+
+
+def test_linear_and_identity_heads() -> None:
+    linear, out = build_head("linear", 64, out_dim=16)
+    assert isinstance(linear, nn.Linear) and out == 16
+    identity, out = build_head("identity", 64)
+    assert isinstance(identity, nn.Identity) and out == 64
+    with pytest.raises(UserError, match="needs >= 2 layers"):
+        build_head("mlp", 64, num_layers=1)
+    with pytest.raises(UserError, match="unknown head"):
+        build_head("transformer", 64)

@@ -1,0 +1,95 @@
+"""Every user error ends with exit code 2, one line naming the problem and the fix, no traceback,
+and nothing written to disk."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simclr.cli import main
+
+
+def run_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    code = main(["pretrain", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("simclr: error: ")
+    assert "Traceback" not in err
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "an error must not write files"
+    return lines[0]
+
+
+def test_unknown_dataset(tmp_path, monkeypatch, capsys):
+    line = run_in(tmp_path, monkeypatch, capsys, "--dataset", "imagenet22k")
+    assert "unknown dataset 'imagenet22k'" in line and "cifar10" in line
+
+
+def test_unknown_backbone(tmp_path, monkeypatch, capsys):
+    line = run_in(tmp_path, monkeypatch, capsys, "--backbone", "vgg16")
+    assert "unknown backbone 'vgg16'" in line and "resnet18" in line
+
+
+def test_missing_data_dir(tmp_path, monkeypatch, capsys):
+    line = run_in(tmp_path, monkeypatch, capsys, "--dataset", "imagefolder", "--data-dir", str(tmp_path / "nope"))
+    assert "nope" in line
+
+
+def test_empty_data_dir(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = run_in(tmp_path, monkeypatch, capsys, "--dataset", "imagefolder", "--data-dir", str(empty))
+    assert "empty" in line
+
+
+def test_dataset_that_needs_download(tmp_path, monkeypatch, capsys):
+    line = run_in(tmp_path, monkeypatch, capsys, "--dataset", "cifar100", "--data-dir", str(tmp_path))
+    assert "--download" in line
+
+
+def test_batch_size_one(tmp_path, monkeypatch, capsys):
+    assert "--batch-size 2 or more" in run_in(tmp_path, monkeypatch, capsys, "--batch-size", "1")
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5"])
+def test_temperature_not_positive(tmp_path, monkeypatch, capsys, value):
+    assert "temperature must be > 0" in run_in(tmp_path, monkeypatch, capsys, "--temperature", value)
+
+
+def test_one_view(tmp_path, monkeypatch, capsys):
+    assert "--n-views 2" in run_in(tmp_path, monkeypatch, capsys, "--n-views", "1")
+
+
+def test_unknown_config_key(tmp_path, monkeypatch, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("temprature: 0.5\n")
+    assert "unknown config key 'temprature'" in run_in(tmp_path, monkeypatch, capsys, "--config", str(recipe))
+
+
+def test_corrupt_yaml(tmp_path, monkeypatch, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: [1\n")
+    assert "not valid YAML" in run_in(tmp_path, monkeypatch, capsys, "--config", str(recipe))
+
+
+def test_resume_without_checkpoint(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("dataset: spirograph\n")
+    line = run_in(tmp_path, monkeypatch, capsys, "--resume", str(run))
+    assert "last.ckpt does not exist" in line
+
+
+def test_unknown_flag(tmp_path, monkeypatch, capsys):
+    assert "--bogus" in run_in(tmp_path, monkeypatch, capsys, "--bogus", "1")
+
+
+def test_console_process_exit_code_and_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "simclr", "pretrain", "--dataset", "nope"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simclr.cli import main
+from simclr.config import PretrainConfig, build_config, config_to_yaml, read_yaml
+from simclr.errors import UserError
+
+
+def test_flags_win_over_file_values() -> None:
+    config = build_config({"batch_size": 64, "temperature": 0.2}, {"batch_size": 32})
+    assert config.batch_size == 32 and config.temperature == 0.2
+
+
+def test_dashes_and_underscores_are_the_same_key() -> None:
+    assert build_config({"lr-scaling": "sqrt"}, {}).lr_scaling == "sqrt"
+
+
+def test_unknown_key_is_rejected_with_the_known_keys() -> None:
+    with pytest.raises(UserError, match="unknown config key 'batchsize'.*batch_size"):
+        build_config({"batchsize": 64}, {})
+
+
+def test_wrong_type_is_rejected() -> None:
+    with pytest.raises(UserError, match="'epochs' must be int"):
+        build_config({"epochs": "ten"}, {})
+    with pytest.raises(UserError, match="'download' must be true or false"):
+        build_config({"download": "yes"}, {})
+
+
+def test_optimizer_defaults_follow_the_papers() -> None:
+    lars = build_config({}, {})
+    assert lars.resolved_lr() == (0.3, "linear") and lars.resolved_weight_decay() == 1e-6
+    adam = build_config({"optimizer": "adam"}, {})
+    assert adam.resolved_lr() == (1e-3, "none")
+    explicit = build_config({"optimizer": "sgd", "lr": 0.5, "lr_scaling": "sqrt", "weight_decay": 0.0}, {})
+    assert explicit.resolved_lr() == (0.5, "sqrt") and explicit.resolved_weight_decay() == 0.0
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    config = build_config({"dataset": "cifar10", "epochs": 7, "blur_p": 0.3}, {})
+    path = tmp_path / "c.yaml"
+    path.write_text(config_to_yaml(config))
+    assert build_config(read_yaml(path), {}) == config
+
+
+def test_corrupt_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: 3\nbatch_size: [64\n")
+    with pytest.raises(UserError, match="not valid YAML at line"):
+        read_yaml(path)
+
+
+def test_print_config_resolves_file_and_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("dataset: cifar10\nepochs: 5\n")
+    assert main(["pretrain", "--config", str(recipe), "--epochs", "9", "--no-channels-last", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["dataset"] == "cifar10" and printed["epochs"] == 9 and printed["channels_last"] is False
+    assert set(printed) == set(PretrainConfig.__dataclass_fields__)
+    assert list(tmp_path.iterdir()) == [recipe]  # nothing written

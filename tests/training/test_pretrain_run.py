@@ -1,0 +1,71 @@
+"""A short real pretraining run on a CIFAR-10 subset writes every file of the run directory."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from simclr.config import build_config
+from simclr.models import build_backbone
+from simclr.training.pretrain import run_pretraining
+
+pytestmark = pytest.mark.slow
+
+
+def small_config(data: Path, out: Path, **overrides: object):
+    values: dict[str, object] = dict(
+        dataset="cifar10", data_dir=str(data), batch_size=32, epochs=2, out=str(out),
+        workers=1, knn_k=20, checkpoint_every_steps=3, precision="32",
+    )
+    values.update(overrides)
+    return build_config({}, values)
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_pretrain_writes_every_run_dir_file(cifar_small: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_pretraining(small_config(cifar_small, run, limit_train_images=128, precision="bf16-mixed"), quiet=True)
+    assert result.run_dir == run
+    for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "backbone.safetensors", "train.log"):
+        assert (run / name).is_file(), name
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["dataset"] == "cifar10" and saved["limit_train_images"] == 128 and saved["resume"] is None
+
+    rows = read_metrics(run / "metrics.csv")
+    step_rows = [r for r in rows if r["train_loss"]]
+    assert [int(r["step"]) for r in step_rows] == list(range(8))  # 128 / 32 = 4 steps x 2 epochs
+    assert all(float(r["lr"]) > 0 for r in step_rows)
+    knn_rows = [r for r in rows if r["knn_top1"]]
+    assert [int(r["epoch"]) for r in knn_rows] == [0, 1]
+    assert all(0.0 <= float(r["knn_top1"]) <= 1.0 for r in knn_rows)
+
+    weights = load_file(str(run / "backbone.safetensors"))
+    backbone, _ = build_backbone("resnet18", "cifar")
+    backbone.load_state_dict(weights)  # strict: exactly the backbone, no head
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 8
+    assert "optimizer_states" in checkpoint and "lr_schedulers" in checkpoint
+    assert "knn_top1" in (run / "train.log").read_text()
+
+
+def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = small_config(cifar_small, run, limit_train_images=64, epochs=10, optimizer="sgd", lr=0.1,
+                          lr_scaling="none", warmup_epochs=2, knn_every_epochs=0)
+    run_pretraining(config, quiet=True)
+    lrs = [float(r["lr"]) for r in read_metrics(run / "metrics.csv") if r["lr"]]
+    assert len(lrs) == 20
+    assert lrs[0] < lrs[1] <= 0.1 + 1e-9  # warmup ramps up
+    assert max(lrs) == pytest.approx(0.1, rel=1e-6)
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[lrs.index(max(lrs)):], lrs[lrs.index(max(lrs)) + 1:]))  # then decays
+    assert lrs[-1] < 0.01
