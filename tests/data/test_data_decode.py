@@ -69,9 +69,7 @@ def test_palette_with_transparency_composited_on_black(tmp_path: Path) -> None:
 
 
 def test_rgba_composited_on_black(tmp_path: Path) -> None:
-    arr = np.array(
-        [[[200, 100, 50, 255], [200, 100, 50, 128], [200, 100, 50, 0]]], dtype=np.uint8
-    )
+    arr = np.array([[[200, 100, 50, 255], [200, 100, 50, 128], [200, 100, 50, 0]]], dtype=np.uint8)
     out = decode_image(_save(Image.fromarray(arr, mode="RGBA"), tmp_path / "a.png"))
     assert out[0, 0].tolist() == [200, 100, 50]
     assert out[0, 1].tolist() == [100, 50, 25]  # round(v * 128 / 255)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from simclr.data.imagefolder import (
+    decode_files,
     folder_class_names,
     list_image_folder,
     load_image_folder,
@@ -172,7 +173,14 @@ def test_limit_per_class_and_limit(tmp_path: Path) -> None:
     _make_classes(tmp_path, ["a", "b", "c"], per_class=5)
     store = load_image_folder(tmp_path, limit_per_class=2)
     assert store.labels.tolist() == [0, 0, 1, 1, 2, 2]
-    assert store.file_names == ["a/000.png", "a/001.png", "b/000.png", "b/001.png", "c/000.png", "c/001.png"]
+    assert store.file_names == [
+        "a/000.png",
+        "a/001.png",
+        "b/000.png",
+        "b/001.png",
+        "c/000.png",
+        "c/001.png",
+    ]
     limited = load_image_folder(tmp_path, limit=6, seed=3)
     assert torch.bincount(limited.labels).tolist() == [2, 2, 2]
     again = load_image_folder(tmp_path, limit=6, seed=3)
@@ -187,11 +195,25 @@ def test_workers_give_identical_result(tmp_path: Path) -> None:
             path = tmp_path / f"c{k}" / f"{i:04d}.png"
             path.parent.mkdir(exist_ok=True)
             Image.fromarray(arr).save(path)
+    (tmp_path / "c1" / "0007.png").write_bytes(b"broken")
     serial = load_image_folder(tmp_path, workers=0)
-    threaded = load_image_folder(tmp_path, workers=2)
-    assert torch.equal(serial.images, threaded.images)
-    assert torch.equal(serial.labels, threaded.labels)
-    assert serial.file_names == threaded.file_names
+    assert len(serial) == 299 and [p for p, _ in serial.skipped] == ["c1/0007.png"]
+    parallel = load_image_folder(tmp_path, workers=2)  # forked processes on Linux
+    assert torch.equal(serial.images, parallel.images)
+    assert torch.equal(serial.labels, parallel.labels)
+    assert serial.file_names == parallel.file_names and serial.skipped == parallel.skipped
+    paths = [tmp_path / f for f in serial.file_names or []]
+    for pool in ("thread", "process"):
+        images, ok_idx, skipped = decode_files(paths, workers=2, pool=pool)
+        assert torch.equal(images, serial.images) and ok_idx.numel() == 299 and skipped == []
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_parallel_size_mismatch_is_user_error(tmp_path: Path, pool: str) -> None:
+    paths = [_png(tmp_path / f"{i:03d}.png", (0, 0, 0), size=(8, 8)) for i in range(100)]
+    paths.append(_png(tmp_path / "odd.png", (0, 0, 0), size=(9, 8)))
+    with pytest.raises(UserError, match="--image-size"):
+        decode_files(paths, workers=2, pool=pool)
 
 
 def test_split_folder_test_reuses_train_classes(tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 
 
-def anchor_inputs(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def anchor_inputs(
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The inputs of ANCHORS.md section 3: N=4, d=3."""
     i = torch.arange(4, dtype=torch.float64)[:, None]
     j = torch.arange(3, dtype=torch.float64)[None, :]
@@ -107,7 +109,8 @@ def test_matches_loop_reference_value_and_gradient(
 def test_gradcheck_float64() -> None:
     generator = torch.Generator().manual_seed(0)
     views = tuple(
-        torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(3)
+        torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+        for _ in range(3)
     )
     loss = NTXentLoss(0.3)
     assert torch.autograd.gradcheck(lambda *v: loss(*v), views)

@@ -10,16 +10,20 @@ Layout rules:
 * Hidden files and folders (name starting with ``.``, e.g. macOS ``._x.jpg`` forks) are ignored;
   extensions are matched case-insensitively (see :data:`IMAGE_EXTENSIONS`).
 
-Images are decoded once, straight into one preallocated ``(N, 3, H, W) uint8`` tensor, by a pool
-of ``workers`` threads (PIL releases the GIL while decoding). Files that cannot be decoded are
-skipped and listed in ``ImageStore.skipped``.
+Images are decoded once, straight into one preallocated ``(N, 3, H, W) uint8`` tensor; with
+``workers > 0`` by that many forked processes sharing the output mapping (threads where fork is
+not available). Files that cannot be decoded are skipped and listed in ``ImageStore.skipped``.
 """
 
 from __future__ import annotations
 
+import mmap
+import multiprocessing as mp
 import os
+import sys
+import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +45,6 @@ __all__ = [
 ]
 
 _EXT_LIST = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-_CHUNK = 128
 _SPLIT_DIRS = {
     "train": ("train",),
     "test": ("test", "val", "valid", "validation"),
@@ -174,6 +177,57 @@ def _num_workers(workers: int) -> int:
     return workers
 
 
+def _default_pool() -> str:
+    # Forked processes share the anonymous output mapping and avoid the GIL, which is contended
+    # when the per-image Python work (open, header parsing) is as large as the decode itself.
+    # Daemonic processes (e.g. DataLoader workers) may not have children.
+    if (
+        sys.platform.startswith("linux")
+        and "fork" in mp.get_all_start_methods()
+        and not mp.current_process().daemon
+    ):
+        return "process"
+    return "thread"
+
+
+# (paths, image_size, crop_bottom, target array, height, width); set in forked workers.
+_DecodeState = tuple[list[str], int | None, int, np.ndarray, int, int]
+_WORKER_STATE: _DecodeState | None = None
+
+
+def _decode_range(
+    state: _DecodeState, lo: int, hi: int
+) -> tuple[list[int], dict[int, str], tuple[int, int, int] | None]:
+    """Decode ``lo..hi-1`` into ``target``; returns decoded indices, errors and the first size
+    mismatch ``(index, height, width)`` (after which it stops)."""
+    paths, image_size, crop_bottom, target, h, w = state
+    done: list[int] = []
+    errors: dict[int, str] = {}
+    for i in range(lo, hi):
+        try:
+            arr = load_image(paths[i], image_size, crop_bottom)
+        except ImageDecodeError as e:
+            errors[i] = e.reason
+            continue
+        if arr.shape[0] != h or arr.shape[1] != w:
+            return done, errors, (i, arr.shape[0], arr.shape[1])
+        target[i] = arr.transpose(2, 0, 1)
+        done.append(i)
+    return done, errors, None
+
+
+def _init_worker(state: _DecodeState) -> None:
+    global _WORKER_STATE
+    _WORKER_STATE = state
+
+
+def _worker_range(
+    lo: int, hi: int
+) -> tuple[list[int], dict[int, str], tuple[int, int, int] | None]:
+    assert _WORKER_STATE is not None
+    return _decode_range(_WORKER_STATE, lo, hi)
+
+
 def decode_files(
     paths: Sequence[str | os.PathLike[str]],
     image_size: int | None = None,
@@ -181,79 +235,101 @@ def decode_files(
     crop_bottom: int = 0,
     names: Sequence[str] | None = None,
     where: str | os.PathLike[str] = "the dataset",
+    pool: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Decode ``paths`` into one ``(N_ok, 3, H, W) uint8`` tensor.
 
     Returns ``(images, ok_indices, skipped)``: ``ok_indices`` are the positions in ``paths`` that
     decoded, ``skipped`` lists ``(name, reason)`` for the others (``names`` defaults to the paths).
     With ``image_size=None`` every image must have the size of the first one, else a
-    :class:`UserError` asks for ``--image-size``. ``workers > 0`` decodes with that many threads
-    (``-1``: one per CPU); each thread writes straight into the preallocated tensor.
+    :class:`UserError` asks for ``--image-size``.
+
+    ``workers > 0`` decodes in parallel (``-1``: one per CPU) with ``pool`` = ``"process"``
+    (forked processes writing into one shared anonymous mapping; the default on Linux) or
+    ``"thread"`` (the default elsewhere). Either way every image is written straight into its
+    slot of the preallocated output; nothing is gathered or stacked afterwards.
     """
     if image_size is not None and image_size <= 0:
         raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
-    paths = [os.fspath(p) for p in paths]
-    shown = list(names) if names is not None else paths
-    n = len(paths)
-    ok = np.zeros(n, dtype=bool)
+    if pool not in ("auto", "process", "thread"):
+        raise ValueError(f"pool must be 'auto', 'process' or 'thread', got {pool!r}")
+    path_strs: list[str] = [str(os.fspath(p)) for p in paths]
+    shown: list[str] = [str(x) for x in names] if names is not None else list(path_strs)
+    n = len(path_strs)
     errors: dict[int, str] = {}
-
-    def decode_one(i: int) -> np.ndarray | None:
-        try:
-            return load_image(paths[i], image_size, crop_bottom)
-        except ImageDecodeError as e:
-            errors[i] = e.reason
-            return None
 
     # The first decodable image fixes the shape when no image_size is given.
     first = 0
     arr0: np.ndarray | None = None
     while first < n and arr0 is None:
-        arr0 = decode_one(first)
+        try:
+            arr0 = load_image(path_strs[first], image_size, crop_bottom)
+        except ImageDecodeError as e:
+            errors[first] = e.reason
         first += 1
     if arr0 is None:
-        skipped = [(shown[i], errors[i]) for i in range(n)]
         return (
             torch.empty((0, 3, image_size or 0, image_size or 0), dtype=torch.uint8),
             torch.empty(0, dtype=torch.int64),
-            skipped,
+            [(shown[i], errors[i]) for i in range(n)],
         )
     h, w = arr0.shape[:2]
-    first_name = shown[first - 1]
-    images = torch.empty((n, 3, h, w), dtype=torch.uint8)
-    target = images.numpy()  # shares memory with `images`
+    rest = n - first
+    nw = min(_num_workers(workers), max(1, rest // 32))
+    kind = _default_pool() if pool == "auto" else pool
+    use_processes = nw > 1 and kind == "process"
+    if use_processes:
+        # MAP_SHARED | MAP_ANONYMOUS: inherited by forked workers, not limited by /dev/shm.
+        target = np.frombuffer(mmap.mmap(-1, n * 3 * h * w), dtype=np.uint8).reshape(n, 3, h, w)
+        images = torch.from_numpy(target)
+    else:
+        images = torch.empty((n, 3, h, w), dtype=torch.uint8)
+        target = images.numpy()  # shares memory with `images`
     target[first - 1] = arr0.transpose(2, 0, 1)
+    ok = np.zeros(n, dtype=bool)
     ok[first - 1] = True
 
-    def work(lo: int, hi: int) -> None:
-        for i in range(lo, hi):
-            arr = decode_one(i)
-            if arr is None:
-                continue
-            if arr.shape[0] != h or arr.shape[1] != w:
-                raise UserError(
-                    f"images in {where} have different sizes ({w}x{h} in {first_name}, "
-                    f"{arr.shape[1]}x{arr.shape[0]} in {shown[i]}); pass --image-size N to "
-                    "resize and centre-crop them to N x N"
-                )
-            target[i] = arr.transpose(2, 0, 1)
-            ok[i] = True
-
-    ranges = [(lo, min(lo + _CHUNK, n)) for lo in range(first, n, _CHUNK)]
-    nw = _num_workers(workers)
-    if nw <= 0 or len(ranges) <= 1:
-        for lo, hi in ranges:
-            work(lo, hi)
+    state: _DecodeState = (path_strs, image_size, crop_bottom, target, h, w)
+    chunk = max(16, min(1024, -(-rest // (4 * nw)))) if nw > 1 else max(rest, 1)
+    ranges = [(lo, min(lo + chunk, n)) for lo in range(first, n, chunk)]
+    results: list[tuple[list[int], dict[int, str], tuple[int, int, int] | None]] = []
+    if nw <= 1:
+        results = [_decode_range(state, lo, hi) for lo, hi in ranges]
     else:
-        with ThreadPoolExecutor(max_workers=nw, thread_name_prefix="simclr-decode") as pool:
-            futures = [pool.submit(work, lo, hi) for lo, hi in ranges]
-            try:
-                for f in futures:
-                    f.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        executor: Executor
+        if use_processes:
+            executor = ProcessPoolExecutor(
+                max_workers=nw,
+                mp_context=mp.get_context("fork"),
+                initializer=_init_worker,
+                initargs=(state,),
+            )
+        else:
+            executor = ThreadPoolExecutor(max_workers=nw, thread_name_prefix="simclr-decode")
+        with executor, warnings.catch_warnings():
+            # Python >= 3.12 warns about fork() in a multi-threaded process; the workers only run
+            # PIL and NumPy code, never the parent's thread pools.
+            warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+            if use_processes:
+                futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
+            else:
+                futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
+            for f in futures:
+                results.append(f.result())
+                if results[-1][2] is not None:  # size mismatch: stop early
+                    for g in futures:
+                        g.cancel()
+                    break
+    for done, errs, mismatch in results:
+        if mismatch is not None:
+            i, mh, mw = mismatch
+            raise UserError(
+                f"images in {where} have different sizes ({w}x{h} in {shown[first - 1]}, "
+                f"{mw}x{mh} in {shown[i]}); pass --image-size N to resize and centre-crop them "
+                "to N x N"
+            )
+        ok[done] = True
+        errors.update(errs)
     ok_idx = torch.from_numpy(np.flatnonzero(ok)).to(torch.int64)
     if ok_idx.numel() != n:
         images = images.index_select(0, ok_idx)

@@ -143,6 +143,7 @@ def load_dataset(
     seed: int = 0,
     workers: int = 0,
     spirograph_size: int | None = None,
+    spirograph_test_size: int | None = None,
 ) -> ImageStore | None:
     """Load ``split`` (``train``, ``train_labeled`` or ``test``) of dataset ``name``.
 
@@ -152,7 +153,7 @@ def load_dataset(
     (an ``imagefolder`` without ``test/``/``val/``).
 
     Spirograph: 100,000 train / 20,000 test images rendered from seeds 3 and 4; ``spirograph_size``
-    sets the train size (test = train // 5); ``image_size`` sets the render size (default 32).
+    sets the train size and ``spirograph_test_size`` the test size (default train // 5); ``image_size`` sets the render size (default 32).
     """
     _check_name(name)
     if split not in SPLITS:
@@ -169,7 +170,8 @@ def load_dataset(
                 f"spirograph size must be >= 5, got {spirograph_size}; pass e.g. --spirograph-size 10000"
             )
         n_train = spirograph_size or SPIROGRAPH_TRAIN_SIZE
-        n = n_train // 5 if split == "test" else n_train
+        n_test = spirograph_test_size or max(1, n_train // 5)
+        n = n_test if split == "test" else n_train
         data_seed = SPIROGRAPH_SEED + (1 if split == "test" else 0)
         return make_spirograph_store(n, data_seed, image_size or 32, limit=limit, limit_seed=seed)
     if name == "imagefolder":

@@ -87,7 +87,9 @@ class LARS(torch.optim.Optimizer):
         if eps < 0:
             raise UserError(f"LARS eps must be >= 0, got {eps}; use e.g. 1e-8")
         if nesterov and momentum == 0:
-            raise UserError("LARS with nesterov=True needs momentum > 0; set a momentum or disable nesterov")
+            raise UserError(
+                "LARS with nesterov=True needs momentum > 0; set a momentum or disable nesterov"
+            )
         defaults = {
             "lr": lr,
             "momentum": momentum,

@@ -36,14 +36,18 @@ def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
     0.6
     """
     if batch_size < 1:
-        raise UserError(f"batch size must be >= 1 to scale the learning rate, got {batch_size}; pass a positive batch size")
+        raise UserError(
+            f"batch size must be >= 1 to scale the learning rate, got {batch_size}; pass a positive batch size"
+        )
     if rule == "linear":
         return base_lr * batch_size / 256
     if rule == "sqrt":
         return base_lr * math.sqrt(batch_size)
     if rule == "none":
         return float(base_lr)
-    raise UserError(f"unknown learning-rate scaling rule {rule!r}; use one of {', '.join(SCALING_RULES)}")
+    raise UserError(
+        f"unknown learning-rate scaling rule {rule!r}; use one of {', '.join(SCALING_RULES)}"
+    )
 
 
 def warmup_cosine(
@@ -67,7 +71,9 @@ def warmup_cosine(
     [0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
     """
     if total_steps < 1:
-        raise UserError(f"the schedule needs total_steps >= 1, got {total_steps}; train for at least one step")
+        raise UserError(
+            f"the schedule needs total_steps >= 1, got {total_steps}; train for at least one step"
+        )
     if not 0 <= warmup_steps <= total_steps:
         raise UserError(
             f"warmup steps must be between 0 and total_steps={total_steps}, got {warmup_steps}; "
@@ -97,7 +103,9 @@ def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: in
     (1000, 200)
     """
     if warmup_epochs < 0:
-        raise UserError(f"warmup epochs must be >= 0, got {warmup_epochs}; pass 0 to disable warmup")
+        raise UserError(
+            f"warmup epochs must be >= 0, got {warmup_epochs}; pass 0 to disable warmup"
+        )
     if steps_per_epoch < 0 or total_steps < 0:
         raise UserError(
             f"steps per epoch ({steps_per_epoch}) and total steps ({total_steps}) must be >= 0; "
@@ -146,6 +154,7 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
         final_ratio: float = 0.0,
         last_epoch: int = -1,
     ) -> None:
-        warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio)  # validate the arguments early
+        # Validate the arguments now rather than at the first step.
+        warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio)
         factor = _WarmupCosineFactor(total_steps, warmup_steps, final_ratio)
         super().__init__(optimizer, factor, last_epoch=last_epoch)

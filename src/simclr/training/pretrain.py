@@ -81,7 +81,7 @@ def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]
     data_dir = Path(config.data_dir) if config.data_dir else None
     common: dict[str, Any] = dict(data_dir=data_dir, download=config.download, image_size=config.image_size, seed=config.seed, workers=config.workers)
     if config.dataset == "spirograph":
-        common.update(train_size=config.train_size, test_size=config.test_size)
+        common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
     train = load_dataset(config.dataset, "train", limit=config.limit_train_images, **common)
     test = None
     if train.has_labels and config.knn_every_epochs > 0:
