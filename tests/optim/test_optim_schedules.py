@@ -28,7 +28,7 @@ def test_scaled_learning_rate_errors() -> None:
 
 
 def test_warmup_cosine_values() -> None:
-    total, warmup, peak, final = 111, 10, 2.0, 0.2  # 100 decay intervals after the warmup
+    total, warmup, peak, final = 110, 10, 2.0, 0.2  # 100 decay steps after the warmup
     assert warmup_cosine(0, total, warmup, peak, final) == pytest.approx(0.2)  # peak / warmup
     assert warmup_cosine(4, total, warmup, peak, final) == pytest.approx(1.0)  # peak * 5 / 10
     assert warmup_cosine(9, total, warmup, peak, final) == pytest.approx(peak)  # last warmup step
@@ -38,8 +38,10 @@ def test_warmup_cosine_values() -> None:
     # a quarter of the decay: final + (peak - final) * (1 + cos(pi / 4)) / 2
     quarter = final + (peak - final) * (1 + math.sqrt(0.5)) / 2
     assert warmup_cosine(35, total, warmup, peak, final) == pytest.approx(quarter)
-    assert warmup_cosine(110, total, warmup, peak, final) == pytest.approx(final)  # last step
-    assert warmup_cosine(111, total, warmup, peak, final) == pytest.approx(final)  # past the end
+    last = final + (peak - final) * (1 + math.cos(math.pi * 99 / 100)) / 2
+    assert warmup_cosine(109, total, warmup, peak, final) == pytest.approx(last)  # last step still trains
+    assert last > final
+    assert warmup_cosine(110, total, warmup, peak, final) == pytest.approx(final)  # past the end
     assert warmup_cosine(10_000, total, warmup, peak, final) == pytest.approx(final)
 
 
@@ -47,15 +49,15 @@ def test_warmup_cosine_shape() -> None:
     values = [warmup_cosine(s, 50, 5, 1.0) for s in range(50)]
     assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert all(a >= b for a, b in zip(values[5:], values[6:], strict=False))
-    assert values[-1] == 0.0
-    assert min(values[:-1]) > 0.0
+    assert 0.0 < values[-1] < 0.01
+    assert warmup_cosine(50, 50, 5, 1.0) == 0.0
 
 
 def test_warmup_cosine_edge_cases() -> None:
     assert warmup_cosine(0, 100, 0, 1.0) == 1.0  # no warmup: start at the peak
     assert warmup_cosine(0, 1, 0, 1.0) == 1.0  # a one-step run still trains
-    assert [warmup_cosine(s, 2, 0, 1.0) for s in range(2)] == [1.0, 0.0]
-    assert [warmup_cosine(s, 3, 2, 1.0) for s in range(3)] == [0.5, 1.0, 0.0]
+    assert [warmup_cosine(s, 2, 0, 1.0) for s in range(3)] == pytest.approx([1.0, 0.5, 0.0])
+    assert [warmup_cosine(s, 3, 2, 1.0) for s in range(4)] == [0.5, 1.0, 1.0, 0.0]
     assert [warmup_cosine(s, 2, 2, 1.0) for s in range(3)] == [0.5, 1.0, 0.0]
 
 

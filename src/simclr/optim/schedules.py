@@ -57,18 +57,17 @@ def warmup_cosine(
 
     * warmup, ``step < warmup_steps``: ``peak_lr * (step + 1) / warmup_steps``, so the first step
       already moves (``peak / warmup_steps``) and step ``warmup_steps - 1`` reaches ``peak_lr``;
-    * decay, ``warmup_steps <= step <= total_steps - 1``: with ``t = (step - warmup_steps) /
-      (total_steps - 1 - warmup_steps)``, ``final + (peak - final) * (1 + cos(pi * t)) / 2``. It
-      starts at ``peak_lr`` and the last step, ``total_steps - 1``, uses exactly ``final_lr``; the
-      midpoint of the decay is ``(peak + final) / 2``. If the decay has a single step it uses ``final``
-      (with ``warmup_steps == total_steps`` there is no decay at all). One exception: a one-step run
-      without warmup uses ``peak_lr``, so that it trains at all;
+    * decay, ``warmup_steps <= step < total_steps``: with ``t = (step - warmup_steps) /
+      (total_steps - warmup_steps)``, ``final + (peak - final) * (1 + cos(pi * t)) / 2``. It starts at
+      ``peak_lr`` and would reach ``final_lr`` one step after the last, so every step of the run
+      trains with a positive rate (no wasted last step); the midpoint of the decay is
+      ``(peak + final) / 2``;
     * ``step >= total_steps``: clamped to ``final_lr`` (e.g. a run resumed with fewer total steps).
 
     Used with ``peak_lr=1.0`` this is a multiplicative factor for ``LambdaLR``.
 
-    >>> [round(warmup_cosine(s, 5, 2, 1.0), 6) for s in range(6)]
-    [0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
+    >>> [round(warmup_cosine(s, 6, 2, 1.0), 6) for s in range(7)]
+    [0.5, 1.0, 1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
     if total_steps < 1:
         raise UserError(
@@ -83,12 +82,9 @@ def warmup_cosine(
         raise ValueError(f"step must be >= 0, got {step}")
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
-    if total_steps == 1:
-        return float(peak_lr) if step == 0 else float(final_lr)
-    decay_steps = total_steps - 1 - warmup_steps
-    if step >= total_steps - 1 or decay_steps <= 0:
+    if step >= total_steps:
         return float(final_lr)
-    progress = (step - warmup_steps) / decay_steps
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

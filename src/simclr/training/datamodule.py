@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import lightning as L
+from torch import Tensor
 
 from simclr.data import ImageStore, InMemoryBatchLoader
 
@@ -10,25 +13,31 @@ from simclr.data import ImageStore, InMemoryBatchLoader
 class ResumableBatches:
     """Wraps :class:`InMemoryBatchLoader` with the position Lightning must save and restore.
 
-    Lightning prefetches a batch ahead, so the loader's own read position is not the training position.
-    The training step reports the batches it really consumed (``mark_consumed``); a checkpoint stores that,
-    and a resumed run starts exactly at the first batch not yet trained on.
+    Lightning prefetches a batch ahead and may stop reading an epoch before the iterator is exhausted,
+    so neither the loader's read position nor generator exhaustion tells where training is. The
+    training step reports the batches it really consumed (``mark_consumed``); a checkpoint stores that,
+    and every new iteration starts at the first batch not yet trained on: the rest of the consumed
+    epoch, or the start of the trainer's current epoch once that one is finished or left behind.
     """
 
-    def __init__(self, loader: InMemoryBatchLoader) -> None:
+    def __init__(self, loader: InMemoryBatchLoader, current_epoch: Callable[[], int]) -> None:
         self.loader = loader
-        self.epoch = 0
-        self.start = 0
+        self.current_epoch = current_epoch
         self.consumed = (0, 0)
 
     def __len__(self) -> int:
         return len(self.loader)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        epoch, start = self.epoch, self.start
-        self.loader.set_position(epoch, start)
-        yield from self.loader
-        self.epoch, self.start = epoch + 1, 0
+    def start_position(self) -> tuple[int, int]:
+        epoch, batches = self.consumed
+        trainer_epoch = self.current_epoch()
+        if batches >= len(self.loader) or trainer_epoch > epoch:
+            return max(trainer_epoch, epoch + (batches >= len(self.loader))), 0
+        return epoch, batches
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        self.loader.set_position(*self.start_position())
+        return iter(self.loader)
 
     def mark_consumed(self, epoch: int, batches: int) -> None:
         self.consumed = (epoch, batches)
@@ -38,11 +47,7 @@ class ResumableBatches:
         return {"epoch": epoch, "consumed": batches}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        epoch, consumed = int(state["epoch"]), int(state["consumed"])
-        if consumed >= len(self.loader):
-            self.epoch, self.start = epoch + 1, 0
-        else:
-            self.epoch, self.start = epoch, consumed
+        self.consumed = (int(state["epoch"]), int(state["consumed"]))
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -67,7 +72,7 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=trainer.global_rank,
             world_size=trainer.world_size,
         )
-        self.batches = ResumableBatches(loader)
+        self.batches = ResumableBatches(loader, current_epoch=lambda: trainer.current_epoch)
         module = trainer.lightning_module
         module.train_loader = self.batches  # type: ignore[assignment]
         return self.batches
