@@ -30,7 +30,7 @@ import torch
 from simclr.config import build_config
 from simclr.data import load_dataset
 from simclr.losses import NTXentLoss
-from simclr.models import build_backbone, build_head, SimCLRModel
+from simclr.models import SimCLRModel, build_backbone, build_head
 from simclr.optim import build_optimizer
 from simclr.training.hardware import resolve_precision, uses_gpu
 

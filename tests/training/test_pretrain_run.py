@@ -67,5 +67,5 @@ def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> Non
     assert len(lrs) == 20
     assert lrs[0] < lrs[1] <= 0.1 + 1e-9  # warmup ramps up
     assert max(lrs) == pytest.approx(0.1, rel=1e-6)
-    assert all(b <= a + 1e-12 for a, b in zip(lrs[lrs.index(max(lrs)):], lrs[lrs.index(max(lrs)) + 1:]))  # then decays
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[lrs.index(max(lrs)):], lrs[lrs.index(max(lrs)) + 1:], strict=False))  # then decays
     assert lrs[-1] < 0.01

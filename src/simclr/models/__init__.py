@@ -1,6 +1,13 @@
 """Backbones, projection heads and the SimCLR network."""
 
-from simclr.models.backbones import BACKBONE_NAMES, STEMS, BackboneSpec, build_backbone, choose_stem, resolve_stem
+from simclr.models.backbones import (
+    BACKBONE_NAMES,
+    STEMS,
+    BackboneSpec,
+    build_backbone,
+    choose_stem,
+    resolve_stem,
+)
 from simclr.models.heads import HEAD_NAMES, build_head
 from simclr.models.simclr_model import SimCLRModel
 

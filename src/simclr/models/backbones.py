@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 import torchvision
 from torch import nn
 
@@ -64,7 +63,9 @@ def resolve_stem(stem: str, image_size: int) -> Stem:
 def _replace_stem(model: nn.Module, stem: Stem) -> None:
     if stem == "imagenet":
         return
-    conv = nn.Conv2d(3, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    old_conv = model.conv1
+    assert isinstance(old_conv, nn.Conv2d)
+    conv = nn.Conv2d(3, old_conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     model.conv1 = conv
     if stem == "cifar":

@@ -68,6 +68,12 @@ class MetricsCSV(L.Callback):
         )
 
 
+def _backbone(pl_module: L.LightningModule) -> torch.nn.Module:
+    backbone = pl_module.model.backbone  # type: ignore[union-attr]
+    assert isinstance(backbone, torch.nn.Module)
+    return backbone
+
+
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.6g}"
@@ -105,7 +111,7 @@ class KNNMonitor(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_epochs != 0:
             return
-        backbone = pl_module.model.backbone  # type: ignore[union-attr]
+        backbone = _backbone(pl_module)
         dtype = torch.bfloat16 if "bf16" in str(trainer.precision) else None
         start = time.perf_counter()
         bank = extract_features(backbone, self.bank.images, self.mean, self.std, self.batch_size, pl_module.device, dtype)
@@ -154,7 +160,7 @@ class BackboneExport(L.Callback):
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank == 0:
             meta = dict(self.metadata, global_step=str(trainer.global_step), epoch=str(trainer.current_epoch))
-            export_backbone(pl_module.model.backbone, self.path, meta)  # type: ignore[union-attr]
+            export_backbone(_backbone(pl_module), self.path, meta)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._export(trainer, pl_module)

@@ -10,10 +10,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 from simclr.models import SimCLRModel
 from simclr.optim import build_optimizer, warmup_cosine
-from simclr.errors import UserError
 
 
 class NonFiniteLossError(UserError):
@@ -85,7 +85,7 @@ class SimCLRModule(L.LightningModule):
             )
         if self.train_loader is not None:
             self.train_loader.mark_consumed(self.current_epoch, batch_idx + 1)
-        self._update_throughput(len(views) * batch[self.input_key].shape[0])
+        self._update_throughput(batch[self.input_key].shape[0])
         self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("lr", self.current_lr(), prog_bar=True, on_step=True, on_epoch=False)
         if self.images_per_second == self.images_per_second:
@@ -93,7 +93,7 @@ class SimCLRModule(L.LightningModule):
         return loss
 
     def _update_throughput(self, images: int) -> None:
-        """Images (views) per second over the previous step, smoothed; counts views, like the benchmarks."""
+        """Source images per second (each gives n_views views), smoothed; the unit of BENCHMARKS.md."""
         now = time.perf_counter()
         if self._last_step_time is not None:
             rate = images / max(now - self._last_step_time, 1e-9)

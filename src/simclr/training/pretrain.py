@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,23 @@ from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 from simclr.models import SimCLRModel, build_backbone, build_head, resolve_stem
 from simclr.optim import scaled_learning_rate, warmup_steps_for
-from simclr.training.callbacks import BackboneExport, KNNMonitor, LastCheckpoint, MetricsCSV, ProgressLog
+from simclr.training.callbacks import (
+    BackboneExport,
+    KNNMonitor,
+    LastCheckpoint,
+    MetricsCSV,
+    ProgressLog,
+)
 from simclr.training.checkpoint_io import AtomicCheckpointIO
 from simclr.training.datamodule import InMemoryDataModule
 from simclr.training.hardware import resolve_precision, uses_gpu
 from simclr.training.module import OptimSettings, SimCLRModule
-from simclr.training.rundir import checkpoint_path, is_worker_process, prepare_run_dir, setup_logging
+from simclr.training.rundir import (
+    checkpoint_path,
+    is_worker_process,
+    prepare_run_dir,
+    setup_logging,
+)
 from simclr.views import SimCLRViews, ViewConfig
 
 log = logging.getLogger("simclr")
@@ -83,6 +95,8 @@ def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]
     if config.dataset == "spirograph":
         common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
     train = load_dataset(config.dataset, "train", limit=config.limit_train_images, **common)
+    if train is None:
+        raise UserError(f"dataset {config.dataset} has no training split in {config.data_dir}; check --data-dir")
     test = None
     if train.has_labels and config.knn_every_epochs > 0:
         test = load_dataset(config.dataset, "test", **common)
@@ -117,9 +131,8 @@ def _knn_sets(config: PretrainConfig, train: ImageStore, test: ImageStore | None
 def _loggers(config: PretrainConfig, run_dir: Path) -> list[Any]:
     if config.logger == "tensorboard":
         try:
-            from lightning.pytorch.loggers import TensorBoardLogger
-
             import tensorboard  # noqa: F401
+            from lightning.pytorch.loggers import TensorBoardLogger
         except ImportError:
             raise UserError("--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'") from None
         return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
@@ -127,14 +140,22 @@ def _loggers(config: PretrainConfig, run_dir: Path) -> list[Any]:
         import os
 
         try:
-            from lightning.pytorch.loggers import MLFlowLogger
-
             import mlflow  # noqa: F401
+            from lightning.pytorch.loggers import MLFlowLogger
         except ImportError:
             raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
         return [MLFlowLogger(experiment_name="simclr", run_name=run_dir.name, tracking_uri=uri)]
     return []
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banners (GPU/TPU availability, tips) and a torch-internal deprecation warning are noise
+    for simclr users: our own log says what hardware and precision the run uses."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*weights_only.*")
 
 
 def _devices(value: str) -> Any:
@@ -166,6 +187,7 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
 
     run_dir = prepare_run_dir(config)
     setup_logging(run_dir, quiet=quiet or is_worker_process())
+    _quiet_lightning()
     L.seed_everything(config.seed, workers=False, verbose=False)
     _report_skipped(train, "train")
     if test is not None:
