@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 from torch import nn
 
 from simclr.config import PretrainConfig
@@ -204,7 +205,8 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
 
     trainer_devices = _devices(config.devices)
     strategy = config.strategy
-    callbacks: list[L.Callback] = []
+    show_bar = sys.stderr.isatty() and not quiet
+    callbacks: list[L.Callback] = [RichProgressBar()] if show_bar else []
     metrics = MetricsCSV(run_dir / "metrics.csv")
     callbacks.append(metrics)
     knn_sets = _knn_sets(config, train, test)
@@ -222,7 +224,7 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
         logger=_loggers(config, run_dir) or False,
         callbacks=callbacks,
         enable_checkpointing=False,
-        enable_progress_bar=sys.stderr.isatty() and not quiet,
+        enable_progress_bar=show_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         sync_batchnorm=config.sync_batchnorm,
