@@ -40,9 +40,7 @@ def prepare_run_dir(config: PretrainConfig) -> Path:
     if inherited and is_worker_process():
         return Path(inherited)
     if config.resume:
-        run_dir = Path(config.resume)
-        if not checkpoint_path(run_dir).is_file():
-            raise UserError(f"cannot resume: {checkpoint_path(run_dir)} does not exist; pass the directory of a run that saved a checkpoint")
+        run_dir = Path(config.resume)  # run_pretraining already checked that last.ckpt exists
     else:
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         if (run_dir / "config.yaml").exists():
