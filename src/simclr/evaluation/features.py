@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -47,3 +49,30 @@ def extract_features(
     if not chunks:
         return torch.empty(0, 0)
     return torch.cat(chunks)
+
+
+@torch.no_grad()
+def encode_batches(
+    backbone: nn.Module,
+    count: int,
+    make_batch: Callable[[int, int], Tensor],
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Features of ``count`` inputs whose normalised float batches come from ``make_batch(start, stop)``
+    (already on ``device``): the path for test-time-augmented views and freshly rendered Spirograph
+    images. Eval mode, restored afterwards; float32 on the CPU."""
+    device = torch.device(device) if device is not None else next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    chunks: list[Tensor] = []
+    try:
+        for start in range(0, count, batch_size):
+            batch = make_batch(start, min(start + batch_size, count)).to(device)
+            with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                out = backbone(batch.contiguous(memory_format=torch.channels_last))
+            chunks.append(out.float().cpu())
+    finally:
+        backbone.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0, 0)

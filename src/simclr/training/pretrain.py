@@ -12,12 +12,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
-from torch import nn
 
 from simclr.config import PretrainConfig
 from simclr.data import ImageStore, dataset_info, load_dataset, split_train_val, stratified_subset
-from simclr.data.registry import DatasetInfo
-from simclr.data.spirograph import SpirographViews
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 from simclr.models import SimCLRModel, build_backbone, build_head, resolve_stem
@@ -39,7 +36,7 @@ from simclr.training.rundir import (
     prepare_run_dir,
     setup_logging,
 )
-from simclr.views import SimCLRViews, ViewConfig
+from simclr.views.factory import build_views
 
 log = logging.getLogger("simclr")
 
@@ -64,30 +61,6 @@ def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
         batch_norm=config.head_batch_norm,
     )
     return SimCLRModel(backbone, head, feature_dim, out_dim)
-
-
-def build_views(config: PretrainConfig, info: DatasetInfo, image_size: int) -> tuple[nn.Module, str]:
-    """The view maker and the batch key it reads: Spirograph re-renders with new nuisance parameters
-    (Foster et al. 2020), every other dataset gets the SimCLR augmentations."""
-    if info.regression:
-        return SpirographViews(n_views=config.n_views), "factors"
-    view_config = ViewConfig(
-        size=image_size,
-        crop_scale=(config.crop_min_scale, config.crop_max_scale),
-        flip_p=config.flip_p,
-        jitter_strength=config.jitter_strength if config.jitter_strength is not None else info.jitter_strength,
-        brightness=config.brightness,
-        contrast=config.contrast,
-        saturation=config.saturation,
-        hue=config.hue,
-        jitter_p=config.jitter_p,
-        grayscale_p=config.grayscale_p,
-        blur_p=config.blur_p if config.blur_p is not None else (0.5 if info.blur else 0.0),
-        mean=info.mean,
-        std=info.std,
-    )
-    view_config.validate()
-    return SimCLRViews(view_config, n_views=config.n_views), "images"
 
 
 def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]:

@@ -1,0 +1,272 @@
+"""One evaluation of one run: its frozen backbone, its dataset's labelled splits, cached features.
+
+Features are computed once per (weights, dataset, split, subset, augmentation) and cached in
+``RUN_DIR/eval/features/`` so linear-eval, kNN, the plots and the report reuse them; the cache key
+includes the backbone's SHA-256, so retrained weights never reuse stale features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from simclr.data import ImageStore, dataset_info, load_dataset, split_train_val, stratified_subset
+from simclr.data.registry import DatasetInfo
+from simclr.data.spirograph import GENERATIVE_NAMES, SpirographViews, sample_nuisance
+from simclr.errors import UserError
+from simclr.evaluation.features import encode_batches, extract_features
+from simclr.evaluation.loading import LoadedBackbone, RunRef, load_backbone
+from simclr.evaluation.results import record_result
+from simclr.hardware import autocast_dtype_for, pick_device
+
+log = logging.getLogger("simclr")
+
+HELD_OUT_TEST_FRACTION = 0.2
+SPLITS = ("train", "test")
+
+
+@dataclass
+class EvalOptions:
+    """What every evaluation command shares: where the data is, how much of it, on which device."""
+
+    data_dir: Path | None = None
+    limit_train_images: int | None = None
+    limit_test_images: int | None = None
+    batch_size: int = 512
+    accelerator: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    random_weights: bool = False
+    use_cache: bool = True
+
+
+@dataclass
+class SplitFeatures:
+    """Frozen features of one split with their targets: class labels (``labels``) or, for Spirograph,
+    the generative factors (``factors``)."""
+
+    features: Tensor
+    labels: Tensor
+    factors: Tensor | None
+
+
+class EvalSession:
+    """Loads lazily: the backbone on first use, each split on first use, features from the cache."""
+
+    def __init__(self, ref: RunRef, options: EvalOptions | None = None) -> None:
+        self.ref = ref
+        self.options = options or EvalOptions()
+        self.config = ref.config
+        self.device = pick_device(self.options.accelerator)
+        self.autocast_dtype = autocast_dtype_for(self.device)
+        self._backbone: LoadedBackbone | None = None
+        self._stores: dict[str, ImageStore] | None = None
+        self.test_is_held_out = False
+        self.skipped: list[tuple[str, str]] = []
+
+    # -- the model --------------------------------------------------------------------------------
+    @property
+    def backbone(self) -> LoadedBackbone:
+        if self._backbone is None:
+            self._backbone = load_backbone(self.ref, random_weights=self.options.random_weights, seed=self.options.seed)
+            self._backbone.module.to(self.device)
+            if self.device.type == "cpu" or self.config.channels_last:
+                self._backbone.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return self._backbone
+
+    @property
+    def image_size(self) -> int:
+        meta_size = self.backbone.metadata.get("image_size", "")
+        return int(meta_size) if meta_size.isdigit() else int(self.config.image_size or 32)
+
+    @property
+    def info(self) -> DatasetInfo:
+        store = self.stores["train"] if self.config.dataset == "imagefolder" else None
+        return dataset_info(self.config.dataset, self.image_size, store=store)
+
+    # -- the data ---------------------------------------------------------------------------------
+    @property
+    def stores(self) -> dict[str, ImageStore]:
+        if self._stores is None:
+            self._stores = self._load_stores()
+        return self._stores
+
+    def _load_stores(self) -> dict[str, ImageStore]:
+        config, opts = self.config, self.options
+        data_dir = opts.data_dir or (Path(config.data_dir) if config.data_dir else None)
+        common: dict[str, Any] = dict(
+            data_dir=data_dir, download=config.download, image_size=self.image_size, seed=opts.seed, workers=opts.workers
+        )
+        if config.dataset == "spirograph":
+            common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
+        train = load_dataset(config.dataset, "train_labeled", **common)
+        test = load_dataset(config.dataset, "test", **common)
+        if train is None:
+            raise UserError(f"dataset {config.dataset} has no training split in {data_dir}; pass --data-dir DIR")
+        for store in (train, test):
+            if store is not None:
+                self.skipped.extend(store.skipped)
+        if train.factors is None:
+            train = self._labelled(train, "train")
+            if test is not None:
+                test = self._labelled(test, "test")
+        if test is None or len(test) == 0:
+            keep, held_out = split_train_val(train.labels, HELD_OUT_TEST_FRACTION, opts.seed + 1)
+            train, test = train.subset(keep), train.subset(held_out)
+            self.test_is_held_out = True
+            log.info("no test split: holding out %d%% of train (%d images) as the test split", round(100 * HELD_OUT_TEST_FRACTION), len(test))
+        train = self._limit(train, opts.limit_train_images)
+        test = self._limit(test, opts.limit_test_images)
+        return {"train": train, "test": test}
+
+    def _labelled(self, store: ImageStore, split: str) -> ImageStore:
+        keep = torch.nonzero(store.labels >= 0).flatten()
+        if keep.numel() == 0:
+            raise UserError(
+                f"the {split} split of {self.config.dataset} has no labels, so it cannot be classified; "
+                "use class sub-folders (DIR/<class>/*.jpg) or 'simclr embed' for unlabelled images"
+            )
+        return store.subset(keep) if keep.numel() < len(store) else store
+
+    def _limit(self, store: ImageStore, limit: int | None) -> ImageStore:
+        if limit is None or limit >= len(store):
+            return store
+        if limit <= 0:
+            raise UserError(f"image limits must be positive, got {limit}")
+        return store.subset(stratified_subset(store.labels, limit, self.options.seed))
+
+    # -- features ---------------------------------------------------------------------------------
+    def _cache_file(self, split: str, variant: dict[str, Any]) -> Path:
+        store = self.stores[split]
+        key = {
+            "backbone": self.backbone.sha256,
+            "dataset": self.config.dataset,
+            "split": split,
+            "n": len(store),
+            "size": self.image_size,
+            "held_out": self.test_is_held_out,
+            "limits": [self.options.limit_train_images, self.options.limit_test_images],
+            "seed": self.options.seed,
+            **variant,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return self.ref.eval_dir / "features" / f"{split}-{digest}.pt"
+
+    def features(self, split: str, tta: int = 0, fresh_nuisance: bool = False) -> SplitFeatures:
+        """Frozen features of ``split`` (``train`` or ``test``).
+
+        ``tta`` > 1 averages the features of that many augmented views per image (seed 003's feature
+        averaging); ``fresh_nuisance`` renders Spirograph images with newly drawn nuisance parameters
+        (seed 003's regression protocol) instead of using the stored pictures.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}")
+        store = self.stores[split]
+        variant = {"tta": tta, "fresh_nuisance": fresh_nuisance}
+        path = self._cache_file(split, variant)
+        if self.options.use_cache and path.is_file():
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            return SplitFeatures(cached["features"], cached["labels"], cached.get("factors"))
+        feats = self._compute(store, split, tta, fresh_nuisance)
+        result = SplitFeatures(feats, store.labels.clone(), store.factors.clone() if store.factors is not None else None)
+        if self.options.use_cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save({"features": result.features, "labels": result.labels, "factors": result.factors}, tmp)
+            os.replace(tmp, path)
+        return result
+
+    def _compute(self, store: ImageStore, split: str, tta: int, fresh_nuisance: bool) -> Tensor:
+        module = self.backbone.module
+        info = self.info
+        device, dtype, bs = self.device, self.autocast_dtype, self.options.batch_size
+        split_seed = self.options.seed * 1000 + SPLITS.index(split) + 1
+        if store.factors is not None and (fresh_nuisance or tta > 1):
+            return self._spirograph_features(store, split_seed, max(1, tta))
+        if tta > 1:
+            from simclr.views.factory import build_views
+
+            views, _ = build_views(self.config, info, self.image_size, n_views=tta)
+            views = views.to(device)
+            gen = torch.Generator().manual_seed(split_seed)
+
+            def averaged(start: int, stop: int) -> Tensor:
+                batch = store.images[start:stop].to(device)
+                made = views(batch, gen)
+                with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    encoded = [module(v).float() for v in made]
+                return torch.stack(encoded).mean(0)
+
+            return _run_identity(module, len(store), averaged, max(1, bs // tta), device)
+        return extract_features(module, store.images, info.mean, info.std, batch_size=bs, device=device, autocast_dtype=dtype)
+
+    def _spirograph_features(self, store: ImageStore, split_seed: int, passes: int) -> Tensor:
+        assert store.factors is not None
+        renderer = SpirographViews(n_views=1, size=self.image_size)
+        gen = torch.Generator().manual_seed(split_seed)
+        factors = store.factors
+        total: Tensor | None = None
+        for _ in range(passes):
+            nuisance = sample_nuisance(len(store), gen)
+            feats = encode_batches(
+                self.backbone.module, len(store),
+                lambda a, b, n=nuisance: renderer.render_with(factors[a:b], n[a:b]),
+                batch_size=self.options.batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
+            )
+            total = feats if total is None else total + feats
+        assert total is not None
+        return total / passes
+
+    # -- descriptions and results -------------------------------------------------------------------
+    def dataset_block(self) -> dict[str, Any]:
+        info = self.info
+        train = self.stores["train"]
+        block: dict[str, Any] = {"name": info.name, "image_size": info.image_size, "num_classes": info.num_classes}
+        if train.factors is not None:
+            block["targets"] = list(GENERATIVE_NAMES)
+        else:
+            block["class_names"] = list(train.class_names)
+        if self.test_is_held_out:
+            block["test_split"] = f"held out: {round(100 * HELD_OUT_TEST_FRACTION)}% of train (seed {self.options.seed + 1})"
+        return block
+
+    def base_protocol(self) -> dict[str, Any]:
+        """Protocol fields every result carries."""
+        return {
+            "backbone_sha256": self.backbone.sha256,
+            "weights": self.backbone.metadata.get("weights", "pretrained"),
+            "seed": self.options.seed,
+            "n_train": len(self.stores["train"]),
+            "n_test": len(self.stores["test"]),
+            "test_split": "held-out part of train" if self.test_is_held_out else "official test split",
+            "limit_train_images": self.options.limit_train_images,
+            "limit_test_images": self.options.limit_test_images,
+        }
+
+    def record(self, key: str, entry: dict[str, Any]) -> Path:
+        return record_result(
+            self.ref.eval_dir, key, entry,
+            run_dir=self.ref.run_dir, dataset=self.dataset_block(), backbone=self.backbone.describe(),
+        )
+
+
+def _run_identity(module: torch.nn.Module, count: int, make: Any, batch_size: int, device: torch.device) -> Tensor:
+    """Collect ``make(start, stop)`` outputs (already features) in eval mode, without gradients."""
+    was_training = module.training
+    module.eval()
+    chunks = []
+    try:
+        with torch.no_grad():
+            for start in range(0, count, batch_size):
+                chunks.append(make(start, min(start + batch_size, count)).cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(chunks)
