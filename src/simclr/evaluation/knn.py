@@ -7,6 +7,10 @@ exp(similarity / T). It needs no training, so it measures the representation alo
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -49,3 +53,30 @@ def knn_accuracy(
     """Top-1 accuracy (fraction in [0, 1]) of the weighted kNN classifier."""
     scores = knn_class_scores(bank, bank_labels, queries, num_classes, k, temperature)
     return float((scores.argmax(1) == query_labels).float().mean())
+
+
+def run_knn(session: Any, *, ks: Sequence[int] = (200, 20), temperature: float = 0.1) -> dict[str, Any]:
+    """Weighted kNN of a run (an :class:`~simclr.evaluation.session.EvalSession`): the training split
+    is the bank, the test split the queries. Returns the ``metrics.json`` entry with one block of
+    classification metrics per k (``k200``, ``k20``)."""
+    from simclr.evaluation.metrics import classification_metrics
+    from simclr.evaluation.results import make_entry
+
+    session.require_classes("kNN classification")
+    start = time.perf_counter()
+    train = session.features("train")
+    test = session.features("test")
+    store = session.stores["train"]
+    metrics: dict[str, Any] = {}
+    for k in ks:
+        scores = knn_class_scores(train.features, train.labels, test.features, store.num_classes, k, temperature)
+        metrics[f"k{k}"] = classification_metrics(scores, test.labels, store.class_names)
+    protocol = {
+        **session.base_protocol(),
+        "k": list(ks),
+        "temperature": temperature,
+        "similarity": "cosine on L2-normalised backbone features (eval mode, no augmentation)",
+        "vote": "sum of exp(similarity / T) over the k nearest training images (Wu et al. 2018)",
+        "bank": "the whole training split",
+    }
+    return make_entry("knn", protocol, metrics, time.perf_counter() - start)

@@ -129,3 +129,23 @@ def record_result(
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
+
+
+def headline(key: str, entry: Mapping[str, Any]) -> str:
+    """One line of the numbers that matter for a result, for terminals and logs."""
+    metrics = entry.get("metrics", {})
+    parts = []
+    blocks = [(name, block) for name, block in metrics.items() if isinstance(block, Mapping) and "top1" in block]
+    if "top1" in metrics:
+        blocks.insert(0, ("", metrics))
+    for name, block in blocks:
+        label = f"{key} {name}".strip()
+        text = f"{label} top-1 {100 * block['top1']:.2f}%"
+        if block.get("top5") is not None:
+            text += f", top-5 {100 * block['top5']:.2f}%"
+        if block.get("macro_f1") is not None:
+            text += f", macro-F1 {100 * block['macro_f1']:.2f}%"
+        parts.append(text)
+    if "mse" in metrics:
+        parts.append(f"{key} MSE {metrics['mse']:.5f}, R^2 {metrics['r2']:.4f}")
+    return "; ".join(parts) if parts else f"{key}: no metrics"

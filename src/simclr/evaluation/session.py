@@ -143,6 +143,15 @@ class EvalSession:
             raise UserError(f"image limits must be positive, got {limit}")
         return store.subset(stratified_subset(store.labels, limit, self.options.seed))
 
+    def require_classes(self, method: str) -> None:
+        """Classification methods need class labels; Spirograph has regression targets instead."""
+        if self.stores["train"].factors is not None or self.stores["train"].num_classes < 2:
+            raise UserError(
+                f"{method} needs class labels and {self.config.dataset} has none; "
+                + ("use 'simclr regress' for spirograph" if self.stores["train"].factors is not None
+                   else "use a labelled dataset with at least 2 classes")
+            )
+
     # -- features ---------------------------------------------------------------------------------
     def _cache_file(self, split: str, variant: dict[str, Any]) -> Path:
         store = self.stores[split]

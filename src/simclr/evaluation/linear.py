@@ -1,0 +1,107 @@
+"""Linear evaluation of frozen features: multinomial logistic regression by full-batch L-BFGS.
+
+The protocol of Chen et al. 2020 (arXiv:2002.05709, sec. B.5, following Kornblith et al. 2019):
+L2-regularised multinomial logistic regression on frozen, un-augmented features, the regularisation
+chosen on a validation split held out from the training set, then refit on the whole training set
+and scored once on the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from simclr.data import split_train_val
+from simclr.evaluation.lbfgs import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, choose_l2, fit_linear
+from simclr.evaluation.metrics import classification_metrics
+
+
+@dataclass
+class ProbeResult:
+    """Test metrics of the refit classifier plus what was chosen on validation."""
+
+    metrics: dict[str, Any]
+    chosen_l2: float
+    val_top1_by_l2: dict[float, float]
+    n_fit: int
+    n_val: int
+    scores: Tensor = field(repr=False)
+
+
+def _top1(logits: Tensor, labels: Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def linear_probe(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    *,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    grid: Sequence[float] = DEFAULT_L2_GRID,
+    val_fraction: float = 0.1,
+    standardize: bool = True,
+    max_iter: int = DEFAULT_MAX_ITER,
+    seed: int = 0,
+) -> ProbeResult:
+    """Choose L2 on a stratified validation split of train, refit on all of train, test once."""
+    fit_idx, val_idx = split_train_val(train_labels, val_fraction, seed)
+    search = choose_l2(
+        train_features[fit_idx], train_labels[fit_idx], train_features[val_idx], train_labels[val_idx],
+        loss="ce", grid=grid, score=_top1, standardize=standardize, max_iter=max_iter, num_outputs=num_classes,
+    )
+    final = fit_linear(train_features, train_labels, loss="ce", l2=search.chosen_l2, standardize=standardize,
+                       max_iter=max_iter, num_outputs=num_classes)
+    with torch.no_grad():
+        scores = final(test_features)
+    return ProbeResult(
+        metrics=classification_metrics(scores, test_labels, class_names),
+        chosen_l2=search.chosen_l2,
+        val_top1_by_l2=search.scores,
+        n_fit=int(fit_idx.numel()),
+        n_val=int(val_idx.numel()),
+        scores=scores,
+    )
+
+
+def run_linear_eval(session: Any, *, tta: int = 0, grid: Sequence[float] = DEFAULT_L2_GRID, val_fraction: float = 0.1,
+                    standardize: bool = True, max_iter: int = DEFAULT_MAX_ITER) -> dict[str, Any]:
+    """Linear probe of a run (an :class:`~simclr.evaluation.session.EvalSession`); returns the
+    ``metrics.json`` entry. ``tta`` > 1 averages the features of that many augmented views (seed 003's
+    feature averaging) for both train and test."""
+    from simclr.evaluation.results import make_entry
+
+    session.require_classes("linear evaluation")
+    start = time.perf_counter()
+    train = session.features("train", tta=tta)
+    test = session.features("test", tta=tta)
+    stores = session.stores
+    result = linear_probe(
+        train.features, train.labels, test.features, test.labels,
+        num_classes=stores["train"].num_classes, class_names=stores["train"].class_names,
+        grid=grid, val_fraction=val_fraction, standardize=standardize, max_iter=max_iter, seed=session.options.seed,
+    )
+    protocol = {
+        **session.base_protocol(),
+        "classifier": "multinomial logistic regression",
+        "optimizer": "L-BFGS (full batch, strong Wolfe)",
+        "max_iter": max_iter,
+        "objective": "mean cross-entropy + l2 * ||W||^2 (bias not penalised)",
+        "standardize": standardize,
+        "tta": tta,
+        "features": "backbone output, eval mode, " + (f"mean of {tta} augmented views" if tta > 1 else "no augmentation"),
+        "l2_grid": sorted(grid),
+        "l2_selection": f"best validation top-1 on a stratified {val_fraction:g} split of train; refit on all of train",
+        "chosen_l2": result.chosen_l2,
+        "val_top1_by_l2": {f"{k:g}": v for k, v in result.val_top1_by_l2.items()},
+        "n_fit": result.n_fit,
+        "n_val": result.n_val,
+    }
+    return make_entry("linear", protocol, result.metrics, time.perf_counter() - start)
