@@ -1,0 +1,138 @@
+"""Embeddings of any image folder, for users who pretrain once and then search, cluster or label.
+
+The backbone output (``layer="backbone"``, the representation SimCLR evaluates) or the projection
+head's output (``layer="projection"``, the space NT-Xent was computed in; its head weights come from
+``checkpoints/last.ckpt``), saved with the file names and labels next to the vectors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from simclr.data import dataset_info, load_image_folder
+from simclr.errors import UserError
+from simclr.evaluation.features import extract_features
+from simclr.evaluation.loading import RunRef, load_backbone
+from simclr.models import build_head
+
+LAYERS = ("backbone", "projection")
+FORMATS = (".npy", ".npz", ".parquet")
+
+
+@dataclass
+class Embeddings:
+    vectors: np.ndarray  # (N, D) float32
+    file_names: list[str]
+    labels: np.ndarray  # (N,) int64, -1 when unlabelled
+    class_names: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
+    """The run's projection head with its trained weights from the Lightning checkpoint."""
+    path = ref.checkpoint_path
+    if not path.is_file():
+        raise UserError(f"--layer projection needs the head's weights in {path}, which does not exist; use --layer backbone")
+    config = ref.config
+    head, _ = build_head(config.head, feature_dim, out_dim=config.head_out_dim, hidden_dim=config.head_hidden_dim,
+                         num_layers=config.head_layers, batch_norm=config.head_batch_norm)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # a damaged or foreign file: say which and stop
+        raise UserError(f"cannot read {path}: {exc}") from None
+    prefixes = ("model.head.", "model._orig_mod.head.")
+    head_state = {key.split(".head.", 1)[1]: value for key, value in state.items() if key.startswith(prefixes)}
+    try:
+        head.load_state_dict(head_state)
+    except RuntimeError as exc:
+        raise UserError(f"the head in {path} does not match the run's config ({str(exc).splitlines()[0]})") from None
+    return head.eval()
+
+
+def embed_folder(ref: RunRef, data_dir: Path, *, layer: str = "backbone", batch_size: int = 512, workers: int = 2,
+                 device: torch.device | None = None, autocast_dtype: torch.dtype | None = None) -> Embeddings:
+    """Decode every image under ``data_dir`` at the run's image size and embed it."""
+    if layer not in LAYERS:
+        raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
+    loaded = load_backbone(ref)
+    size_text = loaded.metadata.get("image_size", "")
+    image_size = int(size_text) if size_text.isdigit() else int(ref.config.image_size or 32)
+    store = load_image_folder(Path(data_dir).expanduser(), image_size=image_size, workers=workers)
+    info = dataset_info(ref.config.dataset, image_size) if ref.config.dataset != "imagefolder" else dataset_info("imagefolder", image_size)
+    device = device or torch.device("cpu")
+    module = loaded.module.to(device)
+    vectors = extract_features(module, store.images, info.mean, info.std, batch_size=batch_size, device=device,
+                               autocast_dtype=autocast_dtype)
+    if layer == "projection":
+        head = load_projection_head(ref, loaded.feature_dim)
+        with torch.no_grad():
+            vectors = head(vectors)
+    return Embeddings(
+        vectors=vectors.float().numpy(),
+        file_names=list(store.file_names or []),
+        labels=store.labels.numpy(),
+        class_names=list(store.class_names),
+        skipped=list(store.skipped),
+    )
+
+
+def check_output_path(out: Path, overwrite: bool) -> None:
+    """Before any work: a known format, an existing parent, and no silent overwrite."""
+    if out.suffix not in FORMATS:
+        raise UserError(f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(FORMATS)}")
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UserError("writing .parquet needs pyarrow; pip install pyarrow, or use .npz") from None
+
+
+def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
+    """Write atomically (temporary file, then rename); returns the files written.
+
+    ``.npz``: arrays ``embeddings``, ``file_names``, ``labels``, ``class_names``. ``.parquet``: one row per
+    image with ``file_name``, ``label``, ``class_name`` and ``embedding`` (a list column). ``.npy`` holds
+    only the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row.
+    """
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    written = [out]
+    if out.suffix == ".npy":
+        np.save(tmp, emb.vectors)
+        index = out.with_name(out.name + ".index.csv")
+        index_tmp = index.with_name(f".{index.name}.tmp")
+        import csv
+
+        with index_tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "file_name", "label", "class_name"])
+            for row, (name, label) in enumerate(zip(emb.file_names, emb.labels.tolist(), strict=True)):
+                writer.writerow([row, name, label, emb.class_names[label] if label >= 0 else ""])
+        os.replace(index_tmp, index)
+        written.append(index)
+    elif out.suffix == ".npz":
+        with tmp.open("wb") as handle:
+            np.savez(handle, embeddings=emb.vectors, file_names=np.array(emb.file_names), labels=emb.labels,
+                     class_names=np.array(emb.class_names))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({
+            "file_name": emb.file_names,
+            "label": emb.labels,
+            "class_name": [emb.class_names[i] if i >= 0 else None for i in emb.labels.tolist()],
+            "embedding": list(emb.vectors),
+        })
+        pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    return written
