@@ -1,0 +1,93 @@
+"""Which training labels a semi-supervised evaluation may use: a stratified, seeded label subset.
+
+Label-efficiency protocols fine-tune on a part of the labelled training set: SimCLR (Chen et al.
+2020, arXiv:2002.05709, sec. 7 / Table 7) on 1% and 10% of ImageNet's labels, seed 002 on a 0.3
+fraction of CIFAR-10 (sklearn ``StratifiedShuffleSplit(train_size=0.3)``), seed 004 on 6,500 CIFAR-10
+images (650 per class when balanced). Either way every class keeps its share, so a small subset
+never silently drops a class, and the same seed always gives the same images.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from simclr.data import stratified_subset
+from simclr.errors import UserError
+
+__all__ = ["label_subset", "label_subset_protocol"]
+
+
+def _check_labels(labels: Tensor) -> Tensor:
+    labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
+    if labels.numel() and int(labels.min()) < 0:
+        raise UserError(
+            "the label subset needs a labelled split, but some images have no label (-1); "
+            "use a dataset with class labels"
+        )
+    return labels
+
+
+def label_subset(
+    labels: Tensor, *, fraction: float | None = None, per_class: int | None = None, seed: int
+) -> Tensor:
+    """Sorted indices of the labelled images kept for training, stratified by class.
+
+    Give exactly one of:
+
+    * ``fraction`` in (0, 1]: ``round(fraction * N)`` images (at least 1), split over the classes in
+      proportion to their sizes with largest-remainder rounding, so each class keeps its share within
+      one image (seed 002's ``--train_sample_ratio``); ``1.0`` keeps every image;
+    * ``per_class`` >= 1: that many images of every class, or the whole class when it is smaller
+      (a balanced budget such as seed 004's 6,500 images = 650 per CIFAR-10 class).
+
+    Images within a class are drawn uniformly from ``seed``; other seeds give other subsets.
+
+    >>> label_subset(torch.tensor([0, 0, 0, 0, 1, 1]), fraction=0.5, seed=0).numel()
+    3
+    >>> label_subset(torch.tensor([0, 0, 0, 0, 1, 1]), per_class=3, seed=0).numel()
+    5
+    """
+    if (fraction is None) == (per_class is None):
+        raise UserError(
+            "give exactly one of --label-fraction and --labels-per-class "
+            f"(got fraction={fraction}, per_class={per_class})"
+        )
+    labels = _check_labels(labels)
+    total = labels.numel()
+    if fraction is not None:
+        if isinstance(fraction, bool) or not (math.isfinite(fraction) and 0.0 < fraction <= 1.0):
+            raise UserError(f"--label-fraction must be in (0, 1], got {fraction}; e.g. 0.1 for 10% of the labels")
+        if fraction == 1.0:
+            return torch.arange(total, dtype=torch.int64)
+        return stratified_subset(labels, max(1, round(fraction * total)), seed)
+    assert per_class is not None
+    if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
+        raise UserError(f"--labels-per-class must be an integer >= 1, got {per_class}")
+    generator = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    chosen = []
+    for cls in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == cls).flatten()
+        order = torch.randperm(members.numel(), generator=generator)
+        chosen.append(members[order[: int(per_class)]])
+    if not chosen:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.sort(torch.cat(chosen)).values
+
+
+def label_subset_protocol(fraction: float | None, per_class: int | None) -> dict[str, Any]:
+    """The label-subset fields of a result's protocol (neither given means all labels)."""
+    if per_class is not None:
+        rule = f"{per_class} labels per class (stratified)"
+    elif fraction is None or fraction == 1.0:
+        rule = "all labels"
+    else:
+        rule = f"{100 * fraction:g}% of the labels (stratified)"
+    return {
+        "label_fraction": 1.0 if fraction is None and per_class is None else fraction,
+        "labels_per_class": per_class,
+        "label_subset": rule,
+    }
