@@ -1,0 +1,25 @@
+"""``simclr report``: one self-contained HTML page for one run, or a comparison of several."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "report", help="write a self-contained HTML report (metrics, protocols, plots, config) of runs")
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories to report on")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="where to write the HTML (default: RUN_DIR/eval/report.html for one run, "
+                             "./simclr-report.html for several)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simclr.reports.html import default_report_path, write_report
+
+    out = args.out if args.out is not None else default_report_path(args.run_dirs)
+    print(write_report(args.run_dirs, out))
+    return 0

@@ -1,0 +1,391 @@
+"""The pictures of a run, as PNG files: training curves, confusion matrix, embedding map, augmented views.
+
+Each function draws one figure, writes it atomically (temporary file + rename, so a report never inlines
+a half-written PNG) and returns its path. They take plain arrays and paths, not run objects, so
+``simclr evaluate`` decides what to draw and these functions only draw it.
+
+Figures are rendered with matplotlib's Agg canvas on a :class:`matplotlib.figure.Figure` built directly,
+never through ``pyplot``: no display is needed, no global backend is switched under a user's notebook,
+and no figure is left open in pyplot's registry. matplotlib, scikit-learn and umap-learn are the optional
+``viz`` extra, so they are imported when a plot is drawn; the file-name constants import without them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simclr.errors import UserError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+PLOTS_SUBDIR = Path("eval") / "plots"
+TRAINING_CURVES = "training_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+EMBEDDING_TSNE = "embedding_tsne.png"
+EMBEDDING_UMAP = "embedding_umap.png"
+AUGMENTED_VIEWS = "augmented_views.png"
+EMBEDDING_METHODS = ("tsne", "umap")
+EMBEDDING_FILES = {"tsne": EMBEDDING_TSNE, "umap": EMBEDDING_UMAP}
+
+_DPI = 100
+_ANNOTATE_MAX_CLASSES = 20
+_LEGEND_MAX_CLASSES = 20
+
+
+def plots_dir(run_dir: Path) -> Path:
+    """``RUN_DIR/eval/plots``, where ``simclr evaluate`` writes the pictures and ``simclr report`` finds them."""
+    return Path(run_dir) / PLOTS_SUBDIR
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A figure on an Agg canvas; a missing matplotlib is a user-fixable install problem."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("plots need matplotlib; install it with: pip install 'simclr[viz]'") from None
+    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, out: Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(tmp, format="png", dpi=_DPI, facecolor="white")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _as_array(values: Any, dtype: Any = None) -> np.ndarray:
+    """numpy view of a numpy array, list or (possibly CUDA, possibly grad-tracking) torch tensor."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training curves
+
+
+def _number(cell: str | None) -> float | None:
+    """A CSV cell as a finite float; empty, missing, malformed and NaN cells are no data point."""
+    if cell is None:
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _read_curves(metrics_csv: Path) -> dict[str, list[tuple[float, float, float | None]]]:
+    """``{column: [(step, value, epoch), ...]}`` for train_loss, lr and knn_top1, skipping empty cells."""
+    curves: dict[str, list[tuple[float, float, float | None]]] = {"train_loss": [], "lr": [], "knn_top1": []}
+    try:
+        with open(metrics_csv, newline="") as handle:
+            for row in csv.DictReader(handle):
+                step = _number(row.get("step"))
+                if step is None:
+                    continue
+                epoch = _number(row.get("epoch"))
+                for column, points in curves.items():
+                    value = _number(row.get(column))
+                    if value is not None:
+                        points.append((step, value, epoch))
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UserError(f"{metrics_csv} is not a readable CSV file ({exc}); delete or repair it") from None
+    return curves
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (shorter at the start), so the trend of a noisy per-step loss shows."""
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    stop = np.arange(1, len(values) + 1)
+    start = np.maximum(0, stop - window)
+    return (cumulative[stop] - cumulative[start]) / (stop - start)
+
+
+def plot_training_curves(metrics_csv: Path, out: Path) -> Path | None:
+    """Loss and learning rate over steps, plus the online kNN top-1 when the run logged it.
+
+    ``metrics_csv`` is a pretraining run's ``metrics.csv`` (columns ``step, epoch, train_loss, lr,
+    img_per_s, knn_top1``; kNN rows appear at epoch ends with the other cells empty). Returns None when
+    the file is missing or holds no data point, so callers can draw this for any run directory.
+    """
+    metrics_csv = Path(metrics_csv)
+    if not metrics_csv.is_file():
+        return None
+    curves = _read_curves(metrics_csv)
+    panels = [name for name, points in curves.items() if points]
+    if not panels:
+        return None
+    titles = {"train_loss": "NT-Xent training loss", "lr": "learning rate", "knn_top1": "online kNN top-1 (%)"}
+    figure = _figure(4.2 * len(panels), 3.4)
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, name in zip(axes, panels, strict=True):
+        points = sorted(curves[name], key=lambda point: point[0])
+        steps = np.array([point[0] for point in points])
+        values = np.array([point[1] for point in points])
+        if name == "knn_top1":
+            percent = 100 * values if values.max() <= 1.0 else values
+            ax.plot(steps, percent, marker="o", color="tab:green")
+            ax.margins(x=0.08, y=0.2)  # room for the epoch labels
+            epochs = [point[2] for point in points]
+            if len(points) <= 25:
+                for step, value, epoch in zip(steps, percent, epochs, strict=True):
+                    if epoch is not None:
+                        ax.annotate(f"ep {int(epoch)}", (step, value), textcoords="offset points",
+                                    xytext=(0, 6), ha="center", fontsize=7, color="dimgray")
+        elif name == "train_loss" and len(values) >= 50:
+            window = max(5, len(values) // 50)
+            ax.plot(steps, values, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
+            ax.plot(steps, _smooth(values, window), color="tab:blue", linewidth=1.5, label=f"mean of {window}")
+            ax.legend(fontsize=8)
+        else:
+            ax.plot(steps, values, color="tab:blue" if name == "train_loss" else "tab:orange",
+                    marker="." if len(values) < 50 else None)
+        ax.set_title(titles[name], fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    return _save(figure, out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Confusion matrix
+
+
+def _short(name: str, width: int = 18) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], out: Path,
+                          title: str = "Confusion matrix (test split)") -> Path:
+    """Rows = true class, columns = predicted class, coloured by the fraction of each true class.
+
+    Row-normalised colours make a rare class's errors as visible as a common one's; the raw counts are
+    written in the cells up to 20 classes. Above that (CIFAR-100) the cells are too small for text, so
+    only the colours and small tick labels are drawn.
+    """
+    counts = _as_array(matrix, dtype=float)
+    n = len(class_names)
+    if counts.ndim != 2 or counts.shape != (n, n):
+        raise ValueError(f"confusion matrix of shape {counts.shape} does not match {n} class names")
+    support = counts.sum(axis=1, keepdims=True)
+    fractions = np.divide(counts, support, out=np.zeros_like(counts), where=support > 0)
+    accuracy = np.trace(counts) / counts.sum() if counts.sum() > 0 else float("nan")
+
+    side = min(max(6.0, 0.45 * n + 2.5), 20.0)
+    figure = _figure(side + 1.2, side)
+    ax = figure.subplots()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02, shrink=0.8, label="fraction of the true class")
+    tick_size = 9 if n <= _ANNOTATE_MAX_CLASSES else max(4.0, min(8.0, 600 / n))
+    names = [_short(str(name)) for name in class_names]
+    ax.set_xticks(range(n), names, rotation=90, fontsize=tick_size)
+    ax.set_yticks(range(n), names, fontsize=tick_size)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title} — accuracy {100 * accuracy:.2f}%", fontsize=11)
+    if n <= _ANNOTATE_MAX_CLASSES:
+        font = 8 if n <= 10 else 6
+        for row in range(n):
+            for col in range(n):
+                colour = "white" if fractions[row, col] > 0.5 else "black"
+                ax.text(col, row, f"{int(counts[row, col])}", ha="center", va="center", fontsize=font, color=colour)
+    return _save(figure, out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Embedding map
+
+
+def _subsample(count: int, max_points: int, labels: np.ndarray | None, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``max_points`` items; stratified by label so small classes stay visible."""
+    if count <= max_points:
+        return np.arange(count)
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(count, size=max_points, replace=False))
+    chosen = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        take = max(1, int(round(max_points * len(members) / count)))
+        chosen.append(rng.permutation(members)[:take])
+    picked = np.concatenate(chosen)
+    if len(picked) > max_points:
+        picked = rng.choice(picked, size=max_points, replace=False)
+    return np.sort(picked)
+
+
+def _project(features: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """2-D coordinates. Features are L2-normalised first: NT-Xent compares directions, not lengths."""
+    features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    count = len(features)
+    if method == "umap":
+        try:
+            import umap
+        except ImportError:
+            raise UserError("--embedding umap needs umap-learn; install it with: pip install umap-learn "
+                            "(or pip install 'simclr[viz]'), or use t-SNE") from None
+        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, count - 1)), min_dist=0.1,
+                            random_state=seed, n_jobs=1, init="spectral" if count > 20 else "random")
+        return np.asarray(reducer.fit_transform(features), dtype=float)
+    try:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise UserError("t-SNE needs scikit-learn; install it with: pip install 'simclr[viz]'") from None
+    if features.shape[1] > 50 and count > 50:
+        # The usual t-SNE preprocessing: PCA to 50 dimensions keeps the neighbourhoods, costs far less.
+        features = PCA(n_components=50, random_state=seed).fit_transform(features)
+    perplexity = float(min(30.0, max(2.0, (count - 1) / 3)))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+    return np.asarray(tsne.fit_transform(features), dtype=float)
+
+
+def _class_colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    turbo = colormaps["turbo"]
+    return [turbo(i / max(1, count - 1)) for i in range(count)]
+
+
+def plot_embedding_map(
+    features: Any,
+    out: Path,
+    *,
+    labels: Any = None,
+    class_names: Sequence[str] | None = None,
+    values: Any = None,
+    value_name: str | None = None,
+    method: str = "tsne",
+    seed: int = 0,
+    max_points: int = 2000,
+) -> Path:
+    """A 2-D t-SNE (default) or UMAP map of ``(N, D)`` test embeddings.
+
+    Coloured by class (``labels`` with ``class_names`` for the legend; label -1 is drawn grey as
+    unlabelled) or, for regression data with no classes, by one continuous target ``values`` with a
+    colourbar titled ``value_name``. At most ``max_points`` points are embedded (t-SNE is quadratic),
+    chosen reproducibly from ``seed``, stratified by class when there are labels.
+    """
+    method = method.lower()
+    if method not in EMBEDDING_METHODS:
+        raise UserError(f"unknown embedding method {method!r}; choose one of: {', '.join(EMBEDDING_METHODS)}")
+    data = _as_array(features, dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {data.shape}")
+    total = len(data)
+    if total < 4:
+        raise ValueError(f"an embedding map needs at least 4 points, got {total}")
+    label_array = None if labels is None else _as_array(labels).astype(int).reshape(-1)
+    value_array = None if values is None else _as_array(values, dtype=float).reshape(-1)
+    for name, array in (("labels", label_array), ("values", value_array)):
+        if array is not None and len(array) != total:
+            raise ValueError(f"{name} has {len(array)} entries for {total} feature rows")
+
+    keep = _subsample(total, max_points, label_array, seed)
+    coords = _project(data[keep], method, seed)
+    figure = _figure(8.0, 7.0)
+    ax = figure.subplots()
+    size = 24 if len(keep) <= 200 else 12 if len(keep) <= 800 else 6
+    if value_array is not None:
+        points = ax.scatter(coords[:, 0], coords[:, 1], c=value_array[keep], cmap="viridis", s=size, linewidths=0)
+        figure.colorbar(points, ax=ax, label=value_name or "value")
+    elif label_array is not None:
+        _draw_classes(ax, coords, label_array[keep], class_names, size)
+    else:
+        ax.scatter(coords[:, 0], coords[:, 1], s=size, linewidths=0, color="tab:blue")
+    shown = f"{len(keep)} of {total}" if len(keep) < total else f"{total}"
+    ax.set_title(f"{'UMAP' if method == 'umap' else 't-SNE'} of {shown} test embeddings (seed {seed})", fontsize=11)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(figure, out)
+
+
+def _draw_classes(ax: Any, coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None,
+                  size: float) -> None:
+    """Legend up to 20 classes; above that, each class name is written at the median of its points."""
+    classes = sorted(int(label) for label in np.unique(labels) if label >= 0)
+    colours = _class_colours(len(classes))
+
+    def name_of(label: int) -> str:
+        if class_names is not None and 0 <= label < len(class_names):
+            return str(class_names[label])
+        return str(label)
+
+    unlabelled = labels < 0
+    if unlabelled.any():
+        ax.scatter(coords[unlabelled, 0], coords[unlabelled, 1], s=size, linewidths=0, color="lightgray",
+                   label="unlabelled")
+    for colour, label in zip(colours, classes, strict=True):
+        members = labels == label
+        ax.scatter(coords[members, 0], coords[members, 1], s=size, linewidths=0, color=colour, label=_short(name_of(label)))
+    if len(classes) <= _LEGEND_MAX_CLASSES:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=2.0, frameon=False)
+        return
+    for label in classes:
+        centre = np.median(coords[labels == label], axis=0)
+        ax.text(centre[0], centre[1], _short(name_of(label), 12), fontsize=5, ha="center", va="center",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Augmented views
+
+
+def _image(array: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``(C, H, W)`` in [0, 1] to what ``imshow`` takes, and the colour map a single channel needs."""
+    array = np.clip(array, 0.0, 1.0)
+    if array.shape[0] == 1:
+        return array[0], "gray"
+    return np.transpose(array[:3], (1, 2, 0)), None
+
+
+def plot_view_grid(originals: Any, views: Sequence[Any], out: Path, max_images: int = 8) -> Path:
+    """One row per image: the stored original, then each augmented view, to check the augmentations by eye.
+
+    ``originals`` is ``(N, C, H, W)`` uint8 as the dataset stores it; ``views`` are ``(N, C, h, w)`` floats
+    in [0, 1] before normalisation (normalised views look like noise and show nothing).
+    """
+    base = _as_array(originals)
+    base = base.astype(float) / 255.0 if base.dtype == np.uint8 else base.astype(float)
+    view_arrays = [_as_array(view, dtype=float) for view in views]
+    if base.ndim != 4:
+        raise ValueError(f"originals must be (N, C, H, W), got shape {base.shape}")
+    for index, view in enumerate(view_arrays, start=1):
+        if view.ndim != 4 or len(view) != len(base):
+            raise ValueError(f"view {index} has shape {view.shape}; expected ({len(base)}, C, h, w)")
+    rows = min(len(base), max_images)
+    if rows < 1:
+        raise ValueError("plot_view_grid needs at least one image")
+    columns = [("original", base)] + [(f"view {i}", view) for i, view in enumerate(view_arrays, start=1)]
+    figure = _figure(1.7 * len(columns), 1.7 * rows + 0.3)
+    axes = figure.subplots(rows, len(columns), squeeze=False)
+    for row in range(rows):
+        for col, (title, stack) in enumerate(columns):
+            ax = axes[row][col]
+            picture, cmap = _image(stack[row])
+            ax.imshow(picture, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    return _save(figure, out)
