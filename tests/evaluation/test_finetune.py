@@ -16,6 +16,7 @@ from torch import nn
 
 from simclr.cli import main
 from simclr.data import stratified_subset
+from simclr.errors import UserError
 from simclr.evaluation import finetune
 from simclr.evaluation.finetune import (
     InputPipeline,
@@ -131,6 +132,19 @@ def test_frozen_classifier_keeps_backbone_in_eval_mode() -> None:
     assert torch.equal(norm.running_mean, stats)
     assert all(p.grad is None for p in backbone.parameters()) and all(p.grad is not None for p in head)
 
+
+class _Poison(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan")
+
+
+def test_a_non_finite_loss_is_a_user_error() -> None:
+    images, labels = dark_bright(4)
+    backbone = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), _Poison())
+    model = Classifier(backbone, build_classifier_head("linear", 3, 2), freeze_backbone=False)
+    pipeline = InputPipeline(8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    with pytest.raises(UserError, match="lower --lr"):
+        fit_classifier(model, pipeline, (images, labels), None, TrainConfig(epochs=1, batch_size=4), device=CPU)
 
 # -- fine-tuning a run ------------------------------------------------------------------------------
 def test_finetune_trains_a_copy_and_leaves_the_session_backbone_alone(make_run: Any, cifar_small: Path, spy: Spy) -> None:

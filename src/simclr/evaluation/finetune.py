@@ -304,23 +304,24 @@ def fit_classifier(
     best_loss, best_epoch, best_state, waited, stopped = math.inf, None, None, 0, False
     for epoch in range(1, config.epochs + 1):
         model.train()
-        total, seen = 0.0, 0
+        total, seen = torch.zeros((), device=device), 0  # summed on the device: no sync per step
         for index in _batches(images.shape[0], config.batch_size, generator):
             inputs = pipeline.augmented(images[index].to(device, non_blocking=True), generator)
             targets = labels[index].to(device, non_blocking=True)
             with _autocast(device, autocast_dtype):
                 logits = model(inputs)
             loss = F.cross_entropy(logits.float(), targets)
-            if not torch.isfinite(loss):
-                raise UserError(f"{name}: the loss became {loss.item()} in epoch {epoch}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
-            total += loss.item() * index.numel()
+            total += loss.detach() * index.numel()
             seen += index.numel()
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": total / seen, "val_loss": None, "val_top1": None}
+        train_loss = float(total) / seen
+        if not math.isfinite(train_loss):
+            raise UserError(f"{name}: the training loss became {train_loss} in epoch {epoch}; lower --lr")
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_top1": None}
         if has_val:
             assert val is not None
             scores = predict(model, pipeline, val[0], batch_size=config.eval_batch_size, device=device, autocast_dtype=autocast_dtype)
@@ -339,9 +340,9 @@ def fit_classifier(
                 best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
         else:
             waited += 1
-            if config.patience and waited >= config.patience:
-                stopped = epoch < config.epochs
-                log.info("%s: validation loss did not improve for %d epochs; stopping", name, waited)
+            if config.patience and waited >= config.patience and epoch < config.epochs:
+                stopped = True
+                log.info("%s: validation loss did not improve for %d epochs; stopping early", name, waited)
                 break
     if best_state is not None:
         model.load_state_dict(best_state)

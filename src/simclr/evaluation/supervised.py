@@ -1,0 +1,147 @@
+"""Seed 004's supervised baseline: the run's architecture trained with labels instead of SimCLR.
+
+``weights="none"`` trains the same backbone (same stem) from random initialisation, every layer
+trainable, with the fine-tuning loop and the same label subset: what the labels alone achieve.
+``weights="imagenet"`` starts from torchvision's ImageNet weights (seed 004 uses an ImageNet
+resnet18): the ImageNet stem, images upsampled on the device to ``image_size`` (224 by default, as
+seed 004 resizes CIFAR-10) and normalised with the ImageNet statistics the weights were trained with.
+The weights come from torchvision's own loader (``WeightsEnum.get_state_dict``, i.e.
+``torch.hub.load_state_dict_from_url``), which reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it
+is there; offline, the error names that file and the URL to fetch it from.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+from simclr.errors import UserError
+from simclr.evaluation.finetune import (
+    DEFAULT_CROP_SCALE,
+    InputPipeline,
+    TrainConfig,
+    split_labelled,
+    train_and_test,
+)
+from simclr.evaluation.heads import HeadSpec
+from simclr.evaluation.label_subsets import label_subset_protocol
+from simclr.models import build_backbone, resolve_stem
+
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
+
+    from simclr.evaluation.session import EvalSession
+
+__all__ = ["SUPERVISED_WEIGHTS", "imagenet_cache_file", "imagenet_weights", "load_imagenet_backbone", "run_supervised"]
+
+SUPERVISED_WEIGHTS: tuple[str, ...] = ("none", "imagenet")
+DEFAULT_IMAGENET_SIZE = 224
+
+
+def imagenet_weights(name: str) -> WeightsEnum:
+    """torchvision's default ImageNet weights of backbone ``name`` (e.g. ``ResNet18_Weights.IMAGENET1K_V1``)."""
+    try:
+        return torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined,no-any-return]
+    except (KeyError, ValueError):
+        raise UserError(f"torchvision has no ImageNet weights for {name!r}; use --weights none") from None
+
+
+def imagenet_cache_file(weights: WeightsEnum) -> str:
+    """Where ``torch.hub`` looks for (and downloads) ``weights``: ``<hub dir>/checkpoints/<file name of the URL>``."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+
+
+def load_imagenet_backbone(name: str) -> tuple[nn.Module, int, WeightsEnum]:
+    """``(module without fc, feature_dim, weights)`` with torchvision's ImageNet weights loaded.
+
+    Uses the cached file when present (no network); otherwise torchvision downloads it. A failed
+    download or an unreadable file becomes a one-line :class:`UserError` with the path and the URL.
+    """
+    weights = imagenet_weights(name)
+    try:
+        state = weights.get_state_dict(progress=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # URLError is an OSError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(
+            f"cannot load the ImageNet weights of {name} ({reason}); without internet, download "
+            f"{weights.url} and save it as {imagenet_cache_file(weights)}"
+        ) from None
+    module, feature_dim = build_backbone(name, "imagenet")
+    module.load_state_dict({key: value for key, value in state.items() if not key.startswith("fc.")})
+    return module, feature_dim, weights
+
+
+def run_supervised(
+    session: EvalSession,
+    *,
+    weights: str = "none",
+    image_size: int | None = None,
+    label_fraction: float | None = None,
+    labels_per_class: int | None = None,
+    head: HeadSpec | None = None,
+    freeze_backbone: bool = False,
+    val_fraction: float = 0.1,
+    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
+    config: TrainConfig | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Train the supervised baseline; returns its ``metrics.json`` key (``supervised`` or
+    ``supervised_imagenet``) and entry. ``image_size`` defaults to the run's size (``none``) or 224
+    (``imagenet``); the stored images are resized to it on the device."""
+    if weights not in SUPERVISED_WEIGHTS:
+        raise UserError(f"unknown --weights {weights!r}; use one of {', '.join(SUPERVISED_WEIGHTS)}")
+    if image_size is not None and image_size < 1:
+        raise UserError(f"--image-size must be >= 1, got {image_size}")
+    config = config or TrainConfig(
+        seed=session.options.seed, eval_batch_size=session.options.batch_size,
+        backbone_lr_scale=1.0 if weights == "none" else 0.1,
+    )
+    config.validate()
+    session.require_classes("the supervised baseline")
+    name = session.backbone.metadata.get("backbone") or session.config.backbone
+    if weights == "none":
+        stem = session.backbone.metadata.get("stem") or resolve_stem(session.config.stem, session.image_size)
+        torch.manual_seed(config.seed)
+        module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
+        size = image_size or session.image_size
+        mean, std = session.info.mean, session.info.std
+        initial = f"none (torchvision random initialisation, seed {config.seed})"
+        key = "supervised"
+    else:
+        module, feature_dim, loaded = load_imagenet_backbone(name)
+        stem = "imagenet"
+        size = image_size or DEFAULT_IMAGENET_SIZE
+        preset = loaded.transforms()
+        mean, std = tuple(preset.mean), tuple(preset.std)
+        initial = f"imagenet ({type(loaded).__name__}.{loaded.name}, {loaded.url})"
+        key = "supervised_imagenet"
+    split = split_labelled(
+        session.stores["train"].labels, fraction=label_fraction, per_class=labels_per_class,
+        val_fraction=val_fraction, seed=config.seed,
+    )
+    entry = train_and_test(
+        session,
+        method=key,
+        backbone=module,
+        feature_dim=feature_dim,
+        head=head or HeadSpec(),
+        freeze_backbone=freeze_backbone,
+        pipeline=InputPipeline(size, mean, std, crop_scale),  # type: ignore[arg-type]
+        split=split,
+        config=config,
+        protocol={
+            **label_subset_protocol(label_fraction, labels_per_class),
+            "weights": weights,
+            "initial_weights": initial,
+            "architecture": name,
+            "stem": stem,
+            "image_size": size,
+            "stored_image_size": session.image_size,
+            "note": "backbone_sha256 names the SimCLR run this baseline is compared with; its weights are not used",
+        },
+    )
+    return key, entry
