@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from simclr.evaluation.session import EvalOptions, EvalSession
+if TYPE_CHECKING:  # imported when a command runs, so 'simclr --help' does not load torch
+    from simclr.evaluation.session import EvalSession
 
 
 def positive_int(text: str) -> int:
@@ -38,6 +40,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def session_from_args(args: argparse.Namespace) -> EvalSession:
     from simclr.evaluation.loading import resolve_run
+    from simclr.evaluation.session import EvalOptions, EvalSession
 
     eval_dir = args.eval_dir
     if eval_dir is None and args.random_weights:

@@ -1,0 +1,56 @@
+"""``simclr evaluate``: the dataset's standard protocol, the plots and the report, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from simclr.commands.common import add_run_arguments, session_from_args
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="linear probe + kNN (or Spirograph regression), plots and report.html for a run")
+    add_run_arguments(parser)
+    parser.add_argument("--method", choices=("tsne", "umap"), default="tsne", help="2-D map of the test embeddings")
+    parser.add_argument("--tta", type=int, default=0, metavar="N", help="average the features of N augmented views (0: none)")
+    parser.add_argument("--no-plots", action="store_true", help="numbers only: no plots and no report")
+    parser.set_defaults(handler=run)
+
+
+def _console_logging() -> None:
+    logger = logging.getLogger("simclr")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def run(args: argparse.Namespace) -> int:
+    from simclr.errors import UserError
+    from simclr.evaluation.results import headline
+    from simclr.evaluation.standard import run_standard_protocol
+
+    if args.tta == 1 or args.tta < 0:
+        raise UserError(f"--tta {args.tta}: pass 0 (no test-time augmentation) or a number of views >= 2")
+    _console_logging()
+    session = session_from_args(args)
+    results = run_standard_protocol(session, tta=args.tta)
+    report = None
+    if not args.no_plots:
+        from simclr.reports.eval_plots import write_eval_plots
+        from simclr.reports.html import REPORT_FILE, write_report
+
+        write_eval_plots(session, results, method=args.method)
+        if session.ref.eval_dir == session.ref.run_dir / "eval":
+            report = write_report([session.ref.run_dir], session.ref.eval_dir / REPORT_FILE)
+    for key, entry in results.items():
+        print(headline(key, entry))
+    print(f"results: {session.ref.eval_dir / 'metrics.json'}")
+    if report is not None:
+        print(f"report: {report.resolve()}")
+    return 0

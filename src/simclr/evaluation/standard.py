@@ -1,0 +1,32 @@
+"""The standard protocol of a dataset, as ``simclr evaluate`` runs it.
+
+Labelled datasets: the L-BFGS linear probe and weighted kNN (k = 200 and 20) on frozen features.
+Spirograph: linear regression of the generative factors on freshly rendered views (seed 003).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from simclr.evaluation.knn import run_knn
+from simclr.evaluation.linear import run_linear_eval
+from simclr.evaluation.regression import run_regression
+from simclr.evaluation.session import EvalSession
+
+log = logging.getLogger("simclr")
+
+
+def run_standard_protocol(session: EvalSession, *, tta: int = 0) -> dict[str, dict[str, Any]]:
+    """Run and record every standard method for the session's dataset; returns ``{key: entry}``."""
+    results: dict[str, dict[str, Any]] = {}
+    if session.stores["train"].factors is not None:
+        plan: list[tuple[str, Any]] = [("regression", lambda: run_regression(session, passes=max(1, tta)))]
+    else:
+        plan = [("linear", lambda: run_linear_eval(session, tta=tta)), ("knn", lambda: run_knn(session))]
+    for key, method in plan:
+        log.info("%s: %s ...", session.ref.run_dir.name, key)
+        entry = method()
+        session.record(key, entry)
+        results[key] = entry
+    return results

@@ -1,0 +1,75 @@
+"""The pictures ``simclr evaluate`` adds to a run: curves, confusion matrix, embedding map, views.
+
+Each is drawn from what evaluation already computed (cached test features, the linear probe's
+confusion matrix) so pictures and numbers always describe the same weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr.data.spirograph import GENERATIVE_NAMES
+from simclr.evaluation.session import EvalSession
+from simclr.reports.plots import (
+    AUGMENTED_VIEWS,
+    CONFUSION_MATRIX,
+    EMBEDDING_FILES,
+    TRAINING_CURVES,
+    plot_confusion_matrix,
+    plot_embedding_map,
+    plot_training_curves,
+    plot_view_grid,
+)
+from simclr.views.factory import build_views
+
+log = logging.getLogger("simclr")
+VIEW_GRID_IMAGES = 8
+
+
+def augmented_view_examples(session: EvalSession, count: int = VIEW_GRID_IMAGES, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``count`` training images and two of their training views, un-normalised to [0, 1]."""
+    store = session.stores["train"]
+    index = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    views, key = build_views(session.config, session.info, session.image_size, n_views=2)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        source = store.factors[index] if key == "factors" and store.factors is not None else store.images[index]
+        made = views(source, gen)
+    # both view makers normalise with (x - mean) / std; SimCLRViews holds (1, 3, 1, 1) buffers, Spirograph floats
+    mean = torch.as_tensor(views.mean, dtype=torch.float32).cpu().reshape(-1, 1, 1)
+    std = torch.as_tensor(views.std, dtype=torch.float32).cpu().reshape(-1, 1, 1)
+    shown = [(view.float().cpu() * std + mean).clamp(0, 1).contiguous() for view in made]
+    return store.images[index], shown
+
+
+def write_eval_plots(session: EvalSession, results: Mapping[str, Any], *, method: str = "tsne", max_points: int = 2000) -> list[Path]:
+    """Draw every picture that applies to this run into ``eval/plots/``; returns the files written."""
+    out_dir = session.ref.eval_dir / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    curves = plot_training_curves(session.ref.run_dir / "metrics.csv", out_dir / TRAINING_CURVES)
+    if curves is not None:
+        written.append(curves)
+    linear = results.get("linear")
+    if linear is not None and "confusion_matrix" in linear["metrics"]:
+        metrics = linear["metrics"]
+        written.append(plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], out_dir / CONFUSION_MATRIX,
+                                             title="Linear probe: confusion matrix (test split)"))
+    test = session.features("test")
+    store = session.stores["test"]
+    if test.factors is not None:
+        written.append(plot_embedding_map(test.features, out_dir / EMBEDDING_FILES[method], values=test.factors[:, 0].numpy(),
+                                          value_name=f"{GENERATIVE_NAMES[0]} (generative factor)", method=method,
+                                          seed=session.options.seed, max_points=max_points))
+    else:
+        written.append(plot_embedding_map(test.features, out_dir / EMBEDDING_FILES[method], labels=test.labels.numpy(),
+                                          class_names=store.class_names, method=method, seed=session.options.seed,
+                                          max_points=max_points))
+    originals, views = augmented_view_examples(session, seed=session.options.seed)
+    written.append(plot_view_grid(originals, views, out_dir / AUGMENTED_VIEWS))
+    return written
