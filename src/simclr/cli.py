@@ -43,13 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"simclr.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"simclr.commands.{name}":
-                raise
-            continue  # a command still being written
-        module.register(commands)
+        importlib.import_module(f"simclr.commands.{name}").register(commands)
     return parser
 
 
