@@ -225,9 +225,12 @@ class EvalSession:
         total: Tensor | None = None
         for _ in range(passes):
             nuisance = sample_nuisance(len(store), gen)
+
+            def render(start: int, stop: int, nuisance: Tensor = nuisance) -> Tensor:
+                return renderer.render_with(factors[start:stop], nuisance[start:stop])
+
             feats = encode_batches(
-                self.backbone.module, len(store),
-                lambda a, b, n=nuisance: renderer.render_with(factors[a:b], n[a:b]),
+                self.backbone.module, len(store), render,
                 batch_size=self.options.batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
             )
             total = feats if total is None else total + feats
