@@ -38,6 +38,7 @@ def test_linear_eval_and_knn_record_protocol_and_cache_features(make_run, cifar_
     linear = doc["results"]["linear"]
     protocol = linear["protocol"]
     assert protocol["backbone_sha256"] == sha
+    assert protocol["backbone_epoch"] == 2 and protocol["backbone_step"] == 12
     assert protocol["n_train"] == 300 and protocol["n_test"] == 100
     assert protocol["n_fit"] + protocol["n_val"] == 300
     assert protocol["chosen_l2"] in protocol["l2_grid"]

@@ -255,6 +255,8 @@ class EvalSession:
         return {
             "backbone_sha256": self.backbone.sha256,
             "weights": self.backbone.metadata.get("weights", "pretrained"),
+            "backbone_epoch": self.backbone.describe()["epoch"],
+            "backbone_step": self.backbone.describe()["global_step"],
             "seed": self.options.seed,
             "n_train": len(self.stores["train"]),
             "n_test": len(self.stores["test"]),
