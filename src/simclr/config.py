@@ -71,9 +71,16 @@ class PretrainConfig:
     head_out_dim: int = _help("projection size", default=128)
     head_layers: int = _help("linear layers in the mlp head", default=2)
     head_batch_norm: bool = _help("BatchNorm in the mlp head's hidden layers", default=True)
+    ae_checkpoint: str | None = _help("--head ae: autoencoder.safetensors (or its run directory) from 'simclr train-ae'", default=None)
+    freeze_head_input: bool = _help("--head ae: keep the autoencoder's embedding layer frozen", default=True)
+    head_activation: str = _help("--head ae: activation after the embedding layer (relu, silu, gelu, sigmoid, tanh, ...)", default="relu")
     # loss
     temperature: float = _help("NT-Xent temperature", default=0.5)
     gather_distributed: bool = _help("gather negatives across processes (with gradients)", default=True)
+    lambda_gp: float = _help("gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR", default=0.0)
+    gp_upper_limit: float = _help("the penalty is clamped from above at this value (seed 003: 1; Spirograph 1000)", default=1.0)
+    gp_draws: int = _help("re-drawn view parameters per image for the penalty", default=100)
+    gp_normalization: bool = _help("L2-normalise the representation before the penalty", default=True)
     # optimisation
     optimizer: str = _help("lars | sgd | adam | adamw", default="lars")
     lr: float | None = _help("base learning rate before scaling (default per optimizer)", default=None)
@@ -134,6 +141,12 @@ class PretrainConfig:
             choice("lr_scaling", self.lr_scaling, ("linear", "sqrt", "none"))
         if self.batch_size < 2:
             raise UserError(f"batch size {self.batch_size} leaves no negatives for NT-Xent; use --batch-size 2 or more")
+        if self.lambda_gp < 0:
+            raise UserError(f"lambda_gp must be >= 0, got {self.lambda_gp}; use 0 for plain SimCLR or e.g. --lambda-gp 0.01")
+        if self.gp_upper_limit <= 0:
+            raise UserError(f"gp_upper_limit must be > 0, got {self.gp_upper_limit}; use e.g. --gp-upper-limit 1")
+        if self.gp_draws < 1:
+            raise UserError(f"gp_draws must be >= 1, got {self.gp_draws}; use e.g. --gp-draws 100")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}; use e.g. --temperature 0.5")
         if self.n_views < 2:
