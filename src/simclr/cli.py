@@ -35,6 +35,7 @@ COMMANDS = (
     "supervised",
     "embed",
     "report",
+    "data",
 )
 
 

@@ -1,0 +1,133 @@
+"""``simclr data``: preparing datasets; ``simclr data coco-crops`` crops a COCO export's boxes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simclr.commands.common import positive_int
+
+if TYPE_CHECKING:
+    from simclr.data.coco import CropSummary
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"expected a JPEG quality within 1..100, got {value}")
+    return value
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "data", help="prepare datasets (e.g. crop objects from a COCO export)"
+    )
+    # The sub-commands use the same parser class, so their argparse errors are one-line UserErrors.
+    actions = parser.add_subparsers(
+        dest="data_command", metavar="DATA_COMMAND", required=True, parser_class=type(parser)
+    )
+    crops = actions.add_parser(
+        "coco-crops",
+        help="crop every box of a Roboflow COCO export into an image folder of classes",
+        description="Read IN_DIR/{train,valid,test}/_annotations.coco.json and write each box as "
+        "OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg; broken or hostile entries are "
+        "skipped and listed in OUT_DIR/skipped.csv.",
+    )
+    crops.add_argument(
+        "in_dir", type=Path, metavar="IN_DIR", help="the COCO export (train/ valid/ test/)"
+    )
+    crops.add_argument(
+        "out_dir", type=Path, metavar="OUT_DIR", help="where the image folder is written"
+    )
+    crops.add_argument(
+        "--pad",
+        type=_fraction,
+        default=0.05,
+        help="padding on each side, as a fraction of the box width/height (default 0.05)",
+    )
+    crops.add_argument(
+        "--min-size",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="skip crops narrower or shorter than N pixels (default 1)",
+    )
+    crops.add_argument(
+        "--one-shot",
+        action="store_true",
+        help="keep one crop per class in train (chosen by --seed); all crops elsewhere",
+    )
+    crops.add_argument(
+        "--seed", type=int, default=0, help="seed of the one-shot choice (default 0)"
+    )
+    crops.add_argument(
+        "--quality", type=_quality, default=95, help="JPEG quality 1..100 (default 95)"
+    )
+    crops.add_argument(
+        "--overwrite", action="store_true", help="replace the crops of an earlier run in OUT_DIR"
+    )
+    crops.set_defaults(handler=run)
+
+
+def format_summary(summary: CropSummary) -> str:
+    """A table of crops per class (rows) and split (columns), then the skip counts by reason."""
+    splits = list(summary.crops)
+    classes = sorted({name for per_class in summary.crops.values() for name in per_class})
+    header = ["class", *splits, "total"]
+    rows = [
+        [
+            name,
+            *(str(summary.crops[s].get(name, 0)) for s in splits),
+            str(sum(summary.crops[s].get(name, 0) for s in splits)),
+        ]
+        for name in classes
+    ]
+    rows.append(
+        ["total", *(str(sum(summary.crops[s].values())) for s in splits), str(summary.total)]
+    )
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in (header, *rows)
+    ]
+    skipped = summary.skipped_by_reason()
+    if skipped:
+        lines.append(f"skipped {len(summary.skipped)} annotation(s):")
+        lines.extend(f"  {reason}: {count}" for reason, count in skipped.items())
+    if summary.not_selected:
+        lines.append(f"one-shot: {summary.not_selected} other train crop(s) not kept")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from simclr.data.coco import ANNOTATION_FILE, SKIPPED_FILE, SUMMARY_FILE, extract_coco_crops
+
+    summary = extract_coco_crops(
+        args.in_dir,
+        args.out_dir,
+        pad=args.pad,
+        min_size=args.min_size,
+        one_shot=args.one_shot,
+        seed=args.seed,
+        quality=args.quality,
+        overwrite=args.overwrite,
+    )
+    for split in summary.missing_splits:
+        print(f"note: no {split}/{ANNOTATION_FILE} in {args.in_dir}; split {split} skipped")
+    print(format_summary(summary))
+    print(f"wrote {summary.total} crop(s) to {summary.out_dir} ({SUMMARY_FILE}, {SKIPPED_FILE})")
+    return 0
