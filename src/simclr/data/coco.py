@@ -411,6 +411,11 @@ def extract_coco_crops(
             f"no split with {ANNOTATION_FILE} in {in_dir}; pass the folder of a Roboflow COCO "
             "export holding train/, valid/ and/or test/"
         )
+    if _inside(os.path.realpath(in_dir), os.path.realpath(out_dir)):
+        raise UserError(
+            f"OUT_DIR {out_dir} holds the COCO export {in_dir}, which --overwrite would delete; "
+            "choose an OUT_DIR outside it"
+        )
     plans = {split: _plan_split(split, in_dir / split) for split in present}  # all JSON read first
     _prepare_out_dir(out_dir, overwrite)
     summary = CropSummary(out_dir, missing_splits=[s for s in COCO_SPLITS if s not in present])
