@@ -27,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 COMMANDS = (
     "pretrain",
+    "train_ae",
     "evaluate",
     "linear_eval",
     "knn",

@@ -1,5 +1,11 @@
 """Backbones, projection heads and the SimCLR network."""
 
+from simclr.models.autoencoder import (
+    AUTOENCODER_FILE,
+    MLPAutoencoder,
+    load_autoencoder,
+    save_autoencoder,
+)
 from simclr.models.backbones import (
     BACKBONE_NAMES,
     STEMS,
@@ -8,17 +14,24 @@ from simclr.models.backbones import (
     choose_stem,
     resolve_stem,
 )
-from simclr.models.heads import HEAD_NAMES, build_head
+from simclr.models.heads import ACTIVATIONS, HEAD_NAMES, build_activation, build_ae_head, build_head
 from simclr.models.simclr_model import SimCLRModel
 
 __all__ = [
+    "ACTIVATIONS",
+    "AUTOENCODER_FILE",
     "BACKBONE_NAMES",
     "HEAD_NAMES",
     "STEMS",
     "BackboneSpec",
+    "MLPAutoencoder",
     "SimCLRModel",
+    "build_activation",
+    "build_ae_head",
     "build_backbone",
     "build_head",
     "choose_stem",
+    "load_autoencoder",
     "resolve_stem",
+    "save_autoencoder",
 ]
