@@ -202,7 +202,8 @@ class SpirographViews(nn.Module):
 
     def render_with(self, factors: torch.Tensor, nuisance: torch.Tensor) -> torch.Tensor:
         """One normalised, channels_last float32 view for explicit nuisance parameters."""
-        img = render_spirograph(factors.float(), nuisance.float(), self.size)
+        dtype = torch.float64 if nuisance.dtype == torch.float64 else torch.float32  # float64 for gradient checks
+        img = render_spirograph(factors.to(dtype), nuisance.to(dtype), self.size)
         img = (img - self.mean) / self.std
         return img.contiguous(memory_format=torch.channels_last)
 
@@ -214,6 +215,23 @@ class SpirographViews(nn.Module):
             self.render_with(factors, sample_nuisance(b, generator, device=factors.device))
             for _ in range(self.n_views)
         ]
+
+    def views_with_grad(
+        self, factors: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The views of :meth:`forward` (same generator, same pixels) plus the first view's 6 nuisance
+        parameters as a leaf with ``requires_grad`` (the gradient penalty of Foster et al. 2020)."""
+        b = factors.shape[0]
+        nuisances = [sample_nuisance(b, generator, device=factors.device) for _ in range(self.n_views)]
+        leaf = nuisances[0].detach().clone().requires_grad_(True)
+        nuisances[0] = leaf
+        return [self.render_with(factors, nuisance) for nuisance in nuisances], leaf
+
+    def redraw_invariance_params(
+        self, batch: int, draws: int, generator: torch.Generator | None, device: torch.device
+    ) -> torch.Tensor:
+        """``(draws, batch, 6)`` fresh nuisance parameters."""
+        return sample_nuisance(draws * batch, generator, device=device).reshape(draws, batch, -1)
 
     def extra_repr(self) -> str:
         return f"n_views={self.n_views}, size={self.size}"

@@ -20,7 +20,7 @@ from simclr.evaluation.knn import knn_accuracy
 
 log = logging.getLogger("simclr")
 
-METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "img_per_s", "knn_top1")
+METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "img_per_s", "knn_top1", "gradient_penalty")
 
 
 class MetricsCSV(L.Callback):
@@ -65,6 +65,7 @@ class MetricsCSV(L.Callback):
             train_loss=float(loss),
             lr=float(metrics["lr"]) if "lr" in metrics else math.nan,
             img_per_s=float(metrics["img_per_s"]) if "img_per_s" in metrics else "",
+            gradient_penalty=float(metrics["gradient_penalty"]) if "gradient_penalty" in metrics else "",
         )
 
 

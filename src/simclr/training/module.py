@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr.errors import UserError
-from simclr.losses import NTXentLoss
+from simclr.losses import NTXentLoss, gradient_penalty
 from simclr.models import SimCLRModel
 from simclr.optim import build_optimizer, warmup_cosine
 
@@ -31,6 +31,17 @@ class OptimSettings:
     nesterov: bool
     total_steps: int
     warmup_steps: int
+
+
+@dataclass(frozen=True)
+class InvarianceSettings:
+    """The gradient penalty of Foster et al. 2020 (``--lambda-gp`` > 0): weight, clamp, re-draws, and
+    whether the representation is L2-normalised first."""
+
+    weight: float
+    upper_limit: float = 1.0
+    draws: int = 100
+    normalize: bool = True
 
 
 def view_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -56,6 +67,7 @@ class SimCLRModule(L.LightningModule):
         seed: int,
         input_key: str = "images",
         channels_last: bool = True,
+        invariance: InvarianceSettings | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -65,18 +77,26 @@ class SimCLRModule(L.LightningModule):
         self.seed = seed
         self.input_key = input_key
         self.channels_last = channels_last
+        self.invariance = invariance if invariance is not None and invariance.weight > 0 else None
         self.train_loader: Any = None  # set by the trainer setup; told which batches were consumed
         self._last_step_time: float | None = None
         self.images_per_second: float = float("nan")
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         generator = view_generator(self.seed, self.global_step, self.global_rank)
-        views: list[Tensor] = self.views(batch[self.input_key], generator)
+        source = batch[self.input_key]
+        view_params: Tensor | None = None
+        if self.invariance is None:
+            views: list[Tensor] = self.views(source, generator)
+        else:  # the same views, with the first view's parameters kept differentiable
+            views, view_params = self.views.views_with_grad(source, generator)  # type: ignore[operator]
         inputs = torch.cat(views)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        _, projections = self.model(inputs)
+        features, projections = self.model(inputs)
         loss = self.criterion(*projections.chunk(len(views)))
+        if self.invariance is not None and view_params is not None:
+            loss = loss + self.invariance.weight * self._gradient_penalty(features[: source.shape[0]], view_params, generator, loss)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training stopped: the loss became {loss.item()} at step {self.global_step} "
@@ -91,6 +111,17 @@ class SimCLRModule(L.LightningModule):
         if self.images_per_second == self.images_per_second:
             self.log("img_per_s", self.images_per_second, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def _gradient_penalty(self, representation: Tensor, view_params: Tensor, generator: torch.Generator, contrastive: Tensor) -> Tensor:
+        settings = self.invariance
+        assert settings is not None
+        redraws = self.views.redraw_invariance_params(  # type: ignore[operator]
+            view_params.shape[0], settings.draws, generator, view_params.device)
+        penalty = gradient_penalty(representation, view_params, redraws, normalize=settings.normalize,
+                                   upper_limit=settings.upper_limit, generator=generator)
+        self.log("contrastive_loss", contrastive.detach(), on_step=True, on_epoch=False)
+        self.log("gradient_penalty", penalty.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return penalty
 
     def _update_throughput(self, images: int) -> None:
         """Source images per second (each gives n_views views), smoothed; the unit of BENCHMARKS.md."""

@@ -29,7 +29,7 @@ from simclr.training.callbacks import (
 from simclr.training.checkpoint_io import AtomicCheckpointIO
 from simclr.training.datamodule import InMemoryDataModule
 from simclr.training.hardware import resolve_precision, uses_gpu
-from simclr.training.module import OptimSettings, SimCLRModule
+from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
 from simclr.training.rundir import (
     checkpoint_path,
     is_worker_process,
@@ -254,6 +254,7 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
         seed=config.seed,
         input_key=input_key,
         channels_last=config.channels_last,
+        invariance=InvarianceSettings(config.lambda_gp, config.gp_upper_limit, config.gp_draws, config.gp_normalization),
     )
     datamodule = InMemoryDataModule(train, config.batch_size, config.seed)
     ckpt = checkpoint_path(run_dir) if config.resume else None

@@ -10,6 +10,7 @@ in one call and the views are rendered in one pass over the concatenated batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import overload
 
 import torch
@@ -67,11 +68,32 @@ class SimCLRViews(torch.nn.Module):
         ``i`` uses row ``v * B + i`` of one :func:`sample_view_params` draw of ``n_views * B``
         rows, so ``apply(images, params.narrow(v * B, B))`` reproduces it.
         """
+        views, _ = self._views(images, generator, with_grad=False)
+        return views
+
+    def views_with_grad(self, images: Tensor, generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
+        """The same views as :meth:`forward` (same generator, same pixels) plus the first view's
+        colour-jitter parameters ``(B, 4)`` as a leaf with ``requires_grad``, which that view is a
+        differentiable function of (the gradient-penalty method of Foster et al. 2020)."""
+        views, leaf = self._views(images, generator, with_grad=True)
+        assert leaf is not None
+        return views, leaf
+
+    def redraw_invariance_params(self, batch: int, draws: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """``(draws, batch, 4)`` fresh colour-jitter parameters from the view distribution."""
+        params = sample_view_params(draws * batch, (self.config.size, self.config.size), self.config, generator, device=device)
+        return params.jitter.reshape(draws, batch, -1)
+
+    def _views(self, images: Tensor, generator: torch.Generator, *, with_grad: bool) -> tuple[list[Tensor], Tensor | None]:
         x = _as_unit_float(images, torch.float32)
         bsz, _, height, width = x.shape
         params = sample_view_params(
             self.n_views * bsz, (height, width), self.config, generator, device=x.device
         )
+        leaf = None
+        if with_grad:
+            leaf = params.jitter[:bsz].detach().clone().requires_grad_(True)
+            params = replace(params, jitter=torch.cat([leaf, params.jitter[bsz:]]))
         source = torch.arange(bsz, device=x.device).repeat(self.n_views)
         cfg = self.config
         views = self._render(
@@ -82,7 +104,7 @@ class SimCLRViews(torch.nn.Module):
             do_gray=cfg.grayscale_p > 0,
             do_blur=cfg.blur_p > 0,
         )
-        return list(views.split(bsz, dim=0))
+        return list(views.split(bsz, dim=0)), leaf
 
     @overload
     def apply(self, fn: Callable[[torch.nn.Module], None], /) -> SimCLRViews: ...

@@ -1,0 +1,56 @@
+"""Gradient-penalty invariance (Foster et al. 2020, "Improving Transformation Invariance in Contrastive
+Representation Learning", arXiv:2010.09515, sec. 3; seed 003's ``invariance_by_gradient.py``).
+
+For the first view ``x1 = T(x, a1)`` of every image, with representation ``h1 = f(x1)`` and
+``u = h1 / ||h1||``, a random sign vector ``eps`` turns the representation into one scalar
+``s = sum(eps * u)``. Its gradient ``g = ds/da1`` says how a random projection of the representation moves
+when the view parameters move; ``g . (a' - a1)`` for freshly re-drawn parameters ``a'`` is the
+first-order change of that projection under re-sampling the augmentation, and its mean square over
+draws and images is a stochastic estimate of the representation's conditional variance given the image.
+Penalising it (``loss = NT-Xent + lambda * GP``) makes the representation invariant to the augmentation.
+The penalty is clamped from above at ``upper_limit`` (which zeroes its gradient on saturated batches).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Independent +-1 signs, drawn on the CPU generator (reproducible on any device)."""
+    signs = torch.randint(0, 2, tuple(shape), generator=generator).to(device=like.device, dtype=like.dtype)
+    return signs * 2 - 1
+
+
+def gradient_penalty(
+    representation: Tensor,
+    params: Tensor,
+    redraws: Tensor,
+    *,
+    normalize: bool = True,
+    upper_limit: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The penalty for ``representation`` ``(B, D)`` computed from view parameters ``params`` ``(B, k)``
+    (a tensor with ``requires_grad`` that the representation depends on) and ``redraws`` ``(M, B, k)``.
+
+    The graph of ``ds/dparams`` is kept (``create_graph``), so the penalty can be minimised with respect
+    to the network's weights.
+
+    >>> a = torch.rand(4, 2, requires_grad=True)
+    >>> h = torch.cat([a * 2.0, a.sum(1, keepdim=True)], 1)
+    >>> float(gradient_penalty(h, a, torch.rand(10, 4, 2), upper_limit=1e9).detach()) >= 0.0
+    True
+    """
+    if params.shape[0] != representation.shape[0] or redraws.shape[1:] != params.shape:
+        raise ValueError(f"shapes do not match: representation {tuple(representation.shape)}, "
+                         f"params {tuple(params.shape)}, redraws {tuple(redraws.shape)}")
+    rep = representation if representation.dtype == torch.float64 else representation.float()
+    u = F.normalize(rep, dim=1) if normalize else rep
+    scalar = (rademacher(u.shape, generator, u) * u).sum()
+    (grad,) = torch.autograd.grad(scalar, params, create_graph=True)
+    delta = redraws.to(grad.dtype) - params.to(grad.dtype).unsqueeze(0)
+    directional = (delta * grad.unsqueeze(0)).sum(-1)
+    return directional.pow(2).mean().clamp(max=upper_limit)

@@ -1,0 +1,127 @@
+"""The gradient penalty (Foster et al. 2020): its definition, its gradient against finite differences
+through the real view pipelines, and that --lambda-gp 0 is plain SimCLR."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from simclr.cli import main
+from simclr.data.spirograph import SpirographViews, sample_generative, sample_nuisance
+from simclr.losses import gradient_penalty
+from simclr.views import SimCLRViews, ViewConfig
+
+
+def test_matches_hand_computed_linear_case() -> None:
+    """h = a @ W without normalisation: ds/da = eps @ W^T, so GP = mean((eps W^T . (a' - a))^2)."""
+    a = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 7, dtype=torch.float64)
+    redraws = torch.rand(11, 5, 3, dtype=torch.float64)
+    penalty = gradient_penalty(a @ w, a, redraws, normalize=False, upper_limit=1e9, generator=torch.Generator().manual_seed(1))
+    signs = torch.randint(0, 2, (5, 7), generator=torch.Generator().manual_seed(1)).double() * 2 - 1
+    grad = signs @ w.T
+    expected = (((redraws - a.detach()) * grad).sum(-1) ** 2).mean()
+    assert torch.allclose(penalty, expected)
+
+
+def test_invariant_representation_has_zero_penalty_and_clamp() -> None:
+    a = torch.rand(4, 2, requires_grad=True)
+    h = torch.ones(4, 3) + 0.0 * a.sum(1, keepdim=True)
+    assert float(gradient_penalty(h, a, torch.rand(6, 4, 2)).detach()) == 0.0
+    big = gradient_penalty(a.repeat(1, 2) * 100, a, torch.rand(6, 4, 2) + 5, normalize=False, upper_limit=0.5)
+    assert float(big.detach()) == 0.5
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1).double()
+        self.fc = torch.nn.Linear(4, 6).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(self.conv(x)).mean((2, 3)))
+
+
+def _image_problem():
+    config = ViewConfig(size=8, jitter_p=1.0, grayscale_p=0.0, jitter_strength=0.5, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    views = SimCLRViews(config, n_views=2)
+    images = torch.rand(3, 3, 10, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(5)
+    rendered, leaf = views.views_with_grad(images, gen)
+    redraws = views.redraw_invariance_params(3, 4, gen, torch.device("cpu")).double()
+    return views, images, rendered, leaf, redraws
+
+
+def test_image_views_with_grad_are_the_plain_views() -> None:
+    views, images, rendered, leaf, _ = _image_problem()
+    plain = views(images.float(), torch.Generator().manual_seed(5))
+    assert leaf.requires_grad and leaf.shape == (3, 4)
+    for a, b in zip(rendered, plain, strict=True):
+        assert torch.equal(a.float(), b)
+
+
+def test_penalty_gradient_through_image_views_matches_finite_differences() -> None:
+    """d GP / d(jitter parameters) through colour jitter -> network -> penalty, in float64."""
+    views, images, _, leaf, redraws = _image_problem()
+    net = TinyNet()
+    from simclr.views.params import sample_view_params
+    params = sample_view_params(3, (10, 10), views.config, torch.Generator().manual_seed(9))
+    params.jitter = params.jitter.double()
+
+    def scalar_and_penalty(jitter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = params
+        p.jitter = jitter
+        h = net(views.apply(images, p))
+        u = torch.nn.functional.normalize(h, dim=1)
+        signs = torch.randint(0, 2, u.shape, generator=torch.Generator().manual_seed(2)).double() * 2 - 1
+        return (signs * u).sum(), gradient_penalty(h, jitter, redraws, upper_limit=1e9, generator=torch.Generator().manual_seed(2))
+
+    start = params.jitter.detach().clone().requires_grad_(True)
+    # the quantity the penalty is built from: ds/d(params), checked against finite differences
+    assert torch.autograd.gradcheck(lambda j: scalar_and_penalty(j)[0], (start,), eps=1e-6, atol=1e-5)
+    # and the penalty itself is differentiable w.r.t. the parameters (second order through the views)
+    assert torch.autograd.gradcheck(lambda j: scalar_and_penalty(j)[1], (start,), eps=1e-6, atol=1e-5)
+
+
+def test_penalty_gradient_through_spirograph_matches_finite_differences() -> None:
+    views = SpirographViews(n_views=2, size=12)
+    gen = torch.Generator().manual_seed(0)
+    factors = sample_generative(3, gen).double()
+    nuisance = sample_nuisance(3, gen).double()
+    redraws = sample_nuisance(4 * 3, gen).double().reshape(4, 3, 6)
+    torch.manual_seed(1)
+    net = torch.nn.Linear(3 * 12 * 12, 5).double()
+
+    def penalty(n: torch.Tensor) -> torch.Tensor:
+        h = net(views.render_with(factors, n).reshape(3, -1))
+        return gradient_penalty(h, n, redraws, upper_limit=1e9, generator=torch.Generator().manual_seed(2))
+
+    assert torch.autograd.gradcheck(penalty, (nuisance.clone().requires_grad_(True),), eps=1e-6, atol=1e-5)
+    rendered, leaf = views.views_with_grad(factors.float(), torch.Generator().manual_seed(4))
+    plain = views(factors.float(), torch.Generator().manual_seed(4))
+    assert leaf.shape == (3, 6) and all(torch.equal(a, b) for a, b in zip(rendered, plain, strict=True))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with (path / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> None:
+    common = ["pretrain", "--dataset", "spirograph", "--train-size", "128", "--test-size", "32", "--batch-size", "32",
+              "--max-steps", "2", "--epochs", "1", "--quiet", "--gp-draws", "8"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "zero"), "--lambda-gp", "0"]) == 0
+    assert main([*common, "--out", str(tmp_path / "gp"), "--lambda-gp", "0.01", "--gp-upper-limit", "1000"]) == 0
+    plain, zero, gp = _rows(tmp_path / "plain"), _rows(tmp_path / "zero"), _rows(tmp_path / "gp")
+    assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in zero]
+    assert all(r["gradient_penalty"] == "" for r in zero)
+    # step 0: same weights and same views, so total = plain NT-Xent + lambda * GP
+    penalty = float(gp[0]["gradient_penalty"])
+    assert penalty > 0
+    assert float(gp[0]["train_loss"]) == pytest.approx(float(plain[0]["train_loss"]) + 0.01 * penalty, rel=1e-4, abs=1e-4)
