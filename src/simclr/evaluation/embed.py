@@ -41,7 +41,8 @@ def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
         raise UserError(f"--layer projection needs the head's weights in {path}, which does not exist; use --layer backbone")
     config = ref.config
     head, _ = build_head(config.head, feature_dim, out_dim=config.head_out_dim, hidden_dim=config.head_hidden_dim,
-                         num_layers=config.head_layers, batch_norm=config.head_batch_norm)
+                         num_layers=config.head_layers, batch_norm=config.head_batch_norm,
+                         ae_checkpoint=config.ae_checkpoint, activation=config.head_activation)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as exc:  # a damaged or foreign file: say which and stop

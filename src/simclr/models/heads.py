@@ -75,6 +75,7 @@ def build_ae_head(
             f"features; use a backbone with {embedding.in_features} features such as resnet18/resnet34, "
             "or another --head"
         )
+    embedding.train()  # loaded for inference; inside the head it follows the head's mode
     embedding.requires_grad_(not freeze_input)
     return nn.Sequential(embedding, act, nn.Linear(embedding.out_features, out_dim)), out_dim
 

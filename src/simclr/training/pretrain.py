@@ -59,6 +59,9 @@ def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
         hidden_dim=config.head_hidden_dim,
         num_layers=config.head_layers,
         batch_norm=config.head_batch_norm,
+        ae_checkpoint=config.ae_checkpoint,
+        freeze_input=config.freeze_head_input,
+        activation=config.head_activation,
     )
     return SimCLRModel(backbone, head, feature_dim, out_dim)
 
