@@ -37,6 +37,7 @@ COMMANDS = (
     "embed",
     "report",
     "data",
+    "sweep",
 )
 
 

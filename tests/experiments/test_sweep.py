@@ -1,0 +1,218 @@
+"""``simclr sweep``: grid expansion, validation before anything runs, real tiny cells, resume, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from simclr.cli import main
+from simclr.errors import UserError
+from simclr.experiments.sweep import (
+    MARKER_FILE,
+    SweepRunner,
+    cell_id,
+    expand_cells,
+    parse_sweep,
+    validate_cells,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_BASE = {
+    "dataset": "spirograph",
+    "train_size": 64,
+    "test_size": 32,
+    "batch_size": 32,
+    "max_steps": 2,
+    "epochs": 1,
+    "knn_every_epochs": 0,
+    "precision": "32",
+    "channels_last": False,
+}
+
+
+def write_sweep(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_grid_product_exclude_overrides_and_templates() -> None:
+    spec = parse_sweep(
+        {
+            "base": {
+                "backbone": "resnet18",
+                "ae_checkpoint": "runs/ae-{dataset}-{head_hidden_dim}",
+            },
+            "grid": {
+                "dataset": ["cifar10", "stl10"],
+                "head": ["mlp", "ae"],
+                "head_hidden_dim": [128, 256],
+            },
+            "exclude": [{"head": "mlp", "head_hidden_dim": 256}],
+            "cell_overrides": [{"when": {"dataset": "stl10"}, "set": {"batch_size": 500}}],
+        },
+        default_name="t",
+    )
+    cells = expand_cells(spec)
+    assert len(cells) == 2 * 2 * 2 - 2
+    assert cells[0].cell_id == "dataset=cifar10,head=mlp,head_hidden_dim=128"
+    stl = [cell for cell in cells if cell.grid_values["dataset"] == "stl10"]
+    assert all(cell.config_values["batch_size"] == 500 for cell in stl)
+    assert all("batch_size" not in cell.config_values for cell in cells if cell not in stl)
+    assert cells[-1].config_values["ae_checkpoint"] == "runs/ae-stl10-256"
+    again = expand_cells(spec)  # ids are stable from one expansion to the next
+    assert [cell.cell_id for cell in again] == [cell.cell_id for cell in cells]
+
+
+def test_cell_id_is_a_safe_directory_name() -> None:
+    assert cell_id({"data_dir": "/a b/c", "download": True}) == "data_dir=_a_b_c,download=true"
+    assert cell_id({}) == "base"
+
+
+def test_bad_template_and_reserved_keys_are_user_errors() -> None:
+    with pytest.raises(UserError, match="nope"):
+        expand_cells(
+            parse_sweep(
+                {"base": {"ae_checkpoint": "x-{nope}"}, "grid": {"seed": [0]}}, default_name="t"
+            )
+        )
+    with pytest.raises(UserError, match="'out'"):
+        parse_sweep({"base": {"out": "x"}}, default_name="t")
+    with pytest.raises(UserError, match="unknown sweep key"):
+        parse_sweep({"grdi": {}}, default_name="t")
+
+
+def test_validation_names_the_cell_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = parse_sweep(
+        {"base": TINY_BASE, "grid": {"head_out_dim": [16, 32], "optimizer": ["sgd", "bogus"]}},
+        default_name="t",
+    )
+    with pytest.raises(UserError, match=r"head_out_dim=16,optimizer=bogus.*optimizer"):
+        validate_cells(expand_cells(spec), tmp_path / "t")
+    sweep = write_sweep(tmp_path / "bad.yaml", {"base": TINY_BASE, "grid": {"not_a_key": [1, 2]}})
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "out")]) == 2
+    assert "not_a_key=1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_lists_the_seed_000_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["sweep", str(REPO / "configs/sweeps/simclr-ae.yaml"), "--out", str(tmp_path), "--dry-run"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "75 cells, 0 finished" in out
+    assert "dataset=stl10,head=ae,head_hidden_dim=512,head_activation=tanh" in out
+    assert not any(tmp_path.iterdir())
+
+
+def _fake_launch(fail_cell: str, launched: list[str]) -> Any:
+    """Stands in for the subprocesses: 'pretrain' writes a backbone file, unless the cell is ``fail_cell``."""
+
+    def launch(command: list[str], log: Path, env: dict[str, str]) -> int:
+        if command[3] != "pretrain":
+            return 0
+        run_dir = Path(
+            yaml.safe_load(Path(command[command.index("--config") + 1]).read_text())["out"]
+        )
+        launched.append(run_dir.name + (" --resume" if "--resume" in command else ""))
+        if run_dir.name == fail_cell:
+            return 1
+        run_dir.mkdir(parents=True, exist_ok=True)
+        header = json.dumps({"__metadata__": {"global_step": "7"}}).encode()
+        (run_dir / "backbone.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+        return 0
+
+    return launch
+
+
+def test_a_failing_cell_is_reported_and_the_others_run(tmp_path: Path) -> None:
+    spec = parse_sweep(
+        {"base": TINY_BASE, "grid": {"seed": [0, 1, 2]}, "evaluate": False}, default_name="t"
+    )
+    cells = expand_cells(spec)
+    launched: list[str] = []
+    outcomes = SweepRunner(
+        spec, tmp_path / "t", quiet=True, launch=_fake_launch("seed=1", launched)
+    ).run(cells)
+    assert launched == ["seed=0", "seed=1", "seed=2"]
+    assert [item.status for item in outcomes] == ["finished", "failed", "finished"]
+    assert "pretrain exited with 1" in (outcomes[1].error or "")
+    with (tmp_path / "t" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["finished", "failed", "finished"]
+    assert rows[0]["global_step"] == "7"
+    launched.clear()  # the re-run retries only the failed cell
+    SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(cells)
+    assert launched == ["seed=1"]
+
+
+def test_a_cell_with_a_checkpoint_is_resumed(tmp_path: Path) -> None:
+    spec = parse_sweep(
+        {"base": TINY_BASE, "grid": {"seed": [0]}, "evaluate": False}, default_name="t"
+    )
+    (tmp_path / "t" / "seed=0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "t" / "seed=0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    launched: list[str] = []
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(
+        expand_cells(spec)
+    )
+    assert launched == ["seed=0 --resume"] and outcomes[0].status == "finished"
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 2-cell Spirograph sweep (pretrain + evaluate subprocesses); returns OUT."""
+    root = tmp_path_factory.mktemp("sweep")
+    sweep = write_sweep(root / "tiny.yaml", {"base": TINY_BASE, "grid": {"head_out_dim": [16, 32]}})
+    assert main(["sweep", str(sweep), "--out", str(root / "out"), "--quiet"]) == 0
+    return root
+
+
+def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
+    sweep_dir = tiny_sweep / "out" / "tiny"
+    with (sweep_dir / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["head_out_dim"] for row in rows] == ["16", "32"]
+    for row in rows:
+        assert row["status"] == "finished" and row["global_step"] == "2"
+        assert (
+            float(row["final_loss"]) > 0
+            and float(row["regression_mse"]) >= 0
+            and row["regression_r2"]
+        )
+    table = (sweep_dir / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 2 and "regression_mse" in table[0]
+    marker = json.loads((sweep_dir / "head_out_dim=16" / MARKER_FILE).read_text())
+    assert marker["grid_values"] == {"head_out_dim": 16}
+
+
+def test_rerun_skips_finished_cells_and_redoes_the_rest(
+    tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_sweep / "out", out)
+    done, redo = out / "tiny" / "head_out_dim=16", out / "tiny" / "head_out_dim=32"
+    stamp = (done / "backbone.safetensors").stat().st_mtime_ns
+    redo_stamp = (redo / "backbone.safetensors").stat().st_mtime_ns
+    (redo / MARKER_FILE).unlink()  # as if the sweep had died while evaluating this cell
+    (redo / "eval" / "metrics.json").unlink()
+    assert main(["sweep", str(tiny_sweep / "tiny.yaml"), "--out", str(out), "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "head_out_dim=16  (finished)" in listed and "head_out_dim=32\n" in listed
+    assert main(["sweep", str(tiny_sweep / "tiny.yaml"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "[head_out_dim=16] skip (finished)" in printed and "[head_out_dim=32] done" in printed
+    assert (done / "backbone.safetensors").stat().st_mtime_ns == stamp
+    # pretraining was not redone, only the evaluation
+    assert (redo / "backbone.safetensors").stat().st_mtime_ns == redo_stamp
+    assert (redo / MARKER_FILE).is_file() and (redo / "eval" / "metrics.json").is_file()
