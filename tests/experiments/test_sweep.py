@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from simclr.experiments.sweep import (
     SweepRunner,
     cell_id,
     expand_cells,
+    load_sweep,
+    parse_devices,
     parse_sweep,
     validate_cells,
 )
@@ -167,6 +171,43 @@ def test_a_cell_with_a_checkpoint_is_resumed(tmp_path: Path) -> None:
         expand_cells(spec)
     )
     assert launched == ["seed=0 --resume"] and outcomes[0].status == "finished"
+
+
+def test_devices_run_cells_in_parallel_one_per_device(tmp_path: Path) -> None:
+    spec = parse_sweep(
+        {"base": TINY_BASE, "grid": {"seed": [0, 1, 2, 3]}, "evaluate": False}, default_name="t"
+    )
+    busy: dict[str, int] = {}
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    inner = _fake_launch("", [])
+
+    def launch(command: list[str], log: Path, env: dict[str, str]) -> int:
+        device = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            busy[device] = busy.get(device, 0) + 1
+            seen.append((device, busy[device]))
+        time.sleep(0.05)
+        with lock:
+            busy[device] -= 1
+        return int(inner(command, log, env))
+
+    devices = parse_devices("0,1")
+    outcomes = SweepRunner(spec, tmp_path / "t", devices, quiet=True, launch=launch).run(
+        expand_cells(spec)
+    )
+    assert [item.status for item in outcomes] == ["finished"] * 4
+    assert {device for device, _ in seen} == {"0", "1"} and max(count for _, count in seen) == 1
+    with pytest.raises(UserError, match="--devices"):
+        parse_devices("0,x")
+
+
+def test_base_config_starts_from_a_recipe(tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text("backbone: resnet34\nbatch_size: 64\n")
+    sweep = write_sweep(tmp_path / "s.yaml", {"base": {"config": "recipe.yaml", "batch_size": 8}})
+    spec = load_sweep(sweep)
+    assert spec.name == "s" and spec.base == {"backbone": "resnet34", "batch_size": 8}
+    assert [cell.cell_id for cell in expand_cells(spec)] == ["base"]
 
 
 @pytest.fixture(scope="module")
