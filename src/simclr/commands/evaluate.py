@@ -17,6 +17,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--method", choices=("tsne", "umap"), default="tsne", help="2-D map of the test embeddings")
     parser.add_argument("--tta", type=int, default=0, metavar="N", help="average the features of N augmented views (0: none)")
     parser.add_argument("--no-plots", action="store_true", help="numbers only: no plots and no report")
+    parser.add_argument("--invariance", action="store_true",
+                        help="also measure invariance to the augmentation: conditional variance and how well a linear "
+                             "map predicts the view parameters (Foster et al. 2020); lower = more invariant")
+    parser.add_argument("--invariance-views", type=int, default=10, help="views per test image for the conditional variance")
     parser.set_defaults(handler=run)
 
 
@@ -40,6 +44,13 @@ def run(args: argparse.Namespace) -> int:
     _console_logging()
     session = session_from_args(args)
     results = run_standard_protocol(session, tta=args.tta)
+    if args.invariance:
+        from simclr.evaluation.invariance import run_invariance
+
+        if args.invariance_views < 2:
+            raise UserError(f"--invariance-views must be >= 2 to have a variance, got {args.invariance_views}")
+        results["invariance"] = run_invariance(session, views=args.invariance_views)
+        session.record("invariance", results["invariance"])
     report = None
     if not args.no_plots:
         from simclr.reports.eval_plots import write_eval_plots

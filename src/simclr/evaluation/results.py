@@ -148,4 +148,10 @@ def headline(key: str, entry: Mapping[str, Any]) -> str:
         parts.append(text)
     if "mse" in metrics:
         parts.append(f"{key} MSE {metrics['mse']:.5f}, R^2 {metrics['r2']:.4f}")
+    if "conditional_variance" in metrics:
+        text = f"{key}: conditional variance {metrics['conditional_variance']:.5f}"
+        regression = metrics.get("augmentation_regression") or {}
+        if "r2" in regression:
+            text += f", augmentation predictable with R^2 {regression['r2']:.4f} (lower = more invariant)"
+        parts.append(text)
     return "; ".join(parts) if parts else f"{key}: no metrics"

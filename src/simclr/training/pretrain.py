@@ -161,21 +161,21 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
     precision = resolve_precision(config.precision, gpu)
     info = dataset_info(config.dataset, config.image_size)
     train, test = _load_splits(config)  # before creating anything: bad data leaves no trace on disk
+    image_size = int(train.images.shape[-1])
+    L.seed_everything(config.seed, workers=False, verbose=False)  # the model's initial weights depend on it
+    model = build_model(config, image_size)  # so does a bad head (e.g. --head ae with a wrong checkpoint)
 
     run_dir = prepare_run_dir(config)
     setup_logging(run_dir, quiet=quiet or is_worker_process())
     _quiet_lightning()
-    L.seed_everything(config.seed, workers=False, verbose=False)
     _report_skipped(train, "train")
     if test is not None:
         _report_skipped(test, "test")
-    image_size = int(train.images.shape[-1])
     log.info("run directory: %s", run_dir)
     log.info("dataset %s: %d training images of %dpx%s", config.dataset, len(train), image_size,
              f", {len(test)} test images" if test is not None else "")
 
     views, input_key = build_views(config, info, image_size)
-    model = build_model(config, image_size)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

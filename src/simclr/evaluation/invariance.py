@@ -1,0 +1,123 @@
+"""How invariant a representation is to its augmentations (Foster et al. 2020, arXiv:2010.09515, sec. 5).
+
+Two measures, both lower = more invariant, both computed on frozen backbone features in eval mode:
+
+* **Conditional variance** (seed 003's ``scan_cond_var.py``): each test image is augmented ``views``
+  times; the L2-normalised representations are projected on a random +-1 direction, and the variance of
+  that projection across the image's views is averaged over images. It estimates how much the
+  representation still moves when only the augmentation changes.
+* **Predictability of the augmentation** (seed 003's ``predict_alpha.py``): a linear regression from the
+  representation of one view to that view's parameters (the 4 colour-jitter parameters for images, the
+  6 nuisance parameters for Spirograph), fitted on train views and scored on test views. A representation
+  that has discarded the augmentation cannot predict it (R^2 near 0).
+
+For images every view here has colour jitter on and no grayscale, so its parameters always act on it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simclr.data.spirograph import NUISANCE_NAMES, SpirographViews, sample_nuisance
+from simclr.data.store import ImageStore
+from simclr.evaluation.features import encode_batches
+from simclr.evaluation.regression import linear_regression
+from simclr.evaluation.results import make_entry
+from simclr.evaluation.session import EvalSession
+from simclr.losses.invariance import rademacher
+from simclr.views import SimCLRViews, sample_view_params
+
+JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
+
+
+class _ViewMaker:
+    """One random view per image with its parameters, for either kind of dataset."""
+
+    def __init__(self, session: EvalSession) -> None:
+        self.session = session
+        self.spirograph = session.stores["train"].factors is not None
+        if self.spirograph:
+            self.renderer = SpirographViews(n_views=1, size=session.image_size)
+            self.names: tuple[str, ...] = NUISANCE_NAMES
+        else:
+            from simclr.views.factory import view_config_for
+
+            config = replace(view_config_for(session.config, session.info, session.image_size), jitter_p=1.0, grayscale_p=0.0)
+            self.views = SimCLRViews(config, n_views=2).to(session.device)
+            self.names = JITTER_NAMES
+
+    def encode(self, store: ImageStore, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Features of one fresh view of every image, and that view's parameters ``(N, k)``."""
+        session = self.session
+        count = len(store)
+        if self.spirograph:
+            assert store.factors is not None
+            params = sample_nuisance(count, generator)
+            factors = store.factors
+
+            def make(start: int, stop: int) -> Tensor:
+                return self.renderer.render_with(factors[start:stop], params[start:stop])
+        else:
+            size = (store.images.shape[-2], store.images.shape[-1])
+            drawn = sample_view_params(count, size, self.views.config, generator)
+            params = drawn.jitter
+
+            def make(start: int, stop: int) -> Tensor:
+                batch = store.images[start:stop].to(session.device)
+                return self.views.apply(batch, drawn.narrow(start, stop - start))
+        feats = encode_batches(session.backbone.module, count, make, batch_size=session.options.batch_size,
+                               device=session.device, autocast_dtype=session.autocast_dtype)
+        return feats, params.float().cpu()
+
+
+def conditional_variance(view_features: Tensor, generator: torch.Generator) -> float:
+    """Mean over images of the variance, across one image's views, of its normalised representation
+    projected on a random +-1 direction (one direction per image). ``view_features`` is ``(V, N, D)``."""
+    u = F.normalize(view_features.float(), dim=-1)
+    directions = rademacher((u.shape[1], u.shape[2]), generator, u)
+    projections = (u * directions.unsqueeze(0)).sum(-1)  # (V, N)
+    return float(projections.var(0, unbiased=True).mean())
+
+
+def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
+    if len(store) <= limit:
+        return store
+    keep = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return store.subset(keep)
+
+
+def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2000) -> dict[str, Any]:
+    """Both invariance measures for a run; returns the ``invariance`` entry of ``metrics.json``."""
+    start = time.perf_counter()
+    seed = session.options.seed
+    maker = _ViewMaker(session)
+    test = _subset(session.stores["test"], max_images, seed)
+    train = _subset(session.stores["train"], max_images, seed + 1)
+    gen = torch.Generator().manual_seed(seed * 1000 + 77)
+    per_view = torch.stack([maker.encode(test, gen)[0] for _ in range(views)])
+    cond_var = conditional_variance(per_view, gen)
+    train_feats, train_params = maker.encode(train, gen)
+    test_feats, test_params = maker.encode(test, gen)
+    regression = linear_regression(train_feats, train_params, test_feats, test_params, target_names=maker.names, seed=seed)
+    metrics = {
+        "conditional_variance": cond_var,
+        "augmentation_regression": regression.metrics,
+    }
+    protocol = {
+        **session.base_protocol(),
+        "views_per_image": views,
+        "n_images_conditional_variance": len(test),
+        "n_fit_augmentation_regression": len(train),
+        "augmentation_parameters": list(maker.names),
+        "views": "fresh nuisance parameters" if maker.spirograph else "the run's augmentation with colour jitter always on, no grayscale",
+        "conditional_variance": "variance over an image's views of <u, eps>, u = normalised backbone features, eps random +-1; mean over images (lower = more invariant)",
+        "augmentation_regression": "linear regression (L-BFGS, L2 chosen on validation) from one view's features to its parameters; train views -> test views (lower R^2 = more invariant)",
+        "chosen_l2": regression.chosen_l2,
+    }
+    return make_entry("invariance", protocol, metrics, time.perf_counter() - start)
