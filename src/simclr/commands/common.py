@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when a command runs, so 'simclr --help' does not load torch
     from simclr.evaluation.session import EvalSession
@@ -59,3 +61,25 @@ def session_from_args(args: argparse.Namespace) -> EvalSession:
         use_cache=not args.no_cache,
     )
     return EvalSession(ref, options)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the message (it may be replaced later)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def show_progress() -> None:
+    """Progress and warning lines of the ``simclr`` logger on stderr, unless something already handles them."""
+    logger = logging.getLogger("simclr")
+    if not logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from typing import Any
 
-from simclr.commands.common import add_run_arguments, session_from_args
+from simclr.commands.common import add_run_arguments, session_from_args, show_progress
 
 
 def register(commands: Any) -> None:
@@ -24,16 +22,6 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _console_logging() -> None:
-    logger = logging.getLogger("simclr")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
 def run(args: argparse.Namespace) -> int:
     from simclr.errors import UserError
     from simclr.evaluation.results import headline
@@ -41,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.tta == 1 or args.tta < 0:
         raise UserError(f"--tta {args.tta}: pass 0 (no test-time augmentation) or a number of views >= 2")
-    _console_logging()
+    show_progress()
     session = session_from_args(args)
     results = run_standard_protocol(session, tta=args.tta)
     if args.invariance:

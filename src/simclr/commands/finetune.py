@@ -6,11 +6,9 @@ The training flags are shared with ``simclr supervised`` (:func:`add_training_ar
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
-from simclr.commands.common import add_run_arguments, positive_int, session_from_args
+from simclr.commands.common import add_run_arguments, positive_int, session_from_args, show_progress
 
 if TYPE_CHECKING:  # the evaluation modules import torch; the CLI imports them only when run
     from simclr.evaluation.finetune import TrainConfig
@@ -60,28 +58,6 @@ def head_from_args(args: argparse.Namespace) -> HeadSpec:
     from simclr.evaluation.heads import HeadSpec
 
     return HeadSpec(kind=args.head, hidden_dim=args.hidden_dim, dropout=args.dropout)
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of the message (it may be replaced later)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-def show_progress() -> None:
-    """Per-epoch lines of the ``simclr`` logger on stderr, unless something already handles them."""
-    logger = logging.getLogger("simclr")
-    if not logger.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 def register(commands: Any) -> None:

@@ -6,13 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from simclr.commands.common import add_run_arguments, positive_int, session_from_args
-from simclr.commands.finetune import (
-    add_training_arguments,
-    head_from_args,
-    show_progress,
-    train_config_from_args,
-)
+from simclr.commands.common import add_run_arguments, positive_int, session_from_args, show_progress
+from simclr.commands.finetune import add_training_arguments, head_from_args, train_config_from_args
 
 
 def register(commands: Any) -> None:

@@ -44,7 +44,7 @@ from simclr.data.spirograph import (
     sample_generative,
     sample_nuisance,
 )
-from simclr.data.store import ImageStore, concat_stores
+from simclr.data.store import ImageStore, concat_stores, report_skipped
 from simclr.data.subset import split_train_val, stratified_subset
 from simclr.data.torchvision_sets import (
     DEFAULT_IMAGE_SIZES,
@@ -96,6 +96,7 @@ __all__ = [
     "make_spirograph_store",
     "render_spirograph",
     "resize_center_crop",
+    "report_skipped",
     "resize_images",
     "sample_generative",
     "sample_nuisance",

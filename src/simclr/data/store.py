@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ImageStore", "concat_stores"]
+__all__ = ["ImageStore", "concat_stores", "report_skipped"]
 
 
 @dataclass
@@ -101,3 +102,13 @@ def concat_stores(stores: Sequence[ImageStore]) -> ImageStore:
         factors=factors,
         skipped=[x for s in stores for x in s.skipped],
     )
+
+
+def report_skipped(store: ImageStore, split: str) -> None:
+    """Warn on the ``simclr`` logger about every file of ``split`` that could not be decoded, so
+    skipped user data is always counted and named, never silently dropped."""
+    if store.skipped:
+        log = logging.getLogger("simclr")
+        log.warning("%s: skipped %d unreadable file(s):", split, len(store.skipped))
+        for path, reason in store.skipped:
+            log.warning("  skipped %s: %s", path, reason)

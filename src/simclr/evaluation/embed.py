@@ -62,10 +62,9 @@ def embed_folder(ref: RunRef, data_dir: Path, *, layer: str = "backbone", batch_
     if layer not in LAYERS:
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     loaded = load_backbone(ref)
-    size_text = loaded.metadata.get("image_size", "")
-    image_size = int(size_text) if size_text.isdigit() else int(ref.config.image_size or 32)
+    image_size = loaded.image_size(ref.config)
     store = load_image_folder(Path(data_dir).expanduser(), image_size=image_size, workers=workers)
-    info = dataset_info(ref.config.dataset, image_size) if ref.config.dataset != "imagefolder" else dataset_info("imagefolder", image_size)
+    info = dataset_info(ref.config.dataset, image_size)
     device = device or torch.device("cpu")
     module = loaded.module.to(device)
     vectors = extract_features(module, store.images, info.mean, info.std, batch_size=batch_size, device=device,

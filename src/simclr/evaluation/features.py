@@ -16,7 +16,11 @@ def normalize_images(images: Tensor, mean: tuple[float, ...], std: tuple[float, 
     return (x - m) / s
 
 
-@torch.no_grad()
+def autocast_for(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision in ``dtype`` on ``device``, or a disabled context when ``dtype`` is None."""
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def extract_features(
     backbone: nn.Module,
     images: Tensor,
@@ -33,22 +37,12 @@ def extract_features(
     this during or after training cannot change the model (a frozen-backbone guarantee evaluation relies on).
     """
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
-    was_training = backbone.training
-    backbone.eval()
-    chunks: list[Tensor] = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            batch = normalize_images(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
-            if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                out = backbone(batch)
-            chunks.append(out.float().cpu())
-    finally:
-        backbone.train(was_training)
-    if not chunks:
-        return torch.empty(0, 0)
-    return torch.cat(chunks)
+
+    def normalized(start: int, stop: int) -> Tensor:
+        return normalize_images(images[start:stop].to(device, non_blocking=True), mean, std)
+
+    return encode_batches(backbone, images.shape[0], normalized, batch_size=batch_size, device=device,
+                          autocast_dtype=autocast_dtype, channels_last=channels_last)
 
 
 @torch.no_grad()
@@ -59,10 +53,11 @@ def encode_batches(
     batch_size: int = 512,
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = True,
 ) -> Tensor:
-    """Features of ``count`` inputs whose normalised float batches come from ``make_batch(start, stop)``
-    (already on ``device``): the path for test-time-augmented views and freshly rendered Spirograph
-    images. Eval mode, restored afterwards; float32 on the CPU."""
+    """Outputs of ``backbone`` for ``count`` inputs whose normalised float batches come from
+    ``make_batch(start, stop)``: stored images, test-time-augmented views, freshly rendered Spirograph
+    images, a classifier's test inputs. Eval mode, restored afterwards, no gradients; float32 on the CPU."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     was_training = backbone.training
     backbone.eval()
@@ -70,8 +65,10 @@ def encode_batches(
     try:
         for start in range(0, count, batch_size):
             batch = make_batch(start, min(start + batch_size, count)).to(device)
-            with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                out = backbone(batch.contiguous(memory_format=torch.channels_last))
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast_for(device, autocast_dtype):
+                out = backbone(batch)
             chunks.append(out.float().cpu())
     finally:
         backbone.train(was_training)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from simclr.data import split_train_val
 from simclr.errors import UserError
-from simclr.evaluation.features import normalize_images
+from simclr.evaluation.features import autocast_for, encode_batches, normalize_images
 from simclr.evaluation.heads import Classifier, HeadSpec
 from simclr.evaluation.label_subsets import label_subset, label_subset_protocol
 from simclr.evaluation.metrics import classification_metrics
@@ -226,10 +226,6 @@ class FitResult:
     stopped_early: bool
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
-    return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
 def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
     """A shuffled epoch; a last batch of one image is merged into the previous one (BatchNorm in
     training mode cannot normalise a single sample)."""
@@ -249,7 +245,6 @@ def _build_optimizer(model: Classifier, config: TrainConfig) -> torch.optim.Opti
     return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module,
     pipeline: InputPipeline,
@@ -260,17 +255,11 @@ def predict(
     autocast_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Logits (float32, CPU) of un-augmented images, in eval mode; the mode is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    chunks = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            inputs = pipeline.plain(images[start : start + batch_size].to(device, non_blocking=True))
-            with _autocast(device, autocast_dtype):
-                chunks.append(model(inputs).float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, 0)
+
+    def inputs(start: int, stop: int) -> Tensor:
+        return pipeline.plain(images[start:stop].to(device, non_blocking=True))
+
+    return encode_batches(model, images.shape[0], inputs, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype)
 
 
 def fit_classifier(
@@ -308,7 +297,7 @@ def fit_classifier(
         for index in _batches(images.shape[0], config.batch_size, generator):
             inputs = pipeline.augmented(images[index].to(device, non_blocking=True), generator)
             targets = labels[index].to(device, non_blocking=True)
-            with _autocast(device, autocast_dtype):
+            with autocast_for(device, autocast_dtype):
                 logits = model(inputs)
             loss = F.cross_entropy(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)

@@ -24,56 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simclr.data.spirograph import NUISANCE_NAMES, SpirographViews, sample_nuisance
 from simclr.data.store import ImageStore
-from simclr.evaluation.features import encode_batches
 from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 from simclr.losses.invariance import rademacher
-from simclr.views import SimCLRViews, sample_view_params
-
-JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
-
-
-class _ViewMaker:
-    """One random view per image with its parameters, for either kind of dataset."""
-
-    def __init__(self, session: EvalSession) -> None:
-        self.session = session
-        self.spirograph = session.stores["train"].factors is not None
-        if self.spirograph:
-            self.renderer = SpirographViews(n_views=1, size=session.image_size)
-            self.names: tuple[str, ...] = NUISANCE_NAMES
-        else:
-            from simclr.views.factory import view_config_for
-
-            config = replace(view_config_for(session.config, session.info, session.image_size), jitter_p=1.0, grayscale_p=0.0)
-            self.views = SimCLRViews(config, n_views=2).to(session.device)
-            self.names = JITTER_NAMES
-
-    def encode(self, store: ImageStore, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Features of one fresh view of every image, and that view's parameters ``(N, k)``."""
-        session = self.session
-        count = len(store)
-        if self.spirograph:
-            assert store.factors is not None
-            params = sample_nuisance(count, generator)
-            factors = store.factors
-
-            def make(start: int, stop: int) -> Tensor:
-                return self.renderer.render_with(factors[start:stop], params[start:stop])
-        else:
-            size = (store.images.shape[-2], store.images.shape[-1])
-            drawn = sample_view_params(count, size, self.views.config, generator)
-            params = drawn.jitter
-
-            def make(start: int, stop: int) -> Tensor:
-                batch = store.images[start:stop].to(session.device)
-                return self.views.apply(batch, drawn.narrow(start, stop - start))
-        feats = encode_batches(session.backbone.module, count, make, batch_size=session.options.batch_size,
-                               device=session.device, autocast_dtype=session.autocast_dtype)
-        return feats, params.float().cpu()
+from simclr.views.factory import view_config_for
 
 
 def conditional_variance(view_features: Tensor, generator: torch.Generator) -> float:
@@ -96,15 +52,19 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
     """Both invariance measures for a run; returns the ``invariance`` entry of ``metrics.json``."""
     start = time.perf_counter()
     seed = session.options.seed
-    maker = _ViewMaker(session)
+    if session.stores["train"].factors is not None:
+        encoder = session.view_encoder()
+    else:  # every view shows its jitter parameters: jitter always on, never grayscale
+        base = view_config_for(session.config, session.info, session.image_size)
+        encoder = session.view_encoder(replace(base, jitter_p=1.0, grayscale_p=0.0))
     test = _subset(session.stores["test"], max_images, seed)
     train = _subset(session.stores["train"], max_images, seed + 1)
     gen = torch.Generator().manual_seed(seed * 1000 + 77)
-    per_view = torch.stack([maker.encode(test, gen)[0] for _ in range(views)])
+    per_view = torch.stack([encoder.encode(test, gen)[0] for _ in range(views)])
     cond_var = conditional_variance(per_view, gen)
-    train_feats, train_params = maker.encode(train, gen)
-    test_feats, test_params = maker.encode(test, gen)
-    regression = linear_regression(train_feats, train_params, test_feats, test_params, target_names=maker.names, seed=seed)
+    train_feats, train_params = encoder.encode(train, gen)
+    test_feats, test_params = encoder.encode(test, gen)
+    regression = linear_regression(train_feats, train_params, test_feats, test_params, target_names=encoder.parameter_names, seed=seed)
     metrics = {
         "conditional_variance": cond_var,
         "augmentation_regression": regression.metrics,
@@ -114,8 +74,8 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
         "views_per_image": views,
         "n_images_conditional_variance": len(test),
         "n_fit_augmentation_regression": len(train),
-        "augmentation_parameters": list(maker.names),
-        "views": "fresh nuisance parameters" if maker.spirograph else "the run's augmentation with colour jitter always on, no grayscale",
+        "augmentation_parameters": list(encoder.parameter_names),
+        "views": "fresh nuisance parameters" if encoder.renderer is not None else "the run's augmentation with colour jitter always on, no grayscale",
         "conditional_variance": "variance over an image's views of <u, eps>, u = normalised backbone features, eps random +-1; mean over images (lower = more invariant)",
         "augmentation_regression": "linear regression (L-BFGS, L2 chosen on validation) from one view's features to its parameters; train views -> test views (lower R^2 = more invariant)",
         "chosen_l2": regression.chosen_l2,

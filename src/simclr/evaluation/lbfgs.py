@@ -11,7 +11,7 @@ and only then is the test split touched, once. The same procedure serves classif
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -166,3 +166,45 @@ def choose_l2(
     best = max(scores.values())
     chosen = max(l2 for l2, value in scores.items() if value == best)
     return GridSearch(chosen_l2=chosen, scores=dict(sorted(scores.items())))
+
+
+def fit_with_chosen_l2(
+    features: Tensor,
+    targets: Tensor,
+    fit_idx: Tensor,
+    val_idx: Tensor,
+    *,
+    loss: str,
+    grid: Sequence[float] = DEFAULT_L2_GRID,
+    score: Callable[[Tensor, Tensor], float],
+    standardize: bool = True,
+    max_iter: int = DEFAULT_MAX_ITER,
+    num_outputs: int | None = None,
+) -> tuple[LinearFit, GridSearch]:
+    """The whole protocol on the training split alone: choose L2 on ``val_idx`` after fitting on
+    ``fit_idx``, then refit the chosen value on all of ``features``. The caller scores the test split once."""
+    search = choose_l2(
+        features[fit_idx], targets[fit_idx], features[val_idx], targets[val_idx], loss=loss, grid=grid, score=score,
+        standardize=standardize, max_iter=max_iter, num_outputs=num_outputs,
+    )
+    final = fit_linear(features, targets, loss=loss, l2=search.chosen_l2, standardize=standardize, max_iter=max_iter,
+                       num_outputs=num_outputs)
+    return final, search
+
+
+def lbfgs_protocol(grid: Sequence[float], chosen_l2: float, val_scores: tuple[str, Mapping[float, float]], *,
+                   max_iter: int, standardize: bool, selection: str, n_fit: int, n_val: int) -> dict[str, object]:
+    """The ``metrics.json`` protocol fields every L-BFGS fit shares; ``val_scores`` is (field name,
+    validation score per L2 value)."""
+    name, scores = val_scores
+    return {
+        "optimizer": "L-BFGS (full batch, strong Wolfe)",
+        "max_iter": max_iter,
+        "standardize": standardize,
+        "l2_grid": sorted(grid),
+        "l2_selection": selection,
+        "chosen_l2": chosen_l2,
+        name: {f"{k:g}": v for k, v in scores.items()},
+        "n_fit": n_fit,
+        "n_val": n_val,
+    }

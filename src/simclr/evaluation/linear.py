@@ -17,7 +17,12 @@ import torch
 from torch import Tensor
 
 from simclr.data import split_train_val
-from simclr.evaluation.lbfgs import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, choose_l2, fit_linear
+from simclr.evaluation.lbfgs import (
+    DEFAULT_L2_GRID,
+    DEFAULT_MAX_ITER,
+    fit_with_chosen_l2,
+    lbfgs_protocol,
+)
 from simclr.evaluation.metrics import classification_metrics
 
 
@@ -53,12 +58,10 @@ def linear_probe(
 ) -> ProbeResult:
     """Choose L2 on a stratified validation split of train, refit on all of train, test once."""
     fit_idx, val_idx = split_train_val(train_labels, val_fraction, seed)
-    search = choose_l2(
-        train_features[fit_idx], train_labels[fit_idx], train_features[val_idx], train_labels[val_idx],
-        loss="ce", grid=grid, score=_top1, standardize=standardize, max_iter=max_iter, num_outputs=num_classes,
+    final, search = fit_with_chosen_l2(
+        train_features, train_labels, fit_idx, val_idx, loss="ce", grid=grid, score=_top1, standardize=standardize,
+        max_iter=max_iter, num_outputs=num_classes,
     )
-    final = fit_linear(train_features, train_labels, loss="ce", l2=search.chosen_l2, standardize=standardize,
-                       max_iter=max_iter, num_outputs=num_classes)
     with torch.no_grad():
         scores = final(test_features)
     return ProbeResult(
@@ -91,17 +94,13 @@ def run_linear_eval(session: Any, *, tta: int = 0, grid: Sequence[float] = DEFAU
     protocol = {
         **session.base_protocol(),
         "classifier": "multinomial logistic regression",
-        "optimizer": "L-BFGS (full batch, strong Wolfe)",
-        "max_iter": max_iter,
         "objective": "mean cross-entropy + l2 * ||W||^2 (bias not penalised)",
-        "standardize": standardize,
         "tta": tta,
         "features": "backbone output, eval mode, " + (f"mean of {tta} augmented views" if tta > 1 else "no augmentation"),
-        "l2_grid": sorted(grid),
-        "l2_selection": f"best validation top-1 on a stratified {val_fraction:g} split of train; refit on all of train",
-        "chosen_l2": result.chosen_l2,
-        "val_top1_by_l2": {f"{k:g}": v for k, v in result.val_top1_by_l2.items()},
-        "n_fit": result.n_fit,
-        "n_val": result.n_val,
+        **lbfgs_protocol(
+            grid, result.chosen_l2, ("val_top1_by_l2", result.val_top1_by_l2), max_iter=max_iter, standardize=standardize,
+            selection=f"best validation top-1 on a stratified {val_fraction:g} split of train; refit on all of train",
+            n_fit=result.n_fit, n_val=result.n_val,
+        ),
     }
     return make_entry("linear", protocol, result.metrics, time.perf_counter() - start)

@@ -47,6 +47,11 @@ class LoadedBackbone:
     metadata: dict[str, str]
     sha256: str
 
+    def image_size(self, config: PretrainConfig) -> int:
+        """The image size the backbone was trained at (from the file's metadata, else the run's config)."""
+        size = self.metadata.get("image_size", "")
+        return int(size) if size.isdigit() else int(config.image_size or 32)
+
     def describe(self) -> dict[str, object]:
         """The ``backbone`` block of ``metrics.json``."""
         meta = self.metadata

@@ -18,7 +18,12 @@ import torch
 from torch import Tensor
 
 from simclr.data import split_train_val
-from simclr.evaluation.lbfgs import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, choose_l2, fit_linear
+from simclr.evaluation.lbfgs import (
+    DEFAULT_L2_GRID,
+    DEFAULT_MAX_ITER,
+    fit_with_chosen_l2,
+    lbfgs_protocol,
+)
 from simclr.evaluation.metrics import regression_metrics
 
 
@@ -51,11 +56,10 @@ def linear_regression(
     """Choose L2 by validation MSE on a random split of train, refit on all of train, test once."""
     unlabelled = torch.full((train_features.shape[0],), -1, dtype=torch.int64)
     fit_idx, val_idx = split_train_val(unlabelled, val_fraction, seed)
-    search = choose_l2(
-        train_features[fit_idx], train_targets[fit_idx], train_features[val_idx], train_targets[val_idx],
-        loss="mse", grid=grid, score=_negative_mse, standardize=standardize, max_iter=max_iter,
+    final, search = fit_with_chosen_l2(
+        train_features, train_targets, fit_idx, val_idx, loss="mse", grid=grid, score=_negative_mse,
+        standardize=standardize, max_iter=max_iter,
     )
-    final = fit_linear(train_features, train_targets, loss="mse", l2=search.chosen_l2, standardize=standardize, max_iter=max_iter)
     with torch.no_grad():
         predictions = final(test_features)
     return RegressionResult(
@@ -91,17 +95,13 @@ def run_regression(session: Any, *, passes: int = 1, grid: Sequence[float] = DEF
     protocol = {
         **session.base_protocol(),
         "regressor": "linear",
-        "optimizer": "L-BFGS (full batch, strong Wolfe)",
-        "max_iter": max_iter,
         "objective": "mean over images of the summed squared error + l2 * ||W||^2 (bias not penalised)",
         "targets": list(GENERATIVE_NAMES),
         "features": f"backbone output on images re-rendered with fresh nuisance parameters ({passes} render(s) averaged)",
-        "standardize": standardize,
-        "l2_grid": sorted(grid),
-        "l2_selection": f"lowest validation MSE on a random {val_fraction:g} split of train; refit on all of train",
-        "chosen_l2": result.chosen_l2,
-        "val_mse_by_l2": {f"{k:g}": v for k, v in result.val_mse_by_l2.items()},
-        "n_fit": result.n_fit,
-        "n_val": result.n_val,
+        **lbfgs_protocol(
+            grid, result.chosen_l2, ("val_mse_by_l2", result.val_mse_by_l2), max_iter=max_iter, standardize=standardize,
+            selection=f"lowest validation MSE on a random {val_fraction:g} split of train; refit on all of train",
+            n_fit=result.n_fit, n_val=result.n_val,
+        ),
     }
     return make_entry("regression", protocol, result.metrics, time.perf_counter() - start)

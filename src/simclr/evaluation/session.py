@@ -18,14 +18,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from simclr.data import ImageStore, dataset_info, load_dataset, split_train_val, stratified_subset
+from simclr.data import (
+    ImageStore,
+    dataset_info,
+    load_dataset,
+    report_skipped,
+    split_train_val,
+    stratified_subset,
+)
 from simclr.data.registry import DatasetInfo
-from simclr.data.spirograph import GENERATIVE_NAMES, SpirographViews, sample_nuisance
+from simclr.data.spirograph import GENERATIVE_NAMES
 from simclr.errors import UserError
-from simclr.evaluation.features import encode_batches, extract_features
+from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import LoadedBackbone, RunRef, load_backbone
 from simclr.evaluation.results import record_result
+from simclr.evaluation.view_features import ViewEncoder
 from simclr.hardware import autocast_dtype_for, pick_device
+from simclr.views import ViewConfig
+from simclr.views.factory import view_config_for
 
 log = logging.getLogger("simclr")
 
@@ -70,7 +80,6 @@ class EvalSession:
         self._backbone: LoadedBackbone | None = None
         self._stores: dict[str, ImageStore] | None = None
         self.test_is_held_out = False
-        self.skipped: list[tuple[str, str]] = []
 
     # -- the model --------------------------------------------------------------------------------
     @property
@@ -84,8 +93,7 @@ class EvalSession:
 
     @property
     def image_size(self) -> int:
-        meta_size = self.backbone.metadata.get("image_size", "")
-        return int(meta_size) if meta_size.isdigit() else int(self.config.image_size or 32)
+        return self.backbone.image_size(self.config)
 
     @property
     def info(self) -> DatasetInfo:
@@ -111,9 +119,9 @@ class EvalSession:
         test = load_dataset(config.dataset, "test", **common)
         if train is None:
             raise UserError(f"dataset {config.dataset} has no training split in {data_dir}; pass --data-dir DIR")
-        for store in (train, test):
-            if store is not None:
-                self.skipped.extend(store.skipped)
+        report_skipped(train, "train")
+        if test is not None:
+            report_skipped(test, "test")
         if train.factors is None:
             train = self._labelled(train, "train")
             if test is not None:
@@ -194,48 +202,22 @@ class EvalSession:
         return result
 
     def _compute(self, store: ImageStore, split: str, tta: int, fresh_nuisance: bool) -> Tensor:
-        module = self.backbone.module
+        if tta > 1 or (store.factors is not None and fresh_nuisance):
+            generator = torch.Generator().manual_seed(self.options.seed * 1000 + SPLITS.index(split) + 1)
+            return self.view_encoder().averaged(store, generator, max(1, tta))
         info = self.info
-        device, dtype, bs = self.device, self.autocast_dtype, self.options.batch_size
-        split_seed = self.options.seed * 1000 + SPLITS.index(split) + 1
-        if store.factors is not None and (fresh_nuisance or tta > 1):
-            return self._spirograph_features(store, split_seed, max(1, tta))
-        if tta > 1:
-            from simclr.views.factory import build_views
+        return extract_features(self.backbone.module, store.images, info.mean, info.std, batch_size=self.options.batch_size,
+                                device=self.device, autocast_dtype=self.autocast_dtype)
 
-            views, _ = build_views(self.config, info, self.image_size, n_views=tta)
-            views = views.to(device)
-            gen = torch.Generator().manual_seed(split_seed)
-
-            def averaged(start: int, stop: int) -> Tensor:
-                batch = store.images[start:stop].to(device)
-                made = views(batch, gen)
-                with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    encoded = [module(v).float() for v in made]
-                return torch.stack(encoded).mean(0)
-
-            return _run_identity(module, len(store), averaged, max(1, bs // tta), device)
-        return extract_features(module, store.images, info.mean, info.std, batch_size=bs, device=device, autocast_dtype=dtype)
-
-    def _spirograph_features(self, store: ImageStore, split_seed: int, passes: int) -> Tensor:
-        assert store.factors is not None
-        renderer = SpirographViews(n_views=1, size=self.image_size)
-        gen = torch.Generator().manual_seed(split_seed)
-        factors = store.factors
-        total: Tensor | None = None
-        for _ in range(passes):
-            nuisance = sample_nuisance(len(store), gen)
-
-            def render(start: int, stop: int, nuisance: Tensor = nuisance) -> Tensor:
-                return renderer.render_with(factors[start:stop], nuisance[start:stop])
-
-            feats = encode_batches(
-                self.backbone.module, len(store), render,
-                batch_size=self.options.batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
-            )
-            total = feats if total is None else total + feats
-        assert total is not None
-        return total / passes
+    def view_encoder(self, view_config: ViewConfig | None = None) -> ViewEncoder:
+        """Fresh views of this run's data: re-renders for Spirograph, else ``view_config`` (default: the
+        run's own augmentation)."""
+        if self.stores["train"].factors is not None:
+            config = None
+        else:
+            config = view_config or view_config_for(self.config, self.info, self.image_size)
+        return ViewEncoder(self.backbone.module, image_size=self.image_size, device=self.device,
+                           autocast_dtype=self.autocast_dtype, batch_size=self.options.batch_size, view_config=config)
 
     # -- descriptions and results -------------------------------------------------------------------
     def dataset_block(self) -> dict[str, Any]:
@@ -252,11 +234,12 @@ class EvalSession:
 
     def base_protocol(self) -> dict[str, Any]:
         """Protocol fields every result carries."""
+        backbone = self.backbone.describe()
         return {
-            "backbone_sha256": self.backbone.sha256,
-            "weights": self.backbone.metadata.get("weights", "pretrained"),
-            "backbone_epoch": self.backbone.describe()["epoch"],
-            "backbone_step": self.backbone.describe()["global_step"],
+            "backbone_sha256": backbone["sha256"],
+            "weights": backbone["weights"],
+            "backbone_epoch": backbone["epoch"],
+            "backbone_step": backbone["global_step"],
             "seed": self.options.seed,
             "n_train": len(self.stores["train"]),
             "n_test": len(self.stores["test"]),
@@ -271,16 +254,3 @@ class EvalSession:
             run_dir=self.ref.run_dir, dataset=self.dataset_block(), backbone=self.backbone.describe(),
         )
 
-
-def _run_identity(module: torch.nn.Module, count: int, make: Any, batch_size: int, device: torch.device) -> Tensor:
-    """Collect ``make(start, stop)`` outputs (already features) in eval mode, without gradients."""
-    was_training = module.training
-    module.eval()
-    chunks = []
-    try:
-        with torch.no_grad():
-            for start in range(0, count, batch_size):
-                chunks.append(make(start, min(start + batch_size, count)).cpu())
-    finally:
-        module.train(was_training)
-    return torch.cat(chunks)

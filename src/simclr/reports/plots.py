@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from simclr.errors import UserError
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from simclr.figures import new_figure, save_figure
 
 PLOTS_SUBDIR = Path("eval") / "plots"
 TRAINING_CURVES = "training_curves.png"
@@ -35,7 +32,6 @@ AUGMENTED_VIEWS = "augmented_views.png"
 EMBEDDING_METHODS = ("tsne", "umap")
 EMBEDDING_FILES = {"tsne": EMBEDDING_TSNE, "umap": EMBEDDING_UMAP}
 
-_DPI = 100
 _ANNOTATE_MAX_CLASSES = 20
 _LEGEND_MAX_CLASSES = 20
 
@@ -43,30 +39,6 @@ _LEGEND_MAX_CLASSES = 20
 def plots_dir(run_dir: Path) -> Path:
     """``RUN_DIR/eval/plots``, where ``simclr evaluate`` writes the pictures and ``simclr report`` finds them."""
     return Path(run_dir) / PLOTS_SUBDIR
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A figure on an Agg canvas; a missing matplotlib is a user-fixable install problem."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError("plots need matplotlib; install it with: pip install 'simclr[viz]'") from None
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, out: Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(tmp, format="png", dpi=_DPI, facecolor="white")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
 
 
 def _as_array(values: Any, dtype: Any = None) -> np.ndarray:
@@ -133,7 +105,7 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path | None:
     if not panels:
         return None
     titles = {"train_loss": "NT-Xent training loss", "lr": "learning rate", "knn_top1": "online kNN top-1 (%)"}
-    figure = _figure(4.2 * len(panels), 3.4)
+    figure = new_figure(4.2 * len(panels), 3.4)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, name in zip(axes, panels, strict=True):
         points = sorted(curves[name], key=lambda point: point[0])
@@ -160,7 +132,7 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path | None:
         ax.set_title(titles[name], fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,7 +160,7 @@ def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], out: Path,
     accuracy = np.trace(counts) / counts.sum() if counts.sum() > 0 else float("nan")
 
     side = min(max(6.0, 0.45 * n + 2.5), 20.0)
-    figure = _figure(side + 1.2, side)
+    figure = new_figure(side + 1.2, side)
     ax = figure.subplots()
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     figure.colorbar(image, ax=ax, fraction=0.04, pad=0.02, shrink=0.8, label="fraction of the true class")
@@ -205,7 +177,7 @@ def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], out: Path,
             for col in range(n):
                 colour = "white" if fractions[row, col] > 0.5 else "black"
                 ax.text(col, row, f"{int(counts[row, col])}", ha="center", va="center", fontsize=font, color=colour)
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -303,7 +275,7 @@ def plot_embedding_map(
 
     keep = _subsample(total, max_points, label_array, seed)
     coords = _project(data[keep], method, seed)
-    figure = _figure(8.0, 7.0)
+    figure = new_figure(8.0, 7.0)
     ax = figure.subplots()
     size = 24 if len(keep) <= 200 else 12 if len(keep) <= 800 else 6
     if value_array is not None:
@@ -317,7 +289,7 @@ def plot_embedding_map(
     ax.set_title(f"{'UMAP' if method == 'umap' else 't-SNE'} of {shown} test embeddings (seed {seed})", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _save(figure, out)
+    return save_figure(figure, out)
 
 
 def _draw_classes(ax: Any, coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None,
@@ -377,7 +349,7 @@ def plot_view_grid(originals: Any, views: Sequence[Any], out: Path, max_images: 
     if rows < 1:
         raise ValueError("plot_view_grid needs at least one image")
     columns = [("original", base)] + [(f"view {i}", view) for i, view in enumerate(view_arrays, start=1)]
-    figure = _figure(1.7 * len(columns), 1.7 * rows + 0.3)
+    figure = new_figure(1.7 * len(columns), 1.7 * rows + 0.3)
     axes = figure.subplots(rows, len(columns), squeeze=False)
     for row in range(rows):
         for col, (title, stack) in enumerate(columns):
@@ -388,4 +360,4 @@ def plot_view_grid(originals: Any, views: Sequence[Any], out: Path, max_images: 
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(title, fontsize=9)
-    return _save(figure, out)
+    return save_figure(figure, out)

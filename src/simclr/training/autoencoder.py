@@ -15,11 +15,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
@@ -27,11 +26,9 @@ from torch import Tensor
 
 from simclr.data import ImageStore, load_dataset, split_train_val
 from simclr.errors import UserError
+from simclr.figures import new_figure, save_figure
 from simclr.models.autoencoder import AUTOENCODER_FILE, MLPAutoencoder, pixels, save_autoencoder
 from simclr.training.rundir import setup_logging
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 log = logging.getLogger("simclr")
 
@@ -190,19 +187,6 @@ def fit_autoencoder(
     return history
 
 
-def _figure(width: float, height: float) -> Figure:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError(
-            "reconstructions.png needs matplotlib; install it with: pip install 'simclr[viz]'"
-        ) from None
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def plot_reconstructions(
     model: MLPAutoencoder, images: Tensor, out: Path, max_images: int = 8
 ) -> Path:
@@ -215,7 +199,7 @@ def plot_reconstructions(
         device = next(model.parameters()).device
         originals = pixels(shown, device)
         rebuilt = model(originals).clamp(0.0, 1.0)
-    figure = _figure(1.4 * len(shown) + 0.8, 3.2)
+    figure = new_figure(1.4 * len(shown) + 0.8, 3.2)
     axes = figure.subplots(2, len(shown), squeeze=False)
     for row, (title, stack) in enumerate((("original", originals), ("reconstruction", rebuilt))):
         for col in range(len(shown)):
@@ -229,14 +213,7 @@ def plot_reconstructions(
             ax.set_xticks([])
             ax.set_yticks([])
         axes[row][0].set_ylabel(title, fontsize=9)
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(tmp, format="png", facecolor="white")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return save_figure(figure, out)
 
 
 def _load_images(config: AETrainConfig) -> ImageStore:

@@ -14,7 +14,14 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
 from simclr.config import PretrainConfig
-from simclr.data import ImageStore, dataset_info, load_dataset, split_train_val, stratified_subset
+from simclr.data import (
+    ImageStore,
+    dataset_info,
+    load_dataset,
+    report_skipped,
+    split_train_val,
+    stratified_subset,
+)
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 from simclr.models import SimCLRModel, build_backbone, build_head, resolve_stem
@@ -78,13 +85,6 @@ def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]
     if train.has_labels and config.knn_every_epochs > 0:
         test = load_dataset(config.dataset, "test", **common)
     return train, test
-
-
-def _report_skipped(store: ImageStore, split: str) -> None:
-    if store.skipped:
-        log.warning("%s: skipped %d unreadable file(s):", split, len(store.skipped))
-        for path, reason in store.skipped:
-            log.warning("  skipped %s: %s", path, reason)
 
 
 def _knn_sets(config: PretrainConfig, train: ImageStore, test: ImageStore | None) -> tuple[ImageStore, ImageStore] | None:
@@ -168,9 +168,9 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
     run_dir = prepare_run_dir(config)
     setup_logging(run_dir, quiet=quiet or is_worker_process())
     _quiet_lightning()
-    _report_skipped(train, "train")
+    report_skipped(train, "train")
     if test is not None:
-        _report_skipped(test, "test")
+        report_skipped(test, "test")
     log.info("run directory: %s", run_dir)
     log.info("dataset %s: %d training images of %dpx%s", config.dataset, len(train), image_size,
              f", {len(test)} test images" if test is not None else "")

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from simclr.views.config import ViewConfig
 
-__all__ = ["ViewParams", "sample_view_params"]
+__all__ = ["ViewParams", "sample_jitter", "sample_view_params"]
 
 _CROP_ATTEMPTS = 10
 """Rejection-sampling attempts per image, as in torchvision's RandomResizedCrop."""
@@ -109,6 +109,20 @@ def _sample_crop_boxes(u: Tensor, source_hw: tuple[int, int], config: ViewConfig
     return boxes.clamp_(0.0, 1.0)
 
 
+def _jitter_from_uniform(u: Tensor, config: ViewConfig) -> Tensor:
+    """(B, 4) uniforms in [0, 1) -> brightness, contrast, saturation factors and hue shift."""
+    ranges = (config.brightness_factor_range, config.contrast_factor_range,
+              config.saturation_factor_range, config.hue_shift_range)
+    return torch.stack([_uniform(u[:, i], *bounds) for i, bounds in enumerate(ranges)], dim=1)
+
+
+def sample_jitter(batch_size: int, config: ViewConfig, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
+    """Only the ``(B, 4)`` colour-jitter parameters of :func:`sample_view_params`'s distribution, float32:
+    what the gradient penalty re-draws (many per image), without sampling crops it would not use."""
+    u = torch.rand(batch_size, 4, generator=generator, dtype=torch.float64)
+    return _jitter_from_uniform(u, config).to(torch.float32).to(device)
+
+
 def sample_view_params(
     batch_size: int,
     source_hw: tuple[int, int],
@@ -136,15 +150,7 @@ def sample_view_params(
     c = 2 * n + 2
     boxes = _sample_crop_boxes(u[:, :c], source_hw, config)
     flip = u[:, c] < config.flip_p
-    jitter = torch.stack(
-        [
-            _uniform(u[:, c + 1], *config.brightness_factor_range),
-            _uniform(u[:, c + 2], *config.contrast_factor_range),
-            _uniform(u[:, c + 3], *config.saturation_factor_range),
-            _uniform(u[:, c + 4], *config.hue_shift_range),
-        ],
-        dim=1,
-    )
+    jitter = _jitter_from_uniform(u[:, c + 1 : c + 5], config)
     jitter_on = u[:, c + 5] < config.jitter_p
     grayscale = u[:, c + 6] < config.grayscale_p
     blur_on = u[:, c + 7] < config.blur_p

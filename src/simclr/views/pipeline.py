@@ -19,7 +19,7 @@ from torch import Tensor
 from simclr.errors import UserError
 from simclr.views import ops
 from simclr.views.config import ViewConfig
-from simclr.views.params import ViewParams, sample_view_params
+from simclr.views.params import ViewParams, sample_jitter, sample_view_params
 
 __all__ = ["SimCLRViews"]
 
@@ -81,8 +81,7 @@ class SimCLRViews(torch.nn.Module):
 
     def redraw_invariance_params(self, batch: int, draws: int, generator: torch.Generator, device: torch.device) -> Tensor:
         """``(draws, batch, 4)`` fresh colour-jitter parameters from the view distribution."""
-        params = sample_view_params(draws * batch, (self.config.size, self.config.size), self.config, generator, device=device)
-        return params.jitter.reshape(draws, batch, -1)
+        return sample_jitter(draws * batch, self.config, generator, device).reshape(draws, batch, -1)
 
     def _views(self, images: Tensor, generator: torch.Generator, *, with_grad: bool) -> tuple[list[Tensor], Tensor | None]:
         x = _as_unit_float(images, torch.float32)

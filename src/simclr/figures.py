@@ -1,0 +1,45 @@
+"""Matplotlib figures for simclr's PNGs (evaluation plots, autoencoder reconstructions).
+
+Every figure gets its own Agg canvas, so drawing needs no display and never switches the global
+backend of a user's notebook; files are written atomically so a reader never sees half a PNG.
+matplotlib is an optional dependency (the ``viz`` extra), imported only when a figure is made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from simclr.errors import UserError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 100
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches on an Agg canvas; a missing matplotlib is a
+    user-fixable install problem."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("plots need matplotlib; install it with: pip install 'simclr[viz]'") from None
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, out: Path) -> Path:
+    """Write ``figure`` to ``out`` as PNG (temporary file, then rename) and return ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(tmp, format="png", dpi=DPI, facecolor="white")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
