@@ -105,7 +105,7 @@ class SimCLRModule(L.LightningModule):
             )
         if self.train_loader is not None:
             self.train_loader.mark_consumed(self.current_epoch, batch_idx + 1)
-        self._update_throughput(batch[self.input_key].shape[0])
+        self._update_throughput(source.shape[0])
         self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("lr", self.current_lr(), prog_bar=True, on_step=True, on_epoch=False)
         if self.images_per_second == self.images_per_second:
