@@ -8,7 +8,14 @@ from pathlib import Path
 import torch
 
 from simclr.cli import main
-from simclr.evaluation.invariance import conditional_variance
+from simclr.data.spirograph import make_spirograph_store
+from simclr.evaluation.invariance import (
+    conditional_variance,
+    conditional_variance_fraction,
+    held_out_penalty,
+)
+from simclr.evaluation.view_features import ViewEncoder
+from simclr.losses import gradient_penalty
 
 
 def test_conditional_variance_is_zero_for_invariant_features_and_grows_with_view_noise() -> None:
@@ -23,12 +30,64 @@ def test_conditional_variance_is_zero_for_invariant_features_and_grows_with_view
                - conditional_variance(base + 0.5 * torch.randn(8, 50, 16, generator=torch.Generator().manual_seed(5)), torch.Generator().manual_seed(1))) < 1e-6
 
 
+def test_conditional_variance_fraction_is_the_within_image_share_of_the_variance() -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(1, 400, 8, generator=gen)
+    assert conditional_variance_fraction(images.repeat(5, 1, 1)) < 1e-12  # views identical: fully invariant
+    views_only = torch.randn(5, 400, 8, generator=gen)  # nothing depends on the image
+    assert abs(conditional_variance_fraction(views_only) - 1.0) < 0.02
+    # u = normalise(e1 + 0.1 * noise): the exact trace ratio, not a projection estimate
+    mixed = images + 0.3 * torch.randn(5, 400, 8, generator=gen)
+    u = torch.nn.functional.normalize(mixed.double(), dim=-1)
+    within = u.var(0, unbiased=True).sum(-1).mean()
+    total = u.reshape(-1, 8).var(0, unbiased=True).sum()
+    assert abs(conditional_variance_fraction(mixed) - float(within / total)) < 1e-9
+
+
+class _Pixels(torch.nn.Module):
+    """A fixed random linear map of the pixels: a 'backbone' whose penalty can be computed by hand."""
+
+    def __init__(self, constant: bool = False) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(3 * 16 * 16, 5, generator=torch.Generator().manual_seed(2)) * 0.05)
+        self.constant = constant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.reshape(x.shape[0], -1) @ self.weight
+        return torch.ones_like(out) + 0.0 * out if self.constant else out
+
+
+def _encoder(backbone: torch.nn.Module) -> ViewEncoder:
+    return ViewEncoder(backbone, image_size=16, device=torch.device("cpu"), autocast_dtype=None, batch_size=8, view_config=None)
+
+
+def test_held_out_penalty_is_the_training_penalty_on_fresh_renders() -> None:
+    store = make_spirograph_store(20, seed=0, size=16)
+    backbone = _Pixels()
+    measured = held_out_penalty(_encoder(backbone), store, torch.Generator().manual_seed(3), draws=7, batch_size=8)
+    # the same draws by hand, batch by batch (8, 8, 4 images), weighted by batch size
+    encoder, gen = _encoder(backbone), torch.Generator().manual_seed(3)
+    draw = encoder.draw(store, gen)
+    expected = 0.0
+    for start, stop in ((0, 8), (8, 16), (16, 20)):
+        leaf = draw.params[start:stop].clone().requires_grad_(True)
+        rep = backbone(encoder.render(store, draw, start, stop, leaf))
+        redraws = encoder.redraw(stop - start, 7, gen)
+        expected += float(gradient_penalty(rep, leaf, redraws, upper_limit=float("inf"), generator=gen).detach()) * (stop - start)
+    assert abs(measured - expected / 20) < 1e-6 * max(1.0, expected)
+    assert measured > 0
+    assert held_out_penalty(_encoder(_Pixels(constant=True)), store, torch.Generator().manual_seed(3), draws=7) == 0.0
+    assert backbone.weight.grad is None  # measuring leaves the weights alone
+
+
 def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     run = make_run("spirograph", train_size=120, test_size=40)
     assert main(["evaluate", str(run), "--invariance", "--no-plots", "--invariance-views", "3"]) == 0
     assert "conditional variance" in capsys.readouterr().out
     entry = json.loads((run / "eval" / "metrics.json").read_text())["results"]["invariance"]
     assert entry["metrics"]["conditional_variance"] > 0
+    assert 0 < entry["metrics"]["conditional_variance_fraction"] < 1
+    assert entry["metrics"]["gradient_penalty"] > 0
     assert set(entry["metrics"]["augmentation_regression"]["per_factor"]) == {"h", "rback", "gfore", "gback", "bfore", "bback"}
     assert entry["protocol"]["views_per_image"] == 3
 

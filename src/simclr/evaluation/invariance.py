@@ -28,7 +28,8 @@ from simclr.data.store import ImageStore
 from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
-from simclr.losses.invariance import rademacher
+from simclr.evaluation.view_features import ViewEncoder
+from simclr.losses.invariance import gradient_penalty, rademacher
 from simclr.views.factory import view_config_for
 
 
@@ -39,6 +40,43 @@ def conditional_variance(view_features: Tensor, generator: torch.Generator) -> f
     directions = rademacher((u.shape[1], u.shape[2]), generator, u)
     projections = (u * directions.unsqueeze(0)).sum(-1)  # (V, N)
     return float(projections.var(0, unbiased=True).mean())
+
+
+def conditional_variance_fraction(view_features: Tensor) -> float:
+    """The share of the normalised representation's total variance that is variance across an image's
+    own views: ``mean_x tr Cov(u | x) / tr Cov(u)``, in [0, 1]. The conditional variance above is a
+    random-projection estimate of the numerator; dividing by the total makes runs whose representations
+    spread differently (a wide or a narrow cone of ``u``) comparable. ``view_features`` is ``(V, N, D)``."""
+    u = F.normalize(view_features.double(), dim=-1)
+    views, images = u.shape[0], u.shape[1]
+    within = (u - u.mean(0, keepdim=True)).pow(2).sum(-1).mean() * views / (views - 1)
+    total = (u - u.mean((0, 1), keepdim=True)).pow(2).sum(-1).mean() * (views * images) / (views * images - 1)
+    return float(within / total) if float(total) > 0 else 0.0
+
+
+def held_out_penalty(encoder: ViewEncoder, store: ImageStore, generator: torch.Generator, *, draws: int = 100,
+                     normalize: bool = True, batch_size: int = 256) -> float:
+    """The training penalty (:func:`~simclr.losses.gradient_penalty`, no clamp) measured on ``store``'s
+    images with the frozen backbone in eval mode, in float32: the quantity ``--lambda-gp`` minimises, on
+    images it was not trained on, so a run with and without the penalty can be compared on it directly."""
+    backbone = encoder.backbone
+    draw = encoder.draw(store, generator)
+    was_training = backbone.training
+    backbone.eval()
+    total, count = 0.0, len(store)
+    try:
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            leaf = draw.params[start:stop].to(encoder.device, torch.float32).requires_grad_(True)
+            views = encoder.render(store, draw, start, stop, leaf).to(encoder.device)
+            representation = backbone(views.contiguous(memory_format=torch.channels_last))
+            redraws = encoder.redraw(stop - start, draws, generator).to(encoder.device)
+            penalty = gradient_penalty(representation, leaf, redraws, normalize=normalize, upper_limit=float("inf"),
+                                       generator=generator, create_graph=False)
+            total += float(penalty.detach()) * (stop - start)
+    finally:
+        backbone.train(was_training)
+    return total / count
 
 
 def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
@@ -62,11 +100,17 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
     gen = torch.Generator().manual_seed(seed * 1000 + 77)
     per_view = torch.stack([encoder.encode(test, gen)[0] for _ in range(views)])
     cond_var = conditional_variance(per_view, gen)
+    fraction = conditional_variance_fraction(per_view)
+    draws = session.config.gp_draws
+    normalize = session.config.gp_normalization
+    penalty = held_out_penalty(encoder, test, gen, draws=draws, normalize=normalize)
     train_feats, train_params = encoder.encode(train, gen)
     test_feats, test_params = encoder.encode(test, gen)
     regression = linear_regression(train_feats, train_params, test_feats, test_params, target_names=encoder.parameter_names, seed=seed)
     metrics = {
         "conditional_variance": cond_var,
+        "conditional_variance_fraction": fraction,
+        "gradient_penalty": penalty,
         "augmentation_regression": regression.metrics,
     }
     protocol = {
@@ -77,6 +121,9 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
         "augmentation_parameters": list(encoder.parameter_names),
         "views": "fresh nuisance parameters" if encoder.renderer is not None else "the run's augmentation with colour jitter always on, no grayscale",
         "conditional_variance": "variance over an image's views of <u, eps>, u = normalised backbone features, eps random +-1; mean over images (lower = more invariant)",
+        "conditional_variance_fraction": "mean over images of tr Cov(u | image) / tr Cov(u), exact (lower = more invariant)",
+        "gradient_penalty": f"the training penalty on the test images, eval mode, float32, {draws} re-draws, no clamp (lower = more invariant)",
+        "gradient_penalty_normalization": normalize,
         "augmentation_regression": "linear regression (L-BFGS, L2 chosen on validation) from one view's features to its parameters; train views -> test views (lower R^2 = more invariant)",
         "chosen_l2": regression.chosen_l2,
     }

@@ -150,6 +150,10 @@ def headline(key: str, entry: Mapping[str, Any]) -> str:
         parts.append(f"{key} MSE {metrics['mse']:.5f}, R^2 {metrics['r2']:.4f}")
     if "conditional_variance" in metrics:
         text = f"{key}: conditional variance {metrics['conditional_variance']:.5f}"
+        if "conditional_variance_fraction" in metrics:
+            text += f" ({100 * metrics['conditional_variance_fraction']:.2f}% of the total)"
+        if "gradient_penalty" in metrics:
+            text += f", gradient penalty {metrics['gradient_penalty']:.4g}"
         regression = metrics.get("augmentation_regression") or {}
         if "r2" in regression:
             text += f", augmentation predictable with R^2 {regression['r2']:.4f} (lower = more invariant)"

@@ -8,15 +8,26 @@ view's 4 colour-jitter parameters; Spirograph images are re-rendered with new nu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 from torch import Tensor, nn
 
 from simclr.data.spirograph import NUISANCE_NAMES, SpirographViews, sample_nuisance
 from simclr.data.store import ImageStore
 from simclr.evaluation.features import encode_batches
-from simclr.views import SimCLRViews, ViewConfig, sample_view_params
+from simclr.views import SimCLRViews, ViewConfig, ViewParams, sample_view_params
 
 JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
+
+
+@dataclass(frozen=True)
+class ViewDraw:
+    """One view's random parameters for every image of a store: ``params`` ``(N, k)`` are the ones the
+    invariance measures talk about (nuisance or colour jitter); ``full`` the whole image-view draw."""
+
+    params: Tensor
+    full: ViewParams | None
 
 
 class ViewEncoder:
@@ -38,28 +49,42 @@ class ViewEncoder:
     def parameter_names(self) -> tuple[str, ...]:
         return NUISANCE_NAMES if self.renderer is not None else JITTER_NAMES
 
-    def encode(self, store: ImageStore, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Features ``(N, D)`` of one new view per image and that view's parameters ``(N, k)``."""
-        count = len(store)
+    def draw(self, store: ImageStore, generator: torch.Generator) -> ViewDraw:
+        """Random view parameters for every image of ``store`` (one view each)."""
         if self.renderer is not None:
             if store.factors is None:
                 raise ValueError("Spirograph views need a store with generative factors")
-            renderer, factors = self.renderer, store.factors
-            params = sample_nuisance(count, generator)
+            nuisance = sample_nuisance(len(store), generator)
+            return ViewDraw(params=nuisance, full=None)
+        assert self.views is not None
+        drawn = sample_view_params(len(store), (store.images.shape[-2], store.images.shape[-1]), self.views.config, generator)
+        return ViewDraw(params=drawn.jitter, full=drawn)
 
-            def make(start: int, stop: int) -> Tensor:
-                return renderer.render_with(factors[start:stop], params[start:stop])
-        else:
-            assert self.views is not None
-            views, device = self.views, self.device
-            drawn = sample_view_params(count, (store.images.shape[-2], store.images.shape[-1]), views.config, generator)
-            params = drawn.jitter
+    def render(self, store: ImageStore, draw: ViewDraw, start: int, stop: int, params: Tensor | None = None) -> Tensor:
+        """Views of images ``start:stop``; ``params`` ``(stop - start, k)`` replaces
+        the drawn nuisance / jitter parameters (it may require grad: the views are differentiable in it)."""
+        chosen = draw.params[start:stop] if params is None else params
+        if self.renderer is not None:
+            assert store.factors is not None
+            return self.renderer.render_with(store.factors[start:stop], chosen)
+        assert self.views is not None and draw.full is not None
+        full = draw.full.narrow(start, stop - start)
+        if params is not None:
+            full = replace(full, jitter=params)
+        return self.views.apply(store.images[start:stop].to(self.device), full)
 
-            def make(start: int, stop: int) -> Tensor:
-                return views.apply(store.images[start:stop].to(device), drawn.narrow(start, stop - start))
-        features = encode_batches(self.backbone, count, make, batch_size=self.batch_size, device=self.device,
-                                  autocast_dtype=self.autocast_dtype)
-        return features, params.float().cpu()
+    def redraw(self, batch: int, draws: int, generator: torch.Generator) -> Tensor:
+        """``(draws, batch, k)`` fresh parameters of the same distribution (the penalty's re-draws)."""
+        views = self.renderer if self.renderer is not None else self.views
+        assert views is not None
+        return views.redraw_invariance_params(batch, draws, generator, torch.device("cpu"))
+
+    def encode(self, store: ImageStore, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Features ``(N, D)`` of one new view per image and that view's parameters ``(N, k)``."""
+        draw = self.draw(store, generator)
+        features = encode_batches(self.backbone, len(store), lambda start, stop: self.render(store, draw, start, stop),
+                                  batch_size=self.batch_size, device=self.device, autocast_dtype=self.autocast_dtype)
+        return features, draw.params.float().cpu()
 
     def averaged(self, store: ImageStore, generator: torch.Generator, passes: int) -> Tensor:
         """The mean of ``passes`` views' features per image (seed 003's feature averaging)."""

@@ -32,12 +32,13 @@ def gradient_penalty(
     normalize: bool = True,
     upper_limit: float = 1.0,
     generator: torch.Generator | None = None,
+    create_graph: bool = True,
 ) -> Tensor:
     """The penalty for ``representation`` ``(B, D)`` computed from view parameters ``params`` ``(B, k)``
     (a tensor with ``requires_grad`` that the representation depends on) and ``redraws`` ``(M, B, k)``.
 
     The graph of ``ds/dparams`` is kept (``create_graph``), so the penalty can be minimised with respect
-    to the network's weights.
+    to the network's weights; ``create_graph=False`` only measures it.
 
     >>> a = torch.rand(4, 2, requires_grad=True)
     >>> h = torch.cat([a * 2.0, a.sum(1, keepdim=True)], 1)
@@ -50,7 +51,7 @@ def gradient_penalty(
     rep = representation if representation.dtype == torch.float64 else representation.float()
     u = F.normalize(rep, dim=1) if normalize else rep
     scalar = (rademacher(u.shape, generator, u) * u).sum()
-    (grad,) = torch.autograd.grad(scalar, params, create_graph=True)
+    (grad,) = torch.autograd.grad(scalar, params, create_graph=create_graph)
     delta = redraws.to(grad.dtype) - params.to(grad.dtype).unsqueeze(0)
     directional = (delta * grad.unsqueeze(0)).sum(-1)
     return directional.pow(2).mean().clamp(max=upper_limit)
