@@ -12,6 +12,7 @@ from simclr.data.spirograph import make_spirograph_store
 from simclr.evaluation.invariance import (
     conditional_variance,
     conditional_variance_fraction,
+    conditional_variance_per_parameter,
     held_out_penalty,
 )
 from simclr.evaluation.view_features import ViewEncoder
@@ -80,6 +81,24 @@ def test_held_out_penalty_is_the_training_penalty_on_fresh_renders() -> None:
     assert backbone.weight.grad is None  # measuring leaves the weights alone
 
 
+class _BlueMean(torch.nn.Module):
+    """Sees only the blue channel's mean: depends on bfore, bback (and h through the curve), never on
+    rback, gfore or gback."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blue = x[:, 2].mean((1, 2))
+        return torch.stack([blue, torch.ones_like(blue)], 1)
+
+
+def test_conditional_variance_per_parameter_finds_the_parameters_the_representation_follows() -> None:
+    store = make_spirograph_store(30, seed=0, size=16)
+    per_parameter = conditional_variance_per_parameter(_encoder(_BlueMean()), store, torch.Generator().manual_seed(0), views=4)
+    assert list(per_parameter) == ["h", "rback", "gfore", "gback", "bfore", "bback"]
+    for ignored in ("rback", "gfore", "gback"):
+        assert per_parameter[ignored] < 1e-10
+    assert per_parameter["bback"] > 1e-4 and per_parameter["bfore"] > 1e-6
+
+
 def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     run = make_run("spirograph", train_size=120, test_size=40)
     assert main(["evaluate", str(run), "--invariance", "--no-plots", "--invariance-views", "3"]) == 0
@@ -88,6 +107,7 @@ def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     assert entry["metrics"]["conditional_variance"] > 0
     assert 0 < entry["metrics"]["conditional_variance_fraction"] < 1
     assert entry["metrics"]["gradient_penalty"] > 0
+    assert set(entry["metrics"]["conditional_variance_per_parameter"]) == {"h", "rback", "gfore", "gback", "bfore", "bback"}
     assert set(entry["metrics"]["augmentation_regression"]["per_factor"]) == {"h", "rback", "gfore", "gback", "bfore", "bback"}
     assert entry["protocol"]["views_per_image"] == 3
 
@@ -97,4 +117,6 @@ def test_evaluate_invariance_on_images_regresses_jitter(make_run, cifar_small: P
     assert main(["evaluate", str(run), "--invariance", "--no-plots", "--invariance-views", "2", "--limit-train-images", "100"]) == 0
     entry = json.loads((run / "eval" / "metrics.json").read_text())["results"]["invariance"]
     assert set(entry["metrics"]["augmentation_regression"]["per_factor"]) == {"brightness", "contrast", "saturation", "hue"}
+    assert set(entry["metrics"]["conditional_variance_per_parameter"]) == {"brightness", "contrast", "saturation", "hue"}
+    assert entry["metrics"]["gradient_penalty"] > 0
     assert main(["evaluate", str(run), "--invariance", "--invariance-views", "1"]) == 2

@@ -1,6 +1,6 @@
 """How invariant a representation is to its augmentations (Foster et al. 2020, arXiv:2010.09515, sec. 5).
 
-Two measures, both lower = more invariant, both computed on frozen backbone features in eval mode:
+The seed's two measures, both lower = more invariant, both on frozen backbone features in eval mode:
 
 * **Conditional variance** (seed 003's ``scan_cond_var.py``): each test image is augmented ``views``
   times; the L2-normalised representations are projected on a random +-1 direction, and the variance of
@@ -10,6 +10,11 @@ Two measures, both lower = more invariant, both computed on frozen backbone feat
   representation of one view to that view's parameters (the 4 colour-jitter parameters for images, the
   6 nuisance parameters for Spirograph), fitted on train views and scored on test views. A representation
   that has discarded the augmentation cannot predict it (R^2 near 0).
+
+Three more say why the first two move: the exact share of the representation's variance that is
+within-image (:func:`conditional_variance_fraction`), the conditional variance per view parameter (only
+that one changes between views), and the training penalty itself measured on held-out images
+(:func:`held_out_penalty`, the quantity ``--lambda-gp`` minimises).
 
 For images every view here has colour jitter on and no grayscale, so its parameters always act on it.
 """
@@ -40,6 +45,24 @@ def conditional_variance(view_features: Tensor, generator: torch.Generator) -> f
     directions = rademacher((u.shape[1], u.shape[2]), generator, u)
     projections = (u * directions.unsqueeze(0)).sum(-1)  # (V, N)
     return float(projections.var(0, unbiased=True).mean())
+
+
+def conditional_variance_per_parameter(encoder: ViewEncoder, store: ImageStore, generator: torch.Generator,
+                                       views: int) -> dict[str, float]:
+    """The conditional variance when only one view parameter changes between an image's views (the others
+    stay at one random draw per image), for each parameter: which nuisance the representation still
+    follows. The first-order penalty weights a parameter by its range, so a wide, strongly non-linear one
+    (Spirograph's h) can dominate the penalty while contributing little to the variance."""
+    base = encoder.draw(store, generator)
+    result: dict[str, float] = {}
+    for column, name in enumerate(encoder.parameter_names):
+        per_view = []
+        for _ in range(views):
+            params = base.params.clone()
+            params[:, column] = encoder.draw(store, generator).params[:, column]
+            per_view.append(encoder.encode_draw(store, replace(base, params=params)))
+        result[name] = conditional_variance(torch.stack(per_view), generator)
+    return result
 
 
 def conditional_variance_fraction(view_features: Tensor) -> float:
@@ -86,8 +109,10 @@ def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
     return store.subset(keep)
 
 
-def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2000) -> dict[str, Any]:
-    """Both invariance measures for a run; returns the ``invariance`` entry of ``metrics.json``."""
+def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2000,
+                   per_parameter_images: int = 500) -> dict[str, Any]:
+    """The invariance measures of a run; returns the ``invariance`` entry of ``metrics.json``. The seed's two
+    measures come first, drawn from the generator in the same order as before the extra ones were added."""
     start = time.perf_counter()
     seed = session.options.seed
     if session.stores["train"].factors is not None:
@@ -101,15 +126,17 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
     per_view = torch.stack([encoder.encode(test, gen)[0] for _ in range(views)])
     cond_var = conditional_variance(per_view, gen)
     fraction = conditional_variance_fraction(per_view)
-    draws = session.config.gp_draws
-    normalize = session.config.gp_normalization
-    penalty = held_out_penalty(encoder, test, gen, draws=draws, normalize=normalize)
     train_feats, train_params = encoder.encode(train, gen)
     test_feats, test_params = encoder.encode(test, gen)
     regression = linear_regression(train_feats, train_params, test_feats, test_params, target_names=encoder.parameter_names, seed=seed)
+    draws = session.config.gp_draws
+    normalize = session.config.gp_normalization
+    penalty = held_out_penalty(encoder, test, gen, draws=draws, normalize=normalize)
+    per_parameter = conditional_variance_per_parameter(encoder, _subset(test, per_parameter_images, seed + 2), gen, views)
     metrics = {
         "conditional_variance": cond_var,
         "conditional_variance_fraction": fraction,
+        "conditional_variance_per_parameter": per_parameter,
         "gradient_penalty": penalty,
         "augmentation_regression": regression.metrics,
     }
@@ -121,6 +148,8 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
         "augmentation_parameters": list(encoder.parameter_names),
         "views": "fresh nuisance parameters" if encoder.renderer is not None else "the run's augmentation with colour jitter always on, no grayscale",
         "conditional_variance": "variance over an image's views of <u, eps>, u = normalised backbone features, eps random +-1; mean over images (lower = more invariant)",
+        "conditional_variance_per_parameter": "the conditional variance when only that parameter changes between views",
+        "n_images_per_parameter": min(len(test), per_parameter_images),
         "conditional_variance_fraction": "mean over images of tr Cov(u | image) / tr Cov(u), exact (lower = more invariant)",
         "gradient_penalty": f"the training penalty on the test images, eval mode, float32, {draws} re-draws, no clamp (lower = more invariant)",
         "gradient_penalty_normalization": normalize,

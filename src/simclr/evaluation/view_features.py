@@ -61,16 +61,15 @@ class ViewEncoder:
         return ViewDraw(params=drawn.jitter, full=drawn)
 
     def render(self, store: ImageStore, draw: ViewDraw, start: int, stop: int, params: Tensor | None = None) -> Tensor:
-        """Views of images ``start:stop``; ``params`` ``(stop - start, k)`` replaces
-        the drawn nuisance / jitter parameters (it may require grad: the views are differentiable in it)."""
+        """Views of images ``start:stop`` with ``draw.params`` as their nuisance / jitter parameters, or
+        ``params`` ``(stop - start, k)`` instead (it may require grad: the views are differentiable in it).
+        For images everything else (crop, flip, grayscale, blur) comes from ``draw.full``."""
         chosen = draw.params[start:stop] if params is None else params
         if self.renderer is not None:
             assert store.factors is not None
             return self.renderer.render_with(store.factors[start:stop], chosen)
         assert self.views is not None and draw.full is not None
-        full = draw.full.narrow(start, stop - start)
-        if params is not None:
-            full = replace(full, jitter=params)
+        full = replace(draw.full.narrow(start, stop - start), jitter=chosen)
         return self.views.apply(store.images[start:stop].to(self.device), full)
 
     def redraw(self, batch: int, draws: int, generator: torch.Generator) -> Tensor:
@@ -82,9 +81,12 @@ class ViewEncoder:
     def encode(self, store: ImageStore, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Features ``(N, D)`` of one new view per image and that view's parameters ``(N, k)``."""
         draw = self.draw(store, generator)
-        features = encode_batches(self.backbone, len(store), lambda start, stop: self.render(store, draw, start, stop),
-                                  batch_size=self.batch_size, device=self.device, autocast_dtype=self.autocast_dtype)
-        return features, draw.params.float().cpu()
+        return self.encode_draw(store, draw), draw.params.float().cpu()
+
+    def encode_draw(self, store: ImageStore, draw: ViewDraw) -> Tensor:
+        """Features ``(N, D)`` of the views that ``draw`` describes."""
+        return encode_batches(self.backbone, len(store), lambda start, stop: self.render(store, draw, start, stop),
+                              batch_size=self.batch_size, device=self.device, autocast_dtype=self.autocast_dtype)
 
     def averaged(self, store: ImageStore, generator: torch.Generator, passes: int) -> Tensor:
         """The mean of ``passes`` views' features per image (seed 003's feature averaging)."""
