@@ -26,6 +26,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/throughput.py --record BENCHMARKS.md
+	$(PY) benchmarks/gradient_penalty_step.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

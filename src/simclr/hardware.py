@@ -48,6 +48,13 @@ def resolve_precision(precision: str, gpu: bool) -> str:
     return "bf16-mixed" if cpu_supports_bf16() else "32"
 
 
+def use_channels_last(requested: bool, gpu: bool, gradient_penalty: bool) -> bool:
+    """The memory format for training: channels_last as requested, except for the gradient penalty on
+    the CPU, where the penalty's double backward (BatchNorm's in particular) runs 1.5x slower in
+    channels_last than in the default format (``benchmarks/gradient_penalty_step.py``, BENCHMARKS.md)."""
+    return requested and (gpu or not gradient_penalty)
+
+
 def pick_device(accelerator: str = "auto") -> torch.device:
     """The device evaluation runs on: the GPU when one is asked for or available, else the CPU."""
     return torch.device("cuda") if uses_gpu(accelerator) else torch.device("cpu")

@@ -125,3 +125,15 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     penalty = float(gp[0]["gradient_penalty"])
     assert penalty > 0
     assert float(gp[0]["train_loss"]) == pytest.approx(float(plain[0]["train_loss"]) + 0.01 * penalty, rel=1e-4, abs=1e-4)
+    # on the CPU the penalty trains in the default memory format (its double backward is faster there)
+    assert "memory format: contiguous" in (tmp_path / "gp" / "train.log").read_text()
+    assert "memory format" not in (tmp_path / "plain" / "train.log").read_text()
+
+
+def test_channels_last_is_kept_except_for_the_penalty_on_the_cpu() -> None:
+    from simclr.hardware import use_channels_last
+
+    assert use_channels_last(True, gpu=False, gradient_penalty=False)
+    assert not use_channels_last(True, gpu=False, gradient_penalty=True)
+    assert use_channels_last(True, gpu=True, gradient_penalty=True)
+    assert not use_channels_last(False, gpu=True, gradient_penalty=False)

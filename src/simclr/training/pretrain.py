@@ -35,7 +35,7 @@ from simclr.training.callbacks import (
 )
 from simclr.training.checkpoint_io import AtomicCheckpointIO
 from simclr.training.datamodule import InMemoryDataModule
-from simclr.training.hardware import resolve_precision, uses_gpu
+from simclr.training.hardware import resolve_precision, use_channels_last, uses_gpu
 from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
 from simclr.training.rundir import (
     checkpoint_path,
@@ -176,8 +176,11 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
              f", {len(test)} test images" if test is not None else "")
 
     views, input_key = build_views(config, info, image_size)
-    if config.channels_last:
+    channels_last = use_channels_last(config.channels_last, gpu, config.lambda_gp > 0)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    elif config.channels_last:
+        log.info("memory format: contiguous, not channels_last (faster for the gradient penalty on the CPU)")
 
     trainer_devices = _devices(config.devices)
     strategy = config.strategy
@@ -256,7 +259,7 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
         optim,
         seed=config.seed,
         input_key=input_key,
-        channels_last=config.channels_last,
+        channels_last=channels_last,
         invariance=InvarianceSettings(config.lambda_gp, config.gp_upper_limit, config.gp_draws, config.gp_normalization),
     )
     datamodule = InMemoryDataModule(train, config.batch_size, config.seed)
