@@ -90,9 +90,8 @@ class SimCLRModule(L.LightningModule):
             views: list[Tensor] = self.views(source, generator)
         else:  # the same views, with the first view's parameters kept differentiable
             views, view_params = self.views.views_with_grad(source, generator)  # type: ignore[operator]
-        inputs = torch.cat(views)
-        if self.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        # the views come channels_last; the model's memory format decides (a conv follows its input's format)
+        inputs = torch.cat(views).contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         features, projections = self.model(inputs)
         loss = self.criterion(*projections.chunk(len(views)))
         if self.invariance is not None and view_params is not None:
