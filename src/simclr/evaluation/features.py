@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,18 @@ def normalize_images(images: Tensor, mean: tuple[float, ...], std: tuple[float, 
     m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block, its previous mode restored afterwards (even on error), so
+    measuring a model during or after training never changes how it trains next."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
@@ -59,10 +72,8 @@ def encode_batches(
     ``make_batch(start, stop)``: stored images, test-time-augmented views, freshly rendered Spirograph
     images, a classifier's test inputs. Eval mode, restored afterwards, no gradients; float32 on the CPU."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
-    was_training = backbone.training
-    backbone.eval()
     chunks: list[Tensor] = []
-    try:
+    with eval_mode(backbone):
         for start in range(0, count, batch_size):
             batch = make_batch(start, min(start + batch_size, count)).to(device)
             if channels_last:
@@ -70,6 +81,4 @@ def encode_batches(
             with autocast_for(device, autocast_dtype):
                 out = backbone(batch)
             chunks.append(out.float().cpu())
-    finally:
-        backbone.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0, 0)

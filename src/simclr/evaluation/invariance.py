@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simclr.data.store import ImageStore
+from simclr.evaluation.features import eval_mode
 from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
@@ -82,23 +83,18 @@ def held_out_penalty(encoder: ViewEncoder, store: ImageStore, generator: torch.G
     """The training penalty (:func:`~simclr.losses.gradient_penalty`, no clamp) measured on ``store``'s
     images with the frozen backbone in eval mode, in float32: the quantity ``--lambda-gp`` minimises, on
     images it was not trained on, so a run with and without the penalty can be compared on it directly."""
-    backbone = encoder.backbone
     draw = encoder.draw(store, generator)
-    was_training = backbone.training
-    backbone.eval()
     total, count = 0.0, len(store)
-    try:
+    with eval_mode(encoder.backbone) as backbone:
         for start in range(0, count, batch_size):
             stop = min(start + batch_size, count)
             leaf = draw.params[start:stop].to(encoder.device, torch.float32).requires_grad_(True)
-            views = encoder.render(store, draw, start, stop, leaf).to(encoder.device)
+            views = encoder.render(store, draw, start, stop, leaf)
             representation = backbone(views.contiguous(memory_format=torch.channels_last))
             redraws = encoder.redraw(stop - start, draws, generator).to(encoder.device)
             penalty = gradient_penalty(representation, leaf, redraws, normalize=normalize, upper_limit=float("inf"),
                                        generator=generator, create_graph=False)
             total += float(penalty.detach()) * (stop - start)
-    finally:
-        backbone.train(was_training)
     return total / count
 
 

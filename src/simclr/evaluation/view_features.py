@@ -61,13 +61,13 @@ class ViewEncoder:
         return ViewDraw(params=drawn.jitter, full=drawn)
 
     def render(self, store: ImageStore, draw: ViewDraw, start: int, stop: int, params: Tensor | None = None) -> Tensor:
-        """Views of images ``start:stop`` with ``draw.params`` as their nuisance / jitter parameters, or
-        ``params`` ``(stop - start, k)`` instead (it may require grad: the views are differentiable in it).
-        For images everything else (crop, flip, grayscale, blur) comes from ``draw.full``."""
+        """Views of images ``start:stop`` on the encoder's device, with ``draw.params`` as their nuisance /
+        jitter parameters, or ``params`` ``(stop - start, k)`` instead (it may require grad: the views are
+        differentiable in it). For images everything else (crop, flip, grayscale, blur) comes from ``draw.full``."""
         chosen = draw.params[start:stop] if params is None else params
         if self.renderer is not None:
             assert store.factors is not None
-            return self.renderer.render_with(store.factors[start:stop], chosen)
+            return self.renderer.render_with(store.factors[start:stop].to(chosen.device), chosen).to(self.device)
         assert self.views is not None and draw.full is not None
         full = replace(draw.full.narrow(start, stop - start), jitter=chosen)
         return self.views.apply(store.images[start:stop].to(self.device), full)
