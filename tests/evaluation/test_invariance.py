@@ -65,7 +65,7 @@ def _encoder(backbone: torch.nn.Module) -> ViewEncoder:
 def test_held_out_penalty_is_the_training_penalty_on_fresh_renders() -> None:
     store = make_spirograph_store(20, seed=0, size=16)
     backbone = _Pixels()
-    measured = held_out_penalty(_encoder(backbone), store, torch.Generator().manual_seed(3), draws=7, batch_size=8)
+    measured = held_out_penalty(_encoder(backbone), store, torch.Generator().manual_seed(3), draws=7, batch_size=8).value
     # the same draws by hand, batch by batch (8, 8, 4 images), weighted by batch size
     encoder, gen = _encoder(backbone), torch.Generator().manual_seed(3)
     draw = encoder.draw(store, gen)
@@ -77,7 +77,7 @@ def test_held_out_penalty_is_the_training_penalty_on_fresh_renders() -> None:
         expected += float(gradient_penalty(rep, leaf, redraws, upper_limit=float("inf"), generator=gen).detach()) * (stop - start)
     assert abs(measured - expected / 20) < 1e-6 * max(1.0, expected)
     assert measured > 0
-    assert held_out_penalty(_encoder(_Pixels(constant=True)), store, torch.Generator().manual_seed(3), draws=7) == 0.0
+    assert held_out_penalty(_encoder(_Pixels(constant=True)), store, torch.Generator().manual_seed(3), draws=7).value == 0.0
     assert backbone.weight.grad is None  # measuring leaves the weights alone
 
 
@@ -99,6 +99,17 @@ def test_conditional_variance_per_parameter_finds_the_parameters_the_representat
     assert per_parameter["bback"] > 1e-4 and per_parameter["bfore"] > 1e-6
 
 
+def test_held_out_penalty_share_goes_only_to_parameters_the_representation_sees() -> None:
+    store = make_spirograph_store(30, seed=0, size=16)
+    shares = held_out_penalty(_encoder(_BlueMean()), store, torch.Generator().manual_seed(0), draws=5,
+                              normalize=False).share_per_parameter
+    assert list(shares) == ["h", "rback", "gfore", "gback", "bfore", "bback"]
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
+    for ignored in ("rback", "gfore", "gback"):
+        assert shares[ignored] == 0.0
+    assert shares["bback"] > 0.01 and shares["bfore"] > 0.0
+
+
 def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     run = make_run("spirograph", train_size=120, test_size=40)
     assert main(["evaluate", str(run), "--invariance", "--no-plots", "--invariance-views", "3"]) == 0
@@ -108,6 +119,8 @@ def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     assert 0 < entry["metrics"]["conditional_variance_fraction"] < 1
     assert entry["metrics"]["gradient_penalty"] > 0
     assert set(entry["metrics"]["conditional_variance_per_parameter"]) == {"h", "rback", "gfore", "gback", "bfore", "bback"}
+    shares = entry["metrics"]["gradient_penalty_share_per_parameter"]
+    assert set(shares) == {"h", "rback", "gfore", "gback", "bfore", "bback"} and abs(sum(shares.values()) - 1) < 1e-6
     assert set(entry["metrics"]["augmentation_regression"]["per_factor"]) == {"h", "rback", "gfore", "gback", "bfore", "bback"}
     assert entry["protocol"]["views_per_image"] == 3
 

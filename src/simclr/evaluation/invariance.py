@@ -14,7 +14,7 @@ The seed's two measures, both lower = more invariant, both on frozen backbone fe
 Three more say why the first two move: the exact share of the representation's variance that is
 within-image (:func:`conditional_variance_fraction`), the conditional variance per view parameter (only
 that one changes between views), and the training penalty itself measured on held-out images
-(:func:`held_out_penalty`, the quantity ``--lambda-gp`` minimises).
+(:func:`held_out_penalty`, the quantity ``--lambda-gp`` minimises, with its split over the parameters).
 
 For images every view here has colour jitter on and no grayscale, so its parameters always act on it.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 from simclr.evaluation.view_features import ViewEncoder
-from simclr.losses.invariance import gradient_penalty, rademacher
+from simclr.losses.invariance import penalty_terms, rademacher
 from simclr.views.factory import view_config_for
 
 
@@ -78,13 +78,26 @@ def conditional_variance_fraction(view_features: Tensor) -> float:
     return float(within / total) if float(total) > 0 else 0.0
 
 
+class HeldOutPenalty(NamedTuple):
+    """The training penalty on held-out images, and how its diagonal terms split over the view parameters."""
+
+    value: float
+    share_per_parameter: dict[str, float]
+
+
 def held_out_penalty(encoder: ViewEncoder, store: ImageStore, generator: torch.Generator, *, draws: int = 100,
-                     normalize: bool = True, batch_size: int = 256) -> float:
+                     normalize: bool = True, batch_size: int = 256) -> HeldOutPenalty:
     """The training penalty (:func:`~simclr.losses.gradient_penalty`, no clamp) measured on ``store``'s
     images with the frozen backbone in eval mode, in float32: the quantity ``--lambda-gp`` minimises, on
-    images it was not trained on, so a run with and without the penalty can be compared on it directly."""
+    images it was not trained on, so a run with and without the penalty can be compared on it directly.
+
+    ``share_per_parameter`` is each parameter's diagonal term ``E[(g_k (a'_k - a1_k))^2]`` over their sum:
+    where the penalty's gradient goes. On Spirograph the curve parameter h takes almost all of it (its
+    image derivative grows with t / b along the curve), which is why a short run with the penalty buys
+    invariance to h first (docs/REPRODUCING.md, "Invariance")."""
     draw = encoder.draw(store, generator)
     total, count = 0.0, len(store)
+    diagonal = torch.zeros(len(encoder.parameter_names), dtype=torch.float64)
     with eval_mode(encoder.backbone) as backbone:
         for start in range(0, count, batch_size):
             stop = min(start + batch_size, count)
@@ -92,10 +105,12 @@ def held_out_penalty(encoder: ViewEncoder, store: ImageStore, generator: torch.G
             views = encoder.render(store, draw, start, stop, leaf)
             representation = backbone(views.contiguous(memory_format=torch.channels_last))
             redraws = encoder.redraw(stop - start, draws, generator).to(encoder.device)
-            penalty = gradient_penalty(representation, leaf, redraws, normalize=normalize, upper_limit=float("inf"),
-                                       generator=generator, create_graph=False)
-            total += float(penalty.detach()) * (stop - start)
-    return total / count
+            terms = penalty_terms(representation, leaf, redraws, normalize=normalize, generator=generator,
+                                  create_graph=False).detach()
+            total += float(terms.sum(-1).pow(2).mean()) * (stop - start)
+            diagonal += terms.pow(2).mean(0).sum(0).double().cpu()
+    shares = diagonal / diagonal.sum() if float(diagonal.sum()) > 0 else diagonal
+    return HeldOutPenalty(total / count, {name: float(v) for name, v in zip(encoder.parameter_names, shares, strict=True)})
 
 
 def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
@@ -133,7 +148,8 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
         "conditional_variance": cond_var,
         "conditional_variance_fraction": fraction,
         "conditional_variance_per_parameter": per_parameter,
-        "gradient_penalty": penalty,
+        "gradient_penalty": penalty.value,
+        "gradient_penalty_share_per_parameter": penalty.share_per_parameter,
         "augmentation_regression": regression.metrics,
     }
     protocol = {
@@ -149,6 +165,7 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
         "conditional_variance_fraction": "mean over images of tr Cov(u | image) / tr Cov(u), exact (lower = more invariant)",
         "gradient_penalty": f"the training penalty on the test images, eval mode, float32, {draws} re-draws, no clamp (lower = more invariant)",
         "gradient_penalty_normalization": normalize,
+        "gradient_penalty_share_per_parameter": "each parameter's diagonal term E[(g_k (a'_k - a_k))^2] over their sum (where the penalty's gradient goes)",
         "augmentation_regression": "linear regression (L-BFGS, L2 chosen on validation) from one view's features to its parameters; train views -> test views (lower R^2 = more invariant)",
         "chosen_l2": regression.chosen_l2,
     }

@@ -24,6 +24,30 @@ def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator |
     return signs * 2 - 1
 
 
+def penalty_terms(
+    representation: Tensor,
+    params: Tensor,
+    redraws: Tensor,
+    *,
+    normalize: bool = True,
+    generator: torch.Generator | None = None,
+    create_graph: bool = True,
+) -> Tensor:
+    """The ``(M, B, k)`` products ``g_k * (a'_k - a1_k)`` whose sum over ``k``, squared and averaged, is the
+    penalty of :func:`gradient_penalty` (same arguments, same random signs). Kept apart so that a measurement
+    can also split the penalty by view parameter: the diagonal terms ``E[(g_k (a'_k - a1_k))^2]`` say which
+    parameter the penalty's gradient is spent on."""
+    if params.shape[0] != representation.shape[0] or redraws.shape[1:] != params.shape:
+        raise ValueError(f"shapes do not match: representation {tuple(representation.shape)}, "
+                         f"params {tuple(params.shape)}, redraws {tuple(redraws.shape)}")
+    rep = representation if representation.dtype == torch.float64 else representation.float()
+    u = F.normalize(rep, dim=1) if normalize else rep
+    scalar = (rademacher(u.shape, generator, u) * u).sum()
+    (grad,) = torch.autograd.grad(scalar, params, create_graph=create_graph)
+    delta = redraws.to(grad.dtype) - params.to(grad.dtype).unsqueeze(0)
+    return delta * grad.unsqueeze(0)
+
+
 def gradient_penalty(
     representation: Tensor,
     params: Tensor,
@@ -45,13 +69,6 @@ def gradient_penalty(
     >>> float(gradient_penalty(h, a, torch.rand(10, 4, 2), upper_limit=1e9).detach()) >= 0.0
     True
     """
-    if params.shape[0] != representation.shape[0] or redraws.shape[1:] != params.shape:
-        raise ValueError(f"shapes do not match: representation {tuple(representation.shape)}, "
-                         f"params {tuple(params.shape)}, redraws {tuple(redraws.shape)}")
-    rep = representation if representation.dtype == torch.float64 else representation.float()
-    u = F.normalize(rep, dim=1) if normalize else rep
-    scalar = (rademacher(u.shape, generator, u) * u).sum()
-    (grad,) = torch.autograd.grad(scalar, params, create_graph=create_graph)
-    delta = redraws.to(grad.dtype) - params.to(grad.dtype).unsqueeze(0)
-    directional = (delta * grad.unsqueeze(0)).sum(-1)
-    return directional.pow(2).mean().clamp(max=upper_limit)
+    terms = penalty_terms(representation, params, redraws, normalize=normalize, generator=generator,
+                          create_graph=create_graph)
+    return terms.sum(-1).pow(2).mean().clamp(max=upper_limit)
