@@ -60,3 +60,14 @@ def test_print_config_resolves_file_and_flags(tmp_path: Path, capsys: pytest.Cap
     assert printed["dataset"] == "cifar10" and printed["epochs"] == 9 and printed["channels_last"] is False
     assert set(printed) == set(PretrainConfig.__dataclass_fields__)
     assert list(tmp_path.iterdir()) == [recipe]  # nothing written
+
+
+def test_gp_exclude_names_the_dataset_view_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert PretrainConfig(dataset="spirograph", gp_exclude="h, bback").gp_excluded_columns() == (0, 5)
+    assert PretrainConfig(dataset="cifar10", gp_exclude="hue").gp_excluded_columns() == (3,)
+    with pytest.raises(UserError, match="--gp-exclude hue: not a view parameter of spirograph; use some of: h, rback"):
+        PretrainConfig(dataset="spirograph", gp_exclude="hue").validate()
+    with pytest.raises(UserError, match="leaves no view parameter"):
+        PretrainConfig(dataset="cifar10", gp_exclude="brightness,contrast,saturation,hue").validate()
+    assert main(["pretrain", "--dataset", "spirograph", "--gp-exclude", "sigma", "--print-config"]) == 2
+    assert "not a view parameter of spirograph" in capsys.readouterr().err

@@ -81,6 +81,7 @@ class PretrainConfig:
     gp_upper_limit: float = _help("the penalty is clamped from above at this value (seed 003: 1; Spirograph 1000)", default=1.0)
     gp_draws: int = _help("re-drawn view parameters per image for the penalty", default=100)
     gp_normalization: bool = _help("L2-normalise the representation before the penalty", default=True)
+    gp_exclude: str | None = _help("view parameters left out of the penalty, comma-separated (e.g. h on Spirograph, whose first-order term dominates the penalty: docs/REPRODUCING.md)", default=None)
     # optimisation
     optimizer: str = _help("lars | sgd | adam | adamw", default="lars")
     lr: float | None = _help("base learning rate before scaling (default per optimizer)", default=None)
@@ -120,6 +121,19 @@ class PretrainConfig:
     def resolved_weight_decay(self) -> float:
         return self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer][2]
 
+    def gp_parameter_names(self) -> tuple[str, ...]:
+        """The view parameters the penalty differentiates through: Spirograph's 6 nuisances, else colour jitter's 4."""
+        from simclr.data.spirograph import NUISANCE_NAMES
+        from simclr.views.params import JITTER_NAMES
+
+        return NUISANCE_NAMES if self.dataset == "spirograph" else JITTER_NAMES
+
+    def gp_excluded_columns(self) -> tuple[int, ...]:
+        """Columns of the view parameters named by ``gp_exclude`` (validated by :meth:`validate`)."""
+        names = self.gp_parameter_names()
+        wanted = [n.strip() for n in (self.gp_exclude or "").split(",") if n.strip()]
+        return tuple(sorted({names.index(n) for n in wanted if n in names}))
+
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message."""
         from simclr.data import DATASET_NAMES
@@ -145,6 +159,13 @@ class PretrainConfig:
             raise UserError(f"lambda_gp must be >= 0, got {self.lambda_gp}; use 0 for plain SimCLR or e.g. --lambda-gp 0.01")
         if self.gp_upper_limit <= 0:
             raise UserError(f"gp_upper_limit must be > 0, got {self.gp_upper_limit}; use e.g. --gp-upper-limit 1")
+        if self.gp_exclude:
+            names = self.gp_parameter_names()
+            unknown = [n.strip() for n in self.gp_exclude.split(",") if n.strip() and n.strip() not in names]
+            if unknown:
+                raise UserError(f"--gp-exclude {', '.join(unknown)}: not a view parameter of {self.dataset}; use some of: {', '.join(names)}")
+            if len(self.gp_excluded_columns()) == len(names):
+                raise UserError("--gp-exclude leaves no view parameter in the penalty; drop a name, or use --lambda-gp 0")
         if self.gp_draws < 1:
             raise UserError(f"gp_draws must be >= 1, got {self.gp_draws}; use e.g. --gp-draws 100")
         if self.temperature <= 0:

@@ -12,6 +12,7 @@ import torch
 from simclr.cli import main
 from simclr.data.spirograph import SpirographViews, sample_generative, sample_nuisance
 from simclr.losses import gradient_penalty
+from simclr.losses.invariance import pin_parameters
 from simclr.views import SimCLRViews, ViewConfig
 
 
@@ -25,6 +26,21 @@ def test_matches_hand_computed_linear_case() -> None:
     grad = signs @ w.T
     expected = (((redraws - a.detach()) * grad).sum(-1) ** 2).mean()
     assert torch.allclose(penalty, expected)
+
+
+def test_pinned_parameter_drops_out_of_the_penalty() -> None:
+    """--gp-exclude: pinning column 0's re-draws to the first view leaves the hand-computed penalty over columns 1, 2."""
+    a = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 7, dtype=torch.float64)
+    redraws = torch.rand(11, 5, 3, dtype=torch.float64)
+    pinned = pin_parameters(redraws, a, (0,))
+    assert torch.equal(pinned[..., 0], a.detach()[:, 0].expand(11, 5)) and torch.equal(pinned[..., 1:], redraws[..., 1:])
+    penalty = gradient_penalty(a @ w, a, pinned, normalize=False, upper_limit=1e9, generator=torch.Generator().manual_seed(1))
+    signs = torch.randint(0, 2, (5, 7), generator=torch.Generator().manual_seed(1)).double() * 2 - 1
+    grad = signs @ w.T
+    expected = (((redraws - a.detach())[..., 1:] * grad[:, 1:]).sum(-1) ** 2).mean()
+    assert torch.allclose(penalty, expected)
+    assert pin_parameters(redraws, a, ()) is redraws
 
 
 def test_invariant_representation_has_zero_penalty_and_clamp() -> None:
@@ -128,6 +144,10 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     # on the CPU the penalty trains in the default memory format (its double backward is faster there)
     assert "memory format: contiguous" in (tmp_path / "gp" / "train.log").read_text()
     assert "memory format" not in (tmp_path / "plain" / "train.log").read_text()
+    # --gp-exclude h: same weights, views and re-draws at step 0, h's term gone, so a smaller penalty (h dominates)
+    assert main([*common, "--out", str(tmp_path / "no-h"), "--lambda-gp", "0.01", "--gp-upper-limit", "1000", "--gp-exclude", "h"]) == 0
+    without_h = float(_rows(tmp_path / "no-h")[0]["gradient_penalty"])
+    assert 0 < without_h < 0.5 * penalty
 
 
 def test_channels_last_is_kept_except_for_the_penalty_on_the_cpu() -> None:

@@ -17,8 +17,7 @@ from simclr.data.spirograph import NUISANCE_NAMES, SpirographViews, sample_nuisa
 from simclr.data.store import ImageStore
 from simclr.evaluation.features import encode_batches
 from simclr.views import SimCLRViews, ViewConfig, ViewParams, sample_view_params
-
-JITTER_NAMES = ("brightness", "contrast", "saturation", "hue")
+from simclr.views.params import JITTER_NAMES
 
 
 @dataclass(frozen=True)

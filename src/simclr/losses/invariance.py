@@ -24,6 +24,18 @@ def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator |
     return signs * 2 - 1
 
 
+def pin_parameters(redraws: Tensor, params: Tensor, columns: tuple[int, ...]) -> Tensor:
+    """``redraws`` with the given parameter columns set to the first view's values, so those parameters'
+    terms ``g_k (a'_k - a1_k)`` vanish and the penalty leaves them out (``--gp-exclude``). A deliberate
+    option beyond the seed: on Spirograph the first-order term of h takes 91-99.9% of the penalty."""
+    if not columns:
+        return redraws
+    pinned = redraws.clone()
+    index = list(columns)
+    pinned[..., index] = params.detach().to(pinned.dtype)[:, index].unsqueeze(0)
+    return pinned
+
+
 def penalty_terms(
     representation: Tensor,
     params: Tensor,

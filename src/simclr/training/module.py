@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss, gradient_penalty
+from simclr.losses.invariance import pin_parameters
 from simclr.models import SimCLRModel
 from simclr.optim import build_optimizer, warmup_cosine
 
@@ -42,6 +43,7 @@ class InvarianceSettings:
     upper_limit: float = 1.0
     draws: int = 100
     normalize: bool = True
+    excluded_columns: tuple[int, ...] = ()  # view parameters left out (their re-draws pinned to the first view's)
 
 
 def view_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -116,6 +118,7 @@ class SimCLRModule(L.LightningModule):
         assert settings is not None
         redraws = self.views.redraw_invariance_params(  # type: ignore[operator]
             view_params.shape[0], settings.draws, generator, view_params.device)
+        redraws = pin_parameters(redraws, view_params, settings.excluded_columns)
         penalty = gradient_penalty(representation, view_params, redraws, normalize=settings.normalize,
                                    upper_limit=settings.upper_limit, generator=generator)
         self.log("contrastive_loss", contrastive.detach(), on_step=True, on_epoch=False)

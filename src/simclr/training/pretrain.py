@@ -260,7 +260,8 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
         seed=config.seed,
         input_key=input_key,
         channels_last=channels_last,
-        invariance=InvarianceSettings(config.lambda_gp, config.gp_upper_limit, config.gp_draws, config.gp_normalization),
+        invariance=InvarianceSettings(config.lambda_gp, config.gp_upper_limit, config.gp_draws, config.gp_normalization,
+                                       config.gp_excluded_columns()),
     )
     datamodule = InMemoryDataModule(train, config.batch_size, config.seed)
     ckpt = checkpoint_path(run_dir) if config.resume else None

@@ -17,7 +17,9 @@ from torch import Tensor
 
 from simclr.views.config import ViewConfig
 
-__all__ = ["ViewParams", "sample_jitter", "sample_view_params"]
+__all__ = ["JITTER_NAMES", "ViewParams", "sample_jitter", "sample_view_params"]
+
+JITTER_NAMES: tuple[str, ...] = ("brightness", "contrast", "saturation", "hue")  # the columns of sample_jitter
 
 _CROP_ATTEMPTS = 10
 """Rejection-sampling attempts per image, as in torchvision's RandomResizedCrop."""
