@@ -128,11 +128,14 @@ class PretrainConfig:
 
         return NUISANCE_NAMES if self.dataset == "spirograph" else JITTER_NAMES
 
+    def gp_excluded_names(self) -> list[str]:
+        """The names listed in ``gp_exclude`` (comma-separated, blanks ignored), as given."""
+        return [name.strip() for name in (self.gp_exclude or "").split(",") if name.strip()]
+
     def gp_excluded_columns(self) -> tuple[int, ...]:
         """Columns of the view parameters named by ``gp_exclude`` (validated by :meth:`validate`)."""
         names = self.gp_parameter_names()
-        wanted = [n.strip() for n in (self.gp_exclude or "").split(",") if n.strip()]
-        return tuple(sorted({names.index(n) for n in wanted if n in names}))
+        return tuple(sorted({names.index(name) for name in self.gp_excluded_names() if name in names}))
 
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message."""
@@ -161,7 +164,7 @@ class PretrainConfig:
             raise UserError(f"gp_upper_limit must be > 0, got {self.gp_upper_limit}; use e.g. --gp-upper-limit 1")
         if self.gp_exclude:
             names = self.gp_parameter_names()
-            unknown = [n.strip() for n in self.gp_exclude.split(",") if n.strip() and n.strip() not in names]
+            unknown = [name for name in self.gp_excluded_names() if name not in names]
             if unknown:
                 raise UserError(f"--gp-exclude {', '.join(unknown)}: not a view parameter of {self.dataset}; use some of: {', '.join(names)}")
             if len(self.gp_excluded_columns()) == len(names):
