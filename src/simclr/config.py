@@ -123,10 +123,10 @@ class PretrainConfig:
 
     def gp_parameter_names(self) -> tuple[str, ...]:
         """The view parameters the penalty differentiates through: Spirograph's 6 nuisances, else colour jitter's 4."""
-        from simclr.data.spirograph import NUISANCE_NAMES
-        from simclr.views.params import JITTER_NAMES
+        from simclr.data.registry import dataset_info
+        from simclr.views.factory import invariance_parameter_names
 
-        return NUISANCE_NAMES if self.dataset == "spirograph" else JITTER_NAMES
+        return invariance_parameter_names(dataset_info(self.dataset))
 
     def gp_excluded_names(self) -> list[str]:
         """The names listed in ``gp_exclude`` (comma-separated, blanks ignored), as given."""

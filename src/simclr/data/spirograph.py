@@ -25,6 +25,7 @@ the sum over points is one batched matrix product ``(B, S, 40) @ (B, 40, S)``.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -188,6 +189,9 @@ class SpirographViews(nn.Module):
     """Contrastive views of Spirograph images: every view re-renders the same generative factors
     with freshly drawn nuisance parameters. Output views are float32, normalised with mean/std 0.5
     (i.e. in [-1, 1]) and channels_last."""
+
+    invariance_parameter_names: ClassVar[tuple[str, ...]] = NUISANCE_NAMES
+    """The columns of :meth:`redraw_invariance_params` and of the leaf of :meth:`views_with_grad`."""
 
     def __init__(
         self, n_views: int = 2, size: int = 32, mean: float = 0.5, std: float = 0.5

@@ -13,11 +13,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from simclr.data.spirograph import NUISANCE_NAMES, SpirographViews, sample_nuisance
+from simclr.data.spirograph import SpirographViews, sample_nuisance
 from simclr.data.store import ImageStore
 from simclr.evaluation.features import encode_batches
 from simclr.views import SimCLRViews, ViewConfig, ViewParams, sample_view_params
-from simclr.views.params import JITTER_NAMES
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,9 @@ class ViewEncoder:
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
-        return NUISANCE_NAMES if self.renderer is not None else JITTER_NAMES
+        views = self.renderer if self.renderer is not None else self.views
+        assert views is not None
+        return views.invariance_parameter_names
 
     def draw(self, store: ImageStore, generator: torch.Generator) -> ViewDraw:
         """Random view parameters for every image of ``store`` (one view each)."""

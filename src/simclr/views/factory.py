@@ -33,6 +33,12 @@ def view_config_for(config: PretrainConfig, info: DatasetInfo, image_size: int) 
     return view_config
 
 
+def invariance_parameter_names(info: DatasetInfo) -> tuple[str, ...]:
+    """Names of the view parameters :func:`build_views`'s view maker differentiates through (the
+    gradient penalty's columns): Spirograph's 6 nuisances, else colour jitter's 4."""
+    return SpirographViews.invariance_parameter_names if info.regression else SimCLRViews.invariance_parameter_names
+
+
 def build_views(config: PretrainConfig, info: DatasetInfo, image_size: int, n_views: int | None = None) -> tuple[nn.Module, str]:
     """The view maker and the batch key it reads: Spirograph re-renders with new nuisance parameters
     (Foster et al. 2020), every other dataset gets the SimCLR augmentations."""

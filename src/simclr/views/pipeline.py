@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import overload
+from typing import ClassVar, overload
 
 import torch
 from torch import Tensor
@@ -19,7 +19,7 @@ from torch import Tensor
 from simclr.errors import UserError
 from simclr.views import ops
 from simclr.views.config import ViewConfig
-from simclr.views.params import ViewParams, sample_jitter, sample_view_params
+from simclr.views.params import JITTER_NAMES, ViewParams, sample_jitter, sample_view_params
 
 __all__ = ["SimCLRViews"]
 
@@ -43,6 +43,8 @@ class SimCLRViews(torch.nn.Module):
     fixed seed reproduces the views bit-exactly on a given device.
     """
 
+    invariance_parameter_names: ClassVar[tuple[str, ...]] = JITTER_NAMES
+    """The columns of :meth:`redraw_invariance_params` and of the leaf of :meth:`views_with_grad`."""
     mean: Tensor
     std: Tensor
 
