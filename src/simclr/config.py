@@ -137,6 +137,11 @@ class PretrainConfig:
         names = self.gp_parameter_names()
         return tuple(sorted({names.index(name) for name in self.gp_excluded_names() if name in names}))
 
+    def gp_penalised_names(self) -> tuple[str, ...]:
+        """The view parameters left in the penalty once ``gp_exclude`` is applied."""
+        excluded = set(self.gp_excluded_names())
+        return tuple(name for name in self.gp_parameter_names() if name not in excluded)
+
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message."""
         from simclr.data import DATASET_NAMES

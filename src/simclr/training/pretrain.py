@@ -147,6 +147,23 @@ def _devices(value: str) -> Any:
         raise UserError(f"--devices {value!r} is not a count or a list like 0,1") from None
 
 
+def describe_gradient_penalty(config: PretrainConfig) -> str:
+    """One line saying what ``--lambda-gp`` penalises, so a run's log records the penalty's scope.
+
+    On Spirograph the shape parameter h takes 91-99.9% of the seed's first-order penalty, and in every
+    shortened run we made the full penalty raised the conditional variance (docs/REPRODUCING.md,
+    "Invariance"); the line points there while h is penalised.
+    """
+    line = (
+        f"gradient penalty: lambda {config.lambda_gp:g} over {', '.join(config.gp_penalised_names())}; "
+        f"{config.gp_draws} re-draws, clamp {config.gp_upper_limit:g}, "
+        f"{'normalised' if config.gp_normalization else 'raw'} features"
+    )
+    if "h" in config.gp_penalised_names() and dataset_info(config.dataset).regression:
+        line += " (h dominates this penalty on Spirograph: see docs/REPRODUCING.md, Invariance; --gp-exclude h leaves it out)"
+    return line
+
+
 def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None) -> PretrainResult:
     """Train SimCLR as configured and return where the run directory is.
 
@@ -235,6 +252,8 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
         config.backbone, resolve_stem(config.stem, image_size), config.head, optim.name, optim.peak_lr, base_lr, rule,
         config.batch_size, world, optim.weight_decay, optim.warmup_steps, total_steps, precision,
     )
+    if config.lambda_gp > 0:
+        log.info("%s", describe_gradient_penalty(config))
     metadata = {
         "backbone": config.backbone,
         "stem": resolve_stem(config.stem, image_size),
