@@ -144,9 +144,27 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     # on the CPU the penalty trains in the default memory format (its double backward is faster there)
     assert "memory format: contiguous" in (tmp_path / "gp" / "train.log").read_text()
     assert "memory format" not in (tmp_path / "plain" / "train.log").read_text()
+    # the log says what the penalty covers, and on Spirograph that h dominates it
+    gp_log = (tmp_path / "gp" / "train.log").read_text()
+    assert "gradient penalty: lambda 0.01 over h, rback, gfore, gback, bfore, bback; 8 re-draws, clamp 1000" in gp_log
+    assert "h dominates this penalty on Spirograph" in gp_log
+    assert "gradient penalty" not in (tmp_path / "zero" / "train.log").read_text()
+    # under a clamp of 1000 the logged penalty is the unclamped one, and no saturation warning
+    assert [r["gradient_penalty"] for r in gp] == [r["gradient_penalty_unclamped"] for r in gp]
+    assert "above its clamp" not in gp_log
+    # a clamp below the penalty: no gradient from it, so step 1 trains exactly as plain SimCLR; the log says so
+    assert main([*common, "--out", str(tmp_path / "clamped"), "--lambda-gp", "0.01", "--gp-upper-limit", "1e-6"]) == 0
+    clamped = _rows(tmp_path / "clamped")
+    assert all(float(r["gradient_penalty"]) == pytest.approx(1e-6) for r in clamped)
+    assert all(float(r["gradient_penalty_unclamped"]) > 1e-6 for r in clamped)
+    assert float(clamped[1]["train_loss"]) == pytest.approx(float(plain[1]["train_loss"]) + 0.01 * 1e-6, rel=2e-3)
+    assert "above its clamp (--gp-upper-limit 1e-06) on 2 of 2 steps, where it adds no gradient" in (
+        tmp_path / "clamped" / "train.log").read_text()
     # --gp-exclude h: same weights, views and re-draws at step 0, h's term gone, so a smaller penalty (h dominates)
     assert main([*common, "--out", str(tmp_path / "no-h"), "--lambda-gp", "0.01", "--gp-upper-limit", "1000", "--gp-exclude", "h"]) == 0
     without_h = float(_rows(tmp_path / "no-h")[0]["gradient_penalty"])
+    log_without_h = (tmp_path / "no-h" / "train.log").read_text()
+    assert "over rback, gfore, gback, bfore, bback;" in log_without_h and "h dominates" not in log_without_h
     assert 0 < without_h < 0.5 * penalty
 
 

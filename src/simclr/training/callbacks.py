@@ -20,7 +20,7 @@ from simclr.evaluation.knn import knn_accuracy
 
 log = logging.getLogger("simclr")
 
-METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "img_per_s", "knn_top1", "gradient_penalty")
+METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "img_per_s", "knn_top1", "gradient_penalty", "gradient_penalty_unclamped")
 
 
 class MetricsCSV(L.Callback):
@@ -66,6 +66,8 @@ class MetricsCSV(L.Callback):
             lr=float(metrics["lr"]) if "lr" in metrics else math.nan,
             img_per_s=float(metrics["img_per_s"]) if "img_per_s" in metrics else "",
             gradient_penalty=float(metrics["gradient_penalty"]) if "gradient_penalty" in metrics else "",
+            gradient_penalty_unclamped=(float(metrics["gradient_penalty_unclamped"])
+                                        if "gradient_penalty_unclamped" in metrics else ""),
         )
 
 

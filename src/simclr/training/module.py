@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -119,10 +120,12 @@ class SimCLRModule(L.LightningModule):
         redraws = self.views.redraw_invariance_params(  # type: ignore[operator]
             view_params.shape[0], settings.draws, generator, view_params.device)
         redraws = pin_parameters(redraws, view_params, settings.excluded_columns)
-        penalty = gradient_penalty(representation, view_params, redraws, normalize=settings.normalize,
-                                   upper_limit=settings.upper_limit, generator=generator)
+        unclamped = gradient_penalty(representation, view_params, redraws, normalize=settings.normalize,
+                                     upper_limit=math.inf, generator=generator)
+        penalty = unclamped.clamp(max=settings.upper_limit)  # the seed's clamp: no gradient when saturated
         self.log("contrastive_loss", contrastive.detach(), on_step=True, on_epoch=False)
         self.log("gradient_penalty", penalty.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        self.log("gradient_penalty_unclamped", unclamped.detach(), on_step=True, on_epoch=False)
         return penalty
 
     def _update_throughput(self, images: int) -> None:

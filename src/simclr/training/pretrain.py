@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import logging
+import statistics
 import sys
 import warnings
 from dataclasses import dataclass
@@ -164,6 +166,26 @@ def describe_gradient_penalty(config: PretrainConfig) -> str:
     return line
 
 
+def penalty_saturation_note(metrics_csv: Path, upper_limit: float) -> str | None:
+    """A warning when the penalty sat at its clamp on some steps of the run (``metrics.csv``), else None.
+
+    The seed clamps the penalty at ``--gp-upper-limit`` (1 for CIFAR-10), and a clamped penalty adds no
+    gradient: on a fresh ResNet-50 the CIFAR-10 penalty starts above 1, so a short run with the seed's
+    setting is plain SimCLR. The log says so instead of letting ``gradient_penalty = 1`` look like success.
+    """
+    with open(metrics_csv, newline="") as handle:
+        values = [float(row["gradient_penalty_unclamped"]) for row in csv.DictReader(handle)
+                  if row.get("gradient_penalty_unclamped")]
+    saturated = sum(value > upper_limit for value in values)
+    if not saturated:
+        return None
+    return (
+        f"gradient penalty: above its clamp (--gp-upper-limit {upper_limit:g}) on {saturated} of {len(values)} steps, "
+        f"where it adds no gradient (median unclamped value {statistics.median(values):.3g}, column "
+        "gradient_penalty_unclamped of metrics.csv); raise --gp-upper-limit if the penalty should act there"
+    )
+
+
 def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None) -> PretrainResult:
     """Train SimCLR as configured and return where the run directory is.
 
@@ -289,6 +311,10 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     final_loss = trainer.callback_metrics.get("train_loss")
     knn = trainer.callback_metrics.get("knn_top1")
+    if config.lambda_gp > 0 and trainer.global_rank == 0:
+        saturation = penalty_saturation_note(run_dir / "metrics.csv", config.gp_upper_limit)
+        if saturation:
+            log.warning("%s", saturation)
     log.info("finished at step %d; run directory: %s", trainer.global_step, run_dir)
     return PretrainResult(
         run_dir=run_dir,
