@@ -63,11 +63,7 @@ class MetricsCSV(L.Callback):
             step=trainer.global_step - 1,
             epoch=trainer.current_epoch,
             train_loss=float(loss),
-            lr=float(metrics["lr"]) if "lr" in metrics else math.nan,
-            img_per_s=float(metrics["img_per_s"]) if "img_per_s" in metrics else "",
-            gradient_penalty=float(metrics["gradient_penalty"]) if "gradient_penalty" in metrics else "",
-            gradient_penalty_unclamped=(float(metrics["gradient_penalty_unclamped"])
-                                        if "gradient_penalty_unclamped" in metrics else ""),
+            **{name: _logged(metrics, name) for name in ("lr", "img_per_s", "gradient_penalty", "gradient_penalty_unclamped")},
         )
 
 
@@ -75,6 +71,11 @@ def _backbone(pl_module: L.LightningModule) -> torch.nn.Module:
     backbone = pl_module.model.backbone  # type: ignore[union-attr]
     assert isinstance(backbone, torch.nn.Module)
     return backbone
+
+
+def _logged(metrics: dict[str, Any], name: str) -> float:
+    """A value the module logged this step, or NaN (an empty cell) when it logs no such metric."""
+    return float(metrics[name]) if name in metrics else math.nan
 
 
 def _format(value: Any) -> str:

@@ -156,12 +156,13 @@ def describe_gradient_penalty(config: PretrainConfig) -> str:
     shortened run we made the full penalty raised the conditional variance (docs/REPRODUCING.md,
     "Invariance"); the line points there while h is penalised.
     """
+    names = config.gp_penalised_names()
     line = (
-        f"gradient penalty: lambda {config.lambda_gp:g} over {', '.join(config.gp_penalised_names())}; "
+        f"gradient penalty: lambda {config.lambda_gp:g} over {', '.join(names)}; "
         f"{config.gp_draws} re-draws, clamp {config.gp_upper_limit:g}, "
         f"{'normalised' if config.gp_normalization else 'raw'} features"
     )
-    if "h" in config.gp_penalised_names() and dataset_info(config.dataset).regression:
+    if "h" in names and dataset_info(config.dataset).regression:
         line += " (h dominates this penalty on Spirograph: see docs/REPRODUCING.md, Invariance; --gp-exclude h leaves it out)"
     return line
 
