@@ -23,8 +23,16 @@ from simclr.models import build_backbone
 from simclr.models.backbones import resolve_stem
 
 
-def step_seconds(net: torch.nn.Module, views: SpirographViews, batch: int, *, penalty: bool, channels_last: bool,
-                 device: torch.device, seed: int) -> float:
+def step_seconds(
+    net: torch.nn.Module,
+    views: SpirographViews,
+    batch: int,
+    *,
+    penalty: bool,
+    channels_last: bool,
+    device: torch.device,
+    seed: int,
+) -> float:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net.to(memory_format=fmt)  # type: ignore[call-overload]
     gen = torch.Generator().manual_seed(seed)
@@ -60,19 +68,30 @@ def main() -> None:
     rows = {("plain", True): [], ("penalty", True): [], ("penalty", False): [], ("plain", False): []}
     for round_ in range(args.rounds + 1):  # round 0 warms up
         for (kind, channels_last), times in rows.items():
-            seconds = step_seconds(net, views, args.batch_size, penalty=kind == "penalty", channels_last=channels_last,
-                                   device=device, seed=round_)
+            seconds = step_seconds(
+                net,
+                views,
+                args.batch_size,
+                penalty=kind == "penalty",
+                channels_last=channels_last,
+                device=device,
+                seed=round_,
+            )
             if round_ > 0:
                 times.append(seconds)
     median = {key: statistics.median(times) for key, times in rows.items()}
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, "
-          f"precision {autocast_dtype_for(device)}, batch {args.batch_size}, median of {args.rounds} rounds")
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}, "
+        f"precision {autocast_dtype_for(device)}, batch {args.batch_size}, median of {args.rounds} rounds"
+    )
     print("| step | memory format | s/step |\n|---|---|---|")
     for (kind, channels_last), seconds in median.items():
         print(f"| {kind} | {'channels_last' if channels_last else 'contiguous'} | {seconds:.3f} |")
-    print(f"penalty / plain (channels_last): {median[('penalty', True)] / median[('plain', True)]:.2f}; "
-          f"penalty / plain (contiguous): {median[('penalty', False)] / median[('plain', False)]:.2f}; "
-          f"penalty channels_last / contiguous: {median[('penalty', True)] / median[('penalty', False)]:.2f}")
+    print(
+        f"penalty / plain (channels_last): {median[('penalty', True)] / median[('plain', True)]:.2f}; "
+        f"penalty / plain (contiguous): {median[('penalty', False)] / median[('plain', False)]:.2f}; "
+        f"penalty channels_last / contiguous: {median[('penalty', True)] / median[('penalty', False)]:.2f}"
+    )
 
 
 if __name__ == "__main__":

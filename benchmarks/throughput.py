@@ -61,9 +61,16 @@ def bench_end_to_end(data_dir: Path, batch: int, steps: int, warmup: int, accele
         config = build_config(
             {},
             dict(
-                dataset="cifar10", data_dir=str(data_dir), limit_train_images=batch * (steps + warmup + 1),
-                batch_size=batch, epochs=1, max_steps=steps + warmup, knn_every_epochs=0,
-                out=str(Path(tmp) / "run"), accelerator=accelerator, checkpoint_every_steps=0,
+                dataset="cifar10",
+                data_dir=str(data_dir),
+                limit_train_images=batch * (steps + warmup + 1),
+                batch_size=batch,
+                epochs=1,
+                max_steps=steps + warmup,
+                knn_every_epochs=0,
+                out=str(Path(tmp) / "run"),
+                accelerator=accelerator,
+                checkpoint_every_steps=0,
             ),
         )
         run_pretraining(config, quiet=True, extra_callbacks=[timer])
@@ -106,14 +113,16 @@ class _PerImageViews(torch.utils.data.Dataset):
 
         self.images = images
         self.to_pil = T.ToPILImage()
-        self.transform = T.Compose([
-            T.RandomResizedCrop(32, scale=(0.08, 1.0)),
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.ToTensor(),
-            T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-        ])
+        self.transform = T.Compose(
+            [
+                T.RandomResizedCrop(32, scale=(0.08, 1.0)),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.ToTensor(),
+                T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+            ]
+        )
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -127,8 +136,13 @@ def bench_per_image(data_dir: Path, batch: int, steps: int, warmup: int, device:
     torch.manual_seed(0)
     store = load_dataset("cifar10", "train", data_dir=data_dir, limit=batch * (steps + warmup + 1), seed=0, workers=2)
     loader = torch.utils.data.DataLoader(
-        _PerImageViews(store.images), batch_size=batch, shuffle=True, drop_last=True,
-        num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+        _PerImageViews(store.images),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
     )
     model = _model(device, channels_last=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06 * batch / 128, momentum=0.9, weight_decay=5e-4)
@@ -185,12 +199,16 @@ def main() -> int:
         print(f"round {round_ + 1}: " + ", ".join(f"({k}) {v[-1]:.1f}" for k, v in rows.items()), flush=True)
     a, b, c = (statistics.median(rows[k]) for k in "abc")
     command = "make bench  # " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     lines = [
         f"### Throughput, {time.strftime('%Y-%m-%d')}, {machine_description(device)}",
         "",
-        f"Command: `{command}` (commit {commit or 'unknown'}); ResNet-18 CIFAR stem, batch {args.batch_size}, 2 views, 32px CIFAR-10;",
-        f"median of {args.repeats} rounds, {args.steps} timed steps each after {args.warmup} warm-up steps; source images/s (x2 views).",
+        f"Command: `{command}` (commit {commit or 'unknown'}); ResNet-18 CIFAR stem, batch {args.batch_size}, "
+        "2 views, 32px CIFAR-10;",
+        f"median of {args.repeats} rounds, {args.steps} timed steps each after {args.warmup} warm-up steps; "
+        "source images/s (x2 views).",
         "",
         "| row | pipeline | precision | images/s |",
         "|---|---|---|---|",

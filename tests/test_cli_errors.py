@@ -89,7 +89,9 @@ def test_unknown_flag(tmp_path, monkeypatch, capsys):
 
 
 def test_console_process_exit_code_and_no_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "simclr", "pretrain", "--dataset", "nope"], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "simclr", "pretrain", "--dataset", "nope"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -88,7 +88,9 @@ def _smoke_overrides(path: Path, cifar_small: Path, tmp: Path) -> list[str]:
         args += ["--gp-draws", "1" if config.backbone == "resnet50" else "4"]
     if config.head == "ae":
         ae_dir = tmp / "ae"
-        ae_argv = "train-ae --latent-dim 512 --epochs 1 --batch-size 64 --limit-train-images 128 --accelerator cpu --quiet"
+        ae_argv = (
+            "train-ae --latent-dim 512 --epochs 1 --batch-size 64 --limit-train-images 128 --accelerator cpu --quiet"
+        )
         ae_argv += f" --dataset {config.dataset}"
         assert main([*ae_argv.split(), "--data-dir", str(cifar_small), "--out", str(ae_dir)]) == 0
         args += ["--ae-checkpoint", str(ae_dir)]

@@ -42,7 +42,10 @@ class PretrainConfig:
     """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
 
     # data
-    dataset: str = _help("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder", default="spirograph")
+    dataset: str = _help(
+        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder",
+        default="spirograph",
+    )
     data_dir: str | None = _help("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", default=None)
     download: bool = _help("let torchvision download the dataset (needs a network)", default=False)
     limit_train_images: int | None = _help("train on a stratified subset of N images", default=None)
@@ -71,17 +74,29 @@ class PretrainConfig:
     head_out_dim: int = _help("projection size", default=128)
     head_layers: int = _help("linear layers in the mlp head", default=2)
     head_batch_norm: bool = _help("BatchNorm in the mlp head's hidden layers", default=True)
-    ae_checkpoint: str | None = _help("--head ae: autoencoder.safetensors (or its run directory) from 'simclr train-ae'", default=None)
+    ae_checkpoint: str | None = _help(
+        "--head ae: autoencoder.safetensors (or its run directory) from 'simclr train-ae'", default=None
+    )
     freeze_head_input: bool = _help("--head ae: keep the autoencoder's embedding layer frozen", default=True)
-    head_activation: str = _help("--head ae: activation after the embedding layer (relu, silu, gelu, sigmoid, tanh, ...)", default="relu")
+    head_activation: str = _help(
+        "--head ae: activation after the embedding layer (relu, silu, gelu, sigmoid, tanh, ...)", default="relu"
+    )
     # loss
     temperature: float = _help("NT-Xent temperature", default=0.5)
     gather_distributed: bool = _help("gather negatives across processes (with gradients)", default=True)
-    lambda_gp: float = _help("gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR", default=0.0)
-    gp_upper_limit: float = _help("the penalty is clamped from above at this value (seed 003: 1; Spirograph 1000)", default=1.0)
+    lambda_gp: float = _help(
+        "gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR",
+        default=0.0,
+    )
+    gp_upper_limit: float = _help(
+        "the penalty is clamped from above at this value (seed 003: 1; Spirograph 1000)", default=1.0
+    )
     gp_draws: int = _help("re-drawn view parameters per image for the penalty", default=100)
     gp_normalization: bool = _help("L2-normalise the representation before the penalty", default=True)
-    gp_exclude: str | None = _help("view parameters left out of the penalty, comma-separated (e.g. h on Spirograph, whose first-order term dominates the penalty: docs/REPRODUCING.md)", default=None)
+    gp_exclude: str | None = _help(
+        "view parameters left out of the penalty, comma-separated (e.g. h on Spirograph, whose first-order term dominates the penalty: docs/REPRODUCING.md)",
+        default=None,
+    )
     # optimisation
     optimizer: str = _help("lars | sgd | adam | adamw", default="lars")
     lr: float | None = _help("base learning rate before scaling (default per optimizer)", default=None)
@@ -92,7 +107,9 @@ class PretrainConfig:
     batch_size: int = _help("images per process and step", default=256)
     epochs: int = _help("training epochs", default=100)
     max_steps: int | None = _help("stop after this many steps (the schedule still spans all epochs)", default=None)
-    warmup_epochs: float = _help("linear warmup epochs before the cosine decay (shortened for short runs)", default=10.0)
+    warmup_epochs: float = _help(
+        "linear warmup epochs before the cosine decay (shortened for short runs)", default=10.0
+    )
     # hardware
     precision: str = _help("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", default="auto")
     accelerator: str = _help("auto | cpu | gpu", default="auto")
@@ -150,7 +167,9 @@ class PretrainConfig:
         def choice(name: str, value: str, options: tuple[str, ...]) -> None:
             if value not in options:
                 flag = "--" + name.replace("_", "-")
-                raise UserError(f"unknown {name.replace('_', ' ')} {value!r}; use {flag} with one of: {', '.join(options)}")
+                raise UserError(
+                    f"unknown {name.replace('_', ' ')} {value!r}; use {flag} with one of: {', '.join(options)}"
+                )
 
         choice("dataset", self.dataset, DATASET_NAMES)
         choice("backbone", self.backbone, BACKBONE_NAMES)
@@ -164,16 +183,23 @@ class PretrainConfig:
         if self.batch_size < 2:
             raise UserError(f"batch size {self.batch_size} leaves no negatives for NT-Xent; use --batch-size 2 or more")
         if self.lambda_gp < 0:
-            raise UserError(f"lambda_gp must be >= 0, got {self.lambda_gp}; use 0 for plain SimCLR or e.g. --lambda-gp 0.01")
+            raise UserError(
+                f"lambda_gp must be >= 0, got {self.lambda_gp}; use 0 for plain SimCLR or e.g. --lambda-gp 0.01"
+            )
         if self.gp_upper_limit <= 0:
             raise UserError(f"gp_upper_limit must be > 0, got {self.gp_upper_limit}; use e.g. --gp-upper-limit 1")
         if self.gp_exclude:
             names = self.gp_parameter_names()
             unknown = [name for name in self.gp_excluded_names() if name not in names]
             if unknown:
-                raise UserError(f"--gp-exclude {', '.join(unknown)}: not a view parameter of {self.dataset}; use some of: {', '.join(names)}")
+                raise UserError(
+                    f"--gp-exclude {', '.join(unknown)}: not a view parameter of {self.dataset}; "
+                    f"use some of: {', '.join(names)}"
+                )
             if len(self.gp_excluded_columns()) == len(names):
-                raise UserError("--gp-exclude leaves no view parameter in the penalty; drop a name, or use --lambda-gp 0")
+                raise UserError(
+                    "--gp-exclude leaves no view parameter in the penalty; drop a name, or use --lambda-gp 0"
+                )
         if self.gp_draws < 1:
             raise UserError(f"gp_draws must be >= 1, got {self.gp_draws}; use e.g. --gp-draws 100")
         if self.temperature <= 0:
@@ -239,7 +265,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"config file {path} is not valid YAML{where}; fix the syntax or regenerate it with --print-config") from None
+        raise UserError(
+            f"config file {path} is not valid YAML{where}; fix the syntax or regenerate it with --print-config"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

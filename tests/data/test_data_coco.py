@@ -84,11 +84,7 @@ def make_export(root: Path, splits: tuple[str, ...] = coco.COCO_SPLITS) -> Path:
 
 
 def _files(root: Path) -> set[str]:
-    return {
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix == ".jpg"
-    }
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix == ".jpg"}
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -120,9 +116,7 @@ def test_pad_zero_crop_is_the_box_in_its_colour_and_any_mode_becomes_rgb(tmp_pat
     for split, images in SPEC.items():
         for name, (mode, boxes) in images.items():
             for ann, cat, (_, _, w, h) in boxes:
-                crop = _pixels(
-                    tmp_path / "out" / split / FOLDERS[cat] / f"{Path(name).stem}_{ann}.jpg"
-                )
+                crop = _pixels(tmp_path / "out" / split / FOLDERS[cat] / f"{Path(name).stem}_{ann}.jpg")
                 assert crop.shape == (h, w, 3)
                 if mode != "L":
                     assert _near(np.median(crop.reshape(-1, 3), axis=0), COLOURS[cat])
@@ -150,9 +144,7 @@ def test_padded_box_bounds() -> None:
 
 
 def test_min_size_skips_and_counts(tmp_path: Path) -> None:
-    summary = extract_coco_crops(
-        make_export(tmp_path / "export"), tmp_path / "out", pad=0.0, min_size=16
-    )
+    summary = extract_coco_crops(make_export(tmp_path / "export"), tmp_path / "out", pad=0.0, min_size=16)
     small = {(s.split, s.annotation_id) for s in summary.skipped}
     assert small == {("train", "3"), ("test", "23"), ("valid", "13")}  # 10x10, 10x10, 20x15
     assert summary.skipped_by_reason() == {coco.TOO_SMALL: 3}
@@ -188,9 +180,7 @@ def test_hostile_and_broken_entries_are_skipped_and_counted(tmp_path: Path) -> N
     bad_files = ["../../evil.jpg", str(outside), "link.png", "missing.png", "corrupt.png"]
     for k, name in enumerate(bad_files):
         data["images"].append({"id": 100 + k, "file_name": name})
-        data["annotations"].append(
-            {"id": 100 + k, "image_id": 100 + k, "category_id": 1, "bbox": [1, 1, 9, 9]}
-        )
+        data["annotations"].append({"id": 100 + k, "image_id": 100 + k, "category_id": 1, "bbox": [1, 1, 9, 9]})
     bad_annotations: list[tuple[int, int, list[float]]] = [
         (1, 1, [5, 5, 0, 10]),  # zero width
         (1, 1, [5, 5, 10, -3]),  # negative height
@@ -201,12 +191,8 @@ def test_hostile_and_broken_entries_are_skipped_and_counted(tmp_path: Path) -> N
         (999, 1, [5, 5, 10, 10]),  # unknown image
     ]
     for k, (image_id, cat, box) in enumerate(bad_annotations):
-        data["annotations"].append(
-            {"id": 200 + k, "image_id": image_id, "category_id": cat, "bbox": box}
-        )
-    (train / coco.ANNOTATION_FILE).write_text(
-        json.dumps(data)
-    )  # NaN/Infinity as Python writes them
+        data["annotations"].append({"id": 200 + k, "image_id": image_id, "category_id": cat, "bbox": box})
+    (train / coco.ANNOTATION_FILE).write_text(json.dumps(data))  # NaN/Infinity as Python writes them
     before = {p for p in tmp_path.rglob("*")}
 
     summary = extract_coco_crops(export, tmp_path / "out")
@@ -306,9 +292,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, st
     return code, captured.out, captured.err
 
 
-def test_cli_prints_table_notes_missing_splits(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_prints_table_notes_missing_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     export = make_export(tmp_path / "export", splits=("train", "valid"))
     code, out, err = _cli(capsys, export, tmp_path / "out", "--pad", "0", "--min-size", "16")
     assert code == 0 and err == ""
@@ -339,9 +323,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     _one_line_error(*_cli(capsys, export, tmp_path / "out")[::2], "not a COCO annotation file")
 
 
-def test_existing_crops_are_kept_unless_overwrite(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_existing_crops_are_kept_unless_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     export = make_export(tmp_path / "export")
     out = tmp_path / "out"
     assert _cli(capsys, export, out)[0] == 0
@@ -350,9 +332,7 @@ def test_existing_crops_are_kept_unless_overwrite(
     snapshot = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
 
     _one_line_error(*_cli(capsys, export, out, "--one-shot")[::2], "--overwrite")
-    assert {
-        p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()
-    } == snapshot
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == snapshot
 
     assert _cli(capsys, export, out, "--one-shot", "--overwrite")[0] == 0
     assert not stray.exists()  # the earlier extraction was replaced, not mixed in

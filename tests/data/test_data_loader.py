@@ -80,8 +80,7 @@ def test_two_ranks_disjoint_and_union_is_single_rank_epoch(drop_last: bool) -> N
     store = _store(103)
     single = InMemoryBatchLoader(store, batch_size=20, seed=5, drop_last=drop_last)
     ranks = [
-        InMemoryBatchLoader(store, batch_size=10, seed=5, drop_last=drop_last, rank=r, world_size=2)
-        for r in range(2)
+        InMemoryBatchLoader(store, batch_size=10, seed=5, drop_last=drop_last, rank=r, world_size=2) for r in range(2)
     ]
     for loader in (single, *ranks):
         loader.set_position(3)
@@ -136,7 +135,4 @@ def test_too_small_for_one_global_batch_is_user_error() -> None:
         InMemoryBatchLoader(_store(10), batch_size=8, seed=0, world_size=2)
     with pytest.raises(UserError):
         InMemoryBatchLoader(_store(10), batch_size=0, seed=0)
-    assert (
-        len(InMemoryBatchLoader(_store(10), batch_size=8, seed=0, world_size=2, drop_last=False))
-        == 1
-    )
+    assert len(InMemoryBatchLoader(_store(10), batch_size=8, seed=0, world_size=2, drop_last=False)) == 1

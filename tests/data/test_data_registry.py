@@ -124,9 +124,7 @@ def test_cifar10_torchvision_batches(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert resized.images.shape == (4, 3, 16, 16)
 
 
-@pytest.mark.parametrize(
-    "name", ["cifar100", "cifar10", "stl10", "mnist", "imagenette", "fgvc-aircraft"]
-)
+@pytest.mark.parametrize("name", ["cifar100", "cifar10", "stl10", "mnist", "imagenette", "fgvc-aircraft"])
 def test_missing_without_download_is_user_error(tmp_path: Path, name: str) -> None:
     with pytest.raises(UserError) as info:
         load_dataset(name, "train", tmp_path, download=False)

@@ -17,8 +17,15 @@ from simclr.training.callbacks import export_backbone
 MakeRun = Callable[..., Path]
 
 
-def write_fake_run(run_dir: Path, dataset: str, data_dir: Path | None = None, backbone: str = "resnet18",
-                   image_size: int = 32, seed: int = 0, **overrides: Any) -> Path:
+def write_fake_run(
+    run_dir: Path,
+    dataset: str,
+    data_dir: Path | None = None,
+    backbone: str = "resnet18",
+    image_size: int = 32,
+    seed: int = 0,
+    **overrides: Any,
+) -> Path:
     values: dict[str, Any] = {"dataset": dataset, "backbone": backbone, "out": str(run_dir), "image_size": image_size}
     if data_dir is not None:
         values["data_dir"] = str(data_dir)
@@ -29,10 +36,19 @@ def write_fake_run(run_dir: Path, dataset: str, data_dir: Path | None = None, ba
     torch.manual_seed(seed)
     stem = resolve_stem(config.stem, image_size)
     module, feature_dim = build_backbone(backbone, stem)
-    export_backbone(module, run_dir / "backbone.safetensors", {
-        "backbone": backbone, "stem": stem, "feature_dim": str(feature_dim), "dataset": dataset,
-        "image_size": str(image_size), "global_step": "12", "epoch": "2",
-    })
+    export_backbone(
+        module,
+        run_dir / "backbone.safetensors",
+        {
+            "backbone": backbone,
+            "stem": stem,
+            "feature_dim": str(feature_dim),
+            "dataset": dataset,
+            "image_size": str(image_size),
+            "global_step": "12",
+            "epoch": "2",
+        },
+    )
     rows = ["step,epoch,train_loss,lr,img_per_s,knn_top1"]
     for step in range(1, 13):
         knn = f"{0.1 + step / 100:.4f}" if step % 6 == 0 else ""
@@ -44,6 +60,8 @@ def write_fake_run(run_dir: Path, dataset: str, data_dir: Path | None = None, ba
 @pytest.fixture
 def make_run(tmp_path: Path) -> MakeRun:
     """``make_run(dataset, data_dir=None, name="run", **config_overrides) -> run_dir`` under tmp_path."""
+
     def factory(dataset: str, data_dir: Path | None = None, name: str = "run", **kwargs: Any) -> Path:
         return write_fake_run(tmp_path / name, dataset, data_dir, **kwargs)
+
     return factory

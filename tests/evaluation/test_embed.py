@@ -24,7 +24,9 @@ def small_folder(cifar_small: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_npz_rows_match_their_files_and_skips_are_reported(make_run, small_folder: Path, tmp_path: Path, capsys) -> None:
+def test_npz_rows_match_their_files_and_skips_are_reported(
+    make_run, small_folder: Path, tmp_path: Path, capsys
+) -> None:
     run = make_run("cifar10", None)
     out = tmp_path / "emb.npz"
     assert main(["embed", str(run), "--data-dir", str(small_folder), "--out", str(out)]) == 0
@@ -63,12 +65,34 @@ def test_projection_layer_uses_the_checkpointed_head(make_run, small_folder: Pat
     run = make_run("cifar10", None)
     config = build_config(read_yaml(run / "config.yaml"), {})
     torch.manual_seed(5)
-    head, _ = build_head(config.head, 512, out_dim=config.head_out_dim, hidden_dim=config.head_hidden_dim,
-                         num_layers=config.head_layers, batch_norm=config.head_batch_norm)
+    head, _ = build_head(
+        config.head,
+        512,
+        out_dim=config.head_out_dim,
+        hidden_dim=config.head_hidden_dim,
+        num_layers=config.head_layers,
+        batch_norm=config.head_batch_norm,
+    )
     (run / "checkpoints").mkdir()
-    torch.save({"state_dict": {f"model.head.{k}": v for k, v in head.state_dict().items()}}, run / "checkpoints" / "last.ckpt")
+    torch.save(
+        {"state_dict": {f"model.head.{k}": v for k, v in head.state_dict().items()}}, run / "checkpoints" / "last.ckpt"
+    )
     assert main(["embed", str(run), "--data-dir", str(small_folder), "--out", str(tmp_path / "b.npz")]) == 0
-    assert main(["embed", str(run), "--data-dir", str(small_folder), "--out", str(tmp_path / "p.npz"), "--layer", "projection"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(run),
+                "--data-dir",
+                str(small_folder),
+                "--out",
+                str(tmp_path / "p.npz"),
+                "--layer",
+                "projection",
+            ]
+        )
+        == 0
+    )
     backbone = torch.from_numpy(np.load(tmp_path / "b.npz")["embeddings"])
     projected = np.load(tmp_path / "p.npz")["embeddings"]
     assert projected.shape == (20, 128)
@@ -76,13 +100,18 @@ def test_projection_layer_uses_the_checkpointed_head(make_run, small_folder: Pat
         np.testing.assert_allclose(projected, head.eval()(backbone).numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("out_name, extra, message", [
-    ("exists.npz", [], "already exists; pass --overwrite"),
-    ("emb.txt", [], "unknown format .txt"),
-    ("nodir/emb.npz", [], "does not exist; create it first"),
-    ("emb.npz", ["--layer", "projection"], "use --layer backbone"),
-])
-def test_bad_requests_exit_2_and_keep_existing_files(make_run, small_folder: Path, tmp_path: Path, capsys, out_name, extra, message) -> None:
+@pytest.mark.parametrize(
+    "out_name, extra, message",
+    [
+        ("exists.npz", [], "already exists; pass --overwrite"),
+        ("emb.txt", [], "unknown format .txt"),
+        ("nodir/emb.npz", [], "does not exist; create it first"),
+        ("emb.npz", ["--layer", "projection"], "use --layer backbone"),
+    ],
+)
+def test_bad_requests_exit_2_and_keep_existing_files(
+    make_run, small_folder: Path, tmp_path: Path, capsys, out_name, extra, message
+) -> None:
     run = make_run("cifar10", None)
     (tmp_path / "exists.npz").write_bytes(b"precious")
     assert main(["embed", str(run), "--data-dir", str(small_folder), "--out", str(tmp_path / out_name), *extra]) == 2

@@ -118,15 +118,20 @@ def test_regress_spirograph_factors(make_run) -> None:
     assert entry["metrics"]["r2"] > 0.0, "even random conv features carry some factor information"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["knn", "{missing}"], "does not exist"),
-    (["linear-eval", "{empty}"], "has no backbone.safetensors"),
-    (["linear-eval", "{run}", "--tta", "1"], "--tta 1"),
-    (["knn", "{run}", "--temperature", "0"], "--temperature must be positive"),
-    (["linear-eval", "{run}", "--l2-grid", "x"], "bad L2 grid"),
-    (["regress", "{run}"], "has no generative factors"),
-])
-def test_bad_input_is_one_line_exit_2_nothing_written(make_run, cifar_small: Path, tmp_path: Path, capsys, argv, message) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["knn", "{missing}"], "does not exist"),
+        (["linear-eval", "{empty}"], "has no backbone.safetensors"),
+        (["linear-eval", "{run}", "--tta", "1"], "--tta 1"),
+        (["knn", "{run}", "--temperature", "0"], "--temperature must be positive"),
+        (["linear-eval", "{run}", "--l2-grid", "x"], "bad L2 grid"),
+        (["regress", "{run}"], "has no generative factors"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    make_run, cifar_small: Path, tmp_path: Path, capsys, argv, message
+) -> None:
     run = make_run("cifar10", cifar_small)
     (tmp_path / "empty").mkdir()
     args = [a.format(run=run, missing=tmp_path / "missing", empty=tmp_path / "empty") for a in argv]

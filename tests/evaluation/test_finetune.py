@@ -31,7 +31,18 @@ from simclr.evaluation.loading import resolve_run
 from simclr.evaluation.session import EvalOptions, EvalSession
 
 CPU = torch.device("cpu")
-FAST = ["--epochs", "1", "--train-batch-size", "64", "--batch-size", "128", "--limit-test-images", "40", "--accelerator", "cpu"]
+FAST = [
+    "--epochs",
+    "1",
+    "--train-batch-size",
+    "64",
+    "--batch-size",
+    "128",
+    "--limit-test-images",
+    "40",
+    "--accelerator",
+    "cpu",
+]
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -63,7 +74,9 @@ class Spy:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, model: Classifier, pipeline: InputPipeline, train: Any, val: Any, config: TrainConfig, **kwargs: Any) -> Any:
+    def __call__(
+        self, model: Classifier, pipeline: InputPipeline, train: Any, val: Any, config: TrainConfig, **kwargs: Any
+    ) -> Any:
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         result = fit_classifier(model, pipeline, train, val, config, **kwargs)
         self.calls.append({"model": model, "before": before, "train": train, "val": val, "result": result})
@@ -107,7 +120,11 @@ def test_early_stopping_keeps_the_best_validation_epoch() -> None:
     images, labels = dark_bright(16)
     val = dark_bright(8, seed=3)
     torch.manual_seed(0)
-    model = Classifier(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), build_classifier_head("linear", 3, 2), freeze_backbone=False)
+    model = Classifier(
+        nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        build_classifier_head("linear", 3, 2),
+        freeze_backbone=False,
+    )
     pipeline = InputPipeline(8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     # min_delta so large that only the first epoch counts as an improvement: stop after epoch 2
     config = TrainConfig(epochs=5, batch_size=8, lr=0.05, patience=1, min_delta=100.0)
@@ -146,8 +163,11 @@ def test_a_non_finite_loss_is_a_user_error() -> None:
     with pytest.raises(UserError, match="lower --lr"):
         fit_classifier(model, pipeline, (images, labels), None, TrainConfig(epochs=1, batch_size=4), device=CPU)
 
+
 # -- fine-tuning a run ------------------------------------------------------------------------------
-def test_finetune_trains_a_copy_and_leaves_the_session_backbone_alone(make_run: Any, cifar_small: Path, spy: Spy) -> None:
+def test_finetune_trains_a_copy_and_leaves_the_session_backbone_alone(
+    make_run: Any, cifar_small: Path, spy: Spy
+) -> None:
     run = make_run("cifar10", cifar_small)
     session = session_for(run, limit_train_images=100, limit_test_images=40)
     config = TrainConfig(epochs=1, batch_size=32, eval_batch_size=128)
@@ -171,7 +191,9 @@ def test_finetune_trains_a_copy_and_leaves_the_session_backbone_alone(make_run: 
     assert entry["metrics"]["n_test"] == 40 and len(entry["metrics"]["history"]) == 1
 
 
-def test_finetune_cli_with_frozen_backbone(make_run: Any, cifar_small: Path, spy: Spy, capsys: pytest.CaptureFixture[str]) -> None:
+def test_finetune_cli_with_frozen_backbone(
+    make_run: Any, cifar_small: Path, spy: Spy, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = make_run("cifar10", cifar_small)
     code = main(["finetune", str(run), "--label-fraction", "0.5", "--freeze-backbone", *FAST])
     assert code == 0
@@ -183,9 +205,28 @@ def test_finetune_cli_with_frozen_backbone(make_run: Any, cifar_small: Path, spy
     doc = json.loads((run / "eval" / "metrics.json").read_text())
     entry = doc["results"]["finetune"]
     protocol = entry["protocol"]
-    for key in ("label_fraction", "labels_per_class", "n_labelled", "n_train", "n_val", "head", "freeze_backbone",
-                "optimizer", "lr", "weight_decay", "batch_size", "epochs_max", "epochs_run", "best_epoch",
-                "stopped_early", "patience", "augmentation", "backbone_sha256", "seed", "n_test"):
+    for key in (
+        "label_fraction",
+        "labels_per_class",
+        "n_labelled",
+        "n_train",
+        "n_val",
+        "head",
+        "freeze_backbone",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "batch_size",
+        "epochs_max",
+        "epochs_run",
+        "best_epoch",
+        "stopped_early",
+        "patience",
+        "augmentation",
+        "backbone_sha256",
+        "seed",
+        "n_test",
+    ):
         assert key in protocol, key
     assert protocol["label_fraction"] == 0.5 and protocol["n_labelled"] == 150 and protocol["freeze_backbone"] is True
     assert protocol["head"] == "mlp" and protocol["backbone_lr"] is None and protocol["epochs_run"] == 1
@@ -204,7 +245,9 @@ def test_finetune_refuses_an_unlabelled_dataset(make_run: Any, capsys: pytest.Ca
     assert "fine-tuning needs class labels" in err and "spirograph" in err and "Traceback" not in err
 
 
-def test_bad_training_flags_are_user_errors(make_run: Any, cifar_small: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_training_flags_are_user_errors(
+    make_run: Any, cifar_small: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = make_run("cifar10", cifar_small)
     assert main(["finetune", str(run), "--label-fraction", "0.5", "--labels-per-class", "3"]) == 2
     assert "not allowed with" in capsys.readouterr().err

@@ -9,7 +9,9 @@ import torch
 from simclr.evaluation.knn import knn_class_scores
 
 
-def brute_force_votes(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int, t: float) -> list[list[float]]:
+def brute_force_votes(
+    bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int, t: float
+) -> list[list[float]]:
     result = []
     for q in queries.tolist():
         sims = []

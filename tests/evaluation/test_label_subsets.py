@@ -92,6 +92,10 @@ def test_validation_split_is_carved_from_the_subset_and_disjoint_from_fit() -> N
 
 
 def test_protocol_fields() -> None:
-    assert label_subset_protocol(None, None) == {"label_fraction": 1.0, "labels_per_class": None, "label_subset": "all labels"}
+    assert label_subset_protocol(None, None) == {
+        "label_fraction": 1.0,
+        "labels_per_class": None,
+        "label_subset": "all labels",
+    }
     assert label_subset_protocol(None, 650)["label_subset"] == "650 labels per class (stratified)"
     assert label_subset_protocol(0.3, None)["label_subset"] == "30% of the labels (stratified)"

@@ -11,7 +11,9 @@ from simclr.evaluation.lbfgs import fit_linear, standardizer
 from simclr.evaluation.linear import linear_probe
 
 
-def gaussian_classes(n: int, dim: int = 32, classes: int = 10, spread: float = 2.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def gaussian_classes(
+    n: int, dim: int = 32, classes: int = 10, spread: float = 2.2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Overlapping Gaussian classes (a linear classifier cannot be perfect) with per-dimension scales."""
     gen = torch.Generator().manual_seed(seed)
     centers = torch.randn(classes, dim, generator=torch.Generator().manual_seed(123))

@@ -42,8 +42,12 @@ def test_absent_class_has_no_accuracy_and_no_top5_for_few_classes() -> None:
 
 
 def _record(eval_dir: Path, key: str, top1: float) -> Path:
-    entry = make_entry(key, {"backbone_sha256": "abc", "seed": 0, "n_train": 10}, {"top1": top1, "nan": float("nan")}, 1.0)
-    return record_result(eval_dir, key, entry, run_dir=eval_dir.parent, dataset={"name": "cifar10"}, backbone={"sha256": "abc"})
+    entry = make_entry(
+        key, {"backbone_sha256": "abc", "seed": 0, "n_train": 10}, {"top1": top1, "nan": float("nan")}, 1.0
+    )
+    return record_result(
+        eval_dir, key, entry, run_dir=eval_dir.parent, dataset={"name": "cifar10"}, backbone={"sha256": "abc"}
+    )
 
 
 def test_record_result_merges_and_writes_valid_json(tmp_path: Path) -> None:
@@ -64,11 +68,17 @@ def test_protocol_must_name_weights_and_seed() -> None:
         make_entry("linear", {"seed": 0}, {}, 0.0)
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("{not json", "not valid JSON"),
-    ('{"schema_version": 99, "dataset": {}, "backbone": {}, "results": {}}', "schema_version"),
-    ('{"schema_version": 1, "dataset": {}, "backbone": {}, "results": {"linear": {"method": "linear"}}}', "has no 'protocol'"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"schema_version": 99, "dataset": {}, "backbone": {}, "results": {}}', "schema_version"),
+        (
+            '{"schema_version": 1, "dataset": {}, "backbone": {}, "results": {"linear": {"method": "linear"}}}',
+            "has no 'protocol'",
+        ),
+    ],
+)
 def test_bad_metrics_file_is_a_clear_error(tmp_path: Path, content: str, problem: str) -> None:
     (tmp_path / "metrics.json").write_text(content)
     with pytest.raises(UserError, match=problem):

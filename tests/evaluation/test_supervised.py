@@ -19,8 +19,19 @@ from simclr.evaluation.supervised import (
     load_imagenet_backbone,
 )
 
-FAST = ["--epochs", "1", "--limit-train-images", "60", "--limit-test-images", "20", "--train-batch-size", "32",
-        "--accelerator", "cpu", "--no-cache"]
+FAST = [
+    "--epochs",
+    "1",
+    "--limit-train-images",
+    "60",
+    "--limit-test-images",
+    "20",
+    "--train-batch-size",
+    "32",
+    "--accelerator",
+    "cpu",
+    "--no-cache",
+]
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 
 
@@ -79,7 +90,9 @@ def test_cached_weights_load_without_network(offline_hub: Path, make_run: Any, c
     assert all(torch.equal(state[k], reference[k]) for k in state)
 
     run = make_run("cifar10", cifar_small)
-    assert main(["supervised", str(run), "--weights", "imagenet", "--image-size", "32", "--freeze-backbone", *FAST]) == 0
+    assert (
+        main(["supervised", str(run), "--weights", "imagenet", "--image-size", "32", "--freeze-backbone", *FAST]) == 0
+    )
     protocol = read_result(run, "supervised_imagenet")["protocol"]
     assert protocol["weights"] == "imagenet" and protocol["stem"] == "imagenet" and protocol["image_size"] == 32
     assert "IMAGENET1K_V1" in protocol["initial_weights"] and "0.485" in protocol["normalization"]
@@ -94,4 +107,3 @@ def test_imagenet_inputs_are_upsampled_on_the_device() -> None:
     assert pipeline.augmented(images, torch.Generator().manual_seed(0)).shape == (2, 3, 64, 64)
     same = InputPipeline(32, (0.5,) * 3, (0.5,) * 3).plain(images)  # type: ignore[arg-type]
     assert torch.allclose(same, images.float() / 127.5 - 1.0, atol=1e-6)  # identity at the stored size
-

@@ -80,20 +80,14 @@ def test_cell_id_is_a_safe_directory_name() -> None:
 
 def test_bad_template_and_reserved_keys_are_user_errors() -> None:
     with pytest.raises(UserError, match="nope"):
-        expand_cells(
-            parse_sweep(
-                {"base": {"ae_checkpoint": "x-{nope}"}, "grid": {"seed": [0]}}, default_name="t"
-            )
-        )
+        expand_cells(parse_sweep({"base": {"ae_checkpoint": "x-{nope}"}, "grid": {"seed": [0]}}, default_name="t"))
     with pytest.raises(UserError, match="'out'"):
         parse_sweep({"base": {"out": "x"}}, default_name="t")
     with pytest.raises(UserError, match="unknown sweep key"):
         parse_sweep({"grdi": {}}, default_name="t")
 
 
-def test_validation_names_the_cell_and_nothing_is_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_validation_names_the_cell_and_nothing_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = parse_sweep(
         {"base": TINY_BASE, "grid": {"head_out_dim": [16, 32], "optimizer": ["sgd", "bogus"]}},
         default_name="t",
@@ -106,12 +100,8 @@ def test_validation_names_the_cell_and_nothing_is_written(
     assert not (tmp_path / "out").exists()
 
 
-def test_dry_run_lists_the_seed_000_sweep(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code = main(
-        ["sweep", str(REPO / "configs/sweeps/simclr-ae.yaml"), "--out", str(tmp_path), "--dry-run"]
-    )
+def test_dry_run_lists_the_seed_000_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sweep", str(REPO / "configs/sweeps/simclr-ae.yaml"), "--out", str(tmp_path), "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
     assert "75 cells, 0 finished" in out
@@ -125,9 +115,7 @@ def _fake_launch(fail_cell: str, launched: list[str]) -> Any:
     def launch(command: list[str], log: Path, env: dict[str, str]) -> int:
         if command[3] != "pretrain":
             return 0
-        run_dir = Path(
-            yaml.safe_load(Path(command[command.index("--config") + 1]).read_text())["out"]
-        )
+        run_dir = Path(yaml.safe_load(Path(command[command.index("--config") + 1]).read_text())["out"])
         launched.append(run_dir.name + (" --resume" if "--resume" in command else ""))
         if run_dir.name == fail_cell:
             return 1
@@ -140,14 +128,10 @@ def _fake_launch(fail_cell: str, launched: list[str]) -> Any:
 
 
 def test_a_failing_cell_is_reported_and_the_others_run(tmp_path: Path) -> None:
-    spec = parse_sweep(
-        {"base": TINY_BASE, "grid": {"seed": [0, 1, 2]}, "evaluate": False}, default_name="t"
-    )
+    spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0, 1, 2]}, "evaluate": False}, default_name="t")
     cells = expand_cells(spec)
     launched: list[str] = []
-    outcomes = SweepRunner(
-        spec, tmp_path / "t", quiet=True, launch=_fake_launch("seed=1", launched)
-    ).run(cells)
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("seed=1", launched)).run(cells)
     assert launched == ["seed=0", "seed=1", "seed=2"]
     assert [item.status for item in outcomes] == ["finished", "failed", "finished"]
     assert "pretrain exited with 1" in (outcomes[1].error or "")
@@ -161,22 +145,16 @@ def test_a_failing_cell_is_reported_and_the_others_run(tmp_path: Path) -> None:
 
 
 def test_a_cell_with_a_checkpoint_is_resumed(tmp_path: Path) -> None:
-    spec = parse_sweep(
-        {"base": TINY_BASE, "grid": {"seed": [0]}, "evaluate": False}, default_name="t"
-    )
+    spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0]}, "evaluate": False}, default_name="t")
     (tmp_path / "t" / "seed=0" / "checkpoints").mkdir(parents=True)
     (tmp_path / "t" / "seed=0" / "checkpoints" / "last.ckpt").write_bytes(b"")
     launched: list[str] = []
-    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(
-        expand_cells(spec)
-    )
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(expand_cells(spec))
     assert launched == ["seed=0 --resume"] and outcomes[0].status == "finished"
 
 
 def test_devices_run_cells_in_parallel_one_per_device(tmp_path: Path) -> None:
-    spec = parse_sweep(
-        {"base": TINY_BASE, "grid": {"seed": [0, 1, 2, 3]}, "evaluate": False}, default_name="t"
-    )
+    spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0, 1, 2, 3]}, "evaluate": False}, default_name="t")
     busy: dict[str, int] = {}
     seen: list[tuple[str, int]] = []
     lock = threading.Lock()
@@ -193,9 +171,7 @@ def test_devices_run_cells_in_parallel_one_per_device(tmp_path: Path) -> None:
         return int(inner(command, log, env))
 
     devices = parse_devices("0,1")
-    outcomes = SweepRunner(spec, tmp_path / "t", devices, quiet=True, launch=launch).run(
-        expand_cells(spec)
-    )
+    outcomes = SweepRunner(spec, tmp_path / "t", devices, quiet=True, launch=launch).run(expand_cells(spec))
     assert [item.status for item in outcomes] == ["finished"] * 4
     assert {device for device, _ in seen} == {"0", "1"} and max(count for _, count in seen) == 1
     with pytest.raises(UserError, match="--devices"):
@@ -226,11 +202,7 @@ def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
     assert [row["head_out_dim"] for row in rows] == ["16", "32"]
     for row in rows:
         assert row["status"] == "finished" and row["global_step"] == "2"
-        assert (
-            float(row["final_loss"]) > 0
-            and float(row["regression_mse"]) >= 0
-            and row["regression_r2"]
-        )
+        assert float(row["final_loss"]) > 0 and float(row["regression_mse"]) >= 0 and row["regression_r2"]
     table = (sweep_dir / "results.md").read_text().splitlines()
     assert len(table) == 2 + 2 and "regression_mse" in table[0]
     marker = json.loads((sweep_dir / "head_out_dim=16" / MARKER_FILE).read_text())

@@ -27,9 +27,7 @@ DIM_IN = 6
 DIM = 8
 TEMPERATURE = 0.2
 
-pytestmark = pytest.mark.skipif(
-    not dist.is_available(), reason="torch.distributed is not available"
-)
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 
 def make_problem(n_views: int) -> tuple[torch.Tensor, torch.nn.Linear]:
@@ -41,9 +39,7 @@ def make_problem(n_views: int) -> tuple[torch.Tensor, torch.nn.Linear]:
     return inputs, layer
 
 
-def run_loss(
-    inputs: torch.Tensor, layer: torch.nn.Linear, gather: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
+def run_loss(inputs: torch.Tensor, layer: torch.nn.Linear, gather: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and input gradient of ``inputs`` (V, B, DIM_IN); leaves the layer's gradients in place."""
     inputs = inputs.clone().requires_grad_(True)
     loss = NTXentLoss(TEMPERATURE, gather_distributed=gather)(*[layer(view) for view in inputs])

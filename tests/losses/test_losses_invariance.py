@@ -21,7 +21,9 @@ def test_matches_hand_computed_linear_case() -> None:
     a = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 7, dtype=torch.float64)
     redraws = torch.rand(11, 5, 3, dtype=torch.float64)
-    penalty = gradient_penalty(a @ w, a, redraws, normalize=False, upper_limit=1e9, generator=torch.Generator().manual_seed(1))
+    penalty = gradient_penalty(
+        a @ w, a, redraws, normalize=False, upper_limit=1e9, generator=torch.Generator().manual_seed(1)
+    )
     signs = torch.randint(0, 2, (5, 7), generator=torch.Generator().manual_seed(1)).double() * 2 - 1
     grad = signs @ w.T
     expected = (((redraws - a.detach()) * grad).sum(-1) ** 2).mean()
@@ -29,13 +31,18 @@ def test_matches_hand_computed_linear_case() -> None:
 
 
 def test_pinned_parameter_drops_out_of_the_penalty() -> None:
-    """--gp-exclude: pinning column 0's re-draws to the first view leaves the hand-computed penalty over columns 1, 2."""
+    """--gp-exclude: pinning column 0's re-draws to the first view leaves the hand-computed penalty over
+    columns 1, 2."""
     a = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 7, dtype=torch.float64)
     redraws = torch.rand(11, 5, 3, dtype=torch.float64)
     pinned = pin_parameters(redraws, a, (0,))
-    assert torch.equal(pinned[..., 0], a.detach()[:, 0].expand(11, 5)) and torch.equal(pinned[..., 1:], redraws[..., 1:])
-    penalty = gradient_penalty(a @ w, a, pinned, normalize=False, upper_limit=1e9, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(pinned[..., 0], a.detach()[:, 0].expand(11, 5)) and torch.equal(
+        pinned[..., 1:], redraws[..., 1:]
+    )
+    penalty = gradient_penalty(
+        a @ w, a, pinned, normalize=False, upper_limit=1e9, generator=torch.Generator().manual_seed(1)
+    )
     signs = torch.randint(0, 2, (5, 7), generator=torch.Generator().manual_seed(1)).double() * 2 - 1
     grad = signs @ w.T
     expected = (((redraws - a.detach())[..., 1:] * grad[:, 1:]).sum(-1) ** 2).mean()
@@ -63,7 +70,9 @@ class TinyNet(torch.nn.Module):
 
 
 def _image_problem():
-    config = ViewConfig(size=8, jitter_p=1.0, grayscale_p=0.0, jitter_strength=0.5, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    config = ViewConfig(
+        size=8, jitter_p=1.0, grayscale_p=0.0, jitter_strength=0.5, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+    )
     views = SimCLRViews(config, n_views=2)
     images = torch.rand(3, 3, 10, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     gen = torch.Generator().manual_seed(5)
@@ -85,6 +94,7 @@ def test_penalty_gradient_through_image_views_matches_finite_differences() -> No
     views, images, _, leaf, redraws = _image_problem()
     net = TinyNet()
     from simclr.views.params import sample_view_params
+
     params = sample_view_params(3, (10, 10), views.config, torch.Generator().manual_seed(9))
     params.jitter = params.jitter.double()
 
@@ -94,7 +104,9 @@ def test_penalty_gradient_through_image_views_matches_finite_differences() -> No
         h = net(views.apply(images, p))
         u = torch.nn.functional.normalize(h, dim=1)
         signs = torch.randint(0, 2, u.shape, generator=torch.Generator().manual_seed(2)).double() * 2 - 1
-        return (signs * u).sum(), gradient_penalty(h, jitter, redraws, upper_limit=1e9, generator=torch.Generator().manual_seed(2))
+        return (signs * u).sum(), gradient_penalty(
+            h, jitter, redraws, upper_limit=1e9, generator=torch.Generator().manual_seed(2)
+        )
 
     start = params.jitter.detach().clone().requires_grad_(True)
     # the quantity the penalty is built from: ds/d(params), checked against finite differences
@@ -129,8 +141,24 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> None:
-    common = ["pretrain", "--dataset", "spirograph", "--train-size", "128", "--test-size", "32", "--batch-size", "32",
-              "--max-steps", "2", "--epochs", "1", "--quiet", "--gp-draws", "8"]
+    common = [
+        "pretrain",
+        "--dataset",
+        "spirograph",
+        "--train-size",
+        "128",
+        "--test-size",
+        "32",
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--gp-draws",
+        "8",
+    ]
     assert main([*common, "--out", str(tmp_path / "plain")]) == 0
     assert main([*common, "--out", str(tmp_path / "zero"), "--lambda-gp", "0"]) == 0
     assert main([*common, "--out", str(tmp_path / "gp"), "--lambda-gp", "0.01", "--gp-upper-limit", "1000"]) == 0
@@ -140,7 +168,9 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     # step 0: same weights and same views, so total = plain NT-Xent + lambda * GP
     penalty = float(gp[0]["gradient_penalty"])
     assert penalty > 0
-    assert float(gp[0]["train_loss"]) == pytest.approx(float(plain[0]["train_loss"]) + 0.01 * penalty, rel=1e-4, abs=1e-4)
+    assert float(gp[0]["train_loss"]) == pytest.approx(
+        float(plain[0]["train_loss"]) + 0.01 * penalty, rel=1e-4, abs=1e-4
+    )
     # on the CPU the penalty trains in the default memory format (its double backward is faster there)
     assert "memory format: contiguous" in (tmp_path / "gp" / "train.log").read_text()
     assert "memory format" not in (tmp_path / "plain" / "train.log").read_text()
@@ -158,10 +188,27 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     assert all(float(r["gradient_penalty"]) == pytest.approx(1e-6) for r in clamped)
     assert all(float(r["gradient_penalty_unclamped"]) > 1e-6 for r in clamped)
     assert float(clamped[1]["train_loss"]) == pytest.approx(float(plain[1]["train_loss"]) + 0.01 * 1e-6, rel=2e-3)
-    assert "above its clamp (--gp-upper-limit 1e-06) on 2 of 2 steps, where it adds no gradient" in (
-        tmp_path / "clamped" / "train.log").read_text()
+    assert (
+        "above its clamp (--gp-upper-limit 1e-06) on 2 of 2 steps, where it adds no gradient"
+        in (tmp_path / "clamped" / "train.log").read_text()
+    )
     # --gp-exclude h: same weights, views and re-draws at step 0, h's term gone, so a smaller penalty (h dominates)
-    assert main([*common, "--out", str(tmp_path / "no-h"), "--lambda-gp", "0.01", "--gp-upper-limit", "1000", "--gp-exclude", "h"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "no-h"),
+                "--lambda-gp",
+                "0.01",
+                "--gp-upper-limit",
+                "1000",
+                "--gp-exclude",
+                "h",
+            ]
+        )
+        == 0
+    )
     without_h = float(_rows(tmp_path / "no-h")[0]["gradient_penalty"])
     log_without_h = (tmp_path / "no-h" / "train.log").read_text()
     assert "over rback, gfore, gback, bfore, bback;" in log_without_h and "h dominates" not in log_without_h

@@ -108,10 +108,7 @@ def test_matches_loop_reference_value_and_gradient(
 
 def test_gradcheck_float64() -> None:
     generator = torch.Generator().manual_seed(0)
-    views = tuple(
-        torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
-        for _ in range(3)
-    )
+    views = tuple(torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True) for _ in range(3))
     loss = NTXentLoss(0.3)
     assert torch.autograd.gradcheck(lambda *v: loss(*v), views)
 
@@ -140,9 +137,7 @@ def test_invariant_to_positive_scaling() -> None:
 
 def test_no_overflow_at_small_temperature() -> None:
     generator = torch.Generator().manual_seed(3)
-    views = [
-        (torch.randn(16, 32, generator=generator) * 1e4).requires_grad_(True) for _ in range(3)
-    ]
+    views = [(torch.randn(16, 32, generator=generator) * 1e4).requires_grad_(True) for _ in range(3)]
     loss = NTXentLoss(0.01)(*views)
     assert torch.isfinite(loss)
     grads = torch.autograd.grad(loss, views)

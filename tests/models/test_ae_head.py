@@ -49,9 +49,7 @@ def test_head_layers_and_bit_identical_embedding(ae_file: Path) -> None:
     assert (embedding.in_features, embedding.out_features) == (512, LATENT)
     assert (last.in_features, last.out_features) == (LATENT, 64)
     saved = saved_embedding(ae_file)
-    assert torch.equal(embedding.weight, saved["weight"]) and torch.equal(
-        embedding.bias, saved["bias"]
-    )
+    assert torch.equal(embedding.weight, saved["weight"]) and torch.equal(embedding.bias, saved["bias"])
     assert not any(p.requires_grad for p in embedding.parameters())
     assert all(p.requires_grad for p in last.parameters())
     assert head(torch.randn(3, 512)).shape == (3, 64)
@@ -89,9 +87,7 @@ def test_frozen_embedding_is_unchanged_by_an_optimizer_step(ae_file: Path) -> No
     one_step(model)
     saved = saved_embedding(ae_file)
     assert not embedding.weight.requires_grad
-    assert torch.equal(embedding.weight, saved["weight"]) and torch.equal(
-        embedding.bias, saved["bias"]
-    )
+    assert torch.equal(embedding.weight, saved["weight"]) and torch.equal(embedding.bias, saved["bias"])
     assert not torch.equal(last.weight, last_before)
 
 
@@ -134,9 +130,7 @@ def test_unknown_activation(ae_file: Path) -> None:
 
 
 def test_feature_size_mismatch(ae_file: Path) -> None:
-    with pytest.raises(
-        UserError, match="takes 512 inputs but the backbone gives 2048 features.*resnet18/resnet34"
-    ):
+    with pytest.raises(UserError, match="takes 512 inputs but the backbone gives 2048 features.*resnet18/resnet34"):
         small_model(ae_file, backbone="resnet50")
 
 
@@ -183,9 +177,7 @@ def test_pretrain_with_ae_head_keeps_the_layer_frozen(ae_file: Path, tmp_path: P
         "--quiet",
     ]
     assert main(args) == 0
-    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
-        "state_dict"
-    ]
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     saved = saved_embedding(ae_file)
     assert torch.equal(state["model.head.0.weight"], saved["weight"])
     assert torch.equal(state["model.head.0.bias"], saved["bias"])

@@ -19,9 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def spirograph_images(count: int = 200, size: int = 16) -> torch.Tensor:
-    store = load_dataset(
-        "spirograph", "train", data_dir=None, image_size=size, spirograph_size=count
-    )
+    store = load_dataset("spirograph", "train", data_dir=None, image_size=size, spirograph_size=count)
     assert store is not None
     return store.images
 
@@ -43,9 +41,7 @@ def test_training_lowers_validation_loss() -> None:
     train_idx, val_idx = split_train_val(labels, 0.1, seed=0)
     model = MLPAutoencoder((3, 16, 16), latent_dim=32)
     before = reconstruction_loss(model, images[val_idx])
-    history = fit_autoencoder(
-        model, images[train_idx], images[val_idx], epochs=4, batch_size=32, lr=1e-3
-    )
+    history = fit_autoencoder(model, images[train_idx], images[val_idx], epochs=4, batch_size=32, lr=1e-3)
     assert len(history) == 4
     assert history[-1]["val_loss"] < before
     assert reconstruction_loss(model, images[val_idx]) == pytest.approx(history[-1]["val_loss"])
@@ -94,9 +90,7 @@ def train_ae_args(out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_train_ae_command_writes_run_dir(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_train_ae_command_writes_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "ae"
     assert main(train_ae_args(run)) == 0
     assert str(run) in capsys.readouterr().out
@@ -115,22 +109,14 @@ def test_train_ae_command_writes_run_dir(
     with open(run / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert all(
-        float(row["val_loss"]) > 0 and float(row["lr"]) == pytest.approx(1e-4) for row in rows
-    )
+    assert all(float(row["val_loss"]) > 0 and float(row["lr"]) == pytest.approx(1e-4) for row in rows)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert (
-        config["latent_dim"] == 16
-        and config["dataset"] == "spirograph"
-        and config["image_size"] == 16
-    )
+    assert config["latent_dim"] == 16 and config["dataset"] == "spirograph" and config["image_size"] == 16
     model = load_autoencoder(run)
     assert model.image_shape == (3, 16, 16) and model.latent_dim == 16
 
 
-@pytest.mark.parametrize(
-    "extra", [("--latent-dim", "0"), ("--epochs", "0"), ("--val-fraction", "1.5"), ("--lr", "0")]
-)
+@pytest.mark.parametrize("extra", [("--latent-dim", "0"), ("--epochs", "0"), ("--val-fraction", "1.5"), ("--lr", "0")])
 def test_train_ae_bad_flags_leave_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, str]
 ) -> None:

@@ -6,7 +6,10 @@ from simclr.errors import UserError
 from simclr.models import BACKBONE_NAMES, build_backbone, build_head, choose_stem, resolve_stem
 
 
-@pytest.mark.parametrize(("size", "stem"), [(28, "cifar"), (32, "cifar"), (64, "cifar"), (96, "stl"), (112, "stl"), (128, "imagenet"), (224, "imagenet")])
+@pytest.mark.parametrize(
+    ("size", "stem"),
+    [(28, "cifar"), (32, "cifar"), (64, "cifar"), (96, "stl"), (112, "stl"), (128, "imagenet"), (224, "imagenet")],
+)
 def test_stem_follows_image_size(size: int, stem: str) -> None:
     assert choose_stem(size) == stem
     assert resolve_stem("auto", size) == stem

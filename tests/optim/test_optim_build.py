@@ -60,9 +60,7 @@ def test_parameter_groups_shared_parameter_once() -> None:
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_each_optimizer_builds_and_steps(name: str) -> None:
     model = small_model()
-    optimizer = build_optimizer(
-        model, name, lr=0.1, weight_decay=1e-4, nesterov=name in ("lars", "sgd")
-    )
+    optimizer = build_optimizer(model, name, lr=0.1, weight_decay=1e-4, nesterov=name in ("lars", "sgd"))
     assert [g["lars_exclude"] for g in optimizer.param_groups] == [False, True]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [1e-4, 0.0]
     before = [p.detach().clone() for p in model.parameters()]
@@ -73,9 +71,7 @@ def test_each_optimizer_builds_and_steps(name: str) -> None:
         assert not torch.equal(old, new.detach())
     state = optimizer.state_dict()
     assert [g["lars_exclude"] for g in state["param_groups"]] == [False, True]
-    rebuilt = build_optimizer(
-        small_model(), name, lr=0.1, weight_decay=1e-4, nesterov=name in ("lars", "sgd")
-    )
+    rebuilt = build_optimizer(small_model(), name, lr=0.1, weight_decay=1e-4, nesterov=name in ("lars", "sgd"))
     rebuilt.load_state_dict(state)
 
 

@@ -132,9 +132,7 @@ def test_state_dict_round_trip() -> None:
     set_grad(weight, [0.3, 0.4])
     optimizer.step()
     buffer = io.BytesIO()
-    torch.save(
-        optimizer.state_dict(), buffer
-    )  # a saved copy: torch loads live buffers by reference
+    torch.save(optimizer.state_dict(), buffer)  # a saved copy: torch loads live buffers by reference
     buffer.seek(0)
     clone = torch.nn.Parameter(weight.detach().clone())
     restored = LARS([clone], lr=0.5)

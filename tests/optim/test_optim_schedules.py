@@ -83,9 +83,7 @@ def test_warmup_steps_for() -> None:
 
 def test_scheduler_follows_warmup_cosine_per_group() -> None:
     params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
-    optimizer = torch.optim.SGD(
-        [{"params": [params[0]], "lr": 1.0}, {"params": [params[1]], "lr": 0.1}]
-    )
+    optimizer = torch.optim.SGD([{"params": [params[0]], "lr": 1.0}, {"params": [params[1]], "lr": 0.1}])
     scheduler = WarmupCosineLR(optimizer, total_steps=20, warmup_steps=4, final_ratio=0.1)
     for step in range(25):
         for group, peak in zip(optimizer.param_groups, (1.0, 0.1), strict=True):
@@ -114,9 +112,7 @@ def test_scheduler_state_dict_round_trip() -> None:
     restored.load_state_dict(saved["scheduler"])
     assert restored.last_epoch == scheduler.last_epoch == 7
     for _ in range(30):
-        assert restored_optimizer.param_groups[0]["lr"] == pytest.approx(
-            optimizer.param_groups[0]["lr"]
-        )
+        assert restored_optimizer.param_groups[0]["lr"] == pytest.approx(optimizer.param_groups[0]["lr"])
         for opt, sched in ((optimizer, scheduler), (restored_optimizer, restored)):
             opt.step()
             sched.step()

@@ -39,7 +39,7 @@ def png_size(path: Path, min_side: int = 150, min_ink: float = 0.01) -> tuple[in
 def test_training_curves_tolerate_empty_cells_and_partial_rows(tmp_path: Path) -> None:
     csv_path = write_metrics_csv(tmp_path / "metrics.csv", steps=30)
     with csv_path.open("a") as handle:
-        handle.write("31,5\n")          # a row cut short by a killed run
+        handle.write("31,5\n")  # a row cut short by a killed run
         handle.write("32,5,nan,,x,\n")  # NaN and garbage cells
         handle.write("not-a-step,0,1.0,0.1,,\n")
     with_knn = png_size(plot_training_curves(csv_path, tmp_path / "with_knn.png"))  # type: ignore[arg-type]
@@ -56,7 +56,15 @@ def test_training_curves_smooth_long_runs(tmp_path: Path) -> None:
     png_size(out)
 
 
-@pytest.mark.parametrize("content", [None, "", "step,epoch,train_loss,lr,img_per_s,knn_top1\n", "step,epoch,train_loss,lr,img_per_s,knn_top1\n3,0,,,,\n"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,
+        "",
+        "step,epoch,train_loss,lr,img_per_s,knn_top1\n",
+        "step,epoch,train_loss,lr,img_per_s,knn_top1\n3,0,,,,\n",
+    ],
+)
 def test_training_curves_none_without_data(tmp_path: Path, content: str | None) -> None:
     csv_path = tmp_path / "metrics.csv"
     if content is not None:
@@ -88,10 +96,17 @@ def clustered(n_per_class: int = 20, classes: int = 3) -> tuple[np.ndarray, np.n
 
 def test_embedding_map_by_class_is_reproducible(tmp_path: Path) -> None:
     features, labels = clustered()
-    first = plot_embedding_map(torch.tensor(features), tmp_path / "a.png", labels=torch.tensor(labels),
-                               class_names=["cat", "dog", "ship"], max_points=45, seed=3)
-    second = plot_embedding_map(features, tmp_path / "b.png", labels=labels, class_names=["cat", "dog", "ship"],
-                                max_points=45, seed=3)
+    first = plot_embedding_map(
+        torch.tensor(features),
+        tmp_path / "a.png",
+        labels=torch.tensor(labels),
+        class_names=["cat", "dog", "ship"],
+        max_points=45,
+        seed=3,
+    )
+    second = plot_embedding_map(
+        features, tmp_path / "b.png", labels=labels, class_names=["cat", "dog", "ship"], max_points=45, seed=3
+    )
     png_size(first)
     assert first.read_bytes() == second.read_bytes()
 

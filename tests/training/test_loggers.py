@@ -13,13 +13,28 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("logger", ["tensorboard", "mlflow"])
-def test_tracking_store_lives_in_the_run_dir(logger: str, cifar_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_store_lives_in_the_run_dir(
+    logger: str, cifar_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    config = build_config({}, dict(dataset="cifar10", data_dir=str(cifar_small), limit_train_images=32, batch_size=16,
-                                   epochs=1, out=str(run), workers=1, knn_every_epochs=0, precision="32",
-                                   logger=logger, log_every_steps=1))
+    config = build_config(
+        {},
+        dict(
+            dataset="cifar10",
+            data_dir=str(cifar_small),
+            limit_train_images=32,
+            batch_size=16,
+            epochs=1,
+            out=str(run),
+            workers=1,
+            knn_every_epochs=0,
+            precision="32",
+            logger=logger,
+            log_every_steps=1,
+        ),
+    )
     run_pretraining(config, quiet=True)
     if logger == "tensorboard":
         events = list((run / "tensorboard").rglob("events.out.tfevents.*"))

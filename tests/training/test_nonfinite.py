@@ -15,7 +15,9 @@ from simclr.training.pretrain import run_pretraining
 pytestmark = pytest.mark.slow
 
 
-def test_nan_loss_stops_before_the_update_and_keeps_last_ckpt(cifar_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_loss_stops_before_the_update_and_keeps_last_ckpt(
+    cifar_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_forward = NTXentLoss.forward
     calls = {"n": 0}
 
@@ -26,9 +28,21 @@ def test_nan_loss_stops_before_the_update_and_keeps_last_ckpt(cifar_small: Path,
 
     monkeypatch.setattr(NTXentLoss, "forward", forward_that_diverges)
     run = tmp_path / "run"
-    config = build_config({}, dict(dataset="cifar10", data_dir=str(cifar_small), limit_train_images=64, batch_size=16,
-                                   epochs=1, out=str(run), workers=1, knn_every_epochs=0, checkpoint_every_steps=2,
-                                   precision="32"))
+    config = build_config(
+        {},
+        dict(
+            dataset="cifar10",
+            data_dir=str(cifar_small),
+            limit_train_images=64,
+            batch_size=16,
+            epochs=1,
+            out=str(run),
+            workers=1,
+            knn_every_epochs=0,
+            checkpoint_every_steps=2,
+            precision="32",
+        ),
+    )
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 3.*last good state.*--resume"):
         run_pretraining(config, quiet=True)
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)

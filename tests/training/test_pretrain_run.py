@@ -19,8 +19,15 @@ pytestmark = pytest.mark.slow
 
 def small_config(data: Path, out: Path, **overrides: object):
     values: dict[str, object] = dict(
-        dataset="cifar10", data_dir=str(data), batch_size=32, epochs=2, out=str(out),
-        workers=1, knn_k=20, checkpoint_every_steps=3, precision="32",
+        dataset="cifar10",
+        data_dir=str(data),
+        batch_size=32,
+        epochs=2,
+        out=str(out),
+        workers=1,
+        knn_k=20,
+        checkpoint_every_steps=3,
+        precision="32",
     )
     values.update(overrides)
     return build_config({}, values)
@@ -60,12 +67,23 @@ def test_pretrain_writes_every_run_dir_file(cifar_small: Path, tmp_path: Path) -
 
 def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    config = small_config(cifar_small, run, limit_train_images=64, epochs=10, optimizer="sgd", lr=0.1,
-                          lr_scaling="none", warmup_epochs=2, knn_every_epochs=0)
+    config = small_config(
+        cifar_small,
+        run,
+        limit_train_images=64,
+        epochs=10,
+        optimizer="sgd",
+        lr=0.1,
+        lr_scaling="none",
+        warmup_epochs=2,
+        knn_every_epochs=0,
+    )
     run_pretraining(config, quiet=True)
     lrs = [float(r["lr"]) for r in read_metrics(run / "metrics.csv") if r["lr"]]
     assert len(lrs) == 20
     assert lrs[0] < lrs[1] <= 0.1 + 1e-9  # warmup ramps up
     assert max(lrs) == pytest.approx(0.1, rel=1e-6)
-    assert all(b <= a + 1e-12 for a, b in zip(lrs[lrs.index(max(lrs)):], lrs[lrs.index(max(lrs)) + 1:], strict=False))  # then decays
+    assert all(
+        b <= a + 1e-12 for a, b in zip(lrs[lrs.index(max(lrs)) :], lrs[lrs.index(max(lrs)) + 1 :], strict=False)
+    )  # then decays
     assert lrs[-1] < 0.01

@@ -18,9 +18,27 @@ from simclr.training.checkpoint_io import atomic_torch_save
 pytestmark = pytest.mark.slow
 
 ARGS = [
-    "--dataset", "cifar10", "--limit-train-images", "96", "--batch-size", "16", "--epochs", "2",
-    "--precision", "32", "--workers", "1", "--knn-every-epochs", "0", "--checkpoint-every-steps", "2",
-    "--optimizer", "sgd", "--lr", "0.05", "--quiet",
+    "--dataset",
+    "cifar10",
+    "--limit-train-images",
+    "96",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--precision",
+    "32",
+    "--workers",
+    "1",
+    "--knn-every-epochs",
+    "0",
+    "--checkpoint-every-steps",
+    "2",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--quiet",
 ]
 
 
@@ -31,8 +49,13 @@ def losses(run: Path) -> dict[int, float]:
 
 def simclr(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")  # same thread count in both runs: bitwise-stable CPU math
-    return subprocess.Popen([sys.executable, "-m", "simclr", "pretrain", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "simclr", "pretrain", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(cifar_small: Path, tmp_path: Path) -> None:
@@ -42,7 +65,11 @@ def test_resume_after_sigkill_matches_uninterrupted_run(cifar_small: Path, tmp_p
     # kill once steps beyond a mid-epoch checkpoint (step 2 or 4 of the 6-step epoch) were trained
     deadline = time.time() + 240
     while time.time() < deadline:
-        if (killed / "metrics.csv").exists() and len(losses(killed)) >= 4 and (killed / "checkpoints" / "last.ckpt").exists():
+        if (
+            (killed / "metrics.csv").exists()
+            and len(losses(killed)) >= 4
+            and (killed / "checkpoints" / "last.ckpt").exists()
+        ):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -64,7 +91,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(cifar_small: Path, tmp_p
         assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
 
 
-def test_atomic_save_keeps_the_old_checkpoint_when_the_write_dies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_save_keeps_the_old_checkpoint_when_the_write_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "last.ckpt"
     atomic_torch_save({"step": 1}, path)
     real_save = torch.save

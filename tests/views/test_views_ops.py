@@ -85,14 +85,10 @@ def test_hue_preserves_luma_and_composes() -> None:
     shift = torch.linspace(-0.5, 0.5, B)
     out = ops.adjust_hue(x, shift)
     assert (out > 0).all() and (out < 1).all()
-    torch.testing.assert_close(
-        ops.rgb_to_grayscale(out), ops.rgb_to_grayscale(x), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(ops.rgb_to_grayscale(out), ops.rgb_to_grayscale(x), atol=1e-6, rtol=0)
     assert (out - x).abs().amax(dim=(1, 2, 3))[shift.abs() > 0.05].min() > 1e-2  # it does change
     a, b = torch.full((B,), 0.13), torch.full((B,), -0.31)
-    torch.testing.assert_close(
-        ops.adjust_hue(ops.adjust_hue(x, a), b), ops.adjust_hue(x, a + b), atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(ops.adjust_hue(ops.adjust_hue(x, a), b), ops.adjust_hue(x, a + b), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("shift", [0.02, 0.1, -0.1])
@@ -116,9 +112,7 @@ def test_color_jitter_identity_and_mask(images) -> None:
     out = ops.color_jitter(images, jitter, mask)
     assert torch.equal(out[~mask], images[~mask])
     expected = ops.adjust_hue(
-        ops.adjust_saturation(
-            ops.adjust_contrast(ops.adjust_brightness(images[mask], 1.3), 0.7), 1.2
-        ),
+        ops.adjust_saturation(ops.adjust_contrast(ops.adjust_brightness(images[mask], 1.3), 0.7), 1.2),
         0.1,
     )
     torch.testing.assert_close(out[mask], expected, atol=0, rtol=0)
@@ -177,12 +171,8 @@ def test_full_box_crop_same_size_is_identity() -> None:
     assert torch.equal(ops.resized_crop(x, boxes, 32), x)
 
 
-@pytest.mark.parametrize(
-    ("top", "left", "height", "width"), [(4, 6, 16, 20), (0, 0, 32, 8), (10, 3, 7, 29)]
-)
-def test_crop_matches_torchvision_resized_crop(
-    top: int, left: int, height: int, width: int
-) -> None:
+@pytest.mark.parametrize(("top", "left", "height", "width"), [(4, 6, 16, 20), (0, 0, 32, 8), (10, 3, 7, 29)])
+def test_crop_matches_torchvision_resized_crop(top: int, left: int, height: int, width: int) -> None:
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
     box = torch.tensor([[top / 32, left / 32, height / 32, width / 32]]).expand(2, 4)
     ours = ops.resized_crop(x, box, 32)
@@ -205,9 +195,7 @@ def test_downscaling_crop_averages_instead_of_aliasing() -> None:
     # A full 64px box to 32px samples every source pixel once: exactly a 2x2 average pool.
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(3, 4)
-    torch.testing.assert_close(
-        ops.resized_crop(x, boxes, 32), F.avg_pool2d(x, 2), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(ops.resized_crop(x, boxes, 32), F.avg_pool2d(x, 2), atol=1e-6, rtol=0)
 
 
 def test_crop_per_image_boxes_and_source_index() -> None:

@@ -11,9 +11,7 @@ from simclr.views import ViewConfig, ViewParams, sample_view_params
 N = 20_000
 
 
-def _draw(
-    config: ViewConfig, n: int = N, hw: tuple[int, int] = (32, 32), seed: int = 0
-) -> ViewParams:
+def _draw(config: ViewConfig, n: int = N, hw: tuple[int, int] = (32, 32), seed: int = 0) -> ViewParams:
     return sample_view_params(n, hw, config, torch.Generator().manual_seed(seed))
 
 

@@ -25,17 +25,36 @@ def positive_int(text: str) -> int:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """RUN (a run directory or a backbone.safetensors) and the data/device flags of evaluation."""
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory, or a backbone.safetensors file")
-    parser.add_argument("--config", type=Path, default=None, help="the run's config.yaml (default: the one beside the backbone)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where the dataset is (default: the run's --data-dir)")
-    parser.add_argument("--limit-train-images", type=positive_int, default=None, metavar="N", help="stratified subset of the training split")
-    parser.add_argument("--limit-test-images", type=positive_int, default=None, metavar="N", help="stratified subset of the test split")
-    parser.add_argument("--batch-size", type=positive_int, default=512, help="images per forward pass when computing features")
-    parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"), help="where features are computed")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="the run's config.yaml (default: the one beside the backbone)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="where the dataset is (default: the run's --data-dir)"
+    )
+    parser.add_argument(
+        "--limit-train-images",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stratified subset of the training split",
+    )
+    parser.add_argument(
+        "--limit-test-images", type=positive_int, default=None, metavar="N", help="stratified subset of the test split"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=512, help="images per forward pass when computing features"
+    )
+    parser.add_argument(
+        "--accelerator", default="auto", choices=("auto", "cpu", "gpu"), help="where features are computed"
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes decoding image files")
     parser.add_argument("--seed", type=int, default=0, help="seed of splits, subsets and fits")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="evaluate the same architecture with random initial weights (the baseline to beat); "
-                             "writes to RUN/eval-random-weights unless --eval-dir is given")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="evaluate the same architecture with random initial weights (the baseline to beat); "
+        "writes to RUN/eval-random-weights unless --eval-dir is given",
+    )
     parser.add_argument("--eval-dir", type=Path, default=None, help="where results go (default: RUN/eval)")
     parser.add_argument("--no-cache", action="store_true", help="recompute features instead of reading eval/features/")
 

@@ -30,9 +30,7 @@ def _quality(text: str) -> int:
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "data", help="prepare datasets (e.g. crop objects from a COCO export)"
-    )
+    parser = commands.add_parser("data", help="prepare datasets (e.g. crop objects from a COCO export)")
     # The sub-commands use the same parser class, so their argparse errors are one-line UserErrors.
     actions = parser.add_subparsers(
         dest="data_command", metavar="DATA_COMMAND", required=True, parser_class=type(parser)
@@ -44,12 +42,8 @@ def register(commands: Any) -> None:
         "OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg; broken or hostile entries are "
         "skipped and listed in OUT_DIR/skipped.csv.",
     )
-    crops.add_argument(
-        "in_dir", type=Path, metavar="IN_DIR", help="the COCO export (train/ valid/ test/)"
-    )
-    crops.add_argument(
-        "out_dir", type=Path, metavar="OUT_DIR", help="where the image folder is written"
-    )
+    crops.add_argument("in_dir", type=Path, metavar="IN_DIR", help="the COCO export (train/ valid/ test/)")
+    crops.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where the image folder is written")
     crops.add_argument(
         "--pad",
         type=_fraction,
@@ -68,15 +62,9 @@ def register(commands: Any) -> None:
         action="store_true",
         help="keep one crop per class in train (chosen by --seed); all crops elsewhere",
     )
-    crops.add_argument(
-        "--seed", type=int, default=0, help="seed of the one-shot choice (default 0)"
-    )
-    crops.add_argument(
-        "--quality", type=_quality, default=95, help="JPEG quality 1..100 (default 95)"
-    )
-    crops.add_argument(
-        "--overwrite", action="store_true", help="replace the crops of an earlier run in OUT_DIR"
-    )
+    crops.add_argument("--seed", type=int, default=0, help="seed of the one-shot choice (default 0)")
+    crops.add_argument("--quality", type=_quality, default=95, help="JPEG quality 1..100 (default 95)")
+    crops.add_argument("--overwrite", action="store_true", help="replace the crops of an earlier run in OUT_DIR")
     crops.set_defaults(handler=run)
 
 
@@ -93,14 +81,11 @@ def format_summary(summary: CropSummary) -> str:
         ]
         for name in classes
     ]
-    rows.append(
-        ["total", *(str(sum(summary.crops[s].values())) for s in splits), str(summary.total)]
-    )
+    rows.append(["total", *(str(sum(summary.crops[s].values())) for s in splits), str(summary.total)])
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     lines = [
         "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in (header, *rows)
     ]

@@ -12,11 +12,19 @@ from simclr.commands.common import positive_int
 def register(commands: Any) -> None:
     parser = commands.add_parser("embed", help="embed an image folder to .npy/.npz/.parquet")
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory, or a backbone.safetensors file")
-    parser.add_argument("--data-dir", type=Path, required=True, help="folder of images (class sub-folders become labels)")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="folder of images (class sub-folders become labels)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output file: .npy (+ .index.csv), .npz or .parquet")
-    parser.add_argument("--layer", choices=("backbone", "projection"), default="backbone",
-                        help="backbone features (default) or the projection head's output")
-    parser.add_argument("--config", type=Path, default=None, help="the run's config.yaml (default: the one beside the backbone)")
+    parser.add_argument(
+        "--layer",
+        choices=("backbone", "projection"),
+        default="backbone",
+        help="backbone features (default) or the projection head's output",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="the run's config.yaml (default: the one beside the backbone)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
     parser.add_argument("--workers", type=int, default=2, help="processes decoding image files")
@@ -33,10 +41,18 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(out, args.overwrite)
     ref = resolve_run(args.run, args.config)
     device = pick_device(args.accelerator)
-    emb = embed_folder(ref, args.data_dir, layer=args.layer, batch_size=args.batch_size, workers=args.workers,
-                       device=device, autocast_dtype=autocast_dtype_for(device))
+    emb = embed_folder(
+        ref,
+        args.data_dir,
+        layer=args.layer,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=device,
+        autocast_dtype=autocast_dtype_for(device),
+    )
     written = write_embeddings(emb, out)
-    print(f"embedded {len(emb.file_names)} images ({emb.vectors.shape[1]}-d {args.layer} output) -> {', '.join(map(str, written))}")
+    shape = f"{emb.vectors.shape[1]}-d {args.layer} output"
+    print(f"embedded {len(emb.file_names)} images ({shape}) -> {', '.join(map(str, written))}")
     if emb.skipped:
         print(f"skipped {len(emb.skipped)} unreadable file(s), e.g. {emb.skipped[0][0]}: {emb.skipped[0][1]}")
     return 0

@@ -10,15 +10,23 @@ from simclr.commands.common import add_run_arguments, session_from_args, show_pr
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
-        "evaluate", help="linear probe + kNN (or Spirograph regression), plots and report.html for a run")
+        "evaluate", help="linear probe + kNN (or Spirograph regression), plots and report.html for a run"
+    )
     add_run_arguments(parser)
     parser.add_argument("--method", choices=("tsne", "umap"), default="tsne", help="2-D map of the test embeddings")
-    parser.add_argument("--tta", type=int, default=0, metavar="N", help="average the features of N augmented views (0: none)")
+    parser.add_argument(
+        "--tta", type=int, default=0, metavar="N", help="average the features of N augmented views (0: none)"
+    )
     parser.add_argument("--no-plots", action="store_true", help="numbers only: no plots and no report")
-    parser.add_argument("--invariance", action="store_true",
-                        help="also measure invariance to the augmentation: conditional variance and how well a linear "
-                             "map predicts the view parameters (Foster et al. 2020); lower = more invariant")
-    parser.add_argument("--invariance-views", type=int, default=10, help="views per test image for the conditional variance")
+    parser.add_argument(
+        "--invariance",
+        action="store_true",
+        help="also measure invariance to the augmentation: conditional variance and how well a linear "
+        "map predicts the view parameters (Foster et al. 2020); lower = more invariant",
+    )
+    parser.add_argument(
+        "--invariance-views", type=int, default=10, help="views per test image for the conditional variance"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -11,7 +11,9 @@ from simclr.commands.common import add_run_arguments, positive_int, session_from
 def register(commands: Any) -> None:
     parser = commands.add_parser("knn", help="weighted kNN accuracy on L2-normalised frozen features")
     add_run_arguments(parser)
-    parser.add_argument("--k", type=positive_int, nargs="+", default=[200, 20], help="numbers of neighbours (default: 200 20)")
+    parser.add_argument(
+        "--k", type=positive_int, nargs="+", default=[200, 20], help="numbers of neighbours (default: 200 20)"
+    )
     parser.add_argument("--temperature", type=float, default=0.1, help="vote weight exp(similarity / T)")
     parser.set_defaults(handler=run)
 

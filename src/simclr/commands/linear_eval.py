@@ -28,19 +28,41 @@ def l2_grid(text: str) -> tuple[float, ...]:
             raise ValueError
         return values
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad L2 grid {text!r}; use LOW:HIGH:N, log-spaced (e.g. 1e-8:1e-1:8), or a list like 1e-4,1e-3") from None
+        raise argparse.ArgumentTypeError(
+            f"bad L2 grid {text!r}; use LOW:HIGH:N, log-spaced (e.g. 1e-8:1e-1:8), or a list like 1e-4,1e-3"
+        ) from None
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("linear-eval", help="linear probe on frozen features (L-BFGS; --method sgd for big sets)")
+    parser = commands.add_parser(
+        "linear-eval", help="linear probe on frozen features (L-BFGS; --method sgd for big sets)"
+    )
     add_run_arguments(parser)
-    parser.add_argument("--method", choices=("lbfgs", "sgd"), default="lbfgs",
-                        help="lbfgs: full-batch on cached features (default); sgd: mini-batch with crop/flip augmentation")
-    parser.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True, help="standardise features with train statistics")
-    parser.add_argument("--l2-grid", type=l2_grid, default="1e-8:1e-1:8", help="L2 weights tried on validation: LOW:HIGH:N log-spaced, or a list")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="part of train held out to choose the L2 weight")
+    parser.add_argument(
+        "--method",
+        choices=("lbfgs", "sgd"),
+        default="lbfgs",
+        help="lbfgs: full-batch on cached features (default); sgd: mini-batch with crop/flip augmentation",
+    )
+    parser.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise features with train statistics",
+    )
+    parser.add_argument(
+        "--l2-grid",
+        type=l2_grid,
+        default="1e-8:1e-1:8",
+        help="L2 weights tried on validation: LOW:HIGH:N log-spaced, or a list",
+    )
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.1, help="part of train held out to choose the L2 weight"
+    )
     parser.add_argument("--max-iter", type=positive_int, default=500, help="L-BFGS iterations per fit")
-    parser.add_argument("--tta", type=int, default=0, metavar="N", help="average the features of N augmented views (0: none)")
+    parser.add_argument(
+        "--tta", type=int, default=0, metavar="N", help="average the features of N augmented views (0: none)"
+    )
     parser.add_argument("--epochs", type=positive_int, default=90, help="--method sgd: epochs")
     parser.add_argument("--lr", type=float, default=0.1, help="--method sgd: learning rate")
     parser.add_argument("--nesterov", action="store_true", help="--method sgd: Nesterov momentum")
@@ -57,13 +79,21 @@ def run(args: argparse.Namespace) -> int:
         from simclr.evaluation.finetune import train_linear_sgd
 
         key = "linear_sgd"
-        entry = train_linear_sgd(session, epochs=args.epochs, lr=args.lr, nesterov=args.nesterov, val_fraction=args.val_fraction)
+        entry = train_linear_sgd(
+            session, epochs=args.epochs, lr=args.lr, nesterov=args.nesterov, val_fraction=args.val_fraction
+        )
     else:
         from simclr.evaluation.linear import run_linear_eval
 
         key = "linear_tta" if args.tta > 1 else "linear"
-        entry = run_linear_eval(session, tta=args.tta, grid=args.l2_grid, val_fraction=args.val_fraction,
-                                standardize=args.standardize, max_iter=args.max_iter)
+        entry = run_linear_eval(
+            session,
+            tta=args.tta,
+            grid=args.l2_grid,
+            val_fraction=args.val_fraction,
+            standardize=args.standardize,
+            max_iter=args.max_iter,
+        )
     path = session.record(key, entry)
     print(headline(key, entry))
     print(f"results: {path}")

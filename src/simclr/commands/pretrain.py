@@ -20,9 +20,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = types_[item.name]
         help_text = item.metadata.get("help", "")
         if kind is bool:
-            parser.add_argument(flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(
+                flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=item.name, type=kind, default=None, metavar=item.name.upper(), help=help_text)
+            parser.add_argument(
+                flag, dest=item.name, type=kind, default=None, metavar=item.name.upper(), help=help_text
+            )
 
 
 def register(commands: Any) -> None:

@@ -9,11 +9,17 @@ from typing import Any
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
-        "report", help="write a self-contained HTML report (metrics, protocols, plots, config) of runs")
+        "report", help="write a self-contained HTML report (metrics, protocols, plots, config) of runs"
+    )
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories to report on")
-    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
-                        help="where to write the HTML (default: RUN_DIR/eval/report.html for one run, "
-                             "./simclr-report.html for several)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="where to write the HTML (default: RUN_DIR/eval/report.html for one run, "
+        "./simclr-report.html for several)",
+    )
     parser.set_defaults(handler=run)
 
 

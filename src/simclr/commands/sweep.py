@@ -17,9 +17,7 @@ def register(commands: Any) -> None:
         "sweep",
         help="run a grid of pretraining configs (+ evaluation); re-running skips finished cells",
     )
-    parser.add_argument(
-        "sweep", type=Path, metavar="SWEEP.yaml", help="sweep file: base, grid, cell_overrides, ..."
-    )
+    parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="sweep file: base, grid, cell_overrides, ...")
     parser.add_argument(
         "--out",
         type=Path,
@@ -32,9 +30,7 @@ def register(commands: Any) -> None:
         metavar="0,1",
         help="GPU indices; one cell at a time per GPU, in parallel (default: one cell at a time)",
     )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="validate and list the cells, run nothing"
-    )
+    parser.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.set_defaults(handler=run)
 
@@ -63,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     outcomes = SweepRunner(spec, sweep_dir, devices, quiet=args.quiet).run(cells)
     failed = [item for item in outcomes if item.error]
-    print(
-        f"{len(outcomes) - len(failed)} of {len(cells)} cells finished; results: {sweep_dir / 'results.md'}"
-    )
+    print(f"{len(outcomes) - len(failed)} of {len(cells)} cells finished; results: {sweep_dir / 'results.md'}")
     for item in failed:
         print(f"failed: {item.cell.cell_id}: {item.error}")
     return 1 if failed else 0

@@ -12,32 +12,24 @@ from typing import Any
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "train-ae", help="train the MLP autoencoder for the ae projection head"
-    )
+    parser = commands.add_parser("train-ae", help="train the MLP autoencoder for the ae projection head")
     parser.add_argument(
         "--dataset",
         required=True,
         help="spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...",
     )
     parser.add_argument("--data-dir", default=None, help="where the dataset is")
-    parser.add_argument(
-        "--download", action="store_true", help="download a torchvision dataset that is missing"
-    )
+    parser.add_argument("--download", action="store_true", help="download a torchvision dataset that is missing")
     parser.add_argument(
         "--latent-dim",
         type=int,
         default=512,
         help="size of the embedding layer (the paper: 128, 256, 512)",
     )
-    parser.add_argument(
-        "--image-size", type=int, default=None, help="square image size (default: the dataset's)"
-    )
+    parser.add_argument("--image-size", type=int, default=None, help="square image size (default: the dataset's)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument(
-        "--lr", type=float, default=1e-4, help="Adam learning rate (the paper: 1e-4)"
-    )
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the paper: 1e-4)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument(
         "--val-fraction",

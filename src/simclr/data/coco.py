@@ -125,9 +125,7 @@ def sanitize_name(name: str, fallback: str = "unnamed") -> str:
     return clean or fallback
 
 
-def padded_box(
-    box: Sequence[float], pad: float, width: int, height: int
-) -> tuple[int, int, int, int] | None:
+def padded_box(box: Sequence[float], pad: float, width: int, height: int) -> tuple[int, int, int, int] | None:
     """``(left, top, right, bottom)`` pixel bounds of the COCO box ``[x, y, w, h]`` padded by
     ``pad`` of its size on every side, clipped to a ``width`` x ``height`` image and rounded
     outwards; ``None`` when the box does not overlap the image.
@@ -155,9 +153,7 @@ def _read_annotations(path: Path) -> tuple[list[Any], list[Any], list[Any]]:
             f"cannot read COCO annotations {path}: {e}; re-export the dataset in COCO JSON format"
         ) from None
     keys = ("images", "annotations", "categories")
-    lists = [
-        data[key] for key in keys if isinstance(data, dict) and isinstance(data.get(key), list)
-    ]
+    lists = [data[key] for key in keys if isinstance(data, dict) and isinstance(data.get(key), list)]
     if len(lists) != len(keys):
         raise UserError(
             f"{path} is not a COCO annotation file (needs 'images', 'annotations' and 'categories' "
@@ -332,9 +328,7 @@ class _Cropper:
         class_dir = self.split_dir / job.class_name
         class_dir.mkdir(parents=True, exist_ok=True)
         if not _inside(os.path.realpath(class_dir), self.root):
-            raise UserError(
-                f"{class_dir} leads outside {self.root} (a symlink?); choose an empty output folder"
-            )
+            raise UserError(f"{class_dir} leads outside {self.root} (a symlink?); choose an empty output folder")
         stem = sanitize_name(Path(job.file_name.replace("\\", "/")).stem, fallback="image")
         target = class_dir / f"{stem}_{sanitize_name(job.annotation_id)}.jpg"
         partial = target.with_name(target.name + ".part")
@@ -402,9 +396,7 @@ def extract_coco_crops(
         raise UserError(f"--quality must be within 1..100, got {quality}; e.g. --quality 95")
     in_dir, out_dir = Path(in_dir).expanduser(), Path(out_dir).expanduser()
     if not in_dir.is_dir():
-        raise UserError(
-            f"COCO export {in_dir} is not a folder; pass the folder holding train/ valid/ test/"
-        )
+        raise UserError(f"COCO export {in_dir} is not a folder; pass the folder holding train/ valid/ test/")
     present = [s for s in COCO_SPLITS if (in_dir / s / ANNOTATION_FILE).is_file()]
     if not present:
         raise UserError(

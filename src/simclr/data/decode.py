@@ -116,9 +116,7 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def _reduced_request(
-    size: tuple[int, int], image_size: int, crop_bottom: int
-) -> tuple[int, int] | None:
+def _reduced_request(size: tuple[int, int], image_size: int, crop_bottom: int) -> tuple[int, int] | None:
     w, h = size
     h -= crop_bottom
     if w <= 0 or h <= 0:
@@ -160,9 +158,7 @@ def _open_rgb(path: str | os.PathLike[str], image_size: int | None, crop_bottom:
         if crop_bottom:
             cut = round(crop_bottom * img.size[1] / orig_h)
             if cut >= img.size[1]:
-                raise ImageDecodeError(
-                    path, f"image is only {orig_h} px high, cannot cut {crop_bottom} px"
-                )
+                raise ImageDecodeError(path, f"image is only {orig_h} px high, cannot cut {crop_bottom} px")
             img = img.crop((0, 0, img.size[0], img.size[1] - cut))
         if image_size is None:
             return to_rgb_array(img)
@@ -173,9 +169,7 @@ def _open_rgb(path: str | os.PathLike[str], image_size: int | None, crop_bottom:
         return np.asarray(out, dtype=np.uint8)
 
 
-def load_image(
-    path: str | os.PathLike[str], image_size: int | None = None, crop_bottom: int = 0
-) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], image_size: int | None = None, crop_bottom: int = 0) -> np.ndarray:
     """Decode ``path`` to ``(H, W, 3) uint8``; optionally cut ``crop_bottom`` rows off the bottom
     (in original pixels) and resize the shorter side to ``image_size`` then centre-crop a square.
 

@@ -181,11 +181,7 @@ def _default_pool() -> str:
     # Forked processes share the anonymous output mapping and avoid the GIL, which is contended
     # when the per-image Python work (open, header parsing) is as large as the decode itself.
     # Daemonic processes (e.g. DataLoader workers) may not have children.
-    if (
-        sys.platform.startswith("linux")
-        and "fork" in mp.get_all_start_methods()
-        and not mp.current_process().daemon
-    ):
+    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods() and not mp.current_process().daemon:
         return "process"
     return "thread"
 
@@ -221,9 +217,7 @@ def _init_worker(state: _DecodeState) -> None:
     _WORKER_STATE = state
 
 
-def _worker_range(
-    lo: int, hi: int
-) -> tuple[list[int], dict[int, str], tuple[int, int, int] | None]:
+def _worker_range(lo: int, hi: int) -> tuple[list[int], dict[int, str], tuple[int, int, int] | None]:
     assert _WORKER_STATE is not None
     return _decode_range(_WORKER_STATE, lo, hi)
 
@@ -402,9 +396,7 @@ def find_split_folder(root: Path, split: str) -> Path | None:
 def has_split_layout(root: Path) -> bool:
     """True when ``root`` has ``train/`` and ``test/`` (or ``val/``) sub-folders."""
     root = Path(root)
-    return (
-        find_split_folder(root, "train") is not None and find_split_folder(root, "test") is not None
-    )
+    return find_split_folder(root, "train") is not None and find_split_folder(root, "test") is not None
 
 
 def load_split_folder(

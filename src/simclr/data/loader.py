@@ -18,9 +18,7 @@ def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> to
     if not shuffle:
         return torch.arange(n, dtype=torch.int64)
     # SeedSequence mixes (seed, epoch) into well-separated streams (no seed+epoch collisions).
-    state = np.random.SeedSequence(
-        [int(seed) & 0xFFFF_FFFF, int(epoch) & 0xFFFF_FFFF]
-    ).generate_state(2)
+    state = np.random.SeedSequence([int(seed) & 0xFFFF_FFFF, int(epoch) & 0xFFFF_FFFF]).generate_state(2)
     gen_seed = (int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF
     return torch.randperm(n, generator=torch.Generator().manual_seed(gen_seed))
 
@@ -52,13 +50,9 @@ class InMemoryBatchLoader:
         world_size: int = 1,
     ) -> None:
         if batch_size < 1:
-            raise UserError(
-                f"batch size must be >= 1, got {batch_size}; pass a positive --batch-size"
-            )
+            raise UserError(f"batch size must be >= 1, got {batch_size}; pass a positive --batch-size")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.store = store
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -109,9 +103,7 @@ class InMemoryBatchLoader:
 
     def batch_indices(self, epoch: int, batch: int) -> torch.Tensor:
         """Store indices of this rank's batch ``batch`` of epoch ``epoch``."""
-        return self._rank_slice(
-            epoch_permutation(len(self.store), self.seed, epoch, self.shuffle), batch
-        )
+        return self._rank_slice(epoch_permutation(len(self.store), self.seed, epoch, self.shuffle), batch)
 
     def _rank_slice(self, perm: torch.Tensor, k: int) -> torch.Tensor:
         g = self.global_batch_size

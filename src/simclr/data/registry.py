@@ -36,9 +36,7 @@ SPIROGRAPH_TEST_SIZE = 20_000
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 # name: (default image size, classes, labelled, mean, std, regression)
-_TABLE: dict[
-    str, tuple[int, int | None, bool, tuple[float, float, float], tuple[float, float, float], bool]
-] = {
+_TABLE: dict[str, tuple[int, int | None, bool, tuple[float, float, float], tuple[float, float, float], bool]] = {
     "spirograph": (32, None, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), True),
     "cifar10": (32, 10, True, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), False),
     "cifar100": (32, 100, True, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), False),
@@ -71,9 +69,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def dataset_info(
-    name: str, image_size: int | None = None, *, store: ImageStore | None = None
-) -> DatasetInfo:
+def dataset_info(name: str, image_size: int | None = None, *, store: ImageStore | None = None) -> DatasetInfo:
     """Constants of dataset ``name`` at ``image_size`` (default: the dataset's usual size).
 
     ``imagefolder`` has no fixed size or class count: pass the loaded ``store`` to take them from
@@ -115,9 +111,7 @@ def _load_imagefolder(
         raise UserError("imagefolder needs a folder of images; pass --data-dir DIR")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise UserError(
-            f"image folder {root} does not exist; point --data-dir at an existing folder"
-        )
+        raise UserError(f"image folder {root} does not exist; point --data-dir at an existing folder")
     if has_split_layout(root):
         return load_split_folder(
             root,
@@ -153,7 +147,8 @@ def load_dataset(
     (an ``imagefolder`` without ``test/``/``val/``).
 
     Spirograph: 100,000 train / 20,000 test images rendered from seeds 3 and 4; ``spirograph_size``
-    sets the train size and ``spirograph_test_size`` the test size (default train // 5); ``image_size`` sets the render size (default 32).
+    sets the train size and ``spirograph_test_size`` the test size (default train // 5); ``image_size`` sets
+    the render size (default 32).
     """
     _check_name(name)
     if split not in SPLITS:
@@ -161,14 +156,10 @@ def load_dataset(
     if image_size is not None and image_size <= 0:
         raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
     if limit is not None and limit <= 0:
-        raise UserError(
-            f"limit must be a positive number of images, got {limit}; pass e.g. --limit 1000"
-        )
+        raise UserError(f"limit must be a positive number of images, got {limit}; pass e.g. --limit 1000")
     if name == "spirograph":
         if spirograph_size is not None and spirograph_size < 5:
-            raise UserError(
-                f"spirograph size must be >= 5, got {spirograph_size}; pass e.g. --spirograph-size 10000"
-            )
+            raise UserError(f"spirograph size must be >= 5, got {spirograph_size}; pass e.g. --spirograph-size 10000")
         n_train = spirograph_size or SPIROGRAPH_TRAIN_SIZE
         n_test = spirograph_test_size or max(1, n_train // 5)
         n = n_test if split == "test" else n_train

@@ -107,9 +107,7 @@ def sample_nuisance(
     return _uniform(n, NUISANCE_RANGES, generator, device, dtype)
 
 
-def render_spirograph(
-    factors: torch.Tensor, nuisance: torch.Tensor, size: int = 32
-) -> torch.Tensor:
+def render_spirograph(factors: torch.Tensor, nuisance: torch.Tensor, size: int = 32) -> torch.Tensor:
     """Render ``(B, 3, size, size)`` images in [0, 1] from ``(B, 4)`` factors and ``(B, 6)``
     nuisance parameters; differentiable w.r.t. both. Computes in the inputs' (promoted floating)
     dtype on their device."""
@@ -193,9 +191,7 @@ class SpirographViews(nn.Module):
     invariance_parameter_names: ClassVar[tuple[str, ...]] = NUISANCE_NAMES
     """The columns of :meth:`redraw_invariance_params` and of the leaf of :meth:`views_with_grad`."""
 
-    def __init__(
-        self, n_views: int = 2, size: int = 32, mean: float = 0.5, std: float = 0.5
-    ) -> None:
+    def __init__(self, n_views: int = 2, size: int = 32, mean: float = 0.5, std: float = 0.5) -> None:
         super().__init__()
         if n_views < 1:
             raise ValueError(f"n_views must be >= 1, got {n_views}")
@@ -211,13 +207,10 @@ class SpirographViews(nn.Module):
         img = (img - self.mean) / self.std
         return img.contiguous(memory_format=torch.channels_last)
 
-    def forward(
-        self, factors: torch.Tensor, generator: torch.Generator | None = None
-    ) -> list[torch.Tensor]:
+    def forward(self, factors: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         b = factors.shape[0]
         return [
-            self.render_with(factors, sample_nuisance(b, generator, device=factors.device))
-            for _ in range(self.n_views)
+            self.render_with(factors, sample_nuisance(b, generator, device=factors.device)) for _ in range(self.n_views)
         ]
 
     def views_with_grad(

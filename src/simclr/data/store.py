@@ -66,9 +66,7 @@ class ImageStore:
             images=self.images.index_select(0, idx),
             labels=self.labels.index_select(0, idx),
             class_names=list(self.class_names),
-            file_names=None
-            if self.file_names is None
-            else [self.file_names[i] for i in idx.tolist()],
+            file_names=None if self.file_names is None else [self.file_names[i] for i in idx.tolist()],
             factors=None if self.factors is None else self.factors.index_select(0, idx),
             skipped=list(self.skipped),
         )

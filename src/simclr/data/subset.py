@@ -69,9 +69,7 @@ def stratified_subset(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.sort(torch.cat(chosen)).values
 
 
-def split_train_val(
-    labels: torch.Tensor, val_fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def split_train_val(labels: torch.Tensor, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stratified, disjoint ``(train_idx, val_idx)`` (both sorted) covering every index.
 
     The validation part holds ``round(N * val_fraction)`` indices, at least 1 and at most N - 1.
@@ -80,8 +78,7 @@ def split_train_val(
     total = labels.numel()
     if not 0.0 < float(val_fraction) < 1.0:
         raise UserError(
-            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; "
-            "pass e.g. --val-fraction 0.1"
+            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; pass e.g. --val-fraction 0.1"
         )
     if total < 2:
         raise UserError(

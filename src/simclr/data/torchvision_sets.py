@@ -95,9 +95,7 @@ def _check_split(split: str) -> None:
 
 def _need_dir(data_dir: Path | None, name: str) -> Path:
     if data_dir is None:
-        raise UserError(
-            f"{name} needs a data folder; pass --data-dir DIR (with --download to fetch it)"
-        )
+        raise UserError(f"{name} needs a data folder; pass --data-dir DIR (with --download to fetch it)")
     return Path(data_dir).expanduser()
 
 
@@ -142,9 +140,7 @@ def _torchvision_dataset(name: str, data_dir: Path, download: bool, factory: Cal
         raise
 
 
-def resize_images(
-    images: torch.Tensor, image_size: int, chunk: int = _RESIZE_CHUNK
-) -> torch.Tensor:
+def resize_images(images: torch.Tensor, image_size: int, chunk: int = _RESIZE_CHUNK) -> torch.Tensor:
     """Resize uint8 ``(N, 3, H, W)`` images: shorter side to ``image_size`` (bilinear, antialiased),
     then centre-crop a square. A no-op when they already are ``image_size`` square."""
     n, c, h, w = images.shape
@@ -158,9 +154,7 @@ def resize_images(
     out = torch.empty((n, c, image_size, image_size), dtype=torch.uint8)
     for lo in range(0, n, chunk):
         x = images[lo : lo + chunk].float()
-        x = F.interpolate(
-            x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
-        )
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
         x = x[:, :, top : top + image_size, left : left + image_size]
         out[lo : lo + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
     return out
@@ -291,9 +285,7 @@ def load_stl10(
         lambda: datasets.STL10(root=str(root), split=tv_split, download=download),
     )
     images = torch.from_numpy(ds.data)  # (N, 3, 96, 96), already transposed by torchvision
-    return _finish(
-        images, torch.from_numpy(np.asarray(ds.labels)), list(ds.classes), size, limit, seed
-    )
+    return _finish(images, torch.from_numpy(np.asarray(ds.labels)), list(ds.classes), size, limit, seed)
 
 
 # ------------------------------------------------------------------------------------ MNIST
@@ -379,9 +371,7 @@ def load_imagenette(
                 "imagenette",
                 root,
                 download,
-                lambda: datasets.Imagenette(
-                    root=str(root), split="train", size=variant, download=download
-                ),
+                lambda: datasets.Imagenette(root=str(root), split="train", size=variant, download=download),
             )
             folder = root / _IMAGENETTE_DIRS[variant]
     store = _from_folder(folder, split, size, workers, limit, seed)
@@ -393,9 +383,7 @@ def load_imagenette(
 
 
 def _read_aircraft_split(data: Path, split: str) -> tuple[list[Path], list[int], list[str]]:
-    classes = [
-        ln.strip() for ln in (data / "manufacturers.txt").read_text().splitlines() if ln.strip()
-    ]
+    classes = [ln.strip() for ln in (data / "manufacturers.txt").read_text().splitlines() if ln.strip()]
     index = {c: i for i, c in enumerate(classes)}
     paths: list[Path] = []
     labels: list[int] = []
@@ -461,9 +449,7 @@ def load_fgvc_aircraft(
         where=data,
     )
     if ok_idx.numel() == 0:
-        raise UserError(
-            f"no readable fgvc-aircraft image in {data}; delete it and pass --download again"
-        )
+        raise UserError(f"no readable fgvc-aircraft image in {data}; delete it and pass --download again")
     return ImageStore(
         images=images,
         labels=labels.index_select(0, ok_idx),

@@ -38,11 +38,20 @@ def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
     """The run's projection head with its trained weights from the Lightning checkpoint."""
     path = ref.checkpoint_path
     if not path.is_file():
-        raise UserError(f"--layer projection needs the head's weights in {path}, which does not exist; use --layer backbone")
+        raise UserError(
+            f"--layer projection needs the head's weights in {path}, which does not exist; use --layer backbone"
+        )
     config = ref.config
-    head, _ = build_head(config.head, feature_dim, out_dim=config.head_out_dim, hidden_dim=config.head_hidden_dim,
-                         num_layers=config.head_layers, batch_norm=config.head_batch_norm,
-                         ae_checkpoint=config.ae_checkpoint, activation=config.head_activation)
+    head, _ = build_head(
+        config.head,
+        feature_dim,
+        out_dim=config.head_out_dim,
+        hidden_dim=config.head_hidden_dim,
+        num_layers=config.head_layers,
+        batch_norm=config.head_batch_norm,
+        ae_checkpoint=config.ae_checkpoint,
+        activation=config.head_activation,
+    )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as exc:  # a damaged or foreign file: say which and stop
@@ -56,8 +65,16 @@ def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
     return head.eval()
 
 
-def embed_folder(ref: RunRef, data_dir: Path, *, layer: str = "backbone", batch_size: int = 512, workers: int = 2,
-                 device: torch.device | None = None, autocast_dtype: torch.dtype | None = None) -> Embeddings:
+def embed_folder(
+    ref: RunRef,
+    data_dir: Path,
+    *,
+    layer: str = "backbone",
+    batch_size: int = 512,
+    workers: int = 2,
+    device: torch.device | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> Embeddings:
     """Decode every image under ``data_dir`` at the run's image size and embed it."""
     if layer not in LAYERS:
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
@@ -67,8 +84,9 @@ def embed_folder(ref: RunRef, data_dir: Path, *, layer: str = "backbone", batch_
     info = dataset_info(ref.config.dataset, image_size)
     device = device or torch.device("cpu")
     module = loaded.module.to(device)
-    vectors = extract_features(module, store.images, info.mean, info.std, batch_size=batch_size, device=device,
-                               autocast_dtype=autocast_dtype)
+    vectors = extract_features(
+        module, store.images, info.mean, info.std, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype
+    )
     if layer == "projection":
         head = load_projection_head(ref, loaded.feature_dim)
         with torch.no_grad():
@@ -85,7 +103,9 @@ def embed_folder(ref: RunRef, data_dir: Path, *, layer: str = "backbone", batch_
 def check_output_path(out: Path, overwrite: bool) -> None:
     """Before any work: a known format, an existing parent, and no silent overwrite."""
     if out.suffix not in FORMATS:
-        raise UserError(f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(FORMATS)}")
+        raise UserError(
+            f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(FORMATS)}"
+        )
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
     if out.exists() and not overwrite:
@@ -121,18 +141,25 @@ def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
         written.append(index)
     elif out.suffix == ".npz":
         with tmp.open("wb") as handle:
-            np.savez(handle, embeddings=emb.vectors, file_names=np.array(emb.file_names), labels=emb.labels,
-                     class_names=np.array(emb.class_names))
+            np.savez(
+                handle,
+                embeddings=emb.vectors,
+                file_names=np.array(emb.file_names),
+                labels=emb.labels,
+                class_names=np.array(emb.class_names),
+            )
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({
-            "file_name": emb.file_names,
-            "label": emb.labels,
-            "class_name": [emb.class_names[i] if i >= 0 else None for i in emb.labels.tolist()],
-            "embedding": list(emb.vectors),
-        })
+        table = pa.table(
+            {
+                "file_name": emb.file_names,
+                "label": emb.labels,
+                "class_name": [emb.class_names[i] if i >= 0 else None for i in emb.labels.tolist()],
+                "embedding": list(emb.vectors),
+            }
+        )
         pq.write_table(table, tmp)
     os.replace(tmp, out)
     return written

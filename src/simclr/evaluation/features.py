@@ -54,8 +54,15 @@ def extract_features(
     def normalized(start: int, stop: int) -> Tensor:
         return normalize_images(images[start:stop].to(device, non_blocking=True), mean, std)
 
-    return encode_batches(backbone, images.shape[0], normalized, batch_size=batch_size, device=device,
-                          autocast_dtype=autocast_dtype, channels_last=channels_last)
+    return encode_batches(
+        backbone,
+        images.shape[0],
+        normalized,
+        batch_size=batch_size,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        channels_last=channels_last,
+    )
 
 
 @torch.no_grad()

@@ -100,7 +100,10 @@ class TrainConfig:
             raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         checks = [
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 2, f"--train-batch-size must be >= 2 (BatchNorm needs 2 images), got {self.batch_size}"),
+            (
+                self.batch_size >= 2,
+                f"--train-batch-size must be >= 2 (BatchNorm needs 2 images), got {self.batch_size}",
+            ),
             (math.isfinite(self.head_lr) and self.head_lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.backbone_lr_scale >= 0, f"--backbone-lr-scale must be >= 0, got {self.backbone_lr_scale}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
@@ -259,7 +262,9 @@ def predict(
     def inputs(start: int, stop: int) -> Tensor:
         return pipeline.plain(images[start:stop].to(device, non_blocking=True))
 
-    return encode_batches(model, images.shape[0], inputs, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype)
+    return encode_batches(
+        model, images.shape[0], inputs, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype
+    )
 
 
 def fit_classifier(
@@ -313,12 +318,18 @@ def fit_classifier(
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_top1": None}
         if has_val:
             assert val is not None
-            scores = predict(model, pipeline, val[0], batch_size=config.eval_batch_size, device=device, autocast_dtype=autocast_dtype)
+            scores = predict(
+                model, pipeline, val[0], batch_size=config.eval_batch_size, device=device, autocast_dtype=autocast_dtype
+            )
             row["val_loss"] = float(F.cross_entropy(scores, val[1]))
             row["val_top1"] = float((scores.argmax(1) == val[1]).double().mean())
         history.append(row)
         log.info(
-            "%s epoch %d/%d: train loss %.4f%s", name, epoch, config.epochs, row["train_loss"],
+            "%s epoch %d/%d: train loss %.4f%s",
+            name,
+            epoch,
+            config.epochs,
+            row["train_loss"],
             f", val loss {row['val_loss']:.4f}, val top-1 {100 * row['val_top1']:.2f}%" if has_val else "",
         )
         if not has_val:
@@ -337,7 +348,10 @@ def fit_classifier(
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(
-        history=history, epochs_run=len(history), best_epoch=best_epoch if config.keep_best else None, stopped_early=stopped
+        history=history,
+        epochs_run=len(history),
+        best_epoch=best_epoch if config.keep_best else None,
+        stopped_early=stopped,
     )
 
 
@@ -369,10 +383,18 @@ def train_and_test(
     images, labels = train_store.images, train_store.labels
     val = (images[split.val], labels[split.val]) if split.val.numel() else None
     fit = fit_classifier(
-        model, pipeline, (images[split.fit], labels[split.fit]), val, config,
-        device=device, autocast_dtype=dtype, name=method,
+        model,
+        pipeline,
+        (images[split.fit], labels[split.fit]),
+        val,
+        config,
+        device=device,
+        autocast_dtype=dtype,
+        name=method,
     )
-    scores = predict(model, pipeline, test_store.images, batch_size=config.eval_batch_size, device=device, autocast_dtype=dtype)
+    scores = predict(
+        model, pipeline, test_store.images, batch_size=config.eval_batch_size, device=device, autocast_dtype=dtype
+    )
     metrics = classification_metrics(scores, test_store.labels, train_store.class_names)
     metrics["history"] = fit.history
     base = session.base_protocol()
@@ -382,7 +404,9 @@ def train_and_test(
         "n_labelled": int(split.labelled.numel()),
         "n_train": int(split.fit.numel()),
         "n_val": int(split.val.numel()),
-        "val_split": f"stratified {split.val.numel()} of the labelled images (seed {config.seed + 1})" if val else "none",
+        "val_split": f"stratified {split.val.numel()} of the labelled images (seed {config.seed + 1})"
+        if val
+        else "none",
         "head": head.kind,
         "head_layers": head.describe(feature_dim, num_classes),
         "freeze_backbone": freeze_backbone,
@@ -391,7 +415,9 @@ def train_and_test(
         "best_epoch": fit.best_epoch,
         "stopped_early": fit.stopped_early,
         "selection": (
-            "weights of the epoch with the lowest validation loss" if val is not None and config.keep_best else "last epoch"
+            "weights of the epoch with the lowest validation loss"
+            if val is not None and config.keep_best
+            else "last epoch"
         ),
         **pipeline.describe(),
         "precision": f"autocast {str(dtype).replace('torch.', '')}, fp32 loss" if dtype is not None else "fp32",
@@ -419,8 +445,11 @@ def run_finetune(
     head = head or HeadSpec()
     loaded = session.backbone
     split = split_labelled(
-        session.stores["train"].labels, fraction=label_fraction, per_class=labels_per_class,
-        val_fraction=val_fraction, seed=config.seed,
+        session.stores["train"].labels,
+        fraction=label_fraction,
+        per_class=labels_per_class,
+        val_fraction=val_fraction,
+        seed=config.seed,
     )
     info = session.info
     return train_and_test(
@@ -462,9 +491,18 @@ def train_linear_sgd(
     """
     session.require_classes("SGD linear evaluation")
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, backbone_lr_scale=0.0,
-        weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, patience=0, keep_best=False,
-        eval_batch_size=session.options.batch_size, seed=session.options.seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=lr,
+        backbone_lr_scale=0.0,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        nesterov=nesterov,
+        patience=0,
+        keep_best=False,
+        eval_batch_size=session.options.batch_size,
+        seed=session.options.seed,
     )
     config.validate()
     loaded = session.backbone

@@ -117,7 +117,12 @@ class HeadSpec:
 
     def build(self, in_dim: int, num_classes: int) -> nn.Module:
         return build_classifier_head(
-            self.kind, in_dim, num_classes, hidden_dim=self.hidden_dim, dropout=self.dropout, standardize=self.standardize
+            self.kind,
+            in_dim,
+            num_classes,
+            hidden_dim=self.hidden_dim,
+            dropout=self.dropout,
+            standardize=self.standardize,
         )
 
     def describe(self, in_dim: int, num_classes: int) -> str:

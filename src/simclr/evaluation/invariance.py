@@ -48,8 +48,9 @@ def conditional_variance(view_features: Tensor, generator: torch.Generator) -> f
     return float(projections.var(0, unbiased=True).mean())
 
 
-def conditional_variance_per_parameter(encoder: ViewEncoder, store: ImageStore, generator: torch.Generator,
-                                       views: int) -> dict[str, float]:
+def conditional_variance_per_parameter(
+    encoder: ViewEncoder, store: ImageStore, generator: torch.Generator, views: int
+) -> dict[str, float]:
     """The conditional variance when only one view parameter changes between an image's views (the others
     stay at one random draw per image), for each parameter: which nuisance the representation still
     follows. The first-order penalty weights a parameter by its range, so a wide, strongly non-linear one
@@ -85,8 +86,15 @@ class HeldOutPenalty(NamedTuple):
     share_per_parameter: dict[str, float]
 
 
-def held_out_penalty(encoder: ViewEncoder, store: ImageStore, generator: torch.Generator, *, draws: int = 100,
-                     normalize: bool = True, batch_size: int = 256) -> HeldOutPenalty:
+def held_out_penalty(
+    encoder: ViewEncoder,
+    store: ImageStore,
+    generator: torch.Generator,
+    *,
+    draws: int = 100,
+    normalize: bool = True,
+    batch_size: int = 256,
+) -> HeldOutPenalty:
     """The training penalty (:func:`~simclr.losses.gradient_penalty`, no clamp) measured on ``store``'s
     images with the frozen backbone in eval mode, in float32: the quantity ``--lambda-gp`` minimises, on
     images it was not trained on, so a run with and without the penalty can be compared on it directly.
@@ -105,12 +113,15 @@ def held_out_penalty(encoder: ViewEncoder, store: ImageStore, generator: torch.G
             views = encoder.render(store, draw, start, stop, leaf)
             representation = backbone(views.contiguous(memory_format=torch.channels_last))
             redraws = encoder.redraw(stop - start, draws, generator).to(encoder.device)
-            terms = penalty_terms(representation, leaf, redraws, normalize=normalize, generator=generator,
-                                  create_graph=False).detach()
+            terms = penalty_terms(
+                representation, leaf, redraws, normalize=normalize, generator=generator, create_graph=False
+            ).detach()
             total += float(terms.sum(-1).pow(2).mean()) * (stop - start)
             diagonal += terms.pow(2).mean(0).sum(0).double().cpu()
     shares = diagonal / diagonal.sum() if float(diagonal.sum()) > 0 else diagonal
-    return HeldOutPenalty(total / count, {name: float(v) for name, v in zip(encoder.parameter_names, shares, strict=True)})
+    return HeldOutPenalty(
+        total / count, {name: float(v) for name, v in zip(encoder.parameter_names, shares, strict=True)}
+    )
 
 
 def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
@@ -120,8 +131,9 @@ def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
     return store.subset(keep)
 
 
-def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2000,
-                   per_parameter_images: int = 500) -> dict[str, Any]:
+def run_invariance(
+    session: EvalSession, *, views: int = 10, max_images: int = 2000, per_parameter_images: int = 500
+) -> dict[str, Any]:
     """The invariance measures of a run; returns the ``invariance`` entry of ``metrics.json``. The seed's two
     measures come first, drawn from the generator in the same order as before the extra ones were added."""
     start = time.perf_counter()
@@ -139,11 +151,15 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
     fraction = conditional_variance_fraction(per_view)
     train_feats, train_params = encoder.encode(train, gen)
     test_feats, test_params = encoder.encode(test, gen)
-    regression = linear_regression(train_feats, train_params, test_feats, test_params, target_names=encoder.parameter_names, seed=seed)
+    regression = linear_regression(
+        train_feats, train_params, test_feats, test_params, target_names=encoder.parameter_names, seed=seed
+    )
     draws = session.config.gp_draws
     normalize = session.config.gp_normalization
     penalty = held_out_penalty(encoder, test, gen, draws=draws, normalize=normalize)
-    per_parameter = conditional_variance_per_parameter(encoder, _subset(test, per_parameter_images, seed + 2), gen, views)
+    per_parameter = conditional_variance_per_parameter(
+        encoder, _subset(test, per_parameter_images, seed + 2), gen, views
+    )
     metrics = {
         "conditional_variance": cond_var,
         "conditional_variance_fraction": fraction,
@@ -158,15 +174,22 @@ def run_invariance(session: EvalSession, *, views: int = 10, max_images: int = 2
         "n_images_conditional_variance": len(test),
         "n_fit_augmentation_regression": len(train),
         "augmentation_parameters": list(encoder.parameter_names),
-        "views": "fresh nuisance parameters" if encoder.renderer is not None else "the run's augmentation with colour jitter always on, no grayscale",
-        "conditional_variance": "variance over an image's views of <u, eps>, u = normalised backbone features, eps random +-1; mean over images (lower = more invariant)",
+        "views": "fresh nuisance parameters"
+        if encoder.renderer is not None
+        else "the run's augmentation with colour jitter always on, no grayscale",
+        "conditional_variance": "variance over an image's views of <u, eps>, u = normalised backbone features, "
+        "eps random +-1; mean over images (lower = more invariant)",
         "conditional_variance_per_parameter": "the conditional variance when only that parameter changes between views",
         "n_images_per_parameter": min(len(test), per_parameter_images),
-        "conditional_variance_fraction": "mean over images of tr Cov(u | image) / tr Cov(u), exact (lower = more invariant)",
-        "gradient_penalty": f"the training penalty on the test images, eval mode, float32, {draws} re-draws, no clamp (lower = more invariant)",
+        "conditional_variance_fraction": "mean over images of tr Cov(u | image) / tr Cov(u), exact "
+        "(lower = more invariant)",
+        "gradient_penalty": f"the training penalty on the test images, eval mode, float32, {draws} re-draws, "
+        "no clamp (lower = more invariant)",
         "gradient_penalty_normalization": normalize,
-        "gradient_penalty_share_per_parameter": "each parameter's diagonal term E[(g_k (a'_k - a_k))^2] over their sum (where the penalty's gradient goes)",
-        "augmentation_regression": "linear regression (L-BFGS, L2 chosen on validation) from one view's features to its parameters; train views -> test views (lower R^2 = more invariant)",
+        "gradient_penalty_share_per_parameter": "each parameter's diagonal term E[(g_k (a'_k - a_k))^2] over "
+        "their sum (where the penalty's gradient goes)",
+        "augmentation_regression": "linear regression (L-BFGS, L2 chosen on validation) from one view's features "
+        "to its parameters; train views -> test views (lower R^2 = more invariant)",
         "chosen_l2": regression.chosen_l2,
     }
     return make_entry("invariance", protocol, metrics, time.perf_counter() - start)

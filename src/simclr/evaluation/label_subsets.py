@@ -31,9 +31,7 @@ def _check_labels(labels: Tensor) -> Tensor:
     return labels
 
 
-def label_subset(
-    labels: Tensor, *, fraction: float | None = None, per_class: int | None = None, seed: int
-) -> Tensor:
+def label_subset(labels: Tensor, *, fraction: float | None = None, per_class: int | None = None, seed: int) -> Tensor:
     """Sorted indices of the labelled images kept for training, stratified by class.
 
     Give exactly one of:

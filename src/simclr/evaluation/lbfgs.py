@@ -102,8 +102,13 @@ def fit_linear(
     weight.requires_grad_(True)
     bias.requires_grad_(True)
     optimizer = torch.optim.LBFGS(
-        [weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=tolerance, tolerance_change=1e-10,
-        history_size=20, line_search_fn="strong_wolfe",
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=tolerance,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
     )
     calls = 0
 
@@ -158,8 +163,16 @@ def choose_l2(
     scores: dict[float, float] = {}
     previous: LinearFit | None = None
     for l2 in sorted(grid, reverse=True):
-        fit = fit_linear(fit_features, fit_targets, loss=loss, l2=l2, standardize=standardize, max_iter=max_iter,
-                         num_outputs=num_outputs, init=previous)
+        fit = fit_linear(
+            fit_features,
+            fit_targets,
+            loss=loss,
+            l2=l2,
+            standardize=standardize,
+            max_iter=max_iter,
+            num_outputs=num_outputs,
+            init=previous,
+        )
         value = score(fit(val_features), val_targets)
         scores[l2] = value if math.isfinite(value) else -math.inf
         previous = fit
@@ -184,16 +197,40 @@ def fit_with_chosen_l2(
     """The whole protocol on the training split alone: choose L2 on ``val_idx`` after fitting on
     ``fit_idx``, then refit the chosen value on all of ``features``. The caller scores the test split once."""
     search = choose_l2(
-        features[fit_idx], targets[fit_idx], features[val_idx], targets[val_idx], loss=loss, grid=grid, score=score,
-        standardize=standardize, max_iter=max_iter, num_outputs=num_outputs,
+        features[fit_idx],
+        targets[fit_idx],
+        features[val_idx],
+        targets[val_idx],
+        loss=loss,
+        grid=grid,
+        score=score,
+        standardize=standardize,
+        max_iter=max_iter,
+        num_outputs=num_outputs,
     )
-    final = fit_linear(features, targets, loss=loss, l2=search.chosen_l2, standardize=standardize, max_iter=max_iter,
-                       num_outputs=num_outputs)
+    final = fit_linear(
+        features,
+        targets,
+        loss=loss,
+        l2=search.chosen_l2,
+        standardize=standardize,
+        max_iter=max_iter,
+        num_outputs=num_outputs,
+    )
     return final, search
 
 
-def lbfgs_protocol(grid: Sequence[float], chosen_l2: float, val_scores: tuple[str, Mapping[float, float]], *,
-                   max_iter: int, standardize: bool, selection: str, n_fit: int, n_val: int) -> dict[str, object]:
+def lbfgs_protocol(
+    grid: Sequence[float],
+    chosen_l2: float,
+    val_scores: tuple[str, Mapping[float, float]],
+    *,
+    max_iter: int,
+    standardize: bool,
+    selection: str,
+    n_fit: int,
+    n_val: int,
+) -> dict[str, object]:
     """The ``metrics.json`` protocol fields every L-BFGS fit shares; ``val_scores`` is (field name,
     validation score per L2 value)."""
     name, scores = val_scores

@@ -59,8 +59,16 @@ def linear_probe(
     """Choose L2 on a stratified validation split of train, refit on all of train, test once."""
     fit_idx, val_idx = split_train_val(train_labels, val_fraction, seed)
     final, search = fit_with_chosen_l2(
-        train_features, train_labels, fit_idx, val_idx, loss="ce", grid=grid, score=_top1, standardize=standardize,
-        max_iter=max_iter, num_outputs=num_classes,
+        train_features,
+        train_labels,
+        fit_idx,
+        val_idx,
+        loss="ce",
+        grid=grid,
+        score=_top1,
+        standardize=standardize,
+        max_iter=max_iter,
+        num_outputs=num_classes,
     )
     with torch.no_grad():
         scores = final(test_features)
@@ -74,8 +82,15 @@ def linear_probe(
     )
 
 
-def run_linear_eval(session: Any, *, tta: int = 0, grid: Sequence[float] = DEFAULT_L2_GRID, val_fraction: float = 0.1,
-                    standardize: bool = True, max_iter: int = DEFAULT_MAX_ITER) -> dict[str, Any]:
+def run_linear_eval(
+    session: Any,
+    *,
+    tta: int = 0,
+    grid: Sequence[float] = DEFAULT_L2_GRID,
+    val_fraction: float = 0.1,
+    standardize: bool = True,
+    max_iter: int = DEFAULT_MAX_ITER,
+) -> dict[str, Any]:
     """Linear probe of a run (an :class:`~simclr.evaluation.session.EvalSession`); returns the
     ``metrics.json`` entry. ``tta`` > 1 averages the features of that many augmented views (seed 003's
     feature averaging) for both train and test."""
@@ -87,20 +102,34 @@ def run_linear_eval(session: Any, *, tta: int = 0, grid: Sequence[float] = DEFAU
     test = session.features("test", tta=tta)
     stores = session.stores
     result = linear_probe(
-        train.features, train.labels, test.features, test.labels,
-        num_classes=stores["train"].num_classes, class_names=stores["train"].class_names,
-        grid=grid, val_fraction=val_fraction, standardize=standardize, max_iter=max_iter, seed=session.options.seed,
+        train.features,
+        train.labels,
+        test.features,
+        test.labels,
+        num_classes=stores["train"].num_classes,
+        class_names=stores["train"].class_names,
+        grid=grid,
+        val_fraction=val_fraction,
+        standardize=standardize,
+        max_iter=max_iter,
+        seed=session.options.seed,
     )
     protocol = {
         **session.base_protocol(),
         "classifier": "multinomial logistic regression",
         "objective": "mean cross-entropy + l2 * ||W||^2 (bias not penalised)",
         "tta": tta,
-        "features": "backbone output, eval mode, " + (f"mean of {tta} augmented views" if tta > 1 else "no augmentation"),
+        "features": "backbone output, eval mode, "
+        + (f"mean of {tta} augmented views" if tta > 1 else "no augmentation"),
         **lbfgs_protocol(
-            grid, result.chosen_l2, ("val_top1_by_l2", result.val_top1_by_l2), max_iter=max_iter, standardize=standardize,
+            grid,
+            result.chosen_l2,
+            ("val_top1_by_l2", result.val_top1_by_l2),
+            max_iter=max_iter,
+            standardize=standardize,
             selection=f"best validation top-1 on a stratified {val_fraction:g} split of train; refit on all of train",
-            n_fit=result.n_fit, n_val=result.n_val,
+            n_fit=result.n_fit,
+            n_val=result.n_val,
         ),
     }
     return make_entry("linear", protocol, result.metrics, time.perf_counter() - start)

@@ -74,7 +74,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_run(target: Path | str, config_path: Path | str | None = None, eval_dir: Path | str | None = None) -> RunRef:
+def resolve_run(
+    target: Path | str, config_path: Path | str | None = None, eval_dir: Path | str | None = None
+) -> RunRef:
     """``target`` is a run directory or a ``.safetensors`` file; ``config_path`` overrides the
     ``config.yaml`` found beside it. Errors name what is missing and what to pass instead."""
     target = Path(target).expanduser()
@@ -86,7 +88,9 @@ def resolve_run(target: Path | str, config_path: Path | str | None = None, eval_
             )
     elif target.is_file():
         if target.suffix != ".safetensors":
-            raise UserError(f"{target} is not a run directory or a .safetensors backbone; pass RUN_DIR or RUN_DIR/{BACKBONE_FILE}")
+            raise UserError(
+                f"{target} is not a run directory or a .safetensors backbone; pass RUN_DIR or RUN_DIR/{BACKBONE_FILE}"
+            )
         run_dir, backbone_path = target.parent, target
     else:
         raise UserError(f"{target} does not exist; pass a run directory or a backbone.safetensors file")

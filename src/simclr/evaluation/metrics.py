@@ -41,7 +41,11 @@ def classification_metrics(scores: Tensor, labels: Tensor, class_names: Sequence
     predictions = scores.argmax(1)
     matrix = confusion_matrix(predictions, labels, num_classes)
     support = matrix.sum(1)
-    per_class = torch.where(support > 0, matrix.diag().double() / support.clamp_min(1), torch.full_like(support, float("nan"), dtype=torch.double))
+    per_class = torch.where(
+        support > 0,
+        matrix.diag().double() / support.clamp_min(1),
+        torch.full_like(support, float("nan"), dtype=torch.double),
+    )
     f1 = f1_scores(matrix)
     present = support > 0
     names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -49,7 +53,9 @@ def classification_metrics(scores: Tensor, labels: Tensor, class_names: Sequence
         "top1": float((predictions == labels).double().mean()),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "weighted_f1": float((f1 * support).sum() / support.sum().clamp_min(1)),
-        "per_class_accuracy": {names[i]: (None if torch.isnan(per_class[i]) else float(per_class[i])) for i in range(num_classes)},
+        "per_class_accuracy": {
+            names[i]: (None if torch.isnan(per_class[i]) else float(per_class[i])) for i in range(num_classes)
+        },
         "confusion_matrix": matrix.tolist(),
         "class_names": names,
         "n_test": int(labels.numel()),

@@ -57,8 +57,15 @@ def linear_regression(
     unlabelled = torch.full((train_features.shape[0],), -1, dtype=torch.int64)
     fit_idx, val_idx = split_train_val(unlabelled, val_fraction, seed)
     final, search = fit_with_chosen_l2(
-        train_features, train_targets, fit_idx, val_idx, loss="mse", grid=grid, score=_negative_mse,
-        standardize=standardize, max_iter=max_iter,
+        train_features,
+        train_targets,
+        fit_idx,
+        val_idx,
+        loss="mse",
+        grid=grid,
+        score=_negative_mse,
+        standardize=standardize,
+        max_iter=max_iter,
     )
     with torch.no_grad():
         predictions = final(test_features)
@@ -71,8 +78,15 @@ def linear_regression(
     )
 
 
-def run_regression(session: Any, *, passes: int = 1, grid: Sequence[float] = DEFAULT_L2_GRID, val_fraction: float = 0.1,
-                   standardize: bool = True, max_iter: int = DEFAULT_MAX_ITER) -> dict[str, Any]:
+def run_regression(
+    session: Any,
+    *,
+    passes: int = 1,
+    grid: Sequence[float] = DEFAULT_L2_GRID,
+    val_fraction: float = 0.1,
+    standardize: bool = True,
+    max_iter: int = DEFAULT_MAX_ITER,
+) -> dict[str, Any]:
     """Factor regression of a Spirograph run (an :class:`~simclr.evaluation.session.EvalSession`) on
     freshly rendered views; ``passes`` > 1 averages the features of that many renders. Returns the
     ``metrics.json`` entry."""
@@ -89,19 +103,33 @@ def run_regression(session: Any, *, passes: int = 1, grid: Sequence[float] = DEF
     train = session.features("train", tta=passes, fresh_nuisance=True)
     test = session.features("test", tta=passes, fresh_nuisance=True)
     result = linear_regression(
-        train.features, train.factors, test.features, test.factors, target_names=GENERATIVE_NAMES,
-        grid=grid, val_fraction=val_fraction, standardize=standardize, max_iter=max_iter, seed=session.options.seed,
+        train.features,
+        train.factors,
+        test.features,
+        test.factors,
+        target_names=GENERATIVE_NAMES,
+        grid=grid,
+        val_fraction=val_fraction,
+        standardize=standardize,
+        max_iter=max_iter,
+        seed=session.options.seed,
     )
     protocol = {
         **session.base_protocol(),
         "regressor": "linear",
         "objective": "mean over images of the summed squared error + l2 * ||W||^2 (bias not penalised)",
         "targets": list(GENERATIVE_NAMES),
-        "features": f"backbone output on images re-rendered with fresh nuisance parameters ({passes} render(s) averaged)",
+        "features": "backbone output on images re-rendered with fresh nuisance parameters "
+        f"({passes} render(s) averaged)",
         **lbfgs_protocol(
-            grid, result.chosen_l2, ("val_mse_by_l2", result.val_mse_by_l2), max_iter=max_iter, standardize=standardize,
+            grid,
+            result.chosen_l2,
+            ("val_mse_by_l2", result.val_mse_by_l2),
+            max_iter=max_iter,
+            standardize=standardize,
             selection=f"lowest validation MSE on a random {val_fraction:g} split of train; refit on all of train",
-            n_fit=result.n_fit, n_val=result.n_val,
+            n_fit=result.n_fit,
+            n_val=result.n_val,
         ),
     }
     return make_entry("regression", protocol, result.metrics, time.perf_counter() - start)

@@ -69,6 +69,7 @@ def read_metrics(eval_dir: Path) -> dict[str, Any] | None:
 
 def validate_metrics(doc: Any, where: Path | str = METRICS_FILE) -> None:
     """Raise UserError unless ``doc`` follows the layout documented in this module."""
+
     def fail(problem: str) -> None:
         raise UserError(f"{where}: {problem}; delete it and evaluate again")
 

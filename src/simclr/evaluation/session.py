@@ -111,7 +111,11 @@ class EvalSession:
         config, opts = self.config, self.options
         data_dir = opts.data_dir or (Path(config.data_dir) if config.data_dir else None)
         common: dict[str, Any] = dict(
-            data_dir=data_dir, download=config.download, image_size=self.image_size, seed=opts.seed, workers=opts.workers
+            data_dir=data_dir,
+            download=config.download,
+            image_size=self.image_size,
+            seed=opts.seed,
+            workers=opts.workers,
         )
         if config.dataset == "spirograph":
             common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
@@ -130,7 +134,11 @@ class EvalSession:
             keep, held_out = split_train_val(train.labels, HELD_OUT_TEST_FRACTION, opts.seed + 1)
             train, test = train.subset(keep), train.subset(held_out)
             self.test_is_held_out = True
-            log.info("no test split: holding out %d%% of train (%d images) as the test split", round(100 * HELD_OUT_TEST_FRACTION), len(test))
+            log.info(
+                "no test split: holding out %d%% of train (%d images) as the test split",
+                round(100 * HELD_OUT_TEST_FRACTION),
+                len(test),
+            )
         train = self._limit(train, opts.limit_train_images)
         test = self._limit(test, opts.limit_test_images)
         return {"train": train, "test": test}
@@ -156,8 +164,11 @@ class EvalSession:
         if self.stores["train"].factors is not None or self.stores["train"].num_classes < 2:
             raise UserError(
                 f"{method} needs class labels and {self.config.dataset} has none; "
-                + ("use 'simclr regress' for spirograph" if self.stores["train"].factors is not None
-                   else "use a labelled dataset with at least 2 classes")
+                + (
+                    "use 'simclr regress' for spirograph"
+                    if self.stores["train"].factors is not None
+                    else "use a labelled dataset with at least 2 classes"
+                )
             )
 
     # -- features ---------------------------------------------------------------------------------
@@ -193,7 +204,9 @@ class EvalSession:
             cached = torch.load(path, map_location="cpu", weights_only=True)
             return SplitFeatures(cached["features"], cached["labels"], cached.get("factors"))
         feats = self._compute(store, split, tta, fresh_nuisance)
-        result = SplitFeatures(feats, store.labels.clone(), store.factors.clone() if store.factors is not None else None)
+        result = SplitFeatures(
+            feats, store.labels.clone(), store.factors.clone() if store.factors is not None else None
+        )
         if self.options.use_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
@@ -206,8 +219,15 @@ class EvalSession:
             generator = torch.Generator().manual_seed(self.options.seed * 1000 + SPLITS.index(split) + 1)
             return self.view_encoder().averaged(store, generator, max(1, tta))
         info = self.info
-        return extract_features(self.backbone.module, store.images, info.mean, info.std, batch_size=self.options.batch_size,
-                                device=self.device, autocast_dtype=self.autocast_dtype)
+        return extract_features(
+            self.backbone.module,
+            store.images,
+            info.mean,
+            info.std,
+            batch_size=self.options.batch_size,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+        )
 
     def view_encoder(self, view_config: ViewConfig | None = None) -> ViewEncoder:
         """Fresh views of this run's data: re-renders for Spirograph, else ``view_config`` (default: the
@@ -216,8 +236,14 @@ class EvalSession:
             config = None
         else:
             config = view_config or view_config_for(self.config, self.info, self.image_size)
-        return ViewEncoder(self.backbone.module, image_size=self.image_size, device=self.device,
-                           autocast_dtype=self.autocast_dtype, batch_size=self.options.batch_size, view_config=config)
+        return ViewEncoder(
+            self.backbone.module,
+            image_size=self.image_size,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            batch_size=self.options.batch_size,
+            view_config=config,
+        )
 
     # -- descriptions and results -------------------------------------------------------------------
     def dataset_block(self) -> dict[str, Any]:
@@ -229,7 +255,9 @@ class EvalSession:
         else:
             block["class_names"] = list(train.class_names)
         if self.test_is_held_out:
-            block["test_split"] = f"held out: {round(100 * HELD_OUT_TEST_FRACTION)}% of train (seed {self.options.seed + 1})"
+            block["test_split"] = (
+                f"held out: {round(100 * HELD_OUT_TEST_FRACTION)}% of train (seed {self.options.seed + 1})"
+            )
         return block
 
     def base_protocol(self) -> dict[str, Any]:
@@ -250,7 +278,10 @@ class EvalSession:
 
     def record(self, key: str, entry: dict[str, Any]) -> Path:
         return record_result(
-            self.ref.eval_dir, key, entry,
-            run_dir=self.ref.run_dir, dataset=self.dataset_block(), backbone=self.backbone.describe(),
+            self.ref.eval_dir,
+            key,
+            entry,
+            run_dir=self.ref.run_dir,
+            dataset=self.dataset_block(),
+            backbone=self.backbone.describe(),
         )
-

@@ -97,7 +97,8 @@ def run_supervised(
     if image_size is not None and image_size < 1:
         raise UserError(f"--image-size must be >= 1, got {image_size}")
     config = config or TrainConfig(
-        seed=session.options.seed, eval_batch_size=session.options.batch_size,
+        seed=session.options.seed,
+        eval_batch_size=session.options.batch_size,
         backbone_lr_scale=1.0 if weights == "none" else 0.1,
     )
     config.validate()
@@ -120,8 +121,11 @@ def run_supervised(
         initial = f"imagenet ({type(loaded).__name__}.{loaded.name}, {loaded.url})"
         key = "supervised_imagenet"
     split = split_labelled(
-        session.stores["train"].labels, fraction=label_fraction, per_class=labels_per_class,
-        val_fraction=val_fraction, seed=config.seed,
+        session.stores["train"].labels,
+        fraction=label_fraction,
+        per_class=labels_per_class,
+        val_fraction=val_fraction,
+        seed=config.seed,
     )
     entry = train_and_test(
         session,

@@ -34,8 +34,16 @@ class ViewEncoder:
     ``view_config`` None means Spirograph: views are re-renders of the store's generative factors.
     """
 
-    def __init__(self, backbone: nn.Module, *, image_size: int, device: torch.device, autocast_dtype: torch.dtype | None,
-                 batch_size: int, view_config: ViewConfig | None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        image_size: int,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        batch_size: int,
+        view_config: ViewConfig | None,
+    ) -> None:
         self.backbone = backbone
         self.device = device
         self.autocast_dtype = autocast_dtype
@@ -57,7 +65,9 @@ class ViewEncoder:
             nuisance = sample_nuisance(len(store), generator)
             return ViewDraw(params=nuisance, full=None)
         assert self.views is not None
-        drawn = sample_view_params(len(store), (store.images.shape[-2], store.images.shape[-1]), self.views.config, generator)
+        drawn = sample_view_params(
+            len(store), (store.images.shape[-2], store.images.shape[-1]), self.views.config, generator
+        )
         return ViewDraw(params=drawn.jitter, full=drawn)
 
     def render(self, store: ImageStore, draw: ViewDraw, start: int, stop: int, params: Tensor | None = None) -> Tensor:
@@ -85,8 +95,14 @@ class ViewEncoder:
 
     def encode_draw(self, store: ImageStore, draw: ViewDraw) -> Tensor:
         """Features ``(N, D)`` of the views that ``draw`` describes."""
-        return encode_batches(self.backbone, len(store), lambda start, stop: self.render(store, draw, start, stop),
-                              batch_size=self.batch_size, device=self.device, autocast_dtype=self.autocast_dtype)
+        return encode_batches(
+            self.backbone,
+            len(store),
+            lambda start, stop: self.render(store, draw, start, stop),
+            batch_size=self.batch_size,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+        )
 
     def averaged(self, store: ImageStore, generator: torch.Generator, passes: int) -> Tensor:
         """The mean of ``passes`` views' features per image (seed 003's feature averaging)."""

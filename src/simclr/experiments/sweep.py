@@ -109,9 +109,7 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise UserError(
-            f"{what} must be a mapping of config keys to values, got {type(value).__name__}"
-        )
+        raise UserError(f"{what} must be a mapping of config keys to values, got {type(value).__name__}")
     return {str(key).replace("-", "_"): item for key, item in value.items()}
 
 
@@ -124,17 +122,13 @@ def _resolve_recipe(path_text: str, sweep_dir: Path) -> Path:
     return beside if beside.is_file() else path
 
 
-def parse_sweep(
-    doc: Mapping[str, Any], *, default_name: str, sweep_dir: Path = Path(".")
-) -> SweepSpec:
+def parse_sweep(doc: Mapping[str, Any], *, default_name: str, sweep_dir: Path = Path(".")) -> SweepSpec:
     """Check the shape of a sweep document and turn it into a :class:`SweepSpec` (values are checked later)."""
     from simclr.config import read_yaml
 
     unknown = [key for key in doc if key not in _SWEEP_KEYS]
     if unknown:
-        raise UserError(
-            f"unknown sweep key {unknown[0]!r}; a sweep file has: {', '.join(_SWEEP_KEYS)}"
-        )
+        raise UserError(f"unknown sweep key {unknown[0]!r}; a sweep file has: {', '.join(_SWEEP_KEYS)}")
     base = _mapping(doc.get("base"), "'base'")
     recipe = base.pop("config", None)
     if recipe is not None:
@@ -148,18 +142,14 @@ def parse_sweep(
             raise UserError(f"grid key {key!r} must list at least one value, e.g. {key}: [a, b]")
     exclude = doc.get("exclude") or []
     if not isinstance(exclude, list):
-        raise UserError(
-            "'exclude' must be a list of mappings such as {head: mlp, head_activation: tanh}"
-        )
+        raise UserError("'exclude' must be a list of mappings such as {head: mlp, head_activation: tanh}")
     overrides_doc = doc.get("cell_overrides") or []
     if not isinstance(overrides_doc, list):
         raise UserError("'cell_overrides' must be a list of {when: {...}, set: {...}} entries")
     overrides = []
     for number, entry in enumerate(overrides_doc, start=1):
         if not isinstance(entry, dict) or set(entry) - {"when", "set"} or "set" not in entry:
-            raise UserError(
-                f"cell_overrides entry {number} must be {{when: {{key: value}}, set: {{key: value}}}}"
-            )
+            raise UserError(f"cell_overrides entry {number} must be {{when: {{key: value}}, set: {{key: value}}}}")
         overrides.append(
             Override(
                 _mapping(entry.get("when"), f"cell_overrides {number} 'when'"),
@@ -171,14 +161,10 @@ def parse_sweep(
         raise UserError(f"'evaluate' must be true or false, got {evaluate!r}")
     name = str(doc.get("name") or default_name)
     if _UNSAFE.search(name) or name.startswith("."):
-        raise UserError(
-            f"sweep name {name!r} is not a plain directory name; use letters, digits, '.', '_' or '-'"
-        )
+        raise UserError(f"sweep name {name!r} is not a plain directory name; use letters, digits, '.', '_' or '-'")
     for key in _RESERVED:
         if key in base or key in grid or any(key in item.values for item in overrides):
-            raise UserError(
-                f"remove {key!r} from the sweep: each cell runs in OUT/<name>/<cell-id>, set with --out"
-            )
+            raise UserError(f"remove {key!r} from the sweep: each cell runs in OUT/<name>/<cell-id>, set with --out")
     return SweepSpec(
         name=name,
         base=base,
@@ -276,9 +262,7 @@ def validate_cells(cells: Sequence[Cell], sweep_dir: Path) -> list[Any]:
     configs = []
     for cell in cells:
         try:
-            configs.append(
-                build_config(cell.config_values, {"out": str(cell_run_dir(sweep_dir, cell))})
-            )
+            configs.append(build_config(cell.config_values, {"out": str(cell_run_dir(sweep_dir, cell))}))
         except UserError as exc:
             raise UserError(f"sweep cell {cell.cell_id}: {exc}") from None
     return configs
@@ -386,9 +370,7 @@ def _cell_text(value: Any) -> str:
     return _format_value(value)
 
 
-def write_tables(
-    sweep_dir: Path, grid_keys: Sequence[str], outcomes: Iterable[CellOutcome]
-) -> None:
+def write_tables(sweep_dir: Path, grid_keys: Sequence[str], outcomes: Iterable[CellOutcome]) -> None:
     """``results.csv`` and ``results.md``: one row per cell, the metric columns that any cell has."""
     outcomes = list(outcomes)
     present = [name for name in _NUMBER_COLUMNS if any(name in item.results for item in outcomes)]
@@ -407,9 +389,7 @@ def write_tables(
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        writer.writerows(
-            [["" if value is None else _format_value(value) for value in row] for row in rows]
-        )
+        writer.writerows([["" if value is None else _format_value(value) for value in row] for row in rows])
     os.replace(tmp, sweep_dir / RESULTS_CSV)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell_text(value) for value in row) + " |" for row in rows]
@@ -427,9 +407,7 @@ def launch_subprocess(command: list[str], log_path: Path, env: dict[str, str]) -
     with log_path.open("a") as log:
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
-        return subprocess.run(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
-        ).returncode
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
 
 
 @dataclass
@@ -452,9 +430,7 @@ class SweepRunner:
     def _record(self, outcome: CellOutcome, order: Sequence[Cell]) -> None:
         with self._lock:
             self._outcomes[outcome.cell.cell_id] = outcome
-            rows = [
-                self._outcomes[cell.cell_id] for cell in order if cell.cell_id in self._outcomes
-            ]
+            rows = [self._outcomes[cell.cell_id] for cell in order if cell.cell_id in self._outcomes]
             write_tables(self.sweep_dir, list(self.spec.grid), rows)
 
     def _step(self, args: list[str], log: Path, device: str | None) -> int:
@@ -464,9 +440,7 @@ class SweepRunner:
         launch = self.launch or launch_subprocess
         return launch([sys.executable, "-m", "simclr", *args], log, env)
 
-    def _pretrain(
-        self, cell: Cell, config_path: Path, run_dir: Path, log: Path, device: str | None
-    ) -> str | None:
+    def _pretrain(self, cell: Cell, config_path: Path, run_dir: Path, log: Path, device: str | None) -> str | None:
         """Resume from ``last.ckpt`` when there is one, else start over; returns an error or None.
 
         A resume that ends without ``backbone.safetensors`` (the checkpoint was already at the last
@@ -498,9 +472,7 @@ class SweepRunner:
         log = log_dir / f"{cell.cell_id}.log"
         config_path = self.sweep_dir / "cells" / f"{cell.cell_id}.yaml"
         config_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
-            config_path, config_to_yaml(build_config(cell.config_values, {"out": str(run_dir)}))
-        )
+        _write_atomic(config_path, config_to_yaml(build_config(cell.config_values, {"out": str(run_dir)})))
         if not (run_dir / BACKBONE_FILE).is_file():
             error = self._pretrain(cell, config_path, run_dir, log, device)
             if error:
@@ -508,9 +480,7 @@ class SweepRunner:
         if self.spec.evaluate:
             code = self._step(["evaluate", str(run_dir), "--no-plots"], log, device)
             if code != 0:
-                return CellOutcome(
-                    cell, "failed", f"evaluate exited with {code}; see {log}", cell_results(run_dir)
-                )
+                return CellOutcome(cell, "failed", f"evaluate exited with {code}; see {log}", cell_results(run_dir))
         results = cell_results(run_dir)
         write_marker(run_dir, cell, results)
         return CellOutcome(cell, "finished", None, results)
@@ -524,9 +494,7 @@ class SweepRunner:
                 self._say(f"[{cell.cell_id}] skip (finished)")
                 marker = read_marker(run_dir) or {}
                 self._record(
-                    CellOutcome(
-                        cell, "finished", None, marker.get("results") or cell_results(run_dir)
-                    ),
+                    CellOutcome(cell, "finished", None, marker.get("results") or cell_results(run_dir)),
                     cells,
                 )
             else:
@@ -549,9 +517,7 @@ class SweepRunner:
                 else:
                     self._say(f"[{cell.cell_id}] done")
 
-        threads = [
-            threading.Thread(target=worker, args=(device,), daemon=True) for device in self.devices
-        ]
+        threads = [threading.Thread(target=worker, args=(device,), daemon=True) for device in self.devices]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -564,12 +530,6 @@ def parse_devices(text: str | None) -> list[str | None]:
     if text is None:
         return [None]
     devices = [part.strip() for part in text.split(",") if part.strip()]
-    if (
-        not devices
-        or any(not part.isdigit() for part in devices)
-        or len(set(devices)) != len(devices)
-    ):
-        raise UserError(
-            f"--devices {text!r}: give distinct GPU indices separated by commas, e.g. --devices 0,1"
-        )
+    if not devices or any(not part.isdigit() for part in devices) or len(set(devices)) != len(devices):
+        raise UserError(f"--devices {text!r}: give distinct GPU indices separated by commas, e.g. --devices 0,1")
     return list(devices)

@@ -50,8 +50,10 @@ def penalty_terms(
     can also split the penalty by view parameter: the diagonal terms ``E[(g_k (a'_k - a1_k))^2]`` say which
     parameter the penalty's gradient is spent on."""
     if params.shape[0] != representation.shape[0] or redraws.shape[1:] != params.shape:
-        raise ValueError(f"shapes do not match: representation {tuple(representation.shape)}, "
-                         f"params {tuple(params.shape)}, redraws {tuple(redraws.shape)}")
+        raise ValueError(
+            f"shapes do not match: representation {tuple(representation.shape)}, "
+            f"params {tuple(params.shape)}, redraws {tuple(redraws.shape)}"
+        )
     rep = representation if representation.dtype == torch.float64 else representation.float()
     u = F.normalize(rep, dim=1) if normalize else rep
     scalar = (rademacher(u.shape, generator, u) * u).sum()
@@ -81,6 +83,7 @@ def gradient_penalty(
     >>> float(gradient_penalty(h, a, torch.rand(10, 4, 2), upper_limit=1e9).detach()) >= 0.0
     True
     """
-    terms = penalty_terms(representation, params, redraws, normalize=normalize, generator=generator,
-                          create_graph=create_graph)
+    terms = penalty_terms(
+        representation, params, redraws, normalize=normalize, generator=generator, create_graph=create_graph
+    )
     return terms.sum(-1).pow(2).mean().clamp(max=upper_limit)

@@ -57,9 +57,7 @@ class NTXentLoss(nn.Module):
     def __init__(self, temperature: float = 0.5, gather_distributed: bool = True) -> None:
         super().__init__()
         if not temperature > 0:
-            raise UserError(
-                f"NT-Xent temperature must be > 0, got {temperature}; use e.g. 0.1 or 0.5"
-            )
+            raise UserError(f"NT-Xent temperature must be > 0, got {temperature}; use e.g. 0.1 or 0.5")
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
 
@@ -69,14 +67,10 @@ class NTXentLoss(nn.Module):
     def forward(self, *views: Tensor) -> Tensor:
         """Loss of the embeddings ``views[0], ..., views[V-1]``, each (B, D), row i being image i."""
         if len(views) < 2:
-            raise UserError(
-                f"NT-Xent needs at least 2 views of each image, got {len(views)}; pass 2 or more views"
-            )
+            raise UserError(f"NT-Xent needs at least 2 views of each image, got {len(views)}; pass 2 or more views")
         shape = views[0].shape
         if len(shape) != 2 or shape[0] < 1:
-            raise ValueError(
-                f"NT-Xent views must be (batch, dim) with batch >= 1, got shape {tuple(shape)}"
-            )
+            raise ValueError(f"NT-Xent views must be (batch, dim) with batch >= 1, got shape {tuple(shape)}")
         for index, view in enumerate(views):
             if view.shape != shape:
                 raise ValueError(

@@ -45,14 +45,12 @@ class MLPAutoencoder(nn.Module):
     (torch.Size([2, 3, 8, 8]), torch.Size([2, 16]))
     """
 
-    def __init__(
-        self, image_shape: tuple[int, int, int], latent_dim: int, hidden_dim: int = HIDDEN_DIM
-    ) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, hidden_dim: int = HIDDEN_DIM) -> None:
         super().__init__()
         if latent_dim < 1 or hidden_dim < 1 or min(image_shape) < 1:
             raise UserError(
-                f"autoencoder sizes must be positive, got image {image_shape}, latent {latent_dim}, hidden {hidden_dim}; "
-                "pass e.g. --latent-dim 128"
+                f"autoencoder sizes must be positive, got image {image_shape}, latent {latent_dim}, "
+                f"hidden {hidden_dim}; pass e.g. --latent-dim 128"
             )
         self.image_shape = tuple(int(v) for v in image_shape)
         self.latent_dim = int(latent_dim)
@@ -91,9 +89,7 @@ def save_autoencoder(model: MLPAutoencoder, path: Path, dataset: str) -> Path:
         "channels": str(channels),
         "dataset": dataset,
     }
-    tensors = {
-        name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
-    }
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -130,16 +126,12 @@ def load_autoencoder(path: Path | str) -> MLPAutoencoder:
         channels, size = int(metadata["channels"]), int(metadata["image_size"])
         latent, hidden = int(metadata["latent_dim"]), int(metadata.get("hidden_dim", HIDDEN_DIM))
     except (KeyError, ValueError):
-        raise UserError(
-            f"{target} lacks the autoencoder's sizes in its metadata; {damaged}"
-        ) from None
+        raise UserError(f"{target} lacks the autoencoder's sizes in its metadata; {damaged}") from None
     model = MLPAutoencoder((channels, size, size), latent, hidden)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise UserError(
-            f"{target} does not fit its own metadata ({str(exc).splitlines()[0]}); {damaged}"
-        ) from None
+        raise UserError(f"{target} does not fit its own metadata ({str(exc).splitlines()[0]}); {damaged}") from None
     return model.eval()
 
 

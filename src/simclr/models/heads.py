@@ -64,9 +64,7 @@ def build_ae_head(
     features, so the backbone must give as many features as the layer takes (512: resnet18, resnet34).
     """
     if checkpoint is None:
-        raise UserError(
-            "--head ae needs --ae-checkpoint, the autoencoder.safetensors written by 'simclr train-ae'"
-        )
+        raise UserError("--head ae needs --ae-checkpoint, the autoencoder.safetensors written by 'simclr train-ae'")
     act = build_activation(activation)
     embedding = load_autoencoder(checkpoint).embedding
     if embedding.in_features != in_dim:
@@ -111,15 +109,11 @@ def build_head(
     if kind == "linear":
         return nn.Linear(in_dim, out_dim), out_dim
     if kind == "ae":
-        return build_ae_head(
-            ae_checkpoint, in_dim, out_dim, activation=activation, freeze_input=freeze_input
-        )
+        return build_ae_head(ae_checkpoint, in_dim, out_dim, activation=activation, freeze_input=freeze_input)
     if kind != "mlp":
         raise UserError(f"unknown head {kind!r}; use one of {', '.join(HEAD_NAMES)}")
     if num_layers < 2:
-        raise UserError(
-            f"an mlp head needs >= 2 layers, got {num_layers}; fix --head-layers or use --head linear"
-        )
+        raise UserError(f"an mlp head needs >= 2 layers, got {num_layers}; fix --head-layers or use --head linear")
     hidden = hidden_dim or in_dim
     layers: list[nn.Module] = []
     width = in_dim

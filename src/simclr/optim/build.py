@@ -35,9 +35,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     [(1, 1e-06, False), (3, 0.0, True)]
     """
     if weight_decay < 0:
-        raise UserError(
-            f"weight decay must be >= 0, got {weight_decay}; pass a non-negative --weight-decay"
-        )
+        raise UserError(f"weight decay must be >= 0, got {weight_decay}; pass a non-negative --weight-decay")
     decayed: list[nn.Parameter] = []
     excluded: list[nn.Parameter] = []
     for _, param in model.named_parameters():
@@ -83,22 +81,16 @@ def build_optimizer(
         if momentum < 0:
             raise UserError(f"momentum must be >= 0, got {momentum}; use e.g. 0.9")
         if nesterov and momentum == 0:
-            raise UserError(
-                "nesterov momentum needs momentum > 0; set --momentum or drop --nesterov"
-            )
+            raise UserError("nesterov momentum needs momentum > 0; set --momentum or drop --nesterov")
     if name in ("adam", "adamw") and not all(0.0 <= b < 1.0 for b in betas):
         raise UserError(f"Adam betas must lie in [0, 1), got {betas}; use e.g. (0.9, 0.999)")
     groups = parameter_groups(model, weight_decay)
     if not groups:
-        raise UserError(
-            f"the model has no trainable parameters to give to {name}; unfreeze at least one layer"
-        )
+        raise UserError(f"the model has no trainable parameters to give to {name}; unfreeze at least one layer")
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if name == "sgd":
-        return torch.optim.SGD(
-            groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
-        )
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)

@@ -81,15 +81,11 @@ class LARS(torch.optim.Optimizer):
         if weight_decay < 0:
             raise UserError(f"LARS weight decay must be >= 0, got {weight_decay}; use e.g. 1e-6")
         if trust_coefficient <= 0:
-            raise UserError(
-                f"LARS trust coefficient must be > 0, got {trust_coefficient}; use e.g. 1e-3"
-            )
+            raise UserError(f"LARS trust coefficient must be > 0, got {trust_coefficient}; use e.g. 1e-3")
         if eps < 0:
             raise UserError(f"LARS eps must be >= 0, got {eps}; use e.g. 1e-8")
         if nesterov and momentum == 0:
-            raise UserError(
-                "LARS with nesterov=True needs momentum > 0; set a momentum or disable nesterov"
-            )
+            raise UserError("LARS with nesterov=True needs momentum > 0; set a momentum or disable nesterov")
         defaults = {
             "lr": lr,
             "momentum": momentum,

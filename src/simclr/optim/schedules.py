@@ -45,14 +45,10 @@ def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
         return base_lr * math.sqrt(batch_size)
     if rule == "none":
         return float(base_lr)
-    raise UserError(
-        f"unknown learning-rate scaling rule {rule!r}; use one of {', '.join(SCALING_RULES)}"
-    )
+    raise UserError(f"unknown learning-rate scaling rule {rule!r}; use one of {', '.join(SCALING_RULES)}")
 
 
-def warmup_cosine(
-    step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float = 0.0
-) -> float:
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float = 0.0) -> float:
     """Learning rate at optimiser step ``step`` (0-based) of a warmup + cosine schedule.
 
     * warmup, ``step < warmup_steps``: ``peak_lr * (step + 1) / warmup_steps``, so the first step
@@ -70,13 +66,10 @@ def warmup_cosine(
     [0.5, 1.0, 1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
     if total_steps < 1:
-        raise UserError(
-            f"the schedule needs total_steps >= 1, got {total_steps}; train for at least one step"
-        )
+        raise UserError(f"the schedule needs total_steps >= 1, got {total_steps}; train for at least one step")
     if not 0 <= warmup_steps <= total_steps:
         raise UserError(
-            f"warmup steps must be between 0 and total_steps={total_steps}, got {warmup_steps}; "
-            "shorten the warmup"
+            f"warmup steps must be between 0 and total_steps={total_steps}, got {warmup_steps}; shorten the warmup"
         )
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
@@ -99,9 +92,7 @@ def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: in
     (1000, 200)
     """
     if warmup_epochs < 0:
-        raise UserError(
-            f"warmup epochs must be >= 0, got {warmup_epochs}; pass 0 to disable warmup"
-        )
+        raise UserError(f"warmup epochs must be >= 0, got {warmup_epochs}; pass 0 to disable warmup")
     if steps_per_epoch < 0 or total_steps < 0:
         raise UserError(
             f"steps per epoch ({steps_per_epoch}) and total steps ({total_steps}) must be >= 0; "

@@ -31,7 +31,9 @@ log = logging.getLogger("simclr")
 VIEW_GRID_IMAGES = 8
 
 
-def augmented_view_examples(session: EvalSession, count: int = VIEW_GRID_IMAGES, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def augmented_view_examples(
+    session: EvalSession, count: int = VIEW_GRID_IMAGES, seed: int = 0
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``count`` training images and two of their training views, un-normalised to [0, 1]."""
     store = session.stores["train"]
     index = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:count].sort().values
@@ -47,7 +49,9 @@ def augmented_view_examples(session: EvalSession, count: int = VIEW_GRID_IMAGES,
     return store.images[index], shown
 
 
-def write_eval_plots(session: EvalSession, results: Mapping[str, Any], *, method: str = "tsne", max_points: int = 2000) -> list[Path]:
+def write_eval_plots(
+    session: EvalSession, results: Mapping[str, Any], *, method: str = "tsne", max_points: int = 2000
+) -> list[Path]:
     """Draw every picture that applies to this run into ``eval/plots/``; returns the files written."""
     out_dir = session.ref.eval_dir / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,18 +62,40 @@ def write_eval_plots(session: EvalSession, results: Mapping[str, Any], *, method
     linear = results.get("linear")
     if linear is not None and "confusion_matrix" in linear["metrics"]:
         metrics = linear["metrics"]
-        written.append(plot_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"], out_dir / CONFUSION_MATRIX,
-                                             title="Linear probe: confusion matrix (test split)"))
+        written.append(
+            plot_confusion_matrix(
+                metrics["confusion_matrix"],
+                metrics["class_names"],
+                out_dir / CONFUSION_MATRIX,
+                title="Linear probe: confusion matrix (test split)",
+            )
+        )
     test = session.features("test")
     store = session.stores["test"]
     if test.factors is not None:
-        written.append(plot_embedding_map(test.features, out_dir / EMBEDDING_FILES[method], values=test.factors[:, 0].numpy(),
-                                          value_name=f"{GENERATIVE_NAMES[0]} (generative factor)", method=method,
-                                          seed=session.options.seed, max_points=max_points))
+        written.append(
+            plot_embedding_map(
+                test.features,
+                out_dir / EMBEDDING_FILES[method],
+                values=test.factors[:, 0].numpy(),
+                value_name=f"{GENERATIVE_NAMES[0]} (generative factor)",
+                method=method,
+                seed=session.options.seed,
+                max_points=max_points,
+            )
+        )
     else:
-        written.append(plot_embedding_map(test.features, out_dir / EMBEDDING_FILES[method], labels=test.labels.numpy(),
-                                          class_names=store.class_names, method=method, seed=session.options.seed,
-                                          max_points=max_points))
+        written.append(
+            plot_embedding_map(
+                test.features,
+                out_dir / EMBEDDING_FILES[method],
+                labels=test.labels.numpy(),
+                class_names=store.class_names,
+                method=method,
+                seed=session.options.seed,
+                max_points=max_points,
+            )
+        )
     originals, views = augmented_view_examples(session, seed=session.options.seed)
     written.append(plot_view_grid(originals, views, out_dir / AUGMENTED_VIEWS))
     return written

@@ -46,13 +46,34 @@ _PLOT_CAPTIONS = {
     AUGMENTED_VIEWS: "Augmented views used for pretraining",
 }
 _METHOD_ORDER = ("linear", "knn", "regression", "finetune", "supervised")
-_METHOD_NAMES = {"linear": "linear probe", "knn": "kNN", "regression": "linear regression",
-                 "finetune": "fine-tune", "supervised": "supervised"}
-_FRACTION_KEYS = {"top1", "top5", "macro_f1", "weighted_f1", "accuracy", "balanced_accuracy", "precision",
-                  "recall", "f1"}
+_METHOD_NAMES = {
+    "linear": "linear probe",
+    "knn": "kNN",
+    "regression": "linear regression",
+    "finetune": "fine-tune",
+    "supervised": "supervised",
+}
+_FRACTION_KEYS = {
+    "top1",
+    "top5",
+    "macro_f1",
+    "weighted_f1",
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+}
 _COLUMN_ORDER = ("top1", "top5", "macro_f1", "weighted_f1", "mse", "r2", "n_test")
-_COLUMN_NAMES = {"top1": "top-1", "top5": "top-5", "macro_f1": "macro F1", "weighted_f1": "weighted F1",
-                 "mse": "MSE", "r2": "R²", "n_test": "test images"}
+_COLUMN_NAMES = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "macro_f1": "macro F1",
+    "weighted_f1": "weighted F1",
+    "mse": "MSE",
+    "r2": "R²",
+    "n_test": "test images",
+}
 _NOT_TABULATED = {"confusion_matrix", "class_names"}
 _CHIP_THRESHOLD = 12
 
@@ -126,8 +147,13 @@ def _load_run(run_dir: Path, index: int) -> _Run:
     from simclr.config import read_yaml
     from simclr.evaluation.results import read_metrics
 
-    return _Run(path=run_dir, anchor=f"run-{index + 1}", config=read_yaml(run_dir / "config.yaml"),
-                metrics=read_metrics(run_dir / "eval"), plots=_collect_plots(run_dir))
+    return _Run(
+        path=run_dir,
+        anchor=f"run-{index + 1}",
+        config=read_yaml(run_dir / "config.yaml"),
+        metrics=read_metrics(run_dir / "eval"),
+        plots=_collect_plots(run_dir),
+    )
 
 
 def _plot_order(path: Path) -> tuple[int, str]:
@@ -242,8 +268,9 @@ def _key_value_table(items: Mapping[str, Any], css: str = "kv") -> str:
 # Metrics of one result
 
 
-def _metric_blocks(metrics: Mapping[str, Any], label: str, rows: list[tuple[str, dict[str, Any]]],
-                   extras: list[str]) -> None:
+def _metric_blocks(
+    metrics: Mapping[str, Any], label: str, rows: list[tuple[str, dict[str, Any]]], extras: list[str]
+) -> None:
     """Split a metrics mapping into table rows of scalars and separate pieces for the rest.
 
     Scalars of a mapping form one row (``label`` names it: "" at the top, "k200" for a kNN block);
@@ -258,8 +285,11 @@ def _metric_blocks(metrics: Mapping[str, Any], label: str, rows: list[tuple[str,
         if not isinstance(value, Mapping) or key in _NOT_TABULATED:
             continue
         name = f"{label} {key}".strip()
-        if value and all(_is_scalar(item) for item in value.values()) and (
-                key.startswith("per_class") or len(value) > _CHIP_THRESHOLD):
+        if (
+            value
+            and all(_is_scalar(item) for item in value.values())
+            and (key.startswith("per_class") or len(value) > _CHIP_THRESHOLD)
+        ):
             extras.append(_chips(name, key, value))
         elif value and all(isinstance(item, Mapping) for item in value.values()):
             extras.append(_sub_table(name, value))
@@ -274,15 +304,18 @@ def _chips(title: str, key: str, values: Mapping[str, Any]) -> str:
         fraction = _is_fraction(key) and _is_number(value)
         shade = min(max(float(value), 0.0), 1.0) * 0.45 if fraction else 0.0
         text = f"{100 * value:.1f}%" if fraction else format_metric(key, value)
-        chips.append(f'<span class="chip" style="background: rgba(37, 99, 235, {shade:.2f})">'
-                     f"{_e(name)} <b>{_e(text)}</b></span>")
+        chips.append(
+            f'<span class="chip" style="background: rgba(37, 99, 235, {shade:.2f})">{_e(name)} <b>{_e(text)}</b></span>'
+        )
     return f'<div class="chips"><div class="label">{_e(title.replace("_", " "))}</div>{"".join(chips)}</div>'
 
 
 def _sub_table(title: str, groups: Mapping[str, Mapping[str, Any]]) -> str:
     columns = _column_sort(key for group in groups.values() for key in group if _is_scalar(group[key]))
-    rows = [[_e(name)] + [f'<span class="num">{_e(format_metric(col, group.get(col)))}</span>' for col in columns]
-            for name, group in groups.items()]
+    rows = [
+        [_e(name)] + [f'<span class="num">{_e(format_metric(col, group.get(col)))}</span>' for col in columns]
+        for name, group in groups.items()
+    ]
     header = [_e(title.replace("_", " "))] + [_e(_COLUMN_NAMES.get(col, col)) for col in columns]
     return _table(header, rows, "metrics")
 
@@ -302,7 +335,9 @@ def _metrics_html(metrics: Mapping[str, Any]) -> str:
             body.append(([f"<b>{_e(label)}</b>"] if labelled else []) + cells)
         parts.append(_table(header, body, "metrics"))
     parts.extend(extras)
-    if "confusion_matrix" in metrics or any(isinstance(v, Mapping) and "confusion_matrix" in v for v in metrics.values()):
+    if "confusion_matrix" in metrics or any(
+        isinstance(v, Mapping) and "confusion_matrix" in v for v in metrics.values()
+    ):
         parts.append('<p class="note">The confusion matrix is in metrics.json and drawn in the plots below.</p>')
     return "\n".join(parts) if parts else '<p class="note">no metrics recorded</p>'
 
@@ -356,9 +391,15 @@ def _headline_columns(docs: Sequence[Mapping[str, Any] | None]) -> list[_Column]
         title = _method_title(key)
         if any("top1" in metrics for metrics in found):
             columns.append(_Column(f"{title} top-1", key, "top1"))
-        k_blocks = sorted({name for metrics in found for name, block in metrics.items()
-                           if re.fullmatch(r"k\d+", name) and isinstance(block, Mapping) and "top1" in block},
-                          key=lambda name: int(name[1:]))
+        k_blocks = sorted(
+            {
+                name
+                for metrics in found
+                for name, block in metrics.items()
+                if re.fullmatch(r"k\d+", name) and isinstance(block, Mapping) and "top1" in block
+            },
+            key=lambda name: int(name[1:]),
+        )
         if k_blocks:
             chosen = "k200" if "k200" in k_blocks else k_blocks[-1]
             columns.append(_Column(f"{title} top-1 (k={chosen[1:]})", key, "top1", block=chosen))
@@ -395,17 +436,26 @@ def _comparison(runs: Sequence[_Run]) -> str:
     rows = []
     for run, row in zip(runs, cells, strict=True):
         facts = _run_facts(run)
-        line = [f'<a href="#{run.anchor}">{_e(run.name)}</a>' + ("" if run.metrics else ' <span class="warn">not evaluated</span>'),
-                _e(facts["dataset"]), _e(facts["backbone"]), f'<span class="num">{_e(facts["epochs"])}</span>',
-                f'<span class="num">{_e(facts["step"])}</span>']
+        line = [
+            f'<a href="#{run.anchor}">{_e(run.name)}</a>'
+            + ("" if run.metrics else ' <span class="warn">not evaluated</span>'),
+            _e(facts["dataset"]),
+            _e(facts["backbone"]),
+            f'<span class="num">{_e(facts["epochs"])}</span>',
+            f'<span class="num">{_e(facts["step"])}</span>',
+        ]
         for index, (value, text) in enumerate(row):
             cell = f'<span class="num">{_e(text)}</span>'
             line.append(f"<b>{cell}</b>" if value is not None and value == best[index] else cell)
         rows.append(line)
-    note = ("Headline numbers on each run's test split; the best of each column is bold. "
-            "Each run's section below gives the full metrics and the protocol behind every number.")
-    return (f'<section class="comparison"><h2>Comparison of {len(runs)} runs</h2>'
-            f'{_table(header, rows, "metrics comparison")}<p class="note">{_e(note)}</p></section>')
+    note = (
+        "Headline numbers on each run's test split; the best of each column is bold. "
+        "Each run's section below gives the full metrics and the protocol behind every number."
+    )
+    return (
+        f'<section class="comparison"><h2>Comparison of {len(runs)} runs</h2>'
+        f'{_table(header, rows, "metrics comparison")}<p class="note">{_e(note)}</p></section>'
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -456,13 +506,17 @@ def _plots_html(run: _Run) -> str:
 
 
 def _config_html(config: Mapping[str, Any]) -> str:
-    items = "".join(f"<div><dt>{_e(key)}</dt><dd>{_e(_format_value(value))}</dd></div>" for key, value in config.items())
+    items = "".join(
+        f"<div><dt>{_e(key)}</dt><dd>{_e(_format_value(value))}</dd></div>" for key, value in config.items()
+    )
     return f'<h3>Config <span class="meta">config.yaml</span></h3><dl class="config">{items}</dl>'
 
 
 def _run_section(run: _Run) -> str:
-    parts = [f'<section class="run" id="{run.anchor}"><h2>{_e(run.name)}</h2>',
-             f'<p class="meta">run directory <code>{_e(run.path)}</code></p>']
+    parts = [
+        f'<section class="run" id="{run.anchor}"><h2>{_e(run.name)}</h2>',
+        f'<p class="meta">run directory <code>{_e(run.path)}</code></p>',
+    ]
     if run.metrics is None:
         parts.append(f'<p class="warn-box">not evaluated yet: run <code>simclr evaluate {_e(run.path)}</code></p>')
     else:
@@ -470,7 +524,9 @@ def _run_section(run: _Run) -> str:
         results = run.metrics.get("results", {})
         ordered = sorted(results, key=_method_order)
         if not ordered:
-            parts.append(f'<p class="warn-box">metrics.json holds no result yet: run <code>simclr evaluate {_e(run.path)}</code></p>')
+            parts.append(
+                f'<p class="warn-box">metrics.json holds no result yet: run <code>simclr evaluate {_e(run.path)}</code></p>'
+            )
         parts.extend(_result_section(key, results[key]) for key in ordered if isinstance(results[key], Mapping))
     parts.append(_plots_html(run))
     parts.append(_config_html(run.config))
@@ -490,7 +546,7 @@ def _page_header(runs: Sequence[_Run]) -> str:
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 _PAGE_START = (
-    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
     f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
     '<meta name="viewport" content="width=device-width, initial-scale=1">'
     "<title>{title}</title><style>{css}</style><script>{script}</script></head><body>"

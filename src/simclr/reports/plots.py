@@ -119,16 +119,27 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path | None:
             if len(points) <= 25:
                 for step, value, epoch in zip(steps, percent, epochs, strict=True):
                     if epoch is not None:
-                        ax.annotate(f"ep {int(epoch)}", (step, value), textcoords="offset points",
-                                    xytext=(0, 6), ha="center", fontsize=7, color="dimgray")
+                        ax.annotate(
+                            f"ep {int(epoch)}",
+                            (step, value),
+                            textcoords="offset points",
+                            xytext=(0, 6),
+                            ha="center",
+                            fontsize=7,
+                            color="dimgray",
+                        )
         elif name == "train_loss" and len(values) >= 50:
             window = max(5, len(values) // 50)
             ax.plot(steps, values, color="tab:blue", alpha=0.3, linewidth=0.8, label="per step")
             ax.plot(steps, _smooth(values, window), color="tab:blue", linewidth=1.5, label=f"mean of {window}")
             ax.legend(fontsize=8)
         else:
-            ax.plot(steps, values, color="tab:blue" if name == "train_loss" else "tab:orange",
-                    marker="." if len(values) < 50 else None)
+            ax.plot(
+                steps,
+                values,
+                color="tab:blue" if name == "train_loss" else "tab:orange",
+                marker="." if len(values) < 50 else None,
+            )
         ax.set_title(titles[name], fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -143,8 +154,9 @@ def _short(name: str, width: int = 18) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], out: Path,
-                          title: str = "Confusion matrix (test split)") -> Path:
+def plot_confusion_matrix(
+    matrix: Any, class_names: Sequence[str], out: Path, title: str = "Confusion matrix (test split)"
+) -> Path:
     """Rows = true class, columns = predicted class, coloured by the fraction of each true class.
 
     Row-normalised colours make a rare class's errors as visible as a common one's; the raw counts are
@@ -210,10 +222,18 @@ def _project(features: np.ndarray, method: str, seed: int) -> np.ndarray:
         try:
             import umap
         except ImportError:
-            raise UserError("--embedding umap needs umap-learn; install it with: pip install umap-learn "
-                            "(or pip install 'simclr[viz]'), or use t-SNE") from None
-        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, count - 1)), min_dist=0.1,
-                            random_state=seed, n_jobs=1, init="spectral" if count > 20 else "random")
+            raise UserError(
+                "--embedding umap needs umap-learn; install it with: pip install umap-learn "
+                "(or pip install 'simclr[viz]'), or use t-SNE"
+            ) from None
+        reducer = umap.UMAP(
+            n_components=2,
+            n_neighbors=max(2, min(15, count - 1)),
+            min_dist=0.1,
+            random_state=seed,
+            n_jobs=1,
+            init="spectral" if count > 20 else "random",
+        )
         return np.asarray(reducer.fit_transform(features), dtype=float)
     try:
         from sklearn.decomposition import PCA
@@ -292,8 +312,9 @@ def plot_embedding_map(
     return save_figure(figure, out)
 
 
-def _draw_classes(ax: Any, coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None,
-                  size: float) -> None:
+def _draw_classes(
+    ax: Any, coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None, size: float
+) -> None:
     """Legend up to 20 classes; above that, each class name is written at the median of its points."""
     classes = sorted(int(label) for label in np.unique(labels) if label >= 0)
     colours = _class_colours(len(classes))
@@ -305,18 +326,28 @@ def _draw_classes(ax: Any, coords: np.ndarray, labels: np.ndarray, class_names: 
 
     unlabelled = labels < 0
     if unlabelled.any():
-        ax.scatter(coords[unlabelled, 0], coords[unlabelled, 1], s=size, linewidths=0, color="lightgray",
-                   label="unlabelled")
+        ax.scatter(
+            coords[unlabelled, 0], coords[unlabelled, 1], s=size, linewidths=0, color="lightgray", label="unlabelled"
+        )
     for colour, label in zip(colours, classes, strict=True):
         members = labels == label
-        ax.scatter(coords[members, 0], coords[members, 1], s=size, linewidths=0, color=colour, label=_short(name_of(label)))
+        ax.scatter(
+            coords[members, 0], coords[members, 1], s=size, linewidths=0, color=colour, label=_short(name_of(label))
+        )
     if len(classes) <= _LEGEND_MAX_CLASSES:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=2.0, frameon=False)
         return
     for label in classes:
         centre = np.median(coords[labels == label], axis=0)
-        ax.text(centre[0], centre[1], _short(name_of(label), 12), fontsize=5, ha="center", va="center",
-                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0})
+        ax.text(
+            centre[0],
+            centre[1],
+            _short(name_of(label), 12),
+            fontsize=5,
+            ha="center",
+            va="center",
+            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0},
+        )
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -76,9 +76,7 @@ class AETrainConfig:
                 positive[name] = value
         for name, value in positive.items():
             if value < 1:
-                raise UserError(
-                    f"--{name.replace('_', '-')} must be a positive integer, got {value}"
-                )
+                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
         if not self.lr > 0:
             raise UserError(f"--lr must be > 0, got {self.lr}; the paper uses 1e-4")
         if self.weight_decay < 0:
@@ -90,9 +88,7 @@ class AETrainConfig:
         if self.accelerator not in ("auto", "cpu", "gpu"):
             raise UserError(f"unknown accelerator {self.accelerator!r}; use auto, cpu or gpu")
         if self.accelerator == "gpu" and not torch.cuda.is_available():
-            raise UserError(
-                "--accelerator gpu but no CUDA device is visible; use --accelerator cpu"
-            )
+            raise UserError("--accelerator gpu but no CUDA device is visible; use --accelerator cpu")
 
 
 @dataclass
@@ -103,9 +99,7 @@ class AEResult:
 
 
 def default_ae_run_dir(config: AETrainConfig) -> Path:
-    return (
-        Path("runs") / f"ae-{config.dataset}-{config.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    return Path("runs") / f"ae-{config.dataset}-{config.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _check_out(run_dir: Path) -> None:
@@ -170,9 +164,7 @@ def fit_autoencoder(
     ``on_epoch(row)`` is called after every epoch (the run writes ``metrics.csv`` and logs from it).
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
-    )
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     for epoch in range(epochs):
@@ -187,9 +179,7 @@ def fit_autoencoder(
     return history
 
 
-def plot_reconstructions(
-    model: MLPAutoencoder, images: Tensor, out: Path, max_images: int = 8
-) -> Path:
+def plot_reconstructions(model: MLPAutoencoder, images: Tensor, out: Path, max_images: int = 8) -> Path:
     """A two-row PNG: original images on top, their reconstructions below (written atomically)."""
     shown = images[:max_images]
     if len(shown) < 1:
@@ -217,9 +207,7 @@ def plot_reconstructions(
 
 
 def _load_images(config: AETrainConfig) -> ImageStore:
-    extra: dict[str, Any] = (
-        {"spirograph_size": config.train_size} if config.dataset == "spirograph" else {}
-    )
+    extra: dict[str, Any] = {"spirograph_size": config.train_size} if config.dataset == "spirograph" else {}
     store = load_dataset(
         config.dataset,
         "train",
@@ -232,9 +220,7 @@ def _load_images(config: AETrainConfig) -> ImageStore:
         **extra,
     )
     if store is None:
-        raise UserError(
-            f"dataset {config.dataset} has no training split in {config.data_dir}; check --data-dir"
-        )
+        raise UserError(f"dataset {config.dataset} has no training split in {config.data_dir}; check --data-dir")
     return store
 
 
@@ -268,9 +254,7 @@ def run_ae_training(config: AETrainConfig, quiet: bool = False) -> AEResult:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(saved), sort_keys=False))
     setup_logging(run_dir, quiet=quiet)
     torch.manual_seed(config.seed)
-    use_gpu = config.accelerator == "gpu" or (
-        config.accelerator == "auto" and torch.cuda.is_available()
-    )
+    use_gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_gpu else "cpu")
     channels, height, width = (int(v) for v in store.images.shape[1:])
     model = MLPAutoencoder((channels, height, width), config.latent_dim).to(device)
@@ -310,6 +294,4 @@ def run_ae_training(config: AETrainConfig, quiet: bool = False) -> AEResult:
     save_autoencoder(model, run_dir / AUTOENCODER_FILE, config.dataset)
     plot_reconstructions(model, val_images, run_dir / RECONSTRUCTIONS_FILE)
     log.info("finished; run directory: %s", run_dir)
-    return AEResult(
-        run_dir=run_dir, train_loss=history[-1]["train_loss"], val_loss=history[-1]["val_loss"]
-    )
+    return AEResult(run_dir=run_dir, train_loss=history[-1]["train_loss"], val_loss=history[-1]["val_loss"])

@@ -20,7 +20,16 @@ from simclr.evaluation.knn import knn_accuracy
 
 log = logging.getLogger("simclr")
 
-METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "img_per_s", "knn_top1", "gradient_penalty", "gradient_penalty_unclamped")
+METRIC_COLUMNS = (
+    "step",
+    "epoch",
+    "train_loss",
+    "lr",
+    "img_per_s",
+    "knn_top1",
+    "gradient_penalty",
+    "gradient_penalty_unclamped",
+)
 
 
 class MetricsCSV(L.Callback):
@@ -55,7 +64,9 @@ class MetricsCSV(L.Callback):
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, fieldnames=METRIC_COLUMNS).writerow(row)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         metrics = trainer.callback_metrics
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.write(
@@ -63,7 +74,10 @@ class MetricsCSV(L.Callback):
             step=trainer.global_step - 1,
             epoch=trainer.current_epoch,
             train_loss=float(loss),
-            **{name: _logged(metrics, name) for name in ("lr", "img_per_s", "gradient_penalty", "gradient_penalty_unclamped")},
+            **{
+                name: _logged(metrics, name)
+                for name in ("lr", "img_per_s", "gradient_penalty", "gradient_penalty_unclamped")
+            },
         )
 
 
@@ -118,15 +132,27 @@ class KNNMonitor(L.Callback):
         backbone = _backbone(pl_module)
         dtype = torch.bfloat16 if "bf16" in str(trainer.precision) else None
         start = time.perf_counter()
-        bank = extract_features(backbone, self.bank.images, self.mean, self.std, self.batch_size, pl_module.device, dtype)
-        queries = extract_features(backbone, self.queries.images, self.mean, self.std, self.batch_size, pl_module.device, dtype)
-        top1 = knn_accuracy(bank, self.bank.labels, queries, self.queries.labels, self.num_classes, self.k, self.temperature)
+        bank = extract_features(
+            backbone, self.bank.images, self.mean, self.std, self.batch_size, pl_module.device, dtype
+        )
+        queries = extract_features(
+            backbone, self.queries.images, self.mean, self.std, self.batch_size, pl_module.device, dtype
+        )
+        top1 = knn_accuracy(
+            bank, self.bank.labels, queries, self.queries.labels, self.num_classes, self.k, self.temperature
+        )
         self.last_top1 = top1
         pl_module.log("knn_top1", top1, prog_bar=True, rank_zero_only=True)
         self.metrics.write(trainer, step=trainer.global_step - 1, epoch=trainer.current_epoch, knn_top1=top1)
         log.info(
             "epoch %d: knn_top1 %.4f (k=%d, T=%g, bank %d, queries %d, %.1fs)",
-            trainer.current_epoch, top1, self.k, self.temperature, len(self.bank), len(self.queries), time.perf_counter() - start,
+            trainer.current_epoch,
+            top1,
+            self.k,
+            self.temperature,
+            len(self.bank),
+            len(self.queries),
+            time.perf_counter() - start,
         )
 
 
@@ -137,7 +163,9 @@ class LastCheckpoint(L.Callback):
         self.path = path
         self.every_steps = every_steps
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
         if self.every_steps > 0 and trainer.global_step % self.every_steps == 0 and not last_of_epoch:
             trainer.save_checkpoint(self.path)
@@ -180,7 +208,9 @@ class ProgressLog(L.Callback):
         self.every_steps = max(1, every_steps)
         self.total_steps = total_steps
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step % self.every_steps and step != self.total_steps:
             return
@@ -188,7 +218,10 @@ class ProgressLog(L.Callback):
         rate = float(metrics.get("img_per_s", math.nan))
         log.info(
             "epoch %d step %d/%d loss %.4f lr %.4g %s",
-            trainer.current_epoch, step, self.total_steps,
-            float(metrics.get("train_loss", math.nan)), float(metrics.get("lr", math.nan)),
+            trainer.current_epoch,
+            step,
+            self.total_steps,
+            float(metrics.get("train_loss", math.nan)),
+            float(metrics.get("lr", math.nan)),
             "" if math.isnan(rate) else f"{rate:.0f} img/s",
         )

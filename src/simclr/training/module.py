@@ -94,11 +94,15 @@ class SimCLRModule(L.LightningModule):
         else:  # the same views, with the first view's parameters kept differentiable
             views, view_params = self.views.views_with_grad(source, generator)  # type: ignore[operator]
         # the views come channels_last; the model's memory format decides (a conv follows its input's format)
-        inputs = torch.cat(views).contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        inputs = torch.cat(views).contiguous(
+            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
+        )
         features, projections = self.model(inputs)
         loss = self.criterion(*projections.chunk(len(views)))
         if self.invariance is not None and view_params is not None:
-            loss = loss + self.invariance.weight * self._gradient_penalty(features[: source.shape[0]], view_params, generator, loss)
+            loss = loss + self.invariance.weight * self._gradient_penalty(
+                features[: source.shape[0]], view_params, generator, loss
+            )
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training stopped: the loss became {loss.item()} at step {self.global_step} "
@@ -114,14 +118,23 @@ class SimCLRModule(L.LightningModule):
             self.log("img_per_s", self.images_per_second, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
-    def _gradient_penalty(self, representation: Tensor, view_params: Tensor, generator: torch.Generator, contrastive: Tensor) -> Tensor:
+    def _gradient_penalty(
+        self, representation: Tensor, view_params: Tensor, generator: torch.Generator, contrastive: Tensor
+    ) -> Tensor:
         settings = self.invariance
         assert settings is not None
         redraws = self.views.redraw_invariance_params(  # type: ignore[operator]
-            view_params.shape[0], settings.draws, generator, view_params.device)
+            view_params.shape[0], settings.draws, generator, view_params.device
+        )
         redraws = pin_parameters(redraws, view_params, settings.excluded_columns)
-        unclamped = gradient_penalty(representation, view_params, redraws, normalize=settings.normalize,
-                                     upper_limit=math.inf, generator=generator)
+        unclamped = gradient_penalty(
+            representation,
+            view_params,
+            redraws,
+            normalize=settings.normalize,
+            upper_limit=math.inf,
+            generator=generator,
+        )
         penalty = unclamped.clamp(max=settings.upper_limit)  # the seed's clamp: no gradient when saturated
         self.log("contrastive_loss", contrastive.detach(), on_step=True, on_epoch=False)
         self.log("gradient_penalty", penalty.detach(), prog_bar=True, on_step=True, on_epoch=False)

@@ -77,7 +77,13 @@ def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
 
 def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]:
     data_dir = Path(config.data_dir) if config.data_dir else None
-    common: dict[str, Any] = dict(data_dir=data_dir, download=config.download, image_size=config.image_size, seed=config.seed, workers=config.workers)
+    common: dict[str, Any] = dict(
+        data_dir=data_dir,
+        download=config.download,
+        image_size=config.image_size,
+        seed=config.seed,
+        workers=config.workers,
+    )
     if config.dataset == "spirograph":
         common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
     train = load_dataset(config.dataset, "train", limit=config.limit_train_images, **common)
@@ -89,7 +95,9 @@ def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]
     return train, test
 
 
-def _knn_sets(config: PretrainConfig, train: ImageStore, test: ImageStore | None) -> tuple[ImageStore, ImageStore] | None:
+def _knn_sets(
+    config: PretrainConfig, train: ImageStore, test: ImageStore | None
+) -> tuple[ImageStore, ImageStore] | None:
     """Bank and queries of the kNN monitor: the labelled train/test splits, or a held-out part of train."""
     if config.knn_every_epochs <= 0 or not train.has_labels:
         return None
@@ -113,7 +121,9 @@ def _loggers(config: PretrainConfig, run_dir: Path) -> list[Any]:
             import tensorboard  # noqa: F401
             from lightning.pytorch.loggers import TensorBoardLogger
         except ImportError:
-            raise UserError("--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'") from None
+            raise UserError(
+                "--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'"
+            ) from None
         return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
     if config.logger == "mlflow":
         import os
@@ -175,8 +185,11 @@ def penalty_saturation_note(metrics_csv: Path, upper_limit: float) -> str | None
     setting is plain SimCLR. The log says so instead of letting ``gradient_penalty = 1`` look like success.
     """
     with open(metrics_csv, newline="") as handle:
-        values = [float(row["gradient_penalty_unclamped"]) for row in csv.DictReader(handle)
-                  if row.get("gradient_penalty_unclamped")]
+        values = [
+            float(row["gradient_penalty_unclamped"])
+            for row in csv.DictReader(handle)
+            if row.get("gradient_penalty_unclamped")
+        ]
     saturated = sum(value > upper_limit for value in values)
     if not saturated:
         return None
@@ -187,7 +200,9 @@ def penalty_saturation_note(metrics_csv: Path, upper_limit: float) -> str | None
     )
 
 
-def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None) -> PretrainResult:
+def run_pretraining(
+    config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None
+) -> PretrainResult:
     """Train SimCLR as configured and return where the run directory is.
 
     ``extra_callbacks`` lets benchmarks and tests observe the run without changing it.
@@ -212,8 +227,13 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
     if test is not None:
         report_skipped(test, "test")
     log.info("run directory: %s", run_dir)
-    log.info("dataset %s: %d training images of %dpx%s", config.dataset, len(train), image_size,
-             f", {len(test)} test images" if test is not None else "")
+    log.info(
+        "dataset %s: %d training images of %dpx%s",
+        config.dataset,
+        len(train),
+        image_size,
+        f", {len(test)} test images" if test is not None else "",
+    )
 
     views, input_key = build_views(config, info, image_size)
     channels_last = use_channels_last(config.channels_last, gpu, config.lambda_gp > 0)
@@ -231,8 +251,19 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
     knn_sets = _knn_sets(config, train, test)
     if knn_sets is not None:
         bank, queries = knn_sets
-        callbacks.append(KNNMonitor(bank, queries, bank.num_classes, info.mean, info.std, metrics,
-                                    every_epochs=config.knn_every_epochs, k=config.knn_k, temperature=config.knn_temperature))
+        callbacks.append(
+            KNNMonitor(
+                bank,
+                queries,
+                bank.num_classes,
+                info.mean,
+                info.std,
+                metrics,
+                every_epochs=config.knn_every_epochs,
+                k=config.knn_k,
+                temperature=config.knn_temperature,
+            )
+        )
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
         devices=trainer_devices,
@@ -272,8 +303,19 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
     )
     log.info(
         "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling, batch %d x %d), wd %g, warmup %d of %d steps; precision %s",
-        config.backbone, resolve_stem(config.stem, image_size), config.head, optim.name, optim.peak_lr, base_lr, rule,
-        config.batch_size, world, optim.weight_decay, optim.warmup_steps, total_steps, precision,
+        config.backbone,
+        resolve_stem(config.stem, image_size),
+        config.head,
+        optim.name,
+        optim.peak_lr,
+        base_lr,
+        rule,
+        config.batch_size,
+        world,
+        optim.weight_decay,
+        optim.warmup_steps,
+        total_steps,
+        precision,
     )
     if config.lambda_gp > 0:
         log.info("%s", describe_gradient_penalty(config))
@@ -302,8 +344,13 @@ def run_pretraining(config: PretrainConfig, quiet: bool = False, extra_callbacks
         seed=config.seed,
         input_key=input_key,
         channels_last=channels_last,
-        invariance=InvarianceSettings(config.lambda_gp, config.gp_upper_limit, config.gp_draws, config.gp_normalization,
-                                       config.gp_excluded_columns()),
+        invariance=InvarianceSettings(
+            config.lambda_gp,
+            config.gp_upper_limit,
+            config.gp_draws,
+            config.gp_normalization,
+            config.gp_excluded_columns(),
+        ),
     )
     datamodule = InMemoryDataModule(train, config.batch_size, config.seed)
     ckpt = checkpoint_path(run_dir) if config.resume else None

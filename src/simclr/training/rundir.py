@@ -44,7 +44,9 @@ def prepare_run_dir(config: PretrainConfig) -> Path:
     else:
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         if (run_dir / "config.yaml").exists():
-            raise UserError(f"{run_dir} already holds a run; choose another --out or continue it with --resume {run_dir}")
+            raise UserError(
+                f"{run_dir} already holds a run; choose another --out or continue it with --resume {run_dir}"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     saved = dataclasses.replace(config, resume=None, out=str(run_dir))

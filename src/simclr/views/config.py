@@ -145,9 +145,7 @@ class ViewConfig:
 
         lo, hi = _check_pair("crop_scale", self.crop_scale)
         if not 0.0 < lo <= hi <= 1.0:
-            raise UserError(
-                f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale!r}"
-            )
+            raise UserError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale!r}")
         lo, hi = _check_pair("crop_ratio", self.crop_ratio)
         if not 0.0 < lo <= hi:
             raise UserError(f"crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio!r}")
@@ -160,9 +158,7 @@ class ViewConfig:
             raise UserError(f"jitter_strength must be a finite number >= 0, got {s!r}")
         for name in ("brightness", "contrast", "saturation", "hue"):
             value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0.0
-            ):
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0.0):
                 raise UserError(f"{name} must be None or a finite number >= 0, got {value!r}")
         if self.hue_strength > 0.5:
             source = "hue" if self.hue is not None else "0.2 * jitter_strength (hue)"
@@ -174,9 +170,7 @@ class ViewConfig:
             or self.blur_kernel < 1
             or self.blur_kernel % 2 == 0
         ):
-            raise UserError(
-                f"blur_kernel must be None or an odd integer >= 1, got {self.blur_kernel!r}"
-            )
+            raise UserError(f"blur_kernel must be None or an odd integer >= 1, got {self.blur_kernel!r}")
         if self.blur_p > 0.0 and self.blur_kernel_size // 2 >= self.size:
             raise UserError(
                 f"blur_kernel must be in [1, 2 * size - 1 = {2 * self.size - 1}] for reflect "

@@ -39,7 +39,9 @@ def invariance_parameter_names(info: DatasetInfo) -> tuple[str, ...]:
     return SpirographViews.invariance_parameter_names if info.regression else SimCLRViews.invariance_parameter_names
 
 
-def build_views(config: PretrainConfig, info: DatasetInfo, image_size: int, n_views: int | None = None) -> tuple[nn.Module, str]:
+def build_views(
+    config: PretrainConfig, info: DatasetInfo, image_size: int, n_views: int | None = None
+) -> tuple[nn.Module, str]:
     """The view maker and the batch key it reads: Spirograph re-renders with new nuisance parameters
     (Foster et al. 2020), every other dataset gets the SimCLR augmentations."""
     views = n_views if n_views is not None else config.n_views

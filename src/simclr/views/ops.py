@@ -71,9 +71,7 @@ def _blend(images: Tensor, other: Tensor, factor: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- geometry
-def resized_crop(
-    images: Tensor, boxes: Tensor, size: int, source_index: Tensor | None = None
-) -> Tensor:
+def resized_crop(images: Tensor, boxes: Tensor, size: int, source_index: Tensor | None = None) -> Tensor:
     """Crop each box out of its source image and resample it to ``size x size`` bilinearly.
 
     ``boxes`` is (K, 4) (top, left, height, width) as fractions of the source image, the random
@@ -109,9 +107,7 @@ def resized_crop(
         ],
         dim=1,
     )
-    return roi_align(
-        images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
-    )
+    return roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
 def horizontal_flip(images: Tensor, mask: Tensor) -> Tensor:

@@ -61,9 +61,7 @@ class ViewParams:
 
     def narrow(self, start: int, length: int) -> ViewParams:
         """Rows ``start:start + length`` (a view of the same storage), e.g. one of n views."""
-        return ViewParams(
-            **{f.name: getattr(self, f.name).narrow(0, start, length) for f in fields(self)}
-        )
+        return ViewParams(**{f.name: getattr(self, f.name).narrow(0, start, length) for f in fields(self)})
 
 
 def _uniform(u: Tensor, low: float, high: float) -> Tensor:
@@ -113,12 +111,18 @@ def _sample_crop_boxes(u: Tensor, source_hw: tuple[int, int], config: ViewConfig
 
 def _jitter_from_uniform(u: Tensor, config: ViewConfig) -> Tensor:
     """(B, 4) uniforms in [0, 1) -> brightness, contrast, saturation factors and hue shift."""
-    ranges = (config.brightness_factor_range, config.contrast_factor_range,
-              config.saturation_factor_range, config.hue_shift_range)
+    ranges = (
+        config.brightness_factor_range,
+        config.contrast_factor_range,
+        config.saturation_factor_range,
+        config.hue_shift_range,
+    )
     return torch.stack([_uniform(u[:, i], *bounds) for i, bounds in enumerate(ranges)], dim=1)
 
 
-def sample_jitter(batch_size: int, config: ViewConfig, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
+def sample_jitter(
+    batch_size: int, config: ViewConfig, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> Tensor:
     """Only the ``(B, 4)`` colour-jitter parameters of :func:`sample_view_params`'s distribution, float32:
     what the gradient penalty re-draws (many per image), without sampling crops it would not use."""
     u = torch.rand(batch_size, 4, generator=generator, dtype=torch.float64)

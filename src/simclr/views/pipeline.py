@@ -55,9 +55,7 @@ class SimCLRViews(torch.nn.Module):
             raise UserError(f"n_views must be an integer >= 2 (contrastive pairs), got {n_views!r}")
         self.config = config
         self.n_views = n_views
-        self.register_buffer(
-            "mean", torch.tensor(config.mean).reshape(1, 3, 1, 1), persistent=False
-        )
+        self.register_buffer("mean", torch.tensor(config.mean).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).reshape(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
@@ -81,16 +79,18 @@ class SimCLRViews(torch.nn.Module):
         assert leaf is not None
         return views, leaf
 
-    def redraw_invariance_params(self, batch: int, draws: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    def redraw_invariance_params(
+        self, batch: int, draws: int, generator: torch.Generator, device: torch.device
+    ) -> Tensor:
         """``(draws, batch, 4)`` fresh colour-jitter parameters from the view distribution."""
         return sample_jitter(draws * batch, self.config, generator, device).reshape(draws, batch, -1)
 
-    def _views(self, images: Tensor, generator: torch.Generator, *, with_grad: bool) -> tuple[list[Tensor], Tensor | None]:
+    def _views(
+        self, images: Tensor, generator: torch.Generator, *, with_grad: bool
+    ) -> tuple[list[Tensor], Tensor | None]:
         x = _as_unit_float(images, torch.float32)
         bsz, _, height, width = x.shape
-        params = sample_view_params(
-            self.n_views * bsz, (height, width), self.config, generator, device=x.device
-        )
+        params = sample_view_params(self.n_views * bsz, (height, width), self.config, generator, device=x.device)
         leaf = None
         if with_grad:
             leaf = params.jitter[:bsz].detach().clone().requires_grad_(True)
