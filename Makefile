@@ -29,6 +29,7 @@ bench: install
 	$(PY) benchmarks/gradient_penalty_step.py
 
 lint: install
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from simclr import __version__
-from simclr.errors import UserError
+from simclr.errors import Interrupted, UserError
 
 EXIT_USER_ERROR = 2
 
@@ -41,7 +41,7 @@ COMMANDS = (
 )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simclr", description="SimCLR contrastive pretraining and evaluation.")
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -52,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used by ``python -m simclr``)."""
-    parser = _build_parser()
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -62,8 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"simclr: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("simclr: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+    except Interrupted as exc:
+        print(f"simclr: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C
+        print("simclr: interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,142 +1,213 @@
-"""Typed pretraining configuration: YAML file + command-line overrides, validated once.
+"""Typed configuration: dataclasses whose fields are the settings, plus YAML load/merge/validate.
 
-One flat dataclass is the single source of truth: the CLI flags are generated from its fields (``lr_scaling``
-becomes ``--lr-scaling``), a recipe YAML uses the same names, flags win over the file, and the resolved
-config is saved as ``config.yaml`` in the run directory so every later command can rebuild the run.
+A config dataclass is the single source of truth for its command: every field carries its help text (and,
+for the CLI, its group and parser) through :func:`setting`, :mod:`simclr.commands.flags` generates the flags
+from the fields (``lr_scaling`` becomes ``--lr-scaling``), a recipe YAML uses the same names, flags win over
+the file (:func:`build_settings`), and the resolved config is saved in the run directory so every later
+command can rebuild the run. This module imports no torch: the CLI builds its parsers from it.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from simclr.errors import UserError
 
-OPTIMIZERS = ("lars", "sgd", "adam", "adamw")
+if TYPE_CHECKING:
+    from simclr.data.registry import DatasetInfo
+    from simclr.views.config import ViewConfig
+
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
-# Paper defaults per optimiser: (base learning rate, scaling rule, weight decay).
-# LARS 0.3 x B/256 with wd 1e-6 is SimCLR's ImageNet recipe (Chen et al. 2020, Appendix B.1);
-# SGD follows lightly's CIFAR benchmark (0.06 x B/128 = 0.12 x B/256, wd 5e-4); Adam follows seed 004.
-OPTIMIZER_DEFAULTS: dict[str, tuple[float, str, float]] = {
-    "lars": (0.3, "linear", 1e-6),
-    "sgd": (0.12, "linear", 5e-4),
-    "adam": (1e-3, "none", 1e-6),
-    "adamw": (1e-3, "none", 1e-4),
-}
+Settings = TypeVar("Settings")
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
+def setting(
+    help: str,
+    default: Any = MISSING,
+    *,
+    group: str = "",
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    choices: tuple[Any, ...] | None = None,
+    metavar: str | None = None,
+    nargs: str | None = None,
+    exclusive: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A config field with what the CLI needs to offer it as a flag.
+
+    ``flag`` renames the flag (default: the field name with dashes), ``parse`` converts the text (default:
+    the field's type), ``group`` titles the help section it is listed under, and fields sharing an
+    ``exclusive`` name are mutually exclusive flags; ``cli=False`` keeps a field off the command line (the
+    command fills it from elsewhere).
+    """
+    metadata = {
+        "help": help,
+        "group": group,
+        "flag": flag,
+        "parse": parse,
+        "choices": choices,
+        "metavar": metavar,
+        "nargs": nargs,
+        "exclusive": exclusive,
+        "cli": cli,
+    }
+    return field(default=default, metadata=metadata)
+
+
+_data = partial(setting, group="data")
+_views = partial(setting, group="views")
+_model = partial(setting, group="model")
+_loss = partial(setting, group="loss")
+_optim = partial(setting, group="optimiser")
+_hardware = partial(setting, group="hardware")
+_run = partial(setting, group="run")
 
 
 @dataclass
 class PretrainConfig:
     """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
 
-    # data
-    dataset: str = _help(
-        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder",
-        default="spirograph",
+    dataset: str = _data(
+        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder", "spirograph"
     )
-    data_dir: str | None = _help("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", default=None)
-    download: bool = _help("let torchvision download the dataset (needs a network)", default=False)
-    limit_train_images: int | None = _help("train on a stratified subset of N images", default=None)
-    image_size: int | None = _help("side of the stored images; default: the dataset's", default=None)
-    train_size: int = _help("spirograph: number of generated training images (seed 003: 100000)", default=100_000)
-    test_size: int = _help("spirograph: number of generated test images (seed 003: 20000)", default=20_000)
-    workers: int = _help("threads used to decode images", default=2)
-    # views
-    n_views: int = _help("views per image (>= 2)", default=2)
-    jitter_strength: float | None = _help("colour-jitter strength s (0.5 for <=64px data, 1.0 above)", default=None)
-    brightness: float | None = _help("brightness jitter (default 0.8 s)", default=None)
-    contrast: float | None = _help("contrast jitter (default 0.8 s)", default=None)
-    saturation: float | None = _help("saturation jitter (default 0.8 s)", default=None)
-    hue: float | None = _help("hue jitter (default 0.2 s)", default=None)
-    jitter_p: float = _help("probability of colour jitter", default=0.8)
-    grayscale_p: float = _help("probability of grayscale", default=0.2)
-    flip_p: float = _help("probability of a horizontal flip", default=0.5)
-    crop_min_scale: float = _help("smallest crop area fraction of RandomResizedCrop", default=0.08)
-    crop_max_scale: float = _help("largest crop area fraction", default=1.0)
-    blur_p: float | None = _help("probability of Gaussian blur (0.5 above 64px, off for 32px data)", default=None)
-    # model
-    backbone: str = _help("torchvision ResNet / ResNeXt / Wide-ResNet name", default="resnet18")
-    stem: str = _help("auto | cifar | stl | imagenet (auto: by image size)", default="auto")
-    head: str = _help("mlp | linear | identity", default="mlp")
-    head_hidden_dim: int | None = _help("hidden width of the mlp head (default: feature size)", default=None)
-    head_out_dim: int = _help("projection size", default=128)
-    head_layers: int = _help("linear layers in the mlp head", default=2)
-    head_batch_norm: bool = _help("BatchNorm in the mlp head's hidden layers", default=True)
-    ae_checkpoint: str | None = _help(
-        "--head ae: autoencoder.safetensors (or its run directory) from 'simclr train-ae'", default=None
+    data_dir: str | None = _data("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", None)
+    download: bool = _data("let torchvision download the dataset (needs a network)", False)
+    limit_train_images: int | None = _data("train on a stratified subset of N images (default: all)", None)
+    image_size: int | None = _data(
+        "side of the stored images; default: the dataset's (image folders: chosen from the images' sizes)", None
     )
-    freeze_head_input: bool = _help("--head ae: keep the autoencoder's embedding layer frozen", default=True)
-    head_activation: str = _help(
-        "--head ae: activation after the embedding layer (relu, silu, gelu, sigmoid, tanh, ...)", default="relu"
+    train_size: int = _data("spirograph: number of generated training images", 100_000)
+    test_size: int = _data("spirograph: number of generated test images", 20_000)
+    workers: int = _data("processes decoding image files", 2)
+
+    n_views: int = _views("views per image (>= 2)", 2)
+    jitter_strength: float | None = _views("colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None)
+    brightness: float | None = _views("brightness jitter (default 0.8 s)", None)
+    contrast: float | None = _views("contrast jitter (default 0.8 s)", None)
+    saturation: float | None = _views("saturation jitter (default 0.8 s)", None)
+    hue: float | None = _views("hue jitter (default 0.2 s)", None)
+    jitter_p: float = _views("probability of colour jitter", 0.8)
+    grayscale_p: float = _views("probability of grayscale", 0.2)
+    flip_p: float = _views("probability of a horizontal flip", 0.5)
+    crop_min_scale: float = _views("smallest crop area fraction of RandomResizedCrop", 0.08)
+    crop_max_scale: float = _views("largest crop area fraction", 1.0)
+    blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
+
+    backbone: str = _model("torchvision ResNet / ResNeXt / Wide-ResNet name", "resnet18")
+    stem: str = _model("auto | cifar | stl | imagenet (auto: by image size)", "auto")
+    head: str = _model("mlp | linear | identity | ae", "mlp")
+    head_hidden_dim: int | None = _model("hidden width of the mlp head (default: feature size)", None)
+    head_out_dim: int = _model("projection size", 128)
+    head_layers: int = _model("linear layers in the mlp head", 2)
+    head_batch_norm: bool = _model("BatchNorm in the mlp head's hidden layers", True)
+    ae_checkpoint: str | None = _model("--head ae: the weights (or run directory) written by 'simclr train-ae'", None)
+    freeze_head_input: bool = _model("--head ae: keep the autoencoder's embedding layer frozen", True)
+    head_activation: str = _model(
+        "--head ae: activation after the embedding layer (relu, silu, gelu, sigmoid, tanh, ...)", "relu"
     )
-    # loss
-    temperature: float = _help("NT-Xent temperature", default=0.5)
-    gather_distributed: bool = _help("gather negatives across processes (with gradients)", default=True)
-    lambda_gp: float = _help(
-        "gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR",
-        default=0.0,
+
+    temperature: float = _loss("NT-Xent temperature", 0.5)
+    gather_distributed: bool = _loss("gather negatives across processes (with gradients)", True)
+    lambda_gp: float = _loss(
+        "gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR", 0.0
     )
-    gp_upper_limit: float = _help(
-        "the penalty is clamped from above at this value (seed 003: 1; Spirograph 1000)", default=1.0
+    gp_upper_limit: float = _loss("the penalty is clamped from above at this value (no gradient above it)", 1.0)
+    gp_draws: int = _loss("re-drawn view parameters per image for the penalty", 100)
+    gp_normalization: bool = _loss("L2-normalise the representation before the penalty", True)
+    gp_exclude: str | None = _loss(
+        "view parameters left out of the penalty, comma-separated (e.g. h on Spirograph: docs/REPRODUCING.md)", None
     )
-    gp_draws: int = _help("re-drawn view parameters per image for the penalty", default=100)
-    gp_normalization: bool = _help("L2-normalise the representation before the penalty", default=True)
-    gp_exclude: str | None = _help(
-        "view parameters left out of the penalty, comma-separated (e.g. h on Spirograph, whose first-order term dominates the penalty: docs/REPRODUCING.md)",
-        default=None,
+
+    optimizer: str = _optim("lars | sgd | adam | adamw", "lars")
+    lr: float | None = _optim(
+        "base learning rate before scaling (default per optimizer: lars 0.3, sgd 0.12, adam/adamw 1e-3)", None
     )
-    # optimisation
-    optimizer: str = _help("lars | sgd | adam | adamw", default="lars")
-    lr: float | None = _help("base learning rate before scaling (default per optimizer)", default=None)
-    lr_scaling: str | None = _help("linear (base x B/256) | sqrt (base x sqrt(B)) | none", default=None)
-    weight_decay: float | None = _help("weight decay (default per optimizer)", default=None)
-    momentum: float = _help("momentum for lars / sgd", default=0.9)
-    nesterov: bool = _help("Nesterov momentum for sgd", default=False)
-    batch_size: int = _help("images per process and step", default=256)
-    epochs: int = _help("training epochs", default=100)
-    max_steps: int | None = _help("stop after this many steps (the schedule still spans all epochs)", default=None)
-    warmup_epochs: float = _help(
-        "linear warmup epochs before the cosine decay (shortened for short runs)", default=10.0
+    lr_scaling: str | None = _optim(
+        "linear (base x B/256) | sqrt (base x sqrt(B)) | none (default: none for adam/adamw, else linear)", None
     )
-    # hardware
-    precision: str = _help("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", default="auto")
-    accelerator: str = _help("auto | cpu | gpu", default="auto")
-    devices: str = _help("number of devices or a list such as 0,1", default="1")
-    strategy: str = _help("auto | ddp | ...", default="auto")
-    sync_batchnorm: bool = _help("synchronise BatchNorm statistics across processes", default=False)
-    channels_last: bool = _help("channels_last memory format", default=True)
-    compile: bool = _help("torch.compile the model", default=False)
-    # run
-    seed: int = _help("seed for weights, data order and views", default=0)
-    out: str | None = _help("run directory (default runs/<dataset>-<backbone>-<timestamp>)", default=None)
-    resume: str | None = _help("continue the run in this directory from checkpoints/last.ckpt", default=None)
-    logger: str = _help("csv | tensorboard | mlflow | none (metrics.csv is always written)", default="csv")
-    checkpoint_every_steps: int = _help("also write last.ckpt every N steps (0: only at epoch ends)", default=200)
-    knn_every_epochs: int = _help("online kNN monitor every N epochs (0: off)", default=1)
-    knn_k: int = _help("neighbours of the kNN monitor", default=200)
-    knn_temperature: float = _help("temperature of the kNN monitor", default=0.1)
-    knn_max_images: int = _help("cap on bank and query images of the kNN monitor", default=10_000)
-    log_every_steps: int = _help("progress line every N steps when not on a terminal", default=50)
+    weight_decay: float | None = _optim(
+        "weight decay (default per optimizer: lars 1e-6, sgd 5e-4, adam 1e-6, adamw 1e-4)", None
+    )
+    momentum: float = _optim("momentum for lars / sgd", 0.9)
+    nesterov: bool = _optim("Nesterov momentum for sgd", False)
+    batch_size: int = _optim("images per process and step", 256)
+    epochs: int = _optim("training epochs", 100)
+    max_steps: int | None = _optim(
+        "stop after this many steps (the schedule still spans all epochs; default: train all epochs)", None
+    )
+    warmup_epochs: float = _optim(
+        "linear warmup epochs before the cosine decay (a run too short to hold it warms up for 10%% of its steps)",
+        10.0,
+    )
+
+    precision: str = _hardware("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", "auto")
+    accelerator: str = _hardware("auto | cpu | gpu", "auto")
+    devices: str = _hardware("number of devices or a list such as 0,1", "1")
+    strategy: str = _hardware("auto | ddp | ...", "auto")
+    sync_batchnorm: bool | None = _hardware(
+        "synchronise BatchNorm statistics across processes (default: on when more than one process trains)", None
+    )
+    channels_last: bool = _hardware("channels_last memory format", True)
+    compile: bool = _hardware("torch.compile the model", False)
+
+    seed: int = _run("seed for weights, data order and views", 0)
+    out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)
+    resume: str | None = _run("continue the run in this directory from its last checkpoint (default: a new run)", None)
+    logger: str = _run("csv | tensorboard | mlflow | none (the metrics file is always written)", "csv")
+    checkpoint_every_steps: int = _run("also checkpoint every N steps (0: only at epoch ends)", 200)
+    knn_every_epochs: int = _run("online kNN monitor every N epochs (0: off)", 1)
+    knn_k: int = _run("neighbours of the kNN monitor", 200)
+    knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
+    knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
+    log_every_steps: int = _run("progress line every N steps when not on a terminal", 50)
 
     def resolved_lr(self) -> tuple[float, str]:
         """Base learning rate and scaling rule after applying the optimiser's defaults."""
-        base, rule, _ = OPTIMIZER_DEFAULTS[self.optimizer]
-        return (self.lr if self.lr is not None else base, self.lr_scaling or rule)
+        from simclr.optim import OPTIMIZER_DEFAULTS
+
+        defaults = OPTIMIZER_DEFAULTS[self.optimizer]
+        return (self.lr if self.lr is not None else defaults.lr, self.lr_scaling or defaults.scaling)
 
     def resolved_weight_decay(self) -> float:
-        return self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer][2]
+        from simclr.optim import OPTIMIZER_DEFAULTS
+
+        return self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer].weight_decay
+
+    def view_config(self, info: DatasetInfo, image_size: int) -> ViewConfig:
+        """The SimCLR augmentation of Chen et al. 2020 (Appendix A) with this run's overrides; jitter
+        strength and blur default by image size (0.5 and no blur for CIFAR-size images)."""
+        from simclr.views.config import ViewConfig
+
+        view_config = ViewConfig(
+            size=image_size,
+            crop_scale=(self.crop_min_scale, self.crop_max_scale),
+            flip_p=self.flip_p,
+            jitter_strength=self.jitter_strength if self.jitter_strength is not None else info.jitter_strength,
+            brightness=self.brightness,
+            contrast=self.contrast,
+            saturation=self.saturation,
+            hue=self.hue,
+            jitter_p=self.jitter_p,
+            grayscale_p=self.grayscale_p,
+            blur_p=self.blur_p if self.blur_p is not None else (0.5 if info.blur else 0.0),
+            mean=info.mean,
+            std=info.std,
+        )
+        view_config.validate()
+        return view_config
 
     def gp_parameter_names(self) -> tuple[str, ...]:
         """The view parameters the penalty differentiates through: Spirograph's 6 nuisances, else colour jitter's 4."""
@@ -163,6 +234,7 @@ class PretrainConfig:
         """Reject values that cannot work, with the fix in the message."""
         from simclr.data import DATASET_NAMES
         from simclr.models import BACKBONE_NAMES, HEAD_NAMES, STEMS
+        from simclr.optim import OPTIMIZER_NAMES, SCALING_RULES
 
         def choice(name: str, value: str, options: tuple[str, ...]) -> None:
             if value not in options:
@@ -175,11 +247,11 @@ class PretrainConfig:
         choice("backbone", self.backbone, BACKBONE_NAMES)
         choice("stem", self.stem, STEMS)
         choice("head", self.head, HEAD_NAMES)
-        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         choice("logger", self.logger, LOGGERS)
         choice("precision", self.precision, PRECISIONS)
         if self.lr_scaling is not None:
-            choice("lr_scaling", self.lr_scaling, ("linear", "sqrt", "none"))
+            choice("lr_scaling", self.lr_scaling, SCALING_RULES)
         if self.batch_size < 2:
             raise UserError(f"batch size {self.batch_size} leaves no negatives for NT-Xent; use --batch-size 2 or more")
         if self.lambda_gp < 0:
@@ -229,20 +301,74 @@ class PretrainConfig:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}; fix --warmup-epochs")
 
 
-def field_types() -> dict[str, type]:
-    """The plain Python type of every config field (``int | None`` -> ``int``)."""
-    hints = typing.get_type_hints(PretrainConfig)
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
+
+    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...")
+    data_dir: str | None = setting("where the dataset is", None)
+    download: bool = setting("download a torchvision dataset that is missing", False)
+    latent_dim: int = setting("size of the embedding layer (the paper: 128, 256, 512)", 512)
+    image_size: int | None = setting("square image size (default: the dataset's)", None)
+    epochs: int = setting("training epochs", 20)
+    batch_size: int = setting("images per step", 256)
+    lr: float = setting("Adam learning rate (the paper: 1e-4)", 1e-4)
+    weight_decay: float = setting("Adam weight decay", 0.0)
+    val_fraction: float = setting("part of the training split held out for validation", 0.1)
+    limit_train_images: int | None = setting("random subset of N training images", None, metavar="N")
+    train_size: int | None = setting("spirograph: number of generated training images", None)
+    seed: int = setting("seed of the split, the order and the weights", 0)
+    workers: int = setting("processes decoding image files", 2)
+    accelerator: str = setting("where to train", "auto", choices=("auto", "cpu", "gpu"))
+    out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
+
+    def validate(self) -> None:
+        """Every check that needs no data, so bad flags fail before anything is loaded or written."""
+        positive = {"latent_dim": self.latent_dim, "epochs": self.epochs, "batch_size": self.batch_size}
+        for name in ("image_size", "limit_train_images", "train_size"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
+        for name, value in positive.items():
+            if value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be > 0, got {self.lr}; the paper uses 1e-4")
+        if self.weight_decay < 0:
+            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(
+                f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}; pass e.g. 0.1"
+            )
+
+
+def field_types(cls: type = PretrainConfig) -> dict[str, type]:
+    """The plain Python type of every field of config dataclass ``cls`` (``int | None`` -> ``int``)."""
+    hints = typing.get_type_hints(cls)
     result: dict[str, type] = {}
-    for name, hint in hints.items():
+    for item in fields(cls):
+        hint = hints[item.name]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        result[name] = args[0] if is_union else hint
+        result[item.name] = args[0] if is_union else hint
     return result
+
+
+def positive_int(text: str) -> int:
+    """Parse a flag that must be a positive integer (an argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
     if value is None:
         return None
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -253,7 +379,11 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         return value
     if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
-    raise UserError(f"config key {name!r} must be {kind.__name__}, got {value!r}")
+    if typing.get_origin(kind) is tuple and isinstance(value, list | tuple):
+        return tuple(value)
+    if typing.get_origin(kind) is list and isinstance(value, list | tuple):
+        return list(value)
+    raise UserError(f"config key {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -275,37 +405,41 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:
-    """Merge file values and flag overrides (flags win), reject unknown keys, validate."""
-    types_ = field_types()
+def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: dict[str, Any]) -> Settings:
+    """An instance of config dataclass ``cls`` from file values and overrides (overrides win); unknown keys
+    and values of the wrong type are UserErrors, and the result is validated when ``cls`` can validate."""
+    types_ = field_types(cls)
     merged: dict[str, Any] = {}
     for source in (file_values, overrides):
         for key, value in source.items():
-            name = key.replace("-", "_")
+            name = str(key).replace("-", "_")
             if name not in types_:
                 known = ", ".join(sorted(types_))
                 raise UserError(f"unknown config key {key!r}; remove it (known keys: {known})")
             merged[name] = _coerce(name, value, types_[name])
-    config = PretrainConfig(**merged)
-    config.validate()
-    return config
+    missing = [item.name for item in fields(cls) if item.name not in merged and _has_no_default(item)]  # type: ignore[arg-type]
+    if missing:
+        raise UserError(f"missing setting {missing[0]!r}; pass --{missing[0].replace('_', '-')}")
+    settings = cls(**merged)
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate()
+    return settings
 
 
-def config_to_dict(config: PretrainConfig) -> dict[str, Any]:
+def _has_no_default(item: dataclasses.Field[Any]) -> bool:
+    return item.default is MISSING and item.default_factory is MISSING
+
+
+def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:
+    """A validated pretraining config from a recipe's values and flag overrides (flags win)."""
+    return build_settings(PretrainConfig, file_values, overrides)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def config_to_yaml(config: PretrainConfig) -> str:
+def config_to_yaml(config: Any) -> str:
+    """The YAML a run directory keeps (and ``--print-config`` prints) for any config dataclass."""
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
-
-
-def load_run_config(run_dir: Path) -> PretrainConfig:
-    """The config saved in a run directory."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no config.yaml; pass the directory of a simclr run")
-    return build_config(read_yaml(path), {})
-
-
-def config_fields() -> list[dataclasses.Field[Any]]:
-    return list(fields(PretrainConfig))

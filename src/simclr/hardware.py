@@ -50,8 +50,8 @@ def resolve_precision(precision: str, gpu: bool) -> str:
 
 def use_channels_last(requested: bool, gpu: bool, gradient_penalty: bool) -> bool:
     """The memory format for training: channels_last as requested, except for the gradient penalty on
-    the CPU, where the penalty's double backward (BatchNorm's in particular) runs 1.5x slower in
-    channels_last than in the default format (``benchmarks/gradient_penalty_step.py``, BENCHMARKS.md)."""
+    the CPU, where the penalty's double backward (BatchNorm's in particular) runs slower in channels_last
+    than in the default format (``benchmarks/gradient_penalty_step.py``, BENCHMARKS.md)."""
     return requested and (gpu or not gradient_penalty)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import logging
 import os
 from pathlib import Path
 
@@ -10,13 +12,17 @@ import pytest
 import torch
 from PIL import Image
 
+from simclr.cli import main
+from simclr.data import imagefolder
 from simclr.data.imagefolder import (
     decode_files,
+    default_image_size,
     folder_class_names,
     list_image_folder,
     load_image_folder,
     load_split_folder,
 )
+from simclr.data.registry import load_dataset
 from simclr.errors import UserError
 
 
@@ -158,15 +164,130 @@ def test_native_size_kept_when_uniform(tmp_path: Path) -> None:
     assert store.images.shape == (3, 3, 10, 12)
 
 
-def test_varying_sizes_need_image_size(tmp_path: Path) -> None:
+def test_varying_sizes_resized_to_given_image_size(tmp_path: Path) -> None:
     _png(tmp_path / "a.png", (255, 0, 0), size=(8, 8))
     _png(tmp_path / "b.png", (0, 255, 0), size=(20, 12))
     _png(tmp_path / "c.png", (0, 0, 255), size=(5, 9))
-    with pytest.raises(UserError, match="--image-size"):
-        load_image_folder(tmp_path)
     store = load_image_folder(tmp_path, image_size=6)
     assert store.images.shape == (3, 3, 6, 6)
     assert store.images[1, 1].min() > 200  # uniform green stays green after resize
+
+
+@pytest.fixture
+def simclr_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    """INFO records of the ``simclr`` logger (a run's setup_logging may have stopped it propagating)."""
+    monkeypatch.setattr(logging.getLogger("simclr"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="simclr")
+    return caplog
+
+
+def _size_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "simclr" and "mixed sizes" in r.getMessage()]
+
+
+def test_mixed_sizes_get_the_default_standard_size(tmp_path: Path, simclr_log: pytest.LogCaptureFixture) -> None:
+    # Shorter sides 131, 150, 131, 90, 133 and 160 (cut.jpg: header intact, pixel data cut): median 131 -> 128.
+    sizes = [(140, 131), (200, 150), (131, 300), (90, 120), (400, 133)]
+    for i, size in enumerate(sizes):
+        _png(tmp_path / f"{i}.png", (0, 255, 0), size=size)
+    _write_broken(tmp_path)  # headers unreadable: left out of the sample
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (170, 160, 3), dtype=np.uint8)).save(tmp_path / "cut.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:4000])
+    store = load_image_folder(tmp_path)
+    assert store.images.shape == (5, 3, 128, 128)
+    assert store.images[:, 1].min() > 200  # uniform green stays green after resize
+    assert sorted(p for p, _ in store.skipped) == ["cut.jpg", "empty.jpg", "text.png", "truncated.jpg"]
+    assert _size_messages(simclr_log) == [
+        f"image folder {tmp_path}: images of mixed sizes (shorter side median 131 px, 6 files sampled); "
+        "using --image-size 128 (resize shorter side + centre crop); pass --image-size N to choose"
+    ]
+    # The size comes from the whole folder, so a limited subset gets the same one; a given size wins.
+    assert load_image_folder(tmp_path, limit=2).images.shape[1:] == (3, 128, 128)
+    assert load_image_folder(tmp_path, image_size=40).images.shape == (5, 3, 40, 40)
+
+
+@pytest.mark.parametrize(
+    ("shorter_side", "expected"),
+    [(1, 32), (20, 32), (40, 32), (63, 32), (64, 64), (70, 64), (100, 96), (131, 128), (200, 160), (223, 160)]
+    + [(224, 224), (500, 224), (3000, 224)],
+)
+def test_default_image_size_rounds_down_to_a_standard_size(shorter_side: int, expected: int) -> None:
+    assert default_image_size([shorter_side]) == expected
+    assert default_image_size([shorter_side, shorter_side, 10_000, 1]) == expected  # the median decides
+
+
+def test_default_image_size_docstring_and_empty_input() -> None:
+    runner = doctest.DocTestRunner()
+    for example in doctest.DocTestFinder().find(default_image_size, globs={"default_image_size": default_image_size}):
+        runner.run(example)
+    assert runner.summarize(verbose=False) == (0, 2)  # (failed, attempted)
+    with pytest.raises(ValueError, match="at least one"):
+        default_image_size([])
+
+
+def test_uniform_square_size_kept_and_not_logged(tmp_path: Path, simclr_log: pytest.LogCaptureFixture) -> None:
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", (0, 0, 0), size=(100, 100))
+    assert load_image_folder(tmp_path).images.shape == (3, 3, 100, 100)  # not rounded to 96
+    assert _size_messages(simclr_log) == []
+
+
+def test_outlier_outside_the_header_sample(
+    tmp_path: Path, simclr_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sampling 2 of 4 files reads a.png and d.png only; b.png differs.
+    monkeypatch.setattr(imagefolder, "_HEADER_SAMPLE", 2)
+    square, oblong = tmp_path / "square", tmp_path / "oblong"
+    for name in "acd":
+        _png(square / f"{name}.png", (0, 0, 0), size=(8, 8))
+        _png(oblong / f"{name}.png", (0, 0, 0), size=(12, 10))
+    _png(square / "b.png", (0, 0, 0), size=(9, 8))
+    _png(oblong / "b.png", (0, 0, 0), size=(9, 8))
+    # A square majority size is kept and the outlier resized to it, silently.
+    assert load_image_folder(square).images.shape == (4, 3, 8, 8)
+    assert _size_messages(simclr_log) == []
+    # Otherwise the native decode meets the outlier and the folder is decoded again at the default size.
+    assert load_image_folder(oblong).images.shape == (4, 3, 32, 32)
+    assert len(_size_messages(simclr_log)) == 1
+
+
+def test_exif_rotated_photos_of_one_size_keep_it(tmp_path: Path, simclr_log: pytest.LogCaptureFixture) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees: a 12x10 file is shown as 10x12
+    Image.new("RGB", (12, 10), (0, 0, 0)).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    Image.new("RGB", (10, 12), (0, 0, 0)).save(tmp_path / "upright.jpg")
+    assert load_image_folder(tmp_path).images.shape == (2, 3, 12, 10)
+    assert _size_messages(simclr_log) == []
+
+
+def test_split_folders_share_the_train_split_size(tmp_path: Path, simclr_log: pytest.LogCaptureFixture) -> None:
+    # train: shorter sides 70, 70, 70, 100 -> 64; test alone would keep 100 x 100.
+    for k, cls in enumerate(("a", "b")):
+        _png(tmp_path / "train" / cls / "0.png", _class_color(k), size=(70, 90))
+        _png(tmp_path / "train" / cls / "1.png", _class_color(k), size=(80 + 20 * k, 70 + 40 * k))
+        _png(tmp_path / "test" / cls / "0.png", _class_color(k), size=(100, 100))
+    train = load_dataset("imagefolder", "train", tmp_path)
+    test = load_dataset("imagefolder", "test", tmp_path)
+    assert train is not None and test is not None
+    assert train.images.shape == (4, 3, 64, 64) and test.images.shape == (2, 3, 64, 64)
+    assert test.labels.tolist() == [0, 1]
+    assert len(_size_messages(simclr_log)) == 1  # logged once, for the train split
+    given = load_dataset("imagefolder", "test", tmp_path, image_size=48)
+    assert given is not None and given.images.shape == (2, 3, 48, 48)
+
+
+@pytest.mark.slow
+def test_cli_pretrain_on_a_folder_of_mixed_sizes(tmp_path: Path) -> None:
+    folder, out = tmp_path / "photos", tmp_path / "run"
+    sizes = [(40, 50), (70, 60), (64, 64), (90, 30), (30, 45), (50, 50), (48, 36), (60, 80)]
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    args = ["pretrain", "--dataset", "imagefolder", "--data-dir", str(folder), "--out", str(out), "--epochs", "1"]
+    args += ["--batch-size", "4", "--backbone", "resnet18", "--knn-every-epochs", "0", "--quiet", "--precision", "32"]
+    assert main([*args, "--accelerator", "cpu"]) == 0
+    assert (out / "backbone.safetensors").is_file()
 
 
 def test_limit_per_class_and_limit(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from simclr.config import build_config, config_to_yaml
 from simclr.models import build_backbone, resolve_stem
-from simclr.training.callbacks import export_backbone
+from simclr.rundir import BackboneMetadata, write_backbone
 
 MakeRun = Callable[..., Path]
 
@@ -36,18 +36,18 @@ def write_fake_run(
     torch.manual_seed(seed)
     stem = resolve_stem(config.stem, image_size)
     module, feature_dim = build_backbone(backbone, stem)
-    export_backbone(
-        module,
+    write_backbone(
         run_dir / "backbone.safetensors",
-        {
-            "backbone": backbone,
-            "stem": stem,
-            "feature_dim": str(feature_dim),
-            "dataset": dataset,
-            "image_size": str(image_size),
-            "global_step": "12",
-            "epoch": "2",
-        },
+        module.state_dict(),
+        BackboneMetadata(
+            backbone=backbone,
+            stem=stem,
+            feature_dim=feature_dim,
+            dataset=dataset,
+            image_size=image_size,
+            global_step=12,
+            epoch=2,
+        ),
     )
     rows = ["step,epoch,train_loss,lr,img_per_s,knn_top1"]
     for step in range(1, 13):

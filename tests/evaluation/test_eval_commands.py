@@ -13,8 +13,9 @@ from simclr.cli import main
 from simclr.evaluation.knn import run_knn
 from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import file_sha256, resolve_run
+from simclr.evaluation.options import EvalOptions, LinearEvalOptions
 from simclr.evaluation.results import validate_metrics
-from simclr.evaluation.session import EvalOptions, EvalSession
+from simclr.evaluation.session import EvalSession
 
 FAST = ["--max-iter", "60", "--l2-grid", "1e-5:1e-1:3"]
 
@@ -72,9 +73,9 @@ def test_backbone_is_bit_identical_after_linear_eval_and_knn(make_run, cifar_sma
     module = session.backbone.module
     module.train()  # features must still be computed in eval mode: BN running statistics may not move
     before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
-    run_linear_eval(session, grid=(1e-3,), max_iter=20)
+    run_linear_eval(session, LinearEvalOptions(l2_grid=(1e-3,), max_iter=20))
     run_knn(session)
-    run_linear_eval(session, tta=2, grid=(1e-3,), max_iter=20)
+    run_linear_eval(session, LinearEvalOptions(tta=2, l2_grid=(1e-3,), max_iter=20))
     after = module.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[name], after[name]) for name in before)

@@ -18,17 +18,11 @@ from simclr.cli import main
 from simclr.data import stratified_subset
 from simclr.errors import UserError
 from simclr.evaluation import finetune
-from simclr.evaluation.finetune import (
-    InputPipeline,
-    TrainConfig,
-    fit_classifier,
-    predict,
-    run_finetune,
-    train_linear_sgd,
-)
-from simclr.evaluation.heads import Classifier, HeadSpec, build_classifier_head
+from simclr.evaluation.finetune import InputPipeline, fit_classifier, predict, run_finetune, train_linear_sgd
+from simclr.evaluation.heads import Classifier, build_classifier_head
 from simclr.evaluation.loading import resolve_run
-from simclr.evaluation.session import EvalOptions, EvalSession
+from simclr.evaluation.options import EvalOptions, FinetuneOptions, LinearEvalOptions, TrainConfig
+from simclr.evaluation.session import EvalSession
 
 CPU = torch.device("cpu")
 FAST = [
@@ -170,8 +164,7 @@ def test_finetune_trains_a_copy_and_leaves_the_session_backbone_alone(
 ) -> None:
     run = make_run("cifar10", cifar_small)
     session = session_for(run, limit_train_images=100, limit_test_images=40)
-    config = TrainConfig(epochs=1, batch_size=32, eval_batch_size=128)
-    entry = run_finetune(session, label_fraction=0.5, head=HeadSpec("linear"), config=config)
+    entry = run_finetune(session, FinetuneOptions(epochs=1, batch_size=32, label_fraction=0.5, head="linear"))
     (call,) = spy.calls
     trained = call["model"]
     assert not same_as_file(trained.backbone, run / "backbone.safetensors")  # fine-tuned: the backbone moved
@@ -261,7 +254,7 @@ def test_bad_training_flags_are_user_errors(
 def test_linear_sgd_learns_with_a_frozen_backbone(make_run: Any, dark_bright_folder: Path, spy: Spy) -> None:
     run = make_run("imagefolder", dark_bright_folder)
     session = session_for(run)
-    entry = train_linear_sgd(session, epochs=3, batch_size=8, val_fraction=0.25)
+    entry = train_linear_sgd(session, LinearEvalOptions(method="sgd", epochs=3, val_fraction=0.25), batch_size=8)
     (call,) = spy.calls
     assert same_as_file(call["model"].backbone, run / "backbone.safetensors")
     assert same_as_file(session.backbone.module, run / "backbone.safetensors")

@@ -16,7 +16,6 @@ import yaml
 from simclr.cli import main
 from simclr.errors import UserError
 from simclr.experiments.sweep import (
-    MARKER_FILE,
     SweepRunner,
     cell_id,
     expand_cells,
@@ -25,6 +24,7 @@ from simclr.experiments.sweep import (
     parse_sweep,
     validate_cells,
 )
+from simclr.rundir import SWEEP_MARKER_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_BASE = {
@@ -205,7 +205,7 @@ def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
         assert float(row["final_loss"]) > 0 and float(row["regression_mse"]) >= 0 and row["regression_r2"]
     table = (sweep_dir / "results.md").read_text().splitlines()
     assert len(table) == 2 + 2 and "regression_mse" in table[0]
-    marker = json.loads((sweep_dir / "head_out_dim=16" / MARKER_FILE).read_text())
+    marker = json.loads((sweep_dir / "head_out_dim=16" / SWEEP_MARKER_FILE).read_text())
     assert marker["grid_values"] == {"head_out_dim": 16}
 
 
@@ -217,7 +217,7 @@ def test_rerun_skips_finished_cells_and_redoes_the_rest(
     done, redo = out / "tiny" / "head_out_dim=16", out / "tiny" / "head_out_dim=32"
     stamp = (done / "backbone.safetensors").stat().st_mtime_ns
     redo_stamp = (redo / "backbone.safetensors").stat().st_mtime_ns
-    (redo / MARKER_FILE).unlink()  # as if the sweep had died while evaluating this cell
+    (redo / SWEEP_MARKER_FILE).unlink()  # as if the sweep had died while evaluating this cell
     (redo / "eval" / "metrics.json").unlink()
     assert main(["sweep", str(tiny_sweep / "tiny.yaml"), "--out", str(out), "--dry-run"]) == 0
     listed = capsys.readouterr().out
@@ -228,4 +228,4 @@ def test_rerun_skips_finished_cells_and_redoes_the_rest(
     assert (done / "backbone.safetensors").stat().st_mtime_ns == stamp
     # pretraining was not redone, only the evaluation
     assert (redo / "backbone.safetensors").stat().st_mtime_ns == redo_stamp
-    assert (redo / MARKER_FILE).is_file() and (redo / "eval" / "metrics.json").is_file()
+    assert (redo / SWEEP_MARKER_FILE).is_file() and (redo / "eval" / "metrics.json").is_file()

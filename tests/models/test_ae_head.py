@@ -19,10 +19,10 @@ from simclr.models import (
     MLPAutoencoder,
     build_activation,
     build_head,
+    build_model,
     save_autoencoder,
 )
 from simclr.optim import build_optimizer
-from simclr.training.pretrain import build_model
 
 LATENT = 16
 

@@ -72,7 +72,9 @@ def test_warmup_cosine_errors() -> None:
 
 def test_warmup_steps_for() -> None:
     assert warmup_steps_for(10, 390, 100 * 390) == 3900  # SimCLR: 10 of 100 epochs
-    assert warmup_steps_for(10, 390, 20 * 390) == 780  # short run: capped at 10% of the steps
+    assert warmup_steps_for(10, 390, 20 * 390) == 3900  # a run that holds its warmup keeps all of it
+    assert warmup_steps_for(10, 200, 50 * 200) == 2000  # the 50-epoch Spirograph recipe keeps its 10 epochs
+    assert warmup_steps_for(10, 390, 10 * 390) == 390  # as long as the run: 10% of the steps
     assert warmup_steps_for(10, 100, 50) == 5
     assert warmup_steps_for(10, 100, 9) == 0  # fewer than 10 steps: no warmup
     assert warmup_steps_for(0, 100, 1000) == 0

@@ -16,6 +16,7 @@ import torch
 from simclr.config import build_config, config_to_yaml
 from simclr.evaluation.results import validate_metrics
 from simclr.reports import plots
+from simclr.rundir import RunDir
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck<script>"]
 SHA = "ab" * 32
@@ -171,7 +172,7 @@ def make_run(tmp_path: Path, plot_files: dict[str, Path]) -> MakeRun:
         (run / "eval").mkdir()
         (run / "eval" / "metrics.json").write_text(json.dumps(doc))
         if with_plots:
-            target = plots.plots_dir(run)
+            target = RunDir(run).eval.plots
             target.mkdir(parents=True)
             for name_, path in plot_files.items():
                 shutil.copyfile(path, target / name_)

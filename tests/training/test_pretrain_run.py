@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from simclr.config import build_config
 from simclr.models import build_backbone
-from simclr.training.pretrain import run_pretraining
+from simclr.training.pretrain import plan_optimisation, resolve_hardware, run_pretraining
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +87,27 @@ def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> Non
         b <= a + 1e-12 for a, b in zip(lrs[lrs.index(max(lrs)) :], lrs[lrs.index(max(lrs)) + 1 :], strict=False)
     )  # then decays
     assert lrs[-1] < 0.01
+
+
+@pytest.mark.parametrize(
+    ("devices", "sync", "expected"),
+    [("1", None, False), ("2", None, True), ("0,1", None, True), ("2", False, False), ("1", True, True)],
+)
+def test_batchnorm_is_synchronised_by_default_when_processes_share_a_batch(
+    tmp_path: Path, devices: str, sync: bool | None, expected: bool
+) -> None:
+    overrides: dict[str, object] = {"devices": devices, "accelerator": "cpu"}
+    if sync is not None:
+        overrides["sync_batchnorm"] = sync
+    hardware = resolve_hardware(small_config(tmp_path, tmp_path / "run", **overrides))
+    assert hardware.sync_batchnorm is expected
+    assert hardware.processes == (1 if devices == "1" else 2)
+
+
+def test_warmup_is_kept_when_it_fits_and_capped_with_a_log_line_when_not(cifar_small: Path, tmp_path: Path) -> None:
+    fits = plan_optimisation(small_config(cifar_small, tmp_path, epochs=50, warmup_epochs=10), 1000, 1)
+    assert (fits.steps_per_epoch, fits.warmup_steps, fits.total_steps) == (31, 310, 1550)
+    run = tmp_path / "short"
+    run_pretraining(small_config(cifar_small, run, limit_train_images=64, knn_every_epochs=0), quiet=True)
+    log = (run / "train.log").read_text()
+    assert "warmup: 10 epochs (20 steps) do not fit in a run of 4 steps; warming up for 0 steps (10%) instead" in log

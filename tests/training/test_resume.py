@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import os
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,51 +15,17 @@ from simclr.training.checkpoint_io import atomic_torch_save
 
 pytestmark = pytest.mark.slow
 
-ARGS = [
-    "--dataset",
-    "cifar10",
-    "--limit-train-images",
-    "96",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "2",
-    "--precision",
-    "32",
-    "--workers",
-    "1",
-    "--knn-every-epochs",
-    "0",
-    "--checkpoint-every-steps",
-    "2",
-    "--optimizer",
-    "sgd",
-    "--lr",
-    "0.05",
-    "--quiet",
-]
 
-
-def losses(run: Path) -> dict[int, float]:
-    with open(run / "metrics.csv", newline="") as handle:
-        return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(handle) if r["train_loss"]}
-
-
-def simclr(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # same thread count in both runs: bitwise-stable CPU math
-    return subprocess.Popen(
-        [sys.executable, "-m", "simclr", "pretrain", *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def test_resume_after_sigkill_matches_uninterrupted_run(cifar_small: Path, tmp_path: Path) -> None:
+def test_resume_after_sigkill_matches_uninterrupted_run(
+    short_cifar_run: list[str],
+    step_losses: Callable[[Path], dict[int, float]],
+    pretrain_cli: Callable[..., subprocess.Popen[str]],
+    tmp_path: Path,
+) -> None:
+    args, losses, simclr = [*short_cifar_run, "--checkpoint-every-steps", "2"], step_losses, pretrain_cli
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    ref_proc = simclr(*ARGS, "--data-dir", str(cifar_small), "--out", str(reference))
-    proc = simclr(*ARGS, "--data-dir", str(cifar_small), "--out", str(killed))
+    ref_proc = simclr(*args, "--out", str(reference))
+    proc = simclr(*args, "--out", str(killed))
     # kill once steps beyond a mid-epoch checkpoint (step 2 or 4 of the 6-step epoch) were trained
     deadline = time.time() + 240
     while time.time() < deadline:

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.commands.common import positive_int
+from simclr.commands.common import add_command
+from simclr.config import positive_int
 
 if TYPE_CHECKING:
     from simclr.data.coco import CropSummary
@@ -30,17 +31,29 @@ def _quality(text: str) -> int:
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("data", help="prepare datasets (e.g. crop objects from a COCO export)")
+    parser = add_command(
+        commands,
+        "data",
+        "prepare datasets (e.g. crop objects from a COCO export)",
+        ("simclr data coco-crops exports/ff-devices data/ff-devices-crops --pad 0.05",),
+    )
     # The sub-commands use the same parser class, so their argparse errors are one-line UserErrors.
     actions = parser.add_subparsers(
         dest="data_command", metavar="DATA_COMMAND", required=True, parser_class=type(parser)
     )
-    crops = actions.add_parser(
+    crops = add_command(
+        actions,
         "coco-crops",
-        help="crop every box of a Roboflow COCO export into an image folder of classes",
-        description="Read IN_DIR/{train,valid,test}/_annotations.coco.json and write each box as "
+        "crop every box of a Roboflow COCO export into an image folder of classes",
+        (
+            "simclr data coco-crops exports/ff-devices data/ff-devices-crops",
+            "simclr data coco-crops exports/ff-devices data/ff-one-shot --one-shot --seed 1",
+        ),
+    )
+    crops.description = (
+        "Read IN_DIR/{train,valid,test}/_annotations.coco.json and write each box as "
         "OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg; broken or hostile entries are "
-        "skipped and listed in OUT_DIR/skipped.csv.",
+        "skipped and listed in OUT_DIR/skipped.csv."
     )
     crops.add_argument("in_dir", type=Path, metavar="IN_DIR", help="the COCO export (train/ valid/ test/)")
     crops.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where the image folder is written")

@@ -6,12 +6,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simclr.commands.common import positive_int
+from simclr.commands.common import add_command
+from simclr.config import positive_int
+from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
+
+EXAMPLES = (
+    "simclr embed runs/cifar10-resnet18-20261123-101500 --data-dir ~/photos --out photos.npz",
+    "simclr embed RUN_DIR --data-dir ~/photos --out photos.parquet --layer projection",
+)
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("embed", help="embed an image folder to .npy/.npz/.parquet")
-    parser.add_argument("run", type=Path, metavar="RUN", help="run directory, or a backbone.safetensors file")
+    parser = add_command(commands, "embed", "embed an image folder to .npy/.npz/.parquet", EXAMPLES)
+    parser.add_argument("run", type=Path, metavar="RUN", help=f"run directory, or a {BACKBONE_FILE} file")
     parser.add_argument(
         "--data-dir", type=Path, required=True, help="folder of images (class sub-folders become labels)"
     )
@@ -23,7 +30,7 @@ def register(commands: Any) -> None:
         help="backbone features (default) or the projection head's output",
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help="the run's config.yaml (default: the one beside the backbone)"
+        "--config", type=Path, default=None, help=f"the run's {CONFIG_FILE} (default: the one beside the backbone)"
     )
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))

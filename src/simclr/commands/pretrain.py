@@ -1,4 +1,4 @@
-"""``simclr pretrain``: flags generated from :class:`simclr.config.PretrainConfig`."""
+"""``simclr pretrain``: flags generated from :class:`simclr.config.PretrainConfig`, merged over a recipe."""
 
 from __future__ import annotations
 
@@ -8,47 +8,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.errors import UserError
+from simclr.commands.common import add_command
+from simclr.commands.flags import add_settings_flags, overrides_from_args
+from simclr.config import PretrainConfig
+from simclr.rundir import RunDir
 
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from simclr.config import config_fields, field_types
-
-    types_ = field_types()
-    for item in config_fields():
-        flag = "--" + item.name.replace("_", "-")
-        kind = types_[item.name]
-        help_text = item.metadata.get("help", "")
-        if kind is bool:
-            parser.add_argument(
-                flag, dest=item.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            parser.add_argument(
-                flag, dest=item.name, type=kind, default=None, metavar=item.name.upper(), help=help_text
-            )
+EXAMPLES = (
+    "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --epochs 200 --batch-size 512",
+    "simclr pretrain --config configs/anchor-lightly-cifar10-resnet18-200ep.yaml --lr 0.5 --print-config",
+    "simclr pretrain --resume runs/cifar10-resnet18-20261123-101500",
+)
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("pretrain", help="pretrain a backbone with NT-Xent")
+    parser = add_command(commands, "pretrain", "pretrain a backbone with NT-Xent", EXAMPLES)
     parser.add_argument("--config", type=Path, default=None, help="recipe YAML; flags override its values")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress output on the terminal")
-    _add_config_flags(parser)
+    add_settings_flags(parser, PretrainConfig, overrides_only=True)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.config import build_config, config_to_yaml, field_types, read_yaml
+    from simclr.config import build_config, config_to_yaml, read_yaml
 
-    overrides = {name: getattr(args, name) for name in field_types() if getattr(args, name, None) is not None}
+    overrides = overrides_from_args(PretrainConfig, args)
     file_values: dict[str, Any] = read_yaml(args.config) if args.config else {}
     if overrides.get("resume"):
-        run_dir = Path(overrides["resume"])
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"cannot resume: {run_dir} has no config.yaml; pass the directory of a simclr run")
-        file_values = {**read_yaml(run_dir / "config.yaml"), **file_values}
-        overrides["out"] = str(run_dir)
+        resumed = RunDir(Path(overrides["resume"]))
+        file_values = {**resumed.read_config_values(), **file_values}
+        overrides["out"] = str(resumed.path)
     config = build_config(file_values, overrides)
     if args.print_config:
         sys.stdout.write(config_to_yaml(config))

@@ -1,31 +1,24 @@
-"""``simclr regress``: Spirograph's generative factors regressed from frozen features (seed 003)."""
+"""``simclr regress``: Spirograph's generative factors regressed from frozen features (Foster et al. 2020)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from simclr.commands.common import add_run_arguments, positive_int, session_from_args
-from simclr.commands.linear_eval import l2_grid
+from simclr.commands.common import add_command, add_run_arguments, session_from_args
+from simclr.commands.flags import add_settings_flags, settings_from_args
+from simclr.evaluation.options import RegressOptions
+
+EXAMPLES = (
+    "simclr regress runs/spirograph-resnet18-20261123-101500",
+    "simclr regress RUN_DIR --passes 5   # average the features of 5 fresh renders",
+)
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("regress", help="Spirograph: linear regression of the 4 generative factors")
+    parser = add_command(commands, "regress", "Spirograph: linear regression of the 4 generative factors", EXAMPLES)
     add_run_arguments(parser)
-    parser.add_argument(
-        "--passes", type=positive_int, default=1, help="average the features of this many fresh renders"
-    )
-    parser.add_argument(
-        "--standardize",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="standardise features with train statistics",
-    )
-    parser.add_argument("--l2-grid", type=l2_grid, default="1e-8:1e-1:8", help="L2 weights tried on validation")
-    parser.add_argument(
-        "--val-fraction", type=float, default=0.1, help="part of train held out to choose the L2 weight"
-    )
-    parser.add_argument("--max-iter", type=positive_int, default=500, help="L-BFGS iterations per fit")
+    add_settings_flags(parser, RegressOptions)
     parser.set_defaults(handler=run)
 
 
@@ -33,15 +26,9 @@ def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.regression import run_regression
     from simclr.evaluation.results import headline
 
+    options = settings_from_args(RegressOptions, args)
     session = session_from_args(args)
-    entry = run_regression(
-        session,
-        passes=args.passes,
-        grid=args.l2_grid,
-        val_fraction=args.val_fraction,
-        standardize=args.standardize,
-        max_iter=args.max_iter,
-    )
+    entry = run_regression(session, options)
     path = session.record("regression", entry)
     print(headline("regression", entry))
     print(f"results: {path}")

@@ -6,10 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from simclr.commands.common import add_command
+from simclr.rundir import EVAL_DIR, REPORT_FILE
+
+EXAMPLES = (
+    "simclr report runs/cifar10-resnet18-20261123-101500",
+    "simclr report runs/a runs/b runs/c --out comparison.html",
+)
+
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "report", help="write a self-contained HTML report (metrics, protocols, plots, config) of runs"
+    parser = add_command(
+        commands, "report", "write a self-contained HTML report (metrics, protocols, plots, config) of runs", EXAMPLES
     )
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories to report on")
     parser.add_argument(
@@ -17,7 +25,7 @@ def register(commands: Any) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="where to write the HTML (default: RUN_DIR/eval/report.html for one run, "
+        help=f"where to write the HTML (default: RUN_DIR/{EVAL_DIR}/{REPORT_FILE} for one run, "
         "./simclr-report.html for several)",
     )
     parser.set_defaults(handler=run)

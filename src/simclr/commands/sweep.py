@@ -11,11 +11,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from simclr.commands.common import add_command
+
+EXAMPLES = (
+    "simclr sweep configs/sweeps/simclr-ae.yaml --dry-run",
+    "simclr sweep configs/sweeps/simclr-ae.yaml --out runs --devices 0,1",
+)
+
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "sweep",
-        help="run a grid of pretraining configs (+ evaluation); re-running skips finished cells",
+    parser = add_command(
+        commands, "sweep", "run a grid of pretraining configs (+ evaluation); re-running skips finished cells", EXAMPLES
     )
     parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="sweep file: base, grid, cell_overrides, ...")
     parser.add_argument(

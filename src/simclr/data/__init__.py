@@ -32,6 +32,7 @@ from simclr.data.registry import (
     dataset_info,
     load_dataset,
 )
+from simclr.data.source import DataSource
 from simclr.data.spirograph import (
     GENERATIVE_NAMES,
     GENERATIVE_RANGES,
@@ -68,6 +69,7 @@ __all__ = [
     "SPIROGRAPH_SEED",
     "SPIROGRAPH_TEST_SIZE",
     "SPIROGRAPH_TRAIN_SIZE",
+    "DataSource",
     "DatasetInfo",
     "ImageDecodeError",
     "ImageStore",

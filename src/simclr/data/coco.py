@@ -3,12 +3,13 @@
 A Roboflow COCO export holds ``IN_DIR/{train,valid,test}/`` with an ``_annotations.coco.json`` and
 the images of each split. Every annotated box becomes one JPEG at
 ``OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg`` so the result loads as a labelled image
-folder (:func:`simclr.data.load_image_folder`): this is how seed 001 made its ``ff_devices`` data.
+folder (:func:`simclr.data.load_image_folder`): this is how the PyTorch SimCLR fork for
+firefighting-device schematics (docs/SOURCES.md) made its ``ff_devices`` data.
 
 What it does, and why:
 
 * The box ``[x, y, w, h]`` is padded by ``pad * w`` left and right and ``pad * h`` top and bottom
-  (symmetric, unlike the seed's left/top-only quirk), clipped to the image, and widened to whole
+  (symmetric, unlike that fork's left/top-only quirk), clipped to the image, and widened to whole
   pixels outwards (floor / ceil) so the object is never cut.
 * The export is input from elsewhere, so it is reported, never obeyed: a ``file_name`` that resolves
   outside its split folder, a missing or undecodable image, an empty, non-finite or off-image box,
@@ -17,7 +18,7 @@ What it does, and why:
   every output path is checked to stay inside ``OUT_DIR``.
 * Categories no annotation uses (Roboflow's super-category at id 0) simply get no folder.
 * ``one_shot`` keeps one crop per class in ``train`` (chosen with ``seed``) and every crop in the
-  other splits: the seed's one-shot experiment.
+  other splits: that fork's one-shot experiment.
 * ``OUT_DIR`` must not already hold a previous extraction unless ``overwrite``, which first removes
   it, so crops of two runs never mix.
 """

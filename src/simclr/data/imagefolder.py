@@ -13,13 +13,19 @@ Layout rules:
 Images are decoded once, straight into one preallocated ``(N, 3, H, W) uint8`` tensor; with
 ``workers > 0`` by that many forked processes sharing the output mapping (threads where fork is
 not available). Files that cannot be decoded are skipped and listed in ``ImageStore.skipped``.
+
+Image size: a given ``image_size`` resizes every image (shorter side, then centre crop). Without one,
+a folder whose images all share one size keeps it; a folder of mixed sizes gets
+:func:`default_image_size` of its images' shorter sides, read from the file headers of a sample.
 """
 
 from __future__ import annotations
 
+import logging
 import mmap
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import warnings
 from collections.abc import Sequence
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from simclr.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, is_image_file, load_image
 from simclr.data.store import ImageStore
@@ -35,7 +42,9 @@ from simclr.data.subset import stratified_subset
 from simclr.errors import UserError
 
 __all__ = [
+    "STANDARD_IMAGE_SIZES",
     "decode_files",
+    "default_image_size",
     "find_split_folder",
     "folder_class_names",
     "has_split_layout",
@@ -50,6 +59,13 @@ _SPLIT_DIRS = {
     "test": ("test", "val", "valid", "validation"),
     "val": ("val", "valid", "validation"),
 }
+
+log = logging.getLogger("simclr")
+
+STANDARD_IMAGE_SIZES: tuple[int, ...] = (32, 64, 96, 128, 160, 224)
+# Header reads per folder when choosing an image size: enough for a stable median, cheap on any folder.
+_HEADER_SAMPLE = 1000
+_EXIF_ORIENTATION = 0x0112
 
 
 def _scan(path: str) -> tuple[list[str], list[str]]:
@@ -186,6 +202,14 @@ def _default_pool() -> str:
     return "thread"
 
 
+class _MixedSizesError(UserError):
+    """Images of different sizes met while decoding at the native size (``image_size=None``)."""
+
+    def __init__(self, message: str, sizes: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        super().__init__(message)
+        self.sizes = sizes  # (width, height) of the first image and of the one that differs
+
+
 # (paths, image_size, crop_bottom, target array, height, width); set in forked workers.
 _DecodeState = tuple[list[str], int | None, int, np.ndarray, int, int]
 _WORKER_STATE: _DecodeState | None = None
@@ -236,7 +260,7 @@ def decode_files(
     Returns ``(images, ok_indices, skipped)``: ``ok_indices`` are the positions in ``paths`` that
     decoded, ``skipped`` lists ``(name, reason)`` for the others (``names`` defaults to the paths).
     With ``image_size=None`` every image must have the size of the first one, else a
-    :class:`UserError` asks for ``--image-size``.
+    :class:`UserError` asks for ``--image-size`` (:func:`load_image_folder` picks one instead).
 
     ``workers > 0`` decodes in parallel (``-1``: one per CPU) with ``pool`` = ``"process"``
     (forked processes writing into one shared anonymous mapping; the default on Linux) or
@@ -317,10 +341,11 @@ def decode_files(
     for done, errs, mismatch in results:
         if mismatch is not None:
             i, mh, mw = mismatch
-            raise UserError(
+            raise _MixedSizesError(
                 f"images in {where} have different sizes ({w}x{h} in {shown[first - 1]}, "
                 f"{mw}x{mh} in {shown[i]}); pass --image-size N to resize and centre-crop them "
-                "to N x N"
+                "to N x N",
+                ((w, h), (mw, mh)),
             )
         ok[done] = True
         errors.update(errs)
@@ -329,6 +354,76 @@ def decode_files(
         images = images.index_select(0, ok_idx)
     skipped = [(shown[i], errors[i]) for i in sorted(errors)]
     return images, ok_idx, skipped
+
+
+def default_image_size(shorter_sides: Sequence[int]) -> int:
+    """The standard image size for a folder whose images have these shorter sides (pixels): the
+    largest of :data:`STANDARD_IMAGE_SIZES` not above their median, and 32 at the least.
+
+    Rounding down shrinks the typical image rather than enlarging it, so random crops stay sharp
+    (upscaling only adds blur); the standard sizes are those the backbone stems and recipes are
+    made for (CIFAR 32 px, STL-10 96 px, ImageNet 224 px), and larger photos are cut down to 224.
+
+    >>> default_image_size([131, 90, 400])
+    128
+    >>> [default_image_size([side]) for side in (20, 70, 100, 3000)]
+    [32, 64, 96, 224]
+    """
+    if not shorter_sides:
+        raise ValueError("default_image_size needs the shorter side of at least one image")
+    typical = statistics.median_low(shorter_sides)
+    fitting = [size for size in STANDARD_IMAGE_SIZES if size <= typical]
+    return fitting[-1] if fitting else STANDARD_IMAGE_SIZES[0]
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` as decoded (EXIF rotation applied) from the header alone; ``None`` when
+    unreadable, leaving the file to the decoder, which skips and counts it."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            # Only where the decoder applies EXIF rotation; PNG's getexif() would decode the pixels.
+            if ("exif" in img.info or img.format == "TIFF") and img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
+                w, h = h, w
+            return w, h
+    except Exception:  # PIL reports bad files through many exception types; the decoder names the reason
+        return None
+
+
+def _sampled_sizes(root: Path, rel: Sequence[str]) -> list[tuple[int, int]]:
+    """Header sizes of up to :data:`_HEADER_SAMPLE` readable files spread evenly over ``rel``
+    (sorted by class folder, so every class is represented; the same files on every call)."""
+    n = len(rel)
+    picks = range(n) if n <= _HEADER_SAMPLE else np.linspace(0, n - 1, _HEADER_SAMPLE).round().astype(int).tolist()
+    sizes = [_header_size(root / rel[i]) for i in picks]
+    return [size for size in sizes if size is not None]
+
+
+def _auto_image_size(sizes: Sequence[tuple[int, int]]) -> int | None:
+    """The size to decode a folder at when none is given, from its sampled header sizes: ``None``
+    (native) when they all agree, else :func:`default_image_size` of their shorter sides.
+
+    All ``N x N`` gives ``N`` rather than ``None``: the same pixels, but a file outside the
+    sample that differs is resized to match instead of failing the whole load.
+    """
+    distinct = set(sizes)
+    if len(distinct) > 1:
+        return default_image_size([min(size) for size in sizes])
+    if distinct:
+        w, h = distinct.pop()
+        return w if w == h else None
+    return None
+
+
+def _log_default_size(root: Path, shorter_sides: Sequence[int], image_size: int) -> None:
+    log.info(
+        "image folder %s: images of mixed sizes (shorter side median %d px, %d files sampled); using --image-size %d "
+        "(resize shorter side + centre crop); pass --image-size N to choose",
+        root,
+        statistics.median_low(shorter_sides),
+        len(shorter_sides),
+        image_size,
+    )
 
 
 def load_image_folder(
@@ -345,7 +440,8 @@ def load_image_folder(
     how class sub-folders are recognised).
 
     ``image_size``: resize the shorter side (bilinear, antialiased) and centre-crop to a square;
-    ``None`` keeps the native size, which must then be the same for all images.
+    ``None`` keeps the native size when all images share one, else uses :func:`default_image_size`
+    of the shorter sides of (a sample of) the whole folder, before any limit, and logs that choice.
     ``limit_per_class``: keep the first k files (sorted) of every class (of the folder when
     unlabeled). ``limit``: a stratified random subset of that many files chosen with ``seed``
     before decoding. Undecodable files are skipped, so a limited store may hold fewer images.
@@ -357,6 +453,13 @@ def load_image_folder(
             f"no image files ({_EXT_LIST}) found in {root}; point --data-dir at a folder of images "
             "or of class sub-folders"
         )
+    sampled: list[tuple[int, int]] = []
+    if image_size is None:
+        # From the whole folder, not the limited subset: every limit and the sibling split agree.
+        sampled = _sampled_sizes(root, rel)
+        image_size = _auto_image_size(sampled)
+        if image_size is not None and len(set(sampled)) > 1:
+            _log_default_size(root, [min(size) for size in sampled], image_size)
     if limit_per_class is not None:
         keep = _limit_per_class(labels, limit_per_class)
         rel = [rel[i] for i in keep.tolist()]
@@ -365,9 +468,16 @@ def load_image_folder(
         keep = stratified_subset(labels, limit, seed)
         rel = [rel[i] for i in keep.tolist()]
         labels = labels[keep]
-    images, ok_idx, skipped = decode_files(
-        [root / r for r in rel], image_size=image_size, workers=workers, names=rel, where=root
-    )
+    paths = [root / r for r in rel]
+    try:
+        images, ok_idx, skipped = decode_files(paths, image_size=image_size, workers=workers, names=rel, where=root)
+    except _MixedSizesError as e:
+        # The header sample looked uniform, but a file outside it (or one whose header disagrees
+        # with its pixels) has another size: decode again at the default size.
+        shorter_sides = [min(size) for size in sampled or e.sizes]
+        image_size = default_image_size(shorter_sides)
+        _log_default_size(root, shorter_sides, image_size)
+        images, ok_idx, skipped = decode_files(paths, image_size=image_size, workers=workers, names=rel, where=root)
     if ok_idx.numel() == 0:
         example = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise UserError(
@@ -411,7 +521,8 @@ def load_split_folder(
 ) -> ImageStore:
     """Load ``split`` of a ``root/{train,test}/<class>/*`` layout (``test`` may be ``val``).
 
-    The test split reuses the train split's class numbering so labels agree across splits.
+    The test split reuses the train split's class numbering, and without ``image_size`` the size
+    :func:`load_image_folder` picks for the train split, so labels and sizes agree across splits.
     """
     root = _check_folder(root, "data folder")
     folder = find_split_folder(root, split)
@@ -425,6 +536,8 @@ def load_split_folder(
         train = find_split_folder(root, "train")
         if train is not None:
             class_names = folder_class_names(train) or None
+            if image_size is None:
+                image_size = _auto_image_size(_sampled_sizes(train, list_image_folder(train)[0]))
     return load_image_folder(
         folder,
         image_size=image_size,

@@ -144,7 +144,9 @@ def load_dataset(
     ``train_labeled`` differs from ``train`` only for STL-10 (whose ``train`` adds the 100,000
     unlabeled images). ``limit`` keeps a stratified subset of that many images (random when
     unlabeled), reproducible by ``seed``. Returns ``None`` when the dataset has no such split
-    (an ``imagefolder`` without ``test/``/``val/``).
+    (an ``imagefolder`` without ``test/``/``val/``). An ``imagefolder`` without ``image_size`` keeps
+    its images' size when they all share one, else both splits get the standard size picked from the
+    train split (:func:`simclr.data.imagefolder.default_image_size`).
 
     Spirograph: 100,000 train / 20,000 test images rendered from seeds 3 and 4; ``spirograph_size``
     sets the train size and ``spirograph_test_size`` the test size (default train // 5); ``image_size`` sets

@@ -65,7 +65,9 @@ NUISANCE_RANGES: tuple[tuple[float, float], ...] = (
 )
 N_POINTS = 40
 GRID_EXTENT = 6.0
-SPIROGRAPH_SEED = 3  # "seed 003" of the paper; the test split uses SPIROGRAPH_SEED + 1
+# Generator seed of the training images, fixed so that every run draws the same ones (the value itself is
+# arbitrary); the test split uses SPIROGRAPH_SEED + 1.
+SPIROGRAPH_SEED = 3
 _RENDER_CHUNK = 2048
 
 
@@ -188,6 +190,8 @@ class SpirographViews(nn.Module):
     with freshly drawn nuisance parameters. Output views are float32, normalised with mean/std 0.5
     (i.e. in [-1, 1]) and channels_last."""
 
+    input_key: ClassVar[str] = "factors"
+    """The batch entry the views are made from: the generative factors, rendered anew for every view."""
     invariance_parameter_names: ClassVar[tuple[str, ...]] = NUISANCE_NAMES
     """The columns of :meth:`redraw_invariance_params` and of the leaf of :meth:`views_with_grad`."""
 

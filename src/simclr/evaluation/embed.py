@@ -1,8 +1,8 @@
 """Embeddings of any image folder, for users who pretrain once and then search, cluster or label.
 
 The backbone output (``layer="backbone"``, the representation SimCLR evaluates) or the projection
-head's output (``layer="projection"``, the space NT-Xent was computed in; its head weights come from
-``checkpoints/last.ckpt``), saved with the file names and labels next to the vectors.
+head's output (``layer="projection"``, the space NT-Xent was computed in; its head weights come from the
+run's last checkpoint), saved with the file names and labels next to the vectors.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from simclr.data import dataset_info, load_image_folder
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import RunRef, load_backbone
-from simclr.models import build_head
+from simclr.models import build_projection_head
 
 LAYERS = ("backbone", "projection")
 FORMATS = (".npy", ".npz", ".parquet")
@@ -36,22 +36,12 @@ class Embeddings:
 
 def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
     """The run's projection head with its trained weights from the Lightning checkpoint."""
-    path = ref.checkpoint_path
+    path = ref.run.last_checkpoint
     if not path.is_file():
         raise UserError(
             f"--layer projection needs the head's weights in {path}, which does not exist; use --layer backbone"
         )
-    config = ref.config
-    head, _ = build_head(
-        config.head,
-        feature_dim,
-        out_dim=config.head_out_dim,
-        hidden_dim=config.head_hidden_dim,
-        num_layers=config.head_layers,
-        batch_norm=config.head_batch_norm,
-        ae_checkpoint=config.ae_checkpoint,
-        activation=config.head_activation,
-    )
+    head, _ = build_projection_head(ref.config, feature_dim)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     except Exception as exc:  # a damaged or foreign file: say which and stop

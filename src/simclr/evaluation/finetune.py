@@ -1,18 +1,19 @@
 """Training a classification head (and optionally the backbone) on labelled images: one loop for
 fine-tuning, the supervised baseline and the SGD linear probe.
 
-* Fine-tuning (SimCLR, Chen et al. 2020, arXiv:2002.05709, sec. 7 and B.6; seed 002's
-  ``finetune_simclr``, seed 004's MLP-head fine-tuning): a trainable copy of the pretrained backbone
-  plus a new head, trained on a stratified label subset with random-crop + flip augmentation only.
-* The supervised baseline (seed 004): the same loop from random or ImageNet weights
-  (:mod:`simclr.evaluation.supervised`).
-* The SGD linear probe with augmentation (seed 003's ``gradient_linear_clf.py``, for sets too large
+* Fine-tuning (SimCLR, Chen et al. 2020, arXiv:2002.05709, sec. 7 and B.6; SimCLR-Lightning's
+  ``finetune_simclr``; the MLP-head fine-tuning of the CIFAR-10 ResNet-18 study; sources:
+  docs/SOURCES.md): a trainable copy of the pretrained backbone plus a new head, trained on a stratified
+  label subset with random-crop + flip augmentation only.
+* The supervised baseline (of the CIFAR-10 ResNet-18 study): the same loop from random or ImageNet
+  weights (:mod:`simclr.evaluation.supervised`).
+* The SGD linear probe with augmentation (Foster et al. 2020's ``gradient_linear_clf.py``, for sets too large
   for full-batch L-BFGS): frozen backbone, linear head, SGD + cosine, test score of the last epoch.
 
 Model selection only ever looks at a validation split carved from the labelled training images
-(early stopping on validation loss, keeping the best epoch's weights, as seed 004 stops on validation
-loss with patience 3 and minimum improvement 0.01 and seed 002 keeps the best ``validate_loss``
-checkpoint); the test split is scored once, at the end. Images stay uint8 in memory and are
+(early stopping on validation loss, keeping the best epoch's weights, as the CIFAR-10 ResNet-18 study
+stops on validation loss with patience 3 and minimum improvement 0.01 and SimCLR-Lightning keeps the best
+``validate_loss`` checkpoint); the test split is scored once, at the end. Images stay uint8 in memory and are
 augmented as a batch on the training device (:mod:`simclr.views`), in mixed precision where the
 device computes it natively; the loss is always fp32.
 """
@@ -23,7 +24,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -36,8 +37,9 @@ from simclr.evaluation.features import autocast_for, encode_batches, normalize_i
 from simclr.evaluation.heads import Classifier, HeadSpec
 from simclr.evaluation.label_subsets import label_subset, label_subset_protocol
 from simclr.evaluation.metrics import classification_metrics
+from simclr.evaluation.options import FinetuneOptions, LinearEvalOptions, TrainConfig
 from simclr.evaluation.results import make_entry
-from simclr.optim.schedules import warmup_cosine
+from simclr.optim import WarmupCosineLR
 from simclr.views import SimCLRViews, ViewConfig, sample_view_params
 from simclr.views.ops import resized_crop
 
@@ -45,12 +47,9 @@ if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession
 
 __all__ = [
-    "DEFAULT_LR",
-    "OPTIMIZERS",
     "FitResult",
     "InputPipeline",
     "LabelledSplit",
-    "TrainConfig",
     "fit_classifier",
     "predict",
     "run_finetune",
@@ -61,78 +60,8 @@ __all__ = [
 
 log = logging.getLogger("simclr")
 
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
-DEFAULT_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
-"""Peak learning rate of the head: Adam 1e-3 (seeds 002 and 004 fine-tune with Adam's default),
-SGD 0.1 (seed 003's linear SGD classifier). A trained backbone gets ``backbone_lr_scale`` times it."""
-
 DEFAULT_CROP_SCALE: tuple[float, float] = (0.08, 1.0)
-"""Inception-style random resized crop, as SimCLR fine-tunes (Appendix B.6) and seed 003's SGD probe trains."""
-
-
-# -- configuration ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainConfig:
-    """How the loop trains. ``patience`` 0 never stops early; ``keep_best`` restores the weights of the
-    epoch with the lowest validation loss (else the last epoch's weights are scored)."""
-
-    epochs: int = 20
-    batch_size: int = 256
-    optimizer: str = "adam"
-    lr: float | None = None
-    backbone_lr_scale: float = 0.1
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    nesterov: bool = False
-    patience: int = 3
-    min_delta: float = 0.01
-    keep_best: bool = True
-    eval_batch_size: int = 512
-    seed: int = 0
-
-    @property
-    def head_lr(self) -> float:
-        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
-
-    def validate(self) -> None:
-        """Raise :class:`UserError` naming the first bad flag."""
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-        checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (
-                self.batch_size >= 2,
-                f"--train-batch-size must be >= 2 (BatchNorm needs 2 images), got {self.batch_size}",
-            ),
-            (math.isfinite(self.head_lr) and self.head_lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.backbone_lr_scale >= 0, f"--backbone-lr-scale must be >= 0, got {self.backbone_lr_scale}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.patience >= 0, f"--patience must be >= 0 (0: never stop early), got {self.patience}"),
-            (self.min_delta >= 0, f"--min-delta must be >= 0, got {self.min_delta}"),
-            (0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
-
-    def describe(self, frozen: bool) -> dict[str, Any]:
-        """The optimisation part of a result's protocol."""
-        block: dict[str, Any] = {
-            "optimizer": self.optimizer,
-            "lr": self.head_lr,
-            "backbone_lr": None if frozen else self.head_lr * self.backbone_lr_scale,
-            "lr_schedule": "cosine per step to 0, no warm-up",
-            "weight_decay": self.weight_decay,
-            "batch_size": self.batch_size,
-            "epochs_max": self.epochs,
-            "patience": self.patience,
-            "min_delta": self.min_delta,
-        }
-        if self.optimizer == "sgd":
-            block.update(momentum=self.momentum, nesterov=self.nesterov)
-        else:
-            block["betas"] = [0.9, 0.999]
-        return block
+"""Inception-style random resized crop, as SimCLR fine-tunes (Appendix B.6) and Foster et al.'s SGD probe trains."""
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -142,7 +71,7 @@ class InputPipeline:
     Training inputs get a random resized crop and a horizontal flip per image (no colour distortion:
     SimCLR fine-tunes with crop + flip only, Appendix B.6); evaluation inputs are the whole image,
     resized to ``size`` when the stored images have another size (e.g. 32px CIFAR upsampled to 224px
-    for ImageNet weights, as seed 004 resizes CIFAR-10).
+    for ImageNet weights, as the CIFAR-10 ResNet-18 study resizes CIFAR-10).
     """
 
     def __init__(
@@ -241,8 +170,8 @@ def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[Te
 def _build_optimizer(model: Classifier, config: TrainConfig) -> torch.optim.Optimizer:
     head, backbone = model.trainable_groups()
     groups: list[dict[str, Any]] = [{"params": head, "lr": config.head_lr}]
-    if backbone and config.backbone_lr_scale > 0:
-        groups.append({"params": backbone, "lr": config.head_lr * config.backbone_lr_scale})
+    if backbone and config.backbone_lr_factor > 0:
+        groups.append({"params": backbone, "lr": config.head_lr * config.backbone_lr_factor})
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, weight_decay=config.weight_decay)
     return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
@@ -291,7 +220,7 @@ def fit_classifier(
     optimizer = _build_optimizer(model, config)
     steps_per_epoch = len(_batches(images.shape[0], config.batch_size, torch.Generator()))
     total_steps = config.epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total_steps, 0, 1.0))
+    schedule = WarmupCosineLR(optimizer, total_steps=total_steps, warmup_steps=0)
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     has_val = val is not None and val[0].shape[0] > 0
     history: list[dict[str, Any]] = []
@@ -426,29 +355,19 @@ def train_and_test(
     return make_entry(method, full_protocol, metrics, time.perf_counter() - start)
 
 
-def run_finetune(
-    session: EvalSession,
-    *,
-    label_fraction: float | None = None,
-    labels_per_class: int | None = None,
-    head: HeadSpec | None = None,
-    freeze_backbone: bool = False,
-    val_fraction: float = 0.1,
-    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
-    config: TrainConfig | None = None,
-) -> dict[str, Any]:
+def run_finetune(session: EvalSession, options: FinetuneOptions | None = None) -> dict[str, Any]:
     """Fine-tune a copy of the run's backbone with a new head on a label subset; the ``finetune``
-    entry of ``metrics.json``. The session's own backbone is never modified."""
-    config = config or TrainConfig(seed=session.options.seed, eval_batch_size=session.options.batch_size)
+    entry of the results. The session's own backbone is never modified."""
+    given = options or FinetuneOptions()
+    config = replace(given, seed=session.options.seed, eval_batch_size=session.options.batch_size)
     config.validate()
     session.require_classes("fine-tuning")
-    head = head or HeadSpec()
     loaded = session.backbone
     split = split_labelled(
         session.stores["train"].labels,
-        fraction=label_fraction,
-        per_class=labels_per_class,
-        val_fraction=val_fraction,
+        fraction=config.label_fraction,
+        per_class=config.labels_per_class,
+        val_fraction=config.val_fraction,
         seed=config.seed,
     )
     info = session.info
@@ -457,48 +376,48 @@ def run_finetune(
         method="finetune",
         backbone=copy.deepcopy(loaded.module),
         feature_dim=loaded.feature_dim,
-        head=head,
-        freeze_backbone=freeze_backbone,
-        pipeline=InputPipeline(session.image_size, info.mean, info.std, crop_scale),
+        head=HeadSpec(kind=config.head, hidden_dim=config.hidden_dim, dropout=config.dropout),
+        freeze_backbone=config.freeze_backbone,
+        pipeline=InputPipeline(session.image_size, info.mean, info.std, (config.crop_min_scale, 1.0)),
         split=split,
         config=config,
-        protocol={**label_subset_protocol(label_fraction, labels_per_class), "image_size": session.image_size},
+        protocol={
+            **label_subset_protocol(config.label_fraction, config.labels_per_class),
+            "image_size": session.image_size,
+        },
     )
 
 
+LINEAR_SGD_BATCH_SIZE = 512
+LINEAR_SGD_WEIGHT_DECAY = 1e-6
+LINEAR_SGD_MOMENTUM = 0.9
+
+
 def train_linear_sgd(
-    session: EvalSession,
-    *,
-    epochs: int = 90,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    nesterov: bool = False,
-    weight_decay: float = 1e-6,
-    batch_size: int = 512,
-    val_fraction: float = 0.1,
-    standardize: bool = True,
-    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
+    session: EvalSession, options: LinearEvalOptions | None = None, *, batch_size: int = LINEAR_SGD_BATCH_SIZE
 ) -> dict[str, Any]:
-    """Seed 003's ``gradient_linear_clf.py`` protocol: a linear classifier on the frozen backbone,
+    """Foster et al. 2020's ``gradient_linear_clf.py`` protocol: a linear classifier on the frozen backbone,
     trained by SGD (lr 0.1, momentum 0.9, optional Nesterov, weight decay 1e-6, batch 512, 90 epochs)
     with a per-step cosine schedule on crop + flip augmented images, whose features are computed
     under ``no_grad`` in eval mode every batch (the backbone never changes, not even its BatchNorm
-    statistics). The test split is scored with the **last** epoch's classifier: seed 003 reports the
-    best test accuracy over epochs, which selects on test. The ``val_fraction`` part of train is only
+    statistics). The test split is scored with the **last** epoch's classifier: Foster et al.'s code
+    reports the best test accuracy over epochs, which selects on test. The ``val_fraction`` part of train is only
     monitored (``history``), never used to select; ``0`` trains on all of train. ``standardize`` puts
     a BatchNorm without affine parameters before the linear layer (see
     :mod:`simclr.evaluation.heads`). Returns the ``linear_sgd`` entry; records nothing.
     """
+    options = options or LinearEvalOptions(method="sgd")
+    standardize, val_fraction = options.standardize, options.val_fraction
     session.require_classes("SGD linear evaluation")
     config = TrainConfig(
-        epochs=epochs,
+        epochs=options.epochs,
         batch_size=batch_size,
         optimizer="sgd",
-        lr=lr,
+        lr=options.lr,
         backbone_lr_scale=0.0,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        nesterov=nesterov,
+        weight_decay=LINEAR_SGD_WEIGHT_DECAY,
+        momentum=LINEAR_SGD_MOMENTUM,
+        nesterov=options.nesterov,
         patience=0,
         keep_best=False,
         eval_batch_size=session.options.batch_size,
@@ -515,7 +434,7 @@ def train_linear_sgd(
         feature_dim=loaded.feature_dim,
         head=HeadSpec(kind="linear", standardize=standardize),
         freeze_backbone=True,
-        pipeline=InputPipeline(session.image_size, info.mean, info.std, crop_scale),
+        pipeline=InputPipeline(session.image_size, info.mean, info.std, DEFAULT_CROP_SCALE),
         split=split,
         config=config,
         protocol={

@@ -8,8 +8,9 @@ evaluation puts a new classification head on the backbone output instead:
   arXiv:2111.06377, sec. A.2: it is still a linear classifier at test time, but SGD no longer depends
   on the scale of the frozen features);
 * ``mlp``: Linear -> BatchNorm -> ReLU -> Dropout -> Linear, the BN / activation / dropout block of
-  seed 002's fine-tuning head and the MLP head of seed 004 (which uses 512 hidden units on
-  ImageNet features), with one hidden layer of ``hidden_dim`` units (default 512).
+  SimCLR-Lightning's fine-tuning head and the MLP head of the CIFAR-10 ResNet-18 study (which uses 512
+  hidden units on ImageNet features; sources: docs/SOURCES.md), with one hidden layer of ``hidden_dim``
+  units (default 512).
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ class Classifier(nn.Module):
     """``head(backbone(x))``; with ``freeze_backbone`` the backbone is a fixed feature extractor.
 
     A frozen backbone has no gradients and stays in eval mode even while the classifier trains, so
-    neither its weights nor its BatchNorm statistics can move (seed 004 leaves BN in train mode, which
-    quietly changes the "frozen" network); its features are computed under ``no_grad``, which also
-    saves the activation memory of the backward pass.
+    neither its weights nor its BatchNorm statistics can move (the CIFAR-10 ResNet-18 study leaves BN in
+    train mode, which quietly changes the "frozen" network); its features are computed under ``no_grad``,
+    which also saves the activation memory of the backward pass.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, freeze_backbone: bool) -> None:

@@ -1,12 +1,12 @@
 """How invariant a representation is to its augmentations (Foster et al. 2020, arXiv:2010.09515, sec. 5).
 
-The seed's two measures, both lower = more invariant, both on frozen backbone features in eval mode:
+Foster et al.'s two measures, both lower = more invariant, both on frozen backbone features in eval mode:
 
-* **Conditional variance** (seed 003's ``scan_cond_var.py``): each test image is augmented ``views``
+* **Conditional variance** (their code's ``scan_cond_var.py``): each test image is augmented ``views``
   times; the L2-normalised representations are projected on a random +-1 direction, and the variance of
   that projection across the image's views is averaged over images. It estimates how much the
   representation still moves when only the augmentation changes.
-* **Predictability of the augmentation** (seed 003's ``predict_alpha.py``): a linear regression from the
+* **Predictability of the augmentation** (their code's ``predict_alpha.py``): a linear regression from the
   representation of one view to that view's parameters (the 4 colour-jitter parameters for images, the
   6 nuisance parameters for Spirograph), fitted on train views and scored on test views. A representation
   that has discarded the augmentation cannot predict it (R^2 near 0).
@@ -36,7 +36,6 @@ from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.losses.invariance import penalty_terms, rademacher
-from simclr.views.factory import view_config_for
 
 
 def conditional_variance(view_features: Tensor, generator: torch.Generator) -> float:
@@ -134,14 +133,15 @@ def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
 def run_invariance(
     session: EvalSession, *, views: int = 10, max_images: int = 2000, per_parameter_images: int = 500
 ) -> dict[str, Any]:
-    """The invariance measures of a run; returns the ``invariance`` entry of ``metrics.json``. The seed's two
-    measures come first, drawn from the generator in the same order as before the extra ones were added."""
+    """The invariance measures of a run; returns the ``invariance`` entry of ``metrics.json``. Foster et al.'s
+    two measures draw from the generator first, so the diagnostics after them cannot change their values
+    (docs/REPRODUCING.md, "Invariance")."""
     start = time.perf_counter()
     seed = session.options.seed
     if session.stores["train"].factors is not None:
         encoder = session.view_encoder()
     else:  # every view shows its jitter parameters: jitter always on, never grayscale
-        base = view_config_for(session.config, session.info, session.image_size)
+        base = session.config.view_config(session.info, session.image_size)
         encoder = session.view_encoder(replace(base, jitter_p=1.0, grayscale_p=0.0))
     test = _subset(session.stores["test"], max_images, seed)
     train = _subset(session.stores["train"], max_images, seed + 1)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from simclr.evaluation.session import EvalSession
 
 
 @torch.no_grad()
@@ -55,10 +58,9 @@ def knn_accuracy(
     return float((scores.argmax(1) == query_labels).float().mean())
 
 
-def run_knn(session: Any, *, ks: Sequence[int] = (200, 20), temperature: float = 0.1) -> dict[str, Any]:
-    """Weighted kNN of a run (an :class:`~simclr.evaluation.session.EvalSession`): the training split
-    is the bank, the test split the queries. Returns the ``metrics.json`` entry with one block of
-    classification metrics per k (``k200``, ``k20``)."""
+def run_knn(session: EvalSession, *, ks: Sequence[int] = (200, 20), temperature: float = 0.1) -> dict[str, Any]:
+    """Weighted kNN of a run: the training split is the bank, the test split the queries. Returns its entry
+    of the results, with one block of classification metrics per k (``k200``, ``k20``)."""
     from simclr.evaluation.metrics import classification_metrics
     from simclr.evaluation.results import make_entry
 

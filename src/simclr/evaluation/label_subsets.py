@@ -1,10 +1,11 @@
 """Which training labels a semi-supervised evaluation may use: a stratified, seeded label subset.
 
 Label-efficiency protocols fine-tune on a part of the labelled training set: SimCLR (Chen et al.
-2020, arXiv:2002.05709, sec. 7 / Table 7) on 1% and 10% of ImageNet's labels, seed 002 on a 0.3
-fraction of CIFAR-10 (sklearn ``StratifiedShuffleSplit(train_size=0.3)``), seed 004 on 6,500 CIFAR-10
-images (650 per class when balanced). Either way every class keeps its share, so a small subset
-never silently drops a class, and the same seed always gives the same images.
+2020, arXiv:2002.05709, sec. 7 / Table 7) on 1% and 10% of ImageNet's labels, SimCLR-Lightning on a
+0.3 fraction of CIFAR-10 (sklearn ``StratifiedShuffleSplit(train_size=0.3)``), the CIFAR-10 ResNet-18
+study on 6,500 CIFAR-10 images (650 per class when balanced; both sources: docs/SOURCES.md). Either way
+every class keeps its share, so a small subset never silently drops a class, and the same seed always
+gives the same images.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def label_subset(labels: Tensor, *, fraction: float | None = None, per_class: in
 
     * ``fraction`` in (0, 1]: ``round(fraction * N)`` images (at least 1), split over the classes in
       proportion to their sizes with largest-remainder rounding, so each class keeps its share within
-      one image (seed 002's ``--train_sample_ratio``); ``1.0`` keeps every image;
+      one image (SimCLR-Lightning's ``--train_sample_ratio``); ``1.0`` keeps every image;
     * ``per_class`` >= 1: that many images of every class, or the whole class when it is smaller
-      (a balanced budget such as seed 004's 6,500 images = 650 per CIFAR-10 class).
+      (a balanced budget such as the CIFAR-10 ResNet-18 study's 6,500 images = 650 per CIFAR-10 class).
 
     Images within a class are drawn uniformly from ``seed``; other seeds give other subsets.
 

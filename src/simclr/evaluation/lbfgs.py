@@ -1,6 +1,6 @@
 """Full-batch L-BFGS fits of a linear layer on frozen features, with the L2 weight chosen on validation.
 
-Seed 003 (Foster et al. 2020, ``lbfgs_linear_clf.py``) fits ``nn.Linear`` by L-BFGS on the whole
+Foster et al. 2020's code (``lbfgs_linear_clf.py``) fits ``nn.Linear`` by L-BFGS on the whole
 training set, minimising the mean loss plus ``l2 * ||W||^2`` (bias not penalised), for a log-spaced
 grid of ``l2`` values, but picks the value with the best *test* accuracy. Here the grid is scored on a
 validation split carved from the training set, the chosen value is refit on the whole training set,
@@ -19,9 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DEFAULT_L2_GRID: tuple[float, ...] = tuple(10.0**e for e in range(-8, 0))  # seed 003: 10^linspace(-8, -1, 8)
-DEFAULT_MAX_ITER = 500  # seed 003's 500 L-BFGS steps
-
+from simclr.evaluation.options import DEFAULT_L2_GRID, DEFAULT_MAX_ITER
 
 SMALL_PROBLEM = 4_000_000  # feature-matrix entries below which one thread is faster than several
 
@@ -29,7 +27,7 @@ SMALL_PROBLEM = 4_000_000  # feature-matrix entries below which one thread is fa
 @contextmanager
 def _threads_for(entries: int) -> Iterator[None]:
     """One intra-op thread for small fits: thousands of tiny L-BFGS steps are dominated by thread
-    wake-ups, and on a busy machine extra threads spin (measured: 0.5 ms vs 29 ms per step)."""
+    wake-ups, and on a busy machine extra threads spin."""
     previous = torch.get_num_threads()
     if entries < SMALL_PROBLEM and previous > 1:
         torch.set_num_threads(1)

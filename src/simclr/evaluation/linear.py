@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -24,6 +24,10 @@ from simclr.evaluation.lbfgs import (
     lbfgs_protocol,
 )
 from simclr.evaluation.metrics import classification_metrics
+from simclr.evaluation.options import LinearEvalOptions
+
+if TYPE_CHECKING:
+    from simclr.evaluation.session import EvalSession
 
 
 @dataclass
@@ -82,20 +86,14 @@ def linear_probe(
     )
 
 
-def run_linear_eval(
-    session: Any,
-    *,
-    tta: int = 0,
-    grid: Sequence[float] = DEFAULT_L2_GRID,
-    val_fraction: float = 0.1,
-    standardize: bool = True,
-    max_iter: int = DEFAULT_MAX_ITER,
-) -> dict[str, Any]:
-    """Linear probe of a run (an :class:`~simclr.evaluation.session.EvalSession`); returns the
-    ``metrics.json`` entry. ``tta`` > 1 averages the features of that many augmented views (seed 003's
-    feature averaging) for both train and test."""
+def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = None) -> dict[str, Any]:
+    """Linear probe of a run; returns its entry of the results. ``tta`` > 1 averages the features of that
+    many augmented views (Foster et al. 2020's feature averaging) for both train and test."""
     from simclr.evaluation.results import make_entry
 
+    options = options or LinearEvalOptions()
+    tta, grid, val_fraction = options.tta, options.l2_grid, options.val_fraction
+    standardize, max_iter = options.standardize, options.max_iter
     session.require_classes("linear evaluation")
     start = time.perf_counter()
     train = session.features("train", tta=tta)

@@ -1,7 +1,8 @@
 """Classification and regression metrics computed from scores, with no library in between.
 
-Seed 001 reports top-1/top-5, seed 000 macro F1, seed 004 weighted F1 and a confusion matrix; here
-every classifier reports all of them, on the test split, as plain JSON-ready numbers.
+The PyTorch SimCLR fork for firefighting-device schematics reports top-1/top-5, SimCLR-AE (Schliebitz et
+al. 2024) macro F1, the CIFAR-10 ResNet-18 study weighted F1 and a confusion matrix (sources:
+docs/SOURCES.md); here every classifier reports all of them, on the test split, as plain JSON-ready numbers.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def classification_metrics(scores: Tensor, labels: Tensor, class_names: Sequence
 
 
 def regression_metrics(predictions: Tensor, targets: Tensor, names: Sequence[str]) -> dict[str, Any]:
-    """Mean squared error and R^2, in total (averaged over targets, as seed 003 reports) and per target."""
+    """Mean squared error and R^2, in total (averaged over targets, as Foster et al. 2020 report) and per target."""
     predictions = predictions.double().cpu()
     targets = targets.double().cpu()
     mse = ((predictions - targets) ** 2).mean(0)

@@ -1,9 +1,9 @@
 """Spirograph's downstream task: linear regression of the 4 generative factors from frozen features.
 
-Seed 003 (Foster et al. 2020, ``lbfgs_linear_clf_spirograph.py``) encodes train and test images
+Foster et al. 2020's code (``lbfgs_linear_clf_spirograph.py``) encodes train and test images
 *re-rendered with freshly drawn nuisance parameters*, then fits ``nn.Linear(D, 4)`` by L-BFGS on MSE
 plus an L2 penalty and reports the test MSE averaged over the 4 factors. Here the L2 weight is chosen
-on a validation split of train (the seed fixes it at 1e-8), and R^2 is reported next to the MSE so
+on a validation split of train (their code fixes it at 1e-8), and R^2 is reported next to the MSE so
 factors of different ranges can be compared.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,6 +25,10 @@ from simclr.evaluation.lbfgs import (
     lbfgs_protocol,
 )
 from simclr.evaluation.metrics import regression_metrics
+from simclr.evaluation.options import RegressOptions
+
+if TYPE_CHECKING:
+    from simclr.evaluation.session import EvalSession
 
 
 @dataclass
@@ -78,22 +82,16 @@ def linear_regression(
     )
 
 
-def run_regression(
-    session: Any,
-    *,
-    passes: int = 1,
-    grid: Sequence[float] = DEFAULT_L2_GRID,
-    val_fraction: float = 0.1,
-    standardize: bool = True,
-    max_iter: int = DEFAULT_MAX_ITER,
-) -> dict[str, Any]:
-    """Factor regression of a Spirograph run (an :class:`~simclr.evaluation.session.EvalSession`) on
-    freshly rendered views; ``passes`` > 1 averages the features of that many renders. Returns the
-    ``metrics.json`` entry."""
+def run_regression(session: EvalSession, options: RegressOptions | None = None) -> dict[str, Any]:
+    """Factor regression of a Spirograph run on freshly rendered views; ``passes`` > 1 averages the
+    features of that many renders. Returns its entry of the results."""
     from simclr.data.spirograph import GENERATIVE_NAMES
     from simclr.errors import UserError
     from simclr.evaluation.results import make_entry
 
+    options = options or RegressOptions()
+    passes, grid, val_fraction = options.passes, options.l2_grid, options.val_fraction
+    standardize, max_iter = options.standardize, options.max_iter
     if session.stores["train"].factors is None:
         raise UserError(
             f"{session.config.dataset} has no generative factors to regress; 'simclr regress' is for spirograph runs, "
@@ -102,6 +100,7 @@ def run_regression(
     start = time.perf_counter()
     train = session.features("train", tta=passes, fresh_nuisance=True)
     test = session.features("test", tta=passes, fresh_nuisance=True)
+    assert train.factors is not None and test.factors is not None  # Spirograph splits carry their factors
     result = linear_regression(
         train.features,
         train.factors,

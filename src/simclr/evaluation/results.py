@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from simclr.errors import UserError
+from simclr.rundir import EVAL_METRICS_FILE, EvalDir
 
 SCHEMA_VERSION = 1
-METRICS_FILE = "metrics.json"
 REQUIRED_PROTOCOL_KEYS = ("backbone_sha256", "seed")
 
 
@@ -50,11 +50,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def metrics_path(eval_dir: Path) -> Path:
-    return Path(eval_dir) / METRICS_FILE
+def metrics_path(eval_dir: EvalDir | Path) -> Path:
+    return eval_dir.metrics if isinstance(eval_dir, EvalDir) else EvalDir(Path(eval_dir)).metrics
 
 
-def read_metrics(eval_dir: Path) -> dict[str, Any] | None:
+def read_metrics(eval_dir: EvalDir | Path) -> dict[str, Any] | None:
     """The current ``metrics.json`` of ``eval_dir``, or None when there is none yet."""
     path = metrics_path(eval_dir)
     if not path.is_file():
@@ -67,7 +67,7 @@ def read_metrics(eval_dir: Path) -> dict[str, Any] | None:
     return doc
 
 
-def validate_metrics(doc: Any, where: Path | str = METRICS_FILE) -> None:
+def validate_metrics(doc: Any, where: Path | str = EVAL_METRICS_FILE) -> None:
     """Raise UserError unless ``doc`` follows the layout documented in this module."""
 
     def fail(problem: str) -> None:
@@ -105,7 +105,7 @@ def make_entry(method: str, protocol: Mapping[str, Any], metrics: Mapping[str, A
 
 
 def record_result(
-    eval_dir: Path,
+    eval_dir: EvalDir | Path,
     key: str,
     entry: Mapping[str, Any],
     *,
@@ -114,14 +114,13 @@ def record_result(
     backbone: Mapping[str, Any],
 ) -> Path:
     """Add or replace ``results[key]`` in ``eval_dir/metrics.json`` (created when missing), atomically."""
-    eval_dir = Path(eval_dir)
-    eval_dir.mkdir(parents=True, exist_ok=True)
+    path = metrics_path(eval_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     doc = read_metrics(eval_dir) or {"schema_version": SCHEMA_VERSION, "results": {}}
     doc["run_dir"] = str(run_dir)
     doc["dataset"] = dict(dataset)
     doc["backbone"] = dict(backbone)
     doc["results"][key] = dict(entry)
-    path = metrics_path(eval_dir)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w") as handle:
         json.dump(_json_safe(doc), handle, indent=2, sort_keys=False)

@@ -1,8 +1,8 @@
 """One evaluation of one run: its frozen backbone, its dataset's labelled splits, cached features.
 
-Features are computed once per (weights, dataset, split, subset, augmentation) and cached in
-``RUN_DIR/eval/features/`` so linear-eval, kNN, the plots and the report reuse them; the cache key
-includes the backbone's SHA-256, so retrained weights never reuse stale features.
+Features are computed once per (weights, dataset, split, subset, augmentation) and cached in the
+evaluation folder (:attr:`simclr.rundir.EvalDir.features`) so linear-eval, kNN, the plots and the report
+reuse them; the cache key includes the backbone's SHA-256, so retrained weights never reuse stale features.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from simclr.data import (
+    DataSource,
     ImageStore,
     dataset_info,
-    load_dataset,
     report_skipped,
     split_train_val,
     stratified_subset,
@@ -31,31 +31,16 @@ from simclr.data.spirograph import GENERATIVE_NAMES
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import LoadedBackbone, RunRef, load_backbone
+from simclr.evaluation.options import EvalOptions
 from simclr.evaluation.results import record_result
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.hardware import autocast_dtype_for, pick_device
 from simclr.views import ViewConfig
-from simclr.views.factory import view_config_for
 
 log = logging.getLogger("simclr")
 
 HELD_OUT_TEST_FRACTION = 0.2
 SPLITS = ("train", "test")
-
-
-@dataclass
-class EvalOptions:
-    """What every evaluation command shares: where the data is, how much of it, on which device."""
-
-    data_dir: Path | None = None
-    limit_train_images: int | None = None
-    limit_test_images: int | None = None
-    batch_size: int = 512
-    accelerator: str = "auto"
-    workers: int = 2
-    seed: int = 0
-    random_weights: bool = False
-    use_cache: bool = True
 
 
 @dataclass
@@ -109,20 +94,16 @@ class EvalSession:
 
     def _load_stores(self) -> dict[str, ImageStore]:
         config, opts = self.config, self.options
-        data_dir = opts.data_dir or (Path(config.data_dir) if config.data_dir else None)
-        common: dict[str, Any] = dict(
-            data_dir=data_dir,
+        source = DataSource(
+            config.dataset,
+            opts.data_dir or (Path(config.data_dir) if config.data_dir else None),
             download=config.download,
-            image_size=self.image_size,
-            seed=opts.seed,
             workers=opts.workers,
+            spirograph_train_size=config.train_size,
+            spirograph_test_size=config.test_size,
         )
-        if config.dataset == "spirograph":
-            common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
-        train = load_dataset(config.dataset, "train_labeled", **common)
-        test = load_dataset(config.dataset, "test", **common)
-        if train is None:
-            raise UserError(f"dataset {config.dataset} has no training split in {data_dir}; pass --data-dir DIR")
+        train = source.load_train(labelled_only=True, image_size=self.image_size, seed=opts.seed)
+        test = source.load_test(image_size=self.image_size, seed=opts.seed)
         report_skipped(train, "train")
         if test is not None:
             report_skipped(test, "test")
@@ -186,14 +167,14 @@ class EvalSession:
             **variant,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return self.ref.eval_dir / "features" / f"{split}-{digest}.pt"
+        return self.ref.eval.features / f"{split}-{digest}.pt"
 
     def features(self, split: str, tta: int = 0, fresh_nuisance: bool = False) -> SplitFeatures:
         """Frozen features of ``split`` (``train`` or ``test``).
 
-        ``tta`` > 1 averages the features of that many augmented views per image (seed 003's feature
-        averaging); ``fresh_nuisance`` renders Spirograph images with newly drawn nuisance parameters
-        (seed 003's regression protocol) instead of using the stored pictures.
+        ``tta`` > 1 averages the features of that many augmented views per image (Foster et al. 2020's
+        feature averaging); ``fresh_nuisance`` renders Spirograph images with newly drawn nuisance parameters
+        (Foster et al. 2020's regression protocol) instead of using the stored pictures.
         """
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}")
@@ -235,7 +216,7 @@ class EvalSession:
         if self.stores["train"].factors is not None:
             config = None
         else:
-            config = view_config or view_config_for(self.config, self.info, self.image_size)
+            config = view_config or self.config.view_config(self.info, self.image_size)
         return ViewEncoder(
             self.backbone.module,
             image_size=self.image_size,
@@ -278,10 +259,10 @@ class EvalSession:
 
     def record(self, key: str, entry: dict[str, Any]) -> Path:
         return record_result(
-            self.ref.eval_dir,
+            self.ref.eval,
             key,
             entry,
-            run_dir=self.ref.run_dir,
+            run_dir=self.ref.run.path,
             dataset=self.dataset_block(),
             backbone=self.backbone.describe(),
         )

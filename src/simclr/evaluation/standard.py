@@ -1,7 +1,7 @@
 """The standard protocol of a dataset, as ``simclr evaluate`` runs it.
 
 Labelled datasets: the L-BFGS linear probe and weighted kNN (k = 200 and 20) on frozen features.
-Spirograph: linear regression of the generative factors on freshly rendered views (seed 003).
+Spirograph: linear regression of the generative factors on freshly rendered views (Foster et al. 2020).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from simclr.evaluation.knn import run_knn
 from simclr.evaluation.linear import run_linear_eval
+from simclr.evaluation.options import LinearEvalOptions, RegressOptions
 from simclr.evaluation.regression import run_regression
 from simclr.evaluation.session import EvalSession
 
@@ -21,11 +22,16 @@ def run_standard_protocol(session: EvalSession, *, tta: int = 0) -> dict[str, di
     """Run and record every standard method for the session's dataset; returns ``{key: entry}``."""
     results: dict[str, dict[str, Any]] = {}
     if session.stores["train"].factors is not None:
-        plan: list[tuple[str, Any]] = [("regression", lambda: run_regression(session, passes=max(1, tta)))]
+        plan: list[tuple[str, Any]] = [
+            ("regression", lambda: run_regression(session, RegressOptions(passes=max(1, tta))))
+        ]
     else:
-        plan = [("linear", lambda: run_linear_eval(session, tta=tta)), ("knn", lambda: run_knn(session))]
+        plan = [
+            ("linear", lambda: run_linear_eval(session, LinearEvalOptions(tta=tta))),
+            ("knn", lambda: run_knn(session)),
+        ]
     for key, method in plan:
-        log.info("%s: %s ...", session.ref.run_dir.name, key)
+        log.info("%s: %s ...", session.ref.run.name, key)
         entry = method()
         session.record(key, entry)
         results[key] = entry

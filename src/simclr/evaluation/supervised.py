@@ -1,10 +1,11 @@
-"""Seed 004's supervised baseline: the run's architecture trained with labels instead of SimCLR.
+"""The supervised baseline of the CIFAR-10 ResNet-18 study (docs/SOURCES.md): the run's architecture
+trained with labels instead of SimCLR.
 
 ``weights="none"`` trains the same backbone (same stem) from random initialisation, every layer
 trainable, with the fine-tuning loop and the same label subset: what the labels alone achieve.
-``weights="imagenet"`` starts from torchvision's ImageNet weights (seed 004 uses an ImageNet
+``weights="imagenet"`` starts from torchvision's ImageNet weights (that study uses an ImageNet
 resnet18): the ImageNet stem, images upsampled on the device to ``image_size`` (224 by default, as
-seed 004 resizes CIFAR-10) and normalised with the ImageNet statistics the weights were trained with.
+that study resizes CIFAR-10) and normalised with the ImageNet statistics the weights were trained with.
 The weights come from torchvision's own loader (``WeightsEnum.get_state_dict``, i.e.
 ``torch.hub.load_state_dict_from_url``), which reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it
 is there; offline, the error names that file and the URL to fetch it from.
@@ -13,6 +14,7 @@ is there; offline, the error names that file and the URL to fetch it from.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -21,15 +23,10 @@ import torchvision
 from torch import nn
 
 from simclr.errors import UserError
-from simclr.evaluation.finetune import (
-    DEFAULT_CROP_SCALE,
-    InputPipeline,
-    TrainConfig,
-    split_labelled,
-    train_and_test,
-)
+from simclr.evaluation.finetune import InputPipeline, split_labelled, train_and_test
 from simclr.evaluation.heads import HeadSpec
 from simclr.evaluation.label_subsets import label_subset_protocol
+from simclr.evaluation.options import SupervisedOptions
 from simclr.models import build_backbone, resolve_stem
 
 if TYPE_CHECKING:
@@ -76,36 +73,30 @@ def load_imagenet_backbone(name: str) -> tuple[nn.Module, int, WeightsEnum]:
     return module, feature_dim, weights
 
 
-def run_supervised(
-    session: EvalSession,
-    *,
-    weights: str = "none",
-    image_size: int | None = None,
-    label_fraction: float | None = None,
-    labels_per_class: int | None = None,
-    head: HeadSpec | None = None,
-    freeze_backbone: bool = False,
-    val_fraction: float = 0.1,
-    crop_scale: tuple[float, float] = DEFAULT_CROP_SCALE,
-    config: TrainConfig | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """Train the supervised baseline; returns its ``metrics.json`` key (``supervised`` or
-    ``supervised_imagenet``) and entry. ``image_size`` defaults to the run's size (``none``) or 224
-    (``imagenet``); the stored images are resized to it on the device."""
+def run_supervised(session: EvalSession, options: SupervisedOptions | None = None) -> tuple[str, dict[str, Any]]:
+    """Train the supervised baseline; returns its result key (``supervised`` or ``supervised_imagenet``)
+    and entry. The image size defaults to the run's size (``none``) or 224 (``imagenet``); the stored images
+    are resized to it on the device. A random backbone trains at the head's learning rate, ImageNet weights
+    at a tenth of it, unless ``backbone_lr_scale`` says otherwise."""
+    options = options or SupervisedOptions()
+    weights, image_size = options.weights, options.image_size
     if weights not in SUPERVISED_WEIGHTS:
         raise UserError(f"unknown --weights {weights!r}; use one of {', '.join(SUPERVISED_WEIGHTS)}")
     if image_size is not None and image_size < 1:
         raise UserError(f"--image-size must be >= 1, got {image_size}")
-    config = config or TrainConfig(
+    config = replace(
+        options,
         seed=session.options.seed,
         eval_batch_size=session.options.batch_size,
-        backbone_lr_scale=1.0 if weights == "none" else 0.1,
+        backbone_lr_scale=options.backbone_lr_scale
+        if options.backbone_lr_scale is not None
+        else (1.0 if weights == "none" else 0.1),
     )
     config.validate()
     session.require_classes("the supervised baseline")
-    name = session.backbone.metadata.get("backbone") or session.config.backbone
+    name = session.backbone.metadata.backbone or session.config.backbone
     if weights == "none":
-        stem = session.backbone.metadata.get("stem") or resolve_stem(session.config.stem, session.image_size)
+        stem = session.backbone.metadata.stem or resolve_stem(session.config.stem, session.image_size)
         torch.manual_seed(config.seed)
         module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
         size = image_size or session.image_size
@@ -122,9 +113,9 @@ def run_supervised(
         key = "supervised_imagenet"
     split = split_labelled(
         session.stores["train"].labels,
-        fraction=label_fraction,
-        per_class=labels_per_class,
-        val_fraction=val_fraction,
+        fraction=config.label_fraction,
+        per_class=config.labels_per_class,
+        val_fraction=config.val_fraction,
         seed=config.seed,
     )
     entry = train_and_test(
@@ -132,13 +123,13 @@ def run_supervised(
         method=key,
         backbone=module,
         feature_dim=feature_dim,
-        head=head or HeadSpec(),
-        freeze_backbone=freeze_backbone,
-        pipeline=InputPipeline(size, mean, std, crop_scale),  # type: ignore[arg-type]
+        head=HeadSpec(kind=config.head, hidden_dim=config.hidden_dim, dropout=config.dropout),
+        freeze_backbone=config.freeze_backbone,
+        pipeline=InputPipeline(size, mean, std, (config.crop_min_scale, 1.0)),  # type: ignore[arg-type]
         split=split,
         config=config,
         protocol={
-            **label_subset_protocol(label_fraction, labels_per_class),
+            **label_subset_protocol(config.label_fraction, config.labels_per_class),
             "weights": weights,
             "initial_weights": initial,
             "architecture": name,

@@ -105,7 +105,7 @@ class ViewEncoder:
         )
 
     def averaged(self, store: ImageStore, generator: torch.Generator, passes: int) -> Tensor:
-        """The mean of ``passes`` views' features per image (seed 003's feature averaging)."""
+        """The mean of ``passes`` views' features per image (Foster et al. 2020's feature averaging)."""
         total = self.encode(store, generator)[0]
         for _ in range(passes - 1):
             total += self.encode(store, generator)[0]

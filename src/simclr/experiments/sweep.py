@@ -1,6 +1,6 @@
 """Sweeps: one pretraining run (and its evaluation) per cell of a grid of config values, plus a results table.
 
-Seed 000 (SimCLR-AE, arXiv:2408.14514) reaches its 720 runs with nested shell loops, hard-coded
+SimCLR-AE's code (Schliebitz et al. 2024, arXiv:2408.14514) reaches its 720 runs with nested shell loops, hard-coded
 checkpoint ids and per-dataset batch sizes patched in by hand; a crash half-way means re-running by
 hand. Here the grid is data (a YAML file), every cell is validated before anything runs, each cell
 owns one run directory, and a re-run skips what is finished, so a sweep can be interrupted and
@@ -41,7 +41,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import threading
@@ -53,9 +52,8 @@ from queue import Empty, Queue
 from typing import Any
 
 from simclr.errors import UserError
+from simclr.rundir import RunDir, read_backbone_metadata
 
-MARKER_FILE = "sweep-cell.json"
-BACKBONE_FILE = "backbone.safetensors"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 _SWEEP_KEYS = ("name", "base", "grid", "exclude", "cell_overrides", "evaluate")
@@ -272,11 +270,11 @@ def validate_cells(cells: Sequence[Cell], sweep_dir: Path) -> list[Any]:
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / BACKBONE_FILE).is_file() and (run_dir / MARKER_FILE).is_file()
+    return RunDir(run_dir).backbone.is_file() and RunDir(run_dir).sweep_marker.is_file()
 
 
 def read_marker(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / MARKER_FILE
+    path = RunDir(run_dir).sweep_marker
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -291,14 +289,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _backbone_step(path: Path) -> int | None:
-    """``global_step`` from the safetensors header, read without loading torch."""
+    """The backbone's ``global_step``, read from its metadata without loading torch; None when unreadable."""
     try:
-        with path.open("rb") as handle:
-            (size,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(size))
-        step = header.get("__metadata__", {}).get("global_step", "")
-        return int(step) if str(step).isdigit() else None
-    except (OSError, ValueError, struct.error):
+        return read_backbone_metadata(path).global_step
+    except UserError:
         return None
 
 
@@ -316,11 +310,11 @@ def cell_results(run_dir: Path) -> dict[str, Any]:
     from simclr.evaluation.results import read_metrics
 
     results: dict[str, Any] = {
-        "global_step": _backbone_step(run_dir / BACKBONE_FILE),
-        "final_loss": _final_loss(run_dir / "metrics.csv"),
+        "global_step": _backbone_step(RunDir(run_dir).backbone),
+        "final_loss": _final_loss(RunDir(run_dir).metrics),
     }
     try:
-        doc = read_metrics(run_dir / "eval")
+        doc = read_metrics(RunDir(run_dir).eval)
     except UserError:
         doc = None
     entries = doc["results"] if doc else {}
@@ -346,7 +340,7 @@ def write_marker(run_dir: Path, cell: Cell, results: Mapping[str, Any]) -> None:
         "results": dict(results),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_atomic(run_dir / MARKER_FILE, json.dumps(doc, indent=2, default=str) + "\n")
+    _write_atomic(RunDir(run_dir).sweep_marker, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 # ----------------------------------------------------------------------------- results table
@@ -448,17 +442,17 @@ class SweepRunner:
         """
         where = f" on device {device}" if device is not None else ""
         base = ["pretrain", "--config", str(config_path), "--quiet"]
-        if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        if RunDir(run_dir).last_checkpoint.is_file():
             self._say(f"[{cell.cell_id}] resume{where}")
             code = self._step([*base, "--resume", str(run_dir)], log, device)
             if code != 0:
                 return f"pretrain --resume exited with {code}; see {log}"
-            if (run_dir / BACKBONE_FILE).is_file():
+            if RunDir(run_dir).backbone.is_file():
                 return None
         self._say(f"[{cell.cell_id}] run{where}")
         shutil.rmtree(run_dir, ignore_errors=True)  # only this cell's own directory, never finished
         code = self._step(base, log, device)
-        if code != 0 or not (run_dir / BACKBONE_FILE).is_file():
+        if code != 0 or not RunDir(run_dir).backbone.is_file():
             return f"pretrain exited with {code}; see {log}"
         return None
 
@@ -473,7 +467,7 @@ class SweepRunner:
         config_path = self.sweep_dir / "cells" / f"{cell.cell_id}.yaml"
         config_path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(config_path, config_to_yaml(build_config(cell.config_values, {"out": str(run_dir)})))
-        if not (run_dir / BACKBONE_FILE).is_file():
+        if not RunDir(run_dir).backbone.is_file():
             error = self._pretrain(cell, config_path, run_dir, log, device)
             if error:
                 return CellOutcome(cell, "failed", error, cell_results(run_dir))

@@ -1,5 +1,5 @@
 """Gradient-penalty invariance (Foster et al. 2020, "Improving Transformation Invariance in Contrastive
-Representation Learning", arXiv:2010.09515, sec. 3; seed 003's ``invariance_by_gradient.py``).
+Representation Learning", arXiv:2010.09515, sec. 3; their code's ``invariance_by_gradient.py``).
 
 For the first view ``x1 = T(x, a1)`` of every image, with representation ``h1 = f(x1)`` and
 ``u = h1 / ||h1||``, a random sign vector ``eps`` turns the representation into one scalar
@@ -27,7 +27,9 @@ def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator |
 def pin_parameters(redraws: Tensor, params: Tensor, columns: tuple[int, ...]) -> Tensor:
     """``redraws`` with the given parameter columns set to the first view's values, so those parameters'
     terms ``g_k (a'_k - a1_k)`` vanish and the penalty leaves them out (``--gp-exclude``). A deliberate
-    option beyond the seed: on Spirograph the first-order term of h takes 91-99.9% of the penalty."""
+    option beyond Foster et al.'s method: on Spirograph the first-order term of the shape parameter h
+    takes almost all of the penalty (measured in docs/REPRODUCING.md, "Where the penalty's gradient
+    goes")."""
     if not columns:
         return redraws
     pinned = redraws.clone()

@@ -1,7 +1,6 @@
 """Backbones, projection heads and the SimCLR network."""
 
 from simclr.models.autoencoder import (
-    AUTOENCODER_FILE,
     MLPAutoencoder,
     load_autoencoder,
     save_autoencoder,
@@ -15,11 +14,10 @@ from simclr.models.backbones import (
     resolve_stem,
 )
 from simclr.models.heads import ACTIVATIONS, HEAD_NAMES, build_activation, build_ae_head, build_head
-from simclr.models.simclr_model import SimCLRModel
+from simclr.models.simclr_model import SimCLRModel, build_model, build_projection_head
 
 __all__ = [
     "ACTIVATIONS",
-    "AUTOENCODER_FILE",
     "BACKBONE_NAMES",
     "HEAD_NAMES",
     "STEMS",
@@ -30,6 +28,8 @@ __all__ = [
     "build_ae_head",
     "build_backbone",
     "build_head",
+    "build_model",
+    "build_projection_head",
     "choose_stem",
     "load_autoencoder",
     "resolve_stem",

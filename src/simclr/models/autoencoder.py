@@ -20,9 +20,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor, nn
 
 from simclr.errors import UserError
+from simclr.rundir import AUTOENCODER_FILE, RunDir
 
 __all__ = [
-    "AUTOENCODER_FILE",
     "MLPAutoencoder",
     "load_autoencoder",
     "pixels",
@@ -30,7 +30,6 @@ __all__ = [
     "save_autoencoder",
 ]
 
-AUTOENCODER_FILE = "autoencoder.safetensors"
 HIDDEN_DIM = 512  # the width of pythae's default MLP autoencoder, used by the paper
 
 
@@ -103,7 +102,7 @@ def resolve_autoencoder_path(path: Path | str) -> Path:
     """``path`` itself when it is a file, ``path/autoencoder.safetensors`` when it is a train-ae run directory."""
     target = Path(path).expanduser()
     if target.is_dir():
-        target = target / AUTOENCODER_FILE
+        target = RunDir(target).autoencoder
     if not target.is_file():
         raise UserError(
             f"autoencoder checkpoint {target} does not exist; pass the {AUTOENCODER_FILE} (or run directory) "

@@ -18,6 +18,7 @@ from torch import nn
 
 from simclr.errors import UserError
 from simclr.models.autoencoder import load_autoencoder
+from simclr.rundir import AUTOENCODER_FILE
 
 HEAD_NAMES: tuple[str, ...] = ("mlp", "linear", "identity", "ae")
 
@@ -64,7 +65,7 @@ def build_ae_head(
     features, so the backbone must give as many features as the layer takes (512: resnet18, resnet34).
     """
     if checkpoint is None:
-        raise UserError("--head ae needs --ae-checkpoint, the autoencoder.safetensors written by 'simclr train-ae'")
+        raise UserError(f"--head ae needs --ae-checkpoint, the {AUTOENCODER_FILE} written by 'simclr train-ae'")
     act = build_activation(activation)
     embedding = load_autoencoder(checkpoint).embedding
     if embedding.in_features != in_dim:

@@ -1,9 +1,17 @@
-"""The SimCLR network: backbone f(.) followed by projection head g(.)."""
+"""The SimCLR network: backbone f(.) followed by projection head g(.), built from a run's config."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
+
+from simclr.models.backbones import build_backbone, resolve_stem
+from simclr.models.heads import build_head
+
+if TYPE_CHECKING:
+    from simclr.config import PretrainConfig
 
 
 class SimCLRModel(nn.Module):
@@ -24,3 +32,26 @@ class SimCLRModel(nn.Module):
     def features(self, images: Tensor) -> Tensor:
         """Backbone features only (what linear probes and kNN use)."""
         return self.backbone(images)
+
+
+def build_projection_head(config: PretrainConfig, feature_dim: int) -> tuple[nn.Module, int]:
+    """The projection head a run's config describes, over ``feature_dim`` backbone features; with its
+    output size. Pretraining and ``simclr embed --layer projection`` build it here, so they agree."""
+    return build_head(
+        config.head,
+        feature_dim,
+        out_dim=config.head_out_dim,
+        hidden_dim=config.head_hidden_dim,
+        num_layers=config.head_layers,
+        batch_norm=config.head_batch_norm,
+        ae_checkpoint=config.ae_checkpoint,
+        freeze_input=config.freeze_head_input,
+        activation=config.head_activation,
+    )
+
+
+def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
+    """Backbone with the stem for this image size, followed by the configured projection head."""
+    backbone, feature_dim = build_backbone(config.backbone, resolve_stem(config.stem, image_size))
+    head, out_dim = build_projection_head(config, feature_dim)
+    return SimCLRModel(backbone, head, feature_dim, out_dim)

@@ -8,7 +8,7 @@ meaningful trust ratio. :func:`parameter_groups` makes that split once for every
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -16,9 +16,27 @@ from torch import nn
 from simclr.errors import UserError
 from simclr.optim.lars import LARS
 
-__all__ = ["OPTIMIZER_NAMES", "build_optimizer", "parameter_groups"]
+__all__ = ["OPTIMIZER_DEFAULTS", "OPTIMIZER_NAMES", "OptimizerDefaults", "build_optimizer", "parameter_groups"]
 
-OPTIMIZER_NAMES = ("lars", "sgd", "adam", "adamw")
+
+class OptimizerDefaults(NamedTuple):
+    """What a run uses when it names an optimiser and leaves these unset."""
+
+    lr: float  # base learning rate, before scaling by the batch size
+    scaling: str  # a rule of :data:`simclr.optim.schedules.SCALING_RULES`
+    weight_decay: float
+
+
+# LARS 0.3 x B/256 with wd 1e-6 is SimCLR's ImageNet recipe (Chen et al. 2020, Appendix B.1); SGD follows
+# lightly's CIFAR-10 benchmark (0.06 x B/128 = 0.12 x B/256, wd 5e-4); Adam follows the CIFAR-10 ResNet-18
+# study in docs/SOURCES.md (1e-3, unscaled).
+OPTIMIZER_DEFAULTS: dict[str, OptimizerDefaults] = {
+    "lars": OptimizerDefaults(0.3, "linear", 1e-6),
+    "sgd": OptimizerDefaults(0.12, "linear", 5e-4),
+    "adam": OptimizerDefaults(1e-3, "none", 1e-6),
+    "adamw": OptimizerDefaults(1e-3, "none", 1e-4),
+}
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(OPTIMIZER_DEFAULTS)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

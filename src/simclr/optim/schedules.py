@@ -82,14 +82,14 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float
 
 
 def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
-    """Warmup length in steps: ``min(round(warmup_epochs * steps_per_epoch), total_steps // 10)``.
+    """Warmup length in steps: ``round(warmup_epochs * steps_per_epoch)``, unless the run cannot hold it.
 
-    SimCLR warms up for 10 of 100+ epochs, i.e. at most a tenth of the run. A short run (a smoke
-    test, a 5-epoch sweep) keeps the same proportion instead of spending all of its steps ramping up,
-    so the warmup is capped at 10% of the total steps (0 for runs under 10 steps).
+    A run whose warmup would last as long as the run itself (a smoke test, a 5-epoch sweep cell with the
+    paper's 10 warmup epochs) would never reach its peak learning rate; such a run warms up for 10% of its
+    steps instead (0 for runs under 10 steps). Every other run keeps the warmup it asked for.
 
-    >>> warmup_steps_for(10, 100, 100_000), warmup_steps_for(10, 100, 2_000)
-    (1000, 200)
+    >>> warmup_steps_for(10, 100, 100_000), warmup_steps_for(10, 100, 800)
+    (1000, 80)
     """
     if warmup_epochs < 0:
         raise UserError(f"warmup epochs must be >= 0, got {warmup_epochs}; pass 0 to disable warmup")
@@ -98,7 +98,8 @@ def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: in
             f"steps per epoch ({steps_per_epoch}) and total steps ({total_steps}) must be >= 0; "
             "check the dataset size, batch size and epochs"
         )
-    return max(0, min(round(warmup_epochs * steps_per_epoch), total_steps // 10))
+    planned = round(warmup_epochs * steps_per_epoch)
+    return planned if planned < total_steps else total_steps // 10
 
 
 class _WarmupCosineFactor:

@@ -37,10 +37,13 @@ def augmented_view_examples(
     """``count`` training images and two of their training views, un-normalised to [0, 1]."""
     store = session.stores["train"]
     index = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:count].sort().values
-    views, key = build_views(session.config, session.info, session.image_size, n_views=2)
+    info, size = session.info, session.image_size
+    views = build_views(info, size, session.config.view_config(info, size), n_views=2)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        source = store.factors[index] if key == "factors" and store.factors is not None else store.images[index]
+        source = store.images[index]
+        if views.input_key == "factors" and store.factors is not None:
+            source = store.factors[index]
         made = views(source, gen)
     # both view makers normalise with (x - mean) / std; SimCLRViews holds (1, 3, 1, 1) buffers, Spirograph floats
     mean = torch.as_tensor(views.mean, dtype=torch.float32).cpu().reshape(-1, 1, 1)
@@ -52,11 +55,11 @@ def augmented_view_examples(
 def write_eval_plots(
     session: EvalSession, results: Mapping[str, Any], *, method: str = "tsne", max_points: int = 2000
 ) -> list[Path]:
-    """Draw every picture that applies to this run into ``eval/plots/``; returns the files written."""
-    out_dir = session.ref.eval_dir / "plots"
+    """Draw every picture that applies to this run into its evaluation's plots folder; returns the files."""
+    out_dir = session.ref.eval.plots
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    curves = plot_training_curves(session.ref.run_dir / "metrics.csv", out_dir / TRAINING_CURVES)
+    curves = plot_training_curves(session.ref.run.metrics, out_dir / TRAINING_CURVES)
     if curves is not None:
         written.append(curves)
     linear = results.get("linear")

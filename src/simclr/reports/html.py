@@ -31,16 +31,15 @@ from simclr.reports.plots import (
     EMBEDDING_TSNE,
     EMBEDDING_UMAP,
     TRAINING_CURVES,
-    plots_dir,
 )
+from simclr.rundir import CONFIG_FILE, EVAL_METRICS_FILE, METRICS_FILE, RunDir
 
-REPORT_FILE = "report.html"
-COMPARISON_REPORT_FILE = "simclr-report.html"
+COMPARISON_REPORT_FILE = "simclr-report.html"  # several runs: the report belongs to none of them
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PLOT_CAPTIONS = {
-    TRAINING_CURVES: "Pretraining curves (from metrics.csv)",
-    CONFUSION_MATRIX: "Confusion matrix on the test split",
+    TRAINING_CURVES: f"Pretraining curves (from {METRICS_FILE})",
+    CONFUSION_MATRIX: "Linear probe: confusion matrix on the test split",
     EMBEDDING_TSNE: "t-SNE map of the test embeddings",
     EMBEDDING_UMAP: "UMAP map of the test embeddings",
     AUGMENTED_VIEWS: "Augmented views used for pretraining",
@@ -83,15 +82,15 @@ def check_run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory; pass the run directory written by simclr pretrain")
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"{run_dir} has no config.yaml; pass the run directory written by simclr pretrain")
+    if not RunDir(run_dir).holds_run():
+        raise UserError(f"{run_dir} has no {CONFIG_FILE}; pass the run directory written by simclr pretrain")
     return run_dir
 
 
 def default_report_path(run_dirs: Sequence[Path]) -> Path:
     """A single run keeps its report with its results; a comparison of runs belongs to none of them."""
     if len(run_dirs) == 1:
-        return Path(run_dirs[0]) / "eval" / REPORT_FILE
+        return RunDir(Path(run_dirs[0])).eval.report
     return Path(COMPARISON_REPORT_FILE)
 
 
@@ -137,6 +136,7 @@ class _Run:
     config: dict[str, Any]
     metrics: dict[str, Any] | None
     plots: list[tuple[str, bytes]] = field(default_factory=list)
+    plot_files: frozenset[str] = frozenset()  # names of the pictures found in the run's plots folder
 
     @property
     def name(self) -> str:
@@ -147,12 +147,15 @@ def _load_run(run_dir: Path, index: int) -> _Run:
     from simclr.config import read_yaml
     from simclr.evaluation.results import read_metrics
 
+    run = RunDir(run_dir)
+    folder = run.eval.plots
     return _Run(
         path=run_dir,
         anchor=f"run-{index + 1}",
-        config=read_yaml(run_dir / "config.yaml"),
-        metrics=read_metrics(run_dir / "eval"),
-        plots=_collect_plots(run_dir),
+        config=read_yaml(run.config),
+        metrics=read_metrics(run.eval),
+        plots=_collect_plots(run),
+        plot_files=frozenset(path.name for path in folder.glob("*.png")) if folder.is_dir() else frozenset(),
     )
 
 
@@ -161,17 +164,17 @@ def _plot_order(path: Path) -> tuple[int, str]:
     return (known.index(path.name) if path.name in known else len(known), path.name)
 
 
-def _collect_plots(run_dir: Path) -> list[tuple[str, bytes]]:
-    """``(caption, png bytes)`` of every PNG in ``eval/plots``, known ones first; curves drawn if absent."""
+def _collect_plots(run: RunDir) -> list[tuple[str, bytes]]:
+    """``(caption, png bytes)`` of every PNG in the run's plots folder, known ones first; curves drawn if absent."""
     plots: list[tuple[str, bytes]] = []
-    folder = plots_dir(run_dir)
+    folder = run.eval.plots
     files = sorted(folder.glob("*.png"), key=_plot_order) if folder.is_dir() else []
     for path in files:
         data = path.read_bytes()
         if data.startswith(_PNG_SIGNATURE):
             plots.append((_PLOT_CAPTIONS.get(path.name, path.stem.replace("_", " ")), data))
     if not any(path.name == TRAINING_CURVES for path in files):
-        curves = _draw_training_curves(run_dir / "metrics.csv")
+        curves = _draw_training_curves(run.metrics)
         if curves is not None:
             plots.insert(0, (_PLOT_CAPTIONS[TRAINING_CURVES] + ", drawn by simclr report", curves))
     return plots
@@ -320,7 +323,7 @@ def _sub_table(title: str, groups: Mapping[str, Mapping[str, Any]]) -> str:
     return _table(header, rows, "metrics")
 
 
-def _metrics_html(metrics: Mapping[str, Any]) -> str:
+def _metrics_html(metrics: Mapping[str, Any], matrix_drawn: bool = False) -> str:
     rows: list[tuple[str, dict[str, Any]]] = []
     extras: list[str] = []
     _metric_blocks(metrics, "", rows, extras)
@@ -338,7 +341,8 @@ def _metrics_html(metrics: Mapping[str, Any]) -> str:
     if "confusion_matrix" in metrics or any(
         isinstance(v, Mapping) and "confusion_matrix" in v for v in metrics.values()
     ):
-        parts.append('<p class="note">The confusion matrix is in metrics.json and drawn in the plots below.</p>')
+        where = " and drawn in the plots below" if matrix_drawn else ""
+        parts.append(f'<p class="note">The confusion matrix is in {EVAL_METRICS_FILE}{where}.</p>')
     return "\n".join(parts) if parts else '<p class="note">no metrics recorded</p>'
 
 
@@ -474,7 +478,9 @@ def _run_summary(run: _Run) -> str:
     return f'<table class="kv">{"".join(lines)}</table>' if lines else ""
 
 
-def _result_section(key: str, entry: Mapping[str, Any]) -> str:
+def _result_section(key: str, entry: Mapping[str, Any], plot_files: frozenset[str] = frozenset()) -> str:
+    """One protocol's results; its confusion matrix is said to be drawn only where a picture of it exists
+    (``simclr evaluate`` draws the linear probe's)."""
     title = _method_title(key)
     method = entry.get("method", key)
     meta = []
@@ -486,9 +492,10 @@ def _result_section(key: str, entry: Mapping[str, Any]) -> str:
         meta.append(f"method {method}")
     metrics = entry.get("metrics")
     protocol = entry.get("protocol")
+    matrix_drawn = key == "linear" and CONFUSION_MATRIX in plot_files
     return (
         f'<div class="result"><h3>{_e(title)} <span class="meta">{_e(", ".join(meta))}</span></h3>'
-        f"{_metrics_html(metrics if isinstance(metrics, Mapping) else {})}"
+        f"{_metrics_html(metrics if isinstance(metrics, Mapping) else {}, matrix_drawn)}"
         f'<div class="protocol"><div class="label">protocol</div>'
         f"{_key_value_table(protocol) if isinstance(protocol, Mapping) else '<p class=note>not recorded</p>'}"
         f"</div></div>"
@@ -509,7 +516,7 @@ def _config_html(config: Mapping[str, Any]) -> str:
     items = "".join(
         f"<div><dt>{_e(key)}</dt><dd>{_e(_format_value(value))}</dd></div>" for key, value in config.items()
     )
-    return f'<h3>Config <span class="meta">config.yaml</span></h3><dl class="config">{items}</dl>'
+    return f'<h3>Config <span class="meta">{CONFIG_FILE}</span></h3><dl class="config">{items}</dl>'
 
 
 def _run_section(run: _Run) -> str:
@@ -524,10 +531,11 @@ def _run_section(run: _Run) -> str:
         results = run.metrics.get("results", {})
         ordered = sorted(results, key=_method_order)
         if not ordered:
-            parts.append(
-                f'<p class="warn-box">metrics.json holds no result yet: run <code>simclr evaluate {_e(run.path)}</code></p>'
-            )
-        parts.extend(_result_section(key, results[key]) for key in ordered if isinstance(results[key], Mapping))
+            command = f"<code>simclr evaluate {_e(run.path)}</code>"
+            parts.append(f'<p class="warn-box">{EVAL_METRICS_FILE} holds no result yet: run {command}</p>')
+        parts.extend(
+            _result_section(key, results[key], run.plot_files) for key in ordered if isinstance(results[key], Mapping)
+        )
     parts.append(_plots_html(run))
     parts.append(_config_html(run.config))
     parts.append("</section>")

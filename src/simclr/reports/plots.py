@@ -23,7 +23,6 @@ import numpy as np
 from simclr.errors import UserError
 from simclr.figures import new_figure, save_figure
 
-PLOTS_SUBDIR = Path("eval") / "plots"
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
 EMBEDDING_TSNE = "embedding_tsne.png"
@@ -34,11 +33,6 @@ EMBEDDING_FILES = {"tsne": EMBEDDING_TSNE, "umap": EMBEDDING_UMAP}
 
 _ANNOTATE_MAX_CLASSES = 20
 _LEGEND_MAX_CLASSES = 20
-
-
-def plots_dir(run_dir: Path) -> Path:
-    """``RUN_DIR/eval/plots``, where ``simclr evaluate`` writes the pictures and ``simclr report`` finds them."""
-    return Path(run_dir) / PLOTS_SUBDIR
 
 
 def _as_array(values: Any, dtype: Any = None) -> np.ndarray:

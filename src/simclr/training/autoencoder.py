@@ -5,9 +5,9 @@ MSE on pixels in [0, 1], Adam (lr 1e-4) and ReduceLROnPlateau on the validation 
 patience 10, the settings the paper takes from arXiv:2206.08309). The validation images are carved out of
 the training split. A plain loop is enough here: the model is two small MLPs and the data sits in memory.
 
-The run directory holds ``config.yaml``, ``metrics.csv`` (epoch, train_loss, val_loss, lr), ``train.log``,
-``autoencoder.safetensors`` (what ``simclr pretrain --head ae --ae-checkpoint`` reads) and
-``reconstructions.png`` (originals above their reconstructions, to judge the fit by eye).
+The run directory (:class:`~simclr.rundir.RunDir`) holds the config, the metrics (epoch, train_loss,
+val_loss, lr), the log, the autoencoder's weights (what ``simclr pretrain --head ae --ae-checkpoint`` reads)
+and a picture of originals above their reconstructions, to judge the fit by eye.
 """
 
 from __future__ import annotations
@@ -21,74 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
-from simclr.data import ImageStore, load_dataset, split_train_val
+from simclr.config import AutoencoderConfig, config_to_yaml
+from simclr.data import DataSource, ImageStore, split_train_val
 from simclr.errors import UserError
 from simclr.figures import new_figure, save_figure
-from simclr.models.autoencoder import AUTOENCODER_FILE, MLPAutoencoder, pixels, save_autoencoder
-from simclr.training.rundir import setup_logging
+from simclr.hardware import pick_device
+from simclr.models.autoencoder import MLPAutoencoder, pixels, save_autoencoder
+from simclr.rundir import RunDir
+from simclr.training.run_setup import setup_logging
 
 log = logging.getLogger("simclr")
 
-METRICS_FILE = "metrics.csv"
-RECONSTRUCTIONS_FILE = "reconstructions.png"
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 10
-
-
-@dataclass(frozen=True)
-class AETrainConfig:
-    """The settings of ``simclr train-ae``; saved as the run's ``config.yaml``."""
-
-    dataset: str
-    data_dir: str | None = None
-    download: bool = False
-    latent_dim: int = 512
-    image_size: int | None = None
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1
-    limit_train_images: int | None = None
-    train_size: int | None = None
-    seed: int = 0
-    workers: int = 2
-    accelerator: str = "auto"
-    out: str | None = None
-
-    def validate(self) -> None:
-        """Every check that needs no data, so bad flags fail before anything is loaded or written."""
-        positive = {
-            "latent_dim": self.latent_dim,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-        }
-        for name, value in (
-            ("image_size", self.image_size),
-            ("limit_train_images", self.limit_train_images),
-            ("train_size", self.train_size),
-        ):
-            if value is not None:
-                positive[name] = value
-        for name, value in positive.items():
-            if value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be > 0, got {self.lr}; the paper uses 1e-4")
-        if self.weight_decay < 0:
-            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(
-                f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}; pass e.g. 0.1"
-            )
-        if self.accelerator not in ("auto", "cpu", "gpu"):
-            raise UserError(f"unknown accelerator {self.accelerator!r}; use auto, cpu or gpu")
-        if self.accelerator == "gpu" and not torch.cuda.is_available():
-            raise UserError("--accelerator gpu but no CUDA device is visible; use --accelerator cpu")
 
 
 @dataclass
@@ -98,7 +46,7 @@ class AEResult:
     val_loss: float
 
 
-def default_ae_run_dir(config: AETrainConfig) -> Path:
+def default_ae_run_dir(config: AutoencoderConfig) -> Path:
     return Path("runs") / f"ae-{config.dataset}-{config.latent_dim}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -206,22 +154,9 @@ def plot_reconstructions(model: MLPAutoencoder, images: Tensor, out: Path, max_i
     return save_figure(figure, out)
 
 
-def _load_images(config: AETrainConfig) -> ImageStore:
-    extra: dict[str, Any] = {"spirograph_size": config.train_size} if config.dataset == "spirograph" else {}
-    store = load_dataset(
-        config.dataset,
-        "train",
-        data_dir=Path(config.data_dir) if config.data_dir else None,
-        download=config.download,
-        image_size=config.image_size,
-        limit=config.limit_train_images,
-        seed=config.seed,
-        workers=config.workers,
-        **extra,
-    )
-    if store is None:
-        raise UserError(f"dataset {config.dataset} has no training split in {config.data_dir}; check --data-dir")
-    return store
+def _load_images(config: AutoencoderConfig) -> ImageStore:
+    source = DataSource.of(config)
+    return source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
 
 
 def _write_metrics_row(path: Path, row: dict[str, float]) -> None:
@@ -240,25 +175,23 @@ def _write_metrics_row(path: Path, row: dict[str, float]) -> None:
         )
 
 
-def run_ae_training(config: AETrainConfig, quiet: bool = False) -> AEResult:
+def run_ae_training(config: AutoencoderConfig, quiet: bool = False) -> AEResult:
     """Validate, load the data, then create the run directory and train; bad input leaves nothing on disk."""
     config.validate()
-    run_dir = Path(config.out) if config.out else default_ae_run_dir(config)
-    _check_out(run_dir)
+    device = pick_device(config.accelerator)
+    run = RunDir(Path(config.out) if config.out else default_ae_run_dir(config))
+    _check_out(run.path)
     store = _load_images(config)
     train_idx, val_idx = split_train_val(store.labels, config.val_fraction, config.seed)
     train_images, val_images = store.images[train_idx], store.images[val_idx]
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = dataclasses.replace(config, out=str(run_dir), image_size=int(store.images.shape[-1]))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(saved), sort_keys=False))
-    setup_logging(run_dir, quiet=quiet)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config_to_yaml(dataclasses.replace(config, out=str(run.path), image_size=store.images.shape[-1])))
+    setup_logging(run.log, quiet=quiet)
     torch.manual_seed(config.seed)
-    use_gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_gpu else "cpu")
     channels, height, width = (int(v) for v in store.images.shape[1:])
     model = MLPAutoencoder((channels, height, width), config.latent_dim).to(device)
-    log.info("run directory: %s", run_dir)
+    log.info("run directory: %s", run.path)
     log.info(
         "dataset %s: %d training + %d validation images of %dpx; latent %d; %s",
         config.dataset,
@@ -270,7 +203,7 @@ def run_ae_training(config: AETrainConfig, quiet: bool = False) -> AEResult:
     )
 
     def on_epoch(row: dict[str, float]) -> None:
-        _write_metrics_row(run_dir / METRICS_FILE, row)
+        _write_metrics_row(run.metrics, row)
         log.info(
             "epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.3g",
             int(row["epoch"]) + 1,
@@ -291,7 +224,7 @@ def run_ae_training(config: AETrainConfig, quiet: bool = False) -> AEResult:
         config.seed,
         on_epoch,
     )
-    save_autoencoder(model, run_dir / AUTOENCODER_FILE, config.dataset)
-    plot_reconstructions(model, val_images, run_dir / RECONSTRUCTIONS_FILE)
-    log.info("finished; run directory: %s", run_dir)
-    return AEResult(run_dir=run_dir, train_loss=history[-1]["train_loss"], val_loss=history[-1]["val_loss"])
+    save_autoencoder(model, run.autoencoder, config.dataset)
+    plot_reconstructions(model, val_images, run.reconstructions)
+    log.info("finished; run directory: %s", run.path)
+    return AEResult(run_dir=run.path, train_loss=history[-1]["train_loss"], val_loss=history[-1]["val_loss"])

@@ -1,22 +1,28 @@
-"""Lightning callbacks of a pretraining run: metrics file, checkpoints, kNN monitor, export, progress."""
+"""Lightning callbacks of a pretraining run: metrics file, checkpoints, kNN monitor, export, progress,
+the gradient penalty's report, and a clean stop on SIGINT / SIGTERM."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import os
+import signal
+import statistics
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
 import torch
-from safetensors.torch import save_file
 
 from simclr.data import ImageStore
+from simclr.errors import Interrupted
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.knn import knn_accuracy
+from simclr.rundir import BackboneMetadata, RunDir, write_backbone
 
 log = logging.getLogger("simclr")
 
@@ -33,7 +39,7 @@ METRIC_COLUMNS = (
 
 
 class MetricsCSV(L.Callback):
-    """``metrics.csv`` in the run directory: one row per step, plus kNN rows at epoch ends.
+    """The run's metrics file (CSV): one row per step, plus kNN rows at epoch ends.
 
     On resume, rows the killed run wrote after its last checkpoint are dropped, so the file holds exactly
     one curve with no duplicated steps.
@@ -157,7 +163,7 @@ class KNNMonitor(L.Callback):
 
 
 class LastCheckpoint(L.Callback):
-    """Keeps ``checkpoints/last.ckpt`` current: every N steps and at every epoch end, written atomically."""
+    """Keeps the run's last checkpoint current: every N steps and at every epoch end, written atomically."""
 
     def __init__(self, path: Path, every_steps: int) -> None:
         self.path = path
@@ -174,25 +180,17 @@ class LastCheckpoint(L.Callback):
         trainer.save_checkpoint(self.path)
 
 
-def export_backbone(backbone: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """Write the backbone weights alone as safetensors (atomically), with what is needed to rebuild it."""
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in backbone.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
 class BackboneExport(L.Callback):
-    """``backbone.safetensors`` at the end of training (and at epoch ends, so a killed run has one too)."""
+    """The backbone file at the end of training (and at epoch ends, so a killed run has one too)."""
 
-    def __init__(self, path: Path, metadata: dict[str, str]) -> None:
+    def __init__(self, path: Path, metadata: BackboneMetadata) -> None:
         self.path = path
         self.metadata = metadata
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank == 0:
-            meta = dict(self.metadata, global_step=str(trainer.global_step), epoch=str(trainer.current_epoch))
-            export_backbone(_backbone(pl_module), self.path, meta)
+            meta = dataclasses.replace(self.metadata, global_step=trainer.global_step, epoch=trainer.current_epoch)
+            write_backbone(self.path, _backbone(pl_module).state_dict(), meta)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._export(trainer, pl_module)
@@ -225,3 +223,114 @@ class ProgressLog(L.Callback):
             float(metrics.get("lr", math.nan)),
             "" if math.isnan(rate) else f"{rate:.0f} img/s",
         )
+
+
+class GradientPenaltyReport(L.Callback):
+    """Says in the run's log what ``--lambda-gp`` penalises, and warns at the end when the penalty sat at
+    its clamp, where it adds no gradient (so a run can look penalised while training as plain SimCLR)."""
+
+    def __init__(self, scope: str, metrics_csv: Path, upper_limit: float) -> None:
+        self.scope = scope
+        self.metrics_csv = metrics_csv
+        self.upper_limit = upper_limit
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank == 0:
+            log.info("%s", self.scope)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        note = penalty_saturation_note(self.metrics_csv, self.upper_limit)
+        if note:
+            log.warning("%s", note)
+
+
+def penalty_saturation_note(metrics_csv: Path, upper_limit: float) -> str | None:
+    """A warning when the penalty sat above its clamp on some steps of the run, else None.
+
+    The metrics file holds the whole curve across resumes, so the count covers the run, not one session.
+    """
+    with open(metrics_csv, newline="") as handle:
+        values = [
+            float(row["gradient_penalty_unclamped"])
+            for row in csv.DictReader(handle)
+            if row.get("gradient_penalty_unclamped")
+        ]
+    saturated = sum(value > upper_limit for value in values)
+    if not saturated:
+        return None
+    return (
+        f"gradient penalty: above its clamp (--gp-upper-limit {upper_limit:g}) on {saturated} of {len(values)} "
+        f"steps, where it adds no gradient (median unclamped value {statistics.median(values):.3g}, column "
+        f"gradient_penalty_unclamped of {metrics_csv.name}); raise --gp-upper-limit if the penalty should act there"
+    )
+
+
+class StopOnSignal(L.Callback):
+    """SIGINT (Ctrl-C) and SIGTERM end training cleanly at the next step boundary.
+
+    Lightning turns Ctrl-C into exit code 1 and SIGTERM into a silent exit 0, and a signal that lands in the
+    middle of an optimiser step leaves weights that are half updated. Here the signal only raises a flag;
+    after the step in flight, the checkpoint is saved (atomically, like every other), and
+    :class:`~simclr.errors.Interrupted` carries the step and the exit code (128 + signal) to the CLI.
+    A second Ctrl-C stops at once, as users expect when the first seems ignored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Installed here, after Lightning registered its own SIGTERM handler at the start of fit, so ours
+        # replaces it for the training loop; Lightning restores the original handlers at teardown.
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._handle)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx + 1 < trainer.num_training_batches:  # the epoch's last step stops at the epoch's end
+            self._stop_if_signalled(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_if_signalled(trainer, pl_module)  # after the kNN monitor, the export and the checkpoint
+
+    def _stop_if_signalled(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        received = self._agreed_signal(trainer, pl_module)
+        if received is None:
+            return
+        trainer.save_checkpoint(self.run.last_checkpoint)
+        name = signal.Signals(received).name
+        log.warning("%s at step %d: saved %s", name, trainer.global_step, self.run.last_checkpoint)
+        raise Interrupted(
+            f"interrupted ({name}) at step {trainer.global_step}; resume with --resume {self.run.path}",
+            exit_code=128 + received,
+        )
+
+    def _agreed_signal(self, trainer: L.Trainer, pl_module: L.LightningModule) -> int | None:
+        """The signal, if any process received one; every process stops at the same step."""
+        if trainer.world_size == 1:
+            return self.received
+        flag = torch.tensor([self.received or 0], device=pl_module.device)
+        return int(trainer.strategy.reduce(flag, reduce_op="max").item()) or None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()

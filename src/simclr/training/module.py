@@ -9,13 +9,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss, gradient_penalty
 from simclr.losses.invariance import pin_parameters
 from simclr.models import SimCLRModel
-from simclr.optim import build_optimizer, warmup_cosine
+from simclr.optim import WarmupCosineLR, build_optimizer
+from simclr.views.factory import ViewMaker
 
 
 class NonFiniteLossError(UserError):
@@ -33,6 +34,7 @@ class OptimSettings:
     nesterov: bool
     total_steps: int
     warmup_steps: int
+    steps_per_epoch: int
 
 
 @dataclass(frozen=True)
@@ -64,21 +66,19 @@ class SimCLRModule(L.LightningModule):
     def __init__(
         self,
         model: SimCLRModel,
-        views: nn.Module,
+        views: ViewMaker,
         loss: NTXentLoss,
         optim: OptimSettings,
         seed: int,
-        input_key: str = "images",
         channels_last: bool = True,
         invariance: InvarianceSettings | None = None,
     ) -> None:
         super().__init__()
         self.model = model
-        self.views = views
+        self.views: ViewMaker = views
         self.criterion = loss
         self.optim = optim
         self.seed = seed
-        self.input_key = input_key
         self.channels_last = channels_last
         self.invariance = invariance if invariance is not None and invariance.weight > 0 else None
         self.train_loader: Any = None  # set by the trainer setup; told which batches were consumed
@@ -87,12 +87,12 @@ class SimCLRModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         generator = view_generator(self.seed, self.global_step, self.global_rank)
-        source = batch[self.input_key]
+        source = batch[self.views.input_key]
         view_params: Tensor | None = None
         if self.invariance is None:
             views: list[Tensor] = self.views(source, generator)
         else:  # the same views, with the first view's parameters kept differentiable
-            views, view_params = self.views.views_with_grad(source, generator)  # type: ignore[operator]
+            views, view_params = self.views.views_with_grad(source, generator)
         # the views come channels_last; the model's memory format decides (a conv follows its input's format)
         inputs = torch.cat(views).contiguous(
             memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
@@ -106,7 +106,7 @@ class SimCLRModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training stopped: the loss became {loss.item()} at step {self.global_step} "
-                f"(lr {self.current_lr():.4g}); checkpoints/last.ckpt still holds the last good state; "
+                f"(lr {self.current_lr():.4g}); the run's last checkpoint still holds the last good state; "
                 "lower --lr, raise --temperature or use --precision 32, then --resume"
             )
         if self.train_loader is not None:
@@ -123,9 +123,8 @@ class SimCLRModule(L.LightningModule):
     ) -> Tensor:
         settings = self.invariance
         assert settings is not None
-        redraws = self.views.redraw_invariance_params(  # type: ignore[operator]
-            view_params.shape[0], settings.draws, generator, view_params.device
-        )
+        batch = view_params.shape[0]
+        redraws = self.views.redraw_invariance_params(batch, settings.draws, generator, view_params.device)
         redraws = pin_parameters(redraws, view_params, settings.excluded_columns)
         unclamped = gradient_penalty(
             representation,
@@ -169,8 +168,5 @@ class SimCLRModule(L.LightningModule):
             nesterov=settings.nesterov,
         )
 
-        def factor(step: int) -> float:
-            return warmup_cosine(step, settings.total_steps, settings.warmup_steps, 1.0)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = WarmupCosineLR(optimizer, settings.total_steps, settings.warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

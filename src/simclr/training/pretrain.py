@@ -1,10 +1,15 @@
-"""One pretraining run from a validated config: data -> views -> model -> Lightning fit -> run directory."""
+"""One pretraining run from a validated config, as phases in data-flow order.
+
+:func:`run_pretraining` reads top to bottom: data -> views -> model -> loss and optimiser -> run directory
+-> callbacks and loggers -> trainer -> fit. Everything that can fail on the user's input (data, views,
+model, schedule) runs before the run directory is created, so a bad run leaves nothing on disk; the
+backbone is exported by a callback at every epoch end and when training ends.
+"""
 
 from __future__ import annotations
 
-import csv
 import logging
-import statistics
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -17,34 +22,33 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 from simclr.config import PretrainConfig
 from simclr.data import (
+    DatasetInfo,
+    DataSource,
     ImageStore,
     dataset_info,
-    load_dataset,
     report_skipped,
     split_train_val,
     stratified_subset,
 )
 from simclr.errors import UserError
+from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.losses import NTXentLoss
-from simclr.models import SimCLRModel, build_backbone, build_head, resolve_stem
+from simclr.models import SimCLRModel, build_model, resolve_stem
 from simclr.optim import scaled_learning_rate, warmup_steps_for
+from simclr.rundir import BackboneMetadata, RunDir
 from simclr.training.callbacks import (
     BackboneExport,
+    GradientPenaltyReport,
     KNNMonitor,
     LastCheckpoint,
     MetricsCSV,
     ProgressLog,
+    StopOnSignal,
 )
 from simclr.training.checkpoint_io import AtomicCheckpointIO
 from simclr.training.datamodule import InMemoryDataModule
-from simclr.training.hardware import resolve_precision, use_channels_last, uses_gpu
 from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
-from simclr.training.rundir import (
-    checkpoint_path,
-    is_worker_process,
-    prepare_run_dir,
-    setup_logging,
-)
+from simclr.training.run_setup import held_log_records, is_worker_process, prepare_run_dir, setup_logging
 from simclr.views.factory import build_views
 
 log = logging.getLogger("simclr")
@@ -58,41 +62,261 @@ class PretrainResult:
     knn_top1: float | None
 
 
-def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
-    """Backbone with the stem for this image size, followed by the configured projection head."""
-    backbone, feature_dim = build_backbone(config.backbone, resolve_stem(config.stem, image_size))
-    head, out_dim = build_head(
-        config.head,
-        feature_dim,
-        out_dim=config.head_out_dim,
-        hidden_dim=config.head_hidden_dim,
-        num_layers=config.head_layers,
-        batch_norm=config.head_batch_norm,
-        ae_checkpoint=config.ae_checkpoint,
-        freeze_input=config.freeze_head_input,
-        activation=config.head_activation,
-    )
-    return SimCLRModel(backbone, head, feature_dim, out_dim)
+@dataclass(frozen=True)
+class Hardware:
+    """Where and how the run computes, resolved once from the config."""
+
+    gpu: bool
+    precision: str
+    devices: int | list[int] | str
+    processes: int  # on this node; the global batch is batch_size x processes
+    channels_last: bool
+    sync_batchnorm: bool
 
 
-def _load_splits(config: PretrainConfig) -> tuple[ImageStore, ImageStore | None]:
-    data_dir = Path(config.data_dir) if config.data_dir else None
-    common: dict[str, Any] = dict(
-        data_dir=data_dir,
-        download=config.download,
-        image_size=config.image_size,
+@dataclass(frozen=True)
+class TrainingData:
+    train: ImageStore
+    test: ImageStore | None
+    info: DatasetInfo
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train.images.shape[-1])
+
+
+def run_pretraining(
+    config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None
+) -> PretrainResult:
+    """Train SimCLR as configured and return where the run directory is.
+
+    ``extra_callbacks`` lets benchmarks and tests observe the run without changing it. A SIGINT or SIGTERM
+    during training saves the checkpoint and raises :class:`~simclr.errors.Interrupted`.
+    """
+    check_resumable(config)
+    hardware = resolve_hardware(config)
+    with held_log_records() as decisions:  # written to the run's log once it exists
+        data = load_training_data(config)
+    views = build_views(data.info, data.image_size, config.view_config(data.info, data.image_size), config.n_views)
+    model = build_seeded_model(config, data.image_size, hardware)
+    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    optim = plan_optimisation(config, len(data.train), hardware.processes)
+
+    run = prepare_run_dir(config)
+    setup_logging(run.log, quiet=quiet or is_worker_process(), held=decisions)
+    describe_run(config, run, data, hardware, optim)
+
+    callbacks = build_callbacks(config, run, data, model, optim, quiet) + list(extra_callbacks or [])
+    trainer = build_trainer(config, hardware, callbacks, build_loggers(config, run), run)
+    module = SimCLRModule(
+        model,
+        views,
+        loss,
+        optim,
         seed=config.seed,
-        workers=config.workers,
+        channels_last=hardware.channels_last,
+        invariance=invariance_settings(config),
     )
-    if config.dataset == "spirograph":
-        common.update(spirograph_size=config.train_size, spirograph_test_size=config.test_size)
-    train = load_dataset(config.dataset, "train", limit=config.limit_train_images, **common)
-    if train is None:
-        raise UserError(f"dataset {config.dataset} has no training split in {config.data_dir}; check --data-dir")
+    datamodule = InMemoryDataModule(data.train, config.batch_size, config.seed)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
+    return finish(trainer, run)
+
+
+def check_resumable(config: PretrainConfig) -> None:
+    if config.resume and not RunDir(Path(config.resume)).last_checkpoint.is_file():
+        raise UserError(
+            f"cannot resume: {RunDir(Path(config.resume)).last_checkpoint} does not exist; "
+            "pass the directory of a run that saved a checkpoint"
+        )
+
+
+def resolve_hardware(config: PretrainConfig) -> Hardware:
+    """Device kind, precision, process count, memory format and BatchNorm synchronisation."""
+    gpu = pick_device(config.accelerator).type == "cuda"
+    devices = _parse_devices(config.devices)
+    if isinstance(devices, list):
+        processes = len(devices)
+    elif devices == "auto":
+        processes = torch.cuda.device_count() if gpu else 1
+    else:
+        processes = int(devices)
+    return Hardware(
+        gpu=gpu,
+        precision=resolve_precision(config.precision, gpu),
+        devices=devices,
+        processes=processes,
+        channels_last=use_channels_last(config.channels_last, gpu, config.lambda_gp > 0),
+        # with synchronised statistics, N processes compute the forward pass of one process on the global batch
+        sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else processes > 1,
+    )
+
+
+def _parse_devices(value: str) -> int | list[int] | str:
+    text = str(value).strip()
+    if text == "auto":
+        return "auto"
+    if text.isdigit():
+        return int(text)
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--devices {value!r} is not a count or a list like 0,1") from None
+
+
+def load_training_data(config: PretrainConfig) -> TrainingData:
+    """The training split, and the labelled test split when the kNN monitor will use it."""
+    source = DataSource.of(config)
+    train = source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
     test = None
     if train.has_labels and config.knn_every_epochs > 0:
-        test = load_dataset(config.dataset, "test", **common)
-    return train, test
+        test = source.load_test(image_size=int(train.images.shape[-1]), seed=config.seed)
+    return TrainingData(train, test, dataset_info(config.dataset, int(train.images.shape[-1]), store=train))
+
+
+def build_seeded_model(config: PretrainConfig, image_size: int, hardware: Hardware) -> SimCLRModel:
+    """The network with its initial weights drawn from ``config.seed``, in the run's memory format (and
+    compiled when asked)."""
+    L.seed_everything(config.seed, workers=False, verbose=False)
+    model = build_model(config, image_size)
+    if hardware.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if config.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    return model
+
+
+def plan_optimisation(config: PretrainConfig, train_images: int, processes: int) -> OptimSettings:
+    """The optimiser and its warmup + cosine schedule, with the learning rate scaled by the global batch."""
+    global_batch = config.batch_size * processes
+    steps_per_epoch = train_images // global_batch
+    if steps_per_epoch < 1:
+        raise UserError(
+            f"{train_images} training images are fewer than one batch of {config.batch_size} x {processes} "
+            "process(es); lower --batch-size or use more images"
+        )
+    total_steps = steps_per_epoch * config.epochs
+    base_lr, rule = config.resolved_lr()
+    return OptimSettings(
+        name=config.optimizer,
+        peak_lr=scaled_learning_rate(base_lr, global_batch, rule),
+        weight_decay=config.resolved_weight_decay(),
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def invariance_settings(config: PretrainConfig) -> InvarianceSettings:
+    return InvarianceSettings(
+        config.lambda_gp,
+        config.gp_upper_limit,
+        config.gp_draws,
+        config.gp_normalization,
+        config.gp_excluded_columns(),
+    )
+
+
+def describe_run(
+    config: PretrainConfig, run: RunDir, data: TrainingData, hardware: Hardware, optim: OptimSettings
+) -> None:
+    """The decisions of this run, in its log: data, network, schedule, hardware."""
+    _quiet_lightning()
+    report_skipped(data.train, "train")
+    if data.test is not None:
+        report_skipped(data.test, "test")
+    log.info("run directory: %s", run.path)
+    if config.resume:
+        log.info("resuming from %s", run.last_checkpoint)
+    tests = f", {len(data.test)} test images" if data.test is not None else ""
+    log.info("dataset %s: %d training images of %dpx%s", config.dataset, len(data.train), data.image_size, tests)
+    base_lr, rule = config.resolved_lr()
+    log.info(
+        "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling, batch %d x %d), wd %g, warmup %d of %d steps; "
+        "precision %s",
+        config.backbone,
+        resolve_stem(config.stem, data.image_size),
+        config.head,
+        optim.name,
+        optim.peak_lr,
+        base_lr,
+        rule,
+        config.batch_size,
+        hardware.processes,
+        optim.weight_decay,
+        optim.warmup_steps,
+        optim.total_steps,
+        hardware.precision,
+    )
+    planned_warmup = round(config.warmup_epochs * optim.steps_per_epoch)
+    if optim.warmup_steps != planned_warmup:
+        log.info(
+            "warmup: %g epochs (%d steps) do not fit in a run of %d steps; warming up for %d steps (10%%) instead",
+            config.warmup_epochs,
+            planned_warmup,
+            optim.total_steps,
+            optim.warmup_steps,
+        )
+    if config.channels_last and not hardware.channels_last:
+        log.info("memory format: contiguous, not channels_last (faster for the gradient penalty on the CPU)")
+    if hardware.processes > 1:
+        log.info("BatchNorm statistics: %s", "synchronised" if hardware.sync_batchnorm else "per process")
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banners (GPU/TPU availability, tips) and a torch-internal deprecation warning are noise
+    for simclr users: our own log says what hardware and precision the run uses."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*weights_only.*")
+
+
+def build_callbacks(
+    config: PretrainConfig, run: RunDir, data: TrainingData, model: SimCLRModel, optim: OptimSettings, quiet: bool
+) -> list[L.Callback]:
+    """Progress, metrics, the kNN monitor, checkpoints, the backbone export, the penalty's report and the
+    clean stop on a signal; the order is the order Lightning calls them in."""
+    callbacks: list[L.Callback] = [RichProgressBar()] if _show_progress_bar(quiet) else []
+    metrics = MetricsCSV(run.metrics)
+    callbacks.append(metrics)
+    knn_sets = _knn_sets(config, data.train, data.test)
+    if knn_sets is not None:
+        bank, queries = knn_sets
+        callbacks.append(
+            KNNMonitor(
+                bank,
+                queries,
+                bank.num_classes,
+                data.info.mean,
+                data.info.std,
+                metrics,
+                every_epochs=config.knn_every_epochs,
+                k=config.knn_k,
+                temperature=config.knn_temperature,
+            )
+        )
+    metadata = BackboneMetadata(
+        backbone=config.backbone,
+        stem=resolve_stem(config.stem, data.image_size),
+        feature_dim=model.feature_dim,
+        dataset=config.dataset,
+        image_size=data.image_size,
+    )
+    callbacks += [
+        LastCheckpoint(run.last_checkpoint, config.checkpoint_every_steps),
+        BackboneExport(run.backbone, metadata),
+        ProgressLog(config.log_every_steps, min(optim.total_steps, config.max_steps or optim.total_steps)),
+    ]
+    if config.lambda_gp > 0:
+        callbacks.append(GradientPenaltyReport(describe_gradient_penalty(config), run.metrics, config.gp_upper_limit))
+    callbacks.append(StopOnSignal(run))
+    return callbacks
+
+
+def _show_progress_bar(quiet: bool) -> bool:
+    return sys.stderr.isatty() and not quiet
 
 
 def _knn_sets(
@@ -115,56 +339,11 @@ def _knn_sets(
     return bank, queries
 
 
-def _loggers(config: PretrainConfig, run_dir: Path) -> list[Any]:
-    if config.logger == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-            from lightning.pytorch.loggers import TensorBoardLogger
-        except ImportError:
-            raise UserError(
-                "--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'"
-            ) from None
-        return [TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="")]
-    if config.logger == "mlflow":
-        import os
-
-        try:
-            import mlflow  # noqa: F401
-            from lightning.pytorch.loggers import MLFlowLogger
-        except ImportError:
-            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
-        return [MLFlowLogger(experiment_name="simclr", run_name=run_dir.name, tracking_uri=uri)]
-    return []
-
-
-def _quiet_lightning() -> None:
-    """Lightning's banners (GPU/TPU availability, tips) and a torch-internal deprecation warning are noise
-    for simclr users: our own log says what hardware and precision the run uses."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=r".*weights_only.*")
-
-
-def _devices(value: str) -> Any:
-    text = str(value).strip()
-    if text == "auto":
-        return "auto"
-    if text.isdigit():
-        return int(text)
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"--devices {value!r} is not a count or a list like 0,1") from None
-
-
 def describe_gradient_penalty(config: PretrainConfig) -> str:
     """One line saying what ``--lambda-gp`` penalises, so a run's log records the penalty's scope.
 
-    On Spirograph the shape parameter h takes 91-99.9% of the seed's first-order penalty, and in every
-    shortened run we made the full penalty raised the conditional variance (docs/REPRODUCING.md,
-    "Invariance"); the line points there while h is penalised.
+    On Spirograph the first-order penalty over the shape parameter h dominates the others
+    (docs/REPRODUCING.md, "Invariance"), so the line says so while h is penalised.
     """
     names = config.gp_penalised_names()
     line = (
@@ -173,199 +352,65 @@ def describe_gradient_penalty(config: PretrainConfig) -> str:
         f"{'normalised' if config.gp_normalization else 'raw'} features"
     )
     if "h" in names and dataset_info(config.dataset).regression:
-        line += " (h dominates this penalty on Spirograph: see docs/REPRODUCING.md, Invariance; --gp-exclude h leaves it out)"
+        line += (
+            " (h dominates this penalty on Spirograph: see docs/REPRODUCING.md, Invariance; "
+            "--gp-exclude h leaves it out)"
+        )
     return line
 
 
-def penalty_saturation_note(metrics_csv: Path, upper_limit: float) -> str | None:
-    """A warning when the penalty sat at its clamp on some steps of the run (``metrics.csv``), else None.
+def build_loggers(config: PretrainConfig, run: RunDir) -> list[Any]:
+    """The tracking logger asked for; the metrics file is written by :class:`MetricsCSV` in every case."""
+    if config.logger == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+            from lightning.pytorch.loggers import TensorBoardLogger
+        except ImportError:
+            raise UserError(
+                "--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'"
+            ) from None
+        return [TensorBoardLogger(save_dir=str(run.path), name=run.tensorboard_name, version="")]
+    if config.logger == "mlflow":
+        try:
+            import mlflow  # noqa: F401
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ImportError:
+            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run.mlflow_db.resolve()}"
+        return [MLFlowLogger(experiment_name="simclr", run_name=run.name, tracking_uri=uri)]
+    return []
 
-    The seed clamps the penalty at ``--gp-upper-limit`` (1 for CIFAR-10), and a clamped penalty adds no
-    gradient: on a fresh ResNet-50 the CIFAR-10 penalty starts above 1, so a short run with the seed's
-    setting is plain SimCLR. The log says so instead of letting ``gradient_penalty = 1`` look like success.
-    """
-    with open(metrics_csv, newline="") as handle:
-        values = [
-            float(row["gradient_penalty_unclamped"])
-            for row in csv.DictReader(handle)
-            if row.get("gradient_penalty_unclamped")
-        ]
-    saturated = sum(value > upper_limit for value in values)
-    if not saturated:
-        return None
-    return (
-        f"gradient penalty: above its clamp (--gp-upper-limit {upper_limit:g}) on {saturated} of {len(values)} steps, "
-        f"where it adds no gradient (median unclamped value {statistics.median(values):.3g}, column "
-        "gradient_penalty_unclamped of metrics.csv); raise --gp-upper-limit if the penalty should act there"
-    )
 
-
-def run_pretraining(
-    config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None
-) -> PretrainResult:
-    """Train SimCLR as configured and return where the run directory is.
-
-    ``extra_callbacks`` lets benchmarks and tests observe the run without changing it.
-    """
-    if config.resume and not checkpoint_path(Path(config.resume)).is_file():
-        raise UserError(
-            f"cannot resume: {checkpoint_path(Path(config.resume))} does not exist; "
-            "pass the directory of a run that saved a checkpoint"
-        )
-    gpu = uses_gpu(config.accelerator)
-    precision = resolve_precision(config.precision, gpu)
-    info = dataset_info(config.dataset, config.image_size)
-    train, test = _load_splits(config)  # before creating anything: bad data leaves no trace on disk
-    image_size = int(train.images.shape[-1])
-    L.seed_everything(config.seed, workers=False, verbose=False)  # the model's initial weights depend on it
-    model = build_model(config, image_size)  # so does a bad head (e.g. --head ae with a wrong checkpoint)
-
-    run_dir = prepare_run_dir(config)
-    setup_logging(run_dir, quiet=quiet or is_worker_process())
-    _quiet_lightning()
-    report_skipped(train, "train")
-    if test is not None:
-        report_skipped(test, "test")
-    log.info("run directory: %s", run_dir)
-    log.info(
-        "dataset %s: %d training images of %dpx%s",
-        config.dataset,
-        len(train),
-        image_size,
-        f", {len(test)} test images" if test is not None else "",
-    )
-
-    views, input_key = build_views(config, info, image_size)
-    channels_last = use_channels_last(config.channels_last, gpu, config.lambda_gp > 0)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    elif config.channels_last:
-        log.info("memory format: contiguous, not channels_last (faster for the gradient penalty on the CPU)")
-
-    trainer_devices = _devices(config.devices)
-    strategy = config.strategy
-    show_bar = sys.stderr.isatty() and not quiet
-    callbacks: list[L.Callback] = [RichProgressBar()] if show_bar else []
-    metrics = MetricsCSV(run_dir / "metrics.csv")
-    callbacks.append(metrics)
-    knn_sets = _knn_sets(config, train, test)
-    if knn_sets is not None:
-        bank, queries = knn_sets
-        callbacks.append(
-            KNNMonitor(
-                bank,
-                queries,
-                bank.num_classes,
-                info.mean,
-                info.std,
-                metrics,
-                every_epochs=config.knn_every_epochs,
-                k=config.knn_k,
-                temperature=config.knn_temperature,
-            )
-        )
-    trainer = L.Trainer(
-        accelerator="gpu" if gpu else "cpu",
-        devices=trainer_devices,
-        strategy=strategy,
-        precision=precision,  # type: ignore[arg-type]
+def build_trainer(
+    config: PretrainConfig, hardware: Hardware, callbacks: list[L.Callback], loggers: list[Any], run: RunDir
+) -> L.Trainer:
+    return L.Trainer(
+        accelerator="gpu" if hardware.gpu else "cpu",
+        devices=hardware.devices,
+        strategy=config.strategy,
+        precision=hardware.precision,  # type: ignore[arg-type]
         max_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        logger=_loggers(config, run_dir) or False,
+        logger=loggers or False,
         callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=show_bar,
+        enable_checkpointing=False,  # LastCheckpoint writes the one checkpoint a run keeps
+        enable_progress_bar=any(isinstance(callback, RichProgressBar) for callback in callbacks),
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        sync_batchnorm=config.sync_batchnorm,
-        use_distributed_sampler=False,
+        sync_batchnorm=hardware.sync_batchnorm,
+        use_distributed_sampler=False,  # the in-memory loader shards by rank itself
         log_every_n_steps=max(1, config.log_every_steps),
         plugins=[AtomicCheckpointIO()],
-        default_root_dir=str(run_dir),
+        default_root_dir=str(run.path),
     )
-    world = trainer.num_devices * trainer.num_nodes
-    steps_per_epoch = len(train) // (config.batch_size * world)
-    if steps_per_epoch < 1:
-        raise UserError(
-            f"{len(train)} training images are fewer than one batch of {config.batch_size} x {world} process(es); "
-            "lower --batch-size or use more images"
-        )
-    total_steps = steps_per_epoch * config.epochs
-    base_lr, rule = config.resolved_lr()
-    optim = OptimSettings(
-        name=config.optimizer,
-        peak_lr=scaled_learning_rate(base_lr, config.batch_size * world, rule),
-        weight_decay=config.resolved_weight_decay(),
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        total_steps=total_steps,
-        warmup_steps=warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
-    )
-    log.info(
-        "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling, batch %d x %d), wd %g, warmup %d of %d steps; precision %s",
-        config.backbone,
-        resolve_stem(config.stem, image_size),
-        config.head,
-        optim.name,
-        optim.peak_lr,
-        base_lr,
-        rule,
-        config.batch_size,
-        world,
-        optim.weight_decay,
-        optim.warmup_steps,
-        total_steps,
-        precision,
-    )
-    if config.lambda_gp > 0:
-        log.info("%s", describe_gradient_penalty(config))
-    metadata = {
-        "backbone": config.backbone,
-        "stem": resolve_stem(config.stem, image_size),
-        "feature_dim": str(model.feature_dim),
-        "dataset": config.dataset,
-        "image_size": str(image_size),
-    }
-    trainer.callbacks.extend(  # type: ignore[attr-defined]
-        [
-            LastCheckpoint(checkpoint_path(run_dir), config.checkpoint_every_steps),
-            BackboneExport(run_dir / "backbone.safetensors", metadata),
-            ProgressLog(config.log_every_steps, min(total_steps, config.max_steps or total_steps)),
-            *(extra_callbacks or []),
-        ]
-    )
-    if config.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
-    module = SimCLRModule(
-        model,
-        views,
-        NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed),
-        optim,
-        seed=config.seed,
-        input_key=input_key,
-        channels_last=channels_last,
-        invariance=InvarianceSettings(
-            config.lambda_gp,
-            config.gp_upper_limit,
-            config.gp_draws,
-            config.gp_normalization,
-            config.gp_excluded_columns(),
-        ),
-    )
-    datamodule = InMemoryDataModule(train, config.batch_size, config.seed)
-    ckpt = checkpoint_path(run_dir) if config.resume else None
-    if ckpt is not None:
-        log.info("resuming from %s", ckpt)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+
+
+def finish(trainer: L.Trainer, run: RunDir) -> PretrainResult:
     final_loss = trainer.callback_metrics.get("train_loss")
     knn = trainer.callback_metrics.get("knn_top1")
-    if config.lambda_gp > 0 and trainer.global_rank == 0:
-        saturation = penalty_saturation_note(run_dir / "metrics.csv", config.gp_upper_limit)
-        if saturation:
-            log.warning("%s", saturation)
-    log.info("finished at step %d; run directory: %s", trainer.global_step, run_dir)
+    log.info("finished at step %d; run directory: %s", trainer.global_step, run.path)
     return PretrainResult(
-        run_dir=run_dir,
+        run_dir=run.path,
         global_step=trainer.global_step,
         final_loss=float(final_loss) if final_loss is not None else None,
         knn_top1=float(knn) if knn is not None else None,

@@ -1,50 +1,60 @@
-"""The view maker a run's config describes, shared by pretraining and test-time augmentation."""
+"""The view maker of a run: what pretraining, test-time augmentation and the plots draw views with."""
 
 from __future__ import annotations
 
-from torch import nn
+from typing import ClassVar, Protocol
 
-from simclr.config import PretrainConfig
+import torch
+from torch import Tensor
+
 from simclr.data.registry import DatasetInfo
 from simclr.data.spirograph import SpirographViews
 from simclr.views.config import ViewConfig
 from simclr.views.pipeline import SimCLRViews
 
 
-def view_config_for(config: PretrainConfig, info: DatasetInfo, image_size: int) -> ViewConfig:
-    """The SimCLR augmentation of Chen et al. 2020 (Appendix A) with the run's overrides; jitter
-    strength and blur default by image size (0.5 and no blur for CIFAR-size images)."""
-    view_config = ViewConfig(
-        size=image_size,
-        crop_scale=(config.crop_min_scale, config.crop_max_scale),
-        flip_p=config.flip_p,
-        jitter_strength=config.jitter_strength if config.jitter_strength is not None else info.jitter_strength,
-        brightness=config.brightness,
-        contrast=config.contrast,
-        saturation=config.saturation,
-        hue=config.hue,
-        jitter_p=config.jitter_p,
-        grayscale_p=config.grayscale_p,
-        blur_p=config.blur_p if config.blur_p is not None else (0.5 if info.blur else 0.0),
-        mean=info.mean,
-        std=info.std,
-    )
-    view_config.validate()
-    return view_config
+class ViewMaker(Protocol):
+    """Makes ``n_views`` random views of a batch on its device, from one entry of the batch.
+
+    Implemented by :class:`~simclr.views.pipeline.SimCLRViews` (the SimCLR augmentations of stored images)
+    and :class:`~simclr.data.spirograph.SpirographViews` (re-renders with new nuisance parameters).
+    """
+
+    input_key: ClassVar[str]
+    """The batch entry the views are made from (``images`` or ``factors``)."""
+    invariance_parameter_names: ClassVar[tuple[str, ...]]
+    """The view parameters the gradient penalty differentiates through, in column order."""
+    n_views: int
+
+    @property
+    def mean(self) -> Tensor | float:
+        """The normalisation ``(x - mean) / std`` the views come out with."""
+        ...
+
+    @property
+    def std(self) -> Tensor | float: ...
+
+    def __call__(self, source: Tensor, generator: torch.Generator) -> list[Tensor]: ...
+
+    def views_with_grad(self, source: Tensor, generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
+        """The views of ``__call__`` plus the first view's parameters as a leaf that requires grad."""
+        ...
+
+    def redraw_invariance_params(
+        self, batch: int, draws: int, generator: torch.Generator, device: torch.device
+    ) -> Tensor:
+        """``(draws, batch, P)`` fresh values of the :attr:`invariance_parameter_names`."""
+        ...
 
 
 def invariance_parameter_names(info: DatasetInfo) -> tuple[str, ...]:
-    """Names of the view parameters :func:`build_views`'s view maker differentiates through (the
-    gradient penalty's columns): Spirograph's 6 nuisances, else colour jitter's 4."""
+    """The gradient penalty's columns for a dataset: Spirograph's 6 nuisances, else colour jitter's 4."""
     return SpirographViews.invariance_parameter_names if info.regression else SimCLRViews.invariance_parameter_names
 
 
-def build_views(
-    config: PretrainConfig, info: DatasetInfo, image_size: int, n_views: int | None = None
-) -> tuple[nn.Module, str]:
-    """The view maker and the batch key it reads: Spirograph re-renders with new nuisance parameters
-    (Foster et al. 2020), every other dataset gets the SimCLR augmentations."""
-    views = n_views if n_views is not None else config.n_views
+def build_views(info: DatasetInfo, image_size: int, view_config: ViewConfig, n_views: int) -> ViewMaker:
+    """Spirograph re-renders its factors with new nuisance parameters (Foster et al. 2020); every other
+    dataset gets the SimCLR augmentations of ``view_config``."""
     if info.regression:
-        return SpirographViews(n_views=views, size=image_size), "factors"
-    return SimCLRViews(view_config_for(config, info, image_size), n_views=views), "images"
+        return SpirographViews(n_views=n_views, size=image_size)
+    return SimCLRViews(view_config, n_views=n_views)

@@ -43,6 +43,8 @@ class SimCLRViews(torch.nn.Module):
     fixed seed reproduces the views bit-exactly on a given device.
     """
 
+    input_key: ClassVar[str] = "images"
+    """The batch entry the views are made from: the stored uint8 images."""
     invariance_parameter_names: ClassVar[tuple[str, ...]] = JITTER_NAMES
     """The columns of :meth:`redraw_invariance_params` and of the leaf of :meth:`views_with_grad`."""
     mean: Tensor

@@ -1,0 +1,277 @@
+"""The settings of the evaluation commands, one dataclass each; the CLI generates their flags from the fields.
+
+This module imports no torch, so ``simclr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simclr.config import positive_int, setting
+from simclr.errors import UserError
+
+FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
+"""Peak learning rate of the head: Adam 1e-3 (SimCLR-Lightning and the CIFAR-10 ResNet-18 study fine-tune
+with Adam's default), SGD 0.1 (Foster et al. 2020's linear SGD classifier). A trained backbone gets
+``backbone_lr_scale`` times it."""
+DEFAULT_BACKBONE_LR_SCALE = 0.1
+
+L2_GRID_TEXT = "1e-8:1e-1:8"  # Foster et al. 2020: 10^linspace(-8, -1, 8)
+
+
+def parse_l2_grid(text: str) -> tuple[float, ...]:
+    """``LOW:HIGH:N``, N values log-spaced from LOW to HIGH, or a comma list of values.
+
+    >>> [f"{v:g}" for v in parse_l2_grid("1e-4:1e-2:3")]
+    ['0.0001', '0.001', '0.01']
+    """
+    try:
+        if ":" in text:
+            low_text, high_text, count = text.split(":")
+            low, high, n = math.log10(float(low_text)), math.log10(float(high_text)), int(count)
+            if n < 1:
+                raise ValueError
+            if n == 1:
+                return (10.0**low,)
+            step = (high - low) / (n - 1)
+            return tuple(10.0 ** (low + i * step) for i in range(n))
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+        if not values or any(v < 0 for v in values):
+            raise ValueError
+        return values
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad L2 grid {text!r}; use LOW:HIGH:N, log-spaced (e.g. {L2_GRID_TEXT}), or a list like 1e-4,1e-3"
+        ) from None
+
+
+DEFAULT_L2_GRID: tuple[float, ...] = parse_l2_grid(L2_GRID_TEXT)
+DEFAULT_MAX_ITER = 500  # Foster et al.'s 500 L-BFGS steps
+
+
+def check_tta(views: int) -> None:
+    if views == 1 or views < 0:
+        raise UserError(f"--tta {views}: pass 0 (no test-time augmentation) or a number of views >= 2")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What every evaluation command shares: where the data is, how much of it, on which device."""
+
+    data_dir: Path | None = setting("where the dataset is (default: the run's --data-dir)", None)
+    limit_train_images: int | None = setting(
+        "stratified subset of the training split", None, parse=positive_int, metavar="N"
+    )
+    limit_test_images: int | None = setting(
+        "stratified subset of the test split", None, parse=positive_int, metavar="N"
+    )
+    batch_size: int = setting("images per forward pass when computing features", 512, parse=positive_int)
+    accelerator: str = setting("where features are computed", "auto", choices=("auto", "cpu", "gpu"))
+    workers: int = setting("processes decoding image files", 2)
+    seed: int = setting("seed of splits, subsets and fits", 0)
+    random_weights: bool = setting(
+        "evaluate the same architecture with random initial weights (the baseline to beat); results go to the "
+        "run's random-weights evaluation folder unless --eval-dir is given",
+        False,
+    )
+    use_cache: bool = setting("reuse cached features (--no-cache recomputes them)", True, flag="cache")
+
+
+@dataclass(frozen=True)
+class L2FitOptions:
+    """An L-BFGS fit on frozen features with the L2 weight chosen on a validation split of train."""
+
+    standardize: bool = setting("standardise features with train statistics", True)
+    l2_grid: tuple[float, ...] = setting(
+        f"L2 weights tried on validation: LOW:HIGH:N log-spaced, or a list (default: {L2_GRID_TEXT})",
+        DEFAULT_L2_GRID,
+        parse=parse_l2_grid,
+        metavar="GRID",
+    )
+    val_fraction: float = setting("part of train held out to choose the L2 weight", 0.1)
+    max_iter: int = setting("L-BFGS iterations per fit", DEFAULT_MAX_ITER, parse=positive_int)
+
+
+@dataclass(frozen=True)
+class LinearEvalOptions(L2FitOptions):
+    """``simclr linear-eval``."""
+
+    method: str = setting(
+        "lbfgs: full-batch on cached features; sgd: mini-batch with crop/flip augmentation",
+        "lbfgs",
+        choices=("lbfgs", "sgd"),
+    )
+    tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N")
+    epochs: int = setting("--method sgd: epochs", 90, parse=positive_int)
+    lr: float = setting("--method sgd: learning rate", 0.1)
+    nesterov: bool = setting("--method sgd: Nesterov momentum", False)
+
+    def validate(self) -> None:
+        check_tta(self.tta)
+
+
+@dataclass(frozen=True)
+class RegressOptions(L2FitOptions):
+    """``simclr regress``: Spirograph's generative factors from frozen features."""
+
+    passes: int = setting("average the features of this many fresh renders", 1, parse=positive_int)
+
+
+@dataclass(frozen=True)
+class KNNOptions:
+    """``simclr knn``."""
+
+    k: tuple[int, ...] = setting("numbers of neighbours", (200, 20), parse=positive_int, nargs="+")
+    temperature: float = setting("vote weight exp(similarity / T)", 0.1)
+
+    def validate(self) -> None:
+        if self.temperature <= 0:
+            raise UserError(f"--temperature must be positive, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """``simclr evaluate``: the dataset's standard protocol, plots and the report."""
+
+    method: str = setting("2-D map of the test embeddings", "tsne", choices=("tsne", "umap"))
+    tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N")
+    plots: bool = setting("draw the plots and write the report (--no-plots: numbers only)", True)
+    invariance: bool = setting(
+        "also measure invariance to the augmentation: conditional variance and how well a linear map predicts "
+        "the view parameters (Foster et al. 2020); lower = more invariant",
+        False,
+    )
+    invariance_views: int = setting("views per test image for the conditional variance", 10)
+
+    def validate(self) -> None:
+        check_tta(self.tta)
+        if self.invariance_views < 2:
+            raise UserError(f"--invariance-views must be >= 2 to have a variance, got {self.invariance_views}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the fine-tuning loop trains. ``patience`` 0 never stops early; ``keep_best`` restores the weights of
+    the epoch with the lowest validation loss (else the last epoch's weights are scored). ``eval_batch_size``
+    and ``seed`` come from the evaluation session, not from flags of their own."""
+
+    epochs: int = setting("most epochs (early stopping may end sooner)", 20, parse=positive_int)
+    batch_size: int = setting("images per training step", 256, parse=positive_int, flag="train_batch_size")
+    optimizer: str = setting("adam, or sgd with momentum", "adam", choices=FINETUNE_OPTIMIZERS)
+    lr: float | None = setting("peak learning rate of the head (default: adam 1e-3, sgd 0.1)", None)
+    backbone_lr_scale: float | None = setting(
+        f"backbone learning rate = S x --lr (default {DEFAULT_BACKBONE_LR_SCALE})", None, metavar="S"
+    )
+    weight_decay: float = setting("weight decay (L2 in Adam)", 1e-4)
+    momentum: float = setting("--optimizer sgd: momentum", 0.9)
+    nesterov: bool = setting("--optimizer sgd: Nesterov momentum", False)
+    patience: int = setting("epochs without validation improvement before stopping (0: never)", 3)
+    min_delta: float = setting("smallest validation-loss decrease that counts as improvement", 0.01)
+    keep_best: bool = setting("score the weights of the best validation epoch (--no-keep-best: the last)", True)
+    eval_batch_size: int = setting("images per forward pass when scoring", 512, cli=False)
+    seed: int = setting("seed of the split, the order and the head", 0, cli=False)
+
+    @property
+    def head_lr(self) -> float:
+        return DEFAULT_FINETUNE_LR[self.optimizer] if self.lr is None else float(self.lr)
+
+    @property
+    def backbone_lr_factor(self) -> float:
+        return DEFAULT_BACKBONE_LR_SCALE if self.backbone_lr_scale is None else float(self.backbone_lr_scale)
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` naming the first bad flag."""
+        if self.optimizer not in FINETUNE_OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(FINETUNE_OPTIMIZERS)}")
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (
+                self.batch_size >= 2,
+                f"--train-batch-size must be >= 2 (BatchNorm needs 2 images), got {self.batch_size}",
+            ),
+            (math.isfinite(self.head_lr) and self.head_lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.backbone_lr_factor >= 0, f"--backbone-lr-scale must be >= 0, got {self.backbone_lr_scale}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.patience >= 0, f"--patience must be >= 0 (0: never stop early), got {self.patience}"),
+            (self.min_delta >= 0, f"--min-delta must be >= 0, got {self.min_delta}"),
+            (0.0 <= self.momentum < 1.0, f"--momentum must be in [0, 1), got {self.momentum}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def describe(self, frozen: bool) -> dict[str, Any]:
+        """The optimisation part of a result's protocol."""
+        block: dict[str, Any] = {
+            "optimizer": self.optimizer,
+            "lr": self.head_lr,
+            "backbone_lr": None if frozen else self.head_lr * self.backbone_lr_factor,
+            "lr_schedule": "cosine per step to 0, no warm-up",
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "epochs_max": self.epochs,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+        }
+        if self.optimizer == "sgd":
+            block.update(momentum=self.momentum, nesterov=self.nesterov)
+        else:
+            block["betas"] = [0.9, 0.999]
+        return block
+
+
+@dataclass(frozen=True)
+class FinetuneOptions(TrainConfig):
+    """``simclr finetune``: the loop's settings plus the label subset, the head and the augmentation."""
+
+    label_fraction: float | None = setting(
+        "stratified fraction of the training labels to use, in (0, 1] (default: all)",
+        None,
+        metavar="F",
+        exclusive="labels",
+    )
+    labels_per_class: int | None = setting(
+        "use N labelled images per class (all of a smaller class)",
+        None,
+        parse=positive_int,
+        metavar="N",
+        exclusive="labels",
+    )
+    freeze_backbone: bool = setting("train only the head; the backbone stays in eval mode with fixed weights", False)
+    head: str = setting(
+        "mlp: Linear-BN-ReLU-Dropout-Linear; linear: one Linear layer", "mlp", choices=("linear", "mlp")
+    )
+    hidden_dim: int = setting("hidden units of the mlp head", 512, parse=positive_int)
+    dropout: float = setting("dropout of the mlp head", 0.5)
+    val_fraction: float = setting(
+        "stratified part of the labelled images held out for early stopping (0: none, last epoch)", 0.1
+    )
+    crop_min_scale: float = setting("smallest crop area of the training augmentation", 0.08)
+
+
+@dataclass(frozen=True)
+class SupervisedOptions(FinetuneOptions):
+    """``simclr supervised``: the run's architecture trained on the labels, from random initialisation or from
+    torchvision's ImageNet weights (the backbone learning rate then defaults to 1.0 and 0.1 x --lr)."""
+
+    backbone_lr_scale: float | None = setting(
+        "backbone learning rate = S x --lr (default: 1.0 with --weights none, 0.1 with --weights imagenet)",
+        None,
+        metavar="S",
+    )
+    weights: str = setting(
+        "none: random initialisation, the run's stem; imagenet: torchvision's ImageNet weights",
+        "none",
+        choices=("none", "imagenet"),
+    )
+    image_size: int | None = setting(
+        "train and test at N px, resized on the device (default: the run's size; 224 with --weights imagenet)",
+        None,
+        parse=positive_int,
+        metavar="N",
+    )

@@ -1,0 +1,258 @@
+"""The run directory's layout: every file name and path inside it, in one place.
+
+Everything a run produces lives in one directory, and every later command (evaluate, embed, report,
+resume, sweep) finds its pieces through :class:`RunDir` and :class:`EvalDir`; no other module spells
+these names. The module imports no torch, so the CLI and a sweep's parent process can read a run cheaply;
+the few functions that move tensors import safetensors' torch API when called.
+
+A pretraining run::
+
+    RUN_DIR/config.yaml             the resolved config (what every later command rebuilds the run from)
+    RUN_DIR/metrics.csv             one row per step, plus kNN rows at epoch ends
+    RUN_DIR/train.log               the run's log
+    RUN_DIR/checkpoints/last.ckpt   the Lightning checkpoint that --resume continues from
+    RUN_DIR/backbone.safetensors    the backbone alone, with metadata to rebuild it (BackboneMetadata)
+    RUN_DIR/eval/                   evaluation: metrics.json, report.html, features/ (cache), plots/
+    RUN_DIR/eval-random-weights/    the same evaluation of the untrained architecture (the baseline)
+    RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
+
+An autoencoder run (``simclr train-ae``) shares config.yaml, metrics.csv and train.log, and adds
+``autoencoder.safetensors`` and ``reconstructions.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simclr.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from simclr.config import PretrainConfig
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+LOG_FILE = "train.log"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT_FILE = "last.ckpt"
+BACKBONE_FILE = "backbone.safetensors"
+EVAL_DIR = "eval"
+RANDOM_WEIGHTS_EVAL_DIR = "eval-random-weights"
+SWEEP_MARKER_FILE = "sweep-cell.json"
+AUTOENCODER_FILE = "autoencoder.safetensors"
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+MLFLOW_DB_FILE = "mlflow.db"
+TENSORBOARD_DIR = "tensorboard"
+EVAL_METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+FEATURES_DIR = "features"
+PLOTS_DIR = "plots"
+
+# A safetensors file starts with the little-endian length of its JSON header; a larger header than
+# this is not a backbone we wrote (it protects the torch-free reader from a hostile length field).
+_MAX_HEADER_BYTES = 100 << 20
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """Where the evaluation of one backbone writes: ``RUN_DIR/eval`` unless ``--eval-dir`` says otherwise."""
+
+    path: Path
+
+    @property
+    def metrics(self) -> Path:
+        """Every number with the protocol that produced it (:mod:`simclr.evaluation.results`)."""
+        return self.path / EVAL_METRICS_FILE
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_FILE
+
+    @property
+    def features(self) -> Path:
+        """The cache of frozen features, keyed by the backbone's SHA-256."""
+        return self.path / FEATURES_DIR
+
+    @property
+    def plots(self) -> Path:
+        return self.path / PLOTS_DIR
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths inside one run directory (see the module docstring for the layout)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path).expanduser())
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT_FILE
+
+    @property
+    def backbone(self) -> Path:
+        return self.path / BACKBONE_FILE
+
+    @property
+    def eval(self) -> EvalDir:
+        return EvalDir(self.path / EVAL_DIR)
+
+    @property
+    def random_weights_eval(self) -> EvalDir:
+        return EvalDir(self.path / RANDOM_WEIGHTS_EVAL_DIR)
+
+    @property
+    def sweep_marker(self) -> Path:
+        return self.path / SWEEP_MARKER_FILE
+
+    @property
+    def autoencoder(self) -> Path:
+        return self.path / AUTOENCODER_FILE
+
+    @property
+    def reconstructions(self) -> Path:
+        return self.path / RECONSTRUCTIONS_FILE
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.path / MLFLOW_DB_FILE
+
+    @property
+    def tensorboard_name(self) -> str:
+        """The TensorBoard logger's folder inside the run directory."""
+        return TENSORBOARD_DIR
+
+    # -- the config ---------------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """True once a run has saved its config here (a fresh run must not reuse the directory)."""
+        return self.config.is_file()
+
+    def read_config_values(self) -> dict[str, Any]:
+        """The saved config as a mapping, unvalidated (pretraining or autoencoder)."""
+        from simclr.config import read_yaml
+
+        if not self.config.is_file():
+            raise UserError(f"{self.path} has no {CONFIG_FILE}; pass the directory of a simclr run")
+        return read_yaml(self.config)
+
+    def read_config(self) -> PretrainConfig:
+        """The validated pretraining config saved in this run."""
+        from simclr.config import build_config
+
+        return build_config(self.read_config_values(), {})
+
+    def write_config(self, text: str) -> None:
+        """Save the config atomically: a reader never sees half a file."""
+        write_text_atomic(self.config, text)
+
+
+@dataclass(frozen=True)
+class BackboneMetadata:
+    """What ``backbone.safetensors`` says about itself: enough to rebuild the network and name the weights.
+
+    Safetensors metadata is a string-to-string map; :meth:`to_strings` and :meth:`from_strings` convert.
+    Fields a file lacks (written elsewhere, or by an older version) are None.
+    """
+
+    backbone: str | None = None
+    stem: str | None = None
+    feature_dim: int | None = None
+    dataset: str | None = None
+    image_size: int | None = None
+    global_step: int | None = None
+    epoch: int | None = None
+    weights: str = "pretrained"
+
+    def to_strings(self) -> dict[str, str]:
+        return {key: str(value) for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_strings(cls, values: dict[str, str]) -> BackboneMetadata:
+        parsed: dict[str, Any] = {}
+        for item in fields(cls):
+            text = values.get(item.name)
+            if text is None:
+                continue
+            if item.type in ("int | None", int | None):
+                parsed[item.name] = int(text) if text.strip().isdigit() else None
+            else:
+                parsed[item.name] = text
+        return cls(**parsed)
+
+
+def read_backbone_metadata(path: Path) -> BackboneMetadata:
+    """The metadata of a safetensors file, read from its JSON header without loading torch or the tensors."""
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            if size > _MAX_HEADER_BYTES:
+                raise ValueError(f"header of {size} bytes")
+            header = json.loads(handle.read(size))
+        metadata = header.get("__metadata__") or {}
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a mapping")
+    except (OSError, struct.error, ValueError, AttributeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; the file is damaged or not a safetensors backbone") from None
+    return BackboneMetadata.from_strings({str(key): str(value) for key, value in metadata.items()})
+
+
+def write_backbone(path: Path, tensors: dict[str, Tensor], metadata: BackboneMetadata) -> None:
+    """Write the backbone's tensors with their metadata as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(contiguous, str(tmp), metadata=metadata.to_strings())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_backbone_tensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a backbone file; a damaged file is a one-line UserError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; the file is damaged") from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file in the same folder and rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

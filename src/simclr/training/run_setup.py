@@ -1,0 +1,92 @@
+"""Opening a run directory for training: create or continue it, save the config, log into it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from simclr.config import PretrainConfig, config_to_yaml
+from simclr.errors import UserError
+from simclr.rundir import RunDir
+
+RUN_DIR_ENV = "SIMCLR_RUN_DIR"  # hands the resolved directory to DDP worker processes
+
+
+def is_worker_process() -> bool:
+    """True in the extra processes a DDP launcher starts (they must not create or rewrite files)."""
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def default_run_dir(config: PretrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.dataset}-{config.backbone}-{stamp}"
+
+
+def prepare_run_dir(config: PretrainConfig) -> RunDir:
+    """Create (or, for ``--resume``, reopen) the run directory and save the config in it.
+
+    A fresh run refuses a directory that already holds a run, so nothing written earlier is overwritten.
+    """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and is_worker_process():
+        return RunDir(Path(inherited))
+    if config.resume:
+        run = RunDir(Path(config.resume))  # run_pretraining already checked that the checkpoint exists
+    else:
+        run = RunDir(Path(config.out) if config.out else default_run_dir(config))
+        if run.holds_run():
+            raise UserError(
+                f"{run.path} already holds a run; choose another --out or continue it with --resume {run.path}"
+            )
+        run.path.mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(exist_ok=True)
+    run.write_config(config_to_yaml(dataclasses.replace(config, resume=None, out=str(run.path))))
+    os.environ[RUN_DIR_ENV] = str(run.path.resolve())
+    return run
+
+
+@contextmanager
+def held_log_records() -> Iterator[list[logging.LogRecord]]:
+    """Hold what the ``simclr`` logger says before the run's log exists (decisions made while loading the
+    data), so :func:`setup_logging` can write it into the log once the run directory is there."""
+    logger = logging.getLogger("simclr")
+    holder = logging.handlers.BufferingHandler(capacity=100_000)
+    previous_level, previous_handlers = logger.level, list(logger.handlers)
+    for handler in previous_handlers:  # e.g. an earlier run's log in the same process: not this run's
+        logger.removeHandler(handler)
+    logger.addHandler(holder)
+    logger.setLevel(logging.INFO)
+    try:
+        yield holder.buffer
+    finally:
+        logger.removeHandler(holder)
+        for handler in previous_handlers:
+            logger.addHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def setup_logging(log_file: Path, quiet: bool = False, held: list[logging.LogRecord] | None = None) -> logging.Logger:
+    """Log to ``log_file`` (the run's log) and, unless quiet, to stderr; ``held`` records go first."""
+    logger = logging.getLogger("simclr")
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(file_handler)
+    if not quiet:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(stream)
+    logger.propagate = False
+    for record in held or []:
+        logger.handle(record)
+    return logger
