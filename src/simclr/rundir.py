@@ -196,16 +196,20 @@ class BackboneMetadata:
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> BackboneMetadata:
+        """The metadata of a file; a number that does not parse counts as absent."""
         parsed: dict[str, Any] = {}
         for item in fields(cls):
             text = values.get(item.name)
             if text is None:
                 continue
-            if item.type in ("int | None", int | None):
+            if item.name in _NUMBER_FIELDS:
                 parsed[item.name] = int(text) if text.strip().isdigit() else None
             else:
                 parsed[item.name] = text
         return cls(**parsed)
+
+
+_NUMBER_FIELDS = ("feature_dim", "image_size", "global_step", "epoch")
 
 
 def read_backbone_metadata(path: Path) -> BackboneMetadata:
