@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -92,6 +93,15 @@ class PretrainConfig:
     train_size: int = _data("spirograph: number of generated training images", 100_000)
     test_size: int = _data("spirograph: number of generated test images", 20_000)
     workers: int = _data("processes decoding image files", 2)
+    memory_budget: str | None = _data(
+        "an image folder whose decoded training split exceeds SIZE (e.g. 8GB) is packed once and streamed "
+        "instead of held in memory (default: half of the available memory)",
+        None,
+        metavar="SIZE",
+    )
+    pack_dir: str | None = _data(
+        "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
+    )
 
     n_views: int = _views("views per image (>= 2)", 2)
     jitter_strength: float | None = _views("colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None)
@@ -155,7 +165,8 @@ class PretrainConfig:
 
     precision: str = _hardware("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", "auto")
     accelerator: str = _hardware("auto | cpu | gpu", "auto")
-    devices: str = _hardware("number of devices or a list such as 0,1", "1")
+    devices: str = _hardware("number of devices per machine, or a list such as 0,1", "1")
+    num_nodes: int = _hardware("machines training together (DDP; docs/SCALING.md)", 1)
     strategy: str = _hardware("auto | ddp | ...", "auto")
     sync_batchnorm: bool | None = _hardware(
         "synchronise BatchNorm statistics across processes (default: on when more than one process trains)", None
@@ -278,6 +289,10 @@ class PretrainConfig:
             raise UserError(f"temperature must be > 0, got {self.temperature}; use e.g. --temperature 0.5")
         if self.n_views < 2:
             raise UserError(f"n_views must be >= 2 for a contrastive loss, got {self.n_views}; use --n-views 2")
+        if self.memory_budget is not None:
+            parse_size(self.memory_budget)
+        if self.num_nodes < 1:
+            raise UserError(f"num_nodes must be >= 1, got {self.num_nodes}; fix --num-nodes")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}; fix --epochs")
         if self.max_steps is not None and self.max_steps < 1:
@@ -362,6 +377,60 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 2**10,
+    "KB": 2**10,
+    "M": 2**20,
+    "MB": 2**20,
+    "G": 2**30,
+    "GB": 2**30,
+    "T": 2**40,
+    "TB": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """A size such as ``8GB``, ``512MB``, ``1.5G`` or a number of bytes, in bytes (binary units)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise UserError(f"cannot read the size {text!r}; write it like 8GB, 512MB or 1.5G")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def jpeg_quality(text: str) -> int:
+    """Parse a JPEG quality flag, 1..100 (an argparse ``type``)."""
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"expected a JPEG quality within 1..100, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """The settings of ``simclr data pack`` (:mod:`simclr.data.packed`)."""
+
+    max_side: int = setting(
+        "images whose longer side exceeds N pixels are downscaled to N once; 512 keeps 224 px crops sharp",
+        512,
+        parse=positive_int,
+        metavar="N",
+    )
+    quality: int = setting("JPEG quality of the images that are re-encoded", 95, parse=jpeg_quality)
+    workers: int = setting("processes packing in parallel", 2)
+    seed: int = setting("seed of the stored (shuffled) order", 0)
+    data_dir: Path | None = setting("SRC a dataset name: where its files are", None)
+    download: bool = setting("SRC a torchvision dataset: download it first (needs a network)", False)
+
+    def validate(self) -> None:
+        if self.max_side < 16:
+            raise UserError(f"--max-side must be at least 16 pixels, got {self.max_side}")
+        if not 1 <= self.quality <= 100:
+            raise UserError(f"--quality must be within 1..100, got {self.quality}")
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:

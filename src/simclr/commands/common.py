@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,3 +71,30 @@ def show_progress() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+@contextmanager
+def progress_bar(what: str) -> Iterator[Callable[[str, int, int], None]]:
+    """``advance(task, done, total)`` draws a progress bar per task on a terminal, else a line per tenth."""
+    if not sys.stderr.isatty():
+        shown: dict[str, int] = {}
+
+        def line(task: str, done: int, total: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if shown.get(task) != tenth:
+                shown[task] = tenth
+                print(f"{what} {task}: {done}/{total}", file=sys.stderr)
+
+        yield line
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=False) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = progress.add_task(f"{what} {task}", total=total)
+            progress.update(tasks[task], completed=done, total=total)
+
+        yield advance

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simclr.commands.common import add_command
-from simclr.config import positive_int
+from simclr.commands.flags import add_settings_flags, settings_from_args
+from simclr.config import PackConfig, jpeg_quality, positive_int
 
 if TYPE_CHECKING:
     from simclr.data.coco import CropSummary
@@ -20,13 +21,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _quality(text: str) -> int:
-    value = positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"expected a JPEG quality within 1..100, got {value}")
     return value
 
 
@@ -76,9 +70,26 @@ def register(commands: Any) -> None:
         help="keep one crop per class in train (chosen by --seed); all crops elsewhere",
     )
     crops.add_argument("--seed", type=int, default=0, help="seed of the one-shot choice (default 0)")
-    crops.add_argument("--quality", type=_quality, default=95, help="JPEG quality 1..100 (default 95)")
+    crops.add_argument("--quality", type=jpeg_quality, default=95, help="JPEG quality 1..100 (default 95)")
     crops.add_argument("--overwrite", action="store_true", help="replace the crops of an earlier run in OUT_DIR")
     crops.set_defaults(handler=run)
+
+    pack = add_command(
+        actions,
+        "pack",
+        "pack an image folder or a dataset into litdata shards, to stream data bigger than memory",
+        (
+            "simclr data pack ~/photos data/photos-packed --workers 8",
+            "simclr data pack imagenet data/imagenet-packed --data-dir /data/ILSVRC2012",
+            "simclr pretrain --dataset packed --data-dir data/photos-packed --image-size 224",
+        ),
+    )
+    pack.add_argument(
+        "src", metavar="SRC", help="an image folder (with train/ and test/ or val/, or not), or a dataset"
+    )
+    pack.add_argument("out", type=Path, metavar="OUT", help="where the shards go (OUT/train, OUT/test)")
+    add_settings_flags(pack, PackConfig)
+    pack.set_defaults(handler=run_pack)
 
 
 def format_summary(summary: CropSummary) -> str:
@@ -128,4 +139,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no {split}/{ANNOTATION_FILE} in {args.in_dir}; split {split} skipped")
     print(format_summary(summary))
     print(f"wrote {summary.total} crop(s) to {summary.out_dir} ({SUMMARY_FILE}, {SKIPPED_FILE})")
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from simclr.commands.common import progress_bar
+    from simclr.data.packed import SKIPPED_FILE, pack_dataset
+
+    with progress_bar("packing") as advance:
+        summaries = pack_dataset(args.src, args.out, settings_from_args(PackConfig, args), advance)
+    for summary in summaries.values():
+        print(summary.line())
+        for path, reason in summary.skipped[:5]:
+            print(f"  skipped {path}: {reason}")
+        if len(summary.skipped) > 5:
+            print(f"  ... {len(summary.skipped) - 5} more in {summary.out / SKIPPED_FILE}")
     return 0

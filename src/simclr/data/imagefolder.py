@@ -30,6 +30,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,9 @@ from simclr.errors import UserError
 
 __all__ = [
     "STANDARD_IMAGE_SIZES",
+    "FolderEstimate",
     "decode_files",
+    "estimate_folder",
     "default_image_size",
     "find_split_folder",
     "folder_class_names",
@@ -413,6 +416,36 @@ def _auto_image_size(sizes: Sequence[tuple[int, int]]) -> int | None:
         w, h = distinct.pop()
         return w if w == h else None
     return None
+
+
+@dataclass(frozen=True)
+class FolderEstimate:
+    """How big a folder's training split would be in memory, from its listing and a sample of headers."""
+
+    images: int
+    height: int
+    width: int
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.images * 3 * self.height * self.width
+
+
+def estimate_folder(root: Path, image_size: int | None = None) -> FolderEstimate:
+    """The training split of ``root`` (its ``train/`` when it has splits) as :func:`load_split_folder` or
+    :func:`load_image_folder` would decode it, without decoding anything."""
+    root = _check_folder(Path(root))
+    train = find_split_folder(root, "train") if has_split_layout(root) else root
+    assert train is not None
+    rel = list_image_folder(train)[0]
+    if image_size is None:
+        sizes = _sampled_sizes(train, rel)
+        image_size = _auto_image_size(sizes)
+        if image_size is None and sizes:
+            width, height = sizes[0]
+            return FolderEstimate(len(rel), height, width)
+    side = image_size or 0
+    return FolderEstimate(len(rel), side, side)
 
 
 def _log_default_size(root: Path, shorter_sides: Sequence[int], image_size: int) -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simclr.data.imagefolder import has_split_layout, load_image_folder, load_split_folder
+from simclr.data.imagenet import IMAGENET_IMAGE_SIZE, IMAGENET_SUBSETS, load_imagenet
 from simclr.data.spirograph import SPIROGRAPH_SEED, make_spirograph_store
 from simclr.data.store import ImageStore
+from simclr.data.streaming import PackedSplit, find_packed_split, is_packed, packed_image_size
 from simclr.data.torchvision_sets import DEFAULT_IMAGE_SIZES, LOADERS, SPLITS
 from simclr.errors import UserError
 
@@ -27,8 +29,11 @@ DATASET_NAMES: tuple[str, ...] = (
     "stl10",
     "mnist",
     "imagenette",
+    "imagenet",
+    "imagenet100",
     "fgvc-aircraft",
     "imagefolder",
+    "packed",
 )
 SPIROGRAPH_TRAIN_SIZE = 100_000
 SPIROGRAPH_TEST_SIZE = 20_000
@@ -43,8 +48,11 @@ _TABLE: dict[str, tuple[int, int | None, bool, tuple[float, float, float], tuple
     "stl10": (96, 10, True, (0.4409, 0.4279, 0.3868), (0.2309, 0.2262, 0.2237), False),
     "mnist": (32, 10, True, (0.1307,) * 3, (0.3081,) * 3, False),
     "imagenette": (128, 10, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "imagenet": (IMAGENET_IMAGE_SIZE, 1000, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "imagenet100": (IMAGENET_IMAGE_SIZE, 100, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "fgvc-aircraft": (128, 30, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "imagefolder": (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "packed": (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
 }
 
 
@@ -81,7 +89,7 @@ def dataset_info(name: str, image_size: int | None = None, *, store: ImageStore 
     if image_size is not None and image_size <= 0:
         raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
     size = image_size or (store.images.shape[-1] if store is not None else default_size)
-    if name == "imagefolder" and store is not None:
+    if name in ("imagefolder", "packed") and store is not None:
         labelled = store.has_labels
         num_classes = len(store.class_names) if labelled else None
     size = int(size)
@@ -167,8 +175,21 @@ def load_dataset(
         n = n_test if split == "test" else n_train
         data_seed = SPIROGRAPH_SEED + (1 if split == "test" else 0)
         return make_spirograph_store(n, data_seed, image_size or 32, limit=limit, limit_seed=seed)
+    if name == "packed" or (name == "imagefolder" and data_dir is not None and is_packed(data_dir)):
+        return _load_packed_in_memory(split, data_dir, image_size, limit, workers)
     if name == "imagefolder":
         return _load_imagefolder(split, data_dir, image_size, limit, seed, workers)
+    if name in IMAGENET_SUBSETS:
+        return load_imagenet(
+            split,
+            data_dir,
+            image_size=image_size or IMAGENET_IMAGE_SIZE,
+            limit=limit,
+            seed=seed,
+            workers=workers,
+            subset=IMAGENET_SUBSETS[name],
+            download=download,
+        )
     loader = LOADERS[name]
     return loader(
         split,
@@ -179,3 +200,20 @@ def load_dataset(
         limit=limit,
         seed=seed,
     )
+
+
+def _load_packed_in_memory(
+    split: str, data_dir: Path | None, image_size: int | None, limit: int | None, workers: int
+) -> ImageStore | None:
+    """A packed split decoded into memory (its centre views; the first ``limit`` samples, a random subset):
+    for evaluation, which holds its splits in memory. Training streams packed data instead."""
+    if data_dir is None:
+        raise UserError("a packed dataset needs its folder; pass --data-dir OUT of 'simclr data pack'")
+    folder = find_packed_split(Path(data_dir), "test" if split == "test" else "train")
+    if folder is None:
+        if split == "test":
+            return None
+        raise UserError(f"{data_dir} holds no packed dataset; create one with 'simclr data pack SRC {data_dir}'")
+    packed = PackedSplit(folder)
+    size = image_size or packed_image_size(Path(data_dir))
+    return packed.load_first(limit or len(packed), size, workers)

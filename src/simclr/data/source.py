@@ -1,14 +1,24 @@
-"""Where a run's data comes from, and the one way every command loads a split of it."""
+"""Where a run's data comes from, the one way every command loads a split of it, and the decision to
+stream it instead (packed data, or an image folder bigger than the memory budget)."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from simclr.data.imagefolder import estimate_folder
 from simclr.data.registry import load_dataset
 from simclr.data.store import ImageStore
+from simclr.data.streaming import PackedSplit, find_packed_split, is_packed, packed_image_size
 from simclr.errors import UserError
+
+log = logging.getLogger("simclr")
+
+MEMORY_FRACTION = 0.5  # of the available memory, the default budget for holding a training split
 
 if TYPE_CHECKING:
     from simclr.config import AutoencoderConfig, PretrainConfig
@@ -29,6 +39,46 @@ class DataSource:
     workers: int = 2
     spirograph_train_size: int | None = None
     spirograph_test_size: int | None = None
+
+    def streamed(
+        self, image_size: int | None, memory_budget: int | None = None, pack_dir: Path | None = None
+    ) -> StreamedData | None:
+        """The splits to stream, or None when the training split is held in memory.
+
+        Packed data (``--dataset packed``, or an image folder that holds packed shards) always streams. An
+        image folder whose decoded training split would exceed ``memory_budget`` bytes (default: half of
+        the available memory) is packed once into ``pack_dir`` (a cache folder by default; an interrupted
+        pack is finished, a finished one reused) and streamed; the decision is logged with the estimate.
+        """
+        if self.data_dir is None or self.dataset not in ("packed", "imagefolder"):
+            return None
+        root = self.data_dir.expanduser()
+        if self.dataset == "imagefolder" and not is_packed(root):
+            estimate = estimate_folder(root, image_size)
+            budget = memory_budget if memory_budget is not None else default_memory_budget()
+            fits = estimate.decoded_bytes <= budget
+            log.info(
+                "image folder %s: %d images at %dx%d px take %s decoded; memory budget %s%s: %s",
+                root,
+                estimate.images,
+                estimate.height,
+                estimate.width,
+                _gib(estimate.decoded_bytes),
+                _gib(budget),
+                "" if memory_budget is not None else f" ({MEMORY_FRACTION:.0%} of the available memory)",
+                "held in memory" if fits else "packed once and streamed (--memory-budget to change)",
+            )
+            if fits:
+                return None
+            image_size = image_size or max(estimate.height, estimate.width)
+            root = _pack_for_streaming(root, pack_dir, self.workers)
+        train = find_packed_split(root, "train")
+        if train is None:
+            raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")
+        test = find_packed_split(root, "test")
+        return StreamedData(
+            PackedSplit(train), PackedSplit(test) if test else None, image_size or packed_image_size(root)
+        )
 
     @classmethod
     def of(cls, config: PretrainConfig | AutoencoderConfig) -> DataSource:
@@ -69,3 +119,44 @@ class DataSource:
             spirograph_size=self.spirograph_train_size,
             spirograph_test_size=self.spirograph_test_size,
         )
+
+
+@dataclass(frozen=True)
+class StreamedData:
+    """The splits a run streams, and the size its views are cut at."""
+
+    train: PackedSplit
+    test: PackedSplit | None
+    image_size: int
+
+
+def default_memory_budget() -> int:
+    """Half of the memory available now (``MemAvailable``), or of the physical memory where that is unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(int(line.split()[1]) * 1024 * MEMORY_FRACTION)
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * MEMORY_FRACTION)
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.1f} GB"
+
+
+def _pack_for_streaming(folder: Path, pack_dir: Path | None, workers: int) -> Path:
+    """Pack ``folder`` into the streaming cache (or ``pack_dir``) unless a finished pack is there."""
+    from simclr.config import PackConfig
+    from simclr.data.packed import pack_dataset
+
+    resolved = folder.resolve()
+    if pack_dir is None:
+        cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
+        key = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+        pack_dir = cache / "packed" / f"{resolved.name}-{key}"
+    log.info("packing %s into %s (once; delete that folder to pack it again)", folder, pack_dir)
+    summaries = pack_dataset(str(resolved), pack_dir, PackConfig(workers=max(1, workers)))
+    for summary in summaries.values():
+        log.info("packed %s", summary.line())
+    return pack_dir

@@ -1,13 +1,17 @@
-"""Hands the in-memory training split to Lightning as a resumable batch iterable, sharded by rank."""
+"""Hands the training split to Lightning: in memory as a resumable batch iterable sharded by rank, or
+streamed from packed shards by litdata."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import lightning as L
+from litdata import StreamingDataLoader
 from torch import Tensor
 
 from simclr.data import ImageStore, InMemoryBatchLoader
+from simclr.data.streaming import PackedSplit
+from simclr.views.config import ViewConfig
 
 
 class ResumableBatches:
@@ -76,3 +80,38 @@ class InMemoryDataModule(L.LightningDataModule):
         module = trainer.lightning_module
         module.train_loader = self.batches  # type: ignore[assignment]
         return self.batches
+
+
+class StreamingDataModule(L.LightningDataModule):
+    """The training split streamed from packed shards by litdata: each rank and loader worker reads its own
+    chunks, and the loader's position is saved in the checkpoint (litdata's ``StreamingDataLoader`` is
+    stateful), so ``--resume`` continues mid-epoch without repeating or skipping samples."""
+
+    def __init__(
+        self,
+        split: PackedSplit,
+        batch_size: int,
+        n_views: int,
+        view_config: ViewConfig,
+        seed: int,
+        workers: int,
+        subsample: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.split = split
+        self.batch_size = batch_size
+        self.n_views = n_views
+        self.view_config = view_config
+        self.seed = seed
+        self.workers = workers
+        self.subsample = subsample
+
+    def train_dataloader(self) -> StreamingDataLoader:
+        dataset = self.split.views(self.n_views, self.view_config, self.seed, subsample=self.subsample)
+        return StreamingDataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            drop_last=True,
+            persistent_workers=self.workers > 0,
+        )

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from simclr.config import PretrainConfig
+from simclr.config import PretrainConfig, parse_size
 from simclr.data import (
     DatasetInfo,
     DataSource,
@@ -30,6 +30,7 @@ from simclr.data import (
     split_train_val,
     stratified_subset,
 )
+from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.losses import NTXentLoss
@@ -46,12 +47,15 @@ from simclr.training.callbacks import (
     StopOnSignal,
 )
 from simclr.training.checkpoint_io import AtomicCheckpointIO
-from simclr.training.datamodule import InMemoryDataModule
+from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
 from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
 from simclr.training.run_setup import held_log_records, is_worker_process, prepare_run_dir, setup_logging
+from simclr.views.config import ViewConfig
 from simclr.views.factory import build_views
 
 log = logging.getLogger("simclr")
+
+KNN_STREAMED_BYTES = 512 * 2**20  # per split: the kNN monitor of a streamed run holds this much decoded
 
 
 @dataclass
@@ -68,21 +72,26 @@ class Hardware:
 
     gpu: bool
     precision: str
-    devices: int | list[int] | str
-    processes: int  # on this node; the global batch is batch_size x processes
+    devices: int | list[int] | str  # per machine
+    num_nodes: int
+    processes: int  # on all machines together: the global batch is batch_size x processes
     channels_last: bool
     sync_batchnorm: bool
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    train: ImageStore
-    test: ImageStore | None
+    """The training split (in memory, or packed shards streamed from disk), the labelled test split the
+    kNN monitor uses, and the dataset's constants at the size the views are made at."""
+
+    train: ImageStore | PackedSplit
+    test: ImageStore | PackedSplit | None
     info: DatasetInfo
+    image_size: int
 
     @property
-    def image_size(self) -> int:
-        return int(self.train.images.shape[-1])
+    def streamed(self) -> bool:
+        return isinstance(self.train, PackedSplit)
 
 
 def run_pretraining(
@@ -97,7 +106,8 @@ def run_pretraining(
     hardware = resolve_hardware(config)
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config)
-    views = build_views(data.info, data.image_size, config.view_config(data.info, data.image_size), config.n_views)
+    view_config = config.view_config(data.info, data.image_size)
+    views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
     model = build_seeded_model(config, data.image_size, hardware)
     loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
@@ -117,7 +127,7 @@ def run_pretraining(
         channels_last=hardware.channels_last,
         invariance=invariance_settings(config),
     )
-    datamodule = InMemoryDataModule(data.train, config.batch_size, config.seed)
+    datamodule = build_datamodule(config, data, view_config)
     trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
     return finish(trainer, run)
 
@@ -144,7 +154,8 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         gpu=gpu,
         precision=resolve_precision(config.precision, gpu),
         devices=devices,
-        processes=processes,
+        num_nodes=config.num_nodes,
+        processes=processes * config.num_nodes,
         channels_last=use_channels_last(config.channels_last, gpu, config.lambda_gp > 0),
         # with synchronised statistics, N processes compute the forward pass of one process on the global batch
         sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else processes > 1,
@@ -164,13 +175,31 @@ def _parse_devices(value: str) -> int | list[int] | str:
 
 
 def load_training_data(config: PretrainConfig) -> TrainingData:
-    """The training split, and the labelled test split when the kNN monitor will use it."""
+    """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
+    data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory."""
     source = DataSource.of(config)
+    budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
+    streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
+    if streamed is not None:
+        packed_test = streamed.test if streamed.train.has_labels and config.knn_every_epochs > 0 else None
+        info = dataset_info(config.dataset, streamed.image_size)
+        return TrainingData(streamed.train, packed_test, info, streamed.image_size)
     train = source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
+    size = int(train.images.shape[-1])
     test = None
     if train.has_labels and config.knn_every_epochs > 0:
-        test = source.load_test(image_size=int(train.images.shape[-1]), seed=config.seed)
-    return TrainingData(train, test, dataset_info(config.dataset, int(train.images.shape[-1]), store=train))
+        test = source.load_test(image_size=size, seed=config.seed)
+    return TrainingData(train, test, dataset_info(config.dataset, size, store=train), size)
+
+
+def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: ViewConfig) -> L.LightningDataModule:
+    """Batches of the training split: drawn by index from memory, or streamed with views cut per image."""
+    if isinstance(data.train, PackedSplit):
+        subsample = min(1.0, config.limit_train_images / len(data.train)) if config.limit_train_images else 1.0
+        return StreamingDataModule(
+            data.train, config.batch_size, config.n_views, view_config, config.seed, config.workers, subsample
+        )
+    return InMemoryDataModule(data.train, config.batch_size, config.seed)
 
 
 def build_seeded_model(config: PretrainConfig, image_size: int, hardware: Hardware) -> SimCLRModel:
@@ -223,18 +252,23 @@ def describe_run(
 ) -> None:
     """The decisions of this run, in its log: data, network, schedule, hardware."""
     _quiet_lightning()
-    report_skipped(data.train, "train")
-    if data.test is not None:
-        report_skipped(data.test, "test")
+    for split, store in (("train", data.train), ("test", data.test)):
+        if isinstance(store, ImageStore):
+            report_skipped(store, split)
+        elif isinstance(store, PackedSplit) and store.info.skipped:
+            log.warning("%s: %d file(s) were skipped when packing, listed in %s", split, store.info.skipped, store.path)
     log.info("run directory: %s", run.path)
+    if isinstance(data.train, PackedSplit):
+        log.info("streaming the training split from %s with %d loader process(es)", data.train.path, config.workers)
     if config.resume:
         log.info("resuming from %s", run.last_checkpoint)
     tests = f", {len(data.test)} test images" if data.test is not None else ""
-    log.info("dataset %s: %d training images of %dpx%s", config.dataset, len(data.train), data.image_size, tests)
+    train_images = len(data.train)
+    log.info("dataset %s: %d training images of %dpx%s", config.dataset, train_images, data.image_size, tests)
     base_lr, rule = config.resolved_lr()
     log.info(
-        "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling, batch %d x %d), wd %g, warmup %d of %d steps; "
-        "precision %s",
+        "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
+        "process(es) on %d machine(s)), wd %g, warmup %d of %d steps; precision %s",
         config.backbone,
         resolve_stem(config.stem, data.image_size),
         config.head,
@@ -242,8 +276,10 @@ def describe_run(
         optim.peak_lr,
         base_lr,
         rule,
+        config.batch_size * hardware.processes,
         config.batch_size,
         hardware.processes,
+        hardware.num_nodes,
         optim.weight_decay,
         optim.warmup_steps,
         optim.total_steps,
@@ -271,6 +307,8 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*weights_only.*")
+    # litdata shards a streamed split by rank and worker itself, so its length is exact
+    warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined.*")
 
 
 def build_callbacks(
@@ -281,7 +319,7 @@ def build_callbacks(
     callbacks: list[L.Callback] = [RichProgressBar()] if _show_progress_bar(quiet) else []
     metrics = MetricsCSV(run.metrics)
     callbacks.append(metrics)
-    knn_sets = _knn_sets(config, data.train, data.test)
+    knn_sets = _knn_sets(config, *_knn_stores(config, data))
     if knn_sets is not None:
         bank, queries = knn_sets
         callbacks.append(
@@ -317,6 +355,23 @@ def build_callbacks(
 
 def _show_progress_bar(quiet: bool) -> bool:
     return sys.stderr.isatty() and not quiet
+
+
+def _knn_stores(config: PretrainConfig, data: TrainingData) -> tuple[ImageStore, ImageStore | None]:
+    """The splits the kNN monitor draws from, in memory: a streamed split contributes its first samples
+    (a random subset: packs are stored shuffled), as many as fit in :data:`KNN_STREAMED_BYTES`."""
+    if not isinstance(data.train, PackedSplit):
+        assert not isinstance(data.test, PackedSplit)
+        return data.train, data.test
+    if config.knn_every_epochs <= 0 or not data.train.has_labels:
+        return ImageStore(torch.empty(0, 3, 1, 1, dtype=torch.uint8), torch.empty(0), []), None
+    count = min(config.knn_max_images, KNN_STREAMED_BYTES // (3 * data.image_size**2))
+    bank = data.train.load_first(count, data.image_size, config.workers)
+    queries = None
+    if isinstance(data.test, PackedSplit):
+        queries = data.test.load_first(count, data.image_size, config.workers)
+    log.info("kNN monitor: %d bank and %d query images decoded from the packed splits", len(bank), len(queries or []))
+    return bank, queries
 
 
 def _knn_sets(
@@ -387,6 +442,7 @@ def build_trainer(
     return L.Trainer(
         accelerator="gpu" if hardware.gpu else "cpu",
         devices=hardware.devices,
+        num_nodes=hardware.num_nodes,
         strategy=config.strategy,
         precision=hardware.precision,  # type: ignore[arg-type]
         max_epochs=config.epochs,

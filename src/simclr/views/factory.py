@@ -10,7 +10,7 @@ from torch import Tensor
 from simclr.data.registry import DatasetInfo
 from simclr.data.spirograph import SpirographViews
 from simclr.views.config import ViewConfig
-from simclr.views.pipeline import SimCLRViews
+from simclr.views.pipeline import SimCLRViews, StreamedViews
 
 
 class ViewMaker(Protocol):
@@ -52,9 +52,14 @@ def invariance_parameter_names(info: DatasetInfo) -> tuple[str, ...]:
     return SpirographViews.invariance_parameter_names if info.regression else SimCLRViews.invariance_parameter_names
 
 
-def build_views(info: DatasetInfo, image_size: int, view_config: ViewConfig, n_views: int) -> ViewMaker:
+def build_views(
+    info: DatasetInfo, image_size: int, view_config: ViewConfig, n_views: int, *, streamed: bool = False
+) -> ViewMaker:
     """Spirograph re-renders its factors with new nuisance parameters (Foster et al. 2020); every other
-    dataset gets the SimCLR augmentations of ``view_config``."""
+    dataset gets the SimCLR augmentations of ``view_config``, cropped here or, for streamed data, by the
+    loader workers (the rest is done here either way)."""
     if info.regression:
         return SpirographViews(n_views=n_views, size=image_size)
+    if streamed:
+        return StreamedViews(view_config, n_views=n_views)
     return SimCLRViews(view_config, n_views=n_views)

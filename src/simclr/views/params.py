@@ -17,7 +17,7 @@ from torch import Tensor
 
 from simclr.views.config import ViewConfig
 
-__all__ = ["JITTER_NAMES", "ViewParams", "sample_jitter", "sample_view_params"]
+__all__ = ["JITTER_NAMES", "ViewParams", "sample_crop_boxes", "sample_jitter", "sample_view_params"]
 
 JITTER_NAMES: tuple[str, ...] = ("brightness", "contrast", "saturation", "hue")  # the columns of sample_jitter
 
@@ -107,6 +107,16 @@ def _sample_crop_boxes(u: Tensor, source_hw: tuple[int, int], config: ViewConfig
     left = left_u * (width - w)
     boxes = torch.stack([top / height, left / width, h / height, w / width], dim=1)
     return boxes.clamp_(0.0, 1.0)
+
+
+def sample_crop_boxes(count: int, source_hw: tuple[int, int], config: ViewConfig, generator: torch.Generator) -> Tensor:
+    """``(count, 4)`` random resized crop boxes of one ``source_hw`` image, float64 fractions.
+
+    The same distribution as the crop of :func:`sample_view_params`; the streaming loader cuts its views
+    with it from each stored image at its own size, where the in-memory path crops on the device.
+    """
+    u = torch.rand(count, 2 * _CROP_ATTEMPTS + 2, generator=generator, dtype=torch.float64)
+    return _sample_crop_boxes(u, source_hw, config)
 
 
 def _jitter_from_uniform(u: Tensor, config: ViewConfig) -> Tensor:

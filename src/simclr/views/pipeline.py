@@ -21,7 +21,7 @@ from simclr.views import ops
 from simclr.views.config import ViewConfig
 from simclr.views.params import JITTER_NAMES, ViewParams, sample_jitter, sample_view_params
 
-__all__ = ["SimCLRViews"]
+__all__ = ["SimCLRViews", "StreamedViews"]
 
 
 def _as_unit_float(images: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -173,3 +173,33 @@ class SimCLRViews(torch.nn.Module):
         std = self.std.to(device=x.device, dtype=x.dtype)
         x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last)
+
+
+class StreamedViews(SimCLRViews):
+    """The views of a streamed batch: cropped and resized per image by the loader workers (each from its
+    stored image at full resolution, :func:`simclr.data.streaming.crop_views`), then flipped, colour
+    jittered, grayscaled, blurred and normalised here as one batch on the device, as :class:`SimCLRViews`
+    does after its own crop. The batch entry is ``(B, n_views, 3, size, size)`` uint8.
+    """
+
+    input_key: ClassVar[str] = "views"
+
+    def _views(
+        self, images: Tensor, generator: torch.Generator, *, with_grad: bool
+    ) -> tuple[list[Tensor], Tensor | None]:
+        if images.ndim != 5 or images.shape[1] != self.n_views:
+            raise UserError(f"streamed views must be (B, {self.n_views}, 3, H, W), got shape {tuple(images.shape)}")
+        bsz = images.shape[0]
+        x = _as_unit_float(images.transpose(0, 1).reshape(-1, *images.shape[2:]), torch.float32)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        params = sample_view_params(x.shape[0], size, self.config, generator, device=x.device)
+        params = replace(params, crop_boxes=torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=x.device).expand(x.shape[0], 4))
+        leaf = None
+        if with_grad:
+            leaf = params.jitter[:bsz].detach().clone().requires_grad_(True)
+            params = replace(params, jitter=torch.cat([leaf, params.jitter[bsz:]]))
+        cfg = self.config
+        views = self._render(
+            x, params, None, do_jitter=cfg.jitter_p > 0, do_gray=cfg.grayscale_p > 0, do_blur=cfg.blur_p > 0
+        )
+        return list(views.split(bsz, dim=0)), leaf

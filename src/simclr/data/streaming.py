@@ -1,0 +1,180 @@
+"""Streaming packed datasets (:mod:`simclr.data.packed`) with litdata, for data bigger than memory.
+
+litdata's :class:`~litdata.StreamingDataset` reads the chunks from local disk or object storage, shards
+them across processes and machines (every sample seen once per epoch across all of them), shuffles, and
+keeps its position in a state that Lightning saves in the checkpoint, so a resumed run continues mid-epoch.
+The datasets here only add what happens to one sample in a loader worker: the image is decoded once and its
+views cut from it at its stored resolution (:func:`~simclr.views.per_image.crop_views`), or, for features,
+its centre view.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from litdata import StreamingDataset
+from PIL import Image
+from torch import Tensor
+
+from simclr.data.packed import INDEX_FILE, LABELS_FILE, PackedSplitInfo, read_pack_info
+from simclr.data.store import ImageStore
+from simclr.errors import UserError
+from simclr.views.config import ViewConfig
+from simclr.views.per_image import center_view, crop_views, view_generator_for_sample
+
+log = logging.getLogger("simclr")
+
+__all__ = [
+    "PackedImagesDataset",
+    "PackedSplit",
+    "PackedViewsDataset",
+    "decode_stored",
+    "find_packed_split",
+    "is_packed",
+    "packed_image_size",
+]
+
+_SPLIT_NAMES = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
+
+
+def is_packed(root: Path) -> bool:
+    """True for the output of ``simclr data pack`` (its ``train/`` split, or a split folder itself)."""
+    return find_packed_split(Path(root), "train") is not None
+
+
+def find_packed_split(root: Path, split: str) -> Path | None:
+    """``root/train`` or ``root/test`` (also ``val``) when packed; ``root`` itself for ``train`` when it is
+    one packed split; None when the split is absent."""
+    root = Path(root).expanduser()
+    for name in _SPLIT_NAMES.get(split, (split,)):
+        if (root / name / INDEX_FILE).is_file():
+            return root / name
+    if split == "train" and (root / INDEX_FILE).is_file():
+        return root
+    return None
+
+
+def packed_image_size(root: Path) -> int:
+    """The default training size of a packed dataset: the standard size below its images' median shorter
+    side, as for an image folder of mixed sizes (:func:`~simclr.data.imagefolder.default_image_size`)."""
+    from simclr.data.imagefolder import default_image_size
+
+    folder = find_packed_split(root, "train")
+    if folder is None:
+        raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")
+    return default_image_size([read_pack_info(folder).median_shorter_side])
+
+
+def decode_stored(data: bytes | memoryview) -> Tensor:
+    """A stored image (JPEG or PNG, RGB or L: what packing writes) as ``(3, H, W)`` uint8 RGB."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = np.array(image.convert("RGB"))  # a writable copy: torch shares its memory
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def _sample_index(index: Any) -> int:
+    return int(getattr(index, "index", index))
+
+
+class PackedViewsDataset(StreamingDataset):
+    """Training samples: ``{"views": (n_views, 3, size, size) uint8, "labels": int, "index": int}``.
+
+    The crops of sample ``i`` in epoch ``e`` depend only on (``view_seed``, ``e``, ``i``), so a resumed or
+    re-sharded run cuts the same views.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        n_views: int,
+        config: ViewConfig,
+        view_seed: int,
+        *,
+        shuffle: bool = True,
+        subsample: float = 1.0,
+    ):
+        super().__init__(str(path), shuffle=shuffle, drop_last=True, seed=view_seed, subsample=subsample)
+        config.validate()
+        self.n_views = n_views
+        self.view_config = config
+        self.view_seed = view_seed
+
+    def __getitem__(self, index: Any) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        sample = _sample_index(index)
+        generator = view_generator_for_sample(self.view_seed, self.current_epoch, sample)
+        views = crop_views(decode_stored(item["image"]), self.n_views, self.view_config, generator)
+        return {"views": views, "labels": int(item["label"]), "index": sample}
+
+
+class PackedImagesDataset(StreamingDataset):
+    """Evaluation samples, in stored order: ``{"images": (3, size, size) uint8, "labels": int, "index": int}``."""
+
+    def __init__(self, path: Path, size: int):
+        super().__init__(str(path), shuffle=False, drop_last=False)
+        self.size = size
+
+    def __getitem__(self, index: Any) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        return {
+            "images": center_view(decode_stored(item["image"]), self.size),
+            "labels": int(item["label"]),
+            "index": _sample_index(index),
+        }
+
+
+@dataclass
+class PackedSplit:
+    """One packed split: where it is, its description and its labels (read without touching the images)."""
+
+    path: Path
+    info: PackedSplitInfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.info = read_pack_info(self.path)
+
+    @cached_property
+    def labels(self) -> Tensor:
+        return torch.from_numpy(np.load(self.path / LABELS_FILE))
+
+    def __len__(self) -> int:
+        return self.info.images
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info.class_names)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    def views(self, n_views: int, config: ViewConfig, seed: int, subsample: float = 1.0) -> PackedViewsDataset:
+        """Training samples, shuffled by ``seed`` every epoch; ``subsample`` < 1 keeps that random part."""
+        return PackedViewsDataset(self.path, n_views, config, seed, subsample=subsample)
+
+    def images(self, size: int) -> PackedImagesDataset:
+        return PackedImagesDataset(self.path, size)
+
+    def load_first(self, count: int, size: int, workers: int = 0) -> ImageStore:
+        """The centre views of the first ``count`` samples, in memory. The samples were packed in a seeded
+        random order, so they are a random subset (what the kNN monitor holds)."""
+        from torch.utils.data import DataLoader, Subset
+
+        count = min(count, len(self))
+        loader: DataLoader[dict[str, Any]] = DataLoader(
+            Subset(self.images(size), range(count)), batch_size=64, num_workers=workers
+        )
+        images, labels = [], []
+        for batch in loader:
+            images.append(batch["images"])
+            labels.append(batch["labels"])
+        if not images:
+            raise UserError(f"{self.path} holds no images")
+        return ImageStore(torch.cat(images), torch.cat(labels), self.class_names)
