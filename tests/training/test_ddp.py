@@ -28,14 +28,14 @@ Why the exact comparison runs in float64
 ----------------------------------------
 At initialisation the projections of all images are nearly parallel (the loss is within 1% of
 log(2N - 1)), so the gradient of NT-Xent is a small difference of large terms and float32 rounding
-changes it by up to ~15-20% of a tensor's largest entry: the single-process float32 gradient differs that
-much from the float64 one, whatever the process count. A float32 comparison of gradients or updated
+changes it by up to ~20% of a tensor's largest entry: the single-process float32 gradient differs that much
+from the float64 one, whatever the process count. A float32 comparison of gradients or updated
 weights at fp32 tolerances (rtol 1e-4, atol 1e-5) would fail on rounding alone; loose enough to pass, it
 would hardly tell synchronised from per-process BatchNorm. So the step is compared exactly in float64
 (``precision="64-true"``; the DDP step then equals the single-process step to ~1e-13), and the float32
-run, the precision of real runs, checks the well-conditioned quantities at fp32 tolerances (loss and
-BatchNorm running statistics) and the weights at a tolerance between float32 noise (~1e-3) and the
-effect of per-process BatchNorm (~7e-2).
+step, the precision of real runs, checks the well-conditioned quantities at fp32 tolerances (loss and
+BatchNorm running statistics) and the weights at a tolerance between float32 noise (~1.3e-3) and the
+effect of per-process BatchNorm (~8e-2). Both sides use the run's memory format (channels_last on the CPU).
 
 The negative control trains the same float64 DDP step with per-process BatchNorm (``sync_batchnorm=False``,
 the plain layers): the loss, the gradients and the weights then differ from the single-process step, so
@@ -88,12 +88,13 @@ pytestmark = [
 ]
 
 WORLD = 2
-LOCAL_BATCH = 8
+LOCAL_BATCH = 4
 SEED = 3
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
 # float64: the two sides sum the same numbers in different orders (convolutions over 8 or 16 images,
 # BatchNorm statistics from per-rank partial sums); measured differences are ~1e-13
 EXACT = {"rtol": 1e-9, "atol": 1e-11}
+FP32 = {"rtol": 1e-4, "atol": 1e-5}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -456,13 +457,13 @@ def test_ddp_step_with_synchronised_batchnorm_equals_single_process_step(
         moved = [name for name in weights if not is_close(single["state"][name], initial[name].double(), **EXACT)]
         assert len(moved) > 0.9 * len(weights)  # the comparison is not of a step that did nothing
     else:
-        # float32: the forward pass is well conditioned (fp32 tolerances) ...
-        torch.testing.assert_close(mean_loss(ranks), single["loss"], rtol=1e-5, atol=1e-5)
+        # float32: the forward pass is well conditioned (fp32 tolerances; measured errors are ~1/5 of them) ...
+        torch.testing.assert_close(mean_loss(ranks), single["loss"], **FP32)
         for record in ranks:
             for name in buffers:
-                torch.testing.assert_close(record["state"][name], single["state"][name], rtol=1e-4, atol=1e-4)
-        # ... the gradient at initialisation is not (see the module docstring): weights within 1e-2, where
-        # per-process BatchNorm moves them by ~7e-2
+                torch.testing.assert_close(record["state"][name], single["state"][name], **FP32, msg=name)
+        # ... the gradient at initialisation is not (see the module docstring): weights within 1e-2 (float32
+        # rounding moves them by ~1.3e-3), where per-process BatchNorm moves them by ~8e-2
         for name in weights:
             torch.testing.assert_close(ranks[0]["state"][name], single["state"][name], rtol=0, atol=1e-2, msg=name)
 
@@ -472,13 +473,11 @@ def test_ddp_step_with_per_process_batchnorm_differs(setup: StepSetup, tmp_path:
     ranks, single, _ = compare_with_reference(setup, tmp_path, sync="off", precision="64-true")
     for record in ranks:
         assert record["batchnorm_layers"] == {"BatchNorm1d", "BatchNorm2d"}
-    assert not is_close(mean_loss(ranks), single["loss"], rtol=1e-4, atol=1e-5)
+    assert not is_close(mean_loss(ranks), single["loss"], **FP32)
     grads = single["grads"]
     differing_grads = [name for name in grads if not is_close(ranks[0]["grads"][name], grads[name], **EXACT)]
     assert len(differing_grads) > 0.9 * len(grads)
-    differing_weights = [
-        name for name in grads if not is_close(ranks[0]["state"][name], single["state"][name], rtol=1e-4, atol=1e-5)
-    ]
+    differing_weights = [name for name in grads if not is_close(ranks[0]["state"][name], single["state"][name], **FP32)]
     assert len(differing_weights) > 0.5 * len(grads)
     # and every rank keeps BatchNorm statistics of its own images
     for name in single["state"]:
@@ -578,7 +577,8 @@ class CLIRun:
         deadline = time.time() + 30
         while _alive_in_session(self.proc.pid) and time.time() < deadline:
             time.sleep(0.1)
-        assert not _alive_in_session(self.proc.pid), f"processes left behind: {self.output()}"
+        if _alive_in_session(self.proc.pid):  # not an AssertionError: the xfail below must not hide it
+            pytest.fail(f"processes left behind: {_alive_in_session(self.proc.pid)}\n{self.output()}")
         return code
 
     def output(self) -> str:
@@ -662,12 +662,14 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
 def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
     cli: Callable[..., CLIRun], tmp_path: Path
 ) -> None:
+    # only the final comparison may raise AssertionError (the expected failure); anything else fails the test
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     reference = cli("reference", *DDP_RUN, "--out", str(reference_dir))
     first = cli("first", *DDP_RUN, "--out", str(run_dir), "--max-steps", "3")  # mid epoch 0
-    assert first.wait() == 0, first.output()
-    assert sorted(losses(run_dir)) == [0, 1, 2]
+    if first.wait() != 0 or sorted(losses(run_dir)) != [0, 1, 2]:
+        pytest.fail(f"the first run did not stop after 3 steps:\n{first.output()}")
     resumed = cli("resumed", "--resume", str(run_dir), "--max-steps", str(TOTAL_STEPS))
-    assert resumed.wait() == 0, resumed.output()
-    assert reference.wait() == 0, reference.output()
+    if resumed.wait() != 0 or reference.wait() != 0:
+        pytest.fail(f"a run failed:\n{resumed.output()}\n{reference.output()}")
+    # today the resumed run trains the rest of epoch 0 and stops at step 4, taking it for the last epoch
     assert_same_curve(losses(run_dir), losses(reference_dir))
