@@ -293,6 +293,8 @@ class PretrainConfig:
             parse_size(self.memory_budget)
         if self.num_nodes < 1:
             raise UserError(f"num_nodes must be >= 1, got {self.num_nodes}; fix --num-nodes")
+        if self.num_nodes > 1 and not (self.out or self.resume):
+            raise UserError("--num-nodes > 1 needs --out, a folder every machine reaches (the run directory)")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}; fix --epochs")
         if self.max_steps is not None and self.max_steps < 1:

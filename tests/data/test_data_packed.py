@@ -78,10 +78,10 @@ def test_pack_stores_kept_files_byte_for_byte_and_converts_the_rest(hostile_fold
         assert bytes(stored[name]["image"]) == (hostile_folder / name).read_bytes()
     # too large: downscaled once to the longer side max_side, aspect ratio kept
     big = decode_stored(stored["cats/big.jpg"]["image"])
-    assert tuple(big.shape) == (3, 341, 512)
+    assert big.size == (512, 341)
     # alpha and 16-bit: converted as the folder loader converts them, losslessly (a PNG source stays lossless)
     for name in ("cats/alpha.png", "dogs/gray16.png"):
-        decoded = decode_stored(stored[name]["image"]).permute(1, 2, 0).numpy()
+        decoded = np.asarray(decode_stored(stored[name]["image"]))
         assert np.array_equal(decoded, load_image(hostile_folder / name))
     # labels: class folder order, and labels.npy lists them in stored order
     info = read_pack_info(out / "train")
@@ -145,7 +145,7 @@ def test_a_dataset_by_name_is_packed_lossless(cifar_small: Path, tmp_path: Path)
     train = sources["train"]
     stored = _stored(tmp_path / "packed" / "train")
     for i in range(0, 300, 37):
-        decoded = decode_stored(stored[train.names[i]]["image"]).permute(1, 2, 0).numpy()
+        decoded = np.asarray(decode_stored(stored[train.names[i]]["image"]))
         assert np.array_equal(decoded, train.read(i))  # PNG: lossless
 
 
@@ -194,3 +194,23 @@ def test_a_damaged_pack_description_is_a_one_line_error(hostile_folder: Path, tm
     (tmp_path / "p" / "train" / "simclr-pack.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(UserError, match="damaged"):
         read_pack_info(tmp_path / "p" / "train")
+
+
+def test_imagenet_is_packed_from_its_files_with_train_labels_for_val(tmp_path: Path) -> None:
+    """The ILSVRC2012 layout (train/<wnid>/, flat val/ with Kaggle's ground truth) is listed, not decoded."""
+    root = tmp_path / "ILSVRC2012"
+    wnids = ("n01440764", "n01443537")
+    for label, wnid in enumerate(wnids):
+        for k in range(3):
+            _image(root / "train" / wnid / f"{wnid}_{k}.JPEG", (40, 30), seed=10 * label + k, format="JPEG")
+    rows = []
+    for k, wnid in enumerate(("n01443537", "n01440764"), start=1):
+        _image(root / "val" / f"ILSVRC2012_val_{k:08d}.JPEG", (40, 30), seed=100 + k, format="JPEG")
+        rows.append(f"ILSVRC2012_val_{k:08d},{wnid} 1 2 3 4")
+    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+    summaries = pack_dataset("imagenet", tmp_path / "packed", PackConfig(data_dir=root, workers=1))
+    assert summaries["train"].images == 6 and summaries["test"].images == 2
+    assert read_pack_info(tmp_path / "packed" / "test").class_names == list(wnids)
+    val = _stored(tmp_path / "packed" / "test")
+    assert val["val/ILSVRC2012_val_00000001.JPEG"]["label"] == 1
+    assert val["val/ILSVRC2012_val_00000002.JPEG"]["label"] == 0

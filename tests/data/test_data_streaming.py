@@ -64,16 +64,25 @@ def test_crop_parameters_follow_the_in_memory_distribution(source_hw: tuple[int,
     assert np.abs(log_ratio[fitted]).max() <= math.log(4 / 3) + 1e-6
 
 
-def test_crops_are_the_device_operator_on_the_stored_image() -> None:
-    image = torch.randint(0, 256, (3, 90, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+def test_crops_cut_the_sampled_boxes_at_full_resolution_close_to_the_device_operator() -> None:
+    # a smooth image: the two resamplers (Pillow's antialiased bilinear, the device's roi_align) agree on it
+    yy, xx = np.mgrid[0:90, 0:70]
+    pixels = np.stack([yy * 2.5, xx * 3.0, (yy + xx) * 1.5], axis=-1).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
     config = ViewConfig(size=24)
     views = crop_views(image, 3, config, torch.Generator().manual_seed(5))
     boxes = sample_crop_boxes(3, (90, 70), config, torch.Generator().manual_seed(5))
-    expected = ops.resized_crop(image[None].float(), boxes.float(), 24, torch.zeros(3, dtype=torch.long))
     assert views.shape == (3, 3, 24, 24) and views.dtype == torch.uint8
-    assert torch.equal(views, expected.round().clamp(0, 255).to(torch.uint8))
+    for view, (top, left, h, w) in zip(views, boxes.tolist(), strict=True):
+        exact = image.resize(
+            (24, 24), Image.Resampling.BILINEAR, box=(left * 70, top * 90, (left + w) * 70, (top + h) * 90)
+        )
+        assert torch.equal(view, torch.from_numpy(np.array(exact)).permute(2, 0, 1))
+    source = torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
+    device = ops.resized_crop(source, boxes.float(), 24, torch.zeros(3, dtype=torch.long))
+    assert (views.float() - device).abs().mean() < 2.0  # grey levels of 255
     center = center_view(image, 70)
-    assert torch.equal(center, image[:, 10:80, :])  # a centre square at its own size is cut exactly
+    assert torch.equal(center, torch.from_numpy(pixels[10:80]).permute(2, 0, 1))  # a centre square at its size
 
 
 def test_views_are_a_function_of_seed_epoch_and_sample(packed_folder: Path) -> None:
@@ -126,3 +135,34 @@ def test_two_processes_read_disjoint_shards_that_cover_the_dataset(packed_folder
     assert len(seen[0]) == len(seen[1]) == IMAGES // WORLD  # 48 = 2 ranks x 6 batches of 4: nothing dropped
     assert not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == list(range(IMAGES))
+
+
+def test_a_packed_dataset_at_a_url_reads_its_description_through_litdatas_downloader(
+    packed_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL code path, with litdata's downloader replaced by a copy from the local pack (no network here)."""
+    import shutil
+
+    import litdata.streaming.downloader as downloader_module
+
+    from simclr.data.streaming import find_remote_split, is_url
+
+    class LocalCopy:
+        def __init__(self, remote_dir: str, cache_dir: str, chunks: list[object], *args: object) -> None:
+            pass
+
+        def download_file(self, remote: str, local: str) -> None:
+            source = packed_folder / remote.removeprefix("s3://bucket/data/")
+            if not source.is_file():
+                raise FileNotFoundError(remote)
+            shutil.copyfile(source, local)
+
+    monkeypatch.setattr(downloader_module, "get_downloader", LocalCopy)
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))
+    assert is_url("s3://bucket/data") and not is_url(packed_folder)
+    assert find_remote_split("s3://bucket/data", "train") == "s3://bucket/data/train"
+    assert find_remote_split("s3://bucket/data", "test") is None
+    split = PackedSplit("s3://bucket/data/train")
+    local = PackedSplit(packed_folder / "train")
+    assert split.info == local.info and torch.equal(split.labels, local.labels)
+    assert split.sidecars.is_relative_to(tmp_path)

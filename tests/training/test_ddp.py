@@ -93,8 +93,8 @@ SEED = 3
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK")
 # float64: the two sides sum the same numbers in different orders (convolutions over 8 or 16 images,
 # BatchNorm statistics from per-rank partial sums); measured differences are ~1e-13
-EXACT = {"rtol": 1e-9, "atol": 1e-11}
-FP32 = {"rtol": 1e-4, "atol": 1e-5}
+EXACT = (1e-9, 1e-11)  # rtol, atol
+FP32 = (1e-4, 1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -225,6 +225,12 @@ class RankSplitViews:
         return [torch.cat(view) for view in zip(*per_rank, strict=True)]
 
 
+def _network(pl_module: L.LightningModule) -> nn.Module:
+    model = pl_module.model
+    assert isinstance(model, nn.Module)
+    return model
+
+
 class RecordStep(L.Callback):
     """Writes what one process saw and did in its step to ``out_dir/rank{r}.pt``."""
 
@@ -236,7 +242,7 @@ class RecordStep(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         # after backward, so after DDP averaged the gradients over the ranks
-        model = pl_module.model  # type: ignore[union-attr]
+        model = _network(pl_module)
         self.record["grads"] = {
             name: param.grad.detach().clone() for name, param in model.named_parameters() if param.grad is not None
         }
@@ -249,7 +255,7 @@ class RecordStep(L.Callback):
         self.record["index"] = batch["index"].clone()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        model = pl_module.model  # type: ignore[union-attr]
+        model = _network(pl_module)
         self.record.update(
             state={name: value.detach().clone() for name, value in model.state_dict().items()},
             rank=trainer.global_rank,
@@ -291,7 +297,7 @@ def step_config(**overrides: Any) -> PretrainConfig:
 
 
 @pytest.fixture(scope="module")
-def setup() -> StepSetup:
+def step_setup() -> StepSetup:
     config = step_config()
     data = load_training_data(config)
     views = build_views(data.info, data.image_size, config.view_config(data.info, data.image_size), config.n_views)
@@ -384,9 +390,19 @@ def compare_with_reference(
     return ranks, single, initial
 
 
-def is_close(actual: Tensor, expected: Tensor, **tolerances: float) -> bool:
+def assert_close(actual: Tensor, expected: Tensor, tolerances: tuple[float, float], name: str = "") -> None:
+    rtol, atol = tolerances
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=_prefixed(name))
+
+
+def _prefixed(name: str) -> Callable[[str], str]:
+    """An ``assert_close`` message: torch's own, after the tensor's name."""
+    return lambda text: f"{name}: {text}"
+
+
+def is_close(actual: Tensor, expected: Tensor, tolerances: tuple[float, float]) -> bool:
     try:
-        torch.testing.assert_close(actual, expected, **tolerances)
+        assert_close(actual, expected, tolerances)
     except AssertionError:
         return False
     return True
@@ -409,11 +425,11 @@ def restored_environ() -> Iterator[None]:
     os.environ.update(saved)
 
 
-def test_the_step_uses_the_learning_rate_of_the_global_batch(setup: StepSetup) -> None:
+def test_the_step_uses_the_learning_rate_of_the_global_batch(step_setup: StepSetup) -> None:
     """W processes of B images plan the schedule of one process of W*B images."""
-    images = len(setup.data.train)
-    single = replace(setup.config, batch_size=LOCAL_BATCH * WORLD, devices="1")
-    assert plan_optimisation(setup.config, images, WORLD) == plan_optimisation(single, images, 1)
+    images = len(step_setup.data.train)
+    single = replace(step_setup.config, batch_size=LOCAL_BATCH * WORLD, devices="1")
+    assert plan_optimisation(step_setup.config, images, WORLD) == plan_optimisation(single, images, 1)
 
 
 @pytest.mark.parametrize(
@@ -431,11 +447,11 @@ def test_the_step_uses_the_learning_rate_of_the_global_batch(setup: StepSetup) -
     ],
 )
 def test_ddp_step_with_synchronised_batchnorm_equals_single_process_step(
-    setup: StepSetup, tmp_path: Path, restored_environ: None, precision: str, sync: str, accelerator: str
+    step_setup: StepSetup, tmp_path: Path, restored_environ: None, precision: str, sync: str, accelerator: str
 ) -> None:
     start = time.perf_counter()
     ranks, single, initial = compare_with_reference(
-        setup, tmp_path, sync=sync, precision=precision, accelerator=accelerator
+        step_setup, tmp_path, sync=sync, precision=precision, accelerator=accelerator
     )
     print(f"DDP step + single-process step ({precision}): {time.perf_counter() - start:.1f} s")
     for record in ranks:
@@ -445,39 +461,43 @@ def test_ddp_step_with_synchronised_batchnorm_equals_single_process_step(
 
     if precision == "64-true":
         assert all(value.dtype == torch.float64 for value in single["grads"].values())
-        torch.testing.assert_close(mean_loss(ranks), single["loss"], **EXACT)
+        assert_close(mean_loss(ranks), single["loss"], EXACT)
         # the DDP-averaged gradient is the single-process gradient ...
         for name, grad in single["grads"].items():
             scale = float(grad.abs().max())
-            torch.testing.assert_close(ranks[0]["grads"][name], grad, rtol=1e-9, atol=1e-9 * scale, msg=name)
+            torch.testing.assert_close(ranks[0]["grads"][name], grad, rtol=1e-9, atol=1e-9 * scale, msg=_prefixed(name))
         # ... so the weights and the BatchNorm statistics after the step are the single process's
         for record in ranks:
             for name, value in single["state"].items():
-                torch.testing.assert_close(record["state"][name], value, **EXACT, msg=name)
-        moved = [name for name in weights if not is_close(single["state"][name], initial[name].double(), **EXACT)]
+                assert_close(record["state"][name], value, EXACT, name)
+        moved = [name for name in weights if not is_close(single["state"][name], initial[name].double(), EXACT)]
         assert len(moved) > 0.9 * len(weights)  # the comparison is not of a step that did nothing
     else:
         # float32: the forward pass is well conditioned (fp32 tolerances; measured errors are ~1/5 of them) ...
-        torch.testing.assert_close(mean_loss(ranks), single["loss"], **FP32)
+        assert_close(mean_loss(ranks), single["loss"], FP32)
         for record in ranks:
             for name in buffers:
-                torch.testing.assert_close(record["state"][name], single["state"][name], **FP32, msg=name)
+                assert_close(record["state"][name], single["state"][name], FP32, name)
         # ... the gradient at initialisation is not (see the module docstring): weights within 1e-2 (float32
         # rounding moves them by ~1.3e-3), where per-process BatchNorm moves them by ~8e-2
         for name in weights:
-            torch.testing.assert_close(ranks[0]["state"][name], single["state"][name], rtol=0, atol=1e-2, msg=name)
+            torch.testing.assert_close(
+                ranks[0]["state"][name], single["state"][name], rtol=0, atol=1e-2, msg=_prefixed(name)
+            )
 
 
-def test_ddp_step_with_per_process_batchnorm_differs(setup: StepSetup, tmp_path: Path, restored_environ: None) -> None:
+def test_ddp_step_with_per_process_batchnorm_differs(
+    step_setup: StepSetup, tmp_path: Path, restored_environ: None
+) -> None:
     """Negative control: the same float64 step with per-process BatchNorm is not the single-process step."""
-    ranks, single, _ = compare_with_reference(setup, tmp_path, sync="off", precision="64-true")
+    ranks, single, _ = compare_with_reference(step_setup, tmp_path, sync="off", precision="64-true")
     for record in ranks:
         assert record["batchnorm_layers"] == {"BatchNorm1d", "BatchNorm2d"}
-    assert not is_close(mean_loss(ranks), single["loss"], **FP32)
+    assert not is_close(mean_loss(ranks), single["loss"], FP32)
     grads = single["grads"]
-    differing_grads = [name for name in grads if not is_close(ranks[0]["grads"][name], grads[name], **EXACT)]
+    differing_grads = [name for name in grads if not is_close(ranks[0]["grads"][name], grads[name], EXACT)]
     assert len(differing_grads) > 0.9 * len(grads)
-    differing_weights = [name for name in grads if not is_close(ranks[0]["state"][name], single["state"][name], **FP32)]
+    differing_weights = [name for name in grads if not is_close(ranks[0]["state"][name], single["state"][name], FP32)]
     assert len(differing_weights) > 0.5 * len(grads)
     # and every rank keeps BatchNorm statistics of its own images
     for name in single["state"]:

@@ -396,6 +396,7 @@ def pack_sources(
     """The splits ``simclr data pack SRC`` packs: an image folder (``train/`` and ``test/``/``val/`` when it has
     them, else the whole folder as ``train``) or a dataset name (its files are read with ``data_dir``)."""
     from simclr.data.imagefolder import find_split_folder, has_split_layout, list_image_folder
+    from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
     from simclr.data.registry import DATASET_NAMES, load_dataset
 
     path = Path(src).expanduser()
@@ -412,7 +413,18 @@ def pack_sources(
             class_names = class_names or found
             sources[split] = PackSource(names, labels.tolist(), found, _file_reader(folder, names), str(folder))
         return sources
-    if src in DATASET_NAMES and src not in ("imagefolder", "spirograph"):
+    if src in IMAGENET_SUBSETS:  # listed from its files, never decoded into memory
+        if data_dir is None:
+            raise UserError(f"packing {src} needs its folder; pass --data-dir /path/to/ILSVRC2012")
+        sources = {}
+        for split in PACK_SPLITS:
+            files, classes, _ = list_imagenet(split, data_dir, subset=IMAGENET_SUBSETS[src])
+            names = [str(path.relative_to(data_dir)) for path, _ in files]
+            sources[split] = PackSource(
+                names, [label for _, label in files], classes, _file_reader(Path(data_dir), names), f"{src} {split}"
+            )
+        return sources
+    if src in DATASET_NAMES and src not in ("imagefolder", "spirograph", "packed"):
         sources = {}
         for split in PACK_SPLITS:
             store = load_dataset(src, split, data_dir, download=download, workers=workers)
@@ -425,7 +437,7 @@ def pack_sources(
         return sources
     raise UserError(
         f"cannot pack {src!r}: not a folder, nor one of the datasets "
-        f"{', '.join(n for n in DATASET_NAMES if n not in ('imagefolder', 'spirograph'))}"
+        f"{', '.join(n for n in DATASET_NAMES if n not in ('imagefolder', 'spirograph', 'packed'))}"
     )
 
 

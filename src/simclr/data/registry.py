@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit, find_packed_split, is_packed, packed_image_size
 from simclr.data.torchvision_sets import DEFAULT_IMAGE_SIZES, LOADERS, SPLITS
 from simclr.errors import UserError
+
+log = logging.getLogger("simclr")
 
 __all__ = [
     "DATASET_NAMES",
@@ -36,6 +39,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "packed",
 )
 SPIROGRAPH_TRAIN_SIZE = 100_000
+EVAL_MEMORY_BYTES = 8 * 2**30  # per split: what evaluation decodes of a packed split (it holds splits in memory)
 SPIROGRAPH_TEST_SIZE = 20_000
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -216,4 +220,14 @@ def _load_packed_in_memory(
         raise UserError(f"{data_dir} holds no packed dataset; create one with 'simclr data pack SRC {data_dir}'")
     packed = PackedSplit(folder)
     size = image_size or packed_image_size(Path(data_dir))
-    return packed.load_first(limit or len(packed), size, workers)
+    fitting = max(1, EVAL_MEMORY_BYTES // (3 * size * size))
+    count = min(limit or len(packed), len(packed))
+    if count > fitting:
+        log.warning(
+            "%s split of %s: %d images at %d px would take %.1f GB in memory; evaluating on the first %d "
+            "(a random subset: packs are stored shuffled); --limit-%s-images N to choose",
+            split, folder, count, size, count * 3 * size * size / 2**30, fitting,
+            "test" if split == "test" else "train",
+        )  # fmt: skip
+        count = fitting
+    return packed.load_first(count, size, workers)

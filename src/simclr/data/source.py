@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 from simclr.data.imagefolder import estimate_folder
 from simclr.data.registry import load_dataset
 from simclr.data.store import ImageStore
-from simclr.data.streaming import PackedSplit, find_packed_split, is_packed, packed_image_size
+from simclr.data.streaming import (
+    PackedSplit,
+    find_packed_split,
+    find_remote_split,
+    is_packed,
+    is_url,
+    packed_image_size,
+)
 from simclr.errors import UserError
 
 log = logging.getLogger("simclr")
@@ -39,6 +46,7 @@ class DataSource:
     workers: int = 2
     spirograph_train_size: int | None = None
     spirograph_test_size: int | None = None
+    data_url: str | None = None  # a packed dataset in object storage (s3://, gs://, ...), streamed by litdata
 
     def streamed(
         self, image_size: int | None, memory_budget: int | None = None, pack_dir: Path | None = None
@@ -50,6 +58,8 @@ class DataSource:
         the available memory) is packed once into ``pack_dir`` (a cache folder by default; an interrupted
         pack is finished, a finished one reused) and streamed; the decision is logged with the estimate.
         """
+        if self.data_url is not None:
+            return _remote(self.data_url, image_size)
         if self.data_dir is None or self.dataset not in ("packed", "imagefolder"):
             return None
         root = self.data_dir.expanduser()
@@ -83,13 +93,15 @@ class DataSource:
     @classmethod
     def of(cls, config: PretrainConfig | AutoencoderConfig) -> DataSource:
         """The data a pretraining or autoencoder config names."""
+        url = config.data_dir if config.data_dir and is_url(config.data_dir) else None
         return cls(
             config.dataset,
-            Path(config.data_dir) if config.data_dir else None,
+            Path(config.data_dir) if config.data_dir and not url else None,
             download=config.download,
             workers=config.workers,
             spirograph_train_size=config.train_size,
             spirograph_test_size=getattr(config, "test_size", None),  # the autoencoder needs no test split
+            data_url=url,
         )
 
     def load_train(
@@ -160,3 +172,17 @@ def _pack_for_streaming(folder: Path, pack_dir: Path | None, workers: int) -> Pa
     for summary in summaries.values():
         log.info("packed %s", summary.line())
     return pack_dir
+
+
+def _remote(url: str, image_size: int | None) -> StreamedData:
+    """A packed dataset at a URL litdata reads (tested here only with local folders)."""
+    train = find_remote_split(url, "train")
+    if train is None:
+        raise UserError(f"no packed train split at {url}; upload the OUT folder of 'simclr data pack' there")
+    test = find_remote_split(url, "test")
+    split = PackedSplit(train)
+    if image_size is None:
+        from simclr.data.imagefolder import default_image_size
+
+        image_size = default_image_size([split.info.median_shorter_side])
+    return StreamedData(split, PackedSplit(test) if test else None, image_size)

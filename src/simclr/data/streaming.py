@@ -10,8 +10,10 @@ its centre view.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +25,7 @@ from litdata import StreamingDataset
 from PIL import Image
 from torch import Tensor
 
-from simclr.data.packed import INDEX_FILE, LABELS_FILE, PackedSplitInfo, read_pack_info
+from simclr.data.packed import INDEX_FILE, INFO_FILE, LABELS_FILE, PackedSplitInfo, read_pack_info
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
 from simclr.views.config import ViewConfig
@@ -37,11 +39,49 @@ __all__ = [
     "PackedViewsDataset",
     "decode_stored",
     "find_packed_split",
+    "find_remote_split",
     "is_packed",
+    "is_url",
     "packed_image_size",
 ]
 
 _SPLIT_NAMES = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
+
+
+def is_url(location: str | Path) -> bool:
+    """True for a location litdata reads remotely (``s3://``, ``gs://``, ``azure://``, ...)."""
+    return "://" in str(location)
+
+
+def _remote_sidecars(url: str) -> Path:
+    """Local copies of a remote split's description files (litdata's index, the pack description, the
+    labels), downloaded once with litdata's downloader for that storage into ``$SIMCLR_CACHE/remote``."""
+    from litdata.streaming.downloader import get_downloader
+
+    url = url.rstrip("/")
+    cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
+    local = cache / "remote" / hashlib.sha1(url.encode()).hexdigest()[:12]
+    local.mkdir(parents=True, exist_ok=True)
+    downloader = get_downloader(url, str(local), [])
+    for name in (INDEX_FILE, INFO_FILE, LABELS_FILE):
+        if not (local / name).is_file():
+            try:
+                downloader.download_file(f"{url}/{name}", str(local / name))
+            except Exception as exc:  # each storage client raises its own errors
+                raise UserError(f"cannot read {url}/{name} ({type(exc).__name__}: {exc}); check the URL") from None
+    return local
+
+
+def find_remote_split(root: str, split: str) -> str | None:
+    """``root/train`` or ``root/test`` (also ``val``) of a packed dataset at a URL, when it is there."""
+    for name in _SPLIT_NAMES.get(split, (split,)):
+        candidate = f"{root.rstrip('/')}/{name}"
+        try:
+            _remote_sidecars(candidate)
+        except UserError:
+            continue
+        return candidate
+    return None
 
 
 def is_packed(root: Path) -> bool:
@@ -72,11 +112,10 @@ def packed_image_size(root: Path) -> int:
     return default_image_size([read_pack_info(folder).median_shorter_side])
 
 
-def decode_stored(data: bytes | memoryview) -> Tensor:
-    """A stored image (JPEG or PNG, RGB or L: what packing writes) as ``(3, H, W)`` uint8 RGB."""
+def decode_stored(data: bytes | memoryview) -> Image.Image:
+    """A stored image (JPEG or PNG, RGB or L: what packing writes), decoded to RGB."""
     with Image.open(io.BytesIO(data)) as image:
-        rgb = np.array(image.convert("RGB"))  # a writable copy: torch shares its memory
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+        return image.convert("RGB")
 
 
 def _sample_index(index: Any) -> int:
@@ -92,7 +131,7 @@ class PackedViewsDataset(StreamingDataset):
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         n_views: int,
         config: ViewConfig,
         view_seed: int,
@@ -117,7 +156,7 @@ class PackedViewsDataset(StreamingDataset):
 class PackedImagesDataset(StreamingDataset):
     """Evaluation samples, in stored order: ``{"images": (3, size, size) uint8, "labels": int, "index": int}``."""
 
-    def __init__(self, path: Path, size: int):
+    def __init__(self, path: Path | str, size: int):
         super().__init__(str(path), shuffle=False, drop_last=False)
         self.size = size
 
@@ -132,17 +171,20 @@ class PackedImagesDataset(StreamingDataset):
 
 @dataclass
 class PackedSplit:
-    """One packed split: where it is, its description and its labels (read without touching the images)."""
+    """One packed split: where it is (a folder, or a URL litdata reads such as ``s3://bucket/data/train``),
+    its description and its labels, read without touching the images."""
 
-    path: Path
+    path: Path | str
     info: PackedSplitInfo = field(init=False)
+    sidecars: Path = field(init=False)  # the folder holding its description files (a local copy for a URL)
 
     def __post_init__(self) -> None:
-        self.info = read_pack_info(self.path)
+        self.sidecars = _remote_sidecars(str(self.path)) if is_url(self.path) else Path(self.path)
+        self.info = read_pack_info(self.sidecars)
 
     @cached_property
     def labels(self) -> Tensor:
-        return torch.from_numpy(np.load(self.path / LABELS_FILE))
+        return torch.from_numpy(np.load(self.sidecars / LABELS_FILE))
 
     def __len__(self) -> int:
         return self.info.images

@@ -113,7 +113,8 @@ def run_pretraining(
     optim = plan_optimisation(config, len(data.train), hardware.processes)
 
     run = prepare_run_dir(config)
-    setup_logging(run.log, quiet=quiet or is_worker_process(), held=decisions)
+    worker = is_worker_process()
+    setup_logging(None if worker else run.log, quiet=quiet or worker, held=decisions)
     describe_run(config, run, data, hardware, optim)
 
     callbacks = build_callbacks(config, run, data, model, optim, quiet) + list(extra_callbacks or [])

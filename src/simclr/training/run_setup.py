@@ -17,11 +17,15 @@ from simclr.errors import UserError
 from simclr.rundir import RunDir
 
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"  # hands the resolved directory to DDP worker processes
+# What Lightning's launcher, torchrun and SLURM set in the processes of a multi-process run.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
 
 def is_worker_process() -> bool:
-    """True in the extra processes a DDP launcher starts (they must not create or rewrite files)."""
-    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+    """True in every process of a multi-process run but the first (global rank 0): the ones Lightning's
+    launcher starts, and those torchrun or SLURM start on this and other machines. They use the run
+    directory; only the first process creates it and writes its files."""
+    return any(os.environ.get(name, "0") != "0" for name in _RANK_VARIABLES)
 
 
 def default_run_dir(config: PretrainConfig) -> Path:
@@ -34,9 +38,14 @@ def prepare_run_dir(config: PretrainConfig) -> RunDir:
 
     A fresh run refuses a directory that already holds a run, so nothing written earlier is overwritten.
     """
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and is_worker_process():
-        return RunDir(Path(inherited))
+    if is_worker_process():
+        shared = os.environ.get(RUN_DIR_ENV) or config.resume or config.out
+        if not shared:
+            raise UserError(
+                "this is one of several processes (torchrun, SLURM): pass --out, a folder every process and "
+                "machine reaches, so that they share one run directory"
+            )
+        return RunDir(Path(shared))
     if config.resume:
         run = RunDir(Path(config.resume))  # run_pretraining already checked that the checkpoint exists
     else:
@@ -72,16 +81,20 @@ def held_log_records() -> Iterator[list[logging.LogRecord]]:
         logger.setLevel(previous_level)
 
 
-def setup_logging(log_file: Path, quiet: bool = False, held: list[logging.LogRecord] | None = None) -> logging.Logger:
-    """Log to ``log_file`` (the run's log) and, unless quiet, to stderr; ``held`` records go first."""
+def setup_logging(
+    log_file: Path | None, quiet: bool = False, held: list[logging.LogRecord] | None = None
+) -> logging.Logger:
+    """Log to ``log_file`` (the run's log; None in the processes that must not write it) and, unless
+    quiet, to stderr; ``held`` records go first."""
     logger = logging.getLogger("simclr")
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    file_handler = logging.FileHandler(log_file)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(file_handler)
+    if log_file is not None:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(file_handler)
     if not quiet:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter("%(message)s"))
