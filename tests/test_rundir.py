@@ -113,10 +113,10 @@ def test_backbone_round_trip_with_metadata(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["backbone.safetensors"]
 
 
-def test_metadata_of_foreign_files_is_partial_not_an_error(tmp_path: Path) -> None:
-    assert BackboneMetadata.from_strings({"backbone": "resnet50", "epoch": "x"}) == BackboneMetadata(
-        backbone="resnet50"
-    )
+def test_metadata_may_be_partial_but_not_wrong(tmp_path: Path) -> None:
+    assert BackboneMetadata.from_strings({"backbone": "resnet50"}) == BackboneMetadata(backbone="resnet50")
+    with pytest.raises(UserError, match=r"image_size='abc' is not a whole number"):
+        BackboneMetadata.from_strings({"image_size": "abc"}, tmp_path / "backbone.safetensors")
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,17 @@ PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
 Settings = TypeVar("Settings")
 
+# Settings that may differ when a run is resumed (PretrainConfig.changes_from): where the data is and how it
+# is read, where the run is, and what is logged, monitored or checkpointed; and max_steps, which only stops
+# the run at another step of the same schedule.
+RESUME_NEUTRAL = frozenset(
+    {
+        "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
+        "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
+        "log_every_steps", "max_steps", "accelerator", "compile",
+    }
+)  # fmt: skip
+
 
 def setting(
     help: str,
@@ -102,6 +113,7 @@ class PretrainConfig:
     pack_dir: str | None = _data(
         "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
     )
+    follow_links: bool = _data("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
 
     n_views: int = _views("views per image (>= 2)", 2)
     jitter_strength: float | None = _views("colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None)
@@ -197,6 +209,18 @@ class PretrainConfig:
 
         return self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer].weight_decay
 
+    def changes_from(self, saved: PretrainConfig) -> dict[str, tuple[Any, Any]]:
+        """The settings that would change how a resumed run trains: ``{name: (saved, requested)}``.
+
+        Where the data is, how it is read, logged, monitored or checkpointed, and ``max_steps`` (a run may be
+        stopped later or sooner; the schedule spans ``epochs`` either way) do not change the training.
+        """
+        return {
+            item.name: (getattr(saved, item.name), getattr(self, item.name))
+            for item in fields(self)
+            if item.name not in RESUME_NEUTRAL and getattr(saved, item.name) != getattr(self, item.name)
+        }
+
     def view_config(self, info: DatasetInfo, image_size: int) -> ViewConfig:
         """The SimCLR augmentation of Chen et al. 2020 (Appendix A) with this run's overrides; jitter
         strength and blur default by image size (0.5 and no blur for CIFAR-size images)."""
@@ -251,7 +275,7 @@ class PretrainConfig:
             if value not in options:
                 flag = "--" + name.replace("_", "-")
                 raise UserError(
-                    f"unknown {name.replace('_', ' ')} {value!r}; use {flag} with one of: {', '.join(options)}"
+                    f"unknown {name.replace('_', ' ')} {_shown(value)}; use {flag} with one of: {', '.join(options)}"
                 )
 
         choice("dataset", self.dataset, DATASET_NAMES)
@@ -336,6 +360,7 @@ class AutoencoderConfig:
     train_size: int | None = setting("spirograph: number of generated training images", None)
     seed: int = setting("seed of the split, the order and the weights", 0)
     workers: int = setting("processes decoding image files", 2)
+    follow_links: bool = setting("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
     accelerator: str = setting("where to train", "auto", choices=("auto", "cpu", "gpu"))
     out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
 
@@ -427,6 +452,7 @@ class PackConfig:
     seed: int = setting("seed of the stored (shuffled) order", 0)
     data_dir: Path | None = setting("SRC a dataset name: where its files are", None)
     download: bool = setting("SRC a torchvision dataset: download it first (needs a network)", False)
+    follow_links: bool = setting("follow symbolic links that lead outside SRC (else skipped and listed)", False)
 
     def validate(self) -> None:
         if self.max_side < 16:
@@ -443,7 +469,7 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
-        raise UserError(f"config key {name!r} must be true or false, got {value!r}")
+        raise UserError(f"config key {name!r} must be true or false, got {_shown(value)}")
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
@@ -454,20 +480,72 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         return tuple(value)
     if typing.get_origin(kind) is list and isinstance(value, list | tuple):
         return list(value)
-    raise UserError(f"config key {name!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    raise UserError(f"config key {name!r} must be {getattr(kind, '__name__', kind)}, got {_shown(value)}")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: config values come from files anyone may hand over (a
+    megabyte string, a huge nested list), and an error message must stay one short line that is cheap to
+    build (reprlib stops early instead of formatting the whole value)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 3, 6, 6, 6, 6
+    short.maxstring = short.maxother = limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _AliasFound(yaml.YAMLError):
+    """An anchor or alias in a config file (raised by :class:`_PlainLoader`)."""
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that stops at the first anchor or alias. simclr configs never need them, and aliases
+    nested a few levels deep (a "billion laughs" file of 300 bytes) expand to gigabytes once printed or merged.
+    It stops while composing, before the rest of the file is read, so a hostile file costs next to nothing."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasFound
+        return super().compose_node(parent, index)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a recipe file; a missing, unreadable or non-mapping file is a UserError."""
+    """Read a recipe file; a missing, unreadable, non-UTF-8, non-mapping or alias-using file is a UserError."""
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the path given to --config")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 or regenerate it "
+            "with --print-config"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}; check its permissions") from None
+    try:
+        data = yaml.load(text, Loader=_PlainLoader)  # a SafeLoader: plain data only
+    except _AliasFound:
+        raise UserError(
+            f"config file {path} uses YAML anchors/aliases, which simclr configs do not need; write the values out"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(
             f"config file {path} is not valid YAML{where}; fix the syntax or regenerate it with --print-config"
+        ) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise UserError(
+            f"config file {path} nests values too deeply for a config; write plain keys and values, "
+            "or regenerate it with --print-config"
+        ) from None
+    except ValueError:  # a value YAML parses but Python cannot hold: 2024-13-45, an int of 5000 digits
+        raise UserError(
+            f"config file {path} holds a value YAML cannot convert (an impossible date, a number thousands of "
+            "digits long); fix or quote it"
         ) from None
     if data is None:
         return {}
@@ -486,7 +564,7 @@ def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: 
             name = str(key).replace("-", "_")
             if name not in types_:
                 known = ", ".join(sorted(types_))
-                raise UserError(f"unknown config key {key!r}; remove it (known keys: {known})")
+                raise UserError(f"unknown config key {_shown(key)}; remove it (known keys: {known})")
             merged[name] = _coerce(name, value, types_[name])
     missing = [item.name for item in fields(cls) if item.name not in merged and _has_no_default(item)]  # type: ignore[arg-type]
     if missing:
@@ -500,6 +578,11 @@ def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: 
 
 def _has_no_default(item: dataclasses.Field[Any]) -> bool:
     return item.default is MISSING and item.default_factory is MISSING
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """``lr 0.3 -> 1.0, batch_size 256 -> 32``: what a resume would change, for a message or the log."""
+    return ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changes.items())
 
 
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:

@@ -8,6 +8,7 @@ the few functions that move tensors import safetensors' torch API when called.
 A pretraining run::
 
     RUN_DIR/config.yaml             the resolved config (what every later command rebuilds the run from)
+    RUN_DIR/config-history.yaml     settings changed by --resume-with-changes: when, at which step, from what
     RUN_DIR/metrics.csv             one row per step, plus kNN rows at epoch ends
     RUN_DIR/train.log               the run's log
     RUN_DIR/checkpoints/last.ckpt   the Lightning checkpoint that --resume continues from
@@ -15,6 +16,7 @@ A pretraining run::
     RUN_DIR/eval/                   evaluation: metrics.json, report.html, features/ (cache), plots/
     RUN_DIR/eval-random-weights/    the same evaluation of the untrained architecture (the baseline)
     RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
+    RUN_DIR/.lock                   held by the process training in it (pid, host, start), so a run has one writer
 
 An autoencoder run (``simclr train-ae``) shares config.yaml, metrics.csv and train.log, and adds
 ``autoencoder.safetensors`` and ``reconstructions.png``.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from simclr.config import PretrainConfig
 
 CONFIG_FILE = "config.yaml"
+CONFIG_HISTORY_FILE = "config-history.yaml"
 METRICS_FILE = "metrics.csv"
 LOG_FILE = "train.log"
 CHECKPOINT_DIR = "checkpoints"
@@ -53,6 +57,7 @@ EVAL_METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 FEATURES_DIR = "features"
 PLOTS_DIR = "plots"
+LOCK_FILE = ".lock"
 
 # A safetensors file starts with the little-endian length of its JSON header; a larger header than
 # this is not a backbone we wrote (it protects the torch-free reader from a hostile length field).
@@ -146,6 +151,15 @@ class RunDir:
         return self.path / MLFLOW_DB_FILE
 
     @property
+    def lock(self) -> Path:
+        """Held by the process that trains in this directory (:mod:`simclr.training.run_setup`)."""
+        return self.path / LOCK_FILE
+
+    def temporaries(self) -> list[Path]:
+        """Files an atomic write leaves behind when its process is killed mid-write (``.NAME.tmp-PID``)."""
+        return sorted(p for folder in (self.path, self.checkpoints) for p in folder.glob(".*.tmp-*") if p.is_file())
+
+    @property
     def tensorboard_name(self) -> str:
         """The TensorBoard logger's folder inside the run directory."""
         return TENSORBOARD_DIR
@@ -173,6 +187,20 @@ class RunDir:
         """Save the config atomically: a reader never sees half a file."""
         write_text_atomic(self.config, text)
 
+    @property
+    def config_history(self) -> Path:
+        return self.path / CONFIG_HISTORY_FILE
+
+    def record_config_change(self, step: int, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Append one resume-with-changes to the history: the step it took effect at and each setting's
+        old and new value."""
+        import yaml
+
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "step": step, "changes": {}}
+        entry["changes"] = {name: {"from": old, "to": new} for name, (old, new) in changes.items()}
+        history = yaml.safe_load(self.config_history.read_text()) if self.config_history.is_file() else []
+        write_text_atomic(self.config_history, yaml.safe_dump([*(history or []), entry], sort_keys=False))
+
 
 @dataclass(frozen=True)
 class BackboneMetadata:
@@ -195,15 +223,19 @@ class BackboneMetadata:
         return {key: str(value) for key, value in asdict(self).items() if value is not None}
 
     @classmethod
-    def from_strings(cls, values: dict[str, str]) -> BackboneMetadata:
-        """The metadata of a file; a number that does not parse counts as absent."""
+    def from_strings(cls, values: dict[str, str], where: Path | str = "backbone file") -> BackboneMetadata:
+        """The metadata of a file; a number field that is not a whole number is a UserError naming ``where``."""
         parsed: dict[str, Any] = {}
         for item in fields(cls):
             text = values.get(item.name)
             if text is None:
                 continue
             if item.name in _NUMBER_FIELDS:
-                parsed[item.name] = int(text) if text.strip().isdigit() else None
+                if not text.strip().isdigit():
+                    raise UserError(
+                        f"{where}: metadata {item.name}={text[:40]!r} is not a whole number; the file is damaged"
+                    )
+                parsed[item.name] = int(text)
             else:
                 parsed[item.name] = text
         return cls(**parsed)
@@ -225,7 +257,7 @@ def read_backbone_metadata(path: Path) -> BackboneMetadata:
             raise ValueError("metadata is not a mapping")
     except (OSError, struct.error, ValueError, AttributeError) as exc:
         raise UserError(f"cannot read {path}: {exc}; the file is damaged or not a safetensors backbone") from None
-    return BackboneMetadata.from_strings({str(key): str(value) for key, value in metadata.items()})
+    return BackboneMetadata.from_strings({str(key): str(value) for key, value in metadata.items()}, path)
 
 
 def write_backbone(path: Path, tensors: dict[str, Tensor], metadata: BackboneMetadata) -> None:

@@ -1,10 +1,16 @@
-"""Image-folder loading: layouts, labels, broken files, sizes, errors, real CIFAR-10 JPEGs."""
+"""Image-folder loading: layouts, labels, broken files, sizes, errors, real CIFAR-10 JPEGs, hostile folders."""
 
 from __future__ import annotations
 
+import contextlib
 import doctest
+import errno
+import io
 import logging
 import os
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +23,15 @@ from simclr.data import imagefolder
 from simclr.data.imagefolder import (
     decode_files,
     default_image_size,
+    estimate_folder,
     folder_class_names,
     list_image_folder,
     load_image_folder,
     load_split_folder,
+    scan_image_folder,
 )
 from simclr.data.registry import load_dataset
+from simclr.data.store import printable_name, report_skipped
 from simclr.errors import UserError
 
 
@@ -366,7 +375,10 @@ def test_symlinked_files_are_followed(tmp_path: Path) -> None:
         (dst / cls).mkdir(parents=True)
         for f in (src / cls).iterdir():
             os.symlink(f, dst / cls / f.name)
-    assert len(load_image_folder(dst)) == 4
+    # Issue 14: these links lead outside the data folder, so they are followed only when asked to.
+    with pytest.raises(UserError, match="4 skipped .*link leads outside the data folder"):
+        load_image_folder(dst)
+    assert len(load_image_folder(dst, follow_external_links=True)) == 4
 
 
 def test_real_cifar10_subset(cifar_small: Path) -> None:
@@ -392,3 +404,295 @@ def test_list_image_folder_without_decoding(tmp_path: Path) -> None:
     paths, labels, names = list_image_folder(tmp_path)
     assert names == ["a", "b"] and labels.tolist() == [0, 0, 1, 1]
     assert paths == ["a/000.png", "a/001.png", "b/000.png", "b/001.png"]
+
+
+# -- hostile folders (issue 14) ------------------------------------------------------------------------
+OUTSIDE = "link leads outside the data folder"
+
+
+def _tree(root: Path, leave_out: Path) -> dict[str, tuple[int, int, int]]:
+    """``(mode, size, mtime)`` of everything below ``root`` except ``leave_out``, links not followed."""
+    found: dict[str, tuple[int, int, int]] = {}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if path == leave_out:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                found[str(path.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns)
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+    return found
+
+
+def _cli_error(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run ``simclr pretrain`` on ``data`` from ``tmp_path``: exit code 2, one line on stderr, and nothing
+    written outside the run directory; returns that line."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    before = _tree(tmp_path, run)
+    args = ["pretrain", "--dataset", "imagefolder", "--data-dir", str(data), "--out", str(run), "--epochs", "1"]
+    assert main([*args, "--accelerator", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simclr: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert _tree(tmp_path, run) == before
+    return err
+
+
+@contextlib.contextmanager
+def _within_seconds(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: opening a FIFO blocks until a writer comes, which never happens here."""
+
+    def fail(signum: int, frame: object) -> None:
+        pytest.fail(f"still running after {seconds} s: was a FIFO opened?")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def make_unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make a folder unreadable: ``chmod 000``, or, as root (which reads it anyway), an ``os.scandir``
+    that fails on it with EACCES as the kernel would."""
+    real_scandir = os.scandir
+    blocked: set[str] = set()
+
+    def scandir(path: int | str | os.PathLike[str] = ".") -> object:
+        if not isinstance(path, int) and os.fspath(path) in blocked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_scandir(path)
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(os, "scandir", scandir)
+
+    def make(folder: Path) -> None:
+        blocked.add(str(folder))
+        folder.chmod(0)
+
+    yield make
+    for folder in blocked:
+        Path(folder).chmod(0o755)
+
+
+def test_link_loop_and_second_links_list_each_real_file_once(tmp_path: Path) -> None:
+    _make_classes(tmp_path, ["a", "b"], per_class=2)
+    os.symlink("..", tmp_path / "a" / "loop")  # b's images must not come back as a/loop/b/*, labelled a
+    os.symlink("000.png", tmp_path / "a" / "same.png")  # a second name for a/000.png
+    os.symlink("../b/001.png", tmp_path / "a" / "zz.png")  # the first path in the sorted walk wins
+    os.link(tmp_path / "b" / "000.png", tmp_path / "b" / "hard.png")  # a hard link is the same file too
+    store = load_image_folder(tmp_path)
+    assert store.file_names == ["a/000.png", "a/001.png", "a/zz.png", "b/000.png"]
+    assert store.labels.tolist() == [0, 0, 0, 1] and store.skipped == []
+    assert folder_class_names(tmp_path) == ["a", "b"] and estimate_folder(tmp_path).images == 4
+    # Unlabeled: a loop back to the root itself is not followed either.
+    flat = tmp_path / "flat"
+    _png(flat / "x.png", (0, 0, 0))
+    (flat / "sub").mkdir()
+    os.symlink("../..", flat / "sub" / "up")
+    os.symlink("..", flat / "sub" / "loop")
+    assert scan_image_folder(flat).paths == ["x.png"]
+
+
+def test_links_outside_the_data_folder_are_skipped_unless_asked(
+    tmp_path: Path, simclr_log: pytest.LogCaptureFixture
+) -> None:
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    _make_classes(data, ["a", "b"], per_class=1)
+    _png(outside / "secret.png", (1, 2, 3))
+    os.symlink(outside / "secret.png", data / "a" / "ext.png")
+    os.symlink(outside, data / "b" / "extdir")
+    store = load_image_folder(data)
+    assert store.file_names == ["a/000.png", "b/000.png"] and store.labels.tolist() == [0, 1]
+    assert store.skipped == [("a/ext.png", OUTSIDE), ("b/extdir", OUTSIDE)]
+    assert estimate_folder(data).images == 2
+    # The 3-tuple listing cannot return them, so it logs them, one line each.
+    assert list_image_folder(data)[0] == ["a/000.png", "b/000.png"]
+    assert [r.getMessage() for r in simclr_log.records if "skipped" in r.getMessage()] == [
+        f"{data}: skipped 2 file(s):",
+        f"  skipped a/ext.png: {OUTSIDE}",
+        f"  skipped b/extdir: {OUTSIDE}",
+    ]
+    followed = load_image_folder(data, follow_external_links=True)
+    assert followed.file_names == ["a/000.png", "a/ext.png", "b/000.png"]  # b/extdir/secret.png: the same file
+    assert followed.skipped == [] and estimate_folder(data, follow_external_links=True).images == 3
+
+
+def test_links_between_splits_stay_inside_the_data_folder(tmp_path: Path) -> None:
+    _make_classes(tmp_path / "train", ["a", "b"], per_class=1)
+    _png(tmp_path / "test" / "b" / "000.png", _class_color(1))
+    (tmp_path / "test" / "a").mkdir()
+    os.symlink("../../train/a/000.png", tmp_path / "test" / "a" / "000.png")
+    test = load_split_folder(tmp_path, "test")
+    assert test.file_names == ["a/000.png", "b/000.png"] and test.labels.tolist() == [0, 1]
+    assert test.skipped == []
+    # Loaded on its own, the test folder is the data folder, and the link leads outside it.
+    assert load_image_folder(tmp_path / "test", class_names=["a", "b"]).skipped == [("a/000.png", OUTSIDE)]
+
+
+def test_cli_folder_of_outside_links_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _png(tmp_path / "outside" / "secret.png", (0, 0, 0))
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "outside" / "secret.png", tmp_path / "data" / "x.png")
+    err = _cli_error(tmp_path, tmp_path / "data", capsys, monkeypatch)
+    assert "no image files" in err and f"1 skipped (e.g. x.png: {OUTSIDE})" in err
+
+
+def test_unreadable_folders_are_skipped_and_counted(
+    tmp_path: Path, make_unreadable: Callable[[Path], None], simclr_log: pytest.LogCaptureFixture
+) -> None:
+    _make_classes(tmp_path, ["a", "b", "c"], per_class=2)
+    _png(tmp_path / "a" / "sub" / "x.png", _class_color(0))
+    make_unreadable(tmp_path / "c")
+    make_unreadable(tmp_path / "a" / "sub")
+    store = load_image_folder(tmp_path)
+    assert store.class_names == ["a", "b"] and store.labels.tolist() == [0, 0, 1, 1]
+    reason = "folder cannot be read (Permission denied)"
+    assert store.skipped == [("a/sub/", reason), ("c/", reason)]
+    report_skipped(store, "train")
+    assert f"  skipped c/: {reason}" in [r.getMessage() for r in simclr_log.records]
+
+
+def test_cli_unreadable_data_folder_is_a_one_line_error(
+    tmp_path: Path,
+    make_unreadable: Callable[[Path], None],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _make_classes(tmp_path / "data", ["a", "b"], per_class=1)
+    make_unreadable(tmp_path / "data")
+    err = _cli_error(tmp_path, tmp_path / "data", capsys, monkeypatch)
+    assert "cannot be read (Permission denied)" in err and "--data-dir" in err
+
+
+def test_fifos_and_dangling_links_are_skipped_never_opened(tmp_path: Path) -> None:
+    _make_classes(tmp_path, ["a", "b"], per_class=1)
+    os.mkfifo(tmp_path / "a" / "pipe.png")
+    os.symlink("missing.jpg", tmp_path / "b" / "gone.jpg")
+    os.symlink("self.jpg", tmp_path / "b" / "self.jpg")
+    with _within_seconds(10):
+        store = load_image_folder(tmp_path)
+    assert store.file_names == ["a/000.png", "b/000.png"]
+    assert store.skipped == [
+        ("a/pipe.png", "not a regular file"),
+        ("b/gone.jpg", "dangling link"),
+        ("b/self.jpg", "cannot be read (Too many levels of symbolic links)"),
+    ]
+
+
+def test_cli_folder_of_fifos_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    os.mkfifo(tmp_path / "data" / "pipe.jpg")
+    with _within_seconds(10):
+        err = _cli_error(tmp_path, tmp_path / "data", capsys, monkeypatch)
+    assert "1 skipped (e.g. pipe.jpg: not a regular file)" in err
+
+
+@contextlib.contextmanager
+def _folder_chain(root: Path, depth: int) -> Iterator[tuple[int, int]]:
+    """``root/d/d/.../d``, ``depth`` folders deep (fewer where the OS refuses), made and removed through folder
+    descriptors, never a long path; yields ``(descriptor of the deepest folder, depth made)``. Removed here
+    because ``shutil.rmtree`` (recursive before Python 3.12), and so pytest's clean-up of old temporary
+    folders, would hit Python's recursion limit on it."""
+    fd, made = os.open(root, os.O_RDONLY), 0
+    try:
+        with contextlib.suppress(OSError):
+            while made < depth:
+                os.mkdir("d", dir_fd=fd)
+                made += 1
+                child = os.open("d", os.O_RDONLY, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        yield fd, made
+    finally:
+        for _ in range(made):
+            for name in os.listdir(fd):
+                os.unlink(name, dir_fd=fd)
+            parent = os.open("..", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir("d", dir_fd=fd)
+        os.close(fd)
+
+
+@pytest.fixture
+def quick_tmp(tmp_path: Path) -> Iterator[Path]:
+    """An empty folder on tmpfs where there is one (removing 1,200 nested folders takes seconds on ext4 and
+    milliseconds there), else ``tmp_path``."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir=shm, prefix="simclr-test-") as folder:
+        yield Path(folder)
+
+
+def test_folder_nested_1200_deep_loads_without_recursion(quick_tmp: Path) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(png, format="PNG")
+    with _folder_chain(quick_tmp, 1200) as (deepest, depth):
+        assert depth > 1000  # deeper than Python's default recursion limit
+        with os.fdopen(os.open("x.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deepest), "wb") as out:
+            out.write(png.getvalue())
+        store = load_image_folder(quick_tmp)
+        assert store.file_names == ["d/" * depth + "x.png"] and store.skipped == []
+        assert tuple(store.images[0, :, 0, 0].tolist()) == (1, 2, 3)
+        assert estimate_folder(quick_tmp).images == 1 and folder_class_names(quick_tmp) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("bad\nname.jpg", "bad\\nname.jpg"), ("\x1b[2Jx.png", "\\x1b[2Jx.png"), ("tab\there", "tab\\there")]
+    + [
+        ("café/été.png", "café/été.png"),
+        ("bytes\udcff.jpg", "bytes\\udcff.jpg"),
+        ("line\u2028.png", "line\\u2028.png"),
+    ],
+)
+def test_printable_name_escapes_control_characters(name: str, shown: str) -> None:
+    assert printable_name(name) == shown
+
+
+def test_control_characters_in_names_are_escaped_in_the_log(tmp_path: Path) -> None:
+    _make_classes(tmp_path / "data", ["a", "b"], per_class=1)
+    (tmp_path / "data" / "a" / "bad\nname.jpg").write_bytes(b"\x00garbage\nbytes\x1b[31m")
+    (tmp_path / "data" / "b" / "\x1b[2Jclear.png").write_bytes(b"junk")
+    store = load_image_folder(tmp_path / "data")
+    assert sorted(name for name, _ in store.skipped) == ["a/bad\nname.jpg", "b/\x1b[2Jclear.png"]  # raw for programs
+    # Written as a run's train.log is: one record, one line.
+    log_file = tmp_path / "train.log"
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("simclr")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        report_skipped(store, "train")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+    text = log_file.read_text()
+    assert len(text.splitlines()) == 3 and "\x1b" not in text  # the header and one line per skipped file
+    assert "skipped a/bad\\nname.jpg: " in text and "skipped b/\\x1b[2Jclear.png: " in text
+
+
+def test_cli_control_characters_in_names_stay_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bad\nname.jpg").write_bytes(b"\x00garbage")
+    err = _cli_error(tmp_path, tmp_path / "data", capsys, monkeypatch)
+    assert "no readable image" in err and "bad\\nname.jpg" in err

@@ -72,6 +72,13 @@ def register(commands: Any) -> None:
     crops.add_argument("--seed", type=int, default=0, help="seed of the one-shot choice (default 0)")
     crops.add_argument("--quality", type=jpeg_quality, default=95, help="JPEG quality 1..100 (default 95)")
     crops.add_argument("--overwrite", action="store_true", help="replace the crops of an earlier run in OUT_DIR")
+    crops.add_argument(
+        "--max-crops",
+        type=positive_int,
+        default=100_000,
+        metavar="N",
+        help="stop after writing N crops, so a hostile export cannot fill the disk (default 100000)",
+    )
     crops.set_defaults(handler=run)
 
     pack = add_command(
@@ -134,24 +141,28 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         quality=args.quality,
         overwrite=args.overwrite,
+        max_crops=args.max_crops,
     )
     for split in summary.missing_splits:
         print(f"note: no {split}/{ANNOTATION_FILE} in {args.in_dir}; split {split} skipped")
     print(format_summary(summary))
     print(f"wrote {summary.total} crop(s) to {summary.out_dir} ({SUMMARY_FILE}, {SKIPPED_FILE})")
+    if summary.stopped_at_max:
+        print(f"stopped at --max-crops {args.max_crops}; pass a larger --max-crops to continue")
     return 0
 
 
 def run_pack(args: argparse.Namespace) -> int:
     from simclr.commands.common import progress_bar
     from simclr.data.packed import SKIPPED_FILE, pack_dataset
+    from simclr.data.store import printable_name
 
     with progress_bar("packing") as advance:
         summaries = pack_dataset(args.src, args.out, settings_from_args(PackConfig, args), advance)
     for summary in summaries.values():
         print(summary.line())
         for path, reason in summary.skipped[:5]:
-            print(f"  skipped {path}: {reason}")
+            print(f"  skipped {printable_name(path)}: {printable_name(reason)}")
         if len(summary.skipped) > 5:
             print(f"  ... {len(summary.skipped) - 5} more in {summary.out / SKIPPED_FILE}")
     return 0

@@ -35,11 +35,15 @@ def register(commands: Any) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=512)
     parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
     parser.add_argument("--workers", type=int, default=2, help="processes decoding image files")
+    parser.add_argument(
+        "--follow-links", action="store_true", help="follow symbolic links that lead outside --data-dir"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from simclr.data.store import printable_name
     from simclr.evaluation.embed import check_output_path, embed_folder, write_embeddings
     from simclr.evaluation.loading import resolve_run
     from simclr.hardware import autocast_dtype_for, pick_device
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         layer=args.layer,
         batch_size=args.batch_size,
         workers=args.workers,
+        follow_links=args.follow_links,
         device=device,
         autocast_dtype=autocast_dtype_for(device),
     )
@@ -61,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
     shape = f"{emb.vectors.shape[1]}-d {args.layer} output"
     print(f"embedded {len(emb.file_names)} images ({shape}) -> {', '.join(map(str, written))}")
     if emb.skipped:
-        print(f"skipped {len(emb.skipped)} unreadable file(s), e.g. {emb.skipped[0][0]}: {emb.skipped[0][1]}")
+        name, reason = (printable_name(text) for text in emb.skipped[0])
+        print(f"skipped {len(emb.skipped)} file(s), e.g. {name}: {reason}")
     return 0

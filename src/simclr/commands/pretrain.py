@@ -10,7 +10,8 @@ from typing import Any
 
 from simclr.commands.common import add_command
 from simclr.commands.flags import add_settings_flags, overrides_from_args
-from simclr.config import PretrainConfig
+from simclr.config import PretrainConfig, describe_changes
+from simclr.errors import UserError
 from simclr.rundir import RunDir
 
 EXAMPLES = (
@@ -25,6 +26,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--config", type=Path, default=None, help="recipe YAML; flags override its values")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress output on the terminal")
+    parser.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="with --resume: allow flags that change how the run trains (the change is recorded in the run)",
+    )
     add_settings_flags(parser, PretrainConfig, overrides_only=True)
     parser.set_defaults(handler=run)
 
@@ -34,17 +40,25 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = overrides_from_args(PretrainConfig, args)
     file_values: dict[str, Any] = read_yaml(args.config) if args.config else {}
+    changes: dict[str, tuple[Any, Any]] = {}
     if overrides.get("resume"):
         resumed = RunDir(Path(overrides["resume"]))
-        file_values = {**resumed.read_config_values(), **file_values}
+        saved_values = resumed.read_config_values()
+        file_values = {**saved_values, **file_values}
         overrides["out"] = str(resumed.path)
+        changes = build_config(file_values, overrides).changes_from(build_config(saved_values, {}))
+        if changes and not args.resume_with_changes:
+            raise UserError(
+                f"resuming {resumed.path} would change how it trains ({describe_changes(changes)}); resume "
+                "without those flags, or pass --resume-with-changes to change the run and record it"
+            )
     config = build_config(file_values, overrides)
     if args.print_config:
         sys.stdout.write(config_to_yaml(config))
         return 0
     from simclr.training.pretrain import run_pretraining
 
-    result = run_pretraining(config, quiet=args.quiet)
+    result = run_pretraining(config, quiet=args.quiet, resumed_changes=changes)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         summary = f"run directory: {result.run_dir}"
         if result.final_loss is not None:

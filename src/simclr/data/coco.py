@@ -21,6 +21,9 @@ What it does, and why:
   other splits: that fork's one-shot experiment.
 * ``OUT_DIR`` must not already hold a previous extraction unless ``overwrite``, which first removes
   it, so crops of two runs never mix.
+* At most ``max_crops`` crops are written (default 100,000): an export of a few megabytes can ask for
+  millions of boxes, and a disk filled with tiny JPEGs is worse than a run that stops, says so and
+  still writes its ``summary.csv`` / ``skipped.csv``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ ANNOTATION_FILE = "_annotations.coco.json"
 COCO_SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SUMMARY_FILE = "summary.csv"
 SKIPPED_FILE = "skipped.csv"
+DEFAULT_MAX_CROPS = 100_000
 
 # Reasons an annotation is skipped (the values in skipped.csv).
 UNSAFE_PATH = "file_name outside split folder"
@@ -97,6 +101,7 @@ class CropSummary:
     skipped: list[SkippedAnnotation] = field(default_factory=list)
     missing_splits: list[str] = field(default_factory=list)
     not_selected: int = 0  # valid train annotations left out by one-shot selection
+    stopped_at_max: bool = False  # max_crops crops were written and annotations were left over
 
     @property
     def total(self) -> int:
@@ -149,7 +154,12 @@ def padded_box(box: Sequence[float], pad: float, width: int, height: int) -> tup
 def _read_annotations(path: Path) -> tuple[list[Any], list[Any], list[Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:  # json recurses per nesting level; a hostile file nests 200,000 deep
+        raise UserError(
+            f"cannot read COCO annotations {path}: nested too deeply for a COCO file; "
+            "re-export the dataset in COCO JSON format"
+        ) from None
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, not UTF-8, an integer of 5000 digits
         raise UserError(
             f"cannot read COCO annotations {path}: {e}; re-export the dataset in COCO JSON format"
         ) from None
@@ -290,14 +300,19 @@ def _by_image(jobs: list[_Job]) -> list[_Job]:
     return sorted(jobs, key=lambda job: first[job.image_path])
 
 
-class _Cropper:
-    """Decodes each image once (for its run of jobs) and writes crops below one split folder."""
+class _CropLimitReached(Exception):
+    """A crop was due after ``max_crops`` were written."""
 
-    def __init__(self, split: str, out_dir: Path, pad: float, min_size: int, quality: int) -> None:
+
+class _Cropper:
+    """Decodes each image once (for its run of jobs) and writes crops below one split folder, at most
+    ``room`` of them (:class:`_CropLimitReached` when one more is due)."""
+
+    def __init__(self, split: str, out_dir: Path, pad: float, min_size: int, quality: int, room: int) -> None:
         self.split = split
         self.root = os.path.realpath(out_dir)
         self.split_dir = out_dir / split
-        self.pad, self.min_size, self.quality = pad, min_size, quality
+        self.pad, self.min_size, self.quality, self.room = pad, min_size, quality, room
         self.counts: Counter[str] = Counter()
         self.skipped: list[SkippedAnnotation] = []
         self._cached: tuple[str, np.ndarray | None] | None = None
@@ -316,6 +331,8 @@ class _Cropper:
 
     def crop(self, job: _Job) -> bool:
         """Write the crop of ``job``; False (and a recorded skip) when it cannot be made."""
+        if self.counts.total() >= self.room:
+            raise _CropLimitReached
         pixels = self._pixels(job.image_path)
         if pixels is None:
             return self._skip(job, UNDECODABLE_IMAGE)
@@ -383,11 +400,13 @@ def extract_coco_crops(
     seed: int = 0,
     quality: int = 95,
     overwrite: bool = False,
+    max_crops: int = DEFAULT_MAX_CROPS,
 ) -> CropSummary:
     """Crop every valid annotation of the COCO export in ``in_dir`` into an image folder in
     ``out_dir`` (see the module docstring); returns the counts, also saved as ``summary.csv`` and
     ``skipped.csv``. Raises :class:`UserError` for bad arguments, no split folder, a malformed
-    annotation file or an ``out_dir`` that already holds crops (without ``overwrite``).
+    annotation file or an ``out_dir`` that already holds crops (without ``overwrite``). Stops after
+    ``max_crops`` crops (``summary.stopped_at_max``): a hostile export can ask for millions of boxes.
     """
     if not (math.isfinite(pad) and pad >= 0):
         raise UserError(f"--pad must be a finite fraction >= 0, got {pad}; e.g. --pad 0.05")
@@ -395,6 +414,8 @@ def extract_coco_crops(
         raise UserError(f"--min-size must be >= 1 pixel, got {min_size}")
     if not 1 <= quality <= 100:
         raise UserError(f"--quality must be within 1..100, got {quality}; e.g. --quality 95")
+    if max_crops < 1:
+        raise UserError(f"--max-crops must be >= 1, got {max_crops}; e.g. --max-crops {DEFAULT_MAX_CROPS}")
     in_dir, out_dir = Path(in_dir).expanduser(), Path(out_dir).expanduser()
     if not in_dir.is_dir():
         raise UserError(f"COCO export {in_dir} is not a folder; pass the folder holding train/ valid/ test/")
@@ -413,17 +434,27 @@ def extract_coco_crops(
     _prepare_out_dir(out_dir, overwrite)
     summary = CropSummary(out_dir, missing_splits=[s for s in COCO_SPLITS if s not in present])
     for split, (jobs, skipped) in plans.items():
-        cropper = _Cropper(split, out_dir, pad, min_size, quality)
-        if one_shot and split == "train":
-            for candidates in _one_per_class(jobs, seed):
-                for tried, job in enumerate(candidates, start=1):
-                    if cropper.crop(job):
-                        summary.not_selected += len(candidates) - tried
-                        break
-        else:
-            for job in _by_image(jobs):
-                cropper.crop(job)
+        cropper = _Cropper(split, out_dir, pad, min_size, quality, room=max_crops - summary.total)
+        try:
+            _crop_split(cropper, jobs, summary, one_shot=one_shot and split == "train", seed=seed)
+        except _CropLimitReached:
+            summary.stopped_at_max = True
         summary.crops[split] = dict(sorted(cropper.counts.items()))
         summary.skipped.extend(skipped + cropper.skipped)
+        if summary.stopped_at_max:
+            break
     _write_csvs(summary)
     return summary
+
+
+def _crop_split(cropper: _Cropper, jobs: list[_Job], summary: CropSummary, *, one_shot: bool, seed: int) -> None:
+    """Crop a split's jobs: every one, or (``one_shot``) the first that crops per class."""
+    if not one_shot:
+        for job in _by_image(jobs):
+            cropper.crop(job)
+        return
+    for candidates in _one_per_class(jobs, seed):
+        for tried, job in enumerate(candidates, start=1):
+            if cropper.crop(job):
+                summary.not_selected += len(candidates) - tried
+                break

@@ -9,6 +9,11 @@ Layout rules:
   level holds no images): every image below the folder is taken, labels are -1.
 * Hidden files and folders (name starting with ``.``, e.g. macOS ``._x.jpg`` forks) are ignored;
   extensions are matched case-insensitively (see :data:`IMAGE_EXTENSIONS`).
+* Every real file is listed once, under the first path the sorted walk meets it by: links and hard links
+  never repeat an image, and a link loop never relabels one. Links leading outside the data folder are
+  skipped unless asked for (``follow_external_links``); so are dangling links, FIFOs and other special
+  files with image names (never opened: a FIFO would block), and folders that cannot be read. All of
+  them are counted and named in ``ImageStore.skipped``, never dropped silently.
 
 Images are decoded once, straight into one preallocated ``(N, 3, H, W) uint8`` tensor; with
 ``workers > 0`` by that many forked processes sharing the output mapping (threads where fork is
@@ -25,10 +30,11 @@ import logging
 import mmap
 import multiprocessing as mp
 import os
+import stat
 import statistics
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +44,14 @@ import torch
 from PIL import Image
 
 from simclr.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, is_image_file, load_image
-from simclr.data.store import ImageStore
+from simclr.data.store import ImageStore, printable_name, report_skipped
 from simclr.data.subset import stratified_subset
 from simclr.errors import UserError
 
 __all__ = [
     "STANDARD_IMAGE_SIZES",
     "FolderEstimate",
+    "FolderListing",
     "decode_files",
     "estimate_folder",
     "default_image_size",
@@ -54,6 +61,7 @@ __all__ = [
     "list_image_folder",
     "load_image_folder",
     "load_split_folder",
+    "scan_image_folder",
 ]
 
 _EXT_LIST = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
@@ -71,92 +79,184 @@ _HEADER_SAMPLE = 1000
 _EXIF_ORIENTATION = 0x0112
 
 
-def _scan(path: str) -> tuple[list[str], list[str]]:
-    """Sorted non-hidden image file names and sub-folder names directly in ``path``."""
-    files: list[str] = []
-    dirs: list[str] = []
+# Why an entry that may have been meant as data is left out of a listing (``ImageStore.skipped`` reasons).
+_OUTSIDE_LINK = "link leads outside the data folder"
+_NOT_REGULAR = "not a regular file"
+_DANGLING_LINK = "dangling link"
+
+_Key = tuple[int, int]  # (st_dev, st_ino): one real file or folder, however many paths lead to it
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One entry of a folder as a listing sees it: ``kind`` is ``"file"`` (a regular image file),
+    ``"dir"`` or ``"skipped"`` (with its ``reason``)."""
+
+    name: str
+    kind: str
+    key: _Key = (0, 0)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A folder's entries by kind, each list in name order (the order of the listing)."""
+
+    files: list[_Entry]
+    dirs: list[_Entry]
+    skipped: list[_Entry]
+
+
+def _is_within(real: str, inside: str) -> bool:
+    return real == inside or real.startswith(inside.rstrip(os.sep) + os.sep)
+
+
+def _classify(entry: os.DirEntry[str], inside: str | None) -> _Entry | None:
+    """What ``entry`` is to a listing; ``None`` for what a listing ignores (hidden entries, files without an
+    image extension). ``inside``: the real folder that links must resolve into (``None``: anywhere).
+
+    Only ``stat`` is called, never ``open``: opening a FIFO named ``x.jpg`` would block the decoder forever.
+    """
+    name = entry.name
     try:
-        entries = list(os.scandir(path))
+        if name.startswith(".") or not (is_image_file(name) or entry.is_dir()):
+            return None
+        st = entry.stat()  # of the link's target
+        if entry.is_symlink() and inside is not None and not _is_within(os.path.realpath(entry.path), inside):
+            return _Entry(name, "skipped", reason=_OUTSIDE_LINK)
+    except FileNotFoundError:
+        return _Entry(name, "skipped", reason=_DANGLING_LINK if entry.is_symlink() else "vanished while listed")
+    except OSError as e:  # e.g. a link loop (ELOOP) or a folder on the way that cannot be searched
+        return _Entry(name, "skipped", reason=f"cannot be read ({e.strerror})")
+    if stat.S_ISDIR(st.st_mode):
+        return _Entry(name, "dir", (st.st_dev, st.st_ino))
+    if stat.S_ISREG(st.st_mode):
+        return _Entry(name, "file", (st.st_dev, st.st_ino))
+    return _Entry(name, "skipped", reason=_NOT_REGULAR)
+
+
+def _entries(path: str, inside: str | None) -> Iterator[_Entry]:
+    """The classified entries of ``path``, unsorted; raises :class:`OSError` when it cannot be read."""
+    with os.scandir(path) as it:
+        for entry in it:
+            item = _classify(entry, inside)
+            if item is not None:
+                yield item
+
+
+def _scan(path: str, inside: str | None) -> _Folder:
+    items = sorted(_entries(path, inside), key=lambda item: item.name)
+    return _Folder(*([item for item in items if item.kind == kind] for kind in ("file", "dir", "skipped")))
+
+
+def _holds_images(path: str, inside: str | None) -> bool:
+    """True when ``path`` directly holds an image file a listing would take (it stops at the first one)."""
+    try:
+        return any(item.kind == "file" for item in _entries(path, inside))
     except OSError:
-        return files, dirs
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        try:
-            if entry.is_dir():
-                dirs.append(entry.name)
-            elif entry.is_file() and is_image_file(entry.name):
-                files.append(entry.name)
-        except OSError:
-            continue
-    files.sort()
-    dirs.sort()
-    return files, dirs
+        return False
 
 
-def _walk(path: str, prefix: str, seen: set[str]) -> list[str]:
-    """Relative paths (``prefix/...``, '/'-separated) of every image below ``path``, sorted."""
-    real = os.path.realpath(path)
-    if real in seen:  # symlink loop
-        return []
-    seen.add(real)
-    files, dirs = _scan(path)
-    out = [f"{prefix}{f}" for f in files]
-    for d in dirs:
-        out.extend(_walk(os.path.join(path, d), f"{prefix}{d}/", seen))
-    return out
+class _Walk:
+    """The state of one listing: every real file and folder is visited at most once, the first path to it
+    in the sorted walk winning, so a link loop (``a/loop -> ..``) cannot list a class's images again under
+    another class, and neither can a second link to the same files. What is left out goes to ``skipped``."""
+
+    def __init__(self, inside: str | None) -> None:
+        self.inside = inside
+        self.files: set[_Key] = set()
+        self.dirs: set[_Key] = set()
+        self.skipped: list[tuple[str, str]] = []
+
+    def note(self, rel: str, folder: _Folder) -> None:
+        self.skipped.extend((rel + item.name, item.reason) for item in folder.skipped)
+
+    def images(self, path: str, rel: str, key: _Key) -> list[str]:
+        """Relative paths (``rel`` + '/'-separated) of the images below ``path`` not listed before: a folder's
+        files, then its sub-folders' in name order. Iterative, so a folder nested thousands deep needs no
+        deeper Python stack; an unreadable folder is skipped under its relative path (``rel``)."""
+        out: list[str] = []
+        stack = [(path, rel, key)]
+        while stack:
+            path, rel, key = stack.pop()
+            if key in self.dirs:  # an ancestor (a link loop), or reached before through another link
+                continue
+            self.dirs.add(key)
+            try:
+                folder = _scan(path, self.inside)
+            except OSError as e:
+                self.skipped.append((rel, f"folder cannot be read ({e.strerror})"))
+                continue
+            self.note(rel, folder)
+            for item in folder.files:
+                if item.key not in self.files:
+                    self.files.add(item.key)
+                    out.append(rel + item.name)
+            stack.extend((os.path.join(path, d.name), f"{rel}{d.name}/", d.key) for d in reversed(folder.dirs))
+        return out
 
 
 def _check_folder(root: Path, what: str = "image folder") -> Path:
     root = Path(root).expanduser()
     if not root.exists():
-        raise UserError(f"{what} {root} does not exist; point --data-dir at an existing folder")
+        raise UserError(f"{what} {printable_name(str(root))} does not exist; point --data-dir at an existing folder")
     if not root.is_dir():
-        raise UserError(f"{what} {root} is not a folder; point --data-dir at a folder of images")
+        raise UserError(f"{what} {printable_name(str(root))} is not a folder; point --data-dir at a folder of images")
     return root
 
 
-def _has_image(path: str, seen: set[str]) -> bool:
-    real = os.path.realpath(path)
-    if real in seen:
-        return False
-    seen.add(real)
-    files, dirs = _scan(path)
-    return bool(files) or any(_has_image(os.path.join(path, d), seen) for d in dirs)
+@dataclass(frozen=True)
+class FolderListing:
+    """What :func:`scan_image_folder` found: image paths relative to the folder ('/'-separated), their labels
+    (-1 when unlabeled), the class names ([] when unlabeled), and ``(name, reason)`` of every entry left out
+    that may have been meant as data, so that callers can count and name it."""
+
+    paths: list[str]
+    labels: torch.Tensor
+    class_names: list[str]
+    skipped: list[tuple[str, str]]
 
 
-def folder_class_names(root: Path) -> list[str]:
-    """Class names a folder would get from :func:`list_image_folder` ([] when unlabeled), cheaply."""
-    root = _check_folder(root)
-    top_files, top_dirs = _scan(str(root))
-    direct = [d for d in top_dirs if _scan(str(root / d))[0]]
-    if top_files or len(direct) < 2:
-        return []
-    return [d for d in top_dirs if _has_image(str(root / d), set())]
+def scan_image_folder(
+    root: Path,
+    class_names: Sequence[str] | None = None,
+    *,
+    follow_external_links: bool = False,
+    data_root: Path | None = None,
+) -> FolderListing:
+    """List a folder's images (see the module docstring for the layout rules) without decoding them.
 
-
-def list_image_folder(
-    root: Path, class_names: Sequence[str] | None = None
-) -> tuple[list[str], torch.Tensor, list[str]]:
-    """Relative image paths, labels (-1 when unlabeled) and class names of a folder, without decoding.
-
-    ``class_names`` forces the class numbering (e.g. a test split reusing the train split's
-    classes); a labelled folder with a class outside that list is a :class:`UserError`.
+    ``class_names`` forces the class numbering (e.g. a test split reusing the train split's classes); a
+    labelled folder with a class outside that list is a :class:`UserError`. Every real file is listed once.
+    Links whose target lies outside ``data_root`` (default ``root``; the folder holding the splits for a split)
+    are skipped, since nobody asked to read there, unless ``follow_external_links``. Dangling links, FIFOs
+    and other special files with image names, and folders that cannot be read, are skipped too.
     """
     root = _check_folder(root)
-    top_files, top_dirs = _scan(str(root))
-    direct = [d for d in top_dirs if _scan(str(root / d))[0]]
-    labelled = not top_files and len(direct) >= 2
-    if class_names is not None and not top_files and direct:
+    base = str(root)
+    inside = None if follow_external_links else os.path.realpath(data_root if data_root is not None else root)
+    try:
+        top = _scan(base, inside)
+        st = os.stat(base)
+    except OSError as e:
+        raise UserError(
+            f"image folder {printable_name(base)} cannot be read ({e.strerror}); point --data-dir at a readable folder"
+        ) from e
+    direct = [d.name for d in top.dirs if _holds_images(os.path.join(base, d.name), inside)]
+    labelled = not top.files and len(direct) >= 2
+    if class_names is not None and not top.files and direct:
         labelled = True  # a split whose classes are known from its sibling split
+    walk = _Walk(inside)
     if not labelled:
-        rel = _walk(str(root), "", set())
-        return rel, torch.full((len(rel),), -1, dtype=torch.int64), []
+        rel = walk.images(base, "", (st.st_dev, st.st_ino))
+        return FolderListing(rel, torch.full((len(rel),), -1, dtype=torch.int64), [], walk.skipped)
+    walk.dirs.add((st.st_dev, st.st_ino))  # a class folder's link back to the root is a loop
+    walk.note("", top)
     per_class: dict[str, list[str]] = {}
-    for d in top_dirs:
-        rel = _walk(str(root / d), f"{d}/", set())
+    for d in top.dirs:
+        rel = walk.images(os.path.join(base, d.name), f"{d.name}/", d.key)
         if rel:
-            per_class[d] = rel
+            per_class[d.name] = rel
     if class_names is None:
         names = sorted(per_class)
     else:
@@ -164,8 +264,8 @@ def list_image_folder(
         unknown = sorted(set(per_class) - set(names))
         if unknown:
             raise UserError(
-                f"class folder(s) {', '.join(unknown)} in {root} are not among the training classes; "
-                "make the train and test folders use the same class names"
+                f"class folder(s) {', '.join(map(printable_name, unknown))} in {printable_name(base)} are not among "
+                "the training classes; make the train and test folders use the same class names"
             )
     index = {name: i for i, name in enumerate(names)}
     paths: list[str] = []
@@ -173,7 +273,23 @@ def list_image_folder(
     for name in sorted(per_class):
         paths.extend(per_class[name])
         labels.extend([index[name]] * len(per_class[name]))
-    return paths, torch.tensor(labels, dtype=torch.int64), names
+    return FolderListing(paths, torch.tensor(labels, dtype=torch.int64), names, walk.skipped)
+
+
+def folder_class_names(root: Path, *, follow_external_links: bool = False) -> list[str]:
+    """Class names a folder gets from :func:`scan_image_folder` ([] when unlabeled), without decoding."""
+    return scan_image_folder(root, follow_external_links=follow_external_links).class_names
+
+
+def list_image_folder(
+    root: Path, class_names: Sequence[str] | None = None, *, follow_external_links: bool = False
+) -> tuple[list[str], torch.Tensor, list[str]]:
+    """Relative image paths, labels (-1 when unlabeled) and class names of a folder, without decoding
+    (:func:`scan_image_folder`). The entries it skips are logged as warnings, one line each, since this
+    shape of the answer cannot carry them and they must never vanish silently."""
+    listing = scan_image_folder(root, class_names, follow_external_links=follow_external_links)
+    report_skipped(listing.skipped, str(root))
+    return listing.paths, listing.labels, listing.class_names
 
 
 def _limit_per_class(labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -345,9 +461,9 @@ def decode_files(
         if mismatch is not None:
             i, mh, mw = mismatch
             raise _MixedSizesError(
-                f"images in {where} have different sizes ({w}x{h} in {shown[first - 1]}, "
-                f"{mw}x{mh} in {shown[i]}); pass --image-size N to resize and centre-crop them "
-                "to N x N",
+                f"images in {printable_name(str(where))} have different sizes ({w}x{h} in "
+                f"{printable_name(shown[first - 1])}, {mw}x{mh} in {printable_name(shown[i])}); pass --image-size N "
+                "to resize and centre-crop them to N x N",
                 ((w, h), (mw, mh)),
             )
         ok[done] = True
@@ -431,13 +547,15 @@ class FolderEstimate:
         return self.images * 3 * self.height * self.width
 
 
-def estimate_folder(root: Path, image_size: int | None = None) -> FolderEstimate:
+def estimate_folder(
+    root: Path, image_size: int | None = None, *, follow_external_links: bool = False
+) -> FolderEstimate:
     """The training split of ``root`` (its ``train/`` when it has splits) as :func:`load_split_folder` or
     :func:`load_image_folder` would decode it, without decoding anything."""
     root = _check_folder(Path(root))
     train = find_split_folder(root, "train") if has_split_layout(root) else root
     assert train is not None
-    rel = list_image_folder(train)[0]
+    rel = scan_image_folder(train, follow_external_links=follow_external_links, data_root=root).paths
     if image_size is None:
         sizes = _sampled_sizes(train, rel)
         image_size = _auto_image_size(sizes)
@@ -452,7 +570,7 @@ def _log_default_size(root: Path, shorter_sides: Sequence[int], image_size: int)
     log.info(
         "image folder %s: images of mixed sizes (shorter side median %d px, %d files sampled); using --image-size %d "
         "(resize shorter side + centre crop); pass --image-size N to choose",
-        root,
+        printable_name(str(root)),
         statistics.median_low(shorter_sides),
         len(shorter_sides),
         image_size,
@@ -468,9 +586,10 @@ def load_image_folder(
     limit: int | None = None,
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    follow_external_links: bool = False,
 ) -> ImageStore:
     """Decode every image below ``root`` into an :class:`ImageStore` (see the module docstring for
-    how class sub-folders are recognised).
+    how class sub-folders are recognised, and :func:`scan_image_folder` for what is skipped).
 
     ``image_size``: resize the shorter side (bilinear, antialiased) and centre-crop to a square;
     ``None`` keeps the native size when all images share one, else uses :func:`default_image_size`
@@ -478,13 +597,37 @@ def load_image_folder(
     ``limit_per_class``: keep the first k files (sorted) of every class (of the folder when
     unlabeled). ``limit``: a stratified random subset of that many files chosen with ``seed``
     before decoding. Undecodable files are skipped, so a limited store may hold fewer images.
+    ``follow_external_links``: also read files that links lead to outside ``root``.
     """
-    root = _check_folder(root)
-    rel, labels, names = list_image_folder(root, class_names)
+    listing = scan_image_folder(root, class_names, follow_external_links=follow_external_links)
+    return _load_listed(Path(root).expanduser(), listing, image_size, limit_per_class, workers, limit, seed)
+
+
+def _skip_example(skipped: Sequence[tuple[str, str]]) -> str:
+    """`` (e.g. NAME: REASON)`` for the first skipped entry, made printable: error messages stay one line."""
+    if not skipped:
+        return ""
+    return f" (e.g. {printable_name(skipped[0][0])}: {printable_name(skipped[0][1])})"
+
+
+def _load_listed(
+    root: Path,
+    listing: FolderListing,
+    image_size: int | None,
+    limit_per_class: int | None,
+    workers: int,
+    limit: int | None,
+    seed: int,
+) -> ImageStore:
+    """:func:`load_image_folder` of a folder already listed (the listing's skipped entries come first in
+    ``ImageStore.skipped``, then the undecodable files)."""
+    rel, labels, names = listing.paths, listing.labels, listing.class_names
     if not rel:
+        count = len(listing.skipped)
+        left_out = f"; {count} skipped{_skip_example(listing.skipped)}" if count else ""
         raise UserError(
-            f"no image files ({_EXT_LIST}) found in {root}; point --data-dir at a folder of images "
-            "or of class sub-folders"
+            f"no image files ({_EXT_LIST}) found in {printable_name(str(root))}{left_out}; point --data-dir at a "
+            "folder of images or of class sub-folders"
         )
     sampled: list[tuple[int, int]] = []
     if image_size is None:
@@ -511,11 +654,11 @@ def load_image_folder(
         image_size = default_image_size(shorter_sides)
         _log_default_size(root, shorter_sides, image_size)
         images, ok_idx, skipped = decode_files(paths, image_size=image_size, workers=workers, names=rel, where=root)
+    skipped = listing.skipped + skipped
     if ok_idx.numel() == 0:
-        example = f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise UserError(
-            f"no readable image in {root}: {len(skipped)} file(s) could not be decoded{example}; "
-            "point --data-dir at a folder of valid images"
+            f"no readable image in {printable_name(str(root))}: {len(skipped)} file(s) skipped"
+            f"{_skip_example(skipped)}; point --data-dir at a folder of valid images"
         )
     return ImageStore(
         images=images,
@@ -551,32 +694,29 @@ def load_split_folder(
     *,
     limit: int | None = None,
     seed: int = 0,
+    follow_external_links: bool = False,
 ) -> ImageStore:
     """Load ``split`` of a ``root/{train,test}/<class>/*`` layout (``test`` may be ``val``).
 
     The test split reuses the train split's class numbering, and without ``image_size`` the size
     :func:`load_image_folder` picks for the train split, so labels and sizes agree across splits.
+    Links between the splits stay inside ``root`` and are followed; ``follow_external_links`` also
+    follows those leading outside it.
     """
     root = _check_folder(root, "data folder")
     folder = find_split_folder(root, split)
     if folder is None:
         wanted = "/ or ".join(_SPLIT_DIRS.get(split, (split,)))
         raise UserError(
-            f"no {wanted}/ folder in {root}; point --data-dir at a folder with train/ and test/ sub-folders"
+            f"no {wanted}/ folder in {printable_name(str(root))}; point --data-dir at a folder with train/ and test/ "
+            "sub-folders"
         )
     class_names = None
-    if split != "train":
-        train = find_split_folder(root, "train")
-        if train is not None:
-            class_names = folder_class_names(train) or None
-            if image_size is None:
-                image_size = _auto_image_size(_sampled_sizes(train, list_image_folder(train)[0]))
-    return load_image_folder(
-        folder,
-        image_size=image_size,
-        limit_per_class=limit_per_class,
-        workers=workers,
-        limit=limit,
-        seed=seed,
-        class_names=class_names,
-    )
+    train = find_split_folder(root, "train")
+    if split != "train" and train is not None:
+        listed = scan_image_folder(train, follow_external_links=follow_external_links, data_root=root)
+        class_names = listed.class_names or None
+        if image_size is None:
+            image_size = _auto_image_size(_sampled_sizes(train, listed.paths))
+    listing = scan_image_folder(folder, class_names, follow_external_links=follow_external_links, data_root=root)
+    return _load_listed(folder, listing, image_size, limit_per_class, workers, limit, seed)

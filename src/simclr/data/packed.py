@@ -85,6 +85,7 @@ class PackSource:
     class_names: Sequence[str]
     read: Callable[[int], Path | np.ndarray]
     description: str
+    listing_skipped: Sequence[tuple[str, str]] = ()  # found while listing (links, FIFOs), before any decoding
 
     def __len__(self) -> int:
         return len(self.names)
@@ -357,7 +358,7 @@ def _finish(
         raise UserError(f"no image of {source.description} could be decoded; nothing was packed")
     written = sum(1 for result in results if result.labels)
     BinaryWriter(str(out), chunk_bytes=CHUNK_BYTES).merge(num_workers=written)  # as rank 0 of 1 process
-    skipped = [item for result in results for item in result.skipped]
+    skipped = list(source.listing_skipped) + [item for result in results for item in result.skipped]
     with open(out / SKIPPED_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
@@ -391,11 +392,11 @@ def _read_skipped(out: Path) -> list[tuple[str, str]]:
 
 # -- what a SRC names ------------------------------------------------------------------------------
 def pack_sources(
-    src: str, data_dir: Path | None = None, download: bool = False, workers: int = 2
+    src: str, data_dir: Path | None = None, download: bool = False, workers: int = 2, follow_links: bool = False
 ) -> dict[str, PackSource]:
     """The splits ``simclr data pack SRC`` packs: an image folder (``train/`` and ``test/``/``val/`` when it has
     them, else the whole folder as ``train``) or a dataset name (its files are read with ``data_dir``)."""
-    from simclr.data.imagefolder import find_split_folder, has_split_layout, list_image_folder
+    from simclr.data.imagefolder import find_split_folder, has_split_layout, scan_image_folder
     from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
     from simclr.data.registry import DATASET_NAMES, load_dataset
 
@@ -409,9 +410,12 @@ def pack_sources(
         for split, folder in splits.items():
             if folder is None:
                 continue
-            names, labels, found = list_image_folder(folder, class_names)
-            class_names = class_names or found
-            sources[split] = PackSource(names, labels.tolist(), found, _file_reader(folder, names), str(folder))
+            listing = scan_image_folder(folder, class_names, follow_external_links=follow_links, data_root=path)
+            class_names = class_names or listing.class_names
+            reader = _file_reader(folder, listing.paths)
+            sources[split] = PackSource(
+                listing.paths, listing.labels.tolist(), listing.class_names, reader, str(folder), listing.skipped
+            )
         return sources
     if src in IMAGENET_SUBSETS:  # listed from its files, never decoded into memory
         if data_dir is None:
@@ -454,7 +458,7 @@ def pack_dataset(
 ) -> dict[str, PackSummary]:
     """Pack every split of ``src`` into ``out/<split>``; ``on_part(split, done, total)`` reports progress."""
     settings = settings or PackConfig()
-    sources = pack_sources(src, settings.data_dir, settings.download, settings.workers)
+    sources = pack_sources(src, settings.data_dir, settings.download, settings.workers, settings.follow_links)
     summaries = {}
     for split, source in sources.items():
         report = (lambda done, total, split=split: on_part(split, done, total)) if on_part else None

@@ -118,6 +118,7 @@ def _load_imagefolder(
     limit: int | None,
     seed: int,
     workers: int,
+    follow_links: bool,
 ) -> ImageStore | None:
     if data_dir is None:
         raise UserError("imagefolder needs a folder of images; pass --data-dir DIR")
@@ -132,11 +133,14 @@ def _load_imagefolder(
             workers=workers,
             limit=limit,
             seed=seed,
+            follow_external_links=follow_links,
         )
     if split == "test":
         return None
     train = root / "train" if (root / "train").is_dir() else root
-    return load_image_folder(train, image_size=image_size, workers=workers, limit=limit, seed=seed)
+    return load_image_folder(
+        train, image_size=image_size, workers=workers, limit=limit, seed=seed, follow_external_links=follow_links
+    )
 
 
 def load_dataset(
@@ -150,6 +154,7 @@ def load_dataset(
     workers: int = 0,
     spirograph_size: int | None = None,
     spirograph_test_size: int | None = None,
+    follow_links: bool = False,
 ) -> ImageStore | None:
     """Load ``split`` (``train``, ``train_labeled`` or ``test``) of dataset ``name``.
 
@@ -182,7 +187,7 @@ def load_dataset(
     if name == "packed" or (name == "imagefolder" and data_dir is not None and is_packed(data_dir)):
         return _load_packed_in_memory(split, data_dir, image_size, limit, workers)
     if name == "imagefolder":
-        return _load_imagefolder(split, data_dir, image_size, limit, seed, workers)
+        return _load_imagefolder(split, data_dir, image_size, limit, seed, workers, follow_links)
     if name in IMAGENET_SUBSETS:
         return load_imagenet(
             split,

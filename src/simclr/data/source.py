@@ -47,6 +47,7 @@ class DataSource:
     spirograph_train_size: int | None = None
     spirograph_test_size: int | None = None
     data_url: str | None = None  # a packed dataset in object storage (s3://, gs://, ...), streamed by litdata
+    follow_links: bool = False  # follow symbolic links out of an image folder
 
     def streamed(
         self, image_size: int | None, memory_budget: int | None = None, pack_dir: Path | None = None
@@ -64,7 +65,7 @@ class DataSource:
             return None
         root = self.data_dir.expanduser()
         if self.dataset == "imagefolder" and not is_packed(root):
-            estimate = estimate_folder(root, image_size)
+            estimate = estimate_folder(root, image_size, follow_external_links=self.follow_links)
             budget = memory_budget if memory_budget is not None else default_memory_budget()
             fits = estimate.decoded_bytes <= budget
             log.info(
@@ -81,7 +82,7 @@ class DataSource:
             if fits:
                 return None
             image_size = image_size or max(estimate.height, estimate.width)
-            root = _pack_for_streaming(root, pack_dir, self.workers)
+            root = _pack_for_streaming(root, pack_dir, self.workers, self.follow_links)
         train = find_packed_split(root, "train")
         if train is None:
             raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")
@@ -102,6 +103,7 @@ class DataSource:
             spirograph_train_size=config.train_size,
             spirograph_test_size=getattr(config, "test_size", None),  # the autoencoder needs no test split
             data_url=url,
+            follow_links=config.follow_links,
         )
 
     def load_train(
@@ -130,6 +132,7 @@ class DataSource:
             workers=self.workers,
             spirograph_size=self.spirograph_train_size,
             spirograph_test_size=self.spirograph_test_size,
+            follow_links=self.follow_links,
         )
 
 
@@ -157,7 +160,7 @@ def _gib(size: int) -> str:
     return f"{size / 2**30:.1f} GB"
 
 
-def _pack_for_streaming(folder: Path, pack_dir: Path | None, workers: int) -> Path:
+def _pack_for_streaming(folder: Path, pack_dir: Path | None, workers: int, follow_links: bool) -> Path:
     """Pack ``folder`` into the streaming cache (or ``pack_dir``) unless a finished pack is there."""
     from simclr.config import PackConfig
     from simclr.data.packed import pack_dataset
@@ -168,7 +171,7 @@ def _pack_for_streaming(folder: Path, pack_dir: Path | None, workers: int) -> Pa
         key = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
         pack_dir = cache / "packed" / f"{resolved.name}-{key}"
     log.info("packing %s into %s (once; delete that folder to pack it again)", folder, pack_dir)
-    summaries = pack_dataset(str(resolved), pack_dir, PackConfig(workers=max(1, workers)))
+    summaries = pack_dataset(str(resolved), pack_dir, PackConfig(workers=max(1, workers), follow_links=follow_links))
     for summary in summaries.values():
         log.info("packed %s", summary.line())
     return pack_dir

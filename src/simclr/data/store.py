@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ImageStore", "concat_stores", "report_skipped"]
+__all__ = ["ImageStore", "concat_stores", "printable_name", "report_skipped"]
 
 
 @dataclass
@@ -102,11 +102,26 @@ def concat_stores(stores: Sequence[ImageStore]) -> ImageStore:
     )
 
 
-def report_skipped(store: ImageStore, split: str) -> None:
-    """Warn on the ``simclr`` logger about every file of ``split`` that could not be decoded, so
-    skipped user data is always counted and named, never silently dropped."""
-    if store.skipped:
+def printable_name(name: str) -> str:
+    r"""``name`` with every unprintable character escaped (newline -> ``\n``, ESC -> ``\x1b``, undecodable
+    bytes -> ``\udcff``), for logs and messages: a hostile file name can neither split one record into
+    several lines nor send terminal control codes. Printable text, non-ASCII letters included, is kept.
+
+    >>> printable_name("bad\nname.jpg"), printable_name("café.png")
+    ('bad\\nname.jpg', 'café.png')
+    """
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
+def report_skipped(store: ImageStore | Sequence[tuple[str, str]], split: str) -> None:
+    """Warn on the ``simclr`` logger about every file of ``split`` that was skipped (undecodable, unreadable,
+    not a regular file, a link leading outside the data folder), one line each, so skipped user data is always
+    counted and named, never silently dropped. ``store`` may also be the bare ``(name, reason)`` list."""
+    skipped = store.skipped if isinstance(store, ImageStore) else store
+    if skipped:
         log = logging.getLogger("simclr")
-        log.warning("%s: skipped %d unreadable file(s):", split, len(store.skipped))
-        for path, reason in store.skipped:
-            log.warning("  skipped %s: %s", path, reason)
+        log.warning("%s: skipped %d file(s):", printable_name(split), len(skipped))
+        for path, reason in skipped:
+            log.warning("  skipped %s: %s", printable_name(path), printable_name(reason))

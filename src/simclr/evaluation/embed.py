@@ -64,13 +64,17 @@ def embed_folder(
     workers: int = 2,
     device: torch.device | None = None,
     autocast_dtype: torch.dtype | None = None,
+    follow_links: bool = False,
 ) -> Embeddings:
-    """Decode every image under ``data_dir`` at the run's image size and embed it."""
+    """Decode every image under ``data_dir`` at the run's image size and embed it; links leading outside
+    ``data_dir`` are skipped and listed unless ``follow_links``."""
     if layer not in LAYERS:
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     loaded = load_backbone(ref)
     image_size = loaded.image_size(ref.config)
-    store = load_image_folder(Path(data_dir).expanduser(), image_size=image_size, workers=workers)
+    store = load_image_folder(
+        Path(data_dir).expanduser(), image_size=image_size, workers=workers, follow_external_links=follow_links
+    )
     info = dataset_info(ref.config.dataset, image_size)
     device = device or torch.device("cpu")
     module = loaded.module.to(device)
@@ -90,14 +94,25 @@ def embed_folder(
     )
 
 
+def _index_path(out: Path) -> Path:
+    """Where a ``.npy`` matrix keeps its names and labels."""
+    return out.with_name(out.name + ".index.csv")
+
+
 def check_output_path(out: Path, overwrite: bool) -> None:
-    """Before any work: a known format, an existing parent, and no silent overwrite."""
+    """Before any work: a known format, an existing parent, a file name that is not a folder, and no silent
+    overwrite (``--overwrite`` replaces files, never folders)."""
     if out.suffix not in FORMATS:
         raise UserError(
             f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(FORMATS)}"
         )
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
+    for path in (out, _index_path(out)) if out.suffix == ".npy" else (out,):
+        if path.is_dir():
+            raise UserError(
+                f"cannot write {path}: it is a folder (--overwrite replaces files only); choose another --out"
+            )
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     if out.suffix == ".parquet":
@@ -107,49 +122,66 @@ def check_output_path(out: Path, overwrite: bool) -> None:
             raise UserError("writing .parquet needs pyarrow; pip install pyarrow, or use .npz") from None
 
 
+def _text(name: str) -> str:
+    """``name`` as valid UTF-8 text. File names that are not UTF-8 reach Python with surrogate escapes, which
+    no UTF-8 writer (csv, parquet, a later reader of the .npz) accepts; they are written with backslash
+    escapes instead (the bytes ``bad\\xff.jpg`` become the text ``bad\\xff.jpg``)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
-    """Write atomically (temporary file, then rename); returns the files written.
+    """Write atomically (temporary files, then rename; removed if anything fails); returns the files written.
 
     ``.npz``: arrays ``embeddings``, ``file_names``, ``labels``, ``class_names``. ``.parquet``: one row per
     image with ``file_name``, ``label``, ``class_name`` and ``embedding`` (a list column). ``.npy`` holds
-    only the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row.
+    only the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row. Names that
+    are not UTF-8 are written with backslash escapes (:func:`_text`).
     """
+    file_names = [_text(name) for name in emb.file_names]
+    class_names = [_text(name) for name in emb.class_names]
+    labels = emb.labels.tolist()
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    index = _index_path(out)
+    index_tmp = index.with_name(f".{index.name}.tmp")
     written = [out]
-    if out.suffix == ".npy":
-        np.save(tmp, emb.vectors)
-        index = out.with_name(out.name + ".index.csv")
-        index_tmp = index.with_name(f".{index.name}.tmp")
-        import csv
+    try:
+        if out.suffix == ".npy":
+            np.save(tmp, emb.vectors)
+            import csv
 
-        with index_tmp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["row", "file_name", "label", "class_name"])
-            for row, (name, label) in enumerate(zip(emb.file_names, emb.labels.tolist(), strict=True)):
-                writer.writerow([row, name, label, emb.class_names[label] if label >= 0 else ""])
-        os.replace(index_tmp, index)
-        written.append(index)
-    elif out.suffix == ".npz":
-        with tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                embeddings=emb.vectors,
-                file_names=np.array(emb.file_names),
-                labels=emb.labels,
-                class_names=np.array(emb.class_names),
+            with index_tmp.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["row", "file_name", "label", "class_name"])
+                for row, (name, label) in enumerate(zip(file_names, labels, strict=True)):
+                    writer.writerow([row, name, label, class_names[label] if label >= 0 else ""])
+            os.replace(index_tmp, index)
+            written.append(index)
+        elif out.suffix == ".npz":
+            with tmp.open("wb") as handle:
+                np.savez(
+                    handle,
+                    embeddings=emb.vectors,
+                    file_names=np.array(file_names),
+                    labels=emb.labels,
+                    class_names=np.array(class_names),
+                )
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table(
+                {
+                    "file_name": file_names,
+                    "label": emb.labels,
+                    "class_name": [class_names[i] if i >= 0 else None for i in labels],
+                    "embedding": list(emb.vectors),
+                }
             )
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table(
-            {
-                "file_name": emb.file_names,
-                "label": emb.labels,
-                "class_name": [emb.class_names[i] if i >= 0 else None for i in emb.labels.tolist()],
-                "embedding": list(emb.vectors),
-            }
-        )
-        pq.write_table(table, tmp)
-    os.replace(tmp, out)
+            pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    except OSError as exc:  # a full disk, a folder without write permission: the user's to fix
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; free space or choose another --out") from None
+    finally:
+        for path in (tmp, index_tmp):
+            path.unlink(missing_ok=True)
     return written

@@ -7,6 +7,7 @@ exp(similarity / T). It needs no training, so it measures the representation alo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession
+
+log = logging.getLogger("simclr")
 
 
 @torch.no_grad()
@@ -58,9 +61,26 @@ def knn_accuracy(
     return float((scores.argmax(1) == query_labels).float().mean())
 
 
+def capped_ks(ks: Sequence[int], bank_size: int) -> tuple[list[int], list[str]]:
+    """The k values that can run on a bank of ``bank_size`` images (each capped there, repeats dropped, order
+    kept) and a note per capped k. A k above the bank size votes with the whole bank, so it is the bank size
+    that ran, and that is what the results must say.
+
+    >>> capped_ks([100000, 20, 77], 77)
+    ([77, 20], ['capped from 100000 to 77 (bank size)'])
+    """
+    ran = list(dict.fromkeys(min(k, bank_size) for k in ks))
+    notes = [f"capped from {k} to {bank_size} (bank size)" for k in ks if k > bank_size]
+    return ran, notes
+
+
 def run_knn(session: EvalSession, *, ks: Sequence[int] = (200, 20), temperature: float = 0.1) -> dict[str, Any]:
     """Weighted kNN of a run: the training split is the bank, the test split the queries. Returns its entry
-    of the results, with one block of classification metrics per k (``k200``, ``k20``)."""
+    of the results, with one block of classification metrics per k that ran (``k200``, ``k20``).
+
+    A k larger than the bank runs as the bank size: the block is keyed by that k (``--k 100000`` on 77
+    images gives ``k77``), the protocol's ``k`` lists the k values that ran, ``k_requested`` those asked
+    for, and ``k_capped`` says which were capped (also logged)."""
     from simclr.evaluation.metrics import classification_metrics
     from simclr.evaluation.results import make_entry
 
@@ -69,13 +89,18 @@ def run_knn(session: EvalSession, *, ks: Sequence[int] = (200, 20), temperature:
     train = session.features("train")
     test = session.features("test")
     store = session.stores["train"]
+    ran, capped = capped_ks(ks, train.features.shape[0])
+    for note in capped:
+        log.warning("knn: k %s", note)
     metrics: dict[str, Any] = {}
-    for k in ks:
+    for k in ran:
         scores = knn_class_scores(train.features, train.labels, test.features, store.num_classes, k, temperature)
         metrics[f"k{k}"] = classification_metrics(scores, test.labels, store.class_names)
     protocol = {
         **session.base_protocol(),
-        "k": list(ks),
+        "k": ran,
+        "k_requested": list(ks),
+        **({"k_capped": "; ".join(capped)} if capped else {}),
         "temperature": temperature,
         "similarity": "cosine on L2-normalised backbone features (eval mode, no augmentation)",
         "vote": "sum of exp(similarity / T) over the k nearest training images (Wu et al. 2018)",

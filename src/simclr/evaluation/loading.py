@@ -17,7 +17,7 @@ from torch import nn
 
 from simclr.config import PretrainConfig, build_config, read_yaml
 from simclr.errors import UserError
-from simclr.models import build_backbone, resolve_stem
+from simclr.models import STEMS, build_backbone, resolve_stem
 from simclr.rundir import (
     BACKBONE_FILE,
     CONFIG_FILE,
@@ -27,6 +27,8 @@ from simclr.rundir import (
     read_backbone_metadata,
     read_backbone_tensors,
 )
+
+MAX_IMAGE_SIZE = 8192  # larger is no image size a backbone trains at, only a damaged file
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,16 @@ def load_backbone(ref: RunRef, random_weights: bool = False, seed: int = 0) -> L
     meta = read_backbone_metadata(ref.backbone_path)
     name = meta.backbone or ref.config.backbone
     image_size = meta.image_size or int(ref.config.image_size or 32)
+    if not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise UserError(
+            f"{ref.backbone_path}: image size {image_size} is outside 1..{MAX_IMAGE_SIZE}; the file is damaged"
+        )
     stem = meta.stem or resolve_stem(ref.config.stem, image_size)
+    if stem not in STEMS or stem == "auto":
+        raise UserError(
+            f"{ref.backbone_path}: unknown stem {stem[:40]!r}; a backbone file names one of "
+            f"{', '.join(s for s in STEMS if s != 'auto')}"
+        )
     if random_weights:
         torch.manual_seed(seed)
     module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
@@ -129,7 +140,11 @@ def load_backbone(ref: RunRef, random_weights: bool = False, seed: int = 0) -> L
         meta = dataclasses.replace(meta, weights="random", global_step=0, epoch=0)
         digest = f"random-init-seed{seed}"
     else:
-        missing, unexpected = module.load_state_dict(read_backbone_tensors(ref.backbone_path), strict=False)
+        try:
+            missing, unexpected = module.load_state_dict(read_backbone_tensors(ref.backbone_path), strict=False)
+        except RuntimeError as exc:  # a tensor of the wrong shape
+            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc)[:200])
+            raise UserError(f"{ref.backbone_path} does not fit a {name} with the {stem} stem ({first})") from None
         if missing or unexpected:
             raise UserError(
                 f"{ref.backbone_path} does not fit a {name} with the {stem} stem "

@@ -35,6 +35,7 @@ METRIC_COLUMNS = (
     "knn_top1",
     "gradient_penalty",
     "gradient_penalty_unclamped",
+    "event",
 )
 
 
@@ -45,8 +46,9 @@ class MetricsCSV(L.Callback):
     one curve with no duplicated steps.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, event_at_start: str | None = None) -> None:
         self.path = path
+        self.event_at_start = event_at_start  # e.g. the settings a resume changed, marked at its first step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
@@ -57,10 +59,12 @@ class MetricsCSV(L.Callback):
                 kept = [row for row in csv.DictReader(handle) if int(row["step"]) < trainer.global_step]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, restval="")
             writer.writeheader()
             writer.writerows(kept)
         os.replace(tmp, self.path)
+        if self.event_at_start:
+            self.write(trainer, step=trainer.global_step, epoch=trainer.current_epoch, event=self.event_at_start)
 
     def write(self, trainer: L.Trainer, **values: Any) -> None:
         if trainer.global_rank != 0:

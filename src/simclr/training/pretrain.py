@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from simclr.config import PretrainConfig, parse_size
+from simclr.config import PretrainConfig, describe_changes, parse_size
 from simclr.data import (
     DatasetInfo,
     DataSource,
@@ -46,10 +46,10 @@ from simclr.training.callbacks import (
     ProgressLog,
     StopOnSignal,
 )
-from simclr.training.checkpoint_io import AtomicCheckpointIO
+from simclr.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
 from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
-from simclr.training.run_setup import held_log_records, is_worker_process, prepare_run_dir, setup_logging
+from simclr.training.run_setup import check_writable, held_log_records, is_worker_process, open_run_dir
 from simclr.views.config import ViewConfig
 from simclr.views.factory import build_views
 
@@ -95,14 +95,18 @@ class TrainingData:
 
 
 def run_pretraining(
-    config: PretrainConfig, quiet: bool = False, extra_callbacks: list[L.Callback] | None = None
+    config: PretrainConfig,
+    quiet: bool = False,
+    extra_callbacks: list[L.Callback] | None = None,
+    resumed_changes: dict[str, tuple[Any, Any]] | None = None,
 ) -> PretrainResult:
     """Train SimCLR as configured and return where the run directory is.
 
-    ``extra_callbacks`` lets benchmarks and tests observe the run without changing it. A SIGINT or SIGTERM
-    during training saves the checkpoint and raises :class:`~simclr.errors.Interrupted`.
+    ``extra_callbacks`` lets benchmarks and tests observe the run without changing it. ``resumed_changes``
+    are settings a ``--resume-with-changes`` changed (recorded in the run). A SIGINT or SIGTERM during
+    training saves the checkpoint and raises :class:`~simclr.errors.Interrupted`.
     """
-    check_resumable(config)
+    resume_step = check_run_target(config)
     hardware = resolve_hardware(config)
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config)
@@ -112,33 +116,49 @@ def run_pretraining(
     loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
 
-    run = prepare_run_dir(config)
-    worker = is_worker_process()
-    setup_logging(None if worker else run.log, quiet=quiet or worker, held=decisions)
-    describe_run(config, run, data, hardware, optim)
-
-    callbacks = build_callbacks(config, run, data, model, optim, quiet) + list(extra_callbacks or [])
-    trainer = build_trainer(config, hardware, callbacks, build_loggers(config, run), run)
-    module = SimCLRModule(
-        model,
-        views,
-        loss,
-        optim,
-        seed=config.seed,
-        channels_last=hardware.channels_last,
-        invariance=invariance_settings(config),
-    )
-    datamodule = build_datamodule(config, data, view_config)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
-    return finish(trainer, run)
-
-
-def check_resumable(config: PretrainConfig) -> None:
-    if config.resume and not RunDir(Path(config.resume)).last_checkpoint.is_file():
-        raise UserError(
-            f"cannot resume: {RunDir(Path(config.resume)).last_checkpoint} does not exist; "
-            "pass the directory of a run that saved a checkpoint"
+    with open_run_dir(config, quiet=quiet, held=decisions) as run:
+        describe_run(config, run, data, hardware, optim)
+        event = record_resumed_changes(run, resume_step, resumed_changes or {})
+        callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
+        trainer = build_trainer(config, hardware, callbacks, build_loggers(config, run), run)
+        module = SimCLRModule(
+            model,
+            views,
+            loss,
+            optim,
+            seed=config.seed,
+            channels_last=hardware.channels_last,
+            invariance=invariance_settings(config),
         )
+        datamodule = build_datamodule(config, data, view_config)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
+        return finish(trainer, run)
+
+
+def check_run_target(config: PretrainConfig) -> int | None:
+    """Before any work: ``--out`` must be able to become a run directory, and ``--resume`` needs a readable
+    checkpoint (read weights-only: it may be anyone's file); returns the step it resumes from."""
+    if not config.resume:
+        if config.out:
+            check_writable(Path(config.out))
+        return None
+    checkpoint = RunDir(Path(config.resume)).last_checkpoint
+    if not checkpoint.is_file():
+        raise UserError(
+            f"cannot resume: {checkpoint} does not exist; pass the directory of a run that saved a checkpoint"
+        )
+    return int(load_checkpoint_safely(checkpoint)["global_step"])
+
+
+def record_resumed_changes(run: RunDir, step: int | None, changes: dict[str, tuple[Any, Any]]) -> str | None:
+    """Log settings a resume changed and append them to the run's config history; returns the note that
+    marks their first step in the metrics."""
+    if not changes or step is None or is_worker_process():
+        return None
+    note = f"settings changed on resume: {describe_changes(changes)}"
+    log.warning("%s (from step %d; recorded in %s)", note, step, run.config_history.name)
+    run.record_config_change(step, changes)
+    return note
 
 
 def resolve_hardware(config: PretrainConfig) -> Hardware:
@@ -313,12 +333,18 @@ def _quiet_lightning() -> None:
 
 
 def build_callbacks(
-    config: PretrainConfig, run: RunDir, data: TrainingData, model: SimCLRModel, optim: OptimSettings, quiet: bool
+    config: PretrainConfig,
+    run: RunDir,
+    data: TrainingData,
+    model: SimCLRModel,
+    optim: OptimSettings,
+    quiet: bool,
+    event: str | None = None,
 ) -> list[L.Callback]:
     """Progress, metrics, the kNN monitor, checkpoints, the backbone export, the penalty's report and the
     clean stop on a signal; the order is the order Lightning calls them in."""
     callbacks: list[L.Callback] = [RichProgressBar()] if _show_progress_bar(quiet) else []
-    metrics = MetricsCSV(run.metrics)
+    metrics = MetricsCSV(run.metrics, event_at_start=event)
     callbacks.append(metrics)
     knn_sets = _knn_sets(config, *_knn_stores(config, data))
     if knn_sets is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import logging.handlers
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +17,8 @@ from pathlib import Path
 from simclr.config import PretrainConfig, config_to_yaml
 from simclr.errors import UserError
 from simclr.rundir import RunDir
+
+log = logging.getLogger("simclr")
 
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"  # hands the resolved directory to DDP worker processes
 # What Lightning's launcher, torchrun and SLURM set in the processes of a multi-process run.
@@ -33,10 +37,19 @@ def default_run_dir(config: PretrainConfig) -> Path:
     return Path("runs") / f"{config.dataset}-{config.backbone}-{stamp}"
 
 
-def prepare_run_dir(config: PretrainConfig) -> RunDir:
-    """Create (or, for ``--resume``, reopen) the run directory and save the config in it.
+@contextmanager
+def open_run_dir(
+    config: PretrainConfig, *, quiet: bool = False, held: list[logging.LogRecord] | None = None
+) -> Iterator[RunDir]:
+    """The run directory, created (or, for ``--resume``, reopened) and claimed by this process for the run,
+    with the run's log opened in it (``held`` records first; see :func:`setup_logging`).
 
-    A fresh run refuses a directory that already holds a run, so nothing written earlier is overwritten.
+    The claim is a lock file created atomically: a second process with the same ``--out``, or a ``--resume``
+    of a run that is still training, stops with a one-line error, so one directory never holds two runs. A
+    lock left by a process that died (SIGKILL, power loss) is reported and taken over, and the temporary
+    files its interrupted writes left are removed. A fresh run refuses a directory that already holds a run,
+    so nothing written earlier is overwritten. The processes a multi-process run adds use the directory
+    without claiming or writing it.
     """
     if is_worker_process():
         shared = os.environ.get(RUN_DIR_ENV) or config.resume or config.out
@@ -45,20 +58,120 @@ def prepare_run_dir(config: PretrainConfig) -> RunDir:
                 "this is one of several processes (torchrun, SLURM): pass --out, a folder every process and "
                 "machine reaches, so that they share one run directory"
             )
-        return RunDir(Path(shared))
-    if config.resume:
-        run = RunDir(Path(config.resume))  # run_pretraining already checked that the checkpoint exists
-    else:
-        run = RunDir(Path(config.out) if config.out else default_run_dir(config))
-        if run.holds_run():
+        setup_logging(None, quiet=True, held=held)
+        yield RunDir(Path(shared))
+        return
+    run = RunDir(Path(config.resume or config.out or default_run_dir(config)))
+    check_writable(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    takeover = _claim(run)
+    try:
+        setup_logging(run.log, quiet=quiet, held=held)
+        if takeover:
+            log.warning("%s", takeover)
+        if not config.resume and run.holds_run():
             raise UserError(
                 f"{run.path} already holds a run; choose another --out or continue it with --resume {run.path}"
             )
-        run.path.mkdir(parents=True, exist_ok=True)
-    run.checkpoints.mkdir(exist_ok=True)
-    run.write_config(config_to_yaml(dataclasses.replace(config, resume=None, out=str(run.path))))
-    os.environ[RUN_DIR_ENV] = str(run.path.resolve())
-    return run
+        _remove_temporaries(run)
+        run.checkpoints.mkdir(exist_ok=True)
+        run.write_config(config_to_yaml(dataclasses.replace(config, resume=None, out=str(run.path))))
+        os.environ[RUN_DIR_ENV] = str(run.path.resolve())
+        yield run
+    finally:
+        _release(run)
+
+
+def check_writable(path: Path) -> None:
+    """A one-line error, before any work, when ``path`` cannot become a run directory."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--out {path} is a file, not a folder; choose another --out")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--out {path} lies under the file {existing}; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write in {existing} (permission denied); choose another --out")
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), or None when it does not run: with the
+    pid, it tells a live lock holder from a later process that was given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "unknown"
+
+
+def _claim(run: RunDir) -> str | None:
+    """Create the lock; returns a note to log when it took over the lock of a process that died."""
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()), "since": time.ctime()}
+    takeover = None
+    for _ in range(2):
+        try:
+            descriptor = os.open(run.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(run.lock)
+            if not _is_stale(holder):
+                raise UserError(
+                    f"{run.path} is in use by process {holder.get('pid')} on {holder.get('host')} since "
+                    f"{holder.get('since')}; wait for it to end or choose another --out "
+                    f"(if that process is gone, delete {run.lock})"
+                ) from None
+            takeover = (
+                f"{run.path}: process {holder.get('pid')}, which trained here, ended without releasing the "
+                "directory; taking it over"
+            )
+            run.lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(me, handle)
+        return takeover
+    raise UserError(f"{run.path} is being claimed by another process at the same time; choose another --out")
+
+
+def _read_lock(lock: Path) -> dict[str, object]:
+    try:
+        value = json.loads(lock.read_text())
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_stale(holder: dict[str, object]) -> bool:
+    """A lock of this machine whose process has ended (or whose pid now names another process)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    start = _process_start(int(holder["pid"]))  # type: ignore[call-overload]
+    return start is None or (start != "unknown" and start != holder.get("start"))
+
+
+def _release(run: RunDir) -> None:
+    if _read_lock(run.lock).get("pid") == os.getpid():
+        run.lock.unlink(missing_ok=True)
+
+
+def _remove_temporaries(run: RunDir) -> None:
+    """Remove what interrupted atomic writes left: this process holds the directory, so no one else is
+    writing them."""
+    leftovers = run.temporaries()
+    if leftovers:
+        size = sum(path.stat().st_size for path in leftovers)
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        log.warning(
+            "removed %d temporary file(s) (%.1f MB) left by interrupted writes: %s",
+            len(leftovers),
+            size / 2**20,
+            ", ".join(path.name for path in leftovers[:3]) + (" ..." if len(leftovers) > 3 else ""),
+        )
 
 
 @contextmanager
