@@ -181,7 +181,7 @@ class PretrainConfig:
     num_nodes: int = _hardware("machines training together (DDP; docs/SCALING.md)", 1)
     strategy: str = _hardware("auto | ddp | ...", "auto")
     sync_batchnorm: bool | None = _hardware(
-        "synchronise BatchNorm statistics across processes (default: on when more than one process trains)", None
+        "synchronise BatchNorm statistics across GPU processes (default: on when several GPU processes train)", None
     )
     channels_last: bool = _hardware("channels_last memory format", True)
     compile: bool = _hardware("torch.compile the model", False)

@@ -4,7 +4,8 @@ concatenated batch, and a DDP run interrupted mid-training resumes onto the unin
 How the DDP step is driven, and why
 -----------------------------------
 The step runs through a real ``lightning.Trainer(strategy=DDPStrategy(start_method="spawn"),
-accelerator="cpu", devices=2, max_steps=1)`` fitting the real :class:`SimCLRModule` (``training_step``
+accelerator="cpu", devices=2, max_steps=1)`` (its processes meet through a file, see
+:class:`FileRendezvousDDP`) fitting the real :class:`SimCLRModule` (``training_step``
 with ``view_generator(seed, step, rank)``, NT-Xent with ``gather_distributed``, SGD and the warmup-cosine
 schedule of :func:`plan_optimisation`, ResNet-18 with the CIFAR stem from :func:`build_seeded_model`) on
 the run's own :class:`InMemoryDataModule`, which gives rank r the r-th block of the global batch.
@@ -61,6 +62,7 @@ import lightning as L
 import pytest
 import torch
 import torch.distributed as dist
+from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.plugins.layer_sync import LayerSync
 from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
@@ -68,6 +70,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from simclr.config import PretrainConfig, build_config
+from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 from simclr.losses.distributed import world_size
 from simclr.training.datamodule import InMemoryDataModule
@@ -225,6 +228,28 @@ class RankSplitViews:
         return [torch.cat(view) for view in zip(*per_rank, strict=True)]
 
 
+class FileRendezvousDDP(DDPStrategy):
+    """Lightning's DDP strategy with the processes meeting through a file instead of ``MASTER_PORT``: a free
+    TCP port picked in advance can be taken by another process on the machine before rank 0 binds it.
+    Everything after ``init_process_group`` (DDP wrapper, layer sync, launcher, precision) is Lightning's."""
+
+    def __init__(self, rendezvous: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rendezvous = str(rendezvous)
+
+    def setup_distributed(self) -> None:
+        reset_seed()
+        self.set_world_ranks()
+        self._process_group_backend = self._get_process_group_backend()
+        dist.init_process_group(
+            self._process_group_backend,
+            init_method=f"file://{self.rendezvous}",
+            rank=self.global_rank,
+            world_size=self.world_size,
+            timeout=self._timeout,
+        )
+
+
 def _network(pl_module: L.LightningModule) -> nn.Module:
     model = pl_module.model
     assert isinstance(model, nn.Module)
@@ -336,7 +361,8 @@ def fit_one_step(
     datamodule = InMemoryDataModule(setup.data.train, LOCAL_BATCH * WORLD // processes, setup.config.seed)
     strategy: Any = "auto"
     if distributed:
-        strategy = DDPStrategy(
+        strategy = FileRendezvousDDP(
+            out_dir / "rendezvous",
             start_method="spawn",
             process_group_backend="nccl" if accelerator == "gpu" else "gloo",
             timeout=timedelta(seconds=120),  # a rank that hangs fails the test instead of blocking it
@@ -505,14 +531,12 @@ def test_ddp_step_with_per_process_batchnorm_differs(
             assert not torch.equal(ranks[0]["state"][name], ranks[1]["state"][name]), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: resolve_hardware turns sync_batchnorm on for CPU DDP, where torch.nn.SyncBatchNorm cannot "
-    "run ('SyncBatchNorm layers only work with GPU modules'), so 'pretrain --accelerator cpu --devices 2' "
-    "crashes unless --no-sync-batchnorm is given",
-)
 def test_cpu_ddp_does_not_ask_for_gpu_only_sync_batchnorm() -> None:
+    """torch's SyncBatchNorm cannot run on CPUs ('SyncBatchNorm layers only work with GPU modules'): CPU
+    processes keep per-process statistics by default, and asking for synchronisation is a user error."""
     assert resolve_hardware(step_config()).sync_batchnorm is False
+    with pytest.raises(UserError, match="--sync-batchnorm"):
+        resolve_hardware(step_config(sync_batchnorm=True))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -540,7 +564,6 @@ DDP_RUN = [
     "2",
     "--strategy",
     "ddp",
-    "--no-sync-batchnorm",  # torch's SyncBatchNorm is GPU-only (see the xfail above)
     "--knn-every-epochs",
     "0",
     "--optimizer",
@@ -597,7 +620,7 @@ class CLIRun:
         deadline = time.time() + 30
         while _alive_in_session(self.proc.pid) and time.time() < deadline:
             time.sleep(0.1)
-        if _alive_in_session(self.proc.pid):  # not an AssertionError: the xfail below must not hide it
+        if _alive_in_session(self.proc.pid):
             pytest.fail(f"processes left behind: {_alive_in_session(self.proc.pid)}\n{self.output()}")
         return code
 
@@ -672,24 +695,21 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
     assert final["global_step"] == TOTAL_STEPS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: a run stopped by --max-steps mid-epoch saves its checkpoint at Lightning's early epoch "
-    "end, which counts the unfinished epoch as done; resumed with a larger --max-steps, the run stops one "
-    "epoch early",
-)
 def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
     cli: Callable[..., CLIRun], tmp_path: Path
 ) -> None:
-    # only the final comparison may raise AssertionError (the expected failure); anything else fails the test
+    """A run stopped by --max-steps mid-epoch continues with a larger --max-steps (the schedule spans all
+    epochs either way). Regression: its checkpoint used to be written at Lightning's early epoch end, which
+    counted the unfinished epoch as done, and the resumed run stopped at step 4 of 8."""
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     reference = cli("reference", *DDP_RUN, "--out", str(reference_dir))
     first = cli("first", *DDP_RUN, "--out", str(run_dir), "--max-steps", "3")  # mid epoch 0
-    if first.wait() != 0 or sorted(losses(run_dir)) != [0, 1, 2]:
-        pytest.fail(f"the first run did not stop after 3 steps:\n{first.output()}")
+    assert first.wait() == 0, first.output()
+    assert sorted(losses(run_dir)) == [0, 1, 2]
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    assert checkpoint["global_step"] == 3
+
     resumed = cli("resumed", "--resume", str(run_dir), "--max-steps", str(TOTAL_STEPS))
-    if resumed.wait() != 0 or reference.wait() != 0:
-        pytest.fail(f"a run failed:\n{resumed.output()}\n{reference.output()}")
-    # today the resumed run trains the rest of epoch 0 and stops at step 4, taking it for the last epoch
+    assert resumed.wait() == 0, resumed.output()
+    assert reference.wait() == 0, reference.output()
     assert_same_curve(losses(run_dir), losses(reference_dir))

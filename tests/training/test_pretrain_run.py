@@ -11,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from simclr.config import build_config
+from simclr.errors import UserError
 from simclr.models import build_backbone
 from simclr.training.pretrain import plan_optimisation, resolve_hardware, run_pretraining
 
@@ -90,18 +91,25 @@ def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("devices", "sync", "expected"),
-    [("1", None, False), ("2", None, True), ("0,1", None, True), ("2", False, False), ("1", True, True)],
+    ("devices", "sync", "expected"), [("1", None, False), ("2", None, False), ("0,1", False, False)]
 )
-def test_batchnorm_is_synchronised_by_default_when_processes_share_a_batch(
+def test_batchnorm_statistics_on_cpus_stay_per_process(
     tmp_path: Path, devices: str, sync: bool | None, expected: bool
 ) -> None:
+    """Synchronised BatchNorm is the default where it can run (several GPU processes); torch's SyncBatchNorm
+    has no CPU kernels, so CPU processes keep their own statistics."""
     overrides: dict[str, object] = {"devices": devices, "accelerator": "cpu"}
     if sync is not None:
         overrides["sync_batchnorm"] = sync
     hardware = resolve_hardware(small_config(tmp_path, tmp_path / "run", **overrides))
     assert hardware.sync_batchnorm is expected
     assert hardware.processes == (1 if devices == "1" else 2)
+
+
+def test_synchronised_batchnorm_asked_for_on_cpus_is_a_one_line_error(tmp_path: Path) -> None:
+    config = small_config(tmp_path, tmp_path / "run", devices="2", accelerator="cpu", sync_batchnorm=True)
+    with pytest.raises(UserError, match="--sync-batchnorm needs GPUs"):
+        resolve_hardware(config)
 
 
 def test_warmup_is_kept_when_it_fits_and_capped_with_a_log_line_when_not(cifar_small: Path, tmp_path: Path) -> None:

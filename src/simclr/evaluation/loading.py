@@ -122,7 +122,7 @@ def load_backbone(ref: RunRef, random_weights: bool = False, seed: int = 0) -> L
     torchvision's seeded random initialisation: the baseline a pretrained backbone must beat."""
     meta = read_backbone_metadata(ref.backbone_path)
     name = meta.backbone or ref.config.backbone
-    image_size = meta.image_size or int(ref.config.image_size or 32)
+    image_size = meta.image_size if meta.image_size is not None else int(ref.config.image_size or 32)
     if not 1 <= image_size <= MAX_IMAGE_SIZE:
         raise UserError(
             f"{ref.backbone_path}: image size {image_size} is outside 1..{MAX_IMAGE_SIZE}; the file is damaged"

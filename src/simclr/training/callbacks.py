@@ -167,7 +167,14 @@ class KNNMonitor(L.Callback):
 
 
 class LastCheckpoint(L.Callback):
-    """Keeps the run's last checkpoint current: every N steps and at every epoch end, written atomically."""
+    """Keeps the run's last checkpoint current, written atomically: every N steps, after the last step of
+    every epoch, and after the last step of the run.
+
+    Every save happens when a training step has ended (``on_train_batch_end``), the one point where
+    Lightning restores its loop counters and the data position exactly, also at the end of an epoch. A
+    checkpoint written from the epoch-end hook marks the epoch as done before its counters are reset, and a
+    run resumed from it skipped the batches of the next epoch after its first (tests/training/test_resume.py).
+    """
 
     def __init__(self, path: Path, every_steps: int) -> None:
         self.path = path
@@ -176,12 +183,11 @@ class LastCheckpoint(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
-        if self.every_steps > 0 and trainer.global_step % self.every_steps == 0 and not last_of_epoch:
+        end_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        final = 0 < trainer.max_steps <= trainer.global_step
+        periodic = self.every_steps > 0 and trainer.global_step % self.every_steps == 0
+        if end_of_epoch or final or periodic:
             trainer.save_checkpoint(self.path)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
 
 
 class BackboneExport(L.Callback):
@@ -303,11 +309,7 @@ class StopOnSignal(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if batch_idx + 1 < trainer.num_training_batches:  # the epoch's last step stops at the epoch's end
-            self._stop_if_signalled(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_if_signalled(trainer, pl_module)  # after the kNN monitor, the export and the checkpoint
+        self._stop_if_signalled(trainer, pl_module)
 
     def _stop_if_signalled(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         received = self._agreed_signal(trainer, pl_module)

@@ -171,6 +171,11 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         processes = torch.cuda.device_count() if gpu else 1
     else:
         processes = int(devices)
+    if config.sync_batchnorm and processes * config.num_nodes > 1 and not gpu:
+        raise UserError(
+            "--sync-batchnorm needs GPUs (torch's SyncBatchNorm has no CPU implementation); "
+            "drop it to keep per-process BatchNorm statistics on CPUs"
+        )
     return Hardware(
         gpu=gpu,
         precision=resolve_precision(config.precision, gpu),
@@ -178,8 +183,9 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         num_nodes=config.num_nodes,
         processes=processes * config.num_nodes,
         channels_last=use_channels_last(config.channels_last, gpu, config.lambda_gp > 0),
-        # with synchronised statistics, N processes compute the forward pass of one process on the global batch
-        sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else processes > 1,
+        # with synchronised statistics, N processes compute the forward pass of one process on the global
+        # batch; torch's SyncBatchNorm runs on GPUs only, so processes on CPUs keep per-process statistics
+        sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else processes * config.num_nodes > 1 and gpu,
     )
 
 

@@ -92,7 +92,9 @@ def check_writable(path: Path) -> None:
     if not existing.is_dir():
         raise UserError(f"--out {path} lies under the file {existing}; choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write in {existing} (permission denied); choose another --out")
+        raise UserError(
+            f"cannot create --out {path}: {existing} is not writable (permission denied); choose another --out"
+        )
 
 
 def _process_start(pid: int) -> str | None:
