@@ -171,7 +171,8 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         processes = torch.cuda.device_count() if gpu else 1
     else:
         processes = int(devices)
-    if config.sync_batchnorm and processes * config.num_nodes > 1 and not gpu:
+    several = processes * config.num_nodes > 1
+    if config.sync_batchnorm and several and not gpu:
         raise UserError(
             "--sync-batchnorm needs GPUs (torch's SyncBatchNorm has no CPU implementation); "
             "drop it to keep per-process BatchNorm statistics on CPUs"
@@ -185,7 +186,7 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         channels_last=use_channels_last(config.channels_last, gpu, config.lambda_gp > 0),
         # with synchronised statistics, N processes compute the forward pass of one process on the global
         # batch; torch's SyncBatchNorm runs on GPUs only, so processes on CPUs keep per-process statistics
-        sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else processes * config.num_nodes > 1 and gpu,
+        sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else several and gpu,
     )
 
 
