@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import time
 from dataclasses import asdict, dataclass, fields
@@ -159,6 +160,19 @@ class RunDir:
         """Files an atomic write leaves behind when its process is killed mid-write (``.NAME.tmp-PID``)."""
         return sorted(p for folder in (self.path, self.checkpoints) for p in folder.glob(".*.tmp-*") if p.is_file())
 
+    def claim(self) -> str | None:
+        """Claim the directory for this process (an exclusive lock file with pid, host and start time): a
+        UserError when a live process holds it; a note when the lock of a dead process was taken over."""
+        return claim_run_dir(self)
+
+    def release(self) -> None:
+        release_run_dir(self)
+
+    def live_holder(self) -> dict[str, object] | None:
+        """Who holds the directory now (its lock's content), or None when no live process does."""
+        holder = read_lock(self.lock)
+        return holder if self.lock.exists() and not _is_stale(holder) else None
+
     @property
     def tensorboard_name(self) -> str:
         """The TensorBoard logger's folder inside the run directory."""
@@ -242,6 +256,69 @@ class BackboneMetadata:
 
 
 _NUMBER_FIELDS = ("feature_dim", "image_size", "global_step", "epoch")
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), or None when it does not run: with the
+    pid, it tells a live lock holder from a later process that was given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "unknown"
+
+
+def claim_run_dir(run: RunDir) -> str | None:
+    """Create the lock; returns a note to log when it took over the lock of a process that died."""
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()), "since": time.ctime()}
+    takeover = None
+    for _ in range(2):
+        try:
+            descriptor = os.open(run.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = read_lock(run.lock)
+            if not _is_stale(holder):
+                raise UserError(
+                    f"{run.path} is in use by process {holder.get('pid')} on {holder.get('host')} since "
+                    f"{holder.get('since')}; wait for it to end or choose another --out "
+                    f"(if that process is gone, delete {run.lock})"
+                ) from None
+            takeover = (
+                f"{run.path}: process {holder.get('pid')}, which trained here, ended without releasing the "
+                "directory; taking it over"
+            )
+            run.lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(me, handle)
+        return takeover
+    raise UserError(f"{run.path} is being claimed by another process at the same time; choose another --out")
+
+
+def read_lock(lock: Path) -> dict[str, object]:
+    try:
+        value = json.loads(lock.read_text())
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_stale(holder: dict[str, object]) -> bool:
+    """A lock of this machine whose process has ended (or whose pid now names another process)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    start = _process_start(int(holder["pid"]))  # type: ignore[call-overload]
+    return start is None or (start != "unknown" and start != holder.get("start"))
+
+
+def release_run_dir(run: RunDir) -> None:
+    if read_lock(run.lock).get("pid") == os.getpid():
+        run.lock.unlink(missing_ok=True)
 
 
 def read_backbone_metadata(path: Path) -> BackboneMetadata:

@@ -24,7 +24,7 @@ from simclr.experiments.sweep import (
     parse_sweep,
     validate_cells,
 )
-from simclr.rundir import SWEEP_MARKER_FILE
+from simclr.rundir import SWEEP_MARKER_FILE, RunDir
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_BASE = {
@@ -151,6 +151,25 @@ def test_a_cell_with_a_checkpoint_is_resumed(tmp_path: Path) -> None:
     launched: list[str] = []
     outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(expand_cells(spec))
     assert launched == ["seed=0 --resume"] and outcomes[0].status == "finished"
+
+
+def test_a_cell_another_process_trains_is_left_alone(tmp_path: Path) -> None:
+    """Two sweeps over one folder: the cell a live process holds is neither cleared nor started again."""
+    spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0, 1]}, "evaluate": False}, default_name="t")
+    busy = RunDir(tmp_path / "t" / "seed=0")
+    busy.path.mkdir(parents=True)
+    (busy.path / "partial.txt").write_text("being written")
+    busy.claim()  # this test process stands for the other sweep's pretraining
+    try:
+        launched: list[str] = []
+        outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(
+            expand_cells(spec)
+        )
+    finally:
+        busy.release()
+    assert launched == ["seed=1"]
+    assert outcomes[0].status == "failed" and "being trained by process" in (outcomes[0].error or "")
+    assert (busy.path / "partial.txt").read_text() == "being written"
 
 
 def test_devices_run_cells_in_parallel_one_per_device(tmp_path: Path) -> None:

@@ -442,6 +442,9 @@ class SweepRunner:
         """
         where = f" on device {device}" if device is not None else ""
         base = ["pretrain", "--config", str(config_path), "--quiet"]
+        holder = RunDir(run_dir).live_holder()
+        if holder is not None:  # another sweep (or a user) trains this cell now: never touch its directory
+            return f"the cell is being trained by process {holder.get('pid')} on {holder.get('host')}; left alone"
         if RunDir(run_dir).last_checkpoint.is_file():
             self._say(f"[{cell.cell_id}] resume{where}")
             code = self._step([*base, "--resume", str(run_dir)], log, device)

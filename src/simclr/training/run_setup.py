@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import logging.handlers
 import os
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -64,7 +62,7 @@ def open_run_dir(
     run = RunDir(Path(config.resume or config.out or default_run_dir(config)))
     check_writable(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
-    takeover = _claim(run)
+    takeover = run.claim()
     try:
         setup_logging(run.log, quiet=quiet, held=held)
         if takeover:
@@ -79,7 +77,7 @@ def open_run_dir(
         os.environ[RUN_DIR_ENV] = str(run.path.resolve())
         yield run
     finally:
-        _release(run)
+        run.release()
 
 
 def check_writable(path: Path) -> None:
@@ -95,69 +93,6 @@ def check_writable(path: Path) -> None:
         raise UserError(
             f"cannot create --out {path}: {existing} is not writable (permission denied); choose another --out"
         )
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot), or None when it does not run: with the
-    pid, it tells a live lock holder from a later process that was given the same pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
-
-
-def _claim(run: RunDir) -> str | None:
-    """Create the lock; returns a note to log when it took over the lock of a process that died."""
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()), "since": time.ctime()}
-    takeover = None
-    for _ in range(2):
-        try:
-            descriptor = os.open(run.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(run.lock)
-            if not _is_stale(holder):
-                raise UserError(
-                    f"{run.path} is in use by process {holder.get('pid')} on {holder.get('host')} since "
-                    f"{holder.get('since')}; wait for it to end or choose another --out "
-                    f"(if that process is gone, delete {run.lock})"
-                ) from None
-            takeover = (
-                f"{run.path}: process {holder.get('pid')}, which trained here, ended without releasing the "
-                "directory; taking it over"
-            )
-            run.lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(me, handle)
-        return takeover
-    raise UserError(f"{run.path} is being claimed by another process at the same time; choose another --out")
-
-
-def _read_lock(lock: Path) -> dict[str, object]:
-    try:
-        value = json.loads(lock.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_stale(holder: dict[str, object]) -> bool:
-    """A lock of this machine whose process has ended (or whose pid now names another process)."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    start = _process_start(int(holder["pid"]))  # type: ignore[call-overload]
-    return start is None or (start != "unknown" and start != holder.get("start"))
-
-
-def _release(run: RunDir) -> None:
-    if _read_lock(run.lock).get("pid") == os.getpid():
-        run.lock.unlink(missing_ok=True)
 
 
 def _remove_temporaries(run: RunDir) -> None:
