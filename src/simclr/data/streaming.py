@@ -114,8 +114,9 @@ def packed_image_size(root: Path) -> int:
 
 def decode_stored(data: bytes | memoryview) -> Image.Image:
     """A stored image (JPEG or PNG, RGB or L: what packing writes), decoded to RGB."""
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _sample_index(index: Any) -> int:

@@ -31,20 +31,18 @@ def view_generator_for_sample(seed: int, epoch: int, sample: int) -> torch.Gener
 
 
 def _resized(image: Image.Image, box: tuple[float, float, float, float], size: int) -> np.ndarray:
-    """The ``(left, top, right, bottom)`` box of ``image`` resampled to ``size x size``, ``(3, S, S)`` uint8."""
-    view = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-    return np.asarray(view, dtype=np.uint8).transpose(2, 0, 1)
+    """The ``(left, top, right, bottom)`` box of ``image`` resampled to ``size x size``, ``(S, S, 3)`` uint8."""
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=box), dtype=np.uint8)
 
 
 def crop_views(image: Image.Image, n_views: int, config: ViewConfig, generator: torch.Generator) -> Tensor:
     """``n_views`` random resized crops of one RGB image: ``(n_views, 3, size, size)`` uint8."""
     width, height = image.size
     boxes = sample_crop_boxes(n_views, (height, width), config, generator).tolist()
-    views = [
-        _resized(image, (left * width, top * height, (left + w) * width, (top + h) * height), config.size)
-        for top, left, h, w in boxes
-    ]
-    return torch.from_numpy(np.stack(views))
+    views = np.empty((n_views, config.size, config.size, 3), dtype=np.uint8)
+    for i, (top, left, h, w) in enumerate(boxes):
+        views[i] = _resized(image, (left * width, top * height, (left + w) * width, (top + h) * height), config.size)
+    return torch.from_numpy(views).permute(0, 3, 1, 2)  # channels-last memory: the batch is stacked anyway
 
 
 def center_view(image: Image.Image, size: int) -> Tensor:
@@ -53,4 +51,4 @@ def center_view(image: Image.Image, size: int) -> Tensor:
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
-    return torch.from_numpy(_resized(image, (left, top, left + side, top + side), size).copy())
+    return torch.from_numpy(_resized(image, (left, top, left + side, top + side), size).copy()).permute(2, 0, 1)
