@@ -27,6 +27,7 @@ test: install
 bench: install
 	$(PY) benchmarks/throughput.py --record BENCHMARKS.md
 	$(PY) benchmarks/gradient_penalty_step.py
+	$(PY) benchmarks/streaming.py --record BENCHMARKS.md
 
 lint: install
 	$(VENV)/bin/ruff format --check src tests benchmarks
