@@ -141,7 +141,7 @@ def main() -> int:
     steps_per_s = args.steps / train_wall
 
     import torch
-    from throughput import machine_description  # noqa: E402  (this folder is on sys.path when run as a script)
+    from throughput import emit_report, machine_description  # noqa: E402  (this folder is on sys.path when run as a script)
 
     lines = [
         f"### Large folder, {time.strftime('%Y-%m-%d')}, {machine_description(torch.device('cpu'))}",
@@ -161,11 +161,7 @@ def main() -> int:
         f"The image-folder run logged: `{decision.strip()}`",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.record:
-        with open(args.record, "a") as handle:
-            handle.write("\n" + report)
+    emit_report(lines, args.record)
     if not args.keep:
         shutil.rmtree(folder)
         shutil.rmtree(packed)

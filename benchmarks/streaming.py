@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import StepTimer, images_per_second, machine_description  # noqa: E402
+from throughput import StepTimer, emit_report, images_per_second, machine_description  # noqa: E402
 
 
 def peak_rss_mb() -> dict[str, float]:
@@ -174,11 +174,7 @@ def main() -> int:
         f"**{median('f1', 'per_worker'):.0f}** images/s at 224 px (target >= 400 per core).",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.record:
-        with open(args.record, "a") as handle:
-            handle.write("\n" + report)
+    emit_report(lines, args.record)
     return 0
 
 

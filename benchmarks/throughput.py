@@ -176,6 +176,15 @@ def machine_description(device: torch.device) -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.system()}"
 
 
+def emit_report(lines: list[str], record: Path | None) -> None:
+    """Print a benchmark's markdown section and append it to ``record`` (BENCHMARKS.md) when given."""
+    report = "\n".join(lines)
+    print(report)
+    if record:
+        with open(record, "a") as handle:
+            handle.write("\n" + report)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -219,11 +228,7 @@ def main() -> int:
         f"Ratios: (a)/(c) = **{a / c:.2f}** (target >= 2.5), (a)/(b) = **{a / b:.2f}** (target >= 0.85).",
         "",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.record:
-        with open(args.record, "a") as handle:
-            handle.write("\n" + report)
+    emit_report(lines, args.record)
     return 0
 
 
