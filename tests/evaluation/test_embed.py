@@ -31,7 +31,7 @@ def test_npz_rows_match_their_files_and_skips_are_reported(
     out = tmp_path / "emb.npz"
     assert main(["embed", str(run), "--data-dir", str(small_folder), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "embedded 20 images (512-d backbone output)" in printed and "skipped 1 unreadable file" in printed
+    assert "embedded 20 images (512-d backbone output)" in printed and "skipped 1 file(s)" in printed
     data = np.load(out)
     assert data["embeddings"].shape == (20, 512)
     assert list(data["class_names"]) == ["cat", "ship"]

@@ -4,14 +4,16 @@ streamed from packed shards by litdata."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning as L
 from litdata import StreamingDataLoader
-from torch import Tensor
 
 from simclr.data import ImageStore, InMemoryBatchLoader
 from simclr.data.streaming import PackedSplit
 from simclr.views.config import ViewConfig
+
+POSITION_KEY = "position"
 
 
 class ResumableBatches:
@@ -19,7 +21,8 @@ class ResumableBatches:
 
     Lightning prefetches a batch ahead and may stop reading an epoch before the iterator is exhausted,
     so neither the loader's read position nor generator exhaustion tells where training is. The
-    training step reports the batches it really consumed (``mark_consumed``); a checkpoint stores that,
+    training step reports the batches it really consumed (``mark_consumed`` with the batch's
+    ``position``); a checkpoint stores that,
     and every new iteration starts at the first batch not yet trained on: the rest of the consumed
     epoch, or the start of the trainer's current epoch once that one is finished or left behind.
     """
@@ -39,9 +42,14 @@ class ResumableBatches:
             return max(trainer_epoch, epoch + (batches >= len(self.loader))), 0
         return epoch, batches
 
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        self.loader.set_position(*self.start_position())
-        return iter(self.loader)
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # Every batch says where the data stands once it is trained: (epoch, batches consumed). Lightning's
+        # own batch index restarts at 0 after some restores (a run resumed from the end of an epoch, then
+        # resumed again mid-epoch), so it cannot say which batches were trained.
+        epoch, start = self.start_position()
+        self.loader.set_position(epoch, start)
+        for consumed, batch in enumerate(self.loader, start=start + 1):
+            yield {**batch, POSITION_KEY: (epoch, consumed)}
 
     def mark_consumed(self, epoch: int, batches: int) -> None:
         self.consumed = (epoch, batches)

@@ -16,6 +16,7 @@ from simclr.losses import NTXentLoss, gradient_penalty
 from simclr.losses.invariance import pin_parameters
 from simclr.models import SimCLRModel
 from simclr.optim import WarmupCosineLR, build_optimizer
+from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
 
 
@@ -85,7 +86,7 @@ class SimCLRModule(L.LightningModule):
         self._last_step_time: float | None = None
         self.images_per_second: float = float("nan")
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         generator = view_generator(self.seed, self.global_step, self.global_rank)
         source = batch[self.views.input_key]
         view_params: Tensor | None = None
@@ -109,8 +110,8 @@ class SimCLRModule(L.LightningModule):
                 f"(lr {self.current_lr():.4g}); the run's last checkpoint still holds the last good state; "
                 "lower --lr, raise --temperature or use --precision 32, then --resume"
             )
-        if self.train_loader is not None:
-            self.train_loader.mark_consumed(self.current_epoch, batch_idx + 1)
+        if self.train_loader is not None and POSITION_KEY in batch:
+            self.train_loader.mark_consumed(*batch[POSITION_KEY])
         self._update_throughput(source.shape[0])
         self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         self.log("lr", self.current_lr(), prog_bar=True, on_step=True, on_epoch=False)

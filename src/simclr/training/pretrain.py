@@ -120,7 +120,7 @@ def run_pretraining(
         describe_run(config, run, data, hardware, optim)
         event = record_resumed_changes(run, resume_step, resumed_changes or {})
         callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
-        trainer = build_trainer(config, hardware, callbacks, build_loggers(config, run), run)
+        trainer = build_trainer(config, hardware, optim, callbacks, build_loggers(config, run), run)
         module = SimCLRModule(
             model,
             views,
@@ -471,8 +471,17 @@ def build_loggers(config: PretrainConfig, run: RunDir) -> list[Any]:
 
 
 def build_trainer(
-    config: PretrainConfig, hardware: Hardware, callbacks: list[L.Callback], loggers: list[Any], run: RunDir
+    config: PretrainConfig,
+    hardware: Hardware,
+    optim: OptimSettings,
+    callbacks: list[L.Callback],
+    loggers: list[Any],
+    run: RunDir,
 ) -> L.Trainer:
+    """The Lightning trainer. It always gets a step budget (the schedule's steps unless ``--max-steps`` says
+    fewer): Lightning then restores a checkpoint from anywhere in an epoch exactly, where with an epoch budget
+    alone a run resumed twice (from an epoch's end, then mid-epoch) restarted its epoch counters and trained
+    a batch too many (tests/training/test_hardening.py, the SIGKILL test)."""
     return L.Trainer(
         accelerator="gpu" if hardware.gpu else "cpu",
         devices=hardware.devices,
@@ -480,7 +489,7 @@ def build_trainer(
         strategy=config.strategy,
         precision=hardware.precision,  # type: ignore[arg-type]
         max_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
+        max_steps=min(config.max_steps or optim.total_steps, optim.total_steps),
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=False,  # LastCheckpoint writes the one checkpoint a run keeps
