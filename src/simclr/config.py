@@ -429,6 +429,18 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
+def format_size(size: int) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1, as :func:`parse_size` reads them.
+
+    >>> format_size(1024), format_size(3 * 2**29), format_size(100)
+    ('1.0 KB', '1.5 GB', '100 B')
+    """
+    for unit, scale in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 def jpeg_quality(text: str) -> int:
     """Parse a JPEG quality flag, 1..100 (an argparse ``type``)."""
     value = positive_int(text)

@@ -270,3 +270,29 @@ def test_devkit_without_scipy_says_so(tmp_path: Path, monkeypatch: pytest.Monkey
         load_imagenet("test", tmp_path, image_size=32)
     msg = str(info.value)
     assert "needs SciPy" in msg and "meta.mat" in msg and "\n" not in msg
+
+
+def test_imagenet_over_the_memory_budget_is_packed_once_and_streamed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ImageNet at 224 px (190 GB decoded) never goes into memory: over the budget its file lists are packed
+    (labels and class order as the in-memory loader's) and the splits stream from the pack."""
+    import logging
+
+    from simclr.data import DataSource
+
+    root = tmp_path / "ILSVRC2012"
+    _train(root)
+    _flat_val(root)
+    _kaggle_csv(root)
+    source = DataSource("imagenet", root, workers=1)
+    with caplog.at_level(logging.INFO, logger="simclr"):
+        assert source.streamed(None, memory_budget=10**9) is None  # 9 images fit
+        streamed = source.streamed(None, memory_budget=2**20, pack_dir=tmp_path / "pack")
+    assert "imagenet " in caplog.text and "9 images at 224x224 px take 1.3 MB decoded" in caplog.text
+    assert "packed once and streamed" in caplog.text
+    assert streamed is not None and streamed.image_size == 224 and streamed.test is not None
+    held = load_imagenet("train", root, image_size=224)
+    assert streamed.train.class_names == list(WNIDS) == held.class_names
+    assert sorted(streamed.train.labels.tolist()) == sorted(held.labels.tolist())
+    assert sorted(streamed.test.labels.tolist()) == sorted(load_imagenet("test", root, image_size=224).labels.tolist())

@@ -118,3 +118,19 @@ def test_bad_requests_exit_2_and_keep_existing_files(
     assert message in capsys.readouterr().err
     assert (tmp_path / "exists.npz").read_bytes() == b"precious"
     assert not (tmp_path / "emb.npz").exists()
+
+
+def test_a_folder_embedded_piece_by_piece_equals_one_piece(make_run, small_folder: Path) -> None:
+    """A folder bigger than memory is read a few files at a time; the rows, names, labels and the broken file's
+    report are those of reading it whole (the broken file falls in a middle piece here)."""
+    from simclr.evaluation.embed import embed_folder
+    from simclr.evaluation.loading import resolve_run
+
+    ref = resolve_run(make_run("cifar10", None))
+    whole = embed_folder(ref, small_folder, workers=0)
+    pieces = embed_folder(ref, small_folder, workers=0, chunk=3)
+    assert pieces.file_names == whole.file_names and len(whole.file_names) == 20
+    assert pieces.labels.tolist() == whole.labels.tolist()
+    assert [name for name, _ in pieces.skipped] == [name for name, _ in whole.skipped] == ["cat/broken.jpg"]
+    # the same backbone in the same precision on the same images; batches differ in size, so allow rounding
+    np.testing.assert_allclose(pieces.vectors, whole.vectors, rtol=0.05, atol=0.05)

@@ -72,3 +72,23 @@ def test_stronger_l2_shrinks_weights() -> None:
     weak = fit_linear(x, y, loss="ce", l2=1e-5, num_outputs=10)
     strong = fit_linear(x, y, loss="ce", l2=1e-1, num_outputs=10)
     assert strong.weight.norm() < 0.5 * weak.weight.norm()
+
+
+def test_minibatch_sgd_reaches_the_full_batch_optimum_of_the_same_objective() -> None:
+    """The fit used when features exceed the memory budget: same objective, nearly the same optimum."""
+    from simclr.evaluation.minibatch_linear import MinibatchSettings, chunked_standardizer, fit_linear_minibatch
+
+    x, y = gaussian_classes(2000, seed=8)
+    x_test, y_test = gaussian_classes(1000, seed=9)
+    rows = torch.arange(0, 2000, 2)  # a fit on some rows only, gathered batch by batch
+    full = fit_linear(x[rows], y[rows], loss="ce", l2=1e-2, num_outputs=10)
+    mean, std = chunked_standardizer(x, rows, True, chunk=64)
+    assert torch.allclose(mean, full.mean, atol=1e-4) and torch.allclose(std, full.std, rtol=1e-4)
+    sgd = fit_linear_minibatch(
+        x, y, rows, loss="ce", l2=1e-2, settings=MinibatchSettings(epochs=20, batch_size=100), num_outputs=10
+    )
+    # L-BFGS found the optimum: SGD (200 steps) cannot go below it, and ends within 0.5% of it
+    assert full.loss - 1e-4 <= sgd.loss <= full.loss * 1.005
+    full_top1 = float((full(x_test).argmax(1) == y_test).float().mean())
+    sgd_top1 = float((sgd(x_test).argmax(1) == y_test).float().mean())
+    assert abs(full_top1 - sgd_top1) <= 0.01

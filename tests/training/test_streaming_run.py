@@ -49,7 +49,7 @@ def test_an_image_folder_over_the_memory_budget_is_packed_once_and_streamed(cifa
         == 0
     )
     log = (streamed / "train.log").read_text()
-    assert "300 images at 32x32 px take 0.0 GB decoded; memory budget 0.0 GB: packed once and streamed" in log
+    assert "300 images at 32x32 px take 900.0 KB decoded; memory budget 100.0 KB: packed once and streamed" in log
     assert (pack_dir / "train" / "index.json").is_file() and (pack_dir / "test" / "index.json").is_file()
     assert f"streaming the training split from {pack_dir / 'train'}" in log
 

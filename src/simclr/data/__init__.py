@@ -55,6 +55,7 @@ from simclr.data.spirograph import (
     sample_nuisance,
 )
 from simclr.data.store import ImageStore, concat_stores, report_skipped
+from simclr.data.streaming import PackedStore, SplitStore
 from simclr.data.subset import split_train_val, stratified_subset
 from simclr.data.torchvision_sets import (
     DEFAULT_IMAGE_SIZES,
@@ -85,6 +86,8 @@ __all__ = [
     "DatasetInfo",
     "ImageDecodeError",
     "ImageStore",
+    "PackedStore",
+    "SplitStore",
     "InMemoryBatchLoader",
     "SpirographViews",
     "concat_stores",

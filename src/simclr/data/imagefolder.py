@@ -610,6 +610,62 @@ def _skip_example(skipped: Sequence[tuple[str, str]]) -> str:
     return f" (e.g. {printable_name(skipped[0][0])}: {printable_name(skipped[0][1])})"
 
 
+def _no_image_files(root: Path, listing: FolderListing) -> UserError:
+    count = len(listing.skipped)
+    left_out = f"; {count} skipped{_skip_example(listing.skipped)}" if count else ""
+    return UserError(
+        f"no image files ({_EXT_LIST}) found in {printable_name(str(root))}{left_out}; point --data-dir at a "
+        "folder of images or of class sub-folders"
+    )
+
+
+def _no_readable_image(root: Path, skipped: Sequence[tuple[str, str]]) -> UserError:
+    return UserError(
+        f"no readable image in {printable_name(str(root))}: {len(skipped)} file(s) skipped"
+        f"{_skip_example(skipped)}; point --data-dir at a folder of valid images"
+    )
+
+
+FOLDER_CHUNK = 4096  # images decoded at once when a folder is read piece by piece
+
+
+def image_folder_chunks(
+    root: Path,
+    image_size: int,
+    workers: int = 0,
+    *,
+    chunk: int = FOLDER_CHUNK,
+    follow_external_links: bool = False,
+) -> Iterator[ImageStore]:
+    """Every image below ``root`` at ``image_size``, as :func:`load_image_folder` lists and decodes them, but
+    ``chunk`` files at a time, so a folder of any size is read once without being held (``simclr embed``).
+    Each piece carries its file names and what was skipped in it (the first piece also the listing's); the
+    same one-line errors as :func:`load_image_folder` when there is nothing to read."""
+    root = Path(root).expanduser()
+    listing = scan_image_folder(root, follow_external_links=follow_external_links)
+    if not listing.paths:
+        raise _no_image_files(root, listing)
+    decoded = 0
+    skipped_so_far: list[tuple[str, str]] = list(listing.skipped)
+    for start in range(0, len(listing.paths), chunk):
+        rel = listing.paths[start : start + chunk]
+        images, ok_idx, skipped = decode_files(
+            [root / r for r in rel], image_size=image_size, workers=workers, names=rel, where=root
+        )
+        decoded += int(ok_idx.numel())
+        piece_skipped = (listing.skipped if start == 0 else []) + skipped
+        skipped_so_far += skipped
+        yield ImageStore(
+            images=images,
+            labels=listing.labels[start : start + chunk].index_select(0, ok_idx),
+            class_names=listing.class_names,
+            file_names=[rel[i] for i in ok_idx.tolist()],
+            skipped=piece_skipped,
+        )
+    if decoded == 0:
+        raise _no_readable_image(root, skipped_so_far)
+
+
 def _load_listed(
     root: Path,
     listing: FolderListing,
@@ -623,12 +679,7 @@ def _load_listed(
     ``ImageStore.skipped``, then the undecodable files)."""
     rel, labels, names = listing.paths, listing.labels, listing.class_names
     if not rel:
-        count = len(listing.skipped)
-        left_out = f"; {count} skipped{_skip_example(listing.skipped)}" if count else ""
-        raise UserError(
-            f"no image files ({_EXT_LIST}) found in {printable_name(str(root))}{left_out}; point --data-dir at a "
-            "folder of images or of class sub-folders"
-        )
+        raise _no_image_files(root, listing)
     sampled: list[tuple[int, int]] = []
     if image_size is None:
         # From the whole folder, not the limited subset: every limit and the sibling split agree.
@@ -656,10 +707,7 @@ def _load_listed(
         images, ok_idx, skipped = decode_files(paths, image_size=image_size, workers=workers, names=rel, where=root)
     skipped = listing.skipped + skipped
     if ok_idx.numel() == 0:
-        raise UserError(
-            f"no readable image in {printable_name(str(root))}: {len(skipped)} file(s) skipped"
-            f"{_skip_example(skipped)}; point --data-dir at a folder of valid images"
-        )
+        raise _no_readable_image(root, skipped)
     return ImageStore(
         images=images,
         labels=labels.index_select(0, ok_idx),

@@ -10,7 +10,7 @@ from simclr.data.imagefolder import has_split_layout, load_image_folder, load_sp
 from simclr.data.imagenet import IMAGENET_IMAGE_SIZE, IMAGENET_SUBSETS, load_imagenet
 from simclr.data.spirograph import SPIROGRAPH_SEED, make_spirograph_store
 from simclr.data.store import ImageStore
-from simclr.data.streaming import PackedSplit, find_packed_split, is_packed, packed_image_size
+from simclr.data.streaming import PackedSplit, SplitStore, find_packed_split, is_packed, packed_image_size
 from simclr.data.torchvision_sets import DEFAULT_IMAGE_SIZES, LOADERS, SPLITS
 from simclr.errors import UserError
 
@@ -39,7 +39,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "packed",
 )
 SPIROGRAPH_TRAIN_SIZE = 100_000
-EVAL_MEMORY_BYTES = 8 * 2**30  # per split: what evaluation decodes of a packed split (it holds splits in memory)
+IN_MEMORY_PACKED_BYTES = 8 * 2**30  # per split: what a command that holds its data decodes of a packed split
 SPIROGRAPH_TEST_SIZE = 20_000
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -81,7 +81,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def dataset_info(name: str, image_size: int | None = None, *, store: ImageStore | None = None) -> DatasetInfo:
+def dataset_info(name: str, image_size: int | None = None, *, store: SplitStore | None = None) -> DatasetInfo:
     """Constants of dataset ``name`` at ``image_size`` (default: the dataset's usual size).
 
     ``imagefolder`` has no fixed size or class count: pass the loaded ``store`` to take them from
@@ -92,7 +92,7 @@ def dataset_info(name: str, image_size: int | None = None, *, store: ImageStore 
     default_size, num_classes, labelled, mean, std, regression = _TABLE[name]
     if image_size is not None and image_size <= 0:
         raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
-    size = image_size or (store.images.shape[-1] if store is not None else default_size)
+    size = image_size or (store.image_size if store is not None else default_size)
     if name in ("imagefolder", "packed") and store is not None:
         labelled = store.has_labels
         num_classes = len(store.class_names) if labelled else None
@@ -215,7 +215,8 @@ def _load_packed_in_memory(
     split: str, data_dir: Path | None, image_size: int | None, limit: int | None, workers: int
 ) -> ImageStore | None:
     """A packed split decoded into memory (its centre views; the first ``limit`` samples, a random subset):
-    for evaluation, which holds its splits in memory. Training streams packed data instead."""
+    for the commands that hold their data (the autoencoder of ``train-ae``). Pretraining and evaluation
+    stream packed data instead (:meth:`simclr.data.source.DataSource.streamed`)."""
     if data_dir is None:
         raise UserError("a packed dataset needs its folder; pass --data-dir OUT of 'simclr data pack'")
     folder = find_packed_split(Path(data_dir), "test" if split == "test" else "train")
@@ -225,7 +226,7 @@ def _load_packed_in_memory(
         raise UserError(f"{data_dir} holds no packed dataset; create one with 'simclr data pack SRC {data_dir}'")
     packed = PackedSplit(folder)
     size = image_size or packed_image_size(Path(data_dir))
-    fitting = max(1, EVAL_MEMORY_BYTES // (3 * size * size))
+    fitting = max(1, IN_MEMORY_PACKED_BYTES // (3 * size * size))
     count = min(limit or len(packed), len(packed))
     if count > fitting:
         log.warning(

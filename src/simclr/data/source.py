@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simclr.data.imagefolder import estimate_folder
+from simclr.config import format_size
+from simclr.data.imagefolder import FolderEstimate, estimate_folder
+from simclr.data.imagenet import IMAGENET_IMAGE_SIZE, IMAGENET_SUBSETS, list_imagenet
 from simclr.data.registry import load_dataset
 from simclr.data.store import ImageStore
 from simclr.data.streaming import (
@@ -28,7 +30,7 @@ log = logging.getLogger("simclr")
 MEMORY_FRACTION = 0.5  # of the available memory, the default budget for holding a training split
 
 if TYPE_CHECKING:
-    from simclr.config import AutoencoderConfig, PretrainConfig
+    from simclr.config import AutoencoderConfig, PackConfig, PretrainConfig
 
 
 @dataclass(frozen=True)
@@ -55,41 +57,60 @@ class DataSource:
         """The splits to stream, or None when the training split is held in memory.
 
         Packed data (``--dataset packed``, or an image folder that holds packed shards) always streams. An
-        image folder whose decoded training split would exceed ``memory_budget`` bytes (default: half of
-        the available memory) is packed once into ``pack_dir`` (a cache folder by default; an interrupted
-        pack is finished, a finished one reused) and streamed; the decision is logged with the estimate.
+        image folder or ImageNet whose decoded training split would exceed ``memory_budget`` bytes (default:
+        half of the available memory) is packed once into ``pack_dir`` (a cache folder by default; an
+        interrupted pack is finished, a finished one reused) and streamed; the decision is logged with the
+        estimate.
         """
         if self.data_url is not None:
             return _remote(self.data_url, image_size)
-        if self.data_dir is None or self.dataset not in ("packed", "imagefolder"):
+        if self.data_dir is None:
             return None
         root = self.data_dir.expanduser()
-        if self.dataset == "imagefolder" and not is_packed(root):
-            estimate = estimate_folder(root, image_size, follow_external_links=self.follow_links)
-            budget = memory_budget if memory_budget is not None else default_memory_budget()
-            fits = estimate.decoded_bytes <= budget
-            log.info(
-                "image folder %s: %d images at %dx%d px take %s decoded; memory budget %s%s: %s",
-                root,
-                estimate.images,
-                estimate.height,
-                estimate.width,
-                _gib(estimate.decoded_bytes),
-                _gib(budget),
-                "" if memory_budget is not None else f" ({MEMORY_FRACTION:.0%} of the available memory)",
-                "held in memory" if fits else "packed once and streamed (--memory-budget to change)",
-            )
-            if fits:
-                return None
-            image_size = image_size or max(estimate.height, estimate.width)
-            root = _pack_for_streaming(root, pack_dir, self.workers, self.follow_links)
-        train = find_packed_split(root, "train")
-        if train is None:
-            raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")
-        test = find_packed_split(root, "test")
-        return StreamedData(
-            PackedSplit(train), PackedSplit(test) if test else None, image_size or packed_image_size(root)
+        if self.dataset == "packed" or (self.dataset == "imagefolder" and is_packed(root)):
+            return _packed(root, image_size)
+        estimate = self._estimate(root, image_size)
+        if estimate is None:
+            return None
+        budget = memory_budget if memory_budget is not None else default_memory_budget()
+        fits = estimate.decoded_bytes <= budget
+        log.info(
+            "%s %s: %d images at %dx%d px take %s decoded; memory budget %s%s: %s",
+            "image folder" if self.dataset == "imagefolder" else self.dataset,
+            root,
+            estimate.images,
+            estimate.height,
+            estimate.width,
+            format_size(estimate.decoded_bytes),
+            format_size(budget),
+            "" if memory_budget is not None else f" ({MEMORY_FRACTION:.0%} of the available memory)",
+            "held in memory" if fits else "packed once and streamed (--memory-budget to change)",
         )
+        if fits:
+            return None
+        packed = _pack_for_streaming(self._pack_source(root), root, pack_dir, self._pack_config(root))
+        return _packed(packed, image_size or max(estimate.height, estimate.width))
+
+    def _estimate(self, root: Path, image_size: int | None) -> FolderEstimate | None:
+        """The decoded size of the training split of the datasets that may outgrow memory (image folders and
+        ImageNet, counted from their file lists); None for the others, which are always held."""
+        if self.dataset == "imagefolder":
+            return estimate_folder(root, image_size, follow_external_links=self.follow_links)
+        if self.dataset in IMAGENET_SUBSETS:
+            files, _, _ = list_imagenet("train", root, subset=IMAGENET_SUBSETS[self.dataset])
+            side = image_size or IMAGENET_IMAGE_SIZE
+            return FolderEstimate(len(files), side, side)
+        return None
+
+    def _pack_source(self, root: Path) -> str:
+        """What ``simclr data pack`` reads: the folder itself, or the dataset's name (its files under root)."""
+        return str(root.resolve()) if self.dataset == "imagefolder" else self.dataset
+
+    def _pack_config(self, root: Path) -> PackConfig:
+        from simclr.config import PackConfig
+
+        data_dir = None if self.dataset == "imagefolder" else root
+        return PackConfig(data_dir=data_dir, workers=max(1, self.workers), follow_links=self.follow_links)
 
     @classmethod
     def of(cls, config: PretrainConfig | AutoencoderConfig) -> DataSource:
@@ -156,22 +177,28 @@ def default_memory_budget() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * MEMORY_FRACTION)
 
 
-def _gib(size: int) -> str:
-    return f"{size / 2**30:.1f} GB"
+def _packed(root: Path, image_size: int | None) -> StreamedData:
+    """The packed splits under ``root`` (``simclr data pack``'s output)."""
+    train = find_packed_split(root, "train")
+    if train is None:
+        raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")
+    test = find_packed_split(root, "test")
+    return StreamedData(PackedSplit(train), PackedSplit(test) if test else None, image_size or packed_image_size(root))
 
 
-def _pack_for_streaming(folder: Path, pack_dir: Path | None, workers: int, follow_links: bool) -> Path:
-    """Pack ``folder`` into the streaming cache (or ``pack_dir``) unless a finished pack is there."""
-    from simclr.config import PackConfig
+def _pack_for_streaming(src: str, root: Path, pack_dir: Path | None, settings: PackConfig) -> Path:
+    """Pack ``src`` (the data under ``root``) into the streaming cache, or ``pack_dir``, unless a finished pack
+    is there."""
     from simclr.data.packed import pack_dataset
 
-    resolved = folder.resolve()
+    resolved = root.resolve()
     if pack_dir is None:
         cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
-        key = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+        named = str(resolved) if src == str(resolved) else f"{src}:{resolved}"
+        key = hashlib.sha1(named.encode()).hexdigest()[:12]
         pack_dir = cache / "packed" / f"{resolved.name}-{key}"
-    log.info("packing %s into %s (once; delete that folder to pack it again)", folder, pack_dir)
-    summaries = pack_dataset(str(resolved), pack_dir, PackConfig(workers=max(1, workers), follow_links=follow_links))
+    log.info("packing %s into %s (once; delete that folder to pack it again)", root, pack_dir)
+    summaries = pack_dataset(src, pack_dir, settings)
     for summary in summaries.values():
         log.info("packed %s", summary.line())
     return pack_dir

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +58,19 @@ class ImageStore:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.images.numel()
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The images in order, ``batch_size`` at a time (as a streamed store hands them out)."""
+        for start in range(0, len(self), batch_size):
+            yield self.images[start : start + batch_size]
+
+    def load(self) -> ImageStore:
+        """Itself: it is already in memory (as a streamed store's ``load`` gives)."""
+        return self
 
     def subset(self, indices: torch.Tensor) -> ImageStore:
         """A new store holding the given rows (in the given order); ``skipped`` is kept."""

@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,8 @@ log = logging.getLogger("simclr")
 __all__ = [
     "PackedImagesDataset",
     "PackedSplit",
+    "PackedStore",
+    "SplitStore",
     "PackedViewsDataset",
     "decode_stored",
     "find_packed_split",
@@ -208,16 +211,79 @@ class PackedSplit:
     def load_first(self, count: int, size: int, workers: int = 0) -> ImageStore:
         """The centre views of the first ``count`` samples, in memory. The samples were packed in a seeded
         random order, so they are a random subset (what the kNN monitor holds)."""
+        return self.store(size, workers).subset(torch.arange(min(count, len(self)))).load()
+
+    def store(self, size: int, workers: int = 0) -> PackedStore:
+        """The whole split as evaluation reads it: centre views at ``size``, decoded when read."""
+        return PackedStore(self, size, torch.arange(len(self)), workers)
+
+
+@dataclass
+class PackedStore:
+    """Samples of a packed split as evaluation sees a split: the labels and class names of an
+    :class:`~simclr.data.store.ImageStore`, subsets, and the images as batches of centre views decoded in
+    loader workers when read, so a split bigger than memory is never held (:meth:`load` holds it)."""
+
+    split: PackedSplit
+    size: int
+    indices: Tensor  # (N,) which samples of the split, in this order
+    workers: int = 0
+    factors: None = None  # packed data has class labels, never regression targets
+    file_names: None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # packing already left the broken files out
+
+    @property
+    def labels(self) -> Tensor:
+        return self.split.labels.index_select(0, self.indices)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.split.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).any())
+
+    @property
+    def image_size(self) -> int:
+        return self.size
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What :meth:`load` would hold."""
+        return len(self) * 3 * self.size * self.size
+
+    def __len__(self) -> int:
+        return int(self.indices.numel())
+
+    def subset(self, indices: Tensor) -> PackedStore:
+        """The given rows of this store, in the given order (nothing is decoded)."""
+        rows = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        return PackedStore(self.split, self.size, self.indices.index_select(0, rows), self.workers)
+
+    def batches(self, batch_size: int) -> Iterator[Tensor]:
+        """The images, ``(B, 3, size, size)`` uint8, in order."""
         from torch.utils.data import DataLoader, Subset
 
-        count = min(count, len(self))
         loader: DataLoader[dict[str, Any]] = DataLoader(
-            Subset(self.images(size), range(count)), batch_size=64, num_workers=workers
+            Subset(self.split.images(self.size), self.indices.tolist()),
+            batch_size=batch_size,
+            num_workers=self.workers,
         )
-        images, labels = [], []
         for batch in loader:
-            images.append(batch["images"])
-            labels.append(batch["labels"])
+            yield batch["images"]
+
+    def load(self) -> ImageStore:
+        """All of it decoded into memory."""
+        images = list(self.batches(256))
         if not images:
-            raise UserError(f"{self.path} holds no images")
-        return ImageStore(torch.cat(images), torch.cat(labels), self.class_names)
+            raise UserError(f"{self.split.path} holds no images")
+        return ImageStore(torch.cat(images), self.labels, self.class_names)
+
+
+SplitStore = ImageStore | PackedStore
+"""A split as evaluation reads it: decoded in memory, or packed and decoded batch by batch when read."""

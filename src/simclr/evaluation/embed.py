@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import dataset_info, load_image_folder
+from simclr.data import dataset_info
+from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import RunRef, load_backbone
@@ -65,32 +66,50 @@ def embed_folder(
     device: torch.device | None = None,
     autocast_dtype: torch.dtype | None = None,
     follow_links: bool = False,
+    chunk: int = FOLDER_CHUNK,
 ) -> Embeddings:
-    """Decode every image under ``data_dir`` at the run's image size and embed it; links leading outside
-    ``data_dir`` are skipped and listed unless ``follow_links``."""
+    """Decode every image under ``data_dir`` at the run's image size and embed it, a piece of the folder at a
+    time (a folder bigger than memory is never held); links leading outside ``data_dir`` are skipped and
+    listed unless ``follow_links``."""
     if layer not in LAYERS:
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     loaded = load_backbone(ref)
     image_size = loaded.image_size(ref.config)
-    store = load_image_folder(
-        Path(data_dir).expanduser(), image_size=image_size, workers=workers, follow_external_links=follow_links
-    )
     info = dataset_info(ref.config.dataset, image_size)
     device = device or torch.device("cpu")
     module = loaded.module.to(device)
-    vectors = extract_features(
-        module, store.images, info.mean, info.std, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype
-    )
-    if layer == "projection":
-        head = load_projection_head(ref, loaded.feature_dim)
-        with torch.no_grad():
-            vectors = head(vectors)
+    head = load_projection_head(ref, loaded.feature_dim) if layer == "projection" else None
+    vectors: list[torch.Tensor] = []
+    file_names: list[str] = []
+    labels: list[torch.Tensor] = []
+    skipped: list[tuple[str, str]] = []
+    class_names: list[str] = []
+    for piece in image_folder_chunks(
+        Path(data_dir), image_size, workers, chunk=chunk, follow_external_links=follow_links
+    ):
+        features = extract_features(
+            module,
+            piece.images,
+            info.mean,
+            info.std,
+            batch_size=batch_size,
+            device=device,
+            autocast_dtype=autocast_dtype,
+        )
+        if head is not None:
+            with torch.no_grad():
+                features = head(features)
+        vectors.append(features.float())
+        file_names += piece.file_names or []
+        labels.append(piece.labels)
+        skipped += piece.skipped
+        class_names = piece.class_names
     return Embeddings(
-        vectors=vectors.float().numpy(),
-        file_names=list(store.file_names or []),
-        labels=store.labels.numpy(),
-        class_names=list(store.class_names),
-        skipped=list(store.skipped),
+        vectors=torch.cat(vectors).numpy(),
+        file_names=file_names,
+        labels=torch.cat(labels).numpy(),
+        class_names=list(class_names),
+        skipped=skipped,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -36,7 +36,7 @@ def autocast_for(device: torch.device, dtype: torch.dtype | None) -> torch.autoc
 
 def extract_features(
     backbone: nn.Module,
-    images: Tensor,
+    images: Tensor | Iterable[Tensor],
     mean: tuple[float, ...],
     std: tuple[float, ...],
     batch_size: int = 512,
@@ -46,26 +46,23 @@ def extract_features(
 ) -> Tensor:
     """Backbone features of uint8 images, computed in eval mode and returned as float32 on the CPU.
 
+    ``images`` is one ``(N, 3, H, W)`` tensor (cut into batches of ``batch_size``) or an iterable of such
+    batches (a streamed split's, decoded as they are read, so the split is never held whole).
     The backbone's train/eval mode is restored afterwards and its weights are never touched, so calling
     this during or after training cannot change the model (a frozen-backbone guarantee evaluation relies on).
     """
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
-
-    def normalized(start: int, stop: int) -> Tensor:
-        return normalize_images(images[start:stop].to(device, non_blocking=True), mean, std)
-
-    return encode_batches(
-        backbone,
-        images.shape[0],
-        normalized,
-        batch_size=batch_size,
-        device=device,
-        autocast_dtype=autocast_dtype,
-        channels_last=channels_last,
+    batches = (
+        (images[start : start + batch_size] for start in range(0, images.shape[0], batch_size))
+        if isinstance(images, Tensor)
+        else images
+    )
+    normalized = (normalize_images(batch.to(device, non_blocking=True), mean, std) for batch in batches)
+    return encode_inputs(
+        backbone, normalized, device=device, autocast_dtype=autocast_dtype, channels_last=channels_last
     )
 
 
-@torch.no_grad()
 def encode_batches(
     backbone: nn.Module,
     count: int,
@@ -76,13 +73,27 @@ def encode_batches(
     channels_last: bool = True,
 ) -> Tensor:
     """Outputs of ``backbone`` for ``count`` inputs whose normalised float batches come from
-    ``make_batch(start, stop)``: stored images, test-time-augmented views, freshly rendered Spirograph
-    images, a classifier's test inputs. Eval mode, restored afterwards, no gradients; float32 on the CPU."""
+    ``make_batch(start, stop)``: test-time-augmented views, freshly rendered Spirograph images, a
+    classifier's test inputs (see :func:`encode_inputs`)."""
+    batches = (make_batch(start, min(start + batch_size, count)) for start in range(0, count, batch_size))
+    return encode_inputs(backbone, batches, device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
+
+
+@torch.no_grad()
+def encode_inputs(
+    backbone: nn.Module,
+    batches: Iterable[Tensor],
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+) -> Tensor:
+    """Outputs of ``backbone`` for normalised float input batches, concatenated. Eval mode, restored
+    afterwards, no gradients; float32 on the CPU."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     chunks: list[Tensor] = []
     with eval_mode(backbone):
-        for start in range(0, count, batch_size):
-            batch = make_batch(start, min(start + batch_size, count)).to(device)
+        for inputs in batches:
+            batch = inputs.to(device)
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast_for(device, autocast_dtype):

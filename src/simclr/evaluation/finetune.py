@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr.data import split_train_val
+from simclr.data import SplitStore, split_train_val
 from simclr.errors import UserError
-from simclr.evaluation.features import autocast_for, encode_batches, normalize_images
+from simclr.evaluation.features import autocast_for, encode_inputs, normalize_images
 from simclr.evaluation.heads import Classifier, HeadSpec
 from simclr.evaluation.label_subsets import label_subset, label_subset_protocol
 from simclr.evaluation.metrics import classification_metrics
@@ -180,20 +180,21 @@ def _build_optimizer(model: Classifier, config: TrainConfig) -> torch.optim.Opti
 def predict(
     model: nn.Module,
     pipeline: InputPipeline,
-    images: Tensor,
+    images: Tensor | SplitStore,
     *,
     batch_size: int = 512,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Logits (float32, CPU) of un-augmented images, in eval mode; the mode is restored afterwards."""
-
-    def inputs(start: int, stop: int) -> Tensor:
-        return pipeline.plain(images[start:stop].to(device, non_blocking=True))
-
-    return encode_batches(
-        model, images.shape[0], inputs, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype
+    """Logits (float32, CPU) of un-augmented images (a tensor, or a split held or streamed), in eval mode;
+    the mode is restored afterwards."""
+    batches = (
+        images.batches(batch_size)
+        if not isinstance(images, Tensor)
+        else (images[start : start + batch_size] for start in range(0, images.shape[0], batch_size))
     )
+    inputs = (pipeline.plain(batch.to(device, non_blocking=True)) for batch in batches)
+    return encode_inputs(model, inputs, device=device, autocast_dtype=autocast_dtype)
 
 
 def fit_classifier(
@@ -309,12 +310,13 @@ def train_and_test(
     model = Classifier(backbone, head.build(feature_dim, num_classes), freeze_backbone=freeze_backbone)
     model.to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    images, labels = train_store.images, train_store.labels
-    val = (images[split.val], labels[split.val]) if split.val.numel() else None
+    fit_images = session.rows_in_memory("train", split.fit, method)
+    val_images = session.rows_in_memory("train", split.val, method) if split.val.numel() else None
+    val = (val_images.images, val_images.labels) if val_images is not None else None
     fit = fit_classifier(
         model,
         pipeline,
-        (images[split.fit], labels[split.fit]),
+        (fit_images.images, fit_images.labels),
         val,
         config,
         device=device,
@@ -322,7 +324,7 @@ def train_and_test(
         name=method,
     )
     scores = predict(
-        model, pipeline, test_store.images, batch_size=config.eval_batch_size, device=device, autocast_dtype=dtype
+        model, pipeline, test_store, batch_size=config.eval_batch_size, device=device, autocast_dtype=dtype
     )
     metrics = classification_metrics(scores, test_store.labels, train_store.class_names)
     metrics["history"] = fit.history

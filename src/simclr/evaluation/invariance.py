@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simclr.data.store import ImageStore
+from simclr.data.streaming import SplitStore
 from simclr.evaluation.features import eval_mode
 from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.results import make_entry
@@ -123,11 +124,12 @@ def held_out_penalty(
     )
 
 
-def _subset(store: ImageStore, limit: int, seed: int) -> ImageStore:
+def _subset(store: SplitStore, limit: int, seed: int) -> ImageStore:
+    """At most ``limit`` images of ``store`` (a seeded random choice), in memory: they are viewed many times."""
     if len(store) <= limit:
-        return store
+        return store.load()
     keep = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    return store.subset(keep)
+    return store.subset(keep).load()
 
 
 def run_invariance(

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("simclr")
 
 
+BANK_CHUNK = 65_536  # bank rows compared at once: a streamed split's bank need not fit in memory twice
+
+
 @torch.no_grad()
 def knn_class_scores(
     bank: Tensor,
@@ -31,20 +34,41 @@ def knn_class_scores(
     k: int = 200,
     temperature: float = 0.1,
     chunk_size: int = 1024,
+    bank_chunk: int = BANK_CHUNK,
 ) -> Tensor:
-    """Per-class vote totals ``(Q, num_classes)`` of the weighted kNN classifier."""
-    bank = F.normalize(bank.float(), dim=1)
+    """Per-class vote totals ``(Q, num_classes)`` of the weighted kNN classifier.
+
+    The bank is read ``bank_chunk`` rows at a time (each normalised once) and every query keeps its ``k``
+    most similar neighbours so far, so a bank bigger than memory (memory-mapped features) is never copied
+    whole; with one chunk this is a plain top-k over all similarities.
+    """
     queries = F.normalize(queries.float(), dim=1)
+    if bank.shape[0] == 0:
+        return torch.zeros(queries.shape[0], num_classes)
     k = min(k, bank.shape[0])
+    starts = range(0, queries.shape[0], chunk_size)
+    best_sim: list[Tensor | None] = [None] * len(starts)
+    best_idx: list[Tensor | None] = [None] * len(starts)
+    for offset in range(0, bank.shape[0], bank_chunk):
+        part = F.normalize(bank[offset : offset + bank_chunk].float(), dim=1)
+        for n, start in enumerate(starts):
+            sim = queries[start : start + chunk_size] @ part.T
+            top_sim, top_idx = sim.topk(min(k, sim.shape[1]), dim=1)
+            top_idx += offset
+            previous_sim, previous_idx = best_sim[n], best_idx[n]
+            if previous_sim is not None and previous_idx is not None:
+                joined = torch.cat([previous_sim, top_sim], dim=1)
+                top_sim, order = joined.topk(min(k, joined.shape[1]), dim=1)
+                top_idx = torch.cat([previous_idx, top_idx], dim=1).gather(1, order)
+            best_sim[n], best_idx[n] = top_sim, top_idx
     scores = []
-    for start in range(0, queries.shape[0], chunk_size):
-        sim = queries[start : start + chunk_size] @ bank.T
-        top_sim, top_idx = sim.topk(k, dim=1)
-        weights = (top_sim / temperature).exp()
-        votes = torch.zeros(sim.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
-        votes.scatter_add_(1, bank_labels[top_idx], weights)
+    for kept_sim, kept_idx in zip(best_sim, best_idx, strict=True):
+        assert kept_sim is not None and kept_idx is not None
+        weights = (kept_sim / temperature).exp()
+        votes = torch.zeros(kept_sim.shape[0], num_classes, dtype=weights.dtype, device=weights.device)
+        votes.scatter_add_(1, bank_labels[kept_idx], weights)
         scores.append(votes)
-    return torch.cat(scores)
+    return torch.cat(scores) if scores else torch.zeros(0, num_classes)
 
 
 def knn_accuracy(

@@ -138,20 +138,21 @@ class GridSearch:
     scores: dict[float, float]
 
 
+Solver = Callable[[Tensor | None, float, LinearFit | None], LinearFit]
+"""Fits the rows given (indices into the features; None: all of them) with an L2 weight, warm-started from a
+previous fit: full-batch L-BFGS (:func:`fit_linear`) or mini-batch SGD (:mod:`simclr.evaluation.minibatch_linear`)."""
+
+
 def choose_l2(
-    fit_features: Tensor,
-    fit_targets: Tensor,
+    fit_rows: Tensor,
     val_features: Tensor,
     val_targets: Tensor,
     *,
-    loss: str,
+    solve: Solver,
     grid: Sequence[float] = DEFAULT_L2_GRID,
     score: Callable[[Tensor, Tensor], float],
-    standardize: bool = True,
-    max_iter: int = DEFAULT_MAX_ITER,
-    num_outputs: int | None = None,
 ) -> GridSearch:
-    """Fit every L2 value on the fit part and score it on validation (higher is better).
+    """Fit every L2 value on ``fit_rows`` and score it on validation (higher is better).
 
     Ties go to the larger L2 (the simpler model). Fits run from the largest L2 down, each warm-started
     from the previous solution.
@@ -161,16 +162,7 @@ def choose_l2(
     scores: dict[float, float] = {}
     previous: LinearFit | None = None
     for l2 in sorted(grid, reverse=True):
-        fit = fit_linear(
-            fit_features,
-            fit_targets,
-            loss=loss,
-            l2=l2,
-            standardize=standardize,
-            max_iter=max_iter,
-            num_outputs=num_outputs,
-            init=previous,
-        )
+        fit = solve(fit_rows, l2, previous)
         value = score(fit(val_features), val_targets)
         scores[l2] = value if math.isfinite(value) else -math.inf
         previous = fit
@@ -191,31 +183,21 @@ def fit_with_chosen_l2(
     standardize: bool = True,
     max_iter: int = DEFAULT_MAX_ITER,
     num_outputs: int | None = None,
+    solve: Solver | None = None,
 ) -> tuple[LinearFit, GridSearch]:
     """The whole protocol on the training split alone: choose L2 on ``val_idx`` after fitting on
-    ``fit_idx``, then refit the chosen value on all of ``features``. The caller scores the test split once."""
-    search = choose_l2(
-        features[fit_idx],
-        targets[fit_idx],
-        features[val_idx],
-        targets[val_idx],
-        loss=loss,
-        grid=grid,
-        score=score,
-        standardize=standardize,
-        max_iter=max_iter,
-        num_outputs=num_outputs,
-    )
-    final = fit_linear(
-        features,
-        targets,
-        loss=loss,
-        l2=search.chosen_l2,
-        standardize=standardize,
-        max_iter=max_iter,
-        num_outputs=num_outputs,
-    )
-    return final, search
+    ``fit_idx``, then refit the chosen value on all of ``features``. The caller scores the test split once.
+    ``solve`` replaces the full-batch L-BFGS fit (then ``max_iter`` is unused)."""
+
+    def full_batch(rows: Tensor | None, l2: float, init: LinearFit | None) -> LinearFit:
+        x, y = (features, targets) if rows is None else (features[rows], targets[rows])
+        return fit_linear(
+            x, y, loss=loss, l2=l2, standardize=standardize, max_iter=max_iter, num_outputs=num_outputs, init=init
+        )
+
+    solver = solve or full_batch
+    search = choose_l2(fit_idx, features[val_idx], targets[val_idx], solve=solver, grid=grid, score=score)
+    return solver(None, search.chosen_l2, None), search
 
 
 def lbfgs_protocol(
@@ -228,13 +210,14 @@ def lbfgs_protocol(
     selection: str,
     n_fit: int,
     n_val: int,
+    optimizer: str = "L-BFGS (full batch, strong Wolfe)",
 ) -> dict[str, object]:
     """The ``metrics.json`` protocol fields every L-BFGS fit shares; ``val_scores`` is (field name,
     validation score per L2 value)."""
     name, scores = val_scores
     return {
-        "optimizer": "L-BFGS (full batch, strong Wolfe)",
-        "max_iter": max_iter,
+        "optimizer": optimizer,
+        **({"max_iter": max_iter} if optimizer.startswith("L-BFGS") else {}),
         "standardize": standardize,
         "l2_grid": sorted(grid),
         "l2_selection": selection,

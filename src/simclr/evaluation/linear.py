@@ -8,6 +8,7 @@ and scored once on the test split.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,18 +17,24 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from simclr.config import format_size
 from simclr.data import split_train_val
 from simclr.evaluation.lbfgs import (
     DEFAULT_L2_GRID,
     DEFAULT_MAX_ITER,
+    LinearFit,
+    Solver,
     fit_with_chosen_l2,
     lbfgs_protocol,
 )
 from simclr.evaluation.metrics import classification_metrics
+from simclr.evaluation.minibatch_linear import MinibatchSettings, fit_linear_minibatch, full_batch_bytes
 from simclr.evaluation.options import LinearEvalOptions
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession
+
+log = logging.getLogger("simclr")
 
 
 @dataclass
@@ -59,9 +66,28 @@ def linear_probe(
     standardize: bool = True,
     max_iter: int = DEFAULT_MAX_ITER,
     seed: int = 0,
+    minibatch: MinibatchSettings | None = None,
 ) -> ProbeResult:
-    """Choose L2 on a stratified validation split of train, refit on all of train, test once."""
+    """Choose L2 on a stratified validation split of train, refit on all of train, test once; by full-batch
+    L-BFGS, or with ``minibatch`` by mini-batch SGD on the same objective (features too big for L-BFGS)."""
     fit_idx, val_idx = split_train_val(train_labels, val_fraction, seed)
+    solve: Solver | None = None
+    if minibatch is not None:
+        every_row = torch.arange(train_features.shape[0])
+
+        def solve(rows: Tensor | None, l2: float, init: LinearFit | None) -> LinearFit:
+            return fit_linear_minibatch(
+                train_features,
+                train_labels,
+                every_row if rows is None else rows,
+                loss="ce",
+                l2=l2,
+                standardize=standardize,
+                settings=minibatch,
+                num_outputs=num_classes,
+                init=init,
+            )
+
     final, search = fit_with_chosen_l2(
         train_features,
         train_labels,
@@ -73,6 +99,7 @@ def linear_probe(
         standardize=standardize,
         max_iter=max_iter,
         num_outputs=num_classes,
+        solve=solve,
     )
     with torch.no_grad():
         scores = final(test_features)
@@ -84,6 +111,26 @@ def linear_probe(
         n_val=int(val_idx.numel()),
         scores=scores,
     )
+
+
+def _minibatch_if_too_big(features: Tensor, budget: int, seed: int) -> MinibatchSettings | None:
+    """Mini-batch SGD settings when a full-batch fit of ``features`` would exceed ``budget`` bytes, with a
+    one-line note saying so; None when L-BFGS fits."""
+    rows, dim = features.shape
+    needed = full_batch_bytes(rows, dim)
+    if needed <= budget:
+        return None
+    settings = MinibatchSettings(seed=seed)
+    log.info(
+        "linear: a full-batch L-BFGS fit of %d x %d features needs %s, over the memory budget of %s; "
+        "fitting the same objective by %s instead",
+        rows,
+        dim,
+        format_size(needed),
+        format_size(budget),
+        settings.describe(),
+    )
+    return settings
 
 
 def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = None) -> dict[str, Any]:
@@ -99,6 +146,7 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
     train = session.features("train", tta=tta)
     test = session.features("test", tta=tta)
     stores = session.stores
+    minibatch = _minibatch_if_too_big(train.features, session.memory_budget, session.options.seed)
     result = linear_probe(
         train.features,
         train.labels,
@@ -111,6 +159,7 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
         standardize=standardize,
         max_iter=max_iter,
         seed=session.options.seed,
+        minibatch=minibatch,
     )
     protocol = {
         **session.base_protocol(),
@@ -128,6 +177,7 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
             selection=f"best validation top-1 on a stratified {val_fraction:g} split of train; refit on all of train",
             n_fit=result.n_fit,
             n_val=result.n_val,
+            **({"optimizer": minibatch.describe()} if minibatch is not None else {}),
         ),
     }
     return make_entry("linear", protocol, result.metrics, time.perf_counter() - start)

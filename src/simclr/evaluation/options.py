@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.config import positive_int, setting
+from simclr.config import parse_size, positive_int, setting
 from simclr.errors import UserError
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
@@ -80,6 +80,13 @@ class EvalOptions:
         False,
     )
     use_cache: bool = setting("reuse cached features (--no-cache recomputes them)", True, flag="cache")
+    memory_budget: int | None = setting(
+        "a split whose decoded images exceed SIZE (e.g. 8GB) is streamed, not held in memory, and a linear "
+        "probe whose features exceed it is fitted by mini-batch SGD (default: half of the available memory)",
+        None,
+        parse=parse_size,
+        metavar="SIZE",
+    )
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from simclr.config import format_size
 from simclr.data import (
     DataSource,
     ImageStore,
+    SplitStore,
     dataset_info,
     report_skipped,
     split_train_val,
     stratified_subset,
 )
 from simclr.data.registry import DatasetInfo
+from simclr.data.source import default_memory_budget
 from simclr.data.spirograph import GENERATIVE_NAMES
+from simclr.data.streaming import is_url
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import LoadedBackbone, RunRef, load_backbone
@@ -63,7 +67,7 @@ class EvalSession:
         self.device = pick_device(self.options.accelerator)
         self.autocast_dtype = autocast_dtype_for(self.device)
         self._backbone: LoadedBackbone | None = None
-        self._stores: dict[str, ImageStore] | None = None
+        self._stores: dict[str, SplitStore] | None = None
         self.test_is_held_out = False
 
     # -- the model --------------------------------------------------------------------------------
@@ -82,37 +86,33 @@ class EvalSession:
 
     @property
     def info(self) -> DatasetInfo:
-        store = self.stores["train"] if self.config.dataset == "imagefolder" else None
+        store = self.stores["train"] if self.config.dataset in ("imagefolder", "packed") else None
         return dataset_info(self.config.dataset, self.image_size, store=store)
 
     # -- the data ---------------------------------------------------------------------------------
     @property
-    def stores(self) -> dict[str, ImageStore]:
+    def stores(self) -> dict[str, SplitStore]:
         if self._stores is None:
             self._stores = self._load_stores()
         return self._stores
 
-    def _load_stores(self) -> dict[str, ImageStore]:
-        config, opts = self.config, self.options
-        source = DataSource(
-            config.dataset,
-            opts.data_dir or (Path(config.data_dir) if config.data_dir else None),
-            download=config.download,
-            workers=opts.workers,
-            spirograph_train_size=config.train_size,
-            spirograph_test_size=config.test_size,
-        )
-        train = source.load_train(labelled_only=True, image_size=self.image_size, seed=opts.seed)
-        test = source.load_test(image_size=self.image_size, seed=opts.seed)
-        report_skipped(train, "train")
+    @property
+    def memory_budget(self) -> int:
+        """Bytes of decoded images (or of a linear probe's features) evaluation may hold in memory."""
+        budget = self.options.memory_budget
+        return budget if budget is not None else default_memory_budget()
+
+    def _load_stores(self) -> dict[str, SplitStore]:
+        train, test = self._load_splits()
+        report_skipped(train.skipped, "train")
         if test is not None:
-            report_skipped(test, "test")
+            report_skipped(test.skipped, "test")
         if train.factors is None:
             train = self._labelled(train, "train")
             if test is not None:
                 test = self._labelled(test, "test")
         if test is None or len(test) == 0:
-            keep, held_out = split_train_val(train.labels, HELD_OUT_TEST_FRACTION, opts.seed + 1)
+            keep, held_out = split_train_val(train.labels, HELD_OUT_TEST_FRACTION, self.options.seed + 1)
             train, test = train.subset(keep), train.subset(held_out)
             self.test_is_held_out = True
             log.info(
@@ -120,11 +120,65 @@ class EvalSession:
                 round(100 * HELD_OUT_TEST_FRACTION),
                 len(test),
             )
-        train = self._limit(train, opts.limit_train_images)
-        test = self._limit(test, opts.limit_test_images)
-        return {"train": train, "test": test}
+        train = self._limit(train, self.options.limit_train_images)
+        test = self._limit(test, self.options.limit_test_images)
+        return {"train": self._held_or_streamed(train, "train"), "test": self._held_or_streamed(test, "test")}
 
-    def _labelled(self, store: ImageStore, split: str) -> ImageStore:
+    def _load_splits(self) -> tuple[SplitStore, SplitStore | None]:
+        """The train and test splits: packed data (or an image folder over the memory budget, packed once as
+        pretraining packs it) as streamed stores, anything else decoded in memory."""
+        config, opts = self.config, self.options
+        source = DataSource(
+            config.dataset,
+            opts.data_dir or (Path(config.data_dir) if config.data_dir and not is_url(config.data_dir) else None),
+            download=config.download,
+            workers=opts.workers,
+            spirograph_train_size=config.train_size,
+            spirograph_test_size=config.test_size,
+            data_url=config.data_dir if opts.data_dir is None and config.data_dir and is_url(config.data_dir) else None,
+            follow_links=config.follow_links,
+        )
+        streamed = source.streamed(
+            self.image_size,
+            opts.memory_budget,
+            Path(config.pack_dir) if config.pack_dir else None,
+        )
+        if streamed is not None:
+            test = streamed.test.store(self.image_size, opts.workers) if streamed.test is not None else None
+            return streamed.train.store(self.image_size, opts.workers), test
+        train = source.load_train(labelled_only=True, image_size=self.image_size, seed=opts.seed)
+        return train, source.load_test(image_size=self.image_size, seed=opts.seed)
+
+    def _held_or_streamed(self, store: SplitStore, split: str) -> SplitStore:
+        """A streamed split that fits the memory budget is decoded into memory once (faster to read again)."""
+        if isinstance(store, ImageStore):
+            return store
+        fits = store.decoded_bytes <= self.memory_budget
+        log.info(
+            "%s split: %d images at %d px take %s decoded; memory budget %s: %s",
+            split,
+            len(store),
+            store.size,
+            format_size(store.decoded_bytes),
+            format_size(self.memory_budget),
+            "held in memory" if fits else "streamed from the packed shards",
+        )
+        return store.load() if fits else store
+
+    def rows_in_memory(self, split: str, rows: Tensor, purpose: str) -> ImageStore:
+        """The images ``rows`` of ``split`` decoded in memory, for methods that read them many times
+        (fine-tuning, augmented views); a one-line error when they exceed the memory budget."""
+        store = self.stores[split].subset(rows)
+        if store.decoded_bytes > self.memory_budget:
+            raise UserError(
+                f"{purpose} needs its {len(store)} {split} images at {store.image_size} px in memory "
+                f"({format_size(store.decoded_bytes)} decoded, read many times), over the memory budget of "
+                f"{format_size(self.memory_budget)}; use fewer images (--limit-{split}-images N, a smaller label "
+                "fraction) or raise --memory-budget"
+            )
+        return store.load()
+
+    def _labelled(self, store: SplitStore, split: str) -> SplitStore:
         keep = torch.nonzero(store.labels >= 0).flatten()
         if keep.numel() == 0:
             raise UserError(
@@ -133,7 +187,7 @@ class EvalSession:
             )
         return store.subset(keep) if keep.numel() < len(store) else store
 
-    def _limit(self, store: ImageStore, limit: int | None) -> ImageStore:
+    def _limit(self, store: SplitStore, limit: int | None) -> SplitStore:
         if limit is None or limit >= len(store):
             return store
         if limit <= 0:
@@ -182,7 +236,8 @@ class EvalSession:
         variant = {"tta": tta, "fresh_nuisance": fresh_nuisance}
         path = self._cache_file(split, variant)
         if self.options.use_cache and path.is_file():
-            cached = torch.load(path, map_location="cpu", weights_only=True)
+            # memory-mapped: the features of a big split are paged in as a fit reads them
+            cached = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             return SplitFeatures(cached["features"], cached["labels"], cached.get("factors"))
         feats = self._compute(store, split, tta, fresh_nuisance)
         result = SplitFeatures(
@@ -195,14 +250,15 @@ class EvalSession:
             os.replace(tmp, path)
         return result
 
-    def _compute(self, store: ImageStore, split: str, tta: int, fresh_nuisance: bool) -> Tensor:
+    def _compute(self, store: SplitStore, split: str, tta: int, fresh_nuisance: bool) -> Tensor:
         if tta > 1 or (store.factors is not None and fresh_nuisance):
             generator = torch.Generator().manual_seed(self.options.seed * 1000 + SPLITS.index(split) + 1)
-            return self.view_encoder().averaged(store, generator, max(1, tta))
+            held = self.rows_in_memory(split, torch.arange(len(store)), "test-time augmentation")
+            return self.view_encoder().averaged(held, generator, max(1, tta))
         info = self.info
         return extract_features(
             self.backbone.module,
-            store.images,
+            store.batches(self.options.batch_size),
             info.mean,
             info.std,
             batch_size=self.options.batch_size,

@@ -40,16 +40,17 @@ def augmented_view_examples(
     info, size = session.info, session.image_size
     views = build_views(info, size, session.config.view_config(info, size), n_views=2)
     gen = torch.Generator().manual_seed(seed)
+    examples = store.subset(index).load()
     with torch.no_grad():
-        source = store.images[index]
-        if views.input_key == "factors" and store.factors is not None:
-            source = store.factors[index]
+        source = examples.images
+        if views.input_key == "factors" and examples.factors is not None:
+            source = examples.factors
         made = views(source, gen)
     # both view makers normalise with (x - mean) / std; SimCLRViews holds (1, 3, 1, 1) buffers, Spirograph floats
     mean = torch.as_tensor(views.mean, dtype=torch.float32).cpu().reshape(-1, 1, 1)
     std = torch.as_tensor(views.std, dtype=torch.float32).cpu().reshape(-1, 1, 1)
     shown = [(view.float().cpu() * std + mean).clamp(0, 1).contiguous() for view in made]
-    return store.images[index], shown
+    return examples.images, shown
 
 
 def write_eval_plots(
