@@ -114,6 +114,12 @@ class PretrainConfig:
         "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
     )
     follow_links: bool = _data("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
+    decode: str = _data(
+        "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
+        "training device (device: nvJPEG on CUDA)",
+        "cpu",
+        choices=("cpu", "device"),
+    )
 
     n_views: int = _views("views per image (>= 2)", 2)
     jitter_strength: float | None = _views("colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None)

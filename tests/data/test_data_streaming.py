@@ -166,3 +166,51 @@ def test_a_packed_dataset_at_a_url_reads_its_description_through_litdatas_downlo
     local = PackedSplit(packed_folder / "train")
     assert split.info == local.info and torch.equal(split.labels, local.labels)
     assert split.sidecars.is_relative_to(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def packed_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Smooth JPEG photos-like images of different sizes, packed (stored byte for byte)."""
+    root = tmp_path_factory.mktemp("jpegs")
+    for i in range(6):
+        height, width = 90 + 17 * i, 140 - 11 * i
+        y, x = np.mgrid[0:height, 0:width]
+        rgb = np.stack([128 + 100 * np.sin(x / (9 + i)), 128 + 100 * np.cos(y / 13), (x + y) % 256], axis=-1)
+        path = root / "folder" / f"class{i % 2}" / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb.astype(np.uint8)).save(path, quality=95)
+    pack_dataset(str(root / "folder"), root / "packed", PackConfig(workers=1))
+    return root / "packed"
+
+
+def test_device_decoding_cuts_the_boxes_the_workers_would_cut(packed_jpegs: Path, packed_folder: Path) -> None:
+    """--decode device: the loader only draws the boxes (the same as the CPU path's for each sample), the
+    batch is decoded by torchvision (nvJPEG on CUDA; here its CPU decoder) and cropped on the device."""
+    from simclr.data.streaming import collate_encoded, decode_on_device
+    from simclr.views.params import sample_crop_boxes
+    from simclr.views.per_image import crop_views_on_device
+
+    split = PackedSplit(packed_jpegs / "train")
+    config = ViewConfig(size=24)
+    encoded = split.encoded(2, config, seed=3)
+    cpu = split.views(2, config, seed=3)
+    samples = [encoded[i] for i in range(len(split))]
+    batch = collate_encoded(samples)
+    images = decode_on_device(batch["encoded"], torch.device("cpu"))
+    views = crop_views_on_device(images, batch["boxes"], config.size)
+    assert views.shape == (6, 2, 3, 24, 24) and views.dtype == torch.uint8
+    for i, sample in enumerate(samples):
+        stored = decode_stored(StreamingDataset(str(split.path))[i]["image"])
+        assert images[i].shape == (3, stored.size[1], stored.size[0])
+        assert torch.equal(images[i], torch.from_numpy(np.asarray(stored).copy()).permute(2, 0, 1))
+        generator = view_generator_for_sample(3, 1, i)
+        assert torch.equal(sample["boxes"], sample_crop_boxes(2, (stored.size[1], stored.size[0]), config, generator))
+        # the same crops as the workers' (boxes rounded to whole pixels): a couple of grey levels apart
+        difference = (views[i].float() - cpu[i]["views"].float()).abs().mean()
+        assert difference < 3.0, (i, float(difference))
+    # stored PNGs decode as decode_stored does
+    png = PackedSplit(packed_folder / "train").encoded(2, config, seed=0)[0]["encoded"]
+    decoded = decode_on_device([png], torch.device("cpu"))[0]
+    assert torch.equal(
+        decoded, torch.from_numpy(np.asarray(decode_stored(png.numpy().tobytes())).copy()).permute(2, 0, 1)
+    )

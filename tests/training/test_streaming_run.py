@@ -53,12 +53,17 @@ def test_an_image_folder_over_the_memory_budget_is_packed_once_and_streamed(cifa
     assert (pack_dir / "train" / "index.json").is_file() and (pack_dir / "test" / "index.json").is_file()
     assert f"streaming the training split from {pack_dir / 'train'}" in log
 
-    again = tmp_path / "again"  # a second run reuses the finished pack
+    again = tmp_path / "again"  # a second run reuses the finished pack, decoding on the device (here the CPU)
     stamp = (pack_dir / "train" / "index.json").stat().st_mtime_ns
-    assert (
-        main(["pretrain", *common, "--memory-budget", "100KB", "--pack-dir", str(pack_dir), "--out", str(again)]) == 0
-    )
+    budget = ["--memory-budget", "100KB", "--pack-dir", str(pack_dir)]
+    assert main(["pretrain", *common, *budget, "--decode", "device", "--out", str(again)]) == 0
     assert (pack_dir / "train" / "index.json").stat().st_mtime_ns == stamp
+    assert (
+        "decoding and cropping the streamed images in batches on the training device"
+        in (again / "train.log").read_text()
+    )
+    losses = [float(row.split(",")[2]) for row in (again / "metrics.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 2 and all(0 < loss < 10 for loss in losses)
 
     in_memory = tmp_path / "in-memory"
     assert main(["pretrain", *common, "--memory-budget", "8GB", "--out", str(in_memory)]) == 0

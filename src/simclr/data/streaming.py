@@ -30,16 +30,20 @@ from simclr.data.packed import INDEX_FILE, INFO_FILE, LABELS_FILE, PackedSplitIn
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
 from simclr.views.config import ViewConfig
+from simclr.views.params import sample_crop_boxes
 from simclr.views.per_image import center_view, crop_views, view_generator_for_sample
 
 log = logging.getLogger("simclr")
 
 __all__ = [
+    "PackedEncodedDataset",
     "PackedImagesDataset",
     "PackedSplit",
     "PackedStore",
     "SplitStore",
     "PackedViewsDataset",
+    "collate_encoded",
+    "decode_on_device",
     "decode_stored",
     "find_packed_split",
     "find_remote_split",
@@ -122,6 +126,38 @@ def decode_stored(data: bytes | memoryview) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+def decode_on_device(encoded: list[Tensor], device: torch.device) -> list[Tensor]:
+    """Stored images (``--decode device``) as ``(3, H, W)`` uint8 tensors on ``device``: the JPEGs in one
+    batched call of torchvision's decoder (nvJPEG on CUDA), the rest (PNG) with Pillow as
+    :func:`decode_stored` does, then moved there."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    is_jpeg = [bytes(t[:2].tolist()) == _JPEG_MAGIC for t in encoded]
+    jpegs = [t for t, jpeg in zip(encoded, is_jpeg, strict=True) if jpeg]
+    decoded = iter(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device) if jpegs else [])
+    images = []
+    for t, jpeg in zip(encoded, is_jpeg, strict=True):
+        if jpeg:
+            images.append(next(decoded))
+        else:
+            array = np.asarray(decode_stored(t.numpy().tobytes()), dtype=np.uint8)
+            images.append(torch.from_numpy(array.copy()).permute(2, 0, 1).to(device))
+    return images
+
+
+def collate_encoded(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of :class:`PackedEncodedDataset` samples: the encoded images stay a list (their lengths differ)."""
+    return {
+        "encoded": [s["encoded"] for s in samples],
+        "boxes": torch.stack([s["boxes"] for s in samples]),
+        "labels": torch.tensor([s["labels"] for s in samples]),
+        "index": torch.tensor([s["index"] for s in samples]),
+    }
+
+
 def _sample_index(index: Any) -> int:
     return int(getattr(index, "index", index))
 
@@ -155,6 +191,24 @@ class PackedViewsDataset(StreamingDataset):
         generator = view_generator_for_sample(self.view_seed, self.current_epoch, sample)
         views = crop_views(decode_stored(item["image"]), self.n_views, self.view_config, generator)
         return {"views": views, "labels": int(item["label"]), "index": sample}
+
+
+class PackedEncodedDataset(PackedViewsDataset):
+    """Training samples for decoding on the device (``--decode device``): the stored bytes and the crop boxes
+    of the views, ``{"encoded": (bytes,) uint8, "boxes": (n_views, 4), "labels": int, "index": int}``. The
+    boxes are those :class:`PackedViewsDataset` cuts for the same (seed, epoch, sample); the loader reads only
+    the image's header to draw them."""
+
+    def __getitem__(self, index: Any) -> dict[str, Any]:
+        item = StreamingDataset.__getitem__(self, index)
+        sample = _sample_index(index)
+        generator = view_generator_for_sample(self.view_seed, self.current_epoch, sample)
+        data = bytes(item["image"])
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+        boxes = sample_crop_boxes(self.n_views, (height, width), self.view_config, generator)
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return {"encoded": encoded, "boxes": boxes, "labels": int(item["label"]), "index": sample}
 
 
 class PackedImagesDataset(StreamingDataset):
@@ -204,6 +258,10 @@ class PackedSplit:
     def views(self, n_views: int, config: ViewConfig, seed: int, subsample: float = 1.0) -> PackedViewsDataset:
         """Training samples, shuffled by ``seed`` every epoch; ``subsample`` < 1 keeps that random part."""
         return PackedViewsDataset(self.path, n_views, config, seed, subsample=subsample)
+
+    def encoded(self, n_views: int, config: ViewConfig, seed: int, subsample: float = 1.0) -> PackedEncodedDataset:
+        """Training samples as :meth:`views` draws them, undecoded, for decoding on the device."""
+        return PackedEncodedDataset(self.path, n_views, config, seed, subsample=subsample)
 
     def images(self, size: int) -> PackedImagesDataset:
         return PackedImagesDataset(self.path, size)

@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
+import torch
 from litdata import StreamingDataLoader
 
 from simclr.data import ImageStore, InMemoryBatchLoader
-from simclr.data.streaming import PackedSplit
+from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
 from simclr.views.config import ViewConfig
+from simclr.views.per_image import crop_views_on_device
 
 POSITION_KEY = "position"
 
@@ -104,6 +106,7 @@ class StreamingDataModule(L.LightningDataModule):
         seed: int,
         workers: int,
         subsample: float = 1.0,
+        decode_on_device: bool = False,
     ) -> None:
         super().__init__()
         self.split = split
@@ -113,13 +116,30 @@ class StreamingDataModule(L.LightningDataModule):
         self.seed = seed
         self.workers = workers
         self.subsample = subsample
+        self.decode_on_device = decode_on_device
 
     def train_dataloader(self) -> StreamingDataLoader:
-        dataset = self.split.views(self.n_views, self.view_config, self.seed, subsample=self.subsample)
+        if self.decode_on_device:  # the workers only read bytes and draw crop boxes
+            dataset = self.split.encoded(self.n_views, self.view_config, self.seed, subsample=self.subsample)
+            collate: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = collate_encoded
+        else:
+            dataset = self.split.views(self.n_views, self.view_config, self.seed, subsample=self.subsample)
+            collate = None
         return StreamingDataLoader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.workers,
             drop_last=True,
             persistent_workers=self.workers > 0,
+            collate_fn=collate,
         )
+
+    def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """With ``decode_on_device``, decode the batch's images on the training device in one call (torchvision
+        reads the bytes from host memory) and cut their views there, before Lightning moves the rest."""
+        if not self.decode_on_device:
+            return batch
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images = decode_on_device(batch.pop("encoded"), device)
+        batch["views"] = crop_views_on_device(images, batch.pop("boxes"), self.view_config.size)
+        return batch

@@ -221,11 +221,26 @@ def load_training_data(config: PretrainConfig) -> TrainingData:
 
 
 def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: ViewConfig) -> L.LightningDataModule:
-    """Batches of the training split: drawn by index from memory, or streamed with views cut per image."""
+    """Batches of the training split: drawn by index from memory, or streamed with views cut per image (in
+    the loader workers, or on the training device with ``--decode device``)."""
     if isinstance(data.train, PackedSplit):
         subsample = min(1.0, config.limit_train_images / len(data.train)) if config.limit_train_images else 1.0
+        if config.decode == "device":
+            log.info("decoding and cropping the streamed images in batches on the training device (--decode device)")
         return StreamingDataModule(
-            data.train, config.batch_size, config.n_views, view_config, config.seed, config.workers, subsample
+            data.train,
+            config.batch_size,
+            config.n_views,
+            view_config,
+            config.seed,
+            config.workers,
+            subsample,
+            decode_on_device=config.decode == "device",
+        )
+    if config.decode == "device":
+        log.warning(
+            "--decode device applies to streamed data; this run holds its images in memory, decoded once, and "
+            "crops them on the device already"
         )
     return InMemoryDataModule(data.train, config.batch_size, config.seed)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes
 
-__all__ = ["center_view", "crop_views", "view_generator_for_sample"]
+__all__ = ["center_view", "crop_views", "crop_views_on_device", "view_generator_for_sample"]
 
 
 def view_generator_for_sample(seed: int, epoch: int, sample: int) -> torch.Generator:
@@ -52,3 +53,22 @@ def center_view(image: Image.Image, size: int) -> Tensor:
     side = min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
     return torch.from_numpy(_resized(image, (left, top, left + side, top + side), size).copy()).permute(2, 0, 1)
+
+
+def crop_views_on_device(images: list[Tensor], boxes: Tensor, size: int) -> Tensor:
+    """The views of images decoded on the device (``--decode device``): image ``i``'s ``boxes[i]``
+    (``(n_views, 4)`` fractions ``top, left, h, w``, drawn in the loader exactly as :func:`crop_views` draws
+    them) cut from its ``(3, H, W)`` uint8 tensor at full resolution and resized to ``size`` with
+    antialiased bilinear resampling, ``(B, n_views, 3, size, size)`` uint8 on the images' device. The box
+    edges are rounded to whole pixels (Pillow samples sub-pixel boxes); the views' distribution is the same.
+    """
+    out = torch.empty((len(images), boxes.shape[1], 3, size, size), dtype=torch.uint8, device=boxes.device)
+    for i, image in enumerate(images):
+        height, width = image.shape[-2:]
+        for v, (top, left, h, w) in enumerate(boxes[i].tolist()):
+            y0, x0 = min(int(round(top * height)), height - 1), min(int(round(left * width)), width - 1)
+            y1, x1 = max(int(round((top + h) * height)), y0 + 1), max(int(round((left + w) * width)), x0 + 1)
+            crop = image[None, :, y0:y1, x0:x1].float()
+            resized = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            out[i, v] = resized[0].round_().clamp_(0, 255).to(torch.uint8)
+    return out
