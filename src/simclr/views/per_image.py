@@ -62,7 +62,8 @@ def crop_views_on_device(images: list[Tensor], boxes: Tensor, size: int) -> Tens
     antialiased bilinear resampling, ``(B, n_views, 3, size, size)`` uint8 on the images' device. The box
     edges are rounded to whole pixels (Pillow samples sub-pixel boxes); the views' distribution is the same.
     """
-    out = torch.empty((len(images), boxes.shape[1], 3, size, size), dtype=torch.uint8, device=boxes.device)
+    device = images[0].device if images else boxes.device  # the boxes stay on the host: read, never computed on
+    out = torch.empty((len(images), boxes.shape[1], 3, size, size), dtype=torch.uint8, device=device)
     for i, image in enumerate(images):
         height, width = image.shape[-2:]
         for v, (top, left, h, w) in enumerate(boxes[i].tolist()):
