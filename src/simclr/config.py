@@ -144,7 +144,9 @@ class PretrainConfig:
     ae_checkpoint: str | None = _model("--head ae: the weights (or run directory) written by 'simclr train-ae'", None)
     freeze_head_input: bool = _model("--head ae: keep the autoencoder's embedding layer frozen", True)
     head_activation: str = _model(
-        "--head ae: activation after the embedding layer (relu, silu, gelu, sigmoid, tanh, ...)", "relu"
+        "--head mlp: activation of the hidden layers; --head ae: after the embedding layer (relu, silu, gelu, "
+        "sigmoid, tanh, ...)",
+        "relu",
     )
 
     temperature: float = _loss("NT-Xent temperature", 0.5)
@@ -180,6 +182,13 @@ class PretrainConfig:
         "linear warmup epochs before the cosine decay (a run too short to hold it warms up for 10%% of its steps)",
         10.0,
     )
+    schedule: str = _optim(
+        "learning rate after the warmup: cosine decay (SimCLR), or constant (seeds 003 and 004's runs without "
+        "annealing)",
+        "cosine",
+        choices=("cosine", "constant"),
+    )
+    final_lr_ratio: float = _optim("--schedule cosine: the final learning rate as a fraction of the peak", 0.0)
 
     precision: str = _hardware("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", "auto")
     accelerator: str = _hardware("auto | cpu | gpu", "auto")
@@ -344,6 +353,8 @@ class PretrainConfig:
             raise UserError("crop scales must satisfy 0 < --crop-min-scale <= --crop-max-scale <= 1")
         if self.lr is not None and self.lr <= 0:
             raise UserError(f"learning rate must be > 0, got {self.lr}; fix --lr")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise UserError(f"final_lr_ratio must be within [0, 1], got {self.final_lr_ratio}; fix --final-lr-ratio")
         if self.warmup_epochs < 0:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}; fix --warmup-epochs")
 

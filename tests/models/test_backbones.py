@@ -78,3 +78,10 @@ def test_linear_and_identity_heads() -> None:
         build_head("mlp", 64, num_layers=1)
     with pytest.raises(UserError, match="unknown head"):
         build_head("transformer", 64)
+
+
+def test_mlp_head_activation_is_configurable() -> None:
+    head, _ = build_head("mlp", 64, out_dim=16, num_layers=3, activation="gelu")
+    assert [type(m) for m in head].count(nn.GELU) == 2 and not any(isinstance(m, nn.ReLU) for m in head)
+    with pytest.raises(UserError, match="unknown activation"):
+        build_head("mlp", 64, activation="swishy")

@@ -125,3 +125,30 @@ def test_scheduler_validates_arguments() -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     with pytest.raises(UserError, match="warmup"):
         WarmupCosineLR(optimizer, total_steps=10, warmup_steps=20)
+
+
+def test_constant_schedule_keeps_the_peak_after_warmup_and_final_ratio_ends_the_cosine() -> None:
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.5)
+    constant = WarmupCosineLR(optimizer, total_steps=10, warmup_steps=4, decay="constant")
+    seen = []
+    for _ in range(12):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        constant.step()
+    assert seen[:4] == pytest.approx([0.125, 0.25, 0.375, 0.5]) and seen[4:] == pytest.approx([0.5] * 8)
+    # the cosine of 1,000 steps ends at final_ratio x the peak, not 0
+    assert warmup_cosine(999, 1000, 0, 2.0, 0.2) == pytest.approx(0.2, rel=1e-4)
+    with pytest.raises(UserError, match="cosine, constant"):
+        warmup_cosine(0, 10, 0, 1.0, decay="step")
+
+
+def test_schedule_flags_reach_the_optimiser_plan() -> None:
+    from simclr.config import build_config
+    from simclr.training.pretrain import plan_optimisation
+
+    config = build_config({}, {"dataset": "cifar10", "schedule": "constant", "final_lr_ratio": 0.1, "epochs": 2})
+    plan = plan_optimisation(config, train_images=1024, processes=1)
+    assert (plan.decay, plan.final_ratio) == ("constant", 0.1)
+    with pytest.raises(UserError, match="final-lr-ratio"):
+        build_config({}, {"dataset": "cifar10", "final_lr_ratio": 1.5})

@@ -94,7 +94,8 @@ def build_head(
     """Build a projection head and return it with its output size.
 
     ``mlp`` has ``num_layers`` linear layers (>= 2); every layer but the last is followed by
-    BatchNorm (if ``batch_norm``) and ReLU; hidden width defaults to ``in_dim`` as in the paper.
+    BatchNorm (if ``batch_norm``) and ``activation`` (ReLU in the paper); hidden width defaults to ``in_dim``
+    as in the paper.
     ``linear`` is one Linear layer, ``identity`` applies NT-Xent to the backbone features directly.
     ``ae`` is :func:`build_ae_head` over ``ae_checkpoint`` (``hidden_dim``, ``num_layers`` and
     ``batch_norm`` do not apply: its hidden width is the autoencoder's latent size).
@@ -122,7 +123,7 @@ def build_head(
         layers.append(nn.Linear(width, hidden, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden))
-        layers.append(nn.ReLU(inplace=True))
+        layers.append(build_activation(activation))
         width = hidden
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers), out_dim

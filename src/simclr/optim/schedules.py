@@ -15,6 +15,7 @@ import torch
 from simclr.errors import UserError
 
 __all__ = [
+    "DECAYS",
     "SCALING_RULES",
     "WarmupCosineLR",
     "scaled_learning_rate",
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 SCALING_RULES = ("linear", "sqrt", "none")
+DECAYS = ("cosine", "constant")  # after the warmup: SimCLR's cosine, or none (seeds 003 and 004's runs)
 
 
 def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
@@ -48,8 +50,11 @@ def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
     raise UserError(f"unknown learning-rate scaling rule {rule!r}; use one of {', '.join(SCALING_RULES)}")
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float = 0.0) -> float:
-    """Learning rate at optimiser step ``step`` (0-based) of a warmup + cosine schedule.
+def warmup_cosine(
+    step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float = 0.0, decay: str = "cosine"
+) -> float:
+    """Learning rate at optimiser step ``step`` (0-based) of a warmup + cosine schedule (``decay="constant"``:
+    the peak from the end of the warmup on, no annealing).
 
     * warmup, ``step < warmup_steps``: ``peak_lr * (step + 1) / warmup_steps``, so the first step
       already moves (``peak / warmup_steps``) and step ``warmup_steps - 1`` reaches ``peak_lr``;
@@ -64,7 +69,11 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float
 
     >>> [round(warmup_cosine(s, 6, 2, 1.0), 6) for s in range(7)]
     [0.5, 1.0, 1.0, 0.853553, 0.5, 0.146447, 0.0]
+    >>> [warmup_cosine(s, 6, 2, 1.0, decay="constant") for s in range(7)]
+    [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     """
+    if decay not in DECAYS:
+        raise UserError(f"unknown learning-rate decay {decay!r}; use one of {', '.join(DECAYS)}")
     if total_steps < 1:
         raise UserError(f"the schedule needs total_steps >= 1, got {total_steps}; train for at least one step")
     if not 0 <= warmup_steps <= total_steps:
@@ -75,6 +84,8 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak_lr: float
         raise ValueError(f"step must be >= 0, got {step}")
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
+    if decay == "constant":
+        return float(peak_lr)
     if step >= total_steps:
         return float(final_lr)
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
@@ -105,13 +116,14 @@ def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: in
 class _WarmupCosineFactor:
     """Picklable LambdaLR factor; LambdaLR saves its attributes in the scheduler's state_dict."""
 
-    def __init__(self, total_steps: int, warmup_steps: int, final_ratio: float) -> None:
+    def __init__(self, total_steps: int, warmup_steps: int, final_ratio: float, decay: str = "cosine") -> None:
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.final_ratio = final_ratio
+        self.decay = decay
 
     def __call__(self, step: int) -> float:
-        return warmup_cosine(step, self.total_steps, self.warmup_steps, 1.0, self.final_ratio)
+        return warmup_cosine(step, self.total_steps, self.warmup_steps, 1.0, self.final_ratio, self.decay)
 
 
 class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
@@ -125,6 +137,7 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
         total_steps: number of optimiser steps in the run.
         warmup_steps: linear warmup length (see :func:`warmup_steps_for`).
         final_ratio: final learning rate as a fraction of the peak (0 in SimCLR).
+        decay: ``"cosine"``, or ``"constant"`` to keep the peak after the warmup.
 
     Example:
         >>> import torch
@@ -141,8 +154,9 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
         warmup_steps: int,
         final_ratio: float = 0.0,
         last_epoch: int = -1,
+        decay: str = "cosine",
     ) -> None:
         # Validate the arguments now rather than at the first step.
-        warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio)
-        factor = _WarmupCosineFactor(total_steps, warmup_steps, final_ratio)
+        warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio, decay)
+        factor = _WarmupCosineFactor(total_steps, warmup_steps, final_ratio, decay)
         super().__init__(optimizer, factor, last_epoch=last_epoch)

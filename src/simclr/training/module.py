@@ -36,6 +36,8 @@ class OptimSettings:
     total_steps: int
     warmup_steps: int
     steps_per_epoch: int
+    decay: str = "cosine"  # after the warmup; or "constant"
+    final_ratio: float = 0.0  # the cosine's final learning rate as a fraction of the peak
 
 
 @dataclass(frozen=True)
@@ -169,5 +171,7 @@ class SimCLRModule(L.LightningModule):
             nesterov=settings.nesterov,
         )
 
-        scheduler = WarmupCosineLR(optimizer, settings.total_steps, settings.warmup_steps)
+        scheduler = WarmupCosineLR(
+            optimizer, settings.total_steps, settings.warmup_steps, settings.final_ratio, decay=settings.decay
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

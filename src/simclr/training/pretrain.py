@@ -277,6 +277,8 @@ def plan_optimisation(config: PretrainConfig, train_images: int, processes: int)
         total_steps=total_steps,
         warmup_steps=warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
         steps_per_epoch=steps_per_epoch,
+        decay=config.schedule,
+        final_ratio=config.final_lr_ratio,
     )
 
 
@@ -311,7 +313,7 @@ def describe_run(
     base_lr, rule = config.resolved_lr()
     log.info(
         "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
-        "process(es) on %d machine(s)), wd %g, warmup %d of %d steps; precision %s",
+        "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
         config.backbone,
         resolve_stem(config.stem, data.image_size),
         config.head,
@@ -326,6 +328,7 @@ def describe_run(
         optim.weight_decay,
         optim.warmup_steps,
         optim.total_steps,
+        "constant" if optim.decay == "constant" else f"cosine to {optim.final_ratio:g} x the peak",
         hardware.precision,
     )
     planned_warmup = round(config.warmup_epochs * optim.steps_per_epoch)
