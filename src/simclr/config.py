@@ -130,6 +130,10 @@ class PretrainConfig:
     jitter_p: float = _views("probability of colour jitter", 0.8)
     grayscale_p: float = _views("probability of grayscale", 0.2)
     flip_p: float = _views("probability of a horizontal flip", 0.5)
+    vflip_p: float = _views("probability of a vertical flip (not in SimCLR: for data without an up)", 0.0)
+    rotation_p: float = _views("probability of a rotation (not in SimCLR)", 0.0)
+    rotation_degrees: float = _views("--rotation-p: angles drawn uniformly from [-D, D] degrees", 30.0, metavar="D")
+    rotation_quarter_turns: bool = _views("--rotation-p: angles drawn from the multiples of 90 degrees instead", False)
     crop_min_scale: float = _views("smallest crop area fraction of RandomResizedCrop", 0.08)
     crop_max_scale: float = _views("largest crop area fraction", 1.0)
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
@@ -245,6 +249,10 @@ class PretrainConfig:
             size=image_size,
             crop_scale=(self.crop_min_scale, self.crop_max_scale),
             flip_p=self.flip_p,
+            vflip_p=self.vflip_p,
+            rotation_p=self.rotation_p,
+            rotation_degrees=self.rotation_degrees,
+            rotation_quarter_turns=self.rotation_quarter_turns,
             jitter_strength=self.jitter_strength if self.jitter_strength is not None else info.jitter_strength,
             brightness=self.brightness,
             contrast=self.contrast,
@@ -345,7 +353,7 @@ class PretrainConfig:
             )
         if self.dataset == "imagefolder" and not self.data_dir:
             raise UserError("dataset imagefolder needs a folder; pass --data-dir DIR")
-        for name in ("jitter_p", "grayscale_p", "flip_p"):
+        for name in ("jitter_p", "grayscale_p", "flip_p", "vflip_p", "rotation_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {value}; fix --{name.replace('_', '-')}")

@@ -26,6 +26,8 @@ def _identity_params(b: int) -> ViewParams:
         grayscale=torch.zeros(b, dtype=torch.bool),
         blur_on=torch.zeros(b, dtype=torch.bool),
         blur_sigma=torch.ones(b),
+        vflip=torch.zeros(b, dtype=torch.bool),
+        rotation=torch.zeros(b),
     )
 
 

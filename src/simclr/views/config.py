@@ -62,6 +62,14 @@ class ViewConfig:
     """Range of the crop aspect ratio width / height (sampled log-uniformly)."""
     flip_p: float = 0.5
     """Probability of a horizontal flip."""
+    vflip_p: float = 0.0
+    """Probability of a vertical flip (off in SimCLR; for data without an up, such as satellite images)."""
+    rotation_p: float = 0.0
+    """Probability of a rotation (off in SimCLR)."""
+    rotation_degrees: float = 30.0
+    """Rotations are drawn uniformly from ``[-rotation_degrees, rotation_degrees]`` (corners filled black)..."""
+    rotation_quarter_turns: bool = False
+    """...or, when true, from the multiples of 90 degrees (exact, nothing filled)."""
     jitter_strength: float = 0.5
     """Colour-jitter strength ``s``: brightness/contrast/saturation ``0.8 s``, hue ``0.2 s``."""
     brightness: float | None = None
@@ -88,6 +96,12 @@ class ViewConfig:
     """Per-channel standard deviation divided by the final normalisation."""
 
     # ----------------------------------------------------------------- resolved values
+    @property
+    def geometric_extras(self) -> bool:
+        """True when a vertical flip or a rotation may be drawn (their parameters are drawn only then, so the
+        views of a run without them stay those of earlier versions)."""
+        return self.vflip_p > 0.0 or self.rotation_p > 0.0
+
     @property
     def brightness_strength(self) -> float:
         """Brightness strength after resolving ``None`` to ``0.8 * jitter_strength``."""
@@ -150,8 +164,11 @@ class ViewConfig:
         if not 0.0 < lo <= hi:
             raise UserError(f"crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio!r}")
 
-        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
+        for name in ("flip_p", "vflip_p", "rotation_p", "jitter_p", "grayscale_p", "blur_p"):
             _check_prob(name, getattr(self, name))
+        degrees = self.rotation_degrees
+        if not (isinstance(degrees, (int, float)) and math.isfinite(degrees) and 0.0 <= degrees <= 180.0):
+            raise UserError(f"rotation_degrees must be within [0, 180], got {degrees!r}")
 
         s = self.jitter_strength
         if not (isinstance(s, (int, float)) and math.isfinite(s) and s >= 0.0):

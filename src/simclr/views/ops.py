@@ -115,6 +115,38 @@ def horizontal_flip(images: Tensor, mask: Tensor) -> Tensor:
     return torch.where(_mask(mask, images), images.flip(-1), images)
 
 
+def vertical_flip(images: Tensor, mask: Tensor) -> Tensor:
+    """Mirror top-bottom the images where ``mask`` (B,) is true; the others are returned as is."""
+    return torch.where(_mask(mask, images), images.flip(-2), images)
+
+
+def rotate(images: Tensor, degrees: Tensor) -> Tensor:
+    """Rotate every image counter-clockwise about its centre by its angle ``degrees`` (B,), keeping its size.
+
+    Multiples of 90 degrees on square images are exact pixel permutations (``rot90``); other angles are
+    resampled bilinearly in one batched ``grid_sample``, and what falls outside the source is black.
+    Images with angle 0 are returned as they are.
+    """
+    quarter = torch.remainder(degrees, 90.0) == 0
+    out = images
+    if images.shape[-1] == images.shape[-2]:
+        turns = torch.remainder(torch.round(degrees / 90.0), 4).to(torch.int64)
+        for k in (1, 2, 3):
+            out = torch.where(_mask(quarter & (turns == k), images), torch.rot90(images, k, dims=(-2, -1)), out)
+    else:
+        quarter = torch.zeros_like(quarter)
+    free = ~quarter
+    radians = torch.deg2rad(degrees.to(images.dtype))
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    zero = torch.zeros_like(cos)
+    # grid_sample reads the source at theta @ (x, y, 1) of each output pixel: rotating the image by +a turns the
+    # sampling grid by -a (y grows downwards, so counter-clockwise on screen is the negative angle here)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    turned = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return torch.where(_mask(free, images), turned, out)
+
+
 # --------------------------------------------------------------------------- photometric
 def adjust_brightness(images: Tensor, factor: Tensor | float) -> Tensor:
     """Multiply every image by its factor (0 gives black, 1 the identity), clamped to [0, 1]."""

@@ -49,6 +49,10 @@ class ViewParams:
     """(B,) bool: apply Gaussian blur (Bernoulli ``blur_p``)."""
     blur_sigma: Tensor
     """(B,) float: blur standard deviation in output pixels."""
+    vflip: Tensor
+    """(B,) bool: flip vertically (Bernoulli ``vflip_p``)."""
+    rotation: Tensor
+    """(B,) float: rotation in degrees, counter-clockwise (0 where none is drawn, Bernoulli ``rotation_p``)."""
 
     @property
     def batch_size(self) -> int:
@@ -171,6 +175,7 @@ def sample_view_params(
     grayscale = u[:, c + 6] < config.grayscale_p
     blur_on = u[:, c + 7] < config.blur_p
     blur_sigma = _uniform(u[:, c + 8], *config.blur_sigma)
+    vflip, rotation = _sample_geometric_extras(batch_size, config, generator)
 
     # Pack into one float32 tensor so the transfer to the device is a single copy.
     packed = torch.cat(
@@ -178,12 +183,13 @@ def sample_view_params(
             boxes,
             jitter,
             blur_sigma[:, None],
-            torch.stack([flip, jitter_on, grayscale, blur_on], dim=1).to(torch.float64),
+            torch.stack([flip, jitter_on, grayscale, blur_on, vflip], dim=1).to(torch.float64),
+            rotation[:, None],
         ],
         dim=1,
     ).to(torch.float32)
     packed = packed.to(device)
-    flags = packed[:, 9:13] > 0.5
+    flags = packed[:, 9:14] > 0.5
     return ViewParams(
         crop_boxes=packed[:, 0:4].contiguous(),
         flip=flags[:, 0].contiguous(),
@@ -192,4 +198,21 @@ def sample_view_params(
         grayscale=flags[:, 2].contiguous(),
         blur_on=flags[:, 3].contiguous(),
         blur_sigma=packed[:, 8].contiguous(),
+        vflip=flags[:, 4].contiguous(),
+        rotation=packed[:, 14].contiguous(),
     )
+
+
+def _sample_geometric_extras(batch_size: int, config: ViewConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Vertical flips and rotation angles (degrees), drawn after everything else and only when the config
+    asks for either, so a run without them draws exactly the views it drew before they existed."""
+    if not config.geometric_extras:
+        return torch.zeros(batch_size, dtype=torch.bool), torch.zeros(batch_size, dtype=torch.float64)
+    u = torch.rand(batch_size, 3, generator=generator, dtype=torch.float64)
+    vflip = u[:, 0] < config.vflip_p
+    if config.rotation_quarter_turns:
+        angle = torch.floor(u[:, 2] * 4).clamp_(max=3) * 90.0
+    else:
+        angle = _uniform(u[:, 2], -config.rotation_degrees, config.rotation_degrees)
+    rotation = torch.where(u[:, 1] < config.rotation_p, angle, torch.zeros_like(angle))
+    return vflip, rotation

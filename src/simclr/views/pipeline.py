@@ -106,6 +106,7 @@ class SimCLRViews(torch.nn.Module):
             do_jitter=cfg.jitter_p > 0,
             do_gray=cfg.grayscale_p > 0,
             do_blur=cfg.blur_p > 0,
+            do_extras=cfg.geometric_extras,
         )
         return list(views.split(bsz, dim=0)), leaf
 
@@ -144,6 +145,7 @@ class SimCLRViews(torch.nn.Module):
             do_jitter=bool(params.jitter_on.any()),
             do_gray=bool(params.grayscale.any()),
             do_blur=bool(params.blur_on.any()),
+            do_extras=bool(params.vflip.any() or params.rotation.ne(0).any()),
         )
 
     def _render(
@@ -155,13 +157,17 @@ class SimCLRViews(torch.nn.Module):
         do_jitter: bool,
         do_gray: bool,
         do_blur: bool,
+        do_extras: bool = False,
     ) -> Tensor:
-        """crop -> flip -> jitter -> grayscale -> blur -> normalise (Appendix A order)."""
+        """crop -> flip -> [vertical flip -> rotation] -> jitter -> grayscale -> blur -> normalise (Appendix A
+        order; the bracketed geometric extras are not the paper's and run only when asked for)."""
         cfg = self.config
         x = ops.resized_crop(images, params.crop_boxes, cfg.size, source_index)
         # Work in channels_last from here on: the output format, and the hue matmul wants it.
         x = x.contiguous(memory_format=torch.channels_last)
         x = ops.horizontal_flip(x, params.flip)
+        if do_extras:
+            x = ops.rotate(ops.vertical_flip(x, params.vflip), params.rotation)
         if do_jitter:
             x = ops.color_jitter(x, params.jitter, params.jitter_on)
         if do_gray:
@@ -200,6 +206,12 @@ class StreamedViews(SimCLRViews):
             params = replace(params, jitter=torch.cat([leaf, params.jitter[bsz:]]))
         cfg = self.config
         views = self._render(
-            x, params, None, do_jitter=cfg.jitter_p > 0, do_gray=cfg.grayscale_p > 0, do_blur=cfg.blur_p > 0
+            x,
+            params,
+            None,
+            do_jitter=cfg.jitter_p > 0,
+            do_gray=cfg.grayscale_p > 0,
+            do_blur=cfg.blur_p > 0,
+            do_extras=cfg.geometric_extras,
         )
         return list(views.split(bsz, dim=0)), leaf
