@@ -11,7 +11,8 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,6 @@ from simclr.data import (
 from simclr.data.registry import DatasetInfo
 from simclr.data.source import default_memory_budget
 from simclr.data.spirograph import GENERATIVE_NAMES
-from simclr.data.streaming import is_url
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import LoadedBackbone, RunRef, load_backbone
@@ -96,7 +96,7 @@ class EvalSession:
             self._stores = self._load_stores()
         return self._stores
 
-    @property
+    @cached_property
     def memory_budget(self) -> int:
         """Bytes of decoded images (or of a linear probe's features) evaluation may hold in memory."""
         budget = self.options.memory_budget
@@ -128,16 +128,9 @@ class EvalSession:
         """The train and test splits: packed data (or an image folder over the memory budget, packed once as
         pretraining packs it) as streamed stores, anything else decoded in memory."""
         config, opts = self.config, self.options
-        source = DataSource(
-            config.dataset,
-            opts.data_dir or (Path(config.data_dir) if config.data_dir and not is_url(config.data_dir) else None),
-            download=config.download,
-            workers=opts.workers,
-            spirograph_train_size=config.train_size,
-            spirograph_test_size=config.test_size,
-            data_url=config.data_dir if opts.data_dir is None and config.data_dir and is_url(config.data_dir) else None,
-            follow_links=config.follow_links,
-        )
+        source = replace(DataSource.of(config), workers=opts.workers)
+        if opts.data_dir is not None:  # --data-dir of the evaluation replaces the run's, local or remote
+            source = replace(source, data_dir=opts.data_dir, data_url=None)
         streamed = source.streamed(
             self.image_size,
             opts.memory_budget,

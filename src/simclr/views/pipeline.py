@@ -98,17 +98,22 @@ class SimCLRViews(torch.nn.Module):
             leaf = params.jitter[:bsz].detach().clone().requires_grad_(True)
             params = replace(params, jitter=torch.cat([leaf, params.jitter[bsz:]]))
         source = torch.arange(bsz, device=x.device).repeat(self.n_views)
+        views = self._render_drawn(x, params, source)
+        return list(views.split(bsz, dim=0)), leaf
+
+    def _render_drawn(self, images: Tensor, params: ViewParams, source_index: Tensor | None) -> Tensor:
+        """:meth:`_render` of parameters drawn from the config: each op runs when the config can draw it (a
+        batch-wide flag from the config, never read back from the device)."""
         cfg = self.config
-        views = self._render(
-            x,
+        return self._render(
+            images,
             params,
-            source,
+            source_index,
             do_jitter=cfg.jitter_p > 0,
             do_gray=cfg.grayscale_p > 0,
             do_blur=cfg.blur_p > 0,
             do_extras=cfg.geometric_extras,
         )
-        return list(views.split(bsz, dim=0)), leaf
 
     @overload
     def apply(self, fn: Callable[[torch.nn.Module], None], /) -> SimCLRViews: ...
@@ -204,14 +209,5 @@ class StreamedViews(SimCLRViews):
         if with_grad:
             leaf = params.jitter[:bsz].detach().clone().requires_grad_(True)
             params = replace(params, jitter=torch.cat([leaf, params.jitter[bsz:]]))
-        cfg = self.config
-        views = self._render(
-            x,
-            params,
-            None,
-            do_jitter=cfg.jitter_p > 0,
-            do_gray=cfg.grayscale_p > 0,
-            do_blur=cfg.blur_p > 0,
-            do_extras=cfg.geometric_extras,
-        )
+        views = self._render_drawn(x, params, None)
         return list(views.split(bsz, dim=0)), leaf
