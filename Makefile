@@ -1,4 +1,5 @@
 # Every target creates .venv in the repo root when it is missing and installs the package into it.
+# --no-cache-dir: pip would otherwise keep copies of the wheels it fetched (GBs with torch and its CUDA libraries).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SIMCLR := $(VENV)/bin/simclr
@@ -9,7 +10,7 @@ DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[all]'
+	$(PY) -m pip install -q --no-cache-dir -e '.[all]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -65,7 +65,7 @@ def step_losses() -> Callable[[Path], dict[int, float]]:
     return _losses
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pretrain_cli() -> Callable[..., subprocess.Popen[str]]:
     """Starts ``python -m simclr pretrain ARGS`` in a subprocess (signals reach it as they would a user's)."""
     return _pretrain

@@ -75,20 +75,34 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_dies(
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left behind
 
 
+MAX_STEPS_RUN = [
+    "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "3",
+    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_backbone(
+    tmp_path_factory: pytest.TempPathFactory, pretrain_cli: Callable[..., subprocess.Popen[str]]
+) -> dict[str, torch.Tensor]:
+    """The final weights of the 12-step run the stopped-and-resumed runs must reach (trained once per module)."""
+    run = tmp_path_factory.mktemp("uninterrupted") / "run"
+    proc = pretrain_cli(*MAX_STEPS_RUN, "--out", str(run))
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    return load_file(str(run / "backbone.safetensors"))
+
+
 @pytest.mark.parametrize("stop_at", [4, 5, 8])  # the end of an epoch (4 steps each), mid-epoch, the end of another
 def test_a_run_stopped_by_max_steps_resumes_onto_the_uninterrupted_curve(
-    tmp_path: Path, stop_at: int, pretrain_cli: Callable[..., subprocess.Popen[str]]
+    tmp_path: Path,
+    stop_at: int,
+    uninterrupted_backbone: dict[str, torch.Tensor],
+    pretrain_cli: Callable[..., subprocess.Popen[str]],
 ) -> None:
-    args = [
-        "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "3",
-        "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--quiet",
-    ]  # fmt: skip
-    for run, extra in ((tmp_path / "reference", []), (tmp_path / "stopped", ["--max-steps", str(stop_at)])):
-        proc = pretrain_cli(*args, *extra, "--out", str(run))
-        assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    stopped = pretrain_cli(*MAX_STEPS_RUN, "--max-steps", str(stop_at), "--out", str(tmp_path / "stopped"))
+    assert stopped.wait(timeout=300) == 0, stopped.stderr.read() if stopped.stderr else ""
     resumed = pretrain_cli("--resume", str(tmp_path / "stopped"), "--max-steps", "12", "--quiet")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read() if resumed.stderr else ""
-    reference = load_file(str(tmp_path / "reference" / "backbone.safetensors"))
-    stopped = load_file(str(tmp_path / "stopped" / "backbone.safetensors"))
-    for name, tensor in reference.items():
-        torch.testing.assert_close(stopped[name], tensor, rtol=0, atol=0, msg=name)
+    got = load_file(str(tmp_path / "stopped" / "backbone.safetensors"))
+    for name, tensor in uninterrupted_backbone.items():
+        torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=name)
