@@ -134,6 +134,12 @@ class PretrainConfig:
     rotation_p: float = _views("probability of a rotation (not in SimCLR)", 0.0)
     rotation_degrees: float = _views("--rotation-p: angles drawn uniformly from [-D, D] degrees", 30.0, metavar="D")
     rotation_quarter_turns: bool = _views("--rotation-p: angles drawn from the multiples of 90 degrees instead", False)
+    positives: str = _views(
+        "what a view is paired with: another view of the same image (SimCLR), or a view of another image of the "
+        "same class, drawn every epoch (seed 001's labelled mode; needs labels and in-memory data)",
+        "views",
+        choices=("views", "class"),
+    )
     crop_min_scale: float = _views("smallest crop area fraction of RandomResizedCrop", 0.08)
     crop_max_scale: float = _views("largest crop area fraction", 1.0)
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
@@ -365,6 +371,10 @@ class PretrainConfig:
             raise UserError(f"final_lr_ratio must be within [0, 1], got {self.final_lr_ratio}; fix --final-lr-ratio")
         if self.warmup_epochs < 0:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}; fix --warmup-epochs")
+        if self.positives == "class" and self.lambda_gp > 0:
+            raise UserError("--positives class and --lambda-gp penalise different pairs; use one of them")
+        if self.positives == "class" and self.dataset == "spirograph":
+            raise UserError("--positives class needs class labels; Spirograph has regression factors, not classes")
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,34 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from simclr.data.pairs import SameClassPartners
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
 
-__all__ = ["InMemoryBatchLoader", "epoch_permutation"]
+__all__ = ["PARTNER_KEY", "InMemoryBatchLoader", "epoch_permutation"]
+
+PARTNER_KEY = "partner_images"  # --positives class: the batch entry the second views are made from
+
+
+def _epoch_generator(seed: int, epoch: int, *stream: int) -> torch.Generator:
+    # SeedSequence mixes (seed, epoch, stream) into well-separated streams (no seed+epoch collisions).
+    words = [int(seed) & 0xFFFF_FFFF, int(epoch) & 0xFFFF_FFFF, *stream]
+    state = np.random.SeedSequence(words).generate_state(2)
+    return torch.Generator().manual_seed((int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> torch.Tensor:
     """The global order of epoch ``epoch``: a function of ``(n, seed, epoch)`` only."""
     if not shuffle:
         return torch.arange(n, dtype=torch.int64)
-    # SeedSequence mixes (seed, epoch) into well-separated streams (no seed+epoch collisions).
-    state = np.random.SeedSequence([int(seed) & 0xFFFF_FFFF, int(epoch) & 0xFFFF_FFFF]).generate_state(2)
-    gen_seed = (int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF
-    return torch.randperm(n, generator=torch.Generator().manual_seed(gen_seed))
+    return torch.randperm(n, generator=_epoch_generator(seed, epoch))
+
+
+def epoch_partner_draws(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """One uniform number per position of epoch ``epoch``'s permutation, which picks the same-class partner
+    of the image there (``--positives class``): sliced by rank as the permutation is, so the pairs of a
+    multi-process or resumed run are those of one uninterrupted process."""
+    return torch.rand(n, generator=_epoch_generator(seed, epoch, 1))
 
 
 class InMemoryBatchLoader:
@@ -36,7 +50,8 @@ class InMemoryBatchLoader:
 
     Iterating to the end of an epoch advances to the next epoch; :meth:`set_position` jumps.
     Batches are dicts ``{"images": uint8 (b,3,H,W), "labels": int64 (b,), "index": int64 (b,)}``
-    plus ``"factors"`` ``float32 (b,k)`` when the store has them.
+    plus ``"factors"`` ``float32 (b,k)`` when the store has them, and :data:`PARTNER_KEY` (a different
+    image of the same class for each image) when ``partners`` is given.
     """
 
     def __init__(
@@ -48,6 +63,7 @@ class InMemoryBatchLoader:
         shuffle: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        partners: SameClassPartners | None = None,
     ) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}; pass a positive --batch-size")
@@ -60,6 +76,7 @@ class InMemoryBatchLoader:
         self.shuffle = bool(shuffle)
         self.rank = int(rank)
         self.world_size = int(world_size)
+        self.partners = partners
         self.epoch = 0
         self.batch = 0  # next batch of the current epoch to yield
         n = len(store)
@@ -118,8 +135,8 @@ class InMemoryBatchLoader:
         size = base + (1 if self.rank < extra else 0)
         return perm[start : start + size]
 
-    def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The batch dict for the given store indices."""
+    def gather(self, idx: torch.Tensor, partner_idx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The batch dict for the given store indices (and the partners' images when given)."""
         store = self.store
         out = {
             "images": store.images.index_select(0, idx),
@@ -128,15 +145,22 @@ class InMemoryBatchLoader:
         }
         if store.factors is not None:
             out["factors"] = store.factors.index_select(0, idx)
+        if partner_idx is not None:
+            out[PARTNER_KEY] = store.images.index_select(0, partner_idx)
         return out
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch = self.epoch
         perm = epoch_permutation(len(self.store), self.seed, epoch, self.shuffle)
+        draws = epoch_partner_draws(len(self.store), self.seed, epoch) if self.partners is not None else None
         n_batches = len(self)
         while self.epoch == epoch and self.batch < n_batches:
             k = self.batch
             self.batch = k + 1  # position = next batch, also while the consumer holds batch k
-            yield self.gather(self._rank_slice(perm, k))
+            idx = self._rank_slice(perm, k)
+            partner_idx = None
+            if self.partners is not None and draws is not None:
+                partner_idx = self.partners.draw(idx, self._rank_slice(draws, k))
+            yield self.gather(idx, partner_idx)
         if self.epoch == epoch:
             self.epoch, self.batch = epoch + 1, 0

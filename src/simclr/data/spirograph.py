@@ -32,6 +32,7 @@ from torch import nn
 
 from simclr.data.store import ImageStore
 from simclr.data.subset import stratified_subset
+from simclr.errors import UserError
 
 __all__ = [
     "GENERATIVE_NAMES",
@@ -211,7 +212,11 @@ class SpirographViews(nn.Module):
         img = (img - self.mean) / self.std
         return img.contiguous(memory_format=torch.channels_last)
 
-    def forward(self, factors: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    def forward(
+        self, factors: torch.Tensor, generator: torch.Generator | None = None, partners: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        if partners is not None:
+            raise UserError("--positives class needs class labels; Spirograph has regression factors, not classes")
         b = factors.shape[0]
         return [
             self.render_with(factors, sample_nuisance(b, generator, device=factors.device)) for _ in range(self.n_views)

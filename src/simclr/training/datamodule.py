@@ -11,6 +11,7 @@ import torch
 from litdata import StreamingDataLoader
 
 from simclr.data import ImageStore, InMemoryBatchLoader
+from simclr.data.pairs import SameClassPartners
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
 from simclr.views.config import ViewConfig
 from simclr.views.per_image import crop_views_on_device
@@ -67,11 +68,14 @@ class ResumableBatches:
 class InMemoryDataModule(L.LightningDataModule):
     """The training split is already decoded in memory; this only builds the per-rank batch iterable."""
 
-    def __init__(self, store: ImageStore, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, store: ImageStore, batch_size: int, seed: int, partners: SameClassPartners | None = None
+    ) -> None:
         super().__init__()
         self.store = store
         self.batch_size = batch_size
         self.seed = seed
+        self.partners = partners
         self.batches: ResumableBatches | None = None
 
     def train_dataloader(self) -> ResumableBatches:
@@ -85,6 +89,7 @@ class InMemoryDataModule(L.LightningDataModule):
             shuffle=True,
             rank=trainer.global_rank,
             world_size=trainer.world_size,
+            partners=self.partners,
         )
         self.batches = ResumableBatches(loader, current_epoch=lambda: trainer.current_epoch)
         module = trainer.lightning_module

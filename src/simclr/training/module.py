@@ -16,6 +16,7 @@ from simclr.losses import NTXentLoss, gradient_penalty
 from simclr.losses.invariance import pin_parameters
 from simclr.models import SimCLRModel
 from simclr.optim import WarmupCosineLR, build_optimizer
+from simclr.data.loader import PARTNER_KEY
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
 
@@ -93,7 +94,7 @@ class SimCLRModule(L.LightningModule):
         source = batch[self.views.input_key]
         view_params: Tensor | None = None
         if self.invariance is None:
-            views: list[Tensor] = self.views(source, generator)
+            views: list[Tensor] = self.views(source, generator, partners=batch.get(PARTNER_KEY))
         else:  # the same views, with the first view's parameters kept differentiable
             views, view_params = self.views.views_with_grad(source, generator)
         # the views come channels_last; the model's memory format decides (a conv follows its input's format)

@@ -30,6 +30,7 @@ from simclr.data import (
     split_train_val,
     stratified_subset,
 )
+from simclr.data.pairs import SameClassPartners
 from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
@@ -110,8 +111,9 @@ def run_pretraining(
     hardware = resolve_hardware(config)
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config)
-    view_config = config.view_config(data.info, data.image_size)
-    views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
+        view_config = config.view_config(data.info, data.image_size)
+        views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
+        datamodule = build_datamodule(config, data, view_config)
     model = build_seeded_model(config, data.image_size, hardware)
     loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
@@ -130,7 +132,6 @@ def run_pretraining(
             channels_last=hardware.channels_last,
             invariance=invariance_settings(config),
         )
-        datamodule = build_datamodule(config, data, view_config)
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
         return finish(trainer, run)
 
@@ -224,6 +225,11 @@ def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: Vi
     """Batches of the training split: drawn by index from memory, or streamed with views cut per image (in
     the loader workers, or on the training device with ``--decode device``)."""
     if isinstance(data.train, PackedSplit):
+        if config.positives == "class":
+            raise UserError(
+                "--positives class needs the training images in memory, and this run streams them; raise "
+                "--memory-budget or drop --positives class"
+            )
         subsample = min(1.0, config.limit_train_images / len(data.train)) if config.limit_train_images else 1.0
         if config.decode == "device":
             log.info("decoding and cropping the streamed images in batches on the training device (--decode device)")
@@ -242,7 +248,11 @@ def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: Vi
             "--decode device applies to streamed data; this run holds its images in memory, decoded once, and "
             "crops them on the device already"
         )
-    return InMemoryDataModule(data.train, config.batch_size, config.seed)
+    partners = None
+    if config.positives == "class":
+        partners = SameClassPartners(data.train.labels, data.train.class_names)
+        log.info("positives: a view of another image of the same class, drawn every epoch (--positives class)")
+    return InMemoryDataModule(data.train, config.batch_size, config.seed, partners)
 
 
 def build_seeded_model(config: PretrainConfig, image_size: int, hardware: Hardware) -> SimCLRModel:

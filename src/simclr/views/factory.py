@@ -34,7 +34,10 @@ class ViewMaker(Protocol):
     @property
     def std(self) -> Tensor | float: ...
 
-    def __call__(self, source: Tensor, generator: torch.Generator) -> list[Tensor]: ...
+    def __call__(self, source: Tensor, generator: torch.Generator, partners: Tensor | None = None) -> list[Tensor]:
+        """``n_views`` views of ``source``; with ``partners`` (``--positives class``), the views after the first
+        are of the partners."""
+        ...
 
     def views_with_grad(self, source: Tensor, generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
         """The views of ``__call__`` plus the first view's parameters as a leaf that requires grad."""

@@ -63,14 +63,18 @@ class SimCLRViews(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"n_views={self.n_views}, config={self.config}"
 
-    def forward(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
+    def forward(
+        self, images: Tensor, generator: torch.Generator, partners: Tensor | None = None
+    ) -> list[Tensor]:
         """Return ``n_views`` tensors (B, 3, size, size), float32, normalised, channels_last.
 
         ``images`` is (B, 3, H, W) uint8 or float in [0, 1] on any device. View ``v`` of image
         ``i`` uses row ``v * B + i`` of one :func:`sample_view_params` draw of ``n_views * B``
-        rows, so ``apply(images, params.narrow(v * B, B))`` reproduces it.
+        rows, so ``apply(images, params.narrow(v * B, B))`` reproduces it. With ``partners`` (B images
+        of the same shape, ``--positives class``) the first view is of ``images`` and the others of
+        ``partners``, with the same parameter draw.
         """
-        views, _ = self._views(images, generator, with_grad=False)
+        views, _ = self._views(images, generator, with_grad=False, partners=partners)
         return views
 
     def views_with_grad(self, images: Tensor, generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
@@ -88,7 +92,7 @@ class SimCLRViews(torch.nn.Module):
         return sample_jitter(draws * batch, self.config, generator, device).reshape(draws, batch, -1)
 
     def _views(
-        self, images: Tensor, generator: torch.Generator, *, with_grad: bool
+        self, images: Tensor, generator: torch.Generator, *, with_grad: bool, partners: Tensor | None = None
     ) -> tuple[list[Tensor], Tensor | None]:
         x = _as_unit_float(images, torch.float32)
         bsz, _, height, width = x.shape
@@ -97,7 +101,12 @@ class SimCLRViews(torch.nn.Module):
         if with_grad:
             leaf = params.jitter[:bsz].detach().clone().requires_grad_(True)
             params = replace(params, jitter=torch.cat([leaf, params.jitter[bsz:]]))
-        source = torch.arange(bsz, device=x.device).repeat(self.n_views)
+        first = torch.arange(bsz, device=x.device)
+        if partners is None:
+            source = first.repeat(self.n_views)
+        else:  # rows bsz.. of x are the partners: every view after the first is cut from them
+            x = torch.cat([x, _as_unit_float(partners, torch.float32)])
+            source = torch.cat([first, (first + bsz).repeat(self.n_views - 1)])
         views = self._render_drawn(x, params, source)
         return list(views.split(bsz, dim=0)), leaf
 
@@ -196,8 +205,10 @@ class StreamedViews(SimCLRViews):
     input_key: ClassVar[str] = "views"
 
     def _views(
-        self, images: Tensor, generator: torch.Generator, *, with_grad: bool
+        self, images: Tensor, generator: torch.Generator, *, with_grad: bool, partners: Tensor | None = None
     ) -> tuple[list[Tensor], Tensor | None]:
+        if partners is not None:
+            raise UserError("--positives class needs the training images in memory; streamed data pairs views only")
         if images.ndim != 5 or images.shape[1] != self.n_views:
             raise UserError(f"streamed views must be (B, {self.n_views}, 3, H, W), got shape {tuple(images.shape)}")
         bsz = images.shape[0]
