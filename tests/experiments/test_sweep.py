@@ -248,3 +248,74 @@ def test_rerun_skips_finished_cells_and_redoes_the_rest(
     # pretraining was not redone, only the evaluation
     assert (redo / "backbone.safetensors").stat().st_mtime_ns == redo_stamp
     assert (redo / SWEEP_MARKER_FILE).is_file() and (redo / "eval" / "metrics.json").is_file()
+
+
+# -- autoencoders chained before the ae-head cells ------------------------------------------------------
+AE_SWEEP = {
+    "base": {**TINY_BASE, "head": "ae", "ae_checkpoint": "{ae_root}/ae-{head_hidden_dim}"},
+    "grid": {"head_hidden_dim": [16, 32], "head_activation": ["relu", "tanh"]},
+    "autoencoders": {
+        "when": {"head": "ae"},
+        "set": {"dataset": "{dataset}", "latent_dim": "{head_hidden_dim}", "epochs": 1, "train_size": 64},
+    },
+}
+
+
+def _ae_sweep(root: Path) -> Any:
+    doc = json.loads(json.dumps(AE_SWEEP).replace("{ae_root}", str(root)))
+    return parse_sweep(doc, default_name="ae")
+
+
+def _fake_launch_with_autoencoders(launched: list[str]) -> Any:
+    pretrain = _fake_launch("", launched)
+
+    def launch(command: list[str], log: Path, env: dict[str, str]) -> int:
+        if command[3] == "train-ae":
+            out = Path(yaml.safe_load(Path(command[command.index("--config") + 1]).read_text())["out"])
+            launched.append(f"train-ae {out.name}")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text("{}")
+            (out / "autoencoder.safetensors").write_bytes(b"weights")
+            return 0
+        return pretrain(command, log, env)
+
+    return launch
+
+
+def test_each_autoencoder_is_trained_once_before_the_cells_that_use_it(tmp_path: Path) -> None:
+    spec = _ae_sweep(tmp_path / "ae")
+    cells = expand_cells(spec)
+    assert [cell.autoencoder.out.name for cell in cells if cell.autoencoder] == ["ae-16", "ae-16", "ae-32", "ae-32"]
+    assert cells[0].autoencoder is not None and cells[0].autoencoder.values["latent_dim"] == 16  # typed, not "16"
+    validate_cells(cells, tmp_path / "t")
+    launched: list[str] = []
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch_with_autoencoders(launched)).run(cells)
+    assert all(outcome.status == "finished" for outcome in outcomes)
+    assert launched == [
+        "train-ae ae-16",
+        "head_hidden_dim=16,head_activation=relu",
+        "head_hidden_dim=16,head_activation=tanh",
+        "train-ae ae-32",
+        "head_hidden_dim=32,head_activation=relu",
+        "head_hidden_dim=32,head_activation=tanh",
+    ]
+    config = yaml.safe_load(next((tmp_path / "t" / "autoencoders").glob("*ae-16.yaml")).read_text())
+    assert config["latent_dim"] == 16 and config["epochs"] == 1
+
+
+def test_an_unfinished_autoencoder_is_trained_again_and_a_foreign_folder_is_left_alone(tmp_path: Path) -> None:
+    spec = _ae_sweep(tmp_path / "ae")
+    cells = expand_cells(spec)
+    unfinished, foreign = tmp_path / "ae" / "ae-16", tmp_path / "ae" / "ae-32"
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.yaml").write_text("{}")
+    (unfinished / "metrics.csv").write_text("epoch\n0\n")  # killed before its weights were written
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    launched: list[str] = []
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch_with_autoencoders(launched)).run(cells)
+    assert launched[0] == "train-ae ae-16" and "train-ae ae-32" not in launched
+    assert not (unfinished / "metrics.csv").exists() and (unfinished / "autoencoder.safetensors").is_file()
+    failed = [outcome for outcome in outcomes if outcome.error]
+    assert len(failed) == 2 and all("is not a train-ae run" in (outcome.error or "") for outcome in failed)
+    assert (foreign / "notes.txt").read_text() == "mine"

@@ -7,10 +7,11 @@ Experiment 1 of SimCLR-AE (Schliebitz et al., arXiv:2408.14514); the run directo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
-from simclr.commands.flags import add_settings_flags, settings_from_args
+from simclr.commands.flags import add_settings_flags, overrides_from_args
 from simclr.config import AutoencoderConfig
 
 EXAMPLES = (
@@ -21,14 +22,18 @@ EXAMPLES = (
 
 def register(commands: Any) -> None:
     parser = add_command(commands, "train-ae", "train the MLP autoencoder for the ae projection head", EXAMPLES)
-    add_settings_flags(parser, AutoencoderConfig)
+    parser.add_argument("--config", type=Path, default=None, help="settings YAML; flags override its values")
+    add_settings_flags(parser, AutoencoderConfig, overrides_only=True)
     parser.add_argument("--quiet", action="store_true", help="no progress output on the terminal")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from simclr.config import build_settings, read_yaml
     from simclr.training.autoencoder import run_ae_training
 
-    result = run_ae_training(settings_from_args(AutoencoderConfig, args), quiet=args.quiet)
+    file_values = read_yaml(args.config) if args.config else {}
+    config = build_settings(AutoencoderConfig, file_values, overrides_from_args(AutoencoderConfig, args))
+    result = run_ae_training(config, quiet=args.quiet)
     print(f"run directory: {result.run_dir}  (val_loss {result.val_loss:.5f})")
     return 0

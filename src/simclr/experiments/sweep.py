@@ -20,10 +20,19 @@ A sweep file::
     cell_overrides:                  # optional, applied in order to the cells that match 'when'
       - when: {dataset: stl10}
         set: {batch_size: 500}
+    autoencoders:                    # optional: 'simclr train-ae' runs chained before the cells that use them
+      when: {head: ae}
+      set: {dataset: "{dataset}", latent_dim: "{head_hidden_dim}", epochs: 100}
     evaluate: true                   # run 'simclr evaluate RUN --no-plots' after pretraining
 
 String values may name other values of the cell in braces (``ae-{dataset}-{head_hidden_dim}``); they
-are filled with :meth:`str.format` once the cell's values are known.
+are filled with :meth:`str.format` once the cell's values are known, and a value that is only ``{key}``
+takes the cell's value with its type.
+
+An ``autoencoders`` entry trains, for every cell matching ``when``, the autoencoder its ``ae_checkpoint``
+names (the ``train-ae`` settings are ``set``, filled from the cell's values) before the cell pretrains;
+cells sharing an autoencoder wait for one run of it, a finished one (``autoencoder.safetensors``) is
+kept, and an unfinished one is trained again from the start.
 
 Each cell runs as subprocesses (``python -m simclr pretrain`` then ``python -m simclr evaluate``), so a
 crash or an out-of-memory cell cannot take the sweep down, and each can be pinned to one GPU with
@@ -56,7 +65,7 @@ from simclr.rundir import RunDir, read_backbone_metadata
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
-_SWEEP_KEYS = ("name", "base", "grid", "exclude", "cell_overrides", "evaluate")
+_SWEEP_KEYS = ("name", "base", "grid", "exclude", "cell_overrides", "autoencoders", "evaluate")
 _RESERVED = ("out", "resume")  # the sweep decides where each cell runs
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
 
@@ -79,6 +88,15 @@ class SweepSpec:
     exclude: tuple[dict[str, Any], ...] = ()
     overrides: tuple[Override, ...] = ()
     evaluate: bool = True
+    autoencoders: Override | None = None  # train-ae settings for the cells that match ``when``
+
+
+@dataclass(frozen=True)
+class AutoencoderJob:
+    """A ``simclr train-ae`` run a cell needs first: where it goes (the cell's ``ae_checkpoint``) and its settings."""
+
+    out: Path
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,7 @@ class Cell:
     cell_id: str
     grid_values: dict[str, Any]
     config_values: dict[str, Any]
+    autoencoder: AutoencoderJob | None = None
 
 
 @dataclass
@@ -144,16 +163,8 @@ def parse_sweep(doc: Mapping[str, Any], *, default_name: str, sweep_dir: Path = 
     overrides_doc = doc.get("cell_overrides") or []
     if not isinstance(overrides_doc, list):
         raise UserError("'cell_overrides' must be a list of {when: {...}, set: {...}} entries")
-    overrides = []
-    for number, entry in enumerate(overrides_doc, start=1):
-        if not isinstance(entry, dict) or set(entry) - {"when", "set"} or "set" not in entry:
-            raise UserError(f"cell_overrides entry {number} must be {{when: {{key: value}}, set: {{key: value}}}}")
-        overrides.append(
-            Override(
-                _mapping(entry.get("when"), f"cell_overrides {number} 'when'"),
-                _mapping(entry["set"], f"cell_overrides {number} 'set'"),
-            )
-        )
+    overrides = [_when_set(entry, f"cell_overrides entry {number}") for number, entry in enumerate(overrides_doc, 1)]
+    autoencoders = _when_set(doc["autoencoders"], "'autoencoders'") if doc.get("autoencoders") else None
     evaluate = doc.get("evaluate", True)
     if not isinstance(evaluate, bool):
         raise UserError(f"'evaluate' must be true or false, got {evaluate!r}")
@@ -170,7 +181,14 @@ def parse_sweep(doc: Mapping[str, Any], *, default_name: str, sweep_dir: Path = 
         exclude=tuple(_mapping(item, "'exclude' entry") for item in exclude),
         overrides=tuple(overrides),
         evaluate=evaluate,
+        autoencoders=autoencoders,
     )
+
+
+def _when_set(entry: Any, what: str) -> Override:
+    if not isinstance(entry, dict) or set(entry) - {"when", "set"} or "set" not in entry:
+        raise UserError(f"{what} must be {{when: {{key: value}}, set: {{key: value}}}}")
+    return Override(_mapping(entry.get("when"), f"{what} 'when'"), _mapping(entry["set"], f"{what} 'set'"))
 
 
 def load_sweep(path: Path) -> SweepSpec:
@@ -205,13 +223,22 @@ def _matches(values: Mapping[str, Any], condition: Mapping[str, Any]) -> bool:
     return all(key in values and values[key] == wanted for key, wanted in condition.items())
 
 
-def _fill_templates(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Replace ``{key}`` in string values by the cell's values (one pass: no templates inside templates)."""
+_WHOLE_TEMPLATE = re.compile(r"\{(\w+)\}")
+
+
+def _fill_templates(values: dict[str, Any], where: str, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Replace ``{key}`` in string values by the values of ``source`` (default: ``values`` themselves; one pass,
+    no templates inside templates). A value that is exactly ``{key}`` takes that value with its type."""
+    source = values if source is None else source
     filled = dict(values)
     for key, value in values.items():
         if isinstance(value, str) and "{" in value:
+            whole = _WHOLE_TEMPLATE.fullmatch(value)
+            if whole is not None and whole.group(1) in source:
+                filled[key] = source[whole.group(1)]
+                continue
             try:
-                filled[key] = value.format_map(values)
+                filled[key] = value.format_map(source)
             except KeyError as exc:
                 raise UserError(
                     f"sweep cell {where}: {key}: {value!r} names {exc}, which is not a config value of the cell"
@@ -242,8 +269,17 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
                 f"grid values {seen[name]} and {grid_values} give the same cell id {name!r}; make them differ"
             )
         seen[name] = grid_values
-        cells.append(Cell(name, grid_values, _fill_templates(values, name)))
+        values = _fill_templates(values, name)
+        cells.append(Cell(name, grid_values, values, _autoencoder_job(spec.autoencoders, values, name)))
     return cells
+
+
+def _autoencoder_job(entry: Override | None, values: dict[str, Any], where: str) -> AutoencoderJob | None:
+    if entry is None or not _matches(values, entry.when):
+        return None
+    if not values.get("ae_checkpoint"):
+        raise UserError(f"sweep cell {where}: 'autoencoders' needs the cell's ae_checkpoint (where to train it)")
+    return AutoencoderJob(Path(str(values["ae_checkpoint"])), _fill_templates(entry.values, where, values))
 
 
 def cell_run_dir(sweep_dir: Path, cell: Cell) -> Path:
@@ -255,12 +291,14 @@ def validate_cells(cells: Sequence[Cell], sweep_dir: Path) -> list[Any]:
 
     Validation reads no data, so a sweep over datasets that are not downloaded yet can still be checked.
     """
-    from simclr.config import build_config
+    from simclr.config import AutoencoderConfig, build_config, build_settings
 
     configs = []
     for cell in cells:
         try:
             configs.append(build_config(cell.config_values, {"out": str(cell_run_dir(sweep_dir, cell))}))
+            if cell.autoencoder is not None:
+                build_settings(AutoencoderConfig, cell.autoencoder.values, {"out": str(cell.autoencoder.out)})
         except UserError as exc:
             raise UserError(f"sweep cell {cell.cell_id}: {exc}") from None
     return configs
@@ -415,6 +453,7 @@ class SweepRunner:
     launch: Launcher | None = None  # default: launch_subprocess; tests pass a fake
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _outcomes: dict[str, CellOutcome] = field(default_factory=dict)
+    _autoencoder_locks: dict[Path, threading.Lock] = field(default_factory=dict)
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -459,6 +498,30 @@ class SweepRunner:
             return f"pretrain exited with {code}; see {log}"
         return None
 
+    def _train_autoencoder(self, cell: Cell, job: AutoencoderJob, log: Path, device: str | None) -> str | None:
+        """Train the autoencoder ``job`` once (cells sharing it wait); returns an error or None."""
+        from simclr.config import AutoencoderConfig, build_settings, config_to_yaml
+
+        with self._lock:
+            lock = self._autoencoder_locks.setdefault(job.out.resolve(), threading.Lock())
+        with lock:
+            run = RunDir(job.out)
+            if run.autoencoder.is_file():
+                return None
+            if run.path.exists() and any(run.path.iterdir()):
+                if not run.config.is_file():  # never clear a folder that is not an unfinished train-ae run
+                    return f"{run.path} exists and is not a train-ae run; remove it or change ae_checkpoint"
+                shutil.rmtree(run.path)
+            config_path = self.sweep_dir / "autoencoders" / f"{_UNSAFE.sub('_', str(job.out)).strip('._')}.yaml"
+            config_path.parent.mkdir(parents=True, exist_ok=True)
+            config = build_settings(AutoencoderConfig, job.values, {"out": str(job.out)})
+            _write_atomic(config_path, config_to_yaml(config))
+            self._say(f"[{cell.cell_id}] train-ae {job.out}")
+            code = self._step(["train-ae", "--config", str(config_path), "--quiet"], log, device)
+            if code != 0 or not run.autoencoder.is_file():
+                return f"train-ae for {job.out} exited with {code}; see {log}"
+            return None
+
     def run_cell(self, cell: Cell, device: str | None) -> CellOutcome:
         """Pretrain (resumed or from scratch) and evaluate one cell; any failure is returned, not raised."""
         from simclr.config import build_config, config_to_yaml
@@ -471,7 +534,10 @@ class SweepRunner:
         config_path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(config_path, config_to_yaml(build_config(cell.config_values, {"out": str(run_dir)})))
         if not RunDir(run_dir).backbone.is_file():
-            error = self._pretrain(cell, config_path, run_dir, log, device)
+            error = None
+            if cell.autoencoder is not None:
+                error = self._train_autoencoder(cell, cell.autoencoder, log, device)
+            error = error or self._pretrain(cell, config_path, run_dir, log, device)
             if error:
                 return CellOutcome(cell, "failed", error, cell_results(run_dir))
         if self.spec.evaluate:
