@@ -61,15 +61,21 @@ def test_loader_batches_carry_same_class_partners_and_ranks_split_the_single_pro
     single = epoch_batches(0, 1, 0)
     for batch in single:
         ids, partner_ids = image_ids(batch["images"]), image_ids(batch[PARTNER_KEY])
-        assert [i % 3 for i in ids] == [p % 3 for p in partner_ids] and all(i != p for i, p in zip(ids, partner_ids))
-    halves = zip(epoch_batches(0, 2, 0), epoch_batches(1, 2, 0))
-    for whole, (first, second) in zip(single, halves):
+        assert [i % 3 for i in ids] == [p % 3 for p in partner_ids] and all(
+            i != p for i, p in zip(ids, partner_ids, strict=True)
+        )
+    halves = zip(epoch_batches(0, 2, 0), epoch_batches(1, 2, 0), strict=True)
+    for whole, (first, second) in zip(single, halves, strict=True):
         assert torch.equal(whole[PARTNER_KEY], torch.cat([first[PARTNER_KEY], second[PARTNER_KEY]]))
     again = epoch_batches(0, 1, 0)
-    assert all(torch.equal(a[PARTNER_KEY], b[PARTNER_KEY]) for a, b in zip(single, again))
+    assert all(torch.equal(a[PARTNER_KEY], b[PARTNER_KEY]) for a, b in zip(single, again, strict=True))
     next_epoch = epoch_batches(0, 1, 1)
-    first_pairs = {(i, p) for b in single for i, p in zip(image_ids(b["images"]), image_ids(b[PARTNER_KEY]))}
-    later_pairs = {(i, p) for b in next_epoch for i, p in zip(image_ids(b["images"]), image_ids(b[PARTNER_KEY]))}
+    first_pairs = {
+        (i, p) for b in single for i, p in zip(image_ids(b["images"]), image_ids(b[PARTNER_KEY]), strict=True)
+    }
+    later_pairs = {
+        (i, p) for b in next_epoch for i, p in zip(image_ids(b["images"]), image_ids(b[PARTNER_KEY]), strict=True)
+    }
     assert first_pairs != later_pairs  # drawn afresh every epoch
 
 
@@ -98,7 +104,9 @@ def test_pretraining_with_class_positives_runs_and_needs_labels(
     for image in sorted((cifar_small / "train" / "cat").iterdir())[:20]:
         (flat / image.name).write_bytes(image.read_bytes())
     capsys.readouterr()
-    code = main(["pretrain", "--dataset", "imagefolder", "--data-dir", str(flat), *common, "--out", str(tmp_path / "x")])
+    code = main(
+        ["pretrain", "--dataset", "imagefolder", "--data-dir", str(flat), *common, "--out", str(tmp_path / "x")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "unlabelled images" in err and "\n" not in err
     assert not (tmp_path / "x").exists()  # refused before the run directory is made

@@ -11,12 +11,12 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from simclr.data.loader import PARTNER_KEY
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss, gradient_penalty
 from simclr.losses.invariance import pin_parameters
 from simclr.models import SimCLRModel
 from simclr.optim import WarmupCosineLR, build_optimizer
-from simclr.data.loader import PARTNER_KEY
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
 

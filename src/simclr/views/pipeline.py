@@ -63,9 +63,7 @@ class SimCLRViews(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"n_views={self.n_views}, config={self.config}"
 
-    def forward(
-        self, images: Tensor, generator: torch.Generator, partners: Tensor | None = None
-    ) -> list[Tensor]:
+    def forward(self, images: Tensor, generator: torch.Generator, partners: Tensor | None = None) -> list[Tensor]:
         """Return ``n_views`` tensors (B, 3, size, size), float32, normalised, channels_last.
 
         ``images`` is (B, 3, H, W) uint8 or float in [0, 1] on any device. View ``v`` of image
