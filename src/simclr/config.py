@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -140,6 +141,18 @@ class PretrainConfig:
         "views",
         choices=("views", "class"),
     )
+    normalize: bool = _views(
+        "normalise views and evaluation inputs with a per-channel mean and std (--no-normalize: pixels stay in "
+        "[0, 1])",
+        True,
+    )
+    standardize: bool = _views(
+        "normalise with the training split's own per-channel mean and std (computed once, kept in config.yaml "
+        "and the backbone, used by every evaluation) instead of the dataset's usual values",
+        False,
+    )
+    normalization_mean: list[float] | None = _views("the mean --standardize measured", None, cli=False)
+    normalization_std: list[float] | None = _views("the std --standardize measured", None, cli=False)
     crop_min_scale: float = _views("smallest crop area fraction of RandomResizedCrop", 0.08)
     crop_max_scale: float = _views("largest crop area fraction", 1.0)
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
@@ -273,6 +286,16 @@ class PretrainConfig:
         view_config.validate()
         return view_config
 
+    def normalized(self, info: DatasetInfo) -> DatasetInfo:
+        """``info`` with the run's normalisation: the dataset's usual mean and std, none (``--no-normalize``), or
+        what ``--standardize`` measured on the training split (every user of ``info.mean`` then agrees)."""
+        if not self.normalize:
+            return dataclasses.replace(info, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        if self.normalization_mean is not None and self.normalization_std is not None:
+            mean, std = self.normalization_mean, self.normalization_std
+            return dataclasses.replace(info, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]))
+        return info
+
     def gp_parameter_names(self) -> tuple[str, ...]:
         """The view parameters the penalty differentiates through: Spirograph's 6 nuisances, else colour jitter's 4."""
         from simclr.data.registry import dataset_info
@@ -371,6 +394,12 @@ class PretrainConfig:
             raise UserError(f"final_lr_ratio must be within [0, 1], got {self.final_lr_ratio}; fix --final-lr-ratio")
         if self.warmup_epochs < 0:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}; fix --warmup-epochs")
+        if self.standardize and not self.normalize:
+            raise UserError("--standardize normalises with measured statistics; drop it or --no-normalize")
+        for name in ("normalization_mean", "normalization_std"):
+            value = getattr(self, name)
+            if value is not None and not _channel_triple(value, positive=name.endswith("std")):
+                raise UserError(f"{name} must be three numbers (std > 0), got {_shown(value)}; fix config.yaml")
         if self.positives == "class" and self.lambda_gp > 0:
             raise UserError("--positives class and --lambda-gp penalise different pairs; use one of them")
         if self.positives == "class" and self.dataset == "spirograph":
@@ -428,6 +457,12 @@ def field_types(cls: type = PretrainConfig) -> dict[str, type]:
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         result[item.name] = args[0] if is_union else hint
     return result
+
+
+def _channel_triple(value: list[Any], *, positive: bool) -> bool:
+    """Three finite numbers (all > 0 when ``positive``): a stored per-channel mean or std."""
+    numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    return len(value) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0)
 
 
 def positive_int(text: str) -> int:

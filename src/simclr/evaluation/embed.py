@@ -75,7 +75,7 @@ def embed_folder(
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     loaded = load_backbone(ref)
     image_size = loaded.image_size(ref.config)
-    info = dataset_info(ref.config.dataset, image_size)
+    info = ref.config.normalized(dataset_info(ref.config.dataset, image_size))
     device = device or torch.device("cpu")
     module = loaded.module.to(device)
     head = load_projection_head(ref, loaded.feature_dim) if layer == "projection" else None

@@ -87,7 +87,7 @@ class EvalSession:
     @property
     def info(self) -> DatasetInfo:
         store = self.stores["train"] if self.config.dataset in ("imagefolder", "packed") else None
-        return dataset_info(self.config.dataset, self.image_size, store=store)
+        return self.config.normalized(dataset_info(self.config.dataset, self.image_size, store=store))
 
     # -- the data ---------------------------------------------------------------------------------
     @property

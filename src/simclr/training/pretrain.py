@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from simclr.data import (
     stratified_subset,
 )
 from simclr.data.pairs import SameClassPartners
+from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
 from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
@@ -111,6 +112,8 @@ def run_pretraining(
     hardware = resolve_hardware(config)
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config)
+        config = with_measured_normalization(config, data)
+        data = replace(data, info=config.normalized(data.info))
         view_config = config.view_config(data.info, data.image_size)
         views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
         datamodule = build_datamodule(config, data, view_config)
@@ -219,6 +222,19 @@ def load_training_data(config: PretrainConfig) -> TrainingData:
     if train.has_labels and config.knn_every_epochs > 0:
         test = source.load_test(image_size=size, seed=config.seed)
     return TrainingData(train, test, dataset_info(config.dataset, size, store=train), size)
+
+
+def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> PretrainConfig:
+    """``--standardize``: the config with the training split's per-channel statistics, measured once per run (a
+    resumed run keeps what its config.yaml holds), on at most :data:`STANDARDIZE_SAMPLE` evenly spaced images."""
+    if not config.standardize or config.normalization_mean is not None:
+        return config
+    train = data.train if isinstance(data.train, ImageStore) else data.train.store(data.image_size, config.workers)
+    if len(train) > STANDARDIZE_SAMPLE:
+        train = train.subset(torch.linspace(0, len(train) - 1, STANDARDIZE_SAMPLE).round().long())
+    mean, std = channel_statistics(train.batches(1024))
+    log.info("--standardize: mean %s, std %s over %d training images (kept in config.yaml)", mean, std, len(train))
+    return replace(config, normalization_mean=mean, normalization_std=std)
 
 
 def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: ViewConfig) -> L.LightningDataModule:
