@@ -142,8 +142,7 @@ class PretrainConfig:
         choices=("views", "class"),
     )
     normalize: bool = _views(
-        "normalise views and evaluation inputs with a per-channel mean and std (--no-normalize: pixels stay in "
-        "[0, 1])",
+        "normalise views and evaluation inputs with a per-channel mean and std (--no-normalize: pixels stay in [0, 1])",
         True,
     )
     standardize: bool = _views(
