@@ -663,12 +663,23 @@ def assert_same_curve(got: dict[int, float], expected: dict[int, float]) -> None
         assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
 
 
+@pytest.fixture(scope="module")
+def reference_curve(tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+    """The loss curve of the uninterrupted DDP run (trained once for the tests that resume onto it)."""
+    workdir = tmp_path_factory.mktemp("ddp-reference")
+    reference = CLIRun(workdir, "reference", *DDP_RUN, "--out", str(workdir / "run"))
+    try:
+        assert reference.wait() == 0, reference.output()
+    finally:
+        reference.kill()
+    return losses(workdir / "run")
+
+
 def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
-    cli: Callable[..., CLIRun], tmp_path: Path
+    cli: Callable[..., CLIRun], tmp_path: Path, reference_curve: dict[int, float]
 ) -> None:
-    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    run_dir = tmp_path / "run"
     start = time.perf_counter()
-    reference = cli("reference", *DDP_RUN, "--out", str(reference_dir))
     run = cli("run", *DDP_RUN, "--out", str(run_dir))
     deadline = time.time() + 240
     while time.time() < deadline and len(losses(run_dir)) < 2 and run.proc.poll() is None:
@@ -684,25 +695,23 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
 
     resumed = cli("resumed", "--resume", str(run_dir))
     assert resumed.wait() == 0, resumed.output()
-    assert reference.wait() == 0, reference.output()
-    print(f"reference, interrupted and resumed DDP runs: {time.perf_counter() - start:.1f} s")
+    print(f"interrupted and resumed DDP runs: {time.perf_counter() - start:.1f} s")
 
     assert "resuming from" in (run_dir / "train.log").read_text()
     got = losses(run_dir)
-    assert_same_curve(got, losses(reference_dir))
+    assert_same_curve(got, reference_curve)
     assert all(got[step] == stopped[step] for step in stopped)  # the rows before the stop are kept
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert final["global_step"] == TOTAL_STEPS
 
 
 def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
-    cli: Callable[..., CLIRun], tmp_path: Path
+    cli: Callable[..., CLIRun], tmp_path: Path, reference_curve: dict[int, float]
 ) -> None:
     """A run stopped by --max-steps mid-epoch continues with a larger --max-steps (the schedule spans all
     epochs either way). Regression: its checkpoint used to be written at Lightning's early epoch end, which
     counted the unfinished epoch as done, and the resumed run stopped at step 4 of 8."""
-    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
-    reference = cli("reference", *DDP_RUN, "--out", str(reference_dir))
+    run_dir = tmp_path / "run"
     first = cli("first", *DDP_RUN, "--out", str(run_dir), "--max-steps", "3")  # mid epoch 0
     assert first.wait() == 0, first.output()
     assert sorted(losses(run_dir)) == [0, 1, 2]
@@ -711,5 +720,4 @@ def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
 
     resumed = cli("resumed", "--resume", str(run_dir), "--max-steps", str(TOTAL_STEPS))
     assert resumed.wait() == 0, resumed.output()
-    assert reference.wait() == 0, reference.output()
-    assert_same_curve(losses(run_dir), losses(reference_dir))
+    assert_same_curve(losses(run_dir), reference_curve)
