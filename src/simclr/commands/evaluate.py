@@ -12,7 +12,7 @@ from simclr.evaluation.options import EvaluateOptions
 EXAMPLES = (
     "simclr evaluate runs/cifar10-resnet18-20261123-101500",
     "simclr evaluate RUN_DIR --random-weights --no-plots   # the untrained architecture's numbers",
-    "simclr evaluate RUN_DIR --invariance                  # Spirograph: invariance to the nuisances",
+    "simclr evaluate RUN_DIR --label-fractions 0.01,0.1,1 --robustness   # seed 003's studies",
 )
 
 
@@ -38,6 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
         results["invariance"] = run_invariance(session, views=options.invariance_views)
         session.record("invariance", results["invariance"])
+    if options.label_fractions is not None:
+        from simclr.evaluation.label_efficiency import parse_label_fractions, run_label_efficiency
+
+        fractions = parse_label_fractions(options.label_fractions)
+        results["label_efficiency"] = run_label_efficiency(session, fractions)
+        session.record("label_efficiency", results["label_efficiency"])
+    if options.robustness:
+        from simclr.evaluation.robustness import run_robustness
+
+        results["robustness"] = run_robustness(session)
+        session.record("robustness", results["robustness"])
     report = None
     if options.plots:
         from simclr.reports.eval_plots import write_eval_plots

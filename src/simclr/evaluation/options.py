@@ -154,9 +154,24 @@ class EvaluateOptions:
         False,
     )
     invariance_views: int = setting("views per test image for the conditional variance", 10)
+    label_fractions: str | None = setting(
+        "also fit the linear probe on these fractions of the training labels (stratified, seeded), e.g. "
+        "0.01,0.1,0.5,1: a table and a label-efficiency curve",
+        None,
+        metavar="F,F,...",
+    )
+    robustness: bool = setting(
+        "also score the linear read-out on shifted test images (brightness, colour jitter; Spirograph: factor "
+        "MSE): a table and a plot against the clean score",
+        False,
+    )
 
     def validate(self) -> None:
         check_tta(self.tta)
+        if self.label_fractions is not None:
+            from simclr.evaluation.label_efficiency import parse_label_fractions
+
+            parse_label_fractions(self.label_fractions)
         if self.invariance_views < 2:
             raise UserError(f"--invariance-views must be >= 2 to have a variance, got {self.invariance_views}")
 

@@ -158,4 +158,14 @@ def headline(key: str, entry: Mapping[str, Any]) -> str:
         if "r2" in regression:
             text += f", augmentation predictable with R^2 {regression['r2']:.4f} (lower = more invariant)"
         parts.append(text)
+    if "by_fraction" in metrics:
+        curve = ", ".join(f"{row['label_fraction']:g}: {100 * row['top1']:.2f}%" for row in metrics["by_fraction"])
+        parts.append(f"{key} top-1 by label fraction {curve}")
+    if "shifted" in metrics:
+        name, scale = metrics["metric"], (1.0 if metrics["metric"] == "mse" else 100.0)
+        worst = max(metrics["shifted"], key=lambda row: abs(row["change"]), default=None)
+        text = f"{key}: clean {name} {scale * metrics[f'clean_{name}']:.4g}"
+        if worst is not None:
+            text += f", largest change {scale * worst['change']:+.4g} ({worst['shift']} {worst['strength']:+g})"
+        parts.append(text)
     return "; ".join(parts) if parts else f"{key}: no metrics"

@@ -19,9 +19,12 @@ from simclr.reports.plots import (
     AUGMENTED_VIEWS,
     CONFUSION_MATRIX,
     EMBEDDING_FILES,
+    LABEL_EFFICIENCY,
+    ROBUSTNESS,
     TRAINING_CURVES,
     plot_confusion_matrix,
     plot_embedding_map,
+    plot_score_curves,
     plot_training_curves,
     plot_view_grid,
 )
@@ -102,4 +105,42 @@ def write_eval_plots(
         )
     originals, views = augmented_view_examples(session, seed=session.options.seed)
     written.append(plot_view_grid(originals, views, out_dir / AUGMENTED_VIEWS))
+    written += _study_plots(results, out_dir)
+    return written
+
+
+def _study_plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """The curves of the label-efficiency and robustness studies, when they ran."""
+    written = []
+    efficiency = results.get("label_efficiency")
+    if efficiency is not None:
+        rows = efficiency["metrics"]["by_fraction"]
+        written.append(
+            plot_score_curves(
+                {"linear probe": [(row["label_fraction"], 100 * row["top1"]) for row in rows]},
+                out_dir / LABEL_EFFICIENCY,
+                title="Label efficiency: test top-1 against the fraction of training labels",
+                xlabel="fraction of the training labels (log scale)",
+                ylabel="test top-1 (%)",
+                log_x=True,
+            )
+        )
+    robustness = results.get("robustness")
+    if robustness is not None:
+        metrics = robustness["metrics"]
+        scale, unit = (1.0, "factor MSE") if metrics["metric"] == "mse" else (100.0, "test top-1 (%)")
+        clean = scale * metrics[f"clean_{metrics['metric']}"]
+        series: dict[str, list[tuple[float, float]]] = {}
+        for row in metrics["shifted"]:
+            series.setdefault(row["shift"], [(0.0, clean)]).append((row["strength"], scale * row["score"]))
+        written.append(
+            plot_score_curves(
+                series,
+                out_dir / ROBUSTNESS,
+                title="Robustness: the clean read-out on shifted test images",
+                xlabel="shift strength (0: clean)",
+                ylabel=unit,
+                reference=clean,
+            )
+        )
     return written

@@ -30,6 +30,8 @@ from simclr.reports.plots import (
     CONFUSION_MATRIX,
     EMBEDDING_TSNE,
     EMBEDDING_UMAP,
+    LABEL_EFFICIENCY,
+    ROBUSTNESS,
     TRAINING_CURVES,
 )
 from simclr.rundir import CONFIG_FILE, EVAL_METRICS_FILE, METRICS_FILE, RunDir
@@ -43,6 +45,8 @@ _PLOT_CAPTIONS = {
     EMBEDDING_TSNE: "t-SNE map of the test embeddings",
     EMBEDDING_UMAP: "UMAP map of the test embeddings",
     AUGMENTED_VIEWS: "Augmented views used for pretraining",
+    LABEL_EFFICIENCY: "Label efficiency: linear probe top-1 against the fraction of training labels",
+    ROBUSTNESS: "Robustness: the clean linear read-out on shifted test images",
 }
 _METHOD_ORDER = ("linear", "knn", "regression", "finetune", "supervised")
 _METHOD_NAMES = {

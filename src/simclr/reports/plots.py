@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ EMBEDDING_UMAP = "embedding_umap.png"
 AUGMENTED_VIEWS = "augmented_views.png"
 EMBEDDING_METHODS = ("tsne", "umap")
 EMBEDDING_FILES = {"tsne": EMBEDDING_TSNE, "umap": EMBEDDING_UMAP}
+LABEL_EFFICIENCY = "label_efficiency.png"
+ROBUSTNESS = "robustness.png"
 
 _ANNOTATE_MAX_CLASSES = 20
 _LEGEND_MAX_CLASSES = 20
@@ -137,6 +139,36 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path | None:
         ax.set_title(titles[name], fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    return save_figure(figure, out)
+
+
+def plot_score_curves(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    out: Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    reference: float | None = None,
+    log_x: bool = False,
+) -> Path:
+    """One line of ``(x, score)`` points per named series, with an optional dashed reference level (e.g. the
+    clean score a shifted one is compared with)."""
+    figure = new_figure(5.6, 3.8)
+    ax = figure.subplots()
+    for name, points in series.items():
+        xs, ys = zip(*sorted(points), strict=True) if points else ((), ())
+        ax.plot(xs, ys, marker="o", label=name)
+    if reference is not None:
+        ax.axhline(reference, color="gray", linestyle="--", linewidth=1, label="clean")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(series) > 1 or reference is not None:
+        ax.legend(fontsize=8)
     return save_figure(figure, out)
 
 
