@@ -88,3 +88,10 @@ def test_robustness_of_a_spirograph_run_is_its_factor_error(make_run, capsys) ->
     assert metrics["metric"] == "mse" and metrics["clean_mse"] > 0
     assert len(metrics["shifted"]) == sum(len(shift.strengths) for shift in SHIFTS.values())
     assert "robustness: clean mse" in capsys.readouterr().out
+
+
+def test_a_projection_map_without_the_head_weights_is_a_one_line_error(make_run, tmp_path: Path, capsys) -> None:
+    run = make_run("imagefolder", colour_folder(tmp_path / "colours", per_class=8))
+    assert main(["evaluate", str(run), "--map-layer", "projection"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the projection layer needs the head's weights" in err and "\n" not in err

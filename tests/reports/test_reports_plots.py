@@ -157,3 +157,29 @@ def test_view_grid(tmp_path: Path) -> None:
     assert two_views[1] > one_view[1] * 1.5  # a row per image, capped by max_images (4 vs 2)
     with pytest.raises(ValueError, match="view 1"):
         plot_view_grid(originals, [torch.rand(3, 3, 24, 24)], tmp_path / "bad.png")
+
+
+def _neighbour_agreement(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Share of each point's k nearest map neighbours that have its label."""
+    distances = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1)[:, :k]
+    return float((labels[nearest] == labels[:, None]).mean())
+
+
+def test_supervised_umap_separates_classes_that_the_features_do_not() -> None:
+    rng = np.random.default_rng(0)
+    features, labels = rng.normal(size=(150, 16)), np.repeat(np.arange(3), 50)  # no class structure at all
+    plain = plots._project(features, "umap", seed=0, neighbors=10)
+    guided = plots._project(features, "umap", seed=0, neighbors=10, targets=labels)
+    assert _neighbour_agreement(plain, labels) < 0.6 < 0.9 < _neighbour_agreement(guided, labels)
+
+
+def test_map_options_are_checked(tmp_path: Path) -> None:
+    features, labels = clustered()
+    with pytest.raises(UserError, match="--supervised-map needs --method umap"):
+        plot_embedding_map(features, tmp_path / "x.png", labels=labels, supervised=True)
+    with pytest.raises(UserError, match="--perplexity 5000"):
+        plot_embedding_map(features, tmp_path / "x.png", labels=labels, perplexity=5000)
+    assert not (tmp_path / "x.png").exists()
+    png_size(plot_embedding_map(features, tmp_path / "p.png", labels=labels, perplexity=5))

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from simclr.reports.eval_plots import write_eval_plots
         from simclr.reports.html import write_report
 
-        write_eval_plots(session, results, method=options.method)
+        write_eval_plots(session, results, options)
         if session.ref.writes_to_run:
             report = write_report([session.ref.run.path], session.ref.eval.report)
     for key, entry in results.items():

@@ -146,6 +146,18 @@ class EvaluateOptions:
     """``simclr evaluate``: the dataset's standard protocol, plots and the report."""
 
     method: str = setting("2-D map of the test embeddings", "tsne", choices=("tsne", "umap"))
+    perplexity: float | None = setting("t-SNE perplexity (default: min(30, (points - 1) / 3))", None)
+    neighbors: int = setting("UMAP neighbours", 15)
+    supervised_map: bool = setting(
+        "UMAP guided by the test labels (seed 002's supervised UMAP: how the classes separate, not how the "
+        "features cluster unaided)",
+        False,
+    )
+    map_layer: str = setting(
+        "what the map shows: backbone features, or the projection head's output (needs the run's last.ckpt)",
+        "backbone",
+        choices=("backbone", "projection"),
+    )
     tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N")
     plots: bool = setting("draw the plots and write the report (--no-plots: numbers only)", True)
     invariance: bool = setting(
@@ -172,6 +184,12 @@ class EvaluateOptions:
             from simclr.evaluation.label_efficiency import parse_label_fractions
 
             parse_label_fractions(self.label_fractions)
+        if self.neighbors < 2:
+            raise UserError(f"--neighbors must be >= 2, got {self.neighbors}")
+        if self.perplexity is not None and not self.perplexity > 0:
+            raise UserError(f"--perplexity must be > 0, got {self.perplexity}")
+        if self.supervised_map and self.method != "umap":
+            raise UserError("--supervised-map is a UMAP option; add --method umap")
         if self.invariance_views < 2:
             raise UserError(f"--invariance-views must be >= 2 to have a variance, got {self.invariance_views}")
 

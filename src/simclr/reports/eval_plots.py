@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from simclr.data.spirograph import GENERATIVE_NAMES
+from simclr.evaluation.embed import load_projection_head
+from simclr.evaluation.options import EvaluateOptions
 from simclr.evaluation.session import EvalSession
 from simclr.reports.plots import (
     AUGMENTED_VIEWS,
@@ -57,9 +59,15 @@ def augmented_view_examples(
 
 
 def write_eval_plots(
-    session: EvalSession, results: Mapping[str, Any], *, method: str = "tsne", max_points: int = 2000
+    session: EvalSession,
+    results: Mapping[str, Any],
+    options: EvaluateOptions | None = None,
+    *,
+    max_points: int = 2000,
 ) -> list[Path]:
-    """Draw every picture that applies to this run into its evaluation's plots folder; returns the files."""
+    """Draw every picture that applies to this run into its evaluation's plots folder; returns the files.
+    ``options`` choose the embedding map (method, neighbourhood, supervision, layer)."""
+    options = options or EvaluateOptions()
     out_dir = session.ref.eval.plots
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -79,30 +87,28 @@ def write_eval_plots(
         )
     test = session.features("test")
     store = session.stores["test"]
-    if test.factors is not None:
-        written.append(
-            plot_embedding_map(
-                test.features,
-                out_dir / EMBEDDING_FILES[method],
-                values=test.factors[:, 0].numpy(),
-                value_name=f"{GENERATIVE_NAMES[0]} (generative factor)",
-                method=method,
-                seed=session.options.seed,
-                max_points=max_points,
-            )
+    mapped = test.features
+    if options.map_layer == "projection":
+        head = load_projection_head(session.ref, int(test.features.shape[1]))
+        with torch.no_grad():
+            mapped = head(test.features)
+    regression = test.factors is not None
+    written.append(
+        plot_embedding_map(
+            mapped,
+            out_dir / EMBEDDING_FILES[options.method],
+            labels=None if regression else test.labels.numpy(),
+            class_names=None if regression else store.class_names,
+            values=test.factors[:, 0].numpy() if test.factors is not None else None,
+            value_name=f"{GENERATIVE_NAMES[0]} (generative factor)" if regression else None,
+            method=options.method,
+            seed=session.options.seed,
+            max_points=max_points,
+            perplexity=options.perplexity,
+            neighbors=options.neighbors,
+            supervised=options.supervised_map,
         )
-    else:
-        written.append(
-            plot_embedding_map(
-                test.features,
-                out_dir / EMBEDDING_FILES[method],
-                labels=test.labels.numpy(),
-                class_names=store.class_names,
-                method=method,
-                seed=session.options.seed,
-                max_points=max_points,
-            )
-        )
+    )
     originals, views = augmented_view_examples(session, seed=session.options.seed)
     written.append(plot_view_grid(originals, views, out_dir / AUGMENTED_VIEWS))
     written += _study_plots(results, out_dir)

@@ -240,8 +240,17 @@ def _subsample(count: int, max_points: int, labels: np.ndarray | None, seed: int
     return np.sort(picked)
 
 
-def _project(features: np.ndarray, method: str, seed: int) -> np.ndarray:
-    """2-D coordinates. Features are L2-normalised first: NT-Xent compares directions, not lengths."""
+def _project(
+    features: np.ndarray,
+    method: str,
+    seed: int,
+    *,
+    perplexity: float | None = None,
+    neighbors: int = 15,
+    targets: np.ndarray | None = None,
+) -> np.ndarray:
+    """2-D coordinates. Features are L2-normalised first: NT-Xent compares directions, not lengths. ``targets``
+    (class labels) make the UMAP supervised."""
     features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     count = len(features)
     if method == "umap":
@@ -254,13 +263,13 @@ def _project(features: np.ndarray, method: str, seed: int) -> np.ndarray:
             ) from None
         reducer = umap.UMAP(
             n_components=2,
-            n_neighbors=max(2, min(15, count - 1)),
+            n_neighbors=max(2, min(neighbors, count - 1)),
             min_dist=0.1,
             random_state=seed,
             n_jobs=1,
             init="spectral" if count > 20 else "random",
         )
-        return np.asarray(reducer.fit_transform(features), dtype=float)
+        return np.asarray(reducer.fit_transform(features, y=targets), dtype=float)
     try:
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
@@ -269,7 +278,10 @@ def _project(features: np.ndarray, method: str, seed: int) -> np.ndarray:
     if features.shape[1] > 50 and count > 50:
         # The usual t-SNE preprocessing: PCA to 50 dimensions keeps the neighbourhoods, costs far less.
         features = PCA(n_components=50, random_state=seed).fit_transform(features)
-    perplexity = float(min(30.0, max(2.0, (count - 1) / 3)))
+    if perplexity is None:
+        perplexity = float(min(30.0, max(2.0, (count - 1) / 3)))
+    elif not 0 < perplexity < count:
+        raise UserError(f"--perplexity {perplexity:g} must be between 0 and the {count} points mapped; lower it")
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
     return np.asarray(tsne.fit_transform(features), dtype=float)
 
@@ -296,13 +308,18 @@ def plot_embedding_map(
     method: str = "tsne",
     seed: int = 0,
     max_points: int = 2000,
+    perplexity: float | None = None,
+    neighbors: int = 15,
+    supervised: bool = False,
 ) -> Path:
     """A 2-D t-SNE (default) or UMAP map of ``(N, D)`` test embeddings.
 
     Coloured by class (``labels`` with ``class_names`` for the legend; label -1 is drawn grey as
     unlabelled) or, for regression data with no classes, by one continuous target ``values`` with a
     colourbar titled ``value_name``. At most ``max_points`` points are embedded (t-SNE is quadratic),
-    chosen reproducibly from ``seed``, stratified by class when there are labels.
+    chosen reproducibly from ``seed``, stratified by class when there are labels. ``perplexity`` (t-SNE) and
+    ``neighbors`` (UMAP) set the neighbourhood size; ``supervised`` lets UMAP use the labels (seed 002's
+    supervised UMAP: it shows how the classes can be separated, not how the features cluster unaided).
     """
     method = method.lower()
     if method not in EMBEDDING_METHODS:
@@ -319,8 +336,11 @@ def plot_embedding_map(
         if array is not None and len(array) != total:
             raise ValueError(f"{name} has {len(array)} entries for {total} feature rows")
 
+    if supervised and (method != "umap" or label_array is None):
+        raise UserError("--supervised-map needs --method umap and a labelled test split; drop --supervised-map")
     keep = _subsample(total, max_points, label_array, seed)
-    coords = _project(data[keep], method, seed)
+    targets = label_array[keep] if supervised and label_array is not None else None
+    coords = _project(data[keep], method, seed, perplexity=perplexity, neighbors=neighbors, targets=targets)
     figure = new_figure(8.0, 7.0)
     ax = figure.subplots()
     size = 24 if len(keep) <= 200 else 12 if len(keep) <= 800 else 6
@@ -332,7 +352,8 @@ def plot_embedding_map(
     else:
         ax.scatter(coords[:, 0], coords[:, 1], s=size, linewidths=0, color="tab:blue")
     shown = f"{len(keep)} of {total}" if len(keep) < total else f"{total}"
-    ax.set_title(f"{'UMAP' if method == 'umap' else 't-SNE'} of {shown} test embeddings (seed {seed})", fontsize=11)
+    kind = ("supervised UMAP" if supervised else "UMAP") if method == "umap" else "t-SNE"
+    ax.set_title(f"{kind} of {shown} test embeddings (seed {seed})", fontsize=11)
     ax.set_xticks([])
     ax.set_yticks([])
     return save_figure(figure, out)
