@@ -94,4 +94,5 @@ def test_a_projection_map_without_the_head_weights_is_a_one_line_error(make_run,
     run = make_run("imagefolder", colour_folder(tmp_path / "colours", per_class=8))
     assert main(["evaluate", str(run), "--map-layer", "projection"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "the projection layer needs the head's weights" in err and "\n" not in err
+    assert err.startswith("simclr: error: the projection layer needs the head's weights") and "\n" not in err
+    assert not (run / "eval" / "metrics.json").exists()  # refused before any evaluation ran

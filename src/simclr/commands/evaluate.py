@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
     options = settings_from_args(EvaluateOptions, args)
     show_progress()
     session = session_from_args(args)
+    projection = None
+    if options.plots and options.map_layer == "projection":  # read before minutes of evaluation, not after
+        from simclr.evaluation.embed import load_projection_head
+
+        projection = load_projection_head(session.ref, session.backbone.feature_dim)
     results = run_standard_protocol(session, tta=options.tta)
     if options.invariance:
         from simclr.evaluation.invariance import run_invariance
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         from simclr.reports.eval_plots import write_eval_plots
         from simclr.reports.html import write_report
 
-        write_eval_plots(session, results, options)
+        write_eval_plots(session, results, options, projection=projection)
         if session.ref.writes_to_run:
             report = write_report([session.ref.run.path], session.ref.eval.report)
     for key, entry in results.items():

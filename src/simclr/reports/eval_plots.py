@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from simclr.data.spirograph import GENERATIVE_NAMES
-from simclr.evaluation.embed import load_projection_head
 from simclr.evaluation.options import EvaluateOptions
 from simclr.evaluation.session import EvalSession
 from simclr.reports.plots import (
@@ -63,10 +62,12 @@ def write_eval_plots(
     results: Mapping[str, Any],
     options: EvaluateOptions | None = None,
     *,
+    projection: torch.nn.Module | None = None,
     max_points: int = 2000,
 ) -> list[Path]:
     """Draw every picture that applies to this run into its evaluation's plots folder; returns the files.
-    ``options`` choose the embedding map (method, neighbourhood, supervision, layer)."""
+    ``options`` choose the embedding map (method, neighbourhood, supervision); with ``projection`` (the run's
+    head) the map shows the head's output instead of the backbone features."""
     options = options or EvaluateOptions()
     out_dir = session.ref.eval.plots
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,10 +89,9 @@ def write_eval_plots(
     test = session.features("test")
     store = session.stores["test"]
     mapped = test.features
-    if options.map_layer == "projection":
-        head = load_projection_head(session.ref, int(test.features.shape[1]))
+    if projection is not None:
         with torch.no_grad():
-            mapped = head(test.features)
+            mapped = projection(test.features)
     regression = test.factors is not None
     written.append(
         plot_embedding_map(
