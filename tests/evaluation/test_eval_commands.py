@@ -53,6 +53,15 @@ def test_linear_eval_and_knn_record_protocol_and_cache_features(make_run, cifar_
     assert len(list((run / "eval" / "features").glob("*.pt"))) == 2  # train + test, shared by both methods
 
 
+def test_linear_eval_with_the_focal_loss_records_it(make_run, cifar_small: Path) -> None:
+    run = make_run("cifar10", cifar_small)
+    assert main(["linear-eval", str(run), *FAST, "--loss", "focal", "--focal-gamma", "1.5"]) == 0
+    linear = _metrics(run)["results"]["linear"]
+    assert linear["protocol"]["objective"].startswith("mean focal loss (gamma 1.5)")
+    assert 0.0 <= linear["metrics"]["top1"] <= 1.0
+    assert main(["linear-eval", str(run), "--loss", "focal", "--focal-gamma", "-1"]) == 2
+
+
 def test_cached_features_are_reused(make_run, cifar_small: Path, monkeypatch) -> None:
     run = make_run("cifar10", cifar_small)
     assert main(["knn", str(run)]) == 0

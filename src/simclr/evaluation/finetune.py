@@ -28,7 +28,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simclr.data import SplitStore, split_train_val
@@ -39,6 +38,7 @@ from simclr.evaluation.label_subsets import label_subset, label_subset_protocol
 from simclr.evaluation.metrics import classification_metrics
 from simclr.evaluation.options import FinetuneOptions, LinearEvalOptions, TrainConfig
 from simclr.evaluation.results import make_entry
+from simclr.losses.classification import classification_loss
 from simclr.optim import WarmupCosineLR
 from simclr.views import SimCLRViews, ViewConfig, sample_view_params
 from simclr.views.ops import resized_crop
@@ -234,7 +234,7 @@ def fit_classifier(
             targets = labels[index].to(device, non_blocking=True)
             with autocast_for(device, autocast_dtype):
                 logits = model(inputs)
-            loss = F.cross_entropy(logits.float(), targets)
+            loss = classification_loss(logits.float(), targets, config.gamma)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -251,7 +251,7 @@ def fit_classifier(
             scores = predict(
                 model, pipeline, val[0], batch_size=config.eval_batch_size, device=device, autocast_dtype=autocast_dtype
             )
-            row["val_loss"] = float(F.cross_entropy(scores, val[1]))
+            row["val_loss"] = float(classification_loss(scores, val[1], config.gamma))
             row["val_top1"] = float((scores.argmax(1) == val[1]).double().mean())
         history.append(row)
         log.info(
@@ -422,6 +422,8 @@ def train_linear_sgd(
         nesterov=options.nesterov,
         patience=0,
         keep_best=False,
+        loss=options.loss,
+        focal_gamma=options.focal_gamma,
         eval_batch_size=session.options.batch_size,
         seed=session.options.seed,
     )

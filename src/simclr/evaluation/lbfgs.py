@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simclr.evaluation.options import DEFAULT_L2_GRID, DEFAULT_MAX_ITER
+from simclr.losses.classification import classification_loss
 
 SMALL_PROBLEM = 4_000_000  # feature-matrix entries below which one thread is faster than several
 
@@ -64,6 +65,13 @@ def standardizer(features: Tensor, standardize: bool) -> tuple[Tensor, Tensor]:
     return mean, torch.where(std > 1e-6, std, torch.ones_like(std))
 
 
+def data_loss(out: Tensor, targets: Tensor, loss: str, focal_gamma: float = 0.0) -> Tensor:
+    """The data term of a linear fit: classification loss for ``"ce"``, summed squared error per row for ``"mse"``."""
+    if loss == "ce":
+        return classification_loss(out, targets, focal_gamma)
+    return F.mse_loss(out, targets, reduction="none").sum(1).mean()
+
+
 def fit_linear(
     features: Tensor,
     targets: Tensor,
@@ -75,13 +83,14 @@ def fit_linear(
     num_outputs: int | None = None,
     init: LinearFit | None = None,
     tolerance: float = 1e-5,
+    focal_gamma: float = 0.0,
 ) -> LinearFit:
     """Minimise ``mean loss + l2 * ||W||^2`` by full-batch L-BFGS (strong-Wolfe line search), float32.
 
-    ``loss`` is ``"ce"`` (``targets`` are class indices, ``num_outputs`` classes) or ``"mse"``
-    (``targets`` is ``(N, K)``). ``init`` warm-starts from a previous fit with the same
-    standardisation, which makes sweeping an L2 grid cheap. The objective is convex, so the optimum
-    does not depend on the start.
+    ``loss`` is ``"ce"`` (``targets`` are class indices, ``num_outputs`` classes; the focal loss with
+    ``focal_gamma`` > 0) or ``"mse"`` (``targets`` is ``(N, K)``). ``init`` warm-starts from a previous fit
+    with the same standardisation, which makes sweeping an L2 grid cheap. Cross-entropy and MSE are convex,
+    so their optimum does not depend on the start; the focal loss is not, and starts from zero weights.
     """
     if loss not in ("ce", "mse"):
         raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
@@ -111,9 +120,7 @@ def fit_linear(
     calls = 0
 
     def penalised_loss() -> Tensor:
-        out = x @ weight.T + bias
-        data = F.cross_entropy(out, y) if loss == "ce" else F.mse_loss(out, y, reduction="none").sum(1).mean()
-        return data + l2 * weight.pow(2).sum()
+        return data_loss(x @ weight.T + bias, y, loss, focal_gamma) + l2 * weight.pow(2).sum()
 
     def objective() -> Tensor:
         nonlocal calls
@@ -184,6 +191,7 @@ def fit_with_chosen_l2(
     max_iter: int = DEFAULT_MAX_ITER,
     num_outputs: int | None = None,
     solve: Solver | None = None,
+    focal_gamma: float = 0.0,
 ) -> tuple[LinearFit, GridSearch]:
     """The whole protocol on the training split alone: choose L2 on ``val_idx`` after fitting on
     ``fit_idx``, then refit the chosen value on all of ``features``. The caller scores the test split once.
@@ -192,7 +200,15 @@ def fit_with_chosen_l2(
     def full_batch(rows: Tensor | None, l2: float, init: LinearFit | None) -> LinearFit:
         x, y = (features, targets) if rows is None else (features[rows], targets[rows])
         return fit_linear(
-            x, y, loss=loss, l2=l2, standardize=standardize, max_iter=max_iter, num_outputs=num_outputs, init=init
+            x,
+            y,
+            loss=loss,
+            l2=l2,
+            standardize=standardize,
+            max_iter=max_iter,
+            num_outputs=num_outputs,
+            init=init,
+            focal_gamma=focal_gamma,
         )
 
     solver = solve or full_batch

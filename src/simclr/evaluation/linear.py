@@ -67,9 +67,11 @@ def linear_probe(
     max_iter: int = DEFAULT_MAX_ITER,
     seed: int = 0,
     minibatch: MinibatchSettings | None = None,
+    focal_gamma: float = 0.0,
 ) -> ProbeResult:
     """Choose L2 on a stratified validation split of train, refit on all of train, test once; by full-batch
-    L-BFGS, or with ``minibatch`` by mini-batch SGD on the same objective (features too big for L-BFGS)."""
+    L-BFGS, or with ``minibatch`` by mini-batch SGD on the same objective (features too big for L-BFGS).
+    ``focal_gamma`` > 0 fits the focal loss instead of cross-entropy."""
     fit_idx, val_idx = split_train_val(train_labels, val_fraction, seed)
     solve: Solver | None = None
     if minibatch is not None:
@@ -86,6 +88,7 @@ def linear_probe(
                 settings=minibatch,
                 num_outputs=num_classes,
                 init=init,
+                focal_gamma=focal_gamma,
             )
 
     final, search = fit_with_chosen_l2(
@@ -100,6 +103,7 @@ def linear_probe(
         max_iter=max_iter,
         num_outputs=num_classes,
         solve=solve,
+        focal_gamma=focal_gamma,
     )
     with torch.no_grad():
         scores = final(test_features)
@@ -160,11 +164,12 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
         max_iter=max_iter,
         seed=session.options.seed,
         minibatch=minibatch,
+        focal_gamma=options.gamma,
     )
     protocol = {
         **session.base_protocol(),
         "classifier": "multinomial logistic regression",
-        "objective": "mean cross-entropy + l2 * ||W||^2 (bias not penalised)",
+        "objective": f"mean {options.describe_loss()} + l2 * ||W||^2 (bias not penalised)",
         "tta": tta,
         "features": "backbone output, eval mode, "
         + (f"mean of {tta} augmented views" if tta > 1 else "no augmentation"),

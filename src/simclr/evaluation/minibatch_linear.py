@@ -13,10 +13,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from simclr.evaluation.lbfgs import LinearFit
+from simclr.evaluation.lbfgs import LinearFit, data_loss
 from simclr.optim import WarmupCosineLR
 
 FULL_BATCH_COPIES = 3  # the features, their standardised copy, and the fit part's copy during the L2 search
@@ -62,10 +61,6 @@ def chunked_standardizer(
     return mean.float(), torch.where(std > 1e-6, std, torch.ones_like(std)).float()
 
 
-def _data_loss(out: Tensor, y: Tensor, loss: str) -> Tensor:
-    return F.cross_entropy(out, y) if loss == "ce" else F.mse_loss(out, y, reduction="none").sum(1).mean()
-
-
 def fit_linear_minibatch(
     features: Tensor,
     targets: Tensor,
@@ -77,6 +72,7 @@ def fit_linear_minibatch(
     settings: MinibatchSettings = MinibatchSettings(),
     num_outputs: int | None = None,
     init: LinearFit | None = None,
+    focal_gamma: float = 0.0,
 ) -> LinearFit:
     """Minimise the objective of :func:`~simclr.evaluation.lbfgs.fit_linear` over ``features[rows]`` by
     mini-batch SGD, gathering one batch of rows at a time; ``init`` warm-starts as there."""
@@ -107,7 +103,7 @@ def fit_linear_minibatch(
             order = rows[torch.randperm(rows.numel(), generator=generator)]
             for start in range(0, order.numel(), settings.batch_size):
                 x, y = batch(order[start : start + settings.batch_size])
-                value = _data_loss(x @ weight.T + bias, y, loss) + l2 * weight.pow(2).sum()
+                value = data_loss(x @ weight.T + bias, y, loss, focal_gamma) + l2 * weight.pow(2).sum()
                 optimizer.zero_grad()
                 value.backward()
                 optimizer.step()
@@ -118,6 +114,6 @@ def fit_linear_minibatch(
         for start in range(0, rows.numel(), 65_536):
             index = rows[start : start + 65_536]
             x, y = batch(index)
-            data += float(_data_loss(x @ weight.T + bias, y, loss)) * index.numel()
+            data += float(data_loss(x @ weight.T + bias, y, loss, focal_gamma)) * index.numel()
         final = data / rows.numel() + l2 * float(weight.pow(2).sum())
     return LinearFit(weight, bias, mean, std, final, settings.epochs * steps_per_epoch)

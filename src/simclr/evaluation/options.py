@@ -105,7 +105,29 @@ class L2FitOptions:
 
 
 @dataclass(frozen=True)
-class LinearEvalOptions(L2FitOptions):
+class ClassifierLoss:
+    """What a trained classifier minimises: cross-entropy, or seed 001's focal loss."""
+
+    loss: str = setting(
+        "classification loss: ce (cross-entropy) or focal (seed 001's probe)", "ce", choices=("ce", "focal")
+    )
+    focal_gamma: float = setting("--loss focal: the focusing parameter gamma", 2.0)
+
+    @property
+    def gamma(self) -> float:
+        """The focal loss's gamma, 0 for cross-entropy."""
+        return self.focal_gamma if self.loss == "focal" else 0.0
+
+    def describe_loss(self) -> str:
+        return f"focal loss (gamma {self.focal_gamma:g})" if self.loss == "focal" else "cross-entropy"
+
+    def check_loss(self) -> None:
+        if not (math.isfinite(self.focal_gamma) and self.focal_gamma >= 0):
+            raise UserError(f"--focal-gamma must be >= 0, got {self.focal_gamma}")
+
+
+@dataclass(frozen=True)
+class LinearEvalOptions(L2FitOptions, ClassifierLoss):
     """``simclr linear-eval``."""
 
     method: str = setting(
@@ -120,6 +142,7 @@ class LinearEvalOptions(L2FitOptions):
 
     def validate(self) -> None:
         check_tta(self.tta)
+        self.check_loss()
 
 
 @dataclass(frozen=True)
@@ -195,7 +218,7 @@ class EvaluateOptions:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ClassifierLoss):
     """How the fine-tuning loop trains. ``patience`` 0 never stops early; ``keep_best`` restores the weights of
     the epoch with the lowest validation loss (else the last epoch's weights are scored). ``eval_batch_size``
     and ``seed`` come from the evaluation session, not from flags of their own."""
@@ -226,6 +249,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first bad flag."""
+        self.check_loss()
         if self.optimizer not in FINETUNE_OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(FINETUNE_OPTIMIZERS)}")
         checks = [
@@ -257,6 +281,7 @@ class TrainConfig:
             "epochs_max": self.epochs,
             "patience": self.patience,
             "min_delta": self.min_delta,
+            "loss": self.describe_loss(),
         }
         if self.optimizer == "sgd":
             block.update(momentum=self.momentum, nesterov=self.nesterov)
