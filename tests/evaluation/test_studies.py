@@ -96,3 +96,21 @@ def test_a_projection_map_without_the_head_weights_is_a_one_line_error(make_run,
     err = capsys.readouterr().err.strip()
     assert err.startswith("simclr: error: the projection layer needs the head's weights") and "\n" not in err
     assert not (run / "eval" / "metrics.json").exists()  # refused before any evaluation ran
+
+
+def test_classifiers_fit_on_a_folders_valid_split_when_asked(make_run, tmp_path: Path, capsys) -> None:
+    root = tmp_path / "splits"
+    for split, count in (("train", 6), ("valid", 10), ("test", 5)):
+        colour_folder(root / split, per_class=count)
+    run = make_run("imagefolder", root)
+    assert main(["linear-eval", str(run), "--train-split", "valid", "--no-cache"]) == 0
+    doc = json.loads((run / "eval" / "metrics.json").read_text())
+    assert (
+        doc["results"]["linear"]["protocol"]["n_train"] == 4 * 10
+        and doc["results"]["linear"]["protocol"]["n_test"] == 4 * 5
+    )
+    assert "valid/" in doc["dataset"]["train_split"]
+    flat = make_run("imagefolder", colour_folder(tmp_path / "flat", per_class=4), name="flat")
+    capsys.readouterr()
+    assert main(["linear-eval", str(flat), "--train-split", "valid"]) == 2
+    assert "needs an image folder with valid/ and test/" in capsys.readouterr().err

@@ -141,6 +141,23 @@ class DataSource:
         """The test split, or None when the dataset has none (an image folder without ``test/``)."""
         return self._load("test", image_size, limit, seed)
 
+    def load_valid(self, *, image_size: int | None = None, seed: int = 0) -> ImageStore:
+        """The ``valid/`` split of an image folder laid out as ``train/``, ``valid/`` and ``test/`` (seed 001's
+        probe trains there), with the train split's class numbering."""
+        from simclr.data.imagefolder import find_split_folder, load_split_folder
+
+        root = self.data_dir
+        if self.dataset != "imagefolder" or root is None or not (root / "test").is_dir():
+            raise UserError(
+                "--train-split valid needs an image folder with valid/ and test/ sub-folders (and train/); "
+                "check --data-dir or use --train-split train"
+            )
+        if find_split_folder(root, "val") is None:
+            raise UserError(f"no valid/ folder in {root}; use --train-split train")
+        return load_split_folder(
+            root, "val", image_size=image_size, workers=self.workers, seed=seed, follow_external_links=self.follow_links
+        )
+
     def _load(self, split: str, image_size: int | None, limit: int | None, seed: int) -> ImageStore | None:
         return load_dataset(
             self.dataset,

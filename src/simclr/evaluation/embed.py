@@ -40,8 +40,8 @@ def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
     path = ref.run.last_checkpoint
     if not path.is_file():
         raise UserError(
-            f"the projection layer needs the head's weights in {path}, which does not exist; use the backbone "
-            "layer (--layer backbone, --map-layer backbone)"
+            f"the projection layer needs the head's weights in {path}, which does not exist; use --layer backbone "
+            "(evaluate: --map-layer backbone)"
         )
     head, _ = build_projection_head(ref.config, feature_dim)
     try:

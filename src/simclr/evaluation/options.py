@@ -74,6 +74,12 @@ class EvalOptions:
     accelerator: str = setting("where features are computed", "auto", choices=("auto", "cpu", "gpu"))
     workers: int = setting("processes decoding image files", 2)
     seed: int = setting("seed of splits, subsets and fits", 0)
+    train_split: str = setting(
+        "what classifiers are fitted on: the train split, or the valid/ folder of an image folder with train/, "
+        "valid/ and test/ (seed 001's probe)",
+        "train",
+        choices=("train", "valid"),
+    )
     random_weights: bool = setting(
         "evaluate the same architecture with random initial weights (the baseline to beat); results go to the "
         "run's random-weights evaluation folder unless --eval-dir is given",

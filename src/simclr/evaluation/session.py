@@ -137,9 +137,14 @@ class EvalSession:
             Path(config.pack_dir) if config.pack_dir else None,
         )
         if streamed is not None:
+            if opts.train_split == "valid":
+                raise UserError("--train-split valid reads an image folder's valid/ in memory; this data is streamed")
             test = streamed.test.store(self.image_size, opts.workers) if streamed.test is not None else None
             return streamed.train.store(self.image_size, opts.workers), test
-        train = source.load_train(labelled_only=True, image_size=self.image_size, seed=opts.seed)
+        if opts.train_split == "valid":
+            train = source.load_valid(image_size=self.image_size, seed=opts.seed)
+        else:
+            train = source.load_train(labelled_only=True, image_size=self.image_size, seed=opts.seed)
         return train, source.load_test(image_size=self.image_size, seed=opts.seed)
 
     def _held_or_streamed(self, store: SplitStore, split: str) -> SplitStore:
@@ -211,6 +216,8 @@ class EvalSession:
             "held_out": self.test_is_held_out,
             "limits": [self.options.limit_train_images, self.options.limit_test_images],
             "seed": self.options.seed,
+            "data_dir": str(self.options.data_dir) if self.options.data_dir is not None else None,
+            "train_split": self.options.train_split,
             **variant,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -284,6 +291,8 @@ class EvalSession:
             block["targets"] = list(GENERATIVE_NAMES)
         else:
             block["class_names"] = list(train.class_names)
+        if self.options.train_split == "valid":
+            block["train_split"] = "the folder's valid/ (classifiers fitted there, as seed 001's probe)"
         if self.test_is_held_out:
             block["test_split"] = (
                 f"held out: {round(100 * HELD_OUT_TEST_FRACTION)}% of train (seed {self.options.seed + 1})"
