@@ -106,6 +106,7 @@ def test_loop_learns_a_separable_toy_problem() -> None:
     result = fit_classifier(model, pipeline, (images, labels), (test_images[:10], test_labels[:10]), config, device=CPU)
     assert result.epochs_run == 8 and not result.stopped_early
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.history[-1]["train_top1"] > 0.9  # counted on the device as the loop trains
     scores = predict(model, pipeline, test_images, device=CPU)
     assert (scores.argmax(1) == test_labels).float().mean() > 0.9
 
@@ -226,7 +227,9 @@ def test_finetune_cli_with_frozen_backbone(
     assert protocol["best_epoch"] == 1 and protocol["selection"].startswith("weights of the epoch")
     metrics = entry["metrics"]
     assert {"top1", "top5", "macro_f1", "weighted_f1", "confusion_matrix", "history"} <= set(metrics)
-    assert set(metrics["history"][0]) == {"epoch", "train_loss", "val_loss", "val_top1"}
+    assert set(metrics["history"][0]) == {"epoch", "train_loss", "train_top1", "val_loss", "val_top1"}
+    assert 0.0 <= metrics["history"][0]["train_top1"] <= 1.0
+    assert (run / "eval" / "plots" / "finetune_curves.png").stat().st_size > 1000  # loss and top-1 per epoch
     out = capsys.readouterr().out
     assert "finetune top-1" in out and "macro-F1" in out and str(run / "eval" / "metrics.json") in out
 

@@ -229,6 +229,7 @@ def fit_classifier(
     for epoch in range(1, config.epochs + 1):
         model.train()
         total, seen = torch.zeros((), device=device), 0  # summed on the device: no sync per step
+        correct = torch.zeros((), device=device, dtype=torch.int64)
         for index in _batches(images.shape[0], config.batch_size, generator):
             inputs = pipeline.augmented(images[index].to(device, non_blocking=True), generator)
             targets = labels[index].to(device, non_blocking=True)
@@ -241,11 +242,18 @@ def fit_classifier(
             scaler.update()
             schedule.step()
             total += loss.detach() * index.numel()
+            correct += (logits.detach().argmax(1) == targets).sum()
             seen += index.numel()
         train_loss = float(total) / seen
         if not math.isfinite(train_loss):
             raise UserError(f"{name}: the training loss became {train_loss} in epoch {epoch}; lower --lr")
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_top1": None}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_top1": int(correct) / seen,  # of the augmented training images, as they were trained on
+            "val_loss": None,
+            "val_top1": None,
+        }
         if has_val:
             assert val is not None
             scores = predict(

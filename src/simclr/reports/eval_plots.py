@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from simclr.data.spirograph import GENERATIVE_NAMES
+from simclr.errors import UserError
 from simclr.evaluation.options import EvaluateOptions
 from simclr.evaluation.session import EvalSession
 from simclr.reports.plots import (
@@ -21,10 +22,12 @@ from simclr.reports.plots import (
     CONFUSION_MATRIX,
     EMBEDDING_FILES,
     LABEL_EFFICIENCY,
+    LEARNING_CURVES,
     ROBUSTNESS,
     TRAINING_CURVES,
     plot_confusion_matrix,
     plot_embedding_map,
+    plot_learning_curves,
     plot_score_curves,
     plot_training_curves,
     plot_view_grid,
@@ -150,3 +153,17 @@ def _study_plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
             )
         )
     return written
+
+
+def write_learning_curves(session: EvalSession, key: str, entry: Mapping[str, Any]) -> Path | None:
+    """The per-epoch curves of a trained classifier (``finetune``, ``supervised``, ``linear_sgd``) in the run's
+    plots folder, where the report finds them; None (with a warning) when matplotlib is missing."""
+    history = entry["metrics"].get("history") or []
+    if not history:
+        return None
+    out = session.ref.eval.plots / LEARNING_CURVES.format(method=key)
+    try:
+        return plot_learning_curves(history, out, title=f"{key}: loss and top-1 per epoch")
+    except UserError as exc:
+        log.warning("learning curves not drawn: %s", exc)
+        return None

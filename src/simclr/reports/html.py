@@ -31,6 +31,7 @@ from simclr.reports.plots import (
     EMBEDDING_TSNE,
     EMBEDDING_UMAP,
     LABEL_EFFICIENCY,
+    LEARNING_CURVES,
     ROBUSTNESS,
     TRAINING_CURVES,
 )
@@ -47,6 +48,14 @@ _PLOT_CAPTIONS = {
     AUGMENTED_VIEWS: "Augmented views used for pretraining",
     LABEL_EFFICIENCY: "Label efficiency: linear probe top-1 against the fraction of training labels",
     ROBUSTNESS: "Robustness: the clean linear read-out on shifted test images",
+    **{
+        LEARNING_CURVES.format(method=method): f"{name}: loss and top-1 per epoch (train and validation)"
+        for method, name in (
+            ("finetune", "Fine-tuning"),
+            ("supervised", "Supervised baseline"),
+            ("linear_sgd", "SGD linear probe"),
+        )
+    },
 }
 _METHOD_ORDER = ("linear", "knn", "regression", "finetune", "supervised")
 _METHOD_NAMES = {

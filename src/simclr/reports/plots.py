@@ -31,6 +31,7 @@ AUGMENTED_VIEWS = "augmented_views.png"
 EMBEDDING_METHODS = ("tsne", "umap")
 EMBEDDING_FILES = {"tsne": EMBEDDING_TSNE, "umap": EMBEDDING_UMAP}
 LABEL_EFFICIENCY = "label_efficiency.png"
+LEARNING_CURVES = "{method}_curves.png"  # fine-tuning, supervised and SGD linear training, per epoch
 ROBUSTNESS = "robustness.png"
 
 _ANNOTATE_MAX_CLASSES = 20
@@ -139,6 +140,25 @@ def plot_training_curves(metrics_csv: Path, out: Path) -> Path | None:
         ax.set_title(titles[name], fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    return save_figure(figure, out)
+
+
+def plot_learning_curves(history: Sequence[Mapping[str, Any]], out: Path, *, title: str) -> Path:
+    """Loss and top-1 per epoch of a trained classifier: training (augmented images) and validation."""
+    figure = new_figure(9.0, 3.6)
+    loss_ax, top1_ax = figure.subplots(1, 2)
+    for ax, metric, unit in ((loss_ax, "loss", 1.0), (top1_ax, "top1", 100.0)):
+        for part, style in (("train", "-"), ("val", "--")):
+            column = f"{part}_{metric}"
+            points = [(row["epoch"], unit * row[column]) for row in history if row.get(column) is not None]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, style, marker="o" if len(points) < 30 else None, label=part)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("top-1 (%)" if metric == "top1" else "loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
     return save_figure(figure, out)
 
 
