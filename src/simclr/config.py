@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from simclr.data.registry import DatasetInfo
     from simclr.views.config import ViewConfig
 
-LOGGERS = ("csv", "tensorboard", "mlflow", "none")
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
 Settings = TypeVar("Settings")
@@ -226,7 +226,11 @@ class PretrainConfig:
     seed: int = _run("seed for weights, data order and views", 0)
     out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)
     resume: str | None = _run("continue the run in this directory from its last checkpoint (default: a new run)", None)
-    logger: str = _run("csv | tensorboard | mlflow | none (the metrics file is always written)", "csv")
+    logger: str = _run(
+        "csv | tensorboard | mlflow | wandb | none: the tracker that also gets the settings and, from simclr evaluate, "
+        "the evaluation metrics (the metrics file is always written; wandb runs offline without WANDB_API_KEY)",
+        "csv",
+    )
     checkpoint_every_steps: int = _run("also checkpoint every N steps (0: only at epoch ends)", 200)
     knn_every_epochs: int = _run("online kNN monitor every N epochs (0: off)", 1)
     knn_k: int = _run("neighbours of the kNN monitor", 200)

@@ -16,6 +16,8 @@ A pretraining run::
     RUN_DIR/eval/                   evaluation: metrics.json, report.html, features/ (cache), plots/
     RUN_DIR/eval-random-weights/    the same evaluation of the untrained architecture (the baseline)
     RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
+    RUN_DIR/tracking.json           where the run's tracker (MLflow, TensorBoard, W&B) keeps it, for evaluate
+    RUN_DIR/tensorboard/, mlflow.db, mlflow-artifacts/, wandb/   the trackers' own stores (--logger)
     RUN_DIR/.lock                   held by the process training in it (pid, host, start), so a run has one writer
 
 An autoencoder run (``simclr train-ae``) shares config.yaml, metrics.csv and train.log, and adds
@@ -53,7 +55,10 @@ SWEEP_MARKER_FILE = "sweep-cell.json"
 AUTOENCODER_FILE = "autoencoder.safetensors"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 MLFLOW_DB_FILE = "mlflow.db"
+MLFLOW_ARTIFACTS_DIR = "mlflow-artifacts"
 TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
+TRACKING_FILE = "tracking.json"
 EVAL_METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 FEATURES_DIR = "features"
@@ -172,6 +177,24 @@ class RunDir:
         """Who holds the directory now (its lock's content), or None when no live process does."""
         holder = read_lock(self.lock)
         return holder if self.lock.exists() and not _is_stale(holder) else None
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """Where a run's own MLflow store (``mlflow.db``) keeps the artifacts."""
+        return self.path / MLFLOW_ARTIFACTS_DIR
+
+    @property
+    def tracking(self) -> Path:
+        """Which tracker run the run reports to (:mod:`simclr.tracking`)."""
+        return self.path / TRACKING_FILE
+
+    @property
+    def wandb_dir(self) -> Path:
+        return self.path / WANDB_DIR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD_DIR
 
     @property
     def tensorboard_name(self) -> str:

@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         write_eval_plots(session, results, options, projection=projection)
         if session.ref.writes_to_run:
             report = write_report([session.ref.run.path], session.ref.eval.report)
+    if session.ref.writes_to_run:  # each number went to the run's tracker as it was recorded; now the files
+        from simclr.tracking import report_evaluation
+
+        report_evaluation(session.ref.run, {}, [session.ref.eval.metrics, *([report] if report else [])])
     for key, entry in results.items():
         print(headline(key, entry))
     print(f"results: {session.ref.eval.metrics}")

@@ -39,6 +39,7 @@ from simclr.evaluation.options import EvalOptions
 from simclr.evaluation.results import record_result
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.hardware import autocast_dtype_for, pick_device
+from simclr.tracking import report_evaluation
 from simclr.views import ViewConfig
 
 log = logging.getLogger("simclr")
@@ -316,7 +317,8 @@ class EvalSession:
         }
 
     def record(self, key: str, entry: dict[str, Any]) -> Path:
-        return record_result(
+        """Add a result to the evaluation's metrics.json, and its numbers to the run's tracker (if it has one)."""
+        path = record_result(
             self.ref.eval,
             key,
             entry,
@@ -324,3 +326,6 @@ class EvalSession:
             dataset=self.dataset_block(),
             backbone=self.backbone.describe(),
         )
+        if self.ref.writes_to_run:
+            report_evaluation(self.ref.run, {key: entry})
+        return path

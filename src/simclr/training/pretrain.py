@@ -9,7 +9,6 @@ backbone is exported by a callback at every epoch end and when training ends.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -20,7 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from simclr.config import PretrainConfig, describe_changes, parse_size
+from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size
 from simclr.data import (
     DatasetInfo,
     DataSource,
@@ -39,6 +38,7 @@ from simclr.losses import NTXentLoss
 from simclr.models import SimCLRModel, build_model, resolve_stem
 from simclr.optim import scaled_learning_rate, warmup_steps_for
 from simclr.rundir import BackboneMetadata, RunDir
+from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import (
     BackboneExport,
     GradientPenaltyReport,
@@ -125,7 +125,10 @@ def run_pretraining(
         describe_run(config, run, data, hardware, optim)
         event = record_resumed_changes(run, resume_step, resumed_changes or {})
         callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
-        trainer = build_trainer(config, hardware, optim, callbacks, build_loggers(config, run), run)
+        loggers = lightning_loggers(config.logger, run)
+        trainer = build_trainer(config, hardware, optim, callbacks, loggers, run)
+        if not is_worker_process():
+            start_tracking(loggers, run, config_to_dict(config))
         module = SimCLRModule(
             model,
             views,
@@ -136,6 +139,8 @@ def run_pretraining(
             invariance=invariance_settings(config),
         )
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
+        if not is_worker_process():
+            finish_tracking(loggers, run)
         return finish(trainer, run)
 
 
@@ -492,28 +497,6 @@ def describe_gradient_penalty(config: PretrainConfig) -> str:
     return line
 
 
-def build_loggers(config: PretrainConfig, run: RunDir) -> list[Any]:
-    """The tracking logger asked for; the metrics file is written by :class:`MetricsCSV` in every case."""
-    if config.logger == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-            from lightning.pytorch.loggers import TensorBoardLogger
-        except ImportError:
-            raise UserError(
-                "--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'"
-            ) from None
-        return [TensorBoardLogger(save_dir=str(run.path), name=run.tensorboard_name, version="")]
-    if config.logger == "mlflow":
-        try:
-            import mlflow  # noqa: F401
-            from lightning.pytorch.loggers import MLFlowLogger
-        except ImportError:
-            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run.mlflow_db.resolve()}"
-        return [MLFlowLogger(experiment_name="simclr", run_name=run.name, tracking_uri=uri)]
-    return []
-
-
 def build_trainer(
     config: PretrainConfig,
     hardware: Hardware,
@@ -542,7 +525,8 @@ def build_trainer(
         num_sanity_val_steps=0,
         sync_batchnorm=hardware.sync_batchnorm,
         use_distributed_sampler=False,  # the in-memory loader shards by rank itself
-        log_every_n_steps=max(1, config.log_every_steps),
+        # an epoch shorter than the interval still sends the trackers its scalars (and Lightning stays quiet)
+        log_every_n_steps=max(1, min(config.log_every_steps, optim.steps_per_epoch)),
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run.path),
     )
