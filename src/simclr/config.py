@@ -93,7 +93,9 @@ class PretrainConfig:
     """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
 
     dataset: str = _data(
-        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder", "spirograph"
+        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder | ... "
+        "(the README's datasets table)",
+        "spirograph",
     )
     data_dir: str | None = _data("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", None)
     download: bool = _data("let torchvision download the dataset (needs a network)", False)
