@@ -100,6 +100,13 @@ class PretrainConfig:
     data_dir: str | None = _data("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", None)
     download: bool = _data("let torchvision download the dataset (needs a network)", False)
     limit_train_images: int | None = _data("train on a stratified subset of N images (default: all)", None)
+    subset: str | None = _data(
+        "train on one part of a subset file of 'simclr data split' (FILE:unlabelled, or FILE:labelled); "
+        "indices into the labelled training split",
+        None,
+        metavar="FILE:PART",
+    )
+    subset_sha256: str | None = _data("the subset file's SHA-256, recorded when the run starts", None, cli=False)
     image_size: int | None = _data(
         "side of the stored images; default: the dataset's (image folders: chosen from the images' sizes)", None
     )
@@ -304,6 +311,10 @@ class PretrainConfig:
                 )
 
         choice("dataset", self.dataset, DATASET_NAMES)
+        if self.subset is not None:
+            from simclr.data.subset_file import parse_subset_choice
+
+            parse_subset_choice(self.subset)
         choice("backbone", self.backbone, BACKBONE_NAMES)
         choice("stem", self.stem, STEMS)
         choice("head", self.head, HEAD_NAMES)

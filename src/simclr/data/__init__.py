@@ -56,7 +56,7 @@ from simclr.data.spirograph import (
 )
 from simclr.data.store import ImageStore, concat_stores, report_skipped
 from simclr.data.streaming import PackedStore, SplitStore
-from simclr.data.subset import split_train_val, stratified_subset
+from simclr.data.subset import labelled_unlabelled, per_class_subset, split_train_val, stratified_subset
 from simclr.data.torchvision_sets import (
     DEFAULT_IMAGE_SIZES,
     LISTED_SETS,
@@ -119,7 +119,9 @@ __all__ = [
     "load_mnist_family",
     "load_split_folder",
     "load_stl10",
+    "labelled_unlabelled",
     "make_spirograph_store",
+    "per_class_subset",
     "read_val_ground_truth",
     "render_spirograph",
     "resize_center_crop",

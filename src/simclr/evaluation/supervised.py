@@ -23,9 +23,8 @@ import torchvision
 from torch import nn
 
 from simclr.errors import UserError
-from simclr.evaluation.finetune import InputPipeline, split_labelled, train_and_test
+from simclr.evaluation.finetune import InputPipeline, split_for_options, train_and_test
 from simclr.evaluation.heads import HeadSpec
-from simclr.evaluation.label_subsets import label_subset_protocol
 from simclr.evaluation.options import SupervisedOptions
 from simclr.models import build_backbone, resolve_stem
 
@@ -111,13 +110,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         mean, std = tuple(preset.mean), tuple(preset.std)
         initial = f"imagenet ({type(loaded).__name__}.{loaded.name}, {loaded.url})"
         key = "supervised_imagenet"
-    split = split_labelled(
-        session.stores["train"].labels,
-        fraction=config.label_fraction,
-        per_class=config.labels_per_class,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
+    split, labels_used = split_for_options(session, config)
     entry = train_and_test(
         session,
         method=key,
@@ -129,7 +122,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         split=split,
         config=config,
         protocol={
-            **label_subset_protocol(config.label_fraction, config.labels_per_class),
+            **labels_used,
             "weights": weights,
             "initial_weights": initial,
             "architecture": name,
