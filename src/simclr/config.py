@@ -26,6 +26,7 @@ from simclr.errors import UserError
 
 if TYPE_CHECKING:
     from simclr.data.registry import DatasetInfo
+    from simclr.models.backbones import Stem
     from simclr.views.config import ViewConfig
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
@@ -148,7 +149,13 @@ class PretrainConfig:
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
 
     backbone: str = _model("torchvision ResNet / ResNeXt / Wide-ResNet name", "resnet18")
-    stem: str = _model("auto | cifar | stl | imagenet (auto: by image size)", "auto")
+    stem: str = _model("auto | cifar | stl | imagenet (auto: by image size; imagenet with --weights imagenet)", "auto")
+    weights: str = _model(
+        "none: random initialisation; imagenet: start the backbone from torchvision's ImageNet weights (read "
+        "from the torch hub cache, downloaded there when missing)",
+        "none",
+        choices=("none", "imagenet"),
+    )
     head: str = _model("mlp | linear | identity | ae", "mlp")
     head_hidden_dim: int | None = _model("hidden width of the mlp head (default: feature size)", None)
     head_out_dim: int = _model("projection size", 128)
@@ -224,6 +231,13 @@ class PretrainConfig:
     knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
     knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
     log_every_steps: int = _run("progress line every N steps when not on a terminal", 50)
+
+    def backbone_stem(self, image_size: int) -> Stem:
+        """The backbone's stem at ``image_size``: ``--stem``, where ``auto`` picks by size, except that ImageNet
+        weights come with the ImageNet stem they were trained with."""
+        from simclr.models.backbones import resolve_stem
+
+        return resolve_stem("imagenet" if self.weights == "imagenet" else self.stem, image_size)
 
     def resolved_lr(self) -> tuple[float, str]:
         """Base learning rate and scaling rule after applying the optimiser's defaults."""
@@ -317,6 +331,11 @@ class PretrainConfig:
             parse_subset_choice(self.subset)
         choice("backbone", self.backbone, BACKBONE_NAMES)
         choice("stem", self.stem, STEMS)
+        if self.weights == "imagenet" and self.stem not in ("auto", "imagenet"):
+            raise UserError(
+                f"--weights imagenet needs the ImageNet stem the weights were trained with; drop --stem {self.stem} "
+                "(or pass --stem imagenet)"
+            )
         choice("head", self.head, HEAD_NAMES)
         choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         choice("logger", self.logger, LOGGERS)

@@ -35,7 +35,7 @@ from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.losses import NTXentLoss
-from simclr.models import SimCLRModel, build_model, resolve_stem
+from simclr.models import SimCLRModel, build_model
 from simclr.optim import scaled_learning_rate, warmup_steps_for
 from simclr.rundir import BackboneMetadata, RunDir
 from simclr.training.callbacks import (
@@ -352,7 +352,7 @@ def describe_run(
         "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
         "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
         config.backbone,
-        resolve_stem(config.stem, data.image_size),
+        config.backbone_stem(data.image_size),
         config.head,
         optim.name,
         optim.peak_lr,
@@ -426,7 +426,7 @@ def build_callbacks(
         )
     metadata = BackboneMetadata(
         backbone=config.backbone,
-        stem=resolve_stem(config.stem, data.image_size),
+        stem=config.backbone_stem(data.image_size),
         feature_dim=model.feature_dim,
         dataset=config.dataset,
         image_size=data.image_size,
