@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from simclr.views.config import ViewConfig
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
+# How an image folder's images become squares: "crop" resizes the shorter side and cuts the centre (keeps
+# the aspect ratio, loses the ends of the longer side); "squash" resizes both sides (keeps all the
+# content, distorts the aspect ratio: seed 001 squashes its crops to 96 x 96).
+RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
+RESIZE_HELP = (
+    "image folders: how an image becomes a square of --image-size: crop (shorter side resized, centre cut) or "
+    "squash (both sides resized, the aspect ratio not kept; seed 001)"
+)
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
 Settings = TypeVar("Settings")
@@ -124,6 +132,7 @@ class PretrainConfig:
         "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
     )
     follow_links: bool = _data("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
+    resize: str = _data(RESIZE_HELP, "crop", choices=RESIZE_MODES)
     decode: str = _data(
         "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
         "training device (device: nvJPEG on CUDA)",
@@ -331,6 +340,8 @@ class PretrainConfig:
             parse_subset_choice(self.subset)
         choice("backbone", self.backbone, BACKBONE_NAMES)
         choice("stem", self.stem, STEMS)
+        if self.resize != "crop" and self.dataset != "imagefolder":
+            raise UserError(f"--resize {self.resize} applies to image folders; drop it for --dataset {self.dataset}")
         if self.weights == "imagenet" and self.stem not in ("auto", "imagenet"):
             raise UserError(
                 f"--weights imagenet needs the ImageNet stem the weights were trained with; drop --stem {self.stem} "
@@ -418,6 +429,7 @@ class AutoencoderConfig:
     seed: int = setting("seed of the split, the order and the weights", 0)
     workers: int = setting("processes decoding image files", 2)
     follow_links: bool = setting("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
+    resize: str = setting(RESIZE_HELP, "crop", choices=RESIZE_MODES)
     accelerator: str = setting("where to train", "auto", choices=("auto", "cpu", "gpu"))
     out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
 

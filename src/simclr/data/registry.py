@@ -143,6 +143,7 @@ def _load_imagefolder(
     seed: int,
     workers: int,
     follow_links: bool,
+    resize: str,
 ) -> ImageStore | None:
     if data_dir is None:
         raise UserError("imagefolder needs a folder of images; pass --data-dir DIR")
@@ -158,12 +159,19 @@ def _load_imagefolder(
             limit=limit,
             seed=seed,
             follow_external_links=follow_links,
+            resize=resize,
         )
     if split == "test":
         return None
     train = root / "train" if (root / "train").is_dir() else root
     return load_image_folder(
-        train, image_size=image_size, workers=workers, limit=limit, seed=seed, follow_external_links=follow_links
+        train,
+        image_size=image_size,
+        workers=workers,
+        limit=limit,
+        seed=seed,
+        follow_external_links=follow_links,
+        resize=resize,
     )
 
 
@@ -179,6 +187,7 @@ def load_dataset(
     spirograph_size: int | None = None,
     spirograph_test_size: int | None = None,
     follow_links: bool = False,
+    resize: str = "crop",
 ) -> ImageStore | None:
     """Load ``split`` (``train``, ``train_labeled`` or ``test``) of dataset ``name``.
 
@@ -187,7 +196,8 @@ def load_dataset(
     unlabeled), reproducible by ``seed``. Returns ``None`` when the dataset has no such split
     (an ``imagefolder`` without ``test/``/``val/``). An ``imagefolder`` without ``image_size`` keeps
     its images' size when they all share one, else both splits get the standard size picked from the
-    train split (:func:`simclr.data.imagefolder.default_image_size`).
+    train split (:func:`simclr.data.imagefolder.default_image_size`); ``resize`` says how an image folder's
+    images become squares (:data:`simclr.data.decode.RESIZE_MODES`; other datasets are centre-cropped).
 
     Spirograph: 100,000 train / 20,000 test images rendered from seeds 3 and 4; ``spirograph_size``
     sets the train size and ``spirograph_test_size`` the test size (default train // 5); ``image_size`` sets
@@ -211,7 +221,7 @@ def load_dataset(
     if name == "packed" or (name == "imagefolder" and data_dir is not None and is_packed(data_dir)):
         return _load_packed_in_memory(split, data_dir, image_size, limit, workers)
     if name == "imagefolder":
-        return _load_imagefolder(split, data_dir, image_size, limit, seed, workers, follow_links)
+        return _load_imagefolder(split, data_dir, image_size, limit, seed, workers, follow_links, resize)
     if name in IMAGENET_SUBSETS:
         return load_imagenet(
             split,

@@ -228,8 +228,11 @@ def load_training_data(config: PretrainConfig) -> TrainingData:
     budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
     streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
     if streamed is not None:
-        if config.subset is not None:
-            raise UserError("--subset applies to data held in memory; this dataset is streamed from packed shards")
+        if config.subset is not None or config.resize != "crop":
+            raise UserError(
+                "--subset and --resize squash apply to data held in memory; this dataset is streamed from packed "
+                "shards (views are cut from the packed images)"
+            )
         packed_test = streamed.test if streamed.train.has_labels and config.knn_every_epochs > 0 else None
         info = dataset_info(config.dataset, streamed.image_size)
         return TrainingData(streamed.train, packed_test, info, streamed.image_size)
