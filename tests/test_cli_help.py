@@ -47,8 +47,8 @@ def test_pretrain_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -
     ]
     helps = {action.dest: action.help or "" for action in pretrain._actions}
     for item in dataclasses.fields(PretrainConfig):
-        if not item.metadata.get("cli", True):
-            assert item.name not in helps  # set by the run itself (e.g. what --standardize measured), not a flag
+        if not item.metadata.get("cli", True):  # filled by the run (subset_sha256, what --standardize measured)
+            assert item.name not in helps
             continue
         assert "default" in helps[item.name], f"--{item.name}: no default in {helps[item.name]!r}"
     text = " ".join(help_text(capsys, "pretrain").split())  # argparse wraps lines

@@ -27,9 +27,18 @@ from simclr.errors import UserError
 
 if TYPE_CHECKING:
     from simclr.data.registry import DatasetInfo
+    from simclr.models.backbones import Stem
     from simclr.views.config import ViewConfig
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
+# How an image folder's images become squares: "crop" resizes the shorter side and cuts the centre (keeps
+# the aspect ratio, loses the ends of the longer side); "squash" resizes both sides (keeps all the
+# content, distorts the aspect ratio: seed 001 squashes its crops to 96 x 96).
+RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
+RESIZE_HELP = (
+    "image folders: how an image becomes a square of --image-size: crop (shorter side resized, centre cut) or "
+    "squash (both sides resized, the aspect ratio not kept; seed 001)"
+)
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
 Settings = TypeVar("Settings")
@@ -94,11 +103,20 @@ class PretrainConfig:
     """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
 
     dataset: str = _data(
-        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder", "spirograph"
+        "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder | ... "
+        "(the README's datasets table)",
+        "spirograph",
     )
     data_dir: str | None = _data("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", None)
     download: bool = _data("let torchvision download the dataset (needs a network)", False)
     limit_train_images: int | None = _data("train on a stratified subset of N images (default: all)", None)
+    subset: str | None = _data(
+        "train on one part of a subset file of 'simclr data split' (FILE:unlabelled, or FILE:labelled); "
+        "indices into the labelled training split",
+        None,
+        metavar="FILE:PART",
+    )
+    subset_sha256: str | None = _data("the subset file's SHA-256, recorded when the run starts", None, cli=False)
     image_size: int | None = _data(
         "side of the stored images; default: the dataset's (image folders: chosen from the images' sizes)", None
     )
@@ -115,6 +133,7 @@ class PretrainConfig:
         "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
     )
     follow_links: bool = _data("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
+    resize: str = _data(RESIZE_HELP, "crop", choices=RESIZE_MODES)
     decode: str = _data(
         "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
         "training device (device: nvJPEG on CUDA)",
@@ -157,7 +176,13 @@ class PretrainConfig:
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
 
     backbone: str = _model("torchvision ResNet / ResNeXt / Wide-ResNet name", "resnet18")
-    stem: str = _model("auto | cifar | stl | imagenet (auto: by image size)", "auto")
+    stem: str = _model("auto | cifar | stl | imagenet (auto: by image size; imagenet with --weights imagenet)", "auto")
+    weights: str = _model(
+        "none: random initialisation; imagenet: start the backbone from torchvision's ImageNet weights (read "
+        "from the torch hub cache, downloaded there when missing)",
+        "none",
+        choices=("none", "imagenet"),
+    )
     head: str = _model("mlp | linear | identity | ae", "mlp")
     head_hidden_dim: int | None = _model("hidden width of the mlp head (default: feature size)", None)
     head_out_dim: int = _model("projection size", 128)
@@ -237,6 +262,13 @@ class PretrainConfig:
     knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
     knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
     log_every_steps: int = _run("progress line every N steps when not on a terminal", 50)
+
+    def backbone_stem(self, image_size: int) -> Stem:
+        """The backbone's stem at ``image_size``: ``--stem``, where ``auto`` picks by size, except that ImageNet
+        weights come with the ImageNet stem they were trained with."""
+        from simclr.models.backbones import resolve_stem
+
+        return resolve_stem("imagenet" if self.weights == "imagenet" else self.stem, image_size)
 
     def resolved_lr(self) -> tuple[float, str]:
         """Base learning rate and scaling rule after applying the optimiser's defaults."""
@@ -334,8 +366,19 @@ class PretrainConfig:
                 )
 
         choice("dataset", self.dataset, DATASET_NAMES)
+        if self.subset is not None:
+            from simclr.data.subset_file import parse_subset_choice
+
+            parse_subset_choice(self.subset)
         choice("backbone", self.backbone, BACKBONE_NAMES)
         choice("stem", self.stem, STEMS)
+        if self.resize != "crop" and self.dataset != "imagefolder":
+            raise UserError(f"--resize {self.resize} applies to image folders; drop it for --dataset {self.dataset}")
+        if self.weights == "imagenet" and self.stem not in ("auto", "imagenet"):
+            raise UserError(
+                f"--weights imagenet needs the ImageNet stem the weights were trained with; drop --stem {self.stem} "
+                "(or pass --stem imagenet)"
+            )
         choice("head", self.head, HEAD_NAMES)
         choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         choice("logger", self.logger, LOGGERS)
@@ -428,6 +471,7 @@ class AutoencoderConfig:
     seed: int = setting("seed of the split, the order and the weights", 0)
     workers: int = setting("processes decoding image files", 2)
     follow_links: bool = setting("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
+    resize: str = setting(RESIZE_HELP, "crop", choices=RESIZE_MODES)
     accelerator: str = setting("where to train", "auto", choices=("auto", "cpu", "gpu"))
     out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
 

@@ -98,6 +98,28 @@ def register(commands: Any) -> None:
     add_settings_flags(pack, PackConfig)
     pack.set_defaults(handler=run_pack)
 
+    split = add_command(
+        actions,
+        "split",
+        "write a subset file: N labelled images per class and, disjoint from them, the unlabelled rest",
+        (
+            "simclr data split cifar10 --data-dir data/cifar10 --labelled-per-class 800 --seed 0 splits/c10-800.json",
+            "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --subset splits/c10-800.json:unlabelled",
+            "simclr finetune runs/cifar10-... --subset splits/c10-800.json",
+        ),
+    )
+    split.add_argument("dataset", metavar="DATASET", help="a dataset name (as --dataset of pretrain)")
+    split.add_argument("out", type=Path, metavar="OUT", help="the subset file to write (JSON)")
+    split.add_argument(
+        "--labelled-per-class", type=positive_int, required=True, metavar="N", help="labelled images of each class"
+    )
+    split.add_argument("--seed", type=int, default=0, help="seed of the draw within each class (default 0)")
+    split.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help="where the dataset is")
+    split.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
+    split.add_argument("--workers", type=int, default=2, help="processes decoding image files (default 2)")
+    split.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    split.set_defaults(handler=run_split)
+
 
 def format_summary(summary: CropSummary) -> str:
     """A table of crops per class (rows) and split (columns), then the skip counts by reason."""
@@ -165,4 +187,27 @@ def run_pack(args: argparse.Namespace) -> int:
             print(f"  skipped {printable_name(path)}: {printable_name(reason)}")
         if len(summary.skipped) > 5:
             print(f"  ... {len(summary.skipped) - 5} more in {summary.out / SKIPPED_FILE}")
+    return 0
+
+
+# Only the labels and their order are needed; decoding at a tiny size keeps a large dataset's split cheap.
+_LABELS_ONLY_IMAGE_SIZE = 8
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from simclr.data import DataSource
+    from simclr.data.subset_file import make_subset_file
+    from simclr.errors import UserError
+
+    if args.out.exists() and not args.overwrite:
+        raise UserError(f"{args.out} exists; pass --overwrite to replace it (runs that used it record its SHA-256)")
+    source = DataSource(args.dataset, args.data_dir, download=args.download, workers=args.workers)
+    store = source.load_train(labelled_only=True, image_size=_LABELS_ONLY_IMAGE_SIZE)
+    subset = make_subset_file(args.dataset, store.labels, args.labelled_per_class, args.seed)
+    sha = subset.write(args.out)
+    print(
+        f"wrote {args.out}: {subset.labelled.numel()} labelled (up to {args.labelled_per_class} per class, "
+        f"seed {args.seed}) and {subset.unlabelled.numel()} unlabelled of {subset.images} {args.dataset} "
+        f"training images; sha256 {sha}"
+    )
     return 0

@@ -56,14 +56,17 @@ from simclr.data.spirograph import (
 )
 from simclr.data.store import ImageStore, concat_stores, report_skipped
 from simclr.data.streaming import PackedStore, SplitStore
-from simclr.data.subset import split_train_val, stratified_subset
+from simclr.data.subset import labelled_unlabelled, per_class_subset, split_train_val, stratified_subset
 from simclr.data.torchvision_sets import (
     DEFAULT_IMAGE_SIZES,
+    LISTED_SETS,
     load_cifar10,
     load_cifar100,
     load_fgvc_aircraft,
     load_imagenette,
+    load_listed_set,
     load_mnist,
+    load_mnist_family,
     load_stl10,
     resize_images,
 )
@@ -77,6 +80,7 @@ __all__ = [
     "IMAGENET100_WNIDS",
     "IMAGENET_IMAGE_SIZE",
     "IMAGENET_SUBSETS",
+    "LISTED_SETS",
     "NUISANCE_NAMES",
     "NUISANCE_RANGES",
     "SPIROGRAPH_SEED",
@@ -110,10 +114,14 @@ __all__ = [
     "load_image_folder",
     "load_imagenet",
     "load_imagenette",
+    "load_listed_set",
     "load_mnist",
+    "load_mnist_family",
     "load_split_folder",
     "load_stl10",
+    "labelled_unlabelled",
     "make_spirograph_store",
+    "per_class_subset",
     "read_val_ground_truth",
     "render_spirograph",
     "resize_center_crop",

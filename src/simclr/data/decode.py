@@ -31,13 +31,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from simclr.config import RESIZE_MODES
+
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "RESIZE_MODES",
     "ImageDecodeError",
     "decode_image",
     "is_image_file",
     "load_image",
     "resize_center_crop",
+    "resize_square",
     "to_rgb_array",
 ]
 
@@ -145,7 +149,20 @@ def resize_center_crop(img: Image.Image, image_size: int) -> Image.Image:
     return img
 
 
-def _open_rgb(path: str | os.PathLike[str], image_size: int | None, crop_bottom: int) -> np.ndarray:
+def resize_square(img: Image.Image, image_size: int, mode: str = "crop") -> Image.Image:
+    """An ``image_size`` square of ``img`` by :data:`RESIZE_MODES` ``mode`` (bilinear, antialiased)."""
+    if mode == "crop":
+        return resize_center_crop(img, image_size)
+    if mode != "squash":
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    if img.size == (image_size, image_size):
+        return img
+    return img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+
+
+def _open_rgb(
+    path: str | os.PathLike[str], image_size: int | None, crop_bottom: int, resize: str = "crop"
+) -> np.ndarray:
     with Image.open(path) as img:
         orig_h = img.size[1]
         if image_size is not None and img.format == "JPEG":
@@ -165,18 +182,20 @@ def _open_rgb(path: str | os.PathLike[str], image_size: int | None, crop_bottom:
         rgb = to_rgb_array(img)
         if rgb.shape[0] == image_size and rgb.shape[1] == image_size:
             return rgb
-        out = resize_center_crop(Image.fromarray(rgb), image_size)
+        out = resize_square(Image.fromarray(rgb), image_size, resize)
         return np.asarray(out, dtype=np.uint8)
 
 
-def load_image(path: str | os.PathLike[str], image_size: int | None = None, crop_bottom: int = 0) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike[str], image_size: int | None = None, crop_bottom: int = 0, resize: str = "crop"
+) -> np.ndarray:
     """Decode ``path`` to ``(H, W, 3) uint8``; optionally cut ``crop_bottom`` rows off the bottom
-    (in original pixels) and resize the shorter side to ``image_size`` then centre-crop a square.
+    (in original pixels) and make it an ``image_size`` square (``resize``: :data:`RESIZE_MODES`).
 
     Raises :class:`ImageDecodeError` for anything that is not a decodable image.
     """
     try:
-        return _open_rgb(path, image_size, crop_bottom)
+        return _open_rgb(path, image_size, crop_bottom, resize)
     except ImageDecodeError:
         raise
     except FileNotFoundError as e:

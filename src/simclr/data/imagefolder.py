@@ -329,8 +329,8 @@ class _MixedSizesError(UserError):
         self.sizes = sizes  # (width, height) of the first image and of the one that differs
 
 
-# (paths, image_size, crop_bottom, target array, height, width); set in forked workers.
-_DecodeState = tuple[list[str], int | None, int, np.ndarray, int, int]
+# (paths, image_size, crop_bottom, resize mode, target array, height, width); set in forked workers.
+_DecodeState = tuple[list[str], int | None, int, str, np.ndarray, int, int]
 _WORKER_STATE: _DecodeState | None = None
 
 
@@ -339,12 +339,12 @@ def _decode_range(
 ) -> tuple[list[int], dict[int, str], tuple[int, int, int] | None]:
     """Decode ``lo..hi-1`` into ``target``; returns decoded indices, errors and the first size
     mismatch ``(index, height, width)`` (after which it stops)."""
-    paths, image_size, crop_bottom, target, h, w = state
+    paths, image_size, crop_bottom, resize, target, h, w = state
     done: list[int] = []
     errors: dict[int, str] = {}
     for i in range(lo, hi):
         try:
-            arr = load_image(paths[i], image_size, crop_bottom)
+            arr = load_image(paths[i], image_size, crop_bottom, resize)
         except ImageDecodeError as e:
             errors[i] = e.reason
             continue
@@ -373,6 +373,7 @@ def decode_files(
     names: Sequence[str] | None = None,
     where: str | os.PathLike[str] = "the dataset",
     pool: str = "auto",
+    resize: str = "crop",
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Decode ``paths`` into one ``(N_ok, 3, H, W) uint8`` tensor.
 
@@ -400,7 +401,7 @@ def decode_files(
     arr0: np.ndarray | None = None
     while first < n and arr0 is None:
         try:
-            arr0 = load_image(path_strs[first], image_size, crop_bottom)
+            arr0 = load_image(path_strs[first], image_size, crop_bottom, resize)
         except ImageDecodeError as e:
             errors[first] = e.reason
         first += 1
@@ -426,7 +427,7 @@ def decode_files(
     ok = np.zeros(n, dtype=bool)
     ok[first - 1] = True
 
-    state: _DecodeState = (path_strs, image_size, crop_bottom, target, h, w)
+    state: _DecodeState = (path_strs, image_size, crop_bottom, resize, target, h, w)
     chunk = max(16, min(1024, -(-rest // (4 * nw)))) if nw > 1 else max(rest, 1)
     ranges = [(lo, min(lo + chunk, n)) for lo in range(first, n, chunk)]
     results: list[tuple[list[int], dict[int, str], tuple[int, int, int] | None]] = []
@@ -587,11 +588,13 @@ def load_image_folder(
     seed: int = 0,
     class_names: Sequence[str] | None = None,
     follow_external_links: bool = False,
+    resize: str = "crop",
 ) -> ImageStore:
     """Decode every image below ``root`` into an :class:`ImageStore` (see the module docstring for
     how class sub-folders are recognised, and :func:`scan_image_folder` for what is skipped).
 
-    ``image_size``: resize the shorter side (bilinear, antialiased) and centre-crop to a square;
+    ``image_size``: resize the shorter side (bilinear, antialiased) and centre-crop to a square
+    (``resize="squash"``: resize both sides to it instead);
     ``None`` keeps the native size when all images share one, else uses :func:`default_image_size`
     of the shorter sides of (a sample of) the whole folder, before any limit, and logs that choice.
     ``limit_per_class``: keep the first k files (sorted) of every class (of the folder when
@@ -600,7 +603,7 @@ def load_image_folder(
     ``follow_external_links``: also read files that links lead to outside ``root``.
     """
     listing = scan_image_folder(root, class_names, follow_external_links=follow_external_links)
-    return _load_listed(Path(root).expanduser(), listing, image_size, limit_per_class, workers, limit, seed)
+    return _load_listed(Path(root).expanduser(), listing, image_size, limit_per_class, workers, limit, seed, resize)
 
 
 def _skip_example(skipped: Sequence[tuple[str, str]]) -> str:
@@ -674,6 +677,7 @@ def _load_listed(
     workers: int,
     limit: int | None,
     seed: int,
+    resize: str = "crop",
 ) -> ImageStore:
     """:func:`load_image_folder` of a folder already listed (the listing's skipped entries come first in
     ``ImageStore.skipped``, then the undecodable files)."""
@@ -697,14 +701,18 @@ def _load_listed(
         labels = labels[keep]
     paths = [root / r for r in rel]
     try:
-        images, ok_idx, skipped = decode_files(paths, image_size=image_size, workers=workers, names=rel, where=root)
+        images, ok_idx, skipped = decode_files(
+            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize
+        )
     except _MixedSizesError as e:
         # The header sample looked uniform, but a file outside it (or one whose header disagrees
         # with its pixels) has another size: decode again at the default size.
         shorter_sides = [min(size) for size in sampled or e.sizes]
         image_size = default_image_size(shorter_sides)
         _log_default_size(root, shorter_sides, image_size)
-        images, ok_idx, skipped = decode_files(paths, image_size=image_size, workers=workers, names=rel, where=root)
+        images, ok_idx, skipped = decode_files(
+            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize
+        )
     skipped = listing.skipped + skipped
     if ok_idx.numel() == 0:
         raise _no_readable_image(root, skipped)
@@ -743,6 +751,7 @@ def load_split_folder(
     limit: int | None = None,
     seed: int = 0,
     follow_external_links: bool = False,
+    resize: str = "crop",
 ) -> ImageStore:
     """Load ``split`` of a ``root/{train,test}/<class>/*`` layout (``test`` may be ``val``).
 
@@ -767,4 +776,4 @@ def load_split_folder(
         if image_size is None:
             image_size = _auto_image_size(_sampled_sizes(train, listed.paths))
     listing = scan_image_folder(folder, class_names, follow_external_links=follow_external_links, data_root=root)
-    return _load_listed(folder, listing, image_size, limit_per_class, workers, limit, seed)
+    return _load_listed(folder, listing, image_size, limit_per_class, workers, limit, seed, resize)

@@ -35,6 +35,17 @@ DATASET_NAMES: tuple[str, ...] = (
     "imagenet",
     "imagenet100",
     "fgvc-aircraft",
+    "fashion-mnist",
+    "emnist",
+    "caltech101",
+    "caltech256",
+    "dtd",
+    "country211",
+    "food101",
+    "eurosat",
+    "flowers102",
+    "gtsrb",
+    "oxford-iiit-pet",
     "imagefolder",
     "packed",
 )
@@ -55,6 +66,19 @@ _TABLE: dict[str, tuple[int, int | None, bool, tuple[float, float, float], tuple
     "imagenet": (IMAGENET_IMAGE_SIZE, 1000, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "imagenet100": (IMAGENET_IMAGE_SIZE, 100, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "fgvc-aircraft": (128, 30, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    # 28-px statistics, as mnist's (the padding to 32 px lowers the mean a little).
+    "fashion-mnist": (32, 10, True, (0.2860,) * 3, (0.3530,) * 3, False),
+    "emnist": (32, 62, True, (0.1736,) * 3, (0.3317,) * 3, False),
+    # Photographs: ImageNet's statistics, as for the other photograph sets.
+    "caltech101": (128, 101, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "caltech256": (128, 257, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "dtd": (128, 47, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "country211": (128, 211, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "food101": (128, 101, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "eurosat": (64, 10, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "flowers102": (128, 102, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "gtsrb": (32, 43, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    "oxford-iiit-pet": (128, 37, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "imagefolder": (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "packed": (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
 }
@@ -119,6 +143,7 @@ def _load_imagefolder(
     seed: int,
     workers: int,
     follow_links: bool,
+    resize: str,
 ) -> ImageStore | None:
     if data_dir is None:
         raise UserError("imagefolder needs a folder of images; pass --data-dir DIR")
@@ -134,12 +159,19 @@ def _load_imagefolder(
             limit=limit,
             seed=seed,
             follow_external_links=follow_links,
+            resize=resize,
         )
     if split == "test":
         return None
     train = root / "train" if (root / "train").is_dir() else root
     return load_image_folder(
-        train, image_size=image_size, workers=workers, limit=limit, seed=seed, follow_external_links=follow_links
+        train,
+        image_size=image_size,
+        workers=workers,
+        limit=limit,
+        seed=seed,
+        follow_external_links=follow_links,
+        resize=resize,
     )
 
 
@@ -155,6 +187,7 @@ def load_dataset(
     spirograph_size: int | None = None,
     spirograph_test_size: int | None = None,
     follow_links: bool = False,
+    resize: str = "crop",
 ) -> ImageStore | None:
     """Load ``split`` (``train``, ``train_labeled`` or ``test``) of dataset ``name``.
 
@@ -163,7 +196,8 @@ def load_dataset(
     unlabeled), reproducible by ``seed``. Returns ``None`` when the dataset has no such split
     (an ``imagefolder`` without ``test/``/``val/``). An ``imagefolder`` without ``image_size`` keeps
     its images' size when they all share one, else both splits get the standard size picked from the
-    train split (:func:`simclr.data.imagefolder.default_image_size`).
+    train split (:func:`simclr.data.imagefolder.default_image_size`); ``resize`` says how an image folder's
+    images become squares (:data:`simclr.data.decode.RESIZE_MODES`; other datasets are centre-cropped).
 
     Spirograph: 100,000 train / 20,000 test images rendered from seeds 3 and 4; ``spirograph_size``
     sets the train size and ``spirograph_test_size`` the test size (default train // 5); ``image_size`` sets
@@ -187,7 +221,7 @@ def load_dataset(
     if name == "packed" or (name == "imagefolder" and data_dir is not None and is_packed(data_dir)):
         return _load_packed_in_memory(split, data_dir, image_size, limit, workers)
     if name == "imagefolder":
-        return _load_imagefolder(split, data_dir, image_size, limit, seed, workers, follow_links)
+        return _load_imagefolder(split, data_dir, image_size, limit, seed, workers, follow_links, resize)
     if name in IMAGENET_SUBSETS:
         return load_imagenet(
             split,

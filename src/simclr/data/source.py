@@ -50,6 +50,7 @@ class DataSource:
     spirograph_test_size: int | None = None
     data_url: str | None = None  # a packed dataset in object storage (s3://, gs://, ...), streamed by litdata
     follow_links: bool = False  # follow symbolic links out of an image folder
+    resize: str = "crop"  # how an image folder's images become squares (decode.RESIZE_MODES)
 
     def streamed(
         self, image_size: int | None, memory_budget: int | None = None, pack_dir: Path | None = None
@@ -125,6 +126,7 @@ class DataSource:
             spirograph_test_size=getattr(config, "test_size", None),  # the autoencoder needs no test split
             data_url=url,
             follow_links=config.follow_links,
+            resize=config.resize,
         )
 
     def load_train(
@@ -155,7 +157,13 @@ class DataSource:
         if find_split_folder(root, "val") is None:
             raise UserError(f"no valid/ folder in {root}; use --train-split train")
         return load_split_folder(
-            root, "val", image_size=image_size, workers=self.workers, seed=seed, follow_external_links=self.follow_links
+            root,
+            "val",
+            image_size=image_size,
+            workers=self.workers,
+            seed=seed,
+            follow_external_links=self.follow_links,
+            resize=self.resize,
         )
 
     def _load(self, split: str, image_size: int | None, limit: int | None, seed: int) -> ImageStore | None:
@@ -171,6 +179,7 @@ class DataSource:
             spirograph_size=self.spirograph_train_size,
             spirograph_test_size=self.spirograph_test_size,
             follow_links=self.follow_links,
+            resize=self.resize,
         )
 
 

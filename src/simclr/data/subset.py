@@ -6,7 +6,7 @@ import torch
 
 from simclr.errors import UserError
 
-__all__ = ["stratified_subset", "split_train_val", "class_quotas"]
+__all__ = ["class_quotas", "labelled_unlabelled", "per_class_subset", "split_train_val", "stratified_subset"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -90,3 +90,34 @@ def split_train_val(labels: torch.Tensor, val_fraction: float, seed: int) -> tup
     mask[val_idx] = False
     train_idx = torch.nonzero(mask).reshape(-1)
     return train_idx, val_idx
+
+
+def per_class_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``per_class`` images of every class (the whole class when it is smaller), drawn
+    uniformly within each class from ``seed``; labels of -1 count as one more class.
+
+    >>> per_class_subset(torch.tensor([0, 0, 0, 0, 1, 1]), 3, seed=0).numel()
+    5
+    """
+    if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
+        raise UserError(f"the number of images per class must be an integer >= 1, got {per_class}")
+    labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
+    generator = _generator(seed)
+    chosen = []
+    for cls in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == cls).flatten()
+        order = torch.randperm(members.numel(), generator=generator)
+        chosen.append(members[order[: int(per_class)]])
+    if not chosen:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.sort(torch.cat(chosen)).values
+
+
+def labelled_unlabelled(labels: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint sorted ``(labelled, unlabelled)`` indices covering every image: ``per_class`` labelled images
+    of each class (:func:`per_class_subset`), the rest unlabelled (seed 004 pretrains on CIFAR-10's 42,000
+    unlabelled images and fine-tunes on the 8,000 = 800 per class others)."""
+    labelled = per_class_subset(labels, per_class, seed)
+    rest = torch.ones(torch.as_tensor(labels).numel(), dtype=torch.bool)
+    rest[labelled] = False
+    return labelled, torch.nonzero(rest).reshape(-1)

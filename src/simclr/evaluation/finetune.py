@@ -34,7 +34,7 @@ from simclr.data import SplitStore, split_train_val
 from simclr.errors import UserError
 from simclr.evaluation.features import autocast_for, encode_inputs, normalize_images
 from simclr.evaluation.heads import Classifier, HeadSpec
-from simclr.evaluation.label_subsets import label_subset, label_subset_protocol
+from simclr.evaluation.label_subsets import choose_labelled, label_subset
 from simclr.evaluation.metrics import classification_metrics
 from simclr.evaluation.options import FinetuneOptions, LinearEvalOptions, TrainConfig
 from simclr.evaluation.results import make_entry
@@ -53,6 +53,7 @@ __all__ = [
     "fit_classifier",
     "predict",
     "run_finetune",
+    "split_for_options",
     "split_labelled",
     "train_and_test",
     "train_linear_sgd",
@@ -128,22 +129,40 @@ def split_labelled(
     per_class: int | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    labelled: Tensor | None = None,
 ) -> LabelledSplit:
     """Keep a stratified label subset (all labels when neither ``fraction`` nor ``per_class`` is
-    given), then hold out a stratified ``val_fraction`` of it for model selection (``0``: none).
+    given; the indices ``labelled`` when given), then hold out a stratified ``val_fraction`` of it for
+    model selection (``0``: none).
 
     The subset is drawn with ``seed`` and the validation part with ``seed + 1``; fit and validation
     are disjoint and together are the labelled subset.
     """
-    if fraction is None and per_class is None:
-        fraction = 1.0
-    labelled = label_subset(labels, fraction=fraction, per_class=per_class, seed=seed)
+    if labelled is None:
+        if fraction is None and per_class is None:
+            fraction = 1.0
+        labelled = label_subset(labels, fraction=fraction, per_class=per_class, seed=seed)
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1) (0: no validation split), got {val_fraction}")
     if val_fraction == 0.0:
         return LabelledSplit(labelled, labelled, labelled[:0])
     fit, val = split_train_val(labels[labelled], val_fraction, seed + 1)
     return LabelledSplit(labelled, labelled[fit], labelled[val])
+
+
+def split_for_options(session: EvalSession, config: FinetuneOptions) -> tuple[LabelledSplit, dict[str, Any]]:
+    """The fit / validation split a fine-tuning (or supervised baseline) trains on, from its label options,
+    and the protocol fields that name the labels used."""
+    labels = session.stores["train"].labels
+    labelled, protocol = choose_labelled(
+        labels,
+        dataset=session.config.dataset,
+        fraction=config.label_fraction,
+        per_class=config.labels_per_class,
+        subset=config.subset,
+        seed=config.seed,
+    )
+    return split_labelled(labels, labelled=labelled, val_fraction=config.val_fraction, seed=config.seed), protocol
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -373,13 +392,7 @@ def run_finetune(session: EvalSession, options: FinetuneOptions | None = None) -
     config.validate()
     session.require_classes("fine-tuning")
     loaded = session.backbone
-    split = split_labelled(
-        session.stores["train"].labels,
-        fraction=config.label_fraction,
-        per_class=config.labels_per_class,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
+    split, labels_used = split_for_options(session, config)
     info = session.info
     return train_and_test(
         session,
@@ -392,7 +405,7 @@ def run_finetune(session: EvalSession, options: FinetuneOptions | None = None) -
         split=split,
         config=config,
         protocol={
-            **label_subset_protocol(config.label_fraction, config.labels_per_class),
+            **labels_used,
             "image_size": session.image_size,
         },
     )

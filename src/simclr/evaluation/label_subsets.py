@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from simclr.data import stratified_subset
+from simclr.data import per_class_subset, stratified_subset
+from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
 
-__all__ = ["label_subset", "label_subset_protocol"]
+__all__ = ["choose_labelled", "label_subset", "label_subset_protocol"]
 
 
 def _check_labels(labels: Tensor) -> Tensor:
@@ -66,15 +67,7 @@ def label_subset(labels: Tensor, *, fraction: float | None = None, per_class: in
     assert per_class is not None
     if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
         raise UserError(f"--labels-per-class must be an integer >= 1, got {per_class}")
-    generator = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
-    chosen = []
-    for cls in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == cls).flatten()
-        order = torch.randperm(members.numel(), generator=generator)
-        chosen.append(members[order[: int(per_class)]])
-    if not chosen:
-        return torch.empty(0, dtype=torch.int64)
-    return torch.sort(torch.cat(chosen)).values
+    return per_class_subset(labels, int(per_class), seed)
 
 
 def label_subset_protocol(fraction: float | None, per_class: int | None) -> dict[str, Any]:
@@ -89,4 +82,36 @@ def label_subset_protocol(fraction: float | None, per_class: int | None) -> dict
         "label_fraction": 1.0 if fraction is None and per_class is None else fraction,
         "labels_per_class": per_class,
         "label_subset": rule,
+    }
+
+
+def choose_labelled(
+    labels: Tensor,
+    *,
+    dataset: str,
+    fraction: float | None = None,
+    per_class: int | None = None,
+    subset: str | None = None,
+    seed: int,
+) -> tuple[Tensor, dict[str, Any]]:
+    """The labelled images a fine-tuning trains on, and the protocol fields that say which: a stratified
+    :func:`label_subset` (all labels when nothing is given), or the ``labelled`` part of the subset file
+    ``subset`` (``FILE`` or ``FILE:labelled``; its path and SHA-256 are recorded)."""
+    if subset is None:
+        if fraction is None and per_class is None:
+            fraction = 1.0
+        chosen = label_subset(labels, fraction=fraction, per_class=per_class, seed=seed)
+        return chosen, label_subset_protocol(fraction, per_class)
+    choice = parse_subset_choice(subset, default_part="labelled")
+    if choice.part != "labelled":
+        raise UserError(
+            f"--subset {subset}: fine-tuning trains on the file's labelled part; give FILE or FILE:labelled"
+        )
+    chosen = choice.load(dataset, torch.as_tensor(labels).numel())
+    return chosen, {
+        "label_fraction": None,
+        "labels_per_class": None,
+        "label_subset": f"the labelled part of {choice.path} ({chosen.numel()} images)",
+        "subset_file": str(choice.path),
+        "subset_sha256": choice.sha256(),
     }

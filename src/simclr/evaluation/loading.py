@@ -17,7 +17,7 @@ from torch import nn
 
 from simclr.config import PretrainConfig, build_config, read_yaml
 from simclr.errors import UserError
-from simclr.models import STEMS, build_backbone, resolve_stem
+from simclr.models import STEMS, build_backbone
 from simclr.rundir import (
     BACKBONE_FILE,
     CONFIG_FILE,
@@ -127,7 +127,7 @@ def load_backbone(ref: RunRef, random_weights: bool = False, seed: int = 0) -> L
         raise UserError(
             f"{ref.backbone_path}: image size {image_size} is outside 1..{MAX_IMAGE_SIZE}; the file is damaged"
         )
-    stem = meta.stem or resolve_stem(ref.config.stem, image_size)
+    stem = meta.stem or ref.config.backbone_stem(image_size)
     if stem not in STEMS or stem == "auto":
         raise UserError(
             f"{ref.backbone_path}: unknown stem {stem[:40]!r}; a backbone file names one of "

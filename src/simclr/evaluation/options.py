@@ -313,6 +313,12 @@ class FinetuneOptions(TrainConfig):
         metavar="N",
         exclusive="labels",
     )
+    subset: str | None = setting(
+        "train on the labelled part of a subset file of 'simclr data split' (FILE, or FILE:labelled)",
+        None,
+        metavar="FILE",
+        exclusive="labels",
+    )
     freeze_backbone: bool = setting("train only the head; the backbone stays in eval mode with fixed weights", False)
     head: str = setting(
         "mlp: Linear-BN-ReLU-Dropout-Linear; linear: one Linear layer", "mlp", choices=("linear", "mlp")

@@ -6,71 +6,31 @@ trainable, with the fine-tuning loop and the same label subset: what the labels 
 ``weights="imagenet"`` starts from torchvision's ImageNet weights (that study uses an ImageNet
 resnet18): the ImageNet stem, images upsampled on the device to ``image_size`` (224 by default, as
 that study resizes CIFAR-10) and normalised with the ImageNet statistics the weights were trained with.
-The weights come from torchvision's own loader (``WeightsEnum.get_state_dict``, i.e.
-``torch.hub.load_state_dict_from_url``), which reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it
-is there; offline, the error names that file and the URL to fetch it from.
+The weights are read as pretraining's ``--weights imagenet`` reads them
+(:func:`simclr.models.backbones.load_imagenet_backbone`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import torch
-import torchvision
-from torch import nn
 
 from simclr.errors import UserError
-from simclr.evaluation.finetune import InputPipeline, split_labelled, train_and_test
+from simclr.evaluation.finetune import InputPipeline, split_for_options, train_and_test
 from simclr.evaluation.heads import HeadSpec
-from simclr.evaluation.label_subsets import label_subset_protocol
 from simclr.evaluation.options import SupervisedOptions
-from simclr.models import build_backbone, resolve_stem
+from simclr.models import build_backbone
+from simclr.models.backbones import INITIAL_WEIGHTS, imagenet_cache_file, imagenet_weights, load_imagenet_backbone
 
 if TYPE_CHECKING:
-    from torchvision.models import WeightsEnum
-
     from simclr.evaluation.session import EvalSession
 
 __all__ = ["SUPERVISED_WEIGHTS", "imagenet_cache_file", "imagenet_weights", "load_imagenet_backbone", "run_supervised"]
 
-SUPERVISED_WEIGHTS: tuple[str, ...] = ("none", "imagenet")
+SUPERVISED_WEIGHTS: tuple[str, ...] = INITIAL_WEIGHTS  # as pretraining's --weights
 DEFAULT_IMAGENET_SIZE = 224
-
-
-def imagenet_weights(name: str) -> WeightsEnum:
-    """torchvision's default ImageNet weights of backbone ``name`` (e.g. ``ResNet18_Weights.IMAGENET1K_V1``)."""
-    try:
-        return torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined,no-any-return]
-    except (KeyError, ValueError):
-        raise UserError(f"torchvision has no ImageNet weights for {name!r}; use --weights none") from None
-
-
-def imagenet_cache_file(weights: WeightsEnum) -> str:
-    """Where ``torch.hub`` looks for (and downloads) ``weights``: ``<hub dir>/checkpoints/<file name of the URL>``."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
-
-
-def load_imagenet_backbone(name: str) -> tuple[nn.Module, int, WeightsEnum]:
-    """``(module without fc, feature_dim, weights)`` with torchvision's ImageNet weights loaded.
-
-    Uses the cached file when present (no network); otherwise torchvision downloads it. A failed
-    download or an unreadable file becomes a one-line :class:`UserError` with the path and the URL.
-    """
-    weights = imagenet_weights(name)
-    try:
-        state = weights.get_state_dict(progress=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # URLError is an OSError
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise UserError(
-            f"cannot load the ImageNet weights of {name} ({reason}); without internet, download "
-            f"{weights.url} and save it as {imagenet_cache_file(weights)}"
-        ) from None
-    module, feature_dim = build_backbone(name, "imagenet")
-    module.load_state_dict({key: value for key, value in state.items() if not key.startswith("fc.")})
-    return module, feature_dim, weights
 
 
 def run_supervised(session: EvalSession, options: SupervisedOptions | None = None) -> tuple[str, dict[str, Any]]:
@@ -96,7 +56,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
     session.require_classes("the supervised baseline")
     name = session.backbone.metadata.backbone or session.config.backbone
     if weights == "none":
-        stem = session.backbone.metadata.stem or resolve_stem(session.config.stem, session.image_size)
+        stem = session.backbone.metadata.stem or session.config.backbone_stem(session.image_size)
         torch.manual_seed(config.seed)
         module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
         size = image_size or session.image_size
@@ -111,13 +71,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         mean, std = tuple(preset.mean), tuple(preset.std)
         initial = f"imagenet ({type(loaded).__name__}.{loaded.name}, {loaded.url})"
         key = "supervised_imagenet"
-    split = split_labelled(
-        session.stores["train"].labels,
-        fraction=config.label_fraction,
-        per_class=config.labels_per_class,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
+    split, labels_used = split_for_options(session, config)
     entry = train_and_test(
         session,
         method=key,
@@ -129,7 +83,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         split=split,
         config=config,
         protocol={
-            **label_subset_protocol(config.label_fraction, config.labels_per_class),
+            **labels_used,
             "weights": weights,
             "initial_weights": initial,
             "architecture": name,

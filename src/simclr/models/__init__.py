@@ -7,10 +7,14 @@ from simclr.models.autoencoder import (
 )
 from simclr.models.backbones import (
     BACKBONE_NAMES,
+    INITIAL_WEIGHTS,
     STEMS,
     BackboneSpec,
     build_backbone,
     choose_stem,
+    imagenet_cache_file,
+    imagenet_weights,
+    load_imagenet_backbone,
     resolve_stem,
 )
 from simclr.models.heads import ACTIVATIONS, HEAD_NAMES, build_activation, build_ae_head, build_head
@@ -20,6 +24,7 @@ __all__ = [
     "ACTIVATIONS",
     "BACKBONE_NAMES",
     "HEAD_NAMES",
+    "INITIAL_WEIGHTS",
     "STEMS",
     "BackboneSpec",
     "MLPAutoencoder",
@@ -31,6 +36,9 @@ __all__ = [
     "build_model",
     "build_projection_head",
     "choose_stem",
+    "imagenet_cache_file",
+    "imagenet_weights",
+    "load_imagenet_backbone",
     "load_autoencoder",
     "resolve_stem",
     "save_autoencoder",

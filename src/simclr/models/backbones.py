@@ -5,20 +5,32 @@ max-pool) by a 3x3 stride-1 conv without max-pool for 32px CIFAR images; Foster 
 stem (3x3 stride-1 conv followed by max-pool) for 96px images. Using the ImageNet stem on 32px images throws
 away 4x of the resolution before the first block and is the most common reason CIFAR numbers are not
 reproduced (lightly issue #1419), so the stem is chosen from the image size unless the user overrides it.
+
+``--weights imagenet`` (seed 000's runs all start so) loads torchvision's ImageNet weights into a backbone
+with the ImageNet stem, through torchvision's own loader (``WeightsEnum.get_state_dict``, i.e.
+``torch.hub.load_state_dict_from_url``), which reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it is there;
+offline, the error names that file and the URL to fetch it from.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlparse
 
+import torch
 import torchvision
 from torch import nn
 
 from simclr.errors import UserError
 
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
+
 Stem = Literal["cifar", "stl", "imagenet"]
 STEMS: tuple[str, ...] = ("auto", "cifar", "stl", "imagenet")
+INITIAL_WEIGHTS: tuple[str, ...] = ("none", "imagenet")  # what --weights offers
 
 BACKBONE_NAMES: tuple[str, ...] = (
     "resnet18",
@@ -88,3 +100,36 @@ def build_backbone(name: str, stem: Stem) -> tuple[nn.Module, int]:
     model.fc = nn.Identity()
     _replace_stem(model, stem)
     return model, feature_dim
+
+
+def imagenet_weights(name: str) -> WeightsEnum:
+    """torchvision's default ImageNet weights of backbone ``name`` (e.g. ``ResNet18_Weights.IMAGENET1K_V1``)."""
+    try:
+        return torchvision.models.get_model_weights(name).DEFAULT  # type: ignore[attr-defined,no-any-return]
+    except (KeyError, ValueError):
+        raise UserError(f"torchvision has no ImageNet weights for {name!r}; use --weights none") from None
+
+
+def imagenet_cache_file(weights: WeightsEnum) -> str:
+    """Where ``torch.hub`` looks for (and downloads) ``weights``: ``<hub dir>/checkpoints/<file name of the URL>``."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+
+
+def load_imagenet_backbone(name: str) -> tuple[nn.Module, int, WeightsEnum]:
+    """``(module without fc, feature_dim, weights)`` with torchvision's ImageNet weights loaded.
+
+    Uses the cached file when present (no network); otherwise torchvision downloads it. A failed
+    download or an unreadable file becomes a one-line :class:`UserError` with the path and the URL.
+    """
+    weights = imagenet_weights(name)
+    try:
+        state = weights.get_state_dict(progress=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # URLError is an OSError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(
+            f"cannot load the ImageNet weights of {name} ({reason}); without internet, download "
+            f"{weights.url} and save it as {imagenet_cache_file(weights)}"
+        ) from None
+    module, feature_dim = build_backbone(name, "imagenet")
+    module.load_state_dict({key: value for key, value in state.items() if not key.startswith("fc.")})
+    return module, feature_dim, weights

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from simclr.models.backbones import build_backbone, resolve_stem
+from simclr.models.backbones import build_backbone, load_imagenet_backbone
 from simclr.models.heads import build_head
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ def build_projection_head(config: PretrainConfig, feature_dim: int) -> tuple[nn.
 
 def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
     """Backbone with the stem for this image size, followed by the configured projection head."""
-    backbone, feature_dim = build_backbone(config.backbone, resolve_stem(config.stem, image_size))
+    if config.weights == "imagenet":
+        backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
+    else:
+        backbone, feature_dim = build_backbone(config.backbone, config.backbone_stem(image_size))
     head, out_dim = build_projection_head(config, feature_dim)
     return SimCLRModel(backbone, head, feature_dim, out_dim)

@@ -32,10 +32,11 @@ from simclr.data import (
 from simclr.data.pairs import SameClassPartners
 from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
 from simclr.data.streaming import PackedSplit
+from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.losses import NTXentLoss
-from simclr.models import SimCLRModel, build_model, resolve_stem
+from simclr.models import SimCLRModel, build_model
 from simclr.optim import scaled_learning_rate, warmup_steps_for
 from simclr.rundir import BackboneMetadata, RunDir
 from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
@@ -109,6 +110,7 @@ def run_pretraining(
     training saves the checkpoint and raises :class:`~simclr.errors.Interrupted`.
     """
     resume_step = check_run_target(config)
+    config = pin_subset_file(config)
     hardware = resolve_hardware(config)
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config)
@@ -211,6 +213,23 @@ def _parse_devices(value: str) -> int | list[int] | str:
         raise UserError(f"--devices {value!r} is not a count or a list like 0,1") from None
 
 
+def pin_subset_file(config: PretrainConfig) -> PretrainConfig:
+    """The config with its subset file's SHA-256 (saved in the run); a resumed run whose file has changed
+    since it started is refused, since its images would no longer be the ones it trained on."""
+    if config.subset is None:
+        return config
+    choice = parse_subset_choice(config.subset)
+    if not choice.path.expanduser().is_file():
+        raise UserError(f"subset file {choice.path} does not exist; write one with 'simclr data split'")
+    sha = choice.sha256()
+    if config.subset_sha256 is not None and config.subset_sha256 != sha:
+        raise UserError(
+            f"subset file {choice.path} changed since this run started (SHA-256 {config.subset_sha256[:12]}... "
+            f"then, {sha[:12]}... now); restore it or start a new run"
+        )
+    return replace(config, subset_sha256=sha)
+
+
 def load_training_data(config: PretrainConfig) -> TrainingData:
     """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
     data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory."""
@@ -218,10 +237,18 @@ def load_training_data(config: PretrainConfig) -> TrainingData:
     budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
     streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
     if streamed is not None:
+        if config.subset is not None or config.resize != "crop":
+            raise UserError(
+                "--subset and --resize squash apply to data held in memory; this dataset is streamed from packed "
+                "shards (views are cut from the packed images)"
+            )
         packed_test = streamed.test if streamed.train.has_labels and config.knn_every_epochs > 0 else None
         info = dataset_info(config.dataset, streamed.image_size)
         return TrainingData(streamed.train, packed_test, info, streamed.image_size)
-    train = source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
+    if config.subset is not None:
+        train = load_subset_part(source, config)
+    else:
+        train = source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
     size = int(train.images.shape[-1])
     test = None
     if train.has_labels and config.knn_every_epochs > 0:
@@ -240,6 +267,19 @@ def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> P
     mean, std = channel_statistics(train.batches(1024))
     log.info("--standardize: mean %s, std %s over %d training images (kept in config.yaml)", mean, std, len(train))
     return replace(config, normalization_mean=mean, normalization_std=std)
+
+
+def load_subset_part(source: DataSource, config: PretrainConfig) -> ImageStore:
+    """The part of the labelled training split that ``--subset FILE:PART`` names (then ``--limit-train-images``,
+    stratified, within it)."""
+    assert config.subset is not None
+    choice = parse_subset_choice(config.subset)
+    labelled = source.load_train(labelled_only=True, image_size=config.image_size, seed=config.seed)
+    train = labelled.subset(choice.load(config.dataset, len(labelled)))
+    log.info("training on the %s part of %s: %d of %d images", choice.part, choice.path, len(train), len(labelled))
+    if config.limit_train_images is not None and config.limit_train_images < len(train):
+        train = train.subset(stratified_subset(train.labels, config.limit_train_images, config.seed))
+    return train
 
 
 def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: ViewConfig) -> L.LightningDataModule:
@@ -346,7 +386,7 @@ def describe_run(
         "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
         "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
         config.backbone,
-        resolve_stem(config.stem, data.image_size),
+        config.backbone_stem(data.image_size),
         config.head,
         optim.name,
         optim.peak_lr,
@@ -420,7 +460,7 @@ def build_callbacks(
         )
     metadata = BackboneMetadata(
         backbone=config.backbone,
-        stem=resolve_stem(config.stem, data.image_size),
+        stem=config.backbone_stem(data.image_size),
         feature_dim=model.feature_dim,
         dataset=config.dataset,
         image_size=data.image_size,

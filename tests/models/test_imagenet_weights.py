@@ -1,0 +1,59 @@
+"""``pretrain --weights imagenet``: the backbone starts from torchvision's ImageNet weights, read from the torch
+hub cache; offline without the file, a one-line error names it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import pytest
+import torch
+import torchvision
+
+from simclr.config import build_config
+from simclr.errors import UserError
+from simclr.models import build_model, imagenet_cache_file, imagenet_weights
+
+RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache in a temporary TORCH_HOME, and downloads that fail as offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def no_network(url: str, *args: Any, **kwargs: Any) -> None:
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path / "torch-home" / "hub" / "checkpoints" / RESNET18_FILE
+
+
+def test_pretraining_backbone_loads_the_cached_weights(offline_hub: Path) -> None:
+    torch.manual_seed(7)
+    reference = torchvision.models.resnet18().state_dict()  # a random stand-in for torchvision's file
+    offline_hub.parent.mkdir(parents=True)
+    torch.save(reference, offline_hub)
+    config = build_config({}, dict(dataset="cifar10", weights="imagenet"))
+    assert config.backbone_stem(32) == "imagenet"  # the stem the weights were trained with, even at 32 px
+    model = build_model(config, 32)
+    state = model.backbone.state_dict()
+    assert set(state) == {key for key in reference if not key.startswith("fc.")}
+    assert all(torch.equal(state[key], reference[key]) for key in state)
+    assert model.backbone.conv1.kernel_size == (7, 7)
+
+
+def test_offline_without_the_file_is_one_line_naming_it(offline_hub: Path) -> None:
+    config = build_config({}, dict(dataset="cifar10", weights="imagenet"))
+    with pytest.raises(UserError) as info:
+        build_model(config, 32)
+    message = str(info.value)
+    assert imagenet_cache_file(imagenet_weights("resnet18")) == str(offline_hub)
+    assert str(offline_hub) in message and imagenet_weights("resnet18").url in message and "\n" not in message
+
+
+def test_weights_need_the_imagenet_stem() -> None:
+    with pytest.raises(UserError, match="--weights imagenet needs the ImageNet stem"):
+        build_config({}, dict(dataset="cifar10", weights="imagenet", stem="cifar")).validate()
+    assert build_config({}, dict(dataset="cifar10")).backbone_stem(32) == "cifar"
