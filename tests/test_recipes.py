@@ -83,6 +83,8 @@ def _smoke_overrides(path: Path, cifar_small: Path, tmp: Path) -> list[str]:
         args += ["--image-size", "32"]  # 96/224 px is too slow for a CPU smoke run
     if config.limit_train_images is not None:
         args += ["--limit-train-images", "64"]
+    if config.weights == "imagenet":
+        args += ["--weights", "none"]  # torchvision's ImageNet weights cannot be downloaded here
     if config.lambda_gp > 0:
         # the penalty's cost grows with the draws; ResNet-50 with 4 draws takes minutes on 2 cores
         args += ["--gp-draws", "1" if config.backbone == "resnet50" else "4"]

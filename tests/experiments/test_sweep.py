@@ -16,6 +16,8 @@ import yaml
 from simclr.cli import main
 from simclr.errors import UserError
 from simclr.experiments.sweep import (
+    AutoencoderJob,
+    Cell,
     SweepRunner,
     cell_id,
     expand_cells,
@@ -100,13 +102,55 @@ def test_validation_names_the_cell_and_nothing_is_written(tmp_path: Path, capsys
     assert not (tmp_path / "out").exists()
 
 
-def test_dry_run_lists_the_seed_000_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["sweep", str(REPO / "configs/sweeps/simclr-ae.yaml"), "--out", str(tmp_path), "--dry-run"])
+SEED_000_SWEEP = REPO / "configs/sweeps/simclr-ae.yaml"
+
+
+def test_dry_run_lists_the_seed_000_grid_of_720_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sweep", str(SEED_000_SWEEP), "--out", str(tmp_path), "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "75 cells, 0 finished" in out
-    assert "dataset=stl10,head=ae,head_hidden_dim=512,head_activation=tanh" in out
+    assert "720 cells, 0 finished" in out
+    assert "dataset=stl10,head=ae,head_out_dim=64,head_hidden_dim=512,standardize=true,head_activation=tanh" in out
     assert not any(tmp_path.iterdir())
+    cells = expand_cells(load_sweep(SEED_000_SWEEP))
+    autoencoders = {cell.autoencoder.out for cell in cells if cell.autoencoder is not None}
+    assert len(autoencoders) == 15  # 5 datasets x 3 embedding dims, each trained once for its 24 cells
+    stl = next(cell for cell in cells if cell.grid_values["dataset"] == "stl10" and cell.autoencoder is not None)
+    assert stl.config_values["batch_size"] == 500 and stl.autoencoder.values["image_size"] == 96
+
+
+@pytest.mark.slow
+def test_a_two_cell_slice_of_the_seed_000_grid_runs_end_to_end(cifar_small: Path, tmp_path: Path) -> None:
+    """One ae cell (its autoencoder chained before it) and one mlp cell of the real grid, shrunk to a few steps
+    on the CIFAR-10 subset: the grid's own settings, overrides and chaining, run as the sweep runs them."""
+    spec = load_sweep(SEED_000_SWEEP)
+    wanted = {"dataset": "cifar10", "head_out_dim": 32, "head_hidden_dim": 128, "standardize": True}
+    picked = [
+        cell
+        for cell in expand_cells(spec)
+        if all(cell.grid_values[key] == value for key, value in wanted.items())
+        and cell.grid_values["head_activation"] == "sigmoid"
+    ]
+    assert [cell.grid_values["head"] for cell in picked] == ["ae", "mlp"]
+    tiny = {"data_dir": str(cifar_small), "download": False, "weights": "none", "epochs": 1, "max_steps": 1,
+            "batch_size": 32, "limit_train_images": 64, "knn_every_epochs": 0, "workers": 1}  # fmt: skip
+    cells = []
+    for cell in picked:
+        values = {**cell.config_values, **tiny}
+        autoencoder = cell.autoencoder
+        if autoencoder is not None:
+            values["ae_checkpoint"] = str(tmp_path / "ae-cifar10-128")
+            small = {"data_dir": str(cifar_small), "epochs": 1, "limit_train_images": 64, "workers": 1}
+            autoencoder = AutoencoderJob(Path(values["ae_checkpoint"]), {**autoencoder.values, **small})
+        cells.append(Cell(cell.cell_id, cell.grid_values, values, autoencoder))
+    validate_cells(cells, tmp_path / "sweep")
+    outcomes = SweepRunner(spec, tmp_path / "sweep", quiet=True).run(cells)
+    assert [outcome.status for outcome in outcomes] == ["finished", "finished"], [o.error for o in outcomes]
+    assert (tmp_path / "ae-cifar10-128" / "autoencoder.safetensors").is_file()
+    rows = list(csv.DictReader((tmp_path / "sweep" / "results.csv").open()))
+    assert [row["head"] for row in rows] == ["ae", "mlp"] and all(float(row["linear_top1"]) > 0 for row in rows)
+    config = yaml.safe_load((tmp_path / "sweep" / picked[0].cell_id / "config.yaml").read_text())
+    assert config["standardize"] is True and len(config["normalization_mean"]) == 3
 
 
 def _fake_launch(fail_cell: str, launched: list[str]) -> Any:
