@@ -18,7 +18,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
 
 from simclr.config import PretrainConfig, describe_changes, parse_size
 from simclr.data import (
@@ -40,6 +39,7 @@ from simclr.rundir import BackboneMetadata, RunDir
 from simclr.training.callbacks import (
     BackboneExport,
     GradientPenaltyReport,
+    IntervalProgressBar,
     KNNMonitor,
     LastCheckpoint,
     MetricsCSV,
@@ -368,8 +368,9 @@ def build_callbacks(
 ) -> list[L.Callback]:
     """Progress, metrics, the kNN monitor, checkpoints, the backbone export, the penalty's report and the
     clean stop on a signal; the order is the order Lightning calls them in."""
-    callbacks: list[L.Callback] = [RichProgressBar()] if _show_progress_bar(quiet) else []
-    metrics = MetricsCSV(run.metrics, event_at_start=event)
+    # the step's values are read from the device only every log_every_steps steps (no per-step synchronisation)
+    metrics = MetricsCSV(run.metrics, event_at_start=event, every_steps=config.log_every_steps)
+    callbacks: list[L.Callback] = [IntervalProgressBar(metrics)] if _show_progress_bar(quiet) else []
     callbacks.append(metrics)
     knn_sets = _knn_sets(config, *_knn_stores(config, data))
     if knn_sets is not None:
@@ -397,7 +398,7 @@ def build_callbacks(
     callbacks += [
         LastCheckpoint(run.last_checkpoint, config.checkpoint_every_steps),
         BackboneExport(run.backbone, metadata),
-        ProgressLog(config.log_every_steps, min(optim.total_steps, config.max_steps or optim.total_steps)),
+        ProgressLog(config.log_every_steps, min(optim.total_steps, config.max_steps or optim.total_steps), metrics),
     ]
     if config.lambda_gp > 0:
         callbacks.append(GradientPenaltyReport(describe_gradient_penalty(config), run.metrics, config.gp_upper_limit))
@@ -511,7 +512,7 @@ def build_trainer(
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=False,  # LastCheckpoint writes the one checkpoint a run keeps
-        enable_progress_bar=any(isinstance(callback, RichProgressBar) for callback in callbacks),
+        enable_progress_bar=any(isinstance(callback, IntervalProgressBar) for callback in callbacks),
         enable_model_summary=False,
         num_sanity_val_steps=0,
         sync_batchnorm=hardware.sync_batchnorm,
@@ -523,7 +524,8 @@ def build_trainer(
 
 
 def finish(trainer: L.Trainer, run: RunDir) -> PretrainResult:
-    final_loss = trainer.callback_metrics.get("train_loss")
+    metrics = next(callback for callback in trainer.callbacks if isinstance(callback, MetricsCSV))  # type: ignore[attr-defined]
+    final_loss = metrics.last.get("train_loss")
     knn = trainer.callback_metrics.get("knn_top1")
     log.info("finished at step %d; run directory: %s", trainer.global_step, run.path)
     return PretrainResult(
