@@ -40,7 +40,7 @@ RESUME_NEUTRAL = frozenset(
     {
         "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
         "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
-        "log_every_steps", "max_steps", "accelerator", "compile",
+        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend",
     }
 )  # fmt: skip
 
@@ -203,7 +203,14 @@ class PretrainConfig:
         "synchronise BatchNorm statistics across GPU processes (default: on when several GPU processes train)", None
     )
     channels_last: bool = _hardware("channels_last memory format", True)
-    compile: bool = _hardware("torch.compile the model", False)
+    compile: bool = _hardware(
+        "torch.compile the model and the loss with static shapes (every batch has the same size: drop_last)", False
+    )
+    compile_backend: str = _hardware(
+        "--compile's backend: inductor (generated kernels), or aot_eager (no code generation; for tests and checks)",
+        "inductor",
+        choices=("inductor", "aot_eager", "eager"),
+    )
 
     seed: int = _run("seed for weights, data order and views", 0)
     out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)

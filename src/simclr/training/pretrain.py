@@ -113,7 +113,7 @@ def run_pretraining(
     view_config = config.view_config(data.info, data.image_size)
     views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
     model = build_seeded_model(config, data.image_size, hardware)
-    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    loss = build_loss(config)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
 
     with open_run_dir(config, quiet=quiet, held=decisions) as run:
@@ -253,8 +253,21 @@ def build_seeded_model(config: PretrainConfig, image_size: int, hardware: Hardwa
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if config.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        # in place (nn.Module.compile): the state dict keeps its names, so checkpoints and backbones are the
+        # same with and without --compile; dynamic=False as every batch has one shape (drop_last)
+        model.compile(dynamic=False, backend=config.compile_backend)
     return model
+
+
+def build_loss(config: PretrainConfig) -> NTXentLoss:
+    """NT-Xent at the run's temperature; with ``--compile`` its loss-and-accuracy call is compiled too (the
+    normalisation, the logits and the log-sum-exp fuse into a few kernels)."""
+    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    if config.compile:
+        loss.loss_and_accuracy = torch.compile(  # type: ignore[method-assign]
+            loss.loss_and_accuracy, dynamic=False, backend=config.compile_backend
+        )
+    return loss
 
 
 def plan_optimisation(config: PretrainConfig, train_images: int, processes: int) -> OptimSettings:
