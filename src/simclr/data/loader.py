@@ -37,6 +37,10 @@ class InMemoryBatchLoader:
     Iterating to the end of an epoch advances to the next epoch; :meth:`set_position` jumps.
     Batches are dicts ``{"images": uint8 (b,3,H,W), "labels": int64 (b,), "index": int64 (b,)}``
     plus ``"factors"`` ``float32 (b,k)`` when the store has them.
+
+    Batches are gathered where the store lives: a store moved to the GPU (``ImageStore.to``) gives batches
+    already there (the epoch's order is copied once per epoch, no image crosses per step); a host store
+    gives pinned batches with ``pin_memory``, so the copy to the GPU runs asynchronously.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class InMemoryBatchLoader:
         shuffle: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}; pass a positive --batch-size")
@@ -60,6 +65,7 @@ class InMemoryBatchLoader:
         self.shuffle = bool(shuffle)
         self.rank = int(rank)
         self.world_size = int(world_size)
+        self.pin_memory = bool(pin_memory) and store.images.device.type == "cpu"
         self.epoch = 0
         self.batch = 0  # next batch of the current epoch to yield
         n = len(store)
@@ -128,11 +134,14 @@ class InMemoryBatchLoader:
         }
         if store.factors is not None:
             out["factors"] = store.factors.index_select(0, idx)
+        if self.pin_memory:
+            out = {name: tensor.pin_memory() for name, tensor in out.items()}
         return out
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch = self.epoch
-        perm = epoch_permutation(len(self.store), self.seed, epoch, self.shuffle)
+        # the order is drawn on the host (the same on every machine), then kept where the store lives
+        perm = epoch_permutation(len(self.store), self.seed, epoch, self.shuffle).to(self.store.images.device)
         n_batches = len(self)
         while self.epoch == epoch and self.batch < n_batches:
             k = self.batch
