@@ -47,7 +47,8 @@ def test_compiled_run_takes_the_eager_runs_steps(cifar_small: Path, tmp_path: Pa
     assert len(eager) == len(compiled) == 3
     assert compiled == pytest.approx(eager, rel=1e-4, abs=1e-5)
     # the state dict keeps its names (compiled in place), so the backbone file is the eager run's
-    expected, got = load_file(str(tmp_path / "eager" / "backbone.safetensors")), load_file(
-        str(tmp_path / "compiled" / "backbone.safetensors")
+    expected, got = (
+        load_file(str(tmp_path / "eager" / "backbone.safetensors")),
+        load_file(str(tmp_path / "compiled" / "backbone.safetensors")),
     )
     assert expected.keys() == got.keys()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -59,7 +58,9 @@ class CountPerStep(L.Callback):
         self.reads: dict[int, int] = {}  # global step after the batch -> reads during it
         self._mode: ScalarReads | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._mode = ScalarReads()
         self._mode.__enter__()
 

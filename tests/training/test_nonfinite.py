@@ -22,7 +22,9 @@ def test_nan_loss_stops_before_the_update_and_keeps_last_ckpt(
     real_forward = NTXentLoss.loss_and_accuracy
     calls = {"n": 0}
 
-    def forward_that_diverges(self: NTXentLoss, *views: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_that_diverges(
+        self: NTXentLoss, *views: torch.Tensor, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
         loss, accuracy = real_forward(self, *views, **kwargs)
         return (loss * float("nan") if calls["n"] == 4 else loss), accuracy

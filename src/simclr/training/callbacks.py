@@ -125,7 +125,9 @@ class IntervalProgressBar(RichProgressBar):
         super().__init__()
         self.metrics = metrics
 
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:
+    def get_metrics(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> dict[str, int | str | float | dict[str, float]]:
         last = self.metrics.last
         return {name: f"{last[name]:.4g}" for name in self.SHOWN if name in last and not math.isnan(last[name])}
 

@@ -207,11 +207,11 @@ class SimCLRModule(L.LightningModule):
         if not pending:
             return []
         names = [sorted(values) for _, values in pending]
-        flat = torch.stack([values[name].float() for (_, values), keys in zip(pending, names) for name in keys])
+        flat = torch.stack([values[name].float() for (_, values) in pending for name in sorted(values)])
         numbers = iter(flat.tolist())
         failure = self.guard.first_failure()
         rows = []
-        for ((step, epoch), _), keys in zip(pending, names):
+        for ((step, epoch), _), keys in zip(pending, names, strict=True):
             values = {name: next(numbers) for name in keys}
             values.update(host.get(step, {}))
             if failure is None or step < failure[0]:
