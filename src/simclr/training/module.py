@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from simclr.models import SimCLRModel
 from simclr.optim import WarmupCosineLR, build_optimizer
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
+
+PENDING_STEPS = 10_000  # steps of device values a module keeps until they are read
 
 
 class NonFiniteLossError(UserError):
@@ -136,8 +139,9 @@ class SimCLRModule(L.LightningModule):
         self._last_step_time: float | None = None
         self.images_per_second: float = float("nan")
         self.guard = NonFiniteGuard()
-        # per-step values stay on the device until the log interval reads them all at once
-        self._pending: list[tuple[tuple[int, int], dict[str, Tensor]]] = []
+        # per-step values stay on the device until the log interval reads them all at once (MetricsCSV); the
+        # cap bounds what a module trained without that callback holds (the oldest steps are dropped)
+        self._pending: deque[tuple[tuple[int, int], dict[str, Tensor]]] = deque(maxlen=PENDING_STEPS)
         self._host_values: dict[int, dict[str, float]] = {}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
@@ -202,7 +206,7 @@ class SimCLRModule(L.LightningModule):
         """The steps logged since the last call, read from the device at once (one synchronisation for the
         whole log interval, not one per step). Steps from the first non-finite loss on are left out: the run
         stops there (:meth:`raise_if_nonfinite`)."""
-        pending, self._pending = self._pending, []
+        pending, self._pending = list(self._pending), deque(maxlen=PENDING_STEPS)
         host, self._host_values = self._host_values, {}
         if not pending:
             return []
