@@ -221,7 +221,9 @@ class PretrainConfig:
     knn_k: int = _run("neighbours of the kNN monitor", 200)
     knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
     knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
-    log_every_steps: int = _run("progress line every N steps when not on a terminal", 50)
+    log_every_steps: int = _run(
+        "read the step's values from the device every N steps: progress line, metrics.csv rows, loggers", 50
+    )
 
     def resolved_lr(self) -> tuple[float, str]:
         """Base learning rate and scaling rule after applying the optimiser's defaults."""
