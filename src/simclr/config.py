@@ -50,7 +50,7 @@ RESUME_NEUTRAL = frozenset(
     {
         "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
         "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
-        "log_every_steps", "max_steps", "accelerator", "compile",
+        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend",
     }
 )  # fmt: skip
 
@@ -246,7 +246,14 @@ class PretrainConfig:
         "synchronise BatchNorm statistics across GPU processes (default: on when several GPU processes train)", None
     )
     channels_last: bool = _hardware("channels_last memory format", True)
-    compile: bool = _hardware("torch.compile the model", False)
+    compile: bool = _hardware(
+        "torch.compile the model and the loss with static shapes (every batch has the same size: drop_last)", False
+    )
+    compile_backend: str = _hardware(
+        "--compile's backend: inductor (generated kernels), or aot_eager (no code generation; for tests and checks)",
+        "inductor",
+        choices=("inductor", "aot_eager", "eager"),
+    )
 
     seed: int = _run("seed for weights, data order and views", 0)
     out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)
@@ -261,7 +268,9 @@ class PretrainConfig:
     knn_k: int = _run("neighbours of the kNN monitor", 200)
     knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
     knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
-    log_every_steps: int = _run("progress line every N steps when not on a terminal", 50)
+    log_every_steps: int = _run(
+        "read the step's values from the device every N steps: progress line, metrics.csv rows, loggers", 50
+    )
 
     def backbone_stem(self, image_size: int) -> Stem:
         """The backbone's stem at ``image_size``: ``--stem``, where ``auto`` picks by size, except that ImageNet

@@ -65,3 +65,29 @@ def autocast_dtype_for(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_supports_bf16() else None
+
+
+# The share of the GPU's free memory a uint8 training store may take when it moves there (CIFAR-10's 150 MB
+# on any GPU; an in-memory ImageNet-size folder stays on the host): the rest is left for the model,
+# activations at large batches and the kNN monitor's features.
+DEVICE_STORE_FRACTION = 0.25
+
+
+def store_fits_on_device(store_bytes: int, free_bytes: int, fraction: float = DEVICE_STORE_FRACTION) -> bool:
+    """Whether a store of ``store_bytes`` may live on a device with ``free_bytes`` free: at most ``fraction``
+    of the free memory.
+
+    >>> store_fits_on_device(150 * 2**20, 80 * 2**30)
+    True
+    >>> store_fits_on_device(30 * 2**30, 80 * 2**30)
+    False
+    """
+    return store_bytes <= fraction * free_bytes
+
+
+def free_device_memory(device: torch.device) -> int:
+    """Free bytes on a CUDA device (0 for any other device: nothing is moved there)."""
+    if device.type != "cuda":
+        return 0
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)

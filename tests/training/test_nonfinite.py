@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,15 +19,17 @@ pytestmark = pytest.mark.slow
 def test_nan_loss_stops_before_the_update_and_keeps_last_ckpt(
     cifar_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_forward = NTXentLoss.forward
+    real_forward = NTXentLoss.loss_and_accuracy
     calls = {"n": 0}
 
-    def forward_that_diverges(self: NTXentLoss, *views: torch.Tensor) -> torch.Tensor:
+    def forward_that_diverges(
+        self: NTXentLoss, *views: torch.Tensor, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
-        loss = real_forward(self, *views)
-        return loss * float("nan") if calls["n"] == 4 else loss
+        loss, accuracy = real_forward(self, *views, **kwargs)
+        return (loss * float("nan") if calls["n"] == 4 else loss), accuracy
 
-    monkeypatch.setattr(NTXentLoss, "forward", forward_that_diverges)
+    monkeypatch.setattr(NTXentLoss, "loss_and_accuracy", forward_that_diverges)
     run = tmp_path / "run"
     config = build_config(
         {},

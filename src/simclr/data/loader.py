@@ -52,6 +52,10 @@ class InMemoryBatchLoader:
     Batches are dicts ``{"images": uint8 (b,3,H,W), "labels": int64 (b,), "index": int64 (b,)}``
     plus ``"factors"`` ``float32 (b,k)`` when the store has them, and :data:`PARTNER_KEY` (a different
     image of the same class for each image) when ``partners`` is given.
+
+    Batches are gathered where the store lives: a store moved to the GPU (``ImageStore.to``) gives batches
+    already there (the epoch's order is copied once per epoch, no image crosses per step); a host store
+    gives pinned batches with ``pin_memory``, so the copy to the GPU runs asynchronously.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class InMemoryBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         partners: SameClassPartners | None = None,
+        pin_memory: bool = False,
     ) -> None:
         if batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {batch_size}; pass a positive --batch-size")
@@ -76,7 +81,8 @@ class InMemoryBatchLoader:
         self.shuffle = bool(shuffle)
         self.rank = int(rank)
         self.world_size = int(world_size)
-        self.partners = partners
+        self.pin_memory = bool(pin_memory) and store.images.device.type == "cpu"
+        self.partners = partners.to(store.images.device) if partners is not None else None
         self.epoch = 0
         self.batch = 0  # next batch of the current epoch to yield
         n = len(store)
@@ -147,12 +153,17 @@ class InMemoryBatchLoader:
             out["factors"] = store.factors.index_select(0, idx)
         if partner_idx is not None:
             out[PARTNER_KEY] = store.images.index_select(0, partner_idx)
+        if self.pin_memory:
+            out = {name: tensor.pin_memory() for name, tensor in out.items()}
         return out
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch = self.epoch
-        perm = epoch_permutation(len(self.store), self.seed, epoch, self.shuffle)
-        draws = epoch_partner_draws(len(self.store), self.seed, epoch) if self.partners is not None else None
+        # the order is drawn on the host (the same on every machine), then kept where the store lives
+        perm = epoch_permutation(len(self.store), self.seed, epoch, self.shuffle).to(self.store.images.device)
+        draws = None
+        if self.partners is not None:
+            draws = epoch_partner_draws(len(self.store), self.seed, epoch).to(self.store.images.device)
         n_batches = len(self)
         while self.epoch == epoch and self.batch < n_batches:
             k = self.batch

@@ -41,6 +41,13 @@ class SameClassPartners:
         self.rank_in_class = torch.empty_like(labels)
         self.rank_in_class[order] = torch.arange(labels.numel()) - self.first[labels[order]]
 
+    def to(self, device: torch.device | str) -> SameClassPartners:
+        """The same draws with the tables on ``device`` (where the store's batches are gathered)."""
+        moved = object.__new__(SameClassPartners)
+        for name in ("labels", "members", "first", "counts", "rank_in_class"):
+            setattr(moved, name, getattr(self, name).to(device))
+        return moved
+
     def draw(self, indices: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
         """The partner of each image in ``indices``: uniformly one of the other images of its class, chosen by
         ``uniform`` (values in [0, 1), one per image)."""

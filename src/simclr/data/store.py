@@ -72,6 +72,23 @@ class ImageStore:
         """Itself: it is already in memory (as a streamed store's ``load`` gives)."""
         return self
 
+    def to(self, device: torch.device) -> ImageStore:
+        """The same store with its tensors (images, labels, factors) on ``device``."""
+        return ImageStore(
+            images=self.images.to(device),
+            labels=self.labels.to(device),
+            class_names=list(self.class_names),
+            file_names=self.file_names,
+            factors=None if self.factors is None else self.factors.to(device),
+            skipped=list(self.skipped),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the store's tensors (images, labels, factors)."""
+        tensors = [self.images, self.labels] + ([self.factors] if self.factors is not None else [])
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def subset(self, indices: torch.Tensor) -> ImageStore:
         """A new store holding the given rows (in the given order); ``skipped`` is kept."""
         idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)

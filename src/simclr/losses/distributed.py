@@ -53,8 +53,17 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+_CHECKED_ROWS: set[tuple[int, int]] = set()  # (rows, world size) already found equal on every rank
+
+
 def _check_equal_rows(x: Tensor, size: int) -> None:
-    """Raise on every rank when the ranks hold different numbers of rows (a collective call)."""
+    """Raise on every rank when the ranks hold different numbers of rows (a collective call).
+
+    A row count is checked once: the check reads the counts on the host (a synchronisation), and training
+    batches keep one size (drop_last), so a per-step check would stall every step for nothing.
+    """
+    if (x.shape[0], size) in _CHECKED_ROWS:
+        return
     rows = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
     all_rows = [torch.zeros_like(rows) for _ in range(size)]
     dist.all_gather(all_rows, rows)
@@ -64,6 +73,7 @@ def _check_equal_rows(x: Tensor, size: int) -> None:
             f"gather_with_grad needs the same batch size on every process, got {counts} rows per rank; "
             "use drop_last=True in the data loader (or equal per-rank batches)"
         )
+    _CHECKED_ROWS.add((x.shape[0], size))
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from simclr.errors import UserError
 from simclr.losses.distributed import gather_with_grad, rank, world_size
 
-__all__ = ["NTXentLoss"]
+__all__ = ["NTXentLoss", "contrastive_accuracy"]
 
 
 class NTXentLoss(nn.Module):
@@ -66,6 +66,24 @@ class NTXentLoss(nn.Module):
 
     def forward(self, *views: Tensor) -> Tensor:
         """Loss of the embeddings ``views[0], ..., views[V-1]``, each (B, D), row i being image i."""
+        loss, _, _ = self._logits_and_loss(views)
+        return loss
+
+    def loss_and_accuracy(self, *views: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[Tensor, Tensor]:
+        """The loss and :func:`contrastive_accuracy` at each k of ``ks`` (a float tensor on the views'
+        device, no gradient), from the same logits: the accuracy costs one comparison, not a second pass.
+
+        Example:
+            >>> import torch
+            >>> z = torch.eye(4)
+            >>> loss, accuracy = NTXentLoss(0.5).loss_and_accuracy(z, z, ks=(1,))
+            >>> accuracy.tolist()  # each view's positive is its only identical candidate
+            [1.0]
+        """
+        loss, logits, positive_columns = self._logits_and_loss(views)
+        return loss, contrastive_accuracy(logits.detach(), positive_columns, ks)
+
+    def _logits_and_loss(self, views: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
         if len(views) < 2:
             raise UserError(f"NT-Xent needs at least 2 views of each image, got {len(views)}; pass 2 or more views")
         shape = views[0].shape
@@ -81,7 +99,8 @@ class NTXentLoss(nn.Module):
         with torch.autocast(device_type=views[0].device.type, enabled=False):
             return self._loss([v.to(dtype) for v in views])
 
-    def _loss(self, views: list[Tensor]) -> Tensor:
+    def _loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss, the self-masked logits (V*B, V*B*W) and each row's positive columns (V*B, V-1)."""
         n_views, batch = len(views), views[0].shape[0]
         local_count = n_views * batch
         # View-major layout: row v*B + i is view v of image i.
@@ -111,4 +130,34 @@ class NTXentLoss(nn.Module):
         positive_logits = logits.gather(1, positive_columns)  # (V*B, V-1)
 
         per_anchor = log_denominator - positive_logits.mean(dim=1)
-        return per_anchor.mean()
+        return per_anchor.mean(), logits, positive_columns
+
+
+def contrastive_accuracy(logits: Tensor, positive_columns: Tensor, ks: tuple[int, ...] = (1, 5)) -> Tensor:
+    """Top-k contrastive accuracy: the fraction of (anchor, positive) pairs whose positive ranks among the
+    anchor's k most similar candidates, for each k in ``ks``.
+
+    A positive's rank is the number of the anchor's *negatives* with a strictly larger logit (ties go to
+    the positive); the anchor itself (``-inf`` in ``logits``) and its other positives (more than 2 views)
+    are not competitors, so with V views each positive is scored against the same negatives as with 2.
+    Computed on the logits' device without a host synchronisation, so a training step can log it.
+
+    Args:
+        logits: (A, C) similarities of A anchors to C candidates, the anchor's own column ``-inf``.
+        positive_columns: (A, P) the columns of each anchor's P positives.
+        ks: the k of each accuracy returned.
+
+    Returns:
+        A float tensor of ``len(ks)`` accuracies in [0, 1].
+
+    Example:
+        >>> import torch
+        >>> logits = torch.tensor([[float("-inf"), 2.0, 1.0], [3.0, float("-inf"), 1.0]])
+        >>> contrastive_accuracy(logits, torch.tensor([[2], [0]]), ks=(1, 2)).tolist()
+        [0.5, 1.0]
+    """
+    with torch.no_grad():
+        positives = logits.gather(1, positive_columns)  # (A, P)
+        negatives = logits.scatter(1, positive_columns, float("-inf"))  # (A, C): positives out of the race
+        rank = (negatives[:, None, :] > positives[:, :, None]).sum(dim=2)  # (A, P)
+        return torch.stack([(rank < k).float().mean() for k in ks])

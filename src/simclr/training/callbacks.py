@@ -17,12 +17,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 from simclr.data import ImageStore
 from simclr.errors import Interrupted
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.knn import knn_accuracy
 from simclr.rundir import BackboneMetadata, RunDir, write_backbone
+from simclr.training.module import SimCLRModule
 
 log = logging.getLogger("simclr")
 
@@ -33,6 +35,8 @@ METRIC_COLUMNS = (
     "lr",
     "img_per_s",
     "knn_top1",
+    "contrastive_top1",
+    "contrastive_top5",
     "gradient_penalty",
     "gradient_penalty_unclamped",
     "event",
@@ -42,13 +46,22 @@ METRIC_COLUMNS = (
 class MetricsCSV(L.Callback):
     """The run's metrics file (CSV): one row per step, plus kNN rows at epoch ends.
 
+    The training step keeps its values on the device; they are read here all at once (one host
+    synchronisation) every ``every_steps`` steps, at epoch ends, at the last step and before every
+    checkpoint, and then written one row per step and passed to the tracking loggers. So the file holds
+    every step, but its rows appear in bursts of the log interval, and a killed run may lose the rows after
+    its last checkpoint (which a resume drops anyway). A non-finite loss found when reading stops the run
+    (:meth:`~simclr.training.module.SimCLRModule.raise_if_nonfinite`) after the rows before it are written.
+
     On resume, rows the killed run wrote after its last checkpoint are dropped, so the file holds exactly
     one curve with no duplicated steps.
     """
 
-    def __init__(self, path: Path, event_at_start: str | None = None) -> None:
+    def __init__(self, path: Path, event_at_start: str | None = None, every_steps: int = 1) -> None:
         self.path = path
         self.event_at_start = event_at_start  # e.g. the settings a resume changed, marked at its first step
+        self.every_steps = max(1, every_steps)
+        self.last: dict[str, float] = {}  # the newest step's values, for progress lines and the result
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
@@ -59,7 +72,7 @@ class MetricsCSV(L.Callback):
                 kept = [row for row in csv.DictReader(handle) if int(row["step"]) < trainer.global_step]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, restval="")
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
         os.replace(tmp, self.path)
@@ -67,39 +80,62 @@ class MetricsCSV(L.Callback):
             self.write(trainer, step=trainer.global_step, epoch=trainer.current_epoch, event=self.event_at_start)
 
     def write(self, trainer: L.Trainer, **values: Any) -> None:
-        if trainer.global_rank != 0:
+        self.write_rows(trainer, [values])
+
+    def write_rows(self, trainer: L.Trainer, rows: list[dict[str, Any]]) -> None:
+        if trainer.global_rank != 0 or not rows:
             return
-        row = {name: "" for name in METRIC_COLUMNS}
-        row.update({key: _format(value) for key, value in values.items()})
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=METRIC_COLUMNS).writerow(row)
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")
+            writer.writerows({key: _format(value) for key, value in row.items()} for row in rows)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        metrics = trainer.callback_metrics
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self.write(
-            trainer,
-            step=trainer.global_step - 1,
-            epoch=trainer.current_epoch,
-            train_loss=float(loss),
-            **{
-                name: _logged(metrics, name)
-                for name in ("lr", "img_per_s", "gradient_penalty", "gradient_penalty_unclamped")
-            },
-        )
+        end_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        final = 0 < trainer.max_steps <= trainer.global_step
+        if trainer.global_step % self.every_steps == 0 or end_of_epoch or final:
+            self.flush(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.flush(trainer, pl_module)  # the file must hold every step the checkpoint has trained
+
+    def flush(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Read the steps logged since the last flush, write them, and stop on a non-finite loss."""
+        if not isinstance(pl_module, SimCLRModule):
+            return
+        steps = pl_module.drain_step_metrics()
+        self.write_rows(trainer, [dict(step.values, step=step.step, epoch=step.epoch) for step in steps])
+        for step in steps:
+            finite = {name: value for name, value in step.values.items() if not math.isnan(value)}
+            for logger in trainer.loggers:
+                logger.log_metrics(dict(finite, epoch=step.epoch), step=step.step)
+        if steps:
+            self.last = dict(steps[-1].values, step=steps[-1].step, epoch=steps[-1].epoch)
+        pl_module.raise_if_nonfinite()
+
+
+class IntervalProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, showing the values of the last log interval: Lightning's own metrics
+    would read logged device tensors at every refresh (a host synchronisation per step)."""
+
+    SHOWN = ("train_loss", "contrastive_top1", "lr", "img_per_s", "gradient_penalty")
+
+    def __init__(self, metrics: MetricsCSV) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def get_metrics(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> dict[str, int | str | float | dict[str, float]]:
+        last = self.metrics.last
+        return {name: f"{last[name]:.4g}" for name in self.SHOWN if name in last and not math.isnan(last[name])}
 
 
 def _backbone(pl_module: L.LightningModule) -> torch.nn.Module:
     backbone = pl_module.model.backbone  # type: ignore[union-attr]
     assert isinstance(backbone, torch.nn.Module)
     return backbone
-
-
-def _logged(metrics: dict[str, Any], name: str) -> float:
-    """A value the module logged this step, or NaN (an empty cell) when it logs no such metric."""
-    return float(metrics[name]) if name in metrics else math.nan
 
 
 def _format(value: Any) -> str:
@@ -198,6 +234,8 @@ class BackboneExport(L.Callback):
         self.metadata = metadata
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if isinstance(pl_module, SimCLRModule):
+            pl_module.raise_if_nonfinite()  # never export weights trained after a non-finite loss
         if trainer.global_rank == 0:
             meta = dataclasses.replace(self.metadata, global_step=trainer.global_step, epoch=trainer.current_epoch)
             write_backbone(self.path, _backbone(pl_module).state_dict(), meta)
@@ -210,11 +248,13 @@ class BackboneExport(L.Callback):
 
 
 class ProgressLog(L.Callback):
-    """A plain progress line every N steps, for logs and terminals without a live progress bar."""
+    """A plain progress line every N steps, for logs and terminals without a live progress bar; it shows
+    the values :class:`MetricsCSV` read at that step (put it after that callback)."""
 
-    def __init__(self, every_steps: int, total_steps: int) -> None:
+    def __init__(self, every_steps: int, total_steps: int, metrics: MetricsCSV) -> None:
         self.every_steps = max(1, every_steps)
         self.total_steps = total_steps
+        self.metrics = metrics
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -222,15 +262,16 @@ class ProgressLog(L.Callback):
         step = trainer.global_step
         if step % self.every_steps and step != self.total_steps:
             return
-        metrics = trainer.callback_metrics
-        rate = float(metrics.get("img_per_s", math.nan))
+        last = self.metrics.last
+        rate = last.get("img_per_s", math.nan)
         log.info(
-            "epoch %d step %d/%d loss %.4f lr %.4g %s",
+            "epoch %d step %d/%d loss %.4f top1 %.3f lr %.4g %s",
             trainer.current_epoch,
             step,
             self.total_steps,
-            float(metrics.get("train_loss", math.nan)),
-            float(metrics.get("lr", math.nan)),
+            last.get("train_loss", math.nan),
+            last.get("contrastive_top1", math.nan),
+            last.get("lr", math.nan),
             "" if math.isnan(rate) else f"{rate:.0f} img/s",
         )
 

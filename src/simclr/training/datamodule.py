@@ -3,6 +3,7 @@ streamed from packed shards by litdata."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,10 +14,34 @@ from litdata import StreamingDataLoader
 from simclr.data import ImageStore, InMemoryBatchLoader
 from simclr.data.pairs import SameClassPartners
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
+from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device
 from simclr.views.config import ViewConfig
 from simclr.views.per_image import crop_views_on_device
 
 POSITION_KEY = "position"
+
+log = logging.getLogger("simclr")
+
+
+def place_store(store: ImageStore, device: torch.device, free_bytes: int | None = None) -> ImageStore:
+    """The training store where batches are gathered: on a CUDA device when it fits there
+    (:func:`~simclr.hardware.store_fits_on_device`), so no image is copied to the GPU per step; else where
+    it is. ``free_bytes`` defaults to the device's free memory now."""
+    if device.type != "cuda":
+        return store
+    free = free_device_memory(device) if free_bytes is None else free_bytes
+    if store_fits_on_device(store.nbytes, free, DEVICE_STORE_FRACTION):
+        log.info("training images on %s: %.0f MB gathered there by index each step", device, store.nbytes / 2**20)
+        return store.to(device)
+    log.info(
+        "training images stay in host memory (%.0f MB > %g of the %.0f MB free on %s); pinned batches copied "
+        "asynchronously",
+        store.nbytes / 2**20,
+        DEVICE_STORE_FRACTION,
+        free / 2**20,
+        device,
+    )
+    return store
 
 
 class ResumableBatches:
@@ -81,8 +106,9 @@ class InMemoryDataModule(L.LightningDataModule):
     def train_dataloader(self) -> ResumableBatches:
         trainer = self.trainer
         assert trainer is not None
+        device = trainer.strategy.root_device
         loader = InMemoryBatchLoader(
-            self.store,
+            place_store(self.store, device),
             self.batch_size,
             seed=self.seed,
             drop_last=True,
@@ -90,6 +116,7 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=trainer.global_rank,
             world_size=trainer.world_size,
             partners=self.partners,
+            pin_memory=device.type == "cuda",
         )
         self.batches = ResumableBatches(loader, current_epoch=lambda: trainer.current_epoch)
         module = trainer.lightning_module

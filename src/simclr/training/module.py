@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,59 @@ from simclr.optim import WarmupCosineLR, build_optimizer
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
 
+PENDING_STEPS = 10_000  # steps of device values a module keeps until they are read
+
 
 class NonFiniteLossError(UserError):
-    """Raised before the optimiser step when the loss is NaN or infinite, so no bad weights are saved."""
+    """Raised when a NaN or infinite loss is found (at the next log step or save), before any weights
+    trained after it are saved."""
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """What one training step logged, read from the device at the log interval."""
+
+    step: int
+    epoch: int
+    values: dict[str, float]
+
+
+class NonFiniteGuard:
+    """Watches the loss on the device, without a host synchronisation per step.
+
+    Each step it records whether the loss was finite (a device tensor the optimiser step uses to zero the
+    gradients of a non-finite step) and keeps the first non-finite step and loss on the device; those are
+    read only when :meth:`first_failure` is called, at log steps and before a save.
+    """
+
+    def __init__(self) -> None:
+        self.finite: Tensor | None = None  # this step's verdict, a 0-d bool on the device
+        self._first: Tensor | None = None  # [step, loss] of the first non-finite loss; step -1 while none
+
+    def observe(self, loss: Tensor, step: int) -> None:
+        self.finite = torch.isfinite(loss.detach())
+        if self._first is None:
+            self._first = torch.tensor([-1.0, 0.0], dtype=torch.float64, device=loss.device)
+        fresh = ~self.finite & (self._first[0] < 0)
+        now = torch.stack([torch.full_like(self._first[0], step), loss.detach().to(torch.float64)])
+        self._first = torch.where(fresh, now, self._first)
+
+    def zero_nonfinite_gradients(self, parameters: list[Tensor]) -> None:
+        """Zero every gradient of a step whose loss was not finite (a masked fill on the device): the weights
+        stay finite until the run stops at the next check."""
+        if self.finite is None:
+            return
+        bad = ~self.finite
+        for parameter in parameters:
+            if parameter.grad is not None:
+                parameter.grad.masked_fill_(bad, 0.0)
+
+    def first_failure(self) -> tuple[int, float] | None:
+        """(step, loss) of the first non-finite loss, or None; reads the device (a synchronisation)."""
+        if self._first is None:
+            return None
+        step, loss = self._first.tolist()
+        return (int(step), loss) if step >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -88,6 +139,11 @@ class SimCLRModule(L.LightningModule):
         self.train_loader: Any = None  # set by the trainer setup; told which batches were consumed
         self._last_step_time: float | None = None
         self.images_per_second: float = float("nan")
+        self.guard = NonFiniteGuard()
+        # per-step values stay on the device until the log interval reads them all at once (MetricsCSV); the
+        # cap bounds what a module trained without that callback holds (the oldest steps are dropped)
+        self._pending: deque[tuple[tuple[int, int], dict[str, Tensor]]] = deque(maxlen=PENDING_STEPS)
+        self._host_values: dict[int, dict[str, float]] = {}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         generator = view_generator(self.seed, self.global_step, self.global_rank)
@@ -102,24 +158,18 @@ class SimCLRModule(L.LightningModule):
             memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
         )
         features, projections = self.model(inputs)
-        loss = self.criterion(*projections.chunk(len(views)))
+        loss, accuracy = self.criterion.loss_and_accuracy(*projections.chunk(len(views)), ks=(1, 5))
         if self.invariance is not None and view_params is not None:
             loss = loss + self.invariance.weight * self._gradient_penalty(
                 features[: source.shape[0]], view_params, generator, loss
             )
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training stopped: the loss became {loss.item()} at step {self.global_step} "
-                f"(lr {self.current_lr():.4g}); the run's last checkpoint still holds the last good state; "
-                "lower --lr, raise --temperature or use --precision 32, then --resume"
-            )
+        self.guard.observe(loss, self.global_step)
         if self.train_loader is not None and POSITION_KEY in batch:
             self.train_loader.mark_consumed(*batch[POSITION_KEY])
         self._update_throughput(source.shape[0])
-        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
-        self.log("lr", self.current_lr(), prog_bar=True, on_step=True, on_epoch=False)
-        if self.images_per_second == self.images_per_second:
-            self.log("img_per_s", self.images_per_second, prog_bar=True, on_step=True, on_epoch=False)
+        self._host_values[self.global_step] = {"lr": self.current_lr(), "img_per_s": self.images_per_second}
+        top1, top5 = accuracy.unbind()
+        self._record(train_loss=loss.detach(), contrastive_top1=top1, contrastive_top5=top5)
         return loss
 
     def _gradient_penalty(
@@ -139,10 +189,63 @@ class SimCLRModule(L.LightningModule):
             generator=generator,
         )
         penalty = unclamped.clamp(max=settings.upper_limit)  # the seed's clamp: no gradient when saturated
-        self.log("contrastive_loss", contrastive.detach(), on_step=True, on_epoch=False)
-        self.log("gradient_penalty", penalty.detach(), prog_bar=True, on_step=True, on_epoch=False)
-        self.log("gradient_penalty_unclamped", unclamped.detach(), on_step=True, on_epoch=False)
+        self._record(
+            contrastive_loss=contrastive.detach(),
+            gradient_penalty=penalty.detach(),
+            gradient_penalty_unclamped=unclamped.detach(),
+        )
         return penalty
+
+    def _record(self, **values: Tensor) -> None:
+        """Keep this step's device values for the next :meth:`drain_step_metrics` (no synchronisation)."""
+        key = (self.global_step, self.current_epoch)
+        if not self._pending or self._pending[-1][0] != key:
+            self._pending.append((key, {}))
+        self._pending[-1][1].update(values)
+
+    def drain_step_metrics(self) -> list[StepMetrics]:
+        """The steps logged since the last call, read from the device at once (one synchronisation for the
+        whole log interval, not one per step). Steps from the first non-finite loss on are left out: the run
+        stops there (:meth:`raise_if_nonfinite`)."""
+        pending, self._pending = list(self._pending), deque(maxlen=PENDING_STEPS)
+        host, self._host_values = self._host_values, {}
+        if not pending:
+            return []
+        names = [sorted(values) for _, values in pending]
+        flat = torch.stack([values[name].float() for (_, values) in pending for name in sorted(values)])
+        numbers = iter(flat.tolist())
+        failure = self.guard.first_failure()
+        rows = []
+        for ((step, epoch), _), keys in zip(pending, names, strict=True):
+            values = {name: next(numbers) for name in keys}
+            values.update(host.get(step, {}))
+            if failure is None or step < failure[0]:
+                rows.append(StepMetrics(step, epoch, values))
+        return rows
+
+    def raise_if_nonfinite(self) -> None:
+        """Stop the run if any process saw a non-finite loss: called at log steps and before every save,
+        so weights trained after a non-finite loss are never saved."""
+        failure = self.guard.first_failure()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            flag = torch.tensor([0 if failure is None else 1], device=self.device)
+            if not int(self.trainer.strategy.reduce(flag, reduce_op="max").item()):
+                return
+        elif failure is None:
+            return
+        where = f"at step {failure[0]}" if failure is not None else "on another process"
+        value = f"{failure[1]}" if failure is not None else "non-finite"
+        raise NonFiniteLossError(
+            f"training stopped: the loss became {value} {where} "
+            f"(lr {self.current_lr():.4g}); the run's last checkpoint still holds the last good state; "
+            "lower --lr, raise --temperature or use --precision 32, then --resume"
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.guard.zero_nonfinite_gradients([p for group in optimizer.param_groups for p in group["params"]])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.raise_if_nonfinite()
 
     def _update_throughput(self, images: int) -> None:
         """Source images per second (each gives n_views views), smoothed; the unit of BENCHMARKS.md."""

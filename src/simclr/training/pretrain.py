@@ -17,7 +17,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
 
 from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size
 from simclr.data import (
@@ -43,6 +42,7 @@ from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import (
     BackboneExport,
     GradientPenaltyReport,
+    IntervalProgressBar,
     KNNMonitor,
     LastCheckpoint,
     MetricsCSV,
@@ -120,7 +120,7 @@ def run_pretraining(
         views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
         datamodule = build_datamodule(config, data, view_config)
     model = build_seeded_model(config, data.image_size, hardware)
-    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    loss = build_loss(config)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
 
     with open_run_dir(config, quiet=quiet, held=decisions) as run:
@@ -324,8 +324,21 @@ def build_seeded_model(config: PretrainConfig, image_size: int, hardware: Hardwa
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if config.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
+        # in place (nn.Module.compile): the state dict keeps its names, so checkpoints and backbones are the
+        # same with and without --compile; dynamic=False as every batch has one shape (drop_last)
+        model.compile(dynamic=False, backend=config.compile_backend)
     return model
+
+
+def build_loss(config: PretrainConfig) -> NTXentLoss:
+    """NT-Xent at the run's temperature; with ``--compile`` its loss-and-accuracy call is compiled too (the
+    normalisation, the logits and the log-sum-exp fuse into a few kernels)."""
+    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    if config.compile:
+        loss.loss_and_accuracy = torch.compile(  # type: ignore[method-assign]
+            loss.loss_and_accuracy, dynamic=False, backend=config.compile_backend
+        )
+    return loss
 
 
 def plan_optimisation(config: PretrainConfig, train_images: int, processes: int) -> OptimSettings:
@@ -439,8 +452,9 @@ def build_callbacks(
 ) -> list[L.Callback]:
     """Progress, metrics, the kNN monitor, checkpoints, the backbone export, the penalty's report and the
     clean stop on a signal; the order is the order Lightning calls them in."""
-    callbacks: list[L.Callback] = [RichProgressBar()] if _show_progress_bar(quiet) else []
-    metrics = MetricsCSV(run.metrics, event_at_start=event)
+    # the step's values are read from the device only every log_every_steps steps (no per-step synchronisation)
+    metrics = MetricsCSV(run.metrics, event_at_start=event, every_steps=config.log_every_steps)
+    callbacks: list[L.Callback] = [IntervalProgressBar(metrics)] if _show_progress_bar(quiet) else []
     callbacks.append(metrics)
     knn_sets = _knn_sets(config, *_knn_stores(config, data))
     if knn_sets is not None:
@@ -468,7 +482,7 @@ def build_callbacks(
     callbacks += [
         LastCheckpoint(run.last_checkpoint, config.checkpoint_every_steps),
         BackboneExport(run.backbone, metadata),
-        ProgressLog(config.log_every_steps, min(optim.total_steps, config.max_steps or optim.total_steps)),
+        ProgressLog(config.log_every_steps, min(optim.total_steps, config.max_steps or optim.total_steps), metrics),
     ]
     if config.lambda_gp > 0:
         callbacks.append(GradientPenaltyReport(describe_gradient_penalty(config), run.metrics, config.gp_upper_limit))
@@ -560,7 +574,7 @@ def build_trainer(
         logger=loggers or False,
         callbacks=callbacks,
         enable_checkpointing=False,  # LastCheckpoint writes the one checkpoint a run keeps
-        enable_progress_bar=any(isinstance(callback, RichProgressBar) for callback in callbacks),
+        enable_progress_bar=any(isinstance(callback, IntervalProgressBar) for callback in callbacks),
         enable_model_summary=False,
         num_sanity_val_steps=0,
         sync_batchnorm=hardware.sync_batchnorm,
@@ -573,7 +587,8 @@ def build_trainer(
 
 
 def finish(trainer: L.Trainer, run: RunDir) -> PretrainResult:
-    final_loss = trainer.callback_metrics.get("train_loss")
+    metrics = next(callback for callback in trainer.callbacks if isinstance(callback, MetricsCSV))  # type: ignore[attr-defined]
+    final_loss = metrics.last.get("train_loss")
     knn = trainer.callback_metrics.get("knn_top1")
     log.info("finished at step %d; run directory: %s", trainer.global_step, run.path)
     return PretrainResult(
