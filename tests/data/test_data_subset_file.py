@@ -164,3 +164,17 @@ def test_pretrain_run_records_the_subset(tmp_path: Path) -> None:
 def test_bad_subset_flag_is_caught_by_validation() -> None:
     with pytest.raises(UserError, match="FILE:unlabelled"):
         build_config({}, dict(dataset="cifar10", subset="split.json:half")).validate()
+
+
+def test_resuming_with_another_subset_file_pins_it_afresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from simclr.config import config_to_yaml
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = build_config({}, dict(dataset="cifar10", subset="old.json:unlabelled", subset_sha256="0" * 64))
+    (run / "config.yaml").write_text(config_to_yaml(saved))
+    argv = ["pretrain", "--resume", str(run), "--print-config"]
+    assert main(argv) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["subset_sha256"] == "0" * 64  # kept: checked against the file
+    assert main([*argv, "--resume-with-changes", "--subset", "new.json:unlabelled"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["subset_sha256"] is None  # the new file's is recorded at start

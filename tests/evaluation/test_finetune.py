@@ -268,3 +268,14 @@ def test_linear_sgd_learns_with_a_frozen_backbone(make_run: Any, dark_bright_fol
     assert protocol["n_train"] == 24 and protocol["n_val"] == 8 and protocol["epochs_run"] == 3
     assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3]
     assert metrics["n_test"] == 16 and metrics["top1"] > 0.9
+
+
+def test_finetune_on_the_labelled_part_of_a_subset_file(make_run: Any, cifar_small: Path, tmp_path: Path) -> None:
+    run = make_run("cifar10", cifar_small)
+    split = tmp_path / "split.json"
+    argv = ["data", "split", "cifar10", str(split), "--data-dir", str(cifar_small), "--labelled-per-class", "5"]
+    assert main(argv) == 0
+    assert main(["finetune", str(run), "--subset", str(split), "--freeze-backbone", *FAST]) == 0
+    protocol = json.loads((run / "eval" / "metrics.json").read_text())["results"]["finetune"]["protocol"]
+    assert protocol["n_labelled"] == 50 and protocol["n_train"] + protocol["n_val"] == 50
+    assert protocol["subset_file"] == str(split) and len(protocol["subset_sha256"]) == 64

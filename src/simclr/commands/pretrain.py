@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
                 f"resuming {resumed.path} would change how it trains ({describe_changes(changes)}); resume "
                 "without those flags, or pass --resume-with-changes to change the run and record it"
             )
+        if "subset" in changes:  # another subset file: its hash is pinned afresh (the change is recorded)
+            file_values.pop("subset_sha256", None)
     config = build_config(file_values, overrides)
     if args.print_config:
         sys.stdout.write(config_to_yaml(config))

@@ -542,7 +542,7 @@ def _decode_listing(
 Listing = tuple[list[Path], list[int], list[str]]  # files, labels, class names
 
 
-def _listed(files: list, labels: list[int], classes: list[str]) -> Listing:
+def _listed(files: list[Any], labels: list[int], classes: list[str]) -> Listing:
     return [Path(f) for f in files], [int(y) for y in labels], list(classes)
 
 
@@ -592,7 +592,6 @@ class ListedSet:
     listing: Callable[[Any], Listing]
     train: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
-    split_keyword: str = "split"
     kwargs: tuple[tuple[str, str], ...] = ()
 
 
@@ -628,7 +627,7 @@ def _open_listed(name: str, root: Path, tv_split: str | None, download: bool) ->
     cls = getattr(datasets, spec.torchvision_class)
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if tv_split is not None:
-        kwargs[spec.split_keyword] = tv_split
+        kwargs["split"] = tv_split
     ds = _torchvision_dataset(name, root, download, lambda: cls(root=str(root), download=download, **kwargs))
     return spec.listing(ds)
 
