@@ -393,6 +393,8 @@ def build_callbacks(
         feature_dim=model.feature_dim,
         dataset=config.dataset,
         image_size=data.image_size,
+        mean=data.info.mean,
+        std=data.info.std,
     )
     callbacks += [
         LastCheckpoint(run.last_checkpoint, config.checkpoint_every_steps),
@@ -532,3 +534,14 @@ def finish(trainer: L.Trainer, run: RunDir) -> PretrainResult:
         final_loss=float(final_loss) if final_loss is not None else None,
         knn_top1=float(knn) if knn is not None else None,
     )
+
+
+def pretrain(config: PretrainConfig, *, quiet: bool = True) -> PretrainResult:
+    """Pretrain from Python as ``simclr pretrain`` does from the command line, and return the run's result.
+
+    ``config`` is validated first (a :class:`PretrainConfig` built by hand skips :func:`build_config`'s
+    checks); ``quiet`` (the default here, unlike the CLI) keeps the progress bar off a notebook's output.
+    """
+    config.validate()
+    return run_pretraining(config, quiet=quiet)
+
