@@ -20,7 +20,7 @@ def labelled_images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stand-in for your labelled data: uint8 images whose class is their brightest colour channel."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 3, (count,), generator=generator)
-    images = torch.randint(0, 96, (count, 3, 32, 32), generator=generator, dtype=torch.uint8)
+    images = torch.randint(0, 96, (count, 3, 16, 16), generator=generator, dtype=torch.uint8)
     images[torch.arange(count), labels] += 128
     return images, labels
 
@@ -29,10 +29,10 @@ def main(out: Path) -> dict[str, float]:
     # 1. pretrain: the procedural Spirograph set needs no download
     config = PretrainConfig(
         dataset="spirograph",
-        train_size=64,
-        test_size=32,
-        image_size=32,
-        batch_size=32,
+        train_size=32,
+        test_size=16,
+        image_size=16,
+        batch_size=16,
         epochs=1,
         precision="32",
         knn_every_epochs=0,

@@ -1,7 +1,8 @@
 """Train SimCLR for a few steps on your own tensors with the building blocks, in a plain PyTorch loop.
 
-Run it as ``python examples/train_on_tensors.py``; it takes seconds on a CPU. Swap the random tensors for
-your images (uint8 ``(N, 3, H, W)``) and the loop for your own trainer: every piece is an ordinary module.
+Run it as ``python examples/train_on_tensors.py``; tiny sizes (16px, 8 images a step) keep it to seconds on
+a CPU. Swap the random tensors for your images (uint8 ``(N, 3, H, W)``) and the loop for your own trainer:
+every piece is an ordinary module.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from torch import nn
 from simclr import LARS, NTXentLoss, SimCLRViews, ViewConfig, WarmupCosineLR, build_backbone, parameter_groups
 
 
-def main(steps: int = 3, batch_size: int = 16) -> list[float]:
+def main(steps: int = 3, batch_size: int = 8, size: int = 16) -> list[float]:
     torch.manual_seed(0)
-    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)  # your images here
+    images = torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8)  # your images here
 
     # views: random crops, flips, colour jitter, grayscale of the whole batch at once, on its device
-    views = SimCLRViews(ViewConfig(size=32), n_views=2)
-    # network: a ResNet-18 with the 32px (CIFAR) stem, and SimCLR's 2-layer projection head
+    views = SimCLRViews(ViewConfig(size=size), n_views=2)
+    # network: a ResNet-18 with the small-image (CIFAR) stem, and SimCLR's 2-layer projection head
     backbone, feature_dim = build_backbone("resnet18", "cifar")
     head = nn.Sequential(nn.Linear(feature_dim, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 128))
     model = nn.Sequential(backbone, head)

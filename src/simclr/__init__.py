@@ -49,7 +49,34 @@ _EXPORTS: dict[str, str] = {
     "UserError": "simclr.errors",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+# spelled out (not derived from _EXPORTS) so linters and editors read it; tests/api checks the two agree
+__all__ = [
+    "__version__",
+    "BackboneMetadata",
+    "LARS",
+    "LoadedBackbone",
+    "NTXentLoss",
+    "PretrainConfig",
+    "PretrainResult",
+    "RunDir",
+    "SimCLRModel",
+    "SimCLRTransform",
+    "SimCLRViews",
+    "UserError",
+    "ViewConfig",
+    "WarmupCosineLR",
+    "build_backbone",
+    "build_config",
+    "build_model",
+    "extract_features",
+    "knn_accuracy",
+    "linear_probe",
+    "load_backbone",
+    "parameter_groups",
+    "pretrain",
+    "read_backbone_metadata",
+    "warmup_cosine",
+]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads the same names
     from simclr.config import PretrainConfig, build_config

@@ -66,7 +66,9 @@ def test_backbone_has_the_permissions_of_the_run_files(tmp_path: Path, umask: No
 @pytest.mark.parametrize("stem", ["cifar", "stl"])
 def test_readme_torchvision_code_loads_the_same_network(tmp_path: Path, stem: str) -> None:
     path, reference = saved_backbone(tmp_path, stem)
-    code = readme_block("Loading the weights elsewhere", "torchvision").replace("runs/c10/backbone.safetensors", str(path))
+    code = readme_block("Loading the weights elsewhere", "torchvision").replace(
+        "runs/c10/backbone.safetensors", str(path)
+    )
     scope: dict[str, object] = {}
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
     model = scope["model"]
@@ -80,7 +82,9 @@ def test_readme_torchvision_code_loads_the_same_network(tmp_path: Path, stem: st
 def test_readme_timm_code_loads_the_file(tmp_path: Path) -> None:
     pytest.importorskip("timm")
     path, reference = saved_backbone(tmp_path)
-    setup = readme_block("Loading the weights elsewhere", "torchvision").replace("runs/c10/backbone.safetensors", str(path))
+    setup = readme_block("Loading the weights elsewhere", "torchvision").replace(
+        "runs/c10/backbone.safetensors", str(path)
+    )
     scope: dict[str, object] = {}
     exec(compile(setup, "README.md", "exec"), scope)  # noqa: S102
     exec(compile(readme_block("Loading the weights elsewhere", "timm"), "README.md", "exec"), scope)  # noqa: S102

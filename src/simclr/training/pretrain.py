@@ -544,4 +544,3 @@ def pretrain(config: PretrainConfig, *, quiet: bool = True) -> PretrainResult:
     """
     config.validate()
     return run_pretraining(config, quiet=quiet)
-
