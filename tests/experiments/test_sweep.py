@@ -101,7 +101,7 @@ def test_validation_names_the_cell_and_nothing_is_written(tmp_path: Path, capsys
 
 
 def test_dry_run_lists_the_seed_000_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["sweep", str(REPO / "configs/sweeps/simclr-ae.yaml"), "--out", str(tmp_path), "--dry-run"])
+    code = main(["sweep", str(REPO / "src/simclr/recipes/sweeps/simclr-ae.yaml"), "--out", str(tmp_path), "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
     assert "75 cells, 0 finished" in out

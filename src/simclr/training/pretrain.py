@@ -476,7 +476,7 @@ def build_loggers(config: PretrainConfig, run: RunDir) -> list[Any]:
             from lightning.pytorch.loggers import TensorBoardLogger
         except ImportError:
             raise UserError(
-                "--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'"
+                "--logger tensorboard needs the tensorboard package; pip install 'simclr-kit[tensorboard]'"
             ) from None
         return [TensorBoardLogger(save_dir=str(run.path), name=run.tensorboard_name, version="")]
     if config.logger == "mlflow":
@@ -484,7 +484,7 @@ def build_loggers(config: PretrainConfig, run: RunDir) -> list[Any]:
             import mlflow  # noqa: F401
             from lightning.pytorch.loggers import MLFlowLogger
         except ImportError:
-            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
+            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr-kit[mlflow]'") from None
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{run.mlflow_db.resolve()}"
         return [MLFlowLogger(experiment_name="simclr", run_name=run.name, tracking_uri=uri)]
     return []
