@@ -75,16 +75,20 @@ def _export_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, met
     import onnx
     import torch
 
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        input_names=["images"],
-        output_names=["features"],
-        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-        opset_version=ONNX_OPSET,
-        dynamo=False,  # the TorchScript-based exporter needs no onnxscript
-    )
+    with warnings.catch_warnings():
+        # the TorchScript-based exporter is deprecated in torch 2.9+, but it needs no onnxscript and exports
+        # a torchvision ResNet exactly (tests/evaluation/test_export.py compares it under onnxruntime)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
     model = onnx.load(str(path))
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
