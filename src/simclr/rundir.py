@@ -9,6 +9,7 @@ A pretraining run::
 
     RUN_DIR/config.yaml             the resolved config (what every later command rebuilds the run from)
     RUN_DIR/config-history.yaml     settings changed by --resume-with-changes: when, at which step, from what
+    RUN_DIR/environment.yaml        the settings as resolved (precision, learning rate) and the machine and versions
     RUN_DIR/metrics.csv             one row per step, plus kNN rows at epoch ends
     RUN_DIR/train.log               the run's log
     RUN_DIR/checkpoints/last.ckpt   the Lightning checkpoint that --resume continues from
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.yaml"
 CONFIG_HISTORY_FILE = "config-history.yaml"
+ENVIRONMENT_FILE = "environment.yaml"
 METRICS_FILE = "metrics.csv"
 LOG_FILE = "train.log"
 CHECKPOINT_DIR = "checkpoints"
@@ -200,6 +202,11 @@ class RunDir:
     def write_config(self, text: str) -> None:
         """Save the config atomically: a reader never sees half a file."""
         write_text_atomic(self.config, text)
+
+    @property
+    def environment(self) -> Path:
+        """The resolved settings and the environment of the latest start (:mod:`simclr.environment`)."""
+        return self.path / ENVIRONMENT_FILE
 
     @property
     def config_history(self) -> Path:

@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
 import simclr
 from simclr import SimCLRTransform, ViewConfig
 from simclr.errors import UserError
+from simclr.rundir import read_backbone_metadata
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -75,6 +77,17 @@ def test_transform_in_a_dataloader_with_workers() -> None:
     assert first.shape == second.shape == (4, 3, 32, 32)
 
 
+def check_run_records(run: Path) -> None:
+    """The example's run directory: the backbone's metadata and the resolved settings and environment."""
+    meta = read_backbone_metadata(run / "backbone.safetensors")
+    assert (meta.stem, meta.image_size, len(meta.mean or ()), len(meta.std or ())) == ("cifar", 16, 3, 3)
+    record = yaml.safe_load((run / "environment.yaml").read_text())
+    resolved, environment = record["resolved"], record["environment"]
+    assert resolved["precision"] == "32" and resolved["lr"] > 0 and resolved["optimizer"] == "lars"
+    assert environment["simclr"] == simclr.__version__ and environment["packages"]["torch"] == torch.__version__
+    assert environment["host"] and environment["cpu"] and "command" in environment and "git" in environment
+
+
 def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every script of examples/ runs (in this process: one torch import for all) and does what it says."""
     scripts = sorted(EXAMPLES.glob("*.py"))
@@ -87,6 +100,7 @@ def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             if script.name == "pretrain_and_probe.py":
                 scores = main(tmp_path)
                 assert scores["linear_top1"] > 0.5  # the class is the brightest channel: easy for any features
+                check_run_records(tmp_path / "run")
             elif script.name == "train_on_tensors.py":
                 losses = main()
                 assert len(losses) == 3 and all(np.isfinite(losses))

@@ -118,6 +118,7 @@ def run_pretraining(
 
     with open_run_dir(config, quiet=quiet, held=decisions) as run:
         describe_run(config, run, data, hardware, optim)
+        record_environment(config, run, hardware, optim)
         event = record_resumed_changes(run, resume_step, resumed_changes or {})
         callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
         trainer = build_trainer(config, hardware, optim, callbacks, build_loggers(config, run), run)
@@ -544,3 +545,33 @@ def pretrain(config: PretrainConfig, *, quiet: bool = True) -> PretrainResult:
     """
     config.validate()
     return run_pretraining(config, quiet=quiet)
+
+
+def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, optim: OptimSettings) -> None:
+    """``environment.yaml``: what ``auto`` and ``null`` settings became here, and the machine and versions
+    (rewritten at every start, so a resumed run records where it continued)."""
+    if is_worker_process():
+        return
+    import yaml
+
+    from simclr.environment import environment_record
+    from simclr.rundir import write_text_atomic
+
+    base_lr, rule = config.resolved_lr()
+    resolved = {
+        "precision": hardware.precision,
+        "accelerator": "gpu" if hardware.gpu else "cpu",
+        "processes": hardware.processes,
+        "global_batch": config.batch_size * hardware.processes,
+        "optimizer": optim.name,
+        "lr": optim.peak_lr,
+        "base_lr": base_lr,
+        "lr_scaling": rule,
+        "weight_decay": optim.weight_decay,
+        "warmup_steps": optim.warmup_steps,
+        "total_steps": optim.total_steps,
+        "channels_last": hardware.channels_last,
+        "sync_batchnorm": hardware.sync_batchnorm,
+    }
+    record = {"resolved": resolved, "environment": environment_record()}
+    write_text_atomic(run.environment, yaml.safe_dump(record, sort_keys=False))
