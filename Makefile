@@ -30,8 +30,8 @@ bench: install
 	$(PY) benchmarks/streaming.py --record BENCHMARKS.md
 
 lint: install
-	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy src
 
 clean:
