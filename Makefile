@@ -10,7 +10,7 @@ DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --no-cache-dir -e '.[all]'
+	$(PY) -m pip install -q --no-cache-dir -e '.[all,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -31,8 +31,8 @@ bench: install
 	$(PY) benchmarks/streaming.py --record BENCHMARKS.md
 
 lint: install
-	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy src
 
 clean:

@@ -1,4 +1,4 @@
-"""Every recipe in configs/*.yaml resolves, round-trips, and runs two training steps.
+"""Every recipe in src/simclr/recipes/*.yaml resolves, round-trips, and runs two training steps.
 
 The smoke runs keep each recipe's model, loss and optimiser and change only what makes it fit on a
 CPU in seconds: the data (the ``cifar_small`` copy of the real CIFAR-10, or a few Spirograph images),
@@ -20,7 +20,7 @@ from simclr.cli import main
 from simclr.config import build_config, read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = sorted((REPO / "configs").glob("*.yaml"))
+RECIPES = sorted((REPO / "src" / "simclr" / "recipes").glob("*.yaml"))
 RECIPE_IDS = [p.stem for p in RECIPES]
 
 # Datasets whose loader reads the DIR/{train,test}/<class>/ layout of ``cifar_small`` as that dataset

@@ -35,6 +35,7 @@ COMMANDS = (
     "finetune",
     "supervised",
     "embed",
+    "export",
     "report",
     "data",
     "sweep",

@@ -26,7 +26,7 @@ def new_figure(width: float, height: float) -> Figure:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise UserError("plots need matplotlib; install it with: pip install 'simclr[viz]'") from None
+        raise UserError("plots need matplotlib; install it with: pip install 'simclr-kit[viz]'") from None
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure

@@ -9,6 +9,7 @@ A pretraining run::
 
     RUN_DIR/config.yaml             the resolved config (what every later command rebuilds the run from)
     RUN_DIR/config-history.yaml     settings changed by --resume-with-changes: when, at which step, from what
+    RUN_DIR/environment.yaml        the settings as resolved (precision, learning rate) and the machine and versions
     RUN_DIR/metrics.csv             one row per step, plus kNN rows at epoch ends
     RUN_DIR/train.log               the run's log
     RUN_DIR/checkpoints/last.ckpt   the Lightning checkpoint that --resume continues from
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.yaml"
 CONFIG_HISTORY_FILE = "config-history.yaml"
+ENVIRONMENT_FILE = "environment.yaml"
 METRICS_FILE = "metrics.csv"
 LOG_FILE = "train.log"
 CHECKPOINT_DIR = "checkpoints"
@@ -225,6 +227,11 @@ class RunDir:
         write_text_atomic(self.config, text)
 
     @property
+    def environment(self) -> Path:
+        """The resolved settings and the environment of the latest start (:mod:`simclr.environment`)."""
+        return self.path / ENVIRONMENT_FILE
+
+    @property
     def config_history(self) -> Path:
         return self.path / CONFIG_HISTORY_FILE
 
@@ -255,9 +262,14 @@ class BackboneMetadata:
     global_step: int | None = None
     epoch: int | None = None
     weights: str = "pretrained"
+    mean: tuple[float, float, float] | None = None
+    """The per-channel normalisation ``(x - mean) / std`` of [0, 1] pixels the backbone was trained with."""
+    std: tuple[float, float, float] | None = None
 
     def to_strings(self) -> dict[str, str]:
-        return {key: str(value) for key, value in asdict(self).items() if value is not None}
+        """Each field as text; mean and std as comma-separated numbers (``0.4914,0.4822,0.4465``), which any
+        safetensors reader can split without knowing simclr."""
+        return {key: _as_text(value) for key, value in asdict(self).items() if value is not None}
 
     @classmethod
     def from_strings(cls, values: dict[str, str], where: Path | str = "backbone file") -> BackboneMetadata:
@@ -273,12 +285,34 @@ class BackboneMetadata:
                         f"{where}: metadata {item.name}={text[:40]!r} is not a whole number; the file is damaged"
                     )
                 parsed[item.name] = int(text)
+            elif item.name in _TRIPLE_FIELDS:
+                parsed[item.name] = _parse_triple(item.name, text, where)
             else:
                 parsed[item.name] = text
         return cls(**parsed)
 
 
 _NUMBER_FIELDS = ("feature_dim", "image_size", "global_step", "epoch")
+_TRIPLE_FIELDS = ("mean", "std")
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return ",".join(repr(float(number)) for number in value)
+    return str(value)
+
+
+def _parse_triple(name: str, text: str, where: Path | str) -> tuple[float, float, float]:
+    """Three finite numbers, one per RGB channel; anything else is a UserError naming ``where``."""
+    import math
+
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(value) for value in values):
+        raise UserError(f"{where}: metadata {name}={text[:40]!r} is not three numbers; the file is damaged")
+    return values  # type: ignore[return-value]
 
 
 def _process_start(pid: int) -> str | None:
@@ -368,9 +402,26 @@ def write_backbone(path: Path, tensors: dict[str, Tensor], metadata: BackboneMet
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(contiguous, str(tmp), metadata=metadata.to_strings())
+        # safetensors writes through a private temporary file (mode 0600); the backbone is meant to be
+        # shared, so give it the mode every other file of the run gets from the process umask
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux (reading it elsewhere means setting it, then restoring it,
+    which another thread creating a file in between would see)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_backbone_tensors(path: Path) -> dict[str, Tensor]:

@@ -51,7 +51,7 @@ def lightning_loggers(tracker: str, run: RunDir) -> list[Any]:
             from lightning.pytorch.loggers import TensorBoardLogger
         except ImportError:
             raise UserError(
-                "--logger tensorboard needs the tensorboard package; pip install 'simclr[tensorboard]'"
+                "--logger tensorboard needs the tensorboard package; pip install 'simclr-kit[tensorboard]'"
             ) from None
         # hp_metric: TensorBoard's HParams table shows the settings against it; evaluate fills in the linear top-1
         return [
@@ -62,7 +62,7 @@ def lightning_loggers(tracker: str, run: RunDir) -> list[Any]:
             import mlflow  # noqa: F401
             from lightning.pytorch.loggers import MLFlowLogger
         except ImportError:
-            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr[mlflow]'") from None
+            raise UserError("--logger mlflow needs the mlflow package; pip install 'simclr-kit[mlflow]'") from None
         own_store = f"sqlite:///{run.mlflow_db.resolve()}"
         uri = saved.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or own_store
         return [
@@ -81,7 +81,7 @@ def lightning_loggers(tracker: str, run: RunDir) -> list[Any]:
             import wandb  # noqa: F401
             from lightning.pytorch.loggers import WandbLogger
         except ImportError:
-            raise UserError("--logger wandb needs the wandb package; pip install 'simclr[wandb]'") from None
+            raise UserError("--logger wandb needs the wandb package; pip install 'simclr-kit[wandb]'") from None
         run.wandb_dir.mkdir(parents=True, exist_ok=True)
         offline = not os.environ.get("WANDB_API_KEY")  # no key: a local run, `wandb sync` uploads it later
         return [

@@ -102,7 +102,7 @@ def test_validation_names_the_cell_and_nothing_is_written(tmp_path: Path, capsys
     assert not (tmp_path / "out").exists()
 
 
-SEED_000_SWEEP = REPO / "configs/sweeps/simclr-ae.yaml"
+SEED_000_SWEEP = REPO / "src/simclr/recipes/sweeps/simclr-ae.yaml"
 
 
 def test_dry_run_lists_the_seed_000_grid_of_720_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,14 +16,16 @@ from simclr.rundir import RunDir
 
 EXAMPLES = (
     "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --epochs 200 --batch-size 512",
-    "simclr pretrain --config configs/anchor-lightly-cifar10-resnet18-200ep.yaml --lr 0.5 --print-config",
+    "simclr pretrain --config anchor-lightly-cifar10-resnet18-200ep --lr 0.5 --print-config",
     "simclr pretrain --resume runs/cifar10-resnet18-20261123-101500",
 )
 
 
 def register(commands: Any) -> None:
     parser = add_command(commands, "pretrain", "pretrain a backbone with NT-Xent", EXAMPLES)
-    parser.add_argument("--config", type=Path, default=None, help="recipe YAML; flags override its values")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="recipe: a YAML file or a shipped recipe's name; flags override it"
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress output on the terminal")
     parser.add_argument(
@@ -37,9 +39,10 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simclr.config import build_config, config_to_yaml, read_yaml
+    from simclr.recipes import find_recipe
 
     overrides = overrides_from_args(PretrainConfig, args)
-    file_values: dict[str, Any] = read_yaml(args.config) if args.config else {}
+    file_values: dict[str, Any] = read_yaml(find_recipe(args.config)) if args.config else {}
     changes: dict[str, tuple[Any, Any]] = {}
     if overrides.get("resume"):
         resumed = RunDir(Path(overrides["resume"]))

@@ -14,8 +14,8 @@ from typing import Any
 from simclr.commands.common import add_command
 
 EXAMPLES = (
-    "simclr sweep configs/sweeps/simclr-ae.yaml --dry-run",
-    "simclr sweep configs/sweeps/simclr-ae.yaml --out runs --devices 0,1",
+    "simclr sweep simclr-ae --dry-run",
+    "simclr sweep simclr-ae --out runs --devices 0,1",
 )
 
 
@@ -23,7 +23,12 @@ def register(commands: Any) -> None:
     parser = add_command(
         commands, "sweep", "run a grid of pretraining configs (+ evaluation); re-running skips finished cells", EXAMPLES
     )
-    parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="sweep file: base, grid, cell_overrides, ...")
+    parser.add_argument(
+        "sweep",
+        type=Path,
+        metavar="SWEEP.yaml",
+        help="sweep file (base, grid, cell_overrides, ...) or a shipped sweep's name",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -51,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
         parse_devices,
         validate_cells,
     )
+    from simclr.recipes import find_recipe
 
     devices = parse_devices(args.devices)
-    spec = load_sweep(args.sweep)
+    spec = load_sweep(find_recipe(args.sweep, sweeps=True))
     sweep_dir = Path(args.out) / spec.name
     cells = expand_cells(spec)
     validate_cells(cells, sweep_dir)

@@ -139,7 +139,9 @@ def check_output_path(out: Path, overwrite: bool) -> None:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise UserError("writing .parquet needs pyarrow; pip install pyarrow, or use .npz") from None
+            raise UserError(
+                "writing .parquet needs pyarrow; pip install 'simclr-kit[parquet]' (or pyarrow), or use .npz"
+            ) from None
 
 
 def _text(name: str) -> str:

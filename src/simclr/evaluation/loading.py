@@ -117,9 +117,14 @@ def resolve_run(
     )
 
 
-def load_backbone(ref: RunRef, random_weights: bool = False, seed: int = 0) -> LoadedBackbone:
+def load_backbone(ref: RunRef | Path | str, random_weights: bool = False, seed: int = 0) -> LoadedBackbone:
     """The run's backbone with its trained weights, or (``random_weights``) the same architecture with
-    torchvision's seeded random initialisation: the baseline a pretrained backbone must beat."""
+    torchvision's seeded random initialisation: the baseline a pretrained backbone must beat.
+
+    ``ref`` is a run directory, its ``backbone.safetensors``, or a :class:`RunRef` from :func:`resolve_run`.
+    The module comes back frozen, in eval mode, on the CPU."""
+    if not isinstance(ref, RunRef):
+        ref = resolve_run(ref)
     meta = read_backbone_metadata(ref.backbone_path)
     name = meta.backbone or ref.config.backbone
     image_size = meta.image_size if meta.image_size is not None else int(ref.config.image_size or 32)

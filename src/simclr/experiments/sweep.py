@@ -10,7 +10,7 @@ A sweep file::
 
     name: simclr-ae                  # default: the file's stem
     base:                            # pretrain config values shared by every cell
-      config: configs/recipe.yaml    # optional recipe to start from (base keys win over it)
+      config: recipe.yaml            # optional recipe, a file or a shipped recipe's name (base keys win)
       backbone: resnet34
     grid:                            # config key -> values; the cells are the cartesian product
       dataset: [cifar10, stl10]
@@ -131,12 +131,15 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
 
 
 def _resolve_recipe(path_text: str, sweep_dir: Path) -> Path:
-    """A recipe path as written, relative to the working directory, else relative to the sweep file."""
+    """A recipe path as written, relative to the working directory, else relative to the sweep file, else a
+    shipped recipe's name."""
+    from simclr.recipes import find_recipe
+
     path = Path(path_text)
     if path.is_absolute() or path.is_file():
         return path
     beside = sweep_dir / path
-    return beside if beside.is_file() else path
+    return beside if beside.is_file() else find_recipe(path)
 
 
 def parse_sweep(doc: Mapping[str, Any], *, default_name: str, sweep_dir: Path = Path(".")) -> SweepSpec:

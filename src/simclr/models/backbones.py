@@ -89,6 +89,7 @@ def build_backbone(name: str, stem: Stem) -> tuple[nn.Module, int]:
 
     Returns the module (mapping ``(B, 3, H, W)`` to ``(B, feature_dim)``) and ``feature_dim``.
 
+    >>> import torch
     >>> backbone, dim = build_backbone("resnet18", "cifar")
     >>> backbone(torch.zeros(2, 3, 32, 32)).shape, dim
     (torch.Size([2, 512]), 512)

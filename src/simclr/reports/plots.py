@@ -279,7 +279,7 @@ def _project(
         except ImportError:
             raise UserError(
                 "--embedding umap needs umap-learn; install it with: pip install umap-learn "
-                "(or pip install 'simclr[viz]'), or use t-SNE"
+                "(or pip install 'simclr-kit[viz]'), or use t-SNE"
             ) from None
         reducer = umap.UMAP(
             n_components=2,
@@ -294,7 +294,7 @@ def _project(
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
     except ImportError:
-        raise UserError("t-SNE needs scikit-learn; install it with: pip install 'simclr[viz]'") from None
+        raise UserError("t-SNE needs scikit-learn; install it with: pip install 'simclr-kit[viz]'") from None
     if features.shape[1] > 50 and count > 50:
         # The usual t-SNE preprocessing: PCA to 50 dimensions keeps the neighbourhoods, costs far less.
         features = PCA(n_components=50, random_state=seed).fit_transform(features)

@@ -125,6 +125,7 @@ def run_pretraining(
 
     with open_run_dir(config, quiet=quiet, held=decisions) as run:
         describe_run(config, run, data, hardware, optim)
+        record_environment(config, run, hardware, optim)
         event = record_resumed_changes(run, resume_step, resumed_changes or {})
         callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
         loggers = lightning_loggers(config.logger, run)
@@ -478,6 +479,8 @@ def build_callbacks(
         feature_dim=model.feature_dim,
         dataset=config.dataset,
         image_size=data.image_size,
+        mean=data.info.mean,
+        std=data.info.std,
     )
     callbacks += [
         LastCheckpoint(run.last_checkpoint, config.checkpoint_every_steps),
@@ -597,3 +600,43 @@ def finish(trainer: L.Trainer, run: RunDir) -> PretrainResult:
         final_loss=float(final_loss) if final_loss is not None else None,
         knn_top1=float(knn) if knn is not None else None,
     )
+
+
+def pretrain(config: PretrainConfig, *, quiet: bool = True) -> PretrainResult:
+    """Pretrain from Python as ``simclr pretrain`` does from the command line, and return the run's result.
+
+    ``config`` is validated first (a :class:`PretrainConfig` built by hand skips :func:`build_config`'s
+    checks); ``quiet`` (the default here, unlike the CLI) keeps the progress bar off a notebook's output.
+    """
+    config.validate()
+    return run_pretraining(config, quiet=quiet)
+
+
+def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, optim: OptimSettings) -> None:
+    """``environment.yaml``: what ``auto`` and ``null`` settings became here, and the machine and versions
+    (rewritten at every start, so a resumed run records where it continued)."""
+    if is_worker_process():
+        return
+    import yaml
+
+    from simclr.environment import environment_record
+    from simclr.rundir import write_text_atomic
+
+    base_lr, rule = config.resolved_lr()
+    resolved = {
+        "precision": hardware.precision,
+        "accelerator": "gpu" if hardware.gpu else "cpu",
+        "processes": hardware.processes,
+        "global_batch": config.batch_size * hardware.processes,
+        "optimizer": optim.name,
+        "lr": optim.peak_lr,
+        "base_lr": base_lr,
+        "lr_scaling": rule,
+        "weight_decay": optim.weight_decay,
+        "warmup_steps": optim.warmup_steps,
+        "total_steps": optim.total_steps,
+        "channels_last": hardware.channels_last,
+        "sync_batchnorm": hardware.sync_batchnorm,
+    }
+    record = {"resolved": resolved, "environment": environment_record()}
+    write_text_atomic(run.environment, yaml.safe_dump(record, sort_keys=False))
