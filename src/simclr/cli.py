@@ -35,6 +35,8 @@ COMMANDS = (
     "finetune",
     "supervised",
     "embed",
+    "predict",
+    "import_weights",
     "report",
     "data",
     "sweep",

@@ -24,7 +24,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -298,10 +298,13 @@ def train_and_test(
     split: LabelledSplit,
     config: TrainConfig,
     protocol: dict[str, Any],
+    architecture: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train ``head`` on ``backbone`` (which this function may modify: pass a copy) on the ``fit``
-    images of the session's training split, select on ``val``, score the test split once, and return
-    the ``metrics.json`` entry; ``protocol`` adds to the fields every classifier reports."""
+    images of the session's training split, select on ``val``, score the test split once, keep the
+    classifier (:meth:`EvalSession.save_classifier`; ``architecture`` is the backbone's (name, stem) when
+    it is not the run's) and return the ``metrics.json`` entry; ``protocol`` adds to the fields every
+    classifier reports."""
     start = time.perf_counter()
     train_store, test_store = session.stores["train"], session.stores["test"]
     device, dtype = session.device, session.autocast_dtype
@@ -328,6 +331,16 @@ def train_and_test(
     )
     metrics = classification_metrics(scores, test_store.labels, train_store.class_names)
     metrics["history"] = fit.history
+    session.save_classifier(
+        method,
+        model,
+        asdict(head),
+        image_size=pipeline.size,
+        mean=pipeline.mean,
+        std=pipeline.std,
+        feature_dim=feature_dim,
+        architecture=architecture,
+    )
     base = session.base_protocol()
     full_protocol = {
         **base,

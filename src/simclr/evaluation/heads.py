@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from simclr.errors import UserError
 
-__all__ = ["CLASSIFIER_HEADS", "Classifier", "HeadSpec", "build_classifier_head"]
+__all__ = ["CLASSIFIER_HEADS", "Classifier", "HeadSpec", "StandardizedLinear", "build_classifier_head"]
 
 CLASSIFIER_HEADS: tuple[str, ...] = ("linear", "mlp")
 DEFAULT_HIDDEN_DIM = 512
@@ -67,6 +67,34 @@ def build_classifier_head(
             nn.Linear(hidden_dim, num_classes),
         )
     raise UserError(f"unknown head {kind!r}; use one of {', '.join(CLASSIFIER_HEADS)}")
+
+
+class StandardizedLinear(nn.Module):
+    """``((x - mean) / std) @ weight.T + bias``: the L-BFGS linear probe (:class:`simclr.evaluation.lbfgs.LinearFit`)
+    as a module, its feature standardisation kept as buffers so a saved probe scores raw backbone features.
+
+    >>> StandardizedLinear(512, 10)(torch.zeros(4, 512)).shape
+    torch.Size([4, 10])
+    """
+
+    def __init__(self, in_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        self.weight = nn.Parameter(torch.zeros(num_classes, in_dim))
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    @classmethod
+    def of(cls, weight: Tensor, bias: Tensor, mean: Tensor, std: Tensor) -> StandardizedLinear:
+        head = cls(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            for target, value in ((head.weight, weight), (head.bias, bias), (head.mean, mean), (head.std, std)):
+                target.copy_(value)
+        return head
+
+    def forward(self, features: Tensor) -> Tensor:
+        x = (features.float() - self.mean) / self.std
+        return x @ self.weight.T + self.bias
 
 
 class Classifier(nn.Module):

@@ -128,6 +128,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         pipeline=InputPipeline(size, mean, std, (config.crop_min_scale, 1.0)),  # type: ignore[arg-type]
         split=split,
         config=config,
+        architecture=(name, stem),
         protocol={
             **label_subset_protocol(config.label_fraction, config.labels_per_class),
             "weights": weights,
