@@ -55,6 +55,16 @@ def kept(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return calls
 
 
+def loaded_linears(path: Path) -> list[torch.nn.Linear]:
+    model, _ = load_classifier(path)
+    return [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def test_bad_head_widths_are_a_one_line_error(folder_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["finetune", str(folder_run), "--head-dims", "8,0"]) == 2
+    assert "bad head widths '8,0'" in capsys.readouterr().err
+
+
 def _same_predictions(model: Any, path: Path) -> None:
     loaded, meta = load_classifier(path)
     pipeline = InputPipeline(meta.image_size, meta.mean, meta.std)
@@ -68,7 +78,11 @@ def _same_predictions(model: Any, path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("command", "protocol", "includes_backbone"),
-    [(["linear-eval", *FAST_LINEAR], "linear", False), (["finetune", *FAST_FINETUNE], "finetune", True)],
+    [
+        (["linear-eval", *FAST_LINEAR], "linear", False),
+        (["finetune", *FAST_FINETUNE], "finetune", True),
+        (["finetune", *FAST_FINETUNE, "--head-dims", "8,4"], "finetune", True),
+    ],
 )
 def test_a_saved_classifier_predicts_as_in_memory(
     folder_run: Path, kept: list[Any], command: list[str], protocol: str, includes_backbone: bool
@@ -81,6 +95,9 @@ def test_a_saved_classifier_predicts_as_in_memory(
     assert meta.protocol == protocol and meta.class_names == ("bright", "dark")
     assert meta.image_size == meta.decode_size == 16
     assert (meta.backbone_file is None) == includes_backbone
+    if "--head-dims" in command:  # seed 004's head with explicit widths, rebuilt from the file
+        assert meta.head["hidden_dims"] == [8, 4]
+        assert [m.out_features for m in loaded_linears(path)] == [8, 4, 2]
     assert not list(path.parent.glob(".*.tmp-*"))  # written atomically, nothing left behind
 
 

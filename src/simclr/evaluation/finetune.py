@@ -391,7 +391,7 @@ def run_finetune(session: EvalSession, options: FinetuneOptions | None = None) -
         method="finetune",
         backbone=copy.deepcopy(loaded.module),
         feature_dim=loaded.feature_dim,
-        head=HeadSpec(kind=config.head, hidden_dim=config.hidden_dim, dropout=config.dropout),
+        head=config.head_spec(),
         freeze_backbone=config.freeze_backbone,
         pipeline=InputPipeline(session.image_size, info.mean, info.std, (config.crop_min_scale, 1.0)),
         split=split,

@@ -24,7 +24,6 @@ from torch import nn
 
 from simclr.errors import UserError
 from simclr.evaluation.finetune import InputPipeline, split_labelled, train_and_test
-from simclr.evaluation.heads import HeadSpec
 from simclr.evaluation.label_subsets import label_subset_protocol
 from simclr.evaluation.options import SupervisedOptions
 from simclr.models import build_backbone, resolve_stem
@@ -123,7 +122,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         method=key,
         backbone=module,
         feature_dim=feature_dim,
-        head=HeadSpec(kind=config.head, hidden_dim=config.hidden_dim, dropout=config.dropout),
+        head=config.head_spec(),
         freeze_backbone=config.freeze_backbone,
         pipeline=InputPipeline(size, mean, std, (config.crop_min_scale, 1.0)),  # type: ignore[arg-type]
         split=split,
