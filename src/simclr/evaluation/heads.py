@@ -81,6 +81,9 @@ class StandardizedLinear(nn.Module):
     torch.Size([4, 10])
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, in_dim: int, num_classes: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_dim))

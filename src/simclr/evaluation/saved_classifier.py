@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ def save_classifier(
     else:
         # relative, so a run directory moved or copied whole still finds its backbone
         reference = os.path.relpath(backbone_path.resolve(), path.parent.resolve())
-        metadata = ClassifierMetadata(**{**metadata.__dict__, "backbone_file": reference})
+        metadata = replace(metadata, backbone_file=reference)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_safetensors(path, tensors, metadata.to_strings())
     return path
