@@ -12,7 +12,7 @@ from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
 
 EXAMPLES = (
     "simclr import-weights checkpoint_0100.pth.tar runs/sthalles --backbone resnet18 --stem cifar --dataset cifar10",
-    "simclr import-weights epoch=99.ckpt imported/backbone.safetensors --backbone resnet50",
+    "simclr import-weights epoch=99.ckpt imported.safetensors --backbone resnet50",
     "simclr linear-eval runs/sthalles   # evaluate it like any run",
 )
 
