@@ -30,7 +30,7 @@ LAYOUT_MODULE = SRC / "rundir.py"
 RUN_DIR_NAMES = re.compile(
     r"(?<![\w.-])("
     r"config\.yaml|metrics\.csv|train\.log|last\.ckpt|backbone\.safetensors|metrics\.json|report\.html"
-    r"|sweep-cell\.json|autoencoder\.safetensors|reconstructions\.png|mlflow\.db|eval-random-weights"
+    r"|sweep-cell\.json|autoencoder\.safetensors|reconstructions\.png|mlflow\.db|eval-random-weights|classifier\.safetensors"
     r")(?![\w-])"
 )
 RUN_DIR_FOLDERS = {"eval", "checkpoints", "plots", "features", "tensorboard"}

@@ -36,6 +36,8 @@ COMMANDS = (
     "supervised",
     "embed",
     "export",
+    "predict",
+    "import_weights",
     "report",
     "data",
     "sweep",

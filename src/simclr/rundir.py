@@ -15,6 +15,7 @@ A pretraining run::
     RUN_DIR/checkpoints/last.ckpt   the Lightning checkpoint that --resume continues from
     RUN_DIR/backbone.safetensors    the backbone alone, with metadata to rebuild it (BackboneMetadata)
     RUN_DIR/eval/                   evaluation: metrics.json, report.html, features/ (cache), plots/
+    RUN_DIR/eval/<protocol>/classifier.safetensors   a trained classifier (linear, finetune, ...) for predict
     RUN_DIR/eval-random-weights/    the same evaluation of the untrained architecture (the baseline)
     RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
     RUN_DIR/tracking.json           where the run's tracker (MLflow, TensorBoard, W&B) keeps it, for evaluate
@@ -65,6 +66,7 @@ EVAL_METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 FEATURES_DIR = "features"
 PLOTS_DIR = "plots"
+CLASSIFIER_FILE = "classifier.safetensors"
 LOCK_FILE = ".lock"
 
 # A safetensors file starts with the little-endian length of its JSON header; a larger header than
@@ -95,6 +97,15 @@ class EvalDir:
     @property
     def plots(self) -> Path:
         return self.path / PLOTS_DIR
+
+    def classifier(self, protocol: str) -> Path:
+        """The classifier a protocol trained (``linear``, ``finetune``, ...), kept for ``simclr predict``."""
+        return self.path / protocol / CLASSIFIER_FILE
+
+    def classifiers(self) -> dict[str, Path]:
+        """Every saved classifier, by protocol."""
+        found = sorted(self.path.glob(f"*/{CLASSIFIER_FILE}")) if self.path.is_dir() else []
+        return {path.parent.name: path for path in found}
 
 
 @dataclass(frozen=True)
@@ -396,14 +407,20 @@ def read_backbone_metadata(path: Path) -> BackboneMetadata:
 
 def write_backbone(path: Path, tensors: dict[str, Tensor], metadata: BackboneMetadata) -> None:
     """Write the backbone's tensors with their metadata as safetensors, atomically."""
+    write_safetensors(path, tensors, metadata.to_strings())
+
+
+def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
+    """Write tensors (copied to the CPU) and string metadata as safetensors, atomically: a reader never
+    sees half a file, and a killed writer leaves only a ``.NAME.tmp-PID`` behind."""
     from safetensors.torch import save_file
 
     contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_file(contiguous, str(tmp), metadata=metadata.to_strings())
-        # safetensors writes through a private temporary file (mode 0600); the backbone is meant to be
-        # shared, so give it the mode every other file of the run gets from the process umask
+        save_file(contiguous, str(tmp), metadata=metadata)
+        # safetensors writes through a private temporary file (mode 0600); the file is meant to be shared,
+        # so give it the mode every other file of the run gets from the process umask
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import confusion_matrix, f1_score, top_k_accuracy_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
 
 from simclr.errors import UserError
 from simclr.evaluation.metrics import classification_metrics
@@ -30,6 +38,39 @@ def test_classification_metrics_match_sklearn() -> None:
     assert np.array_equal(np.array(metrics["confusion_matrix"]), confusion_matrix(y, pred, labels=range(8)))
     per_class = confusion_matrix(y, pred).diagonal() / np.bincount(y)
     assert [metrics["per_class_accuracy"][f"c{i}"] for i in range(8)] == pytest.approx(per_class.tolist())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_precision_recall_balanced_accuracy_and_auroc_match_sklearn(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 5, (200,), generator=gen)
+    scores = torch.randn(200, 5, generator=gen) + 1.5 * torch.nn.functional.one_hot(labels, 5)
+    scores[:, 4] -= 3.0  # class 4 is hardly ever predicted: precision's 0/0 convention matters
+    scores = (scores * 4).round() / 4  # ties, which AUROC counts half
+    metrics = classification_metrics(scores, labels)
+    pred, y = scores.argmax(1).numpy(), labels.numpy()
+    for average in ("macro", "micro"):
+        expected = precision_score(y, pred, average=average, zero_division=0)
+        assert metrics[f"{average}_precision"] == pytest.approx(expected)
+        assert metrics[f"{average}_recall"] == pytest.approx(recall_score(y, pred, average=average, zero_division=0))
+    assert metrics["macro_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    probabilities = scores.softmax(1).double().numpy()
+    assert metrics["auroc_ovr"] == pytest.approx(roc_auc_score(y, probabilities, multi_class="ovr", average="macro"))
+
+
+def test_macro_precision_counts_a_predicted_but_absent_class_as_sklearn_does() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    scores = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 1, 0]), 3).float()
+    metrics = classification_metrics(scores, labels)
+    pred = scores.argmax(1).numpy()
+    assert metrics["macro_precision"] == pytest.approx(precision_score(labels, pred, average="macro", zero_division=0))
+    assert metrics["macro_recall"] == pytest.approx(recall_score(labels, pred, average="macro", zero_division=0))
+    assert metrics["macro_accuracy"] == pytest.approx(balanced_accuracy_score(labels, pred))
+    # AUROC of the classes that occur (class 2 has no positives), from the given probabilities
+    probabilities = torch.tensor([[0.9, 0.1, 0.0], [0.4, 0.5, 0.1], [0.2, 0.7, 0.1], [0.3, 0.6, 0.1], [0.6, 0.3, 0.1]])
+    got = classification_metrics(scores, labels, probabilities=probabilities)["auroc_ovr"]
+    expected = np.mean([roc_auc_score(labels == c, probabilities[:, c]) for c in (0, 1)])
+    assert got == pytest.approx(expected)
 
 
 def test_absent_class_has_no_accuracy_and_no_top5_for_few_classes() -> None:

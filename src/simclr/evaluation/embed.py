@@ -8,6 +8,7 @@ run's last checkpoint), saved with the file names and labels next to the vectors
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,12 +120,12 @@ def _index_path(out: Path) -> Path:
     return out.with_name(out.name + ".index.csv")
 
 
-def check_output_path(out: Path, overwrite: bool) -> None:
-    """Before any work: a known format, an existing parent, a file name that is not a folder, and no silent
-    overwrite (``--overwrite`` replaces files, never folders)."""
-    if out.suffix not in FORMATS:
+def check_output_path(out: Path, overwrite: bool, formats: Sequence[str] = FORMATS) -> None:
+    """Before any work: a known format (one of ``formats``), an existing parent, a file name that is not a
+    folder, and no silent overwrite (``--overwrite`` replaces files, never folders)."""
+    if out.suffix not in formats:
         raise UserError(
-            f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(FORMATS)}"
+            f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(formats)}"
         )
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
@@ -139,12 +140,13 @@ def check_output_path(out: Path, overwrite: bool) -> None:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
+            others = ", ".join(f for f in formats if f != ".parquet")
             raise UserError(
-                "writing .parquet needs pyarrow; pip install 'simclr-kit[parquet]' (or pyarrow), or use .npz"
+                f"writing .parquet needs pyarrow; pip install 'simclr-kit[parquet]' (or pyarrow), or use {others}"
             ) from None
 
 
-def _text(name: str) -> str:
+def utf8_text(name: str) -> str:
     """``name`` as valid UTF-8 text. File names that are not UTF-8 reach Python with surrogate escapes, which
     no UTF-8 writer (csv, parquet, a later reader of the .npz) accepts; they are written with backslash
     escapes instead (the bytes ``bad\\xff.jpg`` become the text ``bad\\xff.jpg``)."""
@@ -157,10 +159,10 @@ def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
     ``.npz``: arrays ``embeddings``, ``file_names``, ``labels``, ``class_names``. ``.parquet``: one row per
     image with ``file_name``, ``label``, ``class_name`` and ``embedding`` (a list column). ``.npy`` holds
     only the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row. Names that
-    are not UTF-8 are written with backslash escapes (:func:`_text`).
+    are not UTF-8 are written with backslash escapes (:func:`utf8_text`).
     """
-    file_names = [_text(name) for name in emb.file_names]
-    class_names = [_text(name) for name in emb.class_names]
+    file_names = [utf8_text(name) for name in emb.file_names]
+    class_names = [utf8_text(name) for name in emb.class_names]
     labels = emb.labels.tolist()
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     index = _index_path(out)

@@ -24,7 +24,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -325,10 +325,13 @@ def train_and_test(
     split: LabelledSplit,
     config: TrainConfig,
     protocol: dict[str, Any],
+    architecture: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train ``head`` on ``backbone`` (which this function may modify: pass a copy) on the ``fit``
-    images of the session's training split, select on ``val``, score the test split once, and return
-    the ``metrics.json`` entry; ``protocol`` adds to the fields every classifier reports."""
+    images of the session's training split, select on ``val``, score the test split once, keep the
+    classifier (:meth:`EvalSession.save_classifier`; ``architecture`` is the backbone's (name, stem) when
+    it is not the run's) and return the ``metrics.json`` entry; ``protocol`` adds to the fields every
+    classifier reports."""
     start = time.perf_counter()
     train_store, test_store = session.stores["train"], session.stores["test"]
     device, dtype = session.device, session.autocast_dtype
@@ -355,6 +358,16 @@ def train_and_test(
     )
     metrics = classification_metrics(scores, test_store.labels, train_store.class_names)
     metrics["history"] = fit.history
+    session.save_classifier(
+        method,
+        model,
+        asdict(head),
+        image_size=pipeline.size,
+        mean=pipeline.mean,
+        std=pipeline.std,
+        feature_dim=feature_dim,
+        architecture=architecture,
+    )
     base = session.base_protocol()
     full_protocol = {
         **base,
@@ -399,7 +412,7 @@ def run_finetune(session: EvalSession, options: FinetuneOptions | None = None) -
         method="finetune",
         backbone=copy.deepcopy(loaded.module),
         feature_dim=loaded.feature_dim,
-        head=HeadSpec(kind=config.head, hidden_dim=config.hidden_dim, dropout=config.dropout),
+        head=config.head_spec(),
         freeze_backbone=config.freeze_backbone,
         pipeline=InputPipeline(session.image_size, info.mean, info.std, (config.crop_min_scale, 1.0)),
         split=split,

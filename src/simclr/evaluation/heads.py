@@ -15,6 +15,7 @@ evaluation puts a new classification head on the backbone output instead:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from simclr.errors import UserError
 
-__all__ = ["CLASSIFIER_HEADS", "Classifier", "HeadSpec", "build_classifier_head"]
+__all__ = ["CLASSIFIER_HEADS", "Classifier", "HeadSpec", "StandardizedLinear", "build_classifier_head"]
 
 CLASSIFIER_HEADS: tuple[str, ...] = ("linear", "mlp")
 DEFAULT_HIDDEN_DIM = 512
@@ -36,8 +37,12 @@ def build_classifier_head(
     hidden_dim: int = DEFAULT_HIDDEN_DIM,
     dropout: float = 0.5,
     standardize: bool = False,
+    hidden_dims: Sequence[int] = (),
 ) -> nn.Module:
     """A head mapping ``(B, in_dim)`` features to ``(B, num_classes)`` logits.
+
+    ``hidden_dims`` gives the ``mlp`` head one Linear-BN-ReLU-Dropout block per width (seed 004's
+    ``256,128,64``); empty, it has one block of ``hidden_dim``.
 
     ``standardize`` puts ``BatchNorm1d(in_dim, affine=False)`` in front (``linear`` only; the
     ``mlp`` head normalises after its first layer anyway).
@@ -57,16 +62,46 @@ def build_classifier_head(
         # the stationary features of a frozen backbone even after a handful of steps.
         return nn.Sequential(nn.BatchNorm1d(in_dim, affine=False, momentum=None), linear)
     if kind == "mlp":
-        if hidden_dim < 1:
-            raise UserError(f"--hidden-dim must be >= 1, got {hidden_dim}")
-        return nn.Sequential(
-            nn.Linear(in_dim, hidden_dim, bias=False),
-            nn.BatchNorm1d(hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_dim, num_classes),
-        )
+        widths = tuple(hidden_dims) or (hidden_dim,)
+        if min(widths) < 1:
+            raise UserError(f"hidden widths of the mlp head must be >= 1, got {list(widths)}")
+        layers: list[nn.Module] = []
+        for width_in, width in zip((in_dim, *widths), widths, strict=False):
+            layers += [nn.Linear(width_in, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+            layers.append(nn.Dropout(dropout))
+        return nn.Sequential(*layers, nn.Linear(widths[-1], num_classes))
     raise UserError(f"unknown head {kind!r}; use one of {', '.join(CLASSIFIER_HEADS)}")
+
+
+class StandardizedLinear(nn.Module):
+    """``((x - mean) / std) @ weight.T + bias``: the L-BFGS linear probe (:class:`simclr.evaluation.lbfgs.LinearFit`)
+    as a module, its feature standardisation kept as buffers so a saved probe scores raw backbone features.
+
+    >>> StandardizedLinear(512, 10)(torch.zeros(4, 512)).shape
+    torch.Size([4, 10])
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, in_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        self.weight = nn.Parameter(torch.zeros(num_classes, in_dim))
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    @classmethod
+    def of(cls, weight: Tensor, bias: Tensor, mean: Tensor, std: Tensor) -> StandardizedLinear:
+        head = cls(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            for target, value in ((head.weight, weight), (head.bias, bias), (head.mean, mean), (head.std, std)):
+                target.copy_(value)
+        return head
+
+    def forward(self, features: Tensor) -> Tensor:
+        x = (features.float() - self.mean) / self.std
+        return x @ self.weight.T + self.bias
 
 
 class Classifier(nn.Module):
@@ -115,6 +150,7 @@ class HeadSpec:
     hidden_dim: int = DEFAULT_HIDDEN_DIM
     dropout: float = 0.5
     standardize: bool = False
+    hidden_dims: tuple[int, ...] = ()
 
     def build(self, in_dim: int, num_classes: int) -> nn.Module:
         return build_classifier_head(
@@ -124,12 +160,15 @@ class HeadSpec:
             hidden_dim=self.hidden_dim,
             dropout=self.dropout,
             standardize=self.standardize,
+            hidden_dims=self.hidden_dims,
         )
 
     def describe(self, in_dim: int, num_classes: int) -> str:
         if self.kind == "linear":
             return ("BatchNorm1d(affine=False) -> " if self.standardize else "") + f"Linear({in_dim}, {num_classes})"
-        return (
-            f"Linear({in_dim}, {self.hidden_dim}) -> BatchNorm1d -> ReLU -> Dropout({self.dropout:g}) "
-            f"-> Linear({self.hidden_dim}, {num_classes})"
-        )
+        widths = self.hidden_dims or (self.hidden_dim,)
+        blocks = [
+            f"Linear({width_in}, {width}) -> BatchNorm1d -> ReLU -> Dropout({self.dropout:g})"
+            for width_in, width in zip((in_dim, *widths), widths, strict=False)
+        ]
+        return " -> ".join([*blocks, f"Linear({widths[-1]}, {num_classes})"])

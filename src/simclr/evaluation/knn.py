@@ -119,7 +119,9 @@ def run_knn(session: EvalSession, *, ks: Sequence[int] = (200, 20), temperature:
     metrics: dict[str, Any] = {}
     for k in ran:
         scores = knn_class_scores(train.features, train.labels, test.features, store.num_classes, k, temperature)
-        metrics[f"k{k}"] = classification_metrics(scores, test.labels, store.class_names)
+        # the votes of a test image, normalised, are its class probabilities (for AUROC)
+        votes = scores / scores.sum(1, keepdim=True).clamp_min(1e-12)
+        metrics[f"k{k}"] = classification_metrics(scores, test.labels, store.class_names, probabilities=votes)
     protocol = {
         **session.base_protocol(),
         "k": ran,

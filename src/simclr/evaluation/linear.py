@@ -19,6 +19,8 @@ from torch import Tensor
 
 from simclr.config import format_size
 from simclr.data import split_train_val
+from simclr.evaluation.features import eval_mode
+from simclr.evaluation.heads import Classifier, StandardizedLinear
 from simclr.evaluation.lbfgs import (
     DEFAULT_L2_GRID,
     DEFAULT_MAX_ITER,
@@ -47,6 +49,7 @@ class ProbeResult:
     n_fit: int
     n_val: int
     scores: Tensor = field(repr=False)
+    head: StandardizedLinear = field(repr=False)
 
 
 def _top1(logits: Tensor, labels: Tensor) -> float:
@@ -114,6 +117,7 @@ def linear_probe(
         n_fit=int(fit_idx.numel()),
         n_val=int(val_idx.numel()),
         scores=scores,
+        head=StandardizedLinear.of(final.weight, final.bias, final.mean, final.std),
     )
 
 
@@ -185,4 +189,16 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
             **({"optimizer": minibatch.describe()} if minibatch is not None else {}),
         ),
     }
+    info = session.info
+    # wrapping the frozen backbone puts it in eval mode; the caller's mode is restored (it may be training)
+    with eval_mode(session.backbone.module) as backbone:
+        session.save_classifier(
+            "linear_tta" if tta > 1 else "linear",
+            Classifier(backbone, result.head, freeze_backbone=True),
+            {"kind": "standardized_linear"},
+            image_size=session.image_size,
+            mean=info.mean,
+            std=info.std,
+            feature_dim=session.backbone.feature_dim,
+        )
     return make_entry("linear", protocol, result.metrics, time.perf_counter() - start)

@@ -145,19 +145,26 @@ def load_backbone(ref: RunRef | Path | str, random_weights: bool = False, seed: 
         meta = dataclasses.replace(meta, weights="random", global_step=0, epoch=0)
         digest = f"random-init-seed{seed}"
     else:
-        try:
-            missing, unexpected = module.load_state_dict(read_backbone_tensors(ref.backbone_path), strict=False)
-        except RuntimeError as exc:  # a tensor of the wrong shape
-            first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc)[:200])
-            raise UserError(f"{ref.backbone_path} does not fit a {name} with the {stem} stem ({first})") from None
-        if missing or unexpected:
-            raise UserError(
-                f"{ref.backbone_path} does not fit a {name} with the {stem} stem "
-                f"({len(missing)} missing, {len(unexpected)} unexpected tensors); "
-                "was it written by another simclr version?"
-            )
+        load_weights(
+            module, read_backbone_tensors(ref.backbone_path), ref.backbone_path, f"a {name} with the {stem} stem"
+        )
         digest = file_sha256(ref.backbone_path)
     module.eval()
     for param in module.parameters():
         param.requires_grad_(False)
     return LoadedBackbone(module=module, feature_dim=feature_dim, metadata=meta, sha256=digest)
+
+
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], where: Path | str, what: str) -> None:
+    """Load ``tensors`` into ``module`` exactly: a tensor of the wrong shape, a missing or an unexpected one is
+    a one-line UserError naming ``where`` (the file) and ``what`` (the network it should fit)."""
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        first = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc)[:200])
+        raise UserError(f"{where} does not fit {what} ({first})") from None
+    if missing or unexpected:
+        raise UserError(
+            f"{where} does not fit {what} ({len(missing)} missing, {len(unexpected)} unexpected tensors); "
+            "was it written by another simclr version?"
+        )

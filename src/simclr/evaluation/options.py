@@ -9,10 +9,13 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simclr.config import parse_size, positive_int, setting
 from simclr.errors import UserError
+
+if TYPE_CHECKING:  # heads import torch; this module must not
+    from simclr.evaluation.heads import HeadSpec
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
@@ -51,6 +54,25 @@ def parse_l2_grid(text: str) -> tuple[float, ...]:
 
 
 DEFAULT_L2_GRID: tuple[float, ...] = parse_l2_grid(L2_GRID_TEXT)
+
+
+def parse_head_dims(text: str) -> tuple[int, ...]:
+    """Widths of an mlp head's hidden layers, first to last: ``256,128,64``.
+
+    >>> parse_head_dims("256,128,64")
+    (256, 128, 64)
+    """
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+        if not widths or min(widths) < 1:
+            raise ValueError
+        return widths
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad head widths {text!r}; use positive whole numbers like 256,128,64"
+        ) from None
+
+
 DEFAULT_MAX_ITER = 500  # Foster et al.'s 500 L-BFGS steps
 
 
@@ -324,11 +346,24 @@ class FinetuneOptions(TrainConfig):
         "mlp: Linear-BN-ReLU-Dropout-Linear; linear: one Linear layer", "mlp", choices=("linear", "mlp")
     )
     hidden_dim: int = setting("hidden units of the mlp head", 512, parse=positive_int)
+    head_dims: tuple[int, ...] | None = setting(
+        "widths of the mlp head's hidden layers, e.g. 256,128,64 (seed 004's head; replaces --hidden-dim)",
+        None,
+        parse=parse_head_dims,
+        metavar="W,W,...",
+    )
     dropout: float = setting("dropout of the mlp head", 0.5)
     val_fraction: float = setting(
         "stratified part of the labelled images held out for early stopping (0: none, last epoch)", 0.1
     )
     crop_min_scale: float = setting("smallest crop area of the training augmentation", 0.08)
+
+    def head_spec(self) -> HeadSpec:
+        from simclr.evaluation.heads import HeadSpec
+
+        return HeadSpec(
+            kind=self.head, hidden_dim=self.hidden_dim, dropout=self.dropout, hidden_dims=tuple(self.head_dims or ())
+        )
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,14 @@ from simclr.data.source import default_memory_budget
 from simclr.data.spirograph import GENERATIVE_NAMES
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
+from simclr.evaluation.heads import Classifier
 from simclr.evaluation.loading import LoadedBackbone, RunRef, load_backbone
 from simclr.evaluation.options import EvalOptions
 from simclr.evaluation.results import record_result
+from simclr.evaluation.saved_classifier import ClassifierMetadata, save_classifier
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.hardware import autocast_dtype_for, pick_device
+from simclr.models import resolve_stem
 from simclr.tracking import report_evaluation
 from simclr.views import ViewConfig
 
@@ -315,6 +318,47 @@ class EvalSession:
             "limit_train_images": self.options.limit_train_images,
             "limit_test_images": self.options.limit_test_images,
         }
+
+    def architecture(self) -> tuple[str, str]:
+        """``(backbone name, stem)`` of the run's backbone (its file's metadata, else the run's config)."""
+        meta = self.backbone.metadata
+        return meta.backbone or self.config.backbone, meta.stem or resolve_stem(self.config.stem, self.image_size)
+
+    def save_classifier(
+        self,
+        protocol: str,
+        model: Classifier,
+        head: dict[str, Any],
+        *,
+        image_size: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        feature_dim: int,
+        architecture: tuple[str, str] | None = None,
+    ) -> Path:
+        """Keep what ``protocol`` trained as ``EVAL_DIR/<protocol>/classifier...`` for ``simclr predict``.
+        ``architecture`` (name, stem) is given for a backbone that is not the run's (the supervised baseline);
+        the backbone's weights are then included, as they are for any backbone that trained or was randomly
+        initialised. The run's own backbone, frozen, is referenced by path and SHA-256 instead of copied."""
+        name, stem = architecture or self.architecture()
+        referenced = architecture is None and model.freeze_backbone and not self.options.random_weights
+        metadata = ClassifierMetadata(
+            protocol=protocol,
+            class_names=tuple(self.stores["train"].class_names),
+            mean=mean,
+            std=std,
+            image_size=image_size,
+            decode_size=self.image_size,
+            backbone=name,
+            stem=stem,
+            feature_dim=feature_dim,
+            head=head,
+            backbone_sha256=self.backbone.sha256,
+        )
+        backbone_path = self.ref.backbone_path if referenced else None
+        path = save_classifier(self.ref.eval.classifier(protocol), model, metadata, backbone_path=backbone_path)
+        log.info("%s: classifier saved to %s", protocol, path)
+        return path
 
     def record(self, key: str, entry: dict[str, Any]) -> Path:
         """Add a result to the evaluation's metrics.json, and its numbers to the run's tracker (if it has one)."""

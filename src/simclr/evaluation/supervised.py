@@ -19,7 +19,6 @@ import torch
 
 from simclr.errors import UserError
 from simclr.evaluation.finetune import InputPipeline, split_for_options, train_and_test
-from simclr.evaluation.heads import HeadSpec
 from simclr.evaluation.options import SupervisedOptions
 from simclr.models import build_backbone
 from simclr.models.backbones import INITIAL_WEIGHTS, imagenet_cache_file, imagenet_weights, load_imagenet_backbone
@@ -77,11 +76,12 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         method=key,
         backbone=module,
         feature_dim=feature_dim,
-        head=HeadSpec(kind=config.head, hidden_dim=config.hidden_dim, dropout=config.dropout),
+        head=config.head_spec(),
         freeze_backbone=config.freeze_backbone,
         pipeline=InputPipeline(size, mean, std, (config.crop_min_scale, 1.0)),  # type: ignore[arg-type]
         split=split,
         config=config,
+        architecture=(name, stem),
         protocol={
             **labels_used,
             "weights": weights,
