@@ -165,7 +165,7 @@ class PretrainConfig:
         True,
     )
     standardize: bool = _views(
-        "normalise with the training split's own per-channel mean and std (computed once, kept in config.yaml "
+        "normalise with the training split's own per-channel mean and std (computed once, kept in the run's config "
         "and the backbone, used by every evaluation) instead of the dataset's usual values",
         False,
     )
@@ -269,7 +269,7 @@ class PretrainConfig:
     knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
     knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
     log_every_steps: int = _run(
-        "read the step's values from the device every N steps: progress line, metrics.csv rows, loggers", 50
+        "read the step's values from the device every N steps: progress line, metrics rows, loggers", 50
     )
 
     def backbone_stem(self, image_size: int) -> Stem:
@@ -454,7 +454,7 @@ class PretrainConfig:
         for name in ("normalization_mean", "normalization_std"):
             value = getattr(self, name)
             if value is not None and not _channel_triple(value, positive=name.endswith("std")):
-                raise UserError(f"{name} must be three numbers (std > 0), got {_shown(value)}; fix config.yaml")
+                raise UserError(f"{name} must be three numbers (std > 0), got {_shown(value)}; fix the run's config")
         if self.positives == "class" and self.lambda_gp > 0:
             raise UserError("--positives class and --lambda-gp penalise different pairs; use one of them")
         if self.positives == "class" and self.dataset == "spirograph":

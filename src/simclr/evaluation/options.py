@@ -205,7 +205,7 @@ class EvaluateOptions:
         False,
     )
     map_layer: str = setting(
-        "what the map shows: backbone features, or the projection head's output (needs the run's last.ckpt)",
+        "what the map shows: backbone features, or the projection head's output (needs the run's last checkpoint)",
         "backbone",
         choices=("backbone", "projection"),
     )

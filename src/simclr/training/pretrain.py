@@ -266,7 +266,7 @@ def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> P
     if len(train) > STANDARDIZE_SAMPLE:
         train = train.subset(torch.linspace(0, len(train) - 1, STANDARDIZE_SAMPLE).round().long())
     mean, std = channel_statistics(train.batches(1024))
-    log.info("--standardize: mean %s, std %s over %d training images (kept in config.yaml)", mean, std, len(train))
+    log.info("--standardize: mean %s, std %s over %d training images (kept in the run's config)", mean, std, len(train))
     return replace(config, normalization_mean=mean, normalization_std=std)
 
 
