@@ -40,7 +40,7 @@ RESUME_NEUTRAL = frozenset(
     {
         "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
         "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
-        "log_every_steps", "max_steps", "accelerator", "compile",
+        "log_every_steps", "max_steps", "accelerator", "compile", "save_top_k", "keep_every_epochs", "online_probe",
     }
 )  # fmt: skip
 
@@ -215,6 +215,22 @@ class PretrainConfig:
     knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
     knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
     log_every_steps: int = _run("progress line every N steps when not on a terminal", 50)
+    val_fraction: float = _run(
+        "hold out this fraction of the training images (stratified by label, seeded) for a validation NT-Xent "
+        "and contrastive top-1/top-5 each epoch, on the same views every epoch (0: off)",
+        0.0,
+    )
+    save_top_k: int = _run(
+        "keep the backbones of the K epochs with the lowest validation loss as checkpoints/epoch-NNNN.safetensors, "
+        "the best also as checkpoints/best.safetensors (needs --val-fraction; 0: off)",
+        0,
+    )
+    keep_every_epochs: int = _run("keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0)
+    online_probe: bool = _run(
+        "train a linear classifier on the detached backbone features of the training views (labelled data), "
+        "logged per epoch as online_linear_top1 (and online_linear_val_top1 with --val-fraction)",
+        False,
+    )
 
     def resolved_lr(self) -> tuple[float, str]:
         """Base learning rate and scaling rule after applying the optimiser's defaults."""
@@ -365,6 +381,13 @@ class PretrainConfig:
             raise UserError(f"final_lr_ratio must be within [0, 1], got {self.final_lr_ratio}; fix --final-lr-ratio")
         if self.warmup_epochs < 0:
             raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}; fix --warmup-epochs")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. --val-fraction 0.1")
+        for name in ("save_top_k", "keep_every_epochs"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}; fix --{name.replace('_', '-')}")
+        if self.save_top_k > 0 and self.val_fraction == 0:
+            raise UserError("--save-top-k ranks epochs by validation loss; add --val-fraction (e.g. 0.1)")
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ KEPT_BACKBONE_SUFFIX = ".safetensors"
 BEST_BACKBONE_NAME = "best"
 CHECKPOINT_SCAN_FILE = "checkpoint-scan.csv"
 CHECKPOINT_SCAN_PLOT = "checkpoint-scan.png"
+CHECKPOINT_EVAL_PREFIX = "checkpoint-"
 
 # A safetensors file starts with the little-endian length of its JSON header; a larger header than
 # this is not a backbone we wrote (it protects the torch-free reader from a hostile length field).
@@ -96,6 +97,11 @@ class EvalDir:
     @property
     def plots(self) -> Path:
         return self.path / PLOTS_DIR
+
+    def for_checkpoint(self, name: str) -> EvalDir:
+        """Where ``--checkpoint NAME`` (``best``, ``epoch-N``) writes: a folder of its own inside this one, so
+        the final backbone's results stay as they are."""
+        return EvalDir(self.path / f"{CHECKPOINT_EVAL_PREFIX}{name}")
 
     @property
     def checkpoint_scan(self) -> Path:
@@ -177,9 +183,7 @@ class RunDir:
                 f"{KEPT_BACKBONE_PREFIX}{epochs}" for epochs in kept
             ]
             available = ", ".join(names) if names else "none (train with --keep-every-epochs or --save-top-k)"
-            raise UserError(
-                f"{self.path} kept no backbone {name!r}; use --checkpoint with one of: {available}, or all"
-            )
+            raise UserError(f"{self.path} kept no backbone {name!r}; use --checkpoint with one of: {available}, or all")
         return path
 
     @property

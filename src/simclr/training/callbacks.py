@@ -35,6 +35,11 @@ METRIC_COLUMNS = (
     "knn_top1",
     "gradient_penalty",
     "gradient_penalty_unclamped",
+    "val_loss",
+    "val_contrastive_top1",
+    "val_contrastive_top5",
+    "online_linear_top1",
+    "online_linear_val_top1",
     "event",
 )
 
