@@ -13,6 +13,7 @@ import lightning as L
 import torch
 
 from simclr.rundir import BackboneMetadata, RunDir, write_backbone
+from simclr.training.callbacks import _backbone
 from simclr.training.validation import ValidationMonitor
 
 log = logging.getLogger("simclr")
@@ -57,7 +58,7 @@ class KeptBackbones(L.Callback):
         in_top_k = any(epoch == epochs for _, epoch in ranked)
         if not (self._periodic(epochs) or in_top_k):
             return
-        tensors = pl_module.model.backbone.state_dict()  # type: ignore[union-attr]
+        tensors = _backbone(pl_module).state_dict()
         if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
             log.warning("epoch %d: the backbone has non-finite weights; not keeping it", epochs)
             return

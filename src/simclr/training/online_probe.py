@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from simclr.data import ImageStore
 from simclr.evaluation.features import extract_features
-from simclr.training.callbacks import MetricsCSV
+from simclr.training.callbacks import MetricsCSV, _backbone
 
 log = logging.getLogger("simclr")
 
@@ -88,7 +88,7 @@ class OnlineLinearProbe(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.head.to(pl_module.device)
-        self.attach(pl_module.model.backbone)  # type: ignore[union-attr]
+        self.attach(_backbone(pl_module))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._hook is not None:
@@ -106,7 +106,7 @@ class OnlineLinearProbe(L.Callback):
         values = {"online_linear_top1": self.epoch_top1()}
         if self.val is not None:
             features = extract_features(
-                pl_module.model.backbone,  # type: ignore[union-attr]
+                _backbone(pl_module),
                 self.val.images,
                 self.mean,
                 self.std,

@@ -422,10 +422,8 @@ def build_callbacks(
     )
     if config.online_probe:
         val = data.val if data.val is not None and data.val.has_labels else None
-        probe = OnlineLinearProbe(
-            model.feature_dim, data.train.num_classes, metrics, val, data.info.mean, data.info.std
-        )
-        callbacks.append(probe)
+        classes = len(data.train.class_names)  # an in-memory store and a packed split both name their classes
+        callbacks.append(OnlineLinearProbe(model.feature_dim, classes, metrics, val, data.info.mean, data.info.std))
     if config.keep_every_epochs > 0 or config.save_top_k > 0:  # after the validation it ranks by
         callbacks.append(KeptBackbones(run, metadata, config.keep_every_epochs, config.save_top_k, validation))
     callbacks += [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import cast
 
 import lightning as L
 import torch
@@ -14,8 +15,10 @@ import torch.nn.functional as F
 from simclr.data import ImageStore, InMemoryBatchLoader
 from simclr.losses import NTXentLoss
 from simclr.losses.ntxent import contrastive_accuracy, ntxent_logits
+from simclr.models import SimCLRModel
 from simclr.training.callbacks import MetricsCSV
 from simclr.training.module import view_generator
+from simclr.views.factory import ViewMaker
 
 log = logging.getLogger("simclr")
 
@@ -48,7 +51,8 @@ class ValidationMonitor(L.Callback):
     @torch.no_grad()
     def evaluate(self, pl_module: L.LightningModule) -> dict[str, float]:
         """The validation metrics of the module's current weights (its train/eval mode is restored)."""
-        model, views = pl_module.model, pl_module.views  # type: ignore[union-attr]
+        model = cast(SimCLRModel, pl_module.model)
+        views = cast(ViewMaker, pl_module.views)
         was_training = model.training
         model.eval()
         totals = dict.fromkeys(VALIDATION_METRICS, 0.0)
