@@ -101,3 +101,18 @@ def test_kept_backbones_every_n_and_top_k_by_validation_loss_with_the_online_pro
         probe_rows = [row for row in csv.DictReader(handle) if row["online_linear_top1"]]
     assert [int(row["epoch"]) for row in probe_rows] == [0, 1, 2, 3]
     assert all(0 <= float(row["online_linear_val_top1"]) <= 1 for row in probe_rows)
+
+
+@pytest.mark.slow
+def test_streamed_runs_refuse_val_fraction_in_one_line(cifar_small: Path, tmp_path: Path, capsys) -> None:
+    from simclr.cli import main
+    from simclr.config import PackConfig
+    from simclr.data.packed import pack_dataset
+
+    pack_dataset(str(cifar_small), tmp_path / "packed", PackConfig(workers=1))
+    run = tmp_path / "run"
+    args = ["pretrain", "--dataset", "packed", "--data-dir", str(tmp_path / "packed"), "--out", str(run)]
+    assert main([*args, "--val-fraction", "0.1", "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--val-fraction needs the training images in memory" in err
+    assert not run.exists()  # refused before the run directory exists
