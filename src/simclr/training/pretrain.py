@@ -421,7 +421,9 @@ def build_callbacks(
         image_size=data.image_size,
     )
     if config.online_probe:
-        val = data.val if data.val is not None and data.val.has_labels else None
+        val = None  # the probe is scored on the labelled validation images
+        if data.val is not None and data.val.has_labels:
+            val = data.val.subset(torch.nonzero(data.val.labels >= 0).flatten())
         classes = len(data.train.class_names)  # an in-memory store and a packed split both name their classes
         callbacks.append(OnlineLinearProbe(model.feature_dim, classes, metrics, val, data.info.mean, data.info.std))
     if config.keep_every_epochs > 0 or config.save_top_k > 0:  # after the validation it ranks by
