@@ -50,7 +50,8 @@ RESUME_NEUTRAL = frozenset(
     {
         "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
         "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
-        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend",
+        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend", "save_top_k",
+        "keep_every_epochs", "online_probe",
     }
 )  # fmt: skip
 
@@ -271,6 +272,22 @@ class PretrainConfig:
     log_every_steps: int = _run(
         "read the step's values from the device every N steps: progress line, metrics rows, loggers", 50
     )
+    val_fraction: float = _run(
+        "hold out this fraction of the training images (stratified by label, seeded) for a validation NT-Xent "
+        "and contrastive top-1/top-5 each epoch, on the same views every epoch (0: off)",
+        0.0,
+    )
+    save_top_k: int = _run(
+        "keep the backbones of the K epochs with the lowest validation loss as checkpoints/epoch-NNNN.safetensors, "
+        "the best also as checkpoints/best.safetensors (needs --val-fraction; 0: off)",
+        0,
+    )
+    keep_every_epochs: int = _run("keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0)
+    online_probe: bool = _run(
+        "train a linear classifier on the detached backbone features of the training views (labelled data), "
+        "logged per epoch as online_linear_top1 (and online_linear_val_top1 with --val-fraction)",
+        False,
+    )
 
     def backbone_stem(self, image_size: int) -> Stem:
         """The backbone's stem at ``image_size``: ``--stem``, where ``auto`` picks by size, except that ImageNet
@@ -459,6 +476,13 @@ class PretrainConfig:
             raise UserError("--positives class and --lambda-gp penalise different pairs; use one of them")
         if self.positives == "class" and self.dataset == "spirograph":
             raise UserError("--positives class needs class labels; Spirograph has regression factors, not classes")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. --val-fraction 0.1")
+        for name in ("save_top_k", "keep_every_epochs"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}; fix --{name.replace('_', '-')}")
+        if self.save_top_k > 0 and self.val_fraction == 0:
+            raise UserError("--save-top-k ranks epochs by validation loss; add --val-fraction (e.g. 0.1)")
 
 
 @dataclass(frozen=True)

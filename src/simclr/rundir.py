@@ -13,8 +13,11 @@ A pretraining run::
     RUN_DIR/metrics.csv             one row per step, plus kNN rows at epoch ends
     RUN_DIR/train.log               the run's log
     RUN_DIR/checkpoints/last.ckpt   the Lightning checkpoint that --resume continues from
+    RUN_DIR/checkpoints/epoch-NNNN.safetensors   kept backbones (--keep-every-epochs, --save-top-k), NNNN the
+                                    epochs trained; best.safetensors: the lowest validation loss (--save-top-k)
     RUN_DIR/backbone.safetensors    the backbone alone, with metadata to rebuild it (BackboneMetadata)
-    RUN_DIR/eval/                   evaluation: metrics.json, report.html, features/ (cache), plots/
+    RUN_DIR/eval/                   evaluation: metrics.json, report.html, features/ (cache), plots/,
+                                    checkpoint-scan.csv and plots/checkpoint-scan.png (--checkpoint all)
     RUN_DIR/eval/<protocol>/classifier.safetensors   a trained classifier (linear, finetune, ...) for predict
     RUN_DIR/eval-random-weights/    the same evaluation of the untrained architecture (the baseline)
     RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
@@ -68,6 +71,12 @@ FEATURES_DIR = "features"
 PLOTS_DIR = "plots"
 CLASSIFIER_FILE = "classifier.safetensors"
 LOCK_FILE = ".lock"
+KEPT_BACKBONE_PREFIX = "epoch-"
+KEPT_BACKBONE_SUFFIX = ".safetensors"
+BEST_BACKBONE_NAME = "best"
+CHECKPOINT_SCAN_FILE = "checkpoint-scan.csv"
+CHECKPOINT_SCAN_PLOT = "checkpoint-scan.png"
+CHECKPOINT_EVAL_PREFIX = "checkpoint-"
 
 # A safetensors file starts with the little-endian length of its JSON header; a larger header than
 # this is not a backbone we wrote (it protects the torch-free reader from a hostile length field).
@@ -107,6 +116,21 @@ class EvalDir:
         found = sorted(self.path.glob(f"*/{CLASSIFIER_FILE}")) if self.path.is_dir() else []
         return {path.parent.name: path for path in found}
 
+    def for_checkpoint(self, name: str) -> EvalDir:
+        """Where ``--checkpoint NAME`` (``best``, ``epoch-N``) writes: a folder of its own inside this one, so
+        the final backbone's results stay as they are."""
+        return EvalDir(self.path / f"{CHECKPOINT_EVAL_PREFIX}{name}")
+
+    @property
+    def checkpoint_scan(self) -> Path:
+        """One row per kept backbone of ``simclr evaluate --checkpoint all``."""
+        return self.path / CHECKPOINT_SCAN_FILE
+
+    @property
+    def checkpoint_scan_plot(self) -> Path:
+        """Accuracy against epochs trained, one point per kept backbone."""
+        return self.plots / CHECKPOINT_SCAN_PLOT
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -144,6 +168,41 @@ class RunDir:
     @property
     def backbone(self) -> Path:
         return self.path / BACKBONE_FILE
+
+    def kept_backbone(self, epochs: int) -> Path:
+        """The backbone kept after ``epochs`` epochs of training (``--keep-every-epochs``, ``--save-top-k``)."""
+        return self.checkpoints / f"{KEPT_BACKBONE_PREFIX}{epochs:04d}{KEPT_BACKBONE_SUFFIX}"
+
+    @property
+    def best_backbone(self) -> Path:
+        """A copy of the kept backbone with the lowest validation loss (``--save-top-k``)."""
+        return self.checkpoints / f"{BEST_BACKBONE_NAME}{KEPT_BACKBONE_SUFFIX}"
+
+    def kept_backbones(self) -> dict[int, Path]:
+        """The kept backbones on disk by epochs trained, in epoch order."""
+        found: dict[int, Path] = {}
+        for path in self.checkpoints.glob(f"{KEPT_BACKBONE_PREFIX}*{KEPT_BACKBONE_SUFFIX}"):
+            number = path.name[len(KEPT_BACKBONE_PREFIX) : -len(KEPT_BACKBONE_SUFFIX)]
+            if number.isdigit():
+                found[int(number)] = path
+        return dict(sorted(found.items()))
+
+    def named_backbone(self, name: str) -> Path:
+        """The backbone ``--checkpoint NAME`` names: ``best`` or ``epoch-N``; a UserError listing what the run
+        kept when the name is unknown or its file is missing."""
+        kept = self.kept_backbones()
+        path: Path | None = None
+        if name == BEST_BACKBONE_NAME:
+            path = self.best_backbone
+        elif name.startswith(KEPT_BACKBONE_PREFIX) and name[len(KEPT_BACKBONE_PREFIX) :].isdigit():
+            path = self.kept_backbone(int(name[len(KEPT_BACKBONE_PREFIX) :]))
+        if path is None or not path.is_file():
+            names = ([BEST_BACKBONE_NAME] if self.best_backbone.is_file() else []) + [
+                f"{KEPT_BACKBONE_PREFIX}{epochs}" for epochs in kept
+            ]
+            available = ", ".join(names) if names else "none (train with --keep-every-epochs or --save-top-k)"
+            raise UserError(f"{self.path} kept no backbone {name!r}; use --checkpoint with one of: {available}, or all")
+        return path
 
     @property
     def eval(self) -> EvalDir:

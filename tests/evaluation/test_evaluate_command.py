@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -48,3 +49,52 @@ def test_evaluate_random_weights_baseline_writes_no_report(make_run, cifar_small
     doc = json.loads((run / "eval-random-weights" / "metrics.json").read_text())
     assert doc["backbone"]["weights"] == "random"
     assert not (run / "eval").exists()
+
+
+def _keep_backbones(run: Path, epochs: list[int]) -> None:
+    """Kept backbones as a run with --keep-every-epochs writes them (seeded random weights here)."""
+    import torch
+
+    from simclr.models import build_backbone
+    from simclr.rundir import BackboneMetadata, RunDir, write_backbone
+
+    kept = RunDir(run)
+    kept.checkpoints.mkdir(parents=True, exist_ok=True)
+    for number in epochs:
+        torch.manual_seed(number)
+        module, dim = build_backbone("resnet18", "cifar")
+        meta = BackboneMetadata(backbone="resnet18", stem="cifar", feature_dim=dim, image_size=32, epoch=number - 1)
+        write_backbone(kept.kept_backbone(number), module.state_dict(), meta)
+
+
+def test_evaluate_checkpoint_all_scans_every_kept_backbone(make_run, cifar_small: Path, capsys) -> None:
+    run = make_run("cifar10", cifar_small)
+    _keep_backbones(run, [2, 4])
+    limits = ["--limit-train-images", "60", "--limit-test-images", "30"]
+    assert main(["evaluate", str(run), "--checkpoint", "all", *limits]) == 0
+    assert "checkpoint scan:" in capsys.readouterr().out
+    with open(run / "eval" / "checkpoint-scan.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["epochs"]) for row in rows] == [2, 4]
+    assert [row["file"] for row in rows] == ["epoch-0002.safetensors", "epoch-0004.safetensors"]
+    assert all(0 <= float(row["knn_top1"]) <= 1 for row in rows)
+    assert (run / "eval" / "plots" / "checkpoint-scan.png").stat().st_size > 0
+
+
+def test_evaluate_one_kept_checkpoint_writes_to_its_own_folder(make_run, cifar_small: Path) -> None:
+    run = make_run("cifar10", cifar_small)
+    _keep_backbones(run, [3])
+    limits = ["--limit-train-images", "60", "--limit-test-images", "30", "--no-plots"]
+    assert main(["evaluate", str(run), "--checkpoint", "epoch-3", *limits]) == 0
+    doc = json.loads((run / "eval" / "checkpoint-epoch-3" / "metrics.json").read_text())
+    assert doc["backbone"]["epoch"] == 2
+    assert not (run / "eval" / "metrics.json").exists()  # the final backbone's results are untouched
+
+
+def test_evaluate_unknown_checkpoint_is_a_one_line_error(make_run, cifar_small: Path, capsys) -> None:
+    run = make_run("cifar10", cifar_small)
+    _keep_backbones(run, [2])
+    assert main(["evaluate", str(run), "--checkpoint", "epoch-7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "epoch-7" in err and "epoch-2" in err and "all" in err

@@ -210,32 +210,6 @@ def test_rejects_mismatched_or_malformed_shapes() -> None:
         loss(torch.randn(0, 3), torch.randn(0, 3))
 
 
-def test_contrastive_accuracy_matches_a_hand_count() -> None:
-    from simclr.losses import contrastive_accuracy
-
-    inf = float("-inf")
-    # 4 anchors over 6 candidates; column a is anchor a itself (masked), positives in brackets
-    logits = torch.tensor(
-        [
-            [inf, 0.9, 0.1, 0.2, 0.3, 0.4],  # positive col 1 (0.9): beats every negative -> rank 0
-            [0.5, inf, 0.1, 0.7, 0.6, 0.2],  # positive col 0 (0.5): 0.7, 0.6 above -> rank 2
-            [0.1, 0.2, inf, 0.9, 0.8, 0.3],  # positive col 5 (0.3): 0.9, 0.8 above -> rank 2
-            [0.8, 0.9, 0.95, inf, 0.0, 0.7],  # positive col 4 (0.0): all 4 negatives above -> rank 4
-        ]
-    )
-    positives = torch.tensor([[1], [0], [5], [4]])
-    top1, top3, top5 = contrastive_accuracy(logits, positives, ks=(1, 3, 5)).tolist()
-    assert (top1, top3, top5) == (0.25, 0.75, 1.0)
-
-
-def test_other_positives_do_not_compete_with_more_than_two_views() -> None:
-    from simclr.losses import contrastive_accuracy
-
-    inf = float("-inf")
-    logits = torch.tensor([[inf, 0.5, 0.9, 0.1]])  # positives at 1 and 2; 2 outranks 1 but is no negative
-    assert contrastive_accuracy(logits, torch.tensor([[1, 2]]), ks=(1,)).tolist() == [1.0]
-
-
 def test_loss_and_accuracy_returns_forwards_loss() -> None:
     torch.manual_seed(0)
     views = [torch.randn(8, 5), torch.randn(8, 5)]

@@ -32,6 +32,17 @@ def run(args: argparse.Namespace) -> int:
     options = settings_from_args(EvaluateOptions, args)
     show_progress()
     session = session_from_args(args)
+    if options.checkpoint == "all":
+        from simclr.evaluation.checkpoint_scan import scan_kept_backbones
+
+        table = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear)
+        print(f"checkpoint scan: {table} (plot: {session.ref.eval.checkpoint_scan_plot})")
+        return 0
+    if options.checkpoint is not None:
+        from simclr.evaluation.checkpoint_scan import kept_backbone_ref
+        from simclr.evaluation.session import EvalSession
+
+        session = EvalSession(kept_backbone_ref(session.ref, options.checkpoint), session.options)
     projection = None
     if options.plots and options.map_layer == "projection":  # read before minutes of evaluation, not after
         from simclr.evaluation.embed import load_projection_head

@@ -228,6 +228,13 @@ class EvaluateOptions:
         "MSE): a table and a plot against the clean score",
         False,
     )
+    checkpoint: str | None = setting(
+        "evaluate a kept backbone instead of the final one: best, epoch-N, or all (kNN of every kept backbone, "
+        "a table and a plot of accuracy against epoch)",
+        None,
+        metavar="NAME",
+    )
+    scan_linear: bool = setting("with --checkpoint all: also the linear probe of every kept backbone", False)
 
     def validate(self) -> None:
         check_tta(self.tta)

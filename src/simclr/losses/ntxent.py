@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from simclr.errors import UserError
 from simclr.losses.distributed import gather_with_grad, rank, world_size
 
-__all__ = ["NTXentLoss", "contrastive_accuracy"]
+__all__ = ["NTXentLoss", "contrastive_accuracy", "ntxent_logits"]
 
 
 class NTXentLoss(nn.Module):
@@ -81,7 +81,8 @@ class NTXentLoss(nn.Module):
             [1.0]
         """
         loss, logits, positive_columns = self._logits_and_loss(views)
-        return loss, contrastive_accuracy(logits.detach(), positive_columns, ks)
+        accuracy = contrastive_accuracy(logits.detach(), positive_columns, ks)
+        return loss, torch.stack([accuracy[k] for k in ks])
 
     def _logits_and_loss(self, views: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
         if len(views) < 2:
@@ -112,52 +113,59 @@ class NTXentLoss(nn.Module):
             # and the global index of local image i is rank*B + i within every view.
             candidates = gather_with_grad(local)
             offset = rank() * local_count
-        logits = local @ candidates.T / self.temperature  # (V*B, V*B*W)
-
-        device = logits.device
-        rows = torch.arange(local_count, device=device)
-        self_mask = torch.zeros_like(logits, dtype=torch.bool)
-        self_mask[rows, offset + rows] = True
-        logits = logits.masked_fill(self_mask, float("-inf"))
+        logits, positive_columns = ntxent_logits(local, candidates, offset, n_views, self.temperature)
         log_denominator = torch.logsumexp(logits, dim=1)  # max-subtracted internally
-
-        # Positives of row v*B + i: rows u*B + i for the V-1 views u = v+1, ..., v+V-1 (mod V).
-        view_of_row = rows // batch
-        image_of_row = rows % batch
-        shifts = torch.arange(1, n_views, device=device)
-        positive_views = (view_of_row[:, None] + shifts[None, :]) % n_views
-        positive_columns = offset + positive_views * batch + image_of_row[:, None]
         positive_logits = logits.gather(1, positive_columns)  # (V*B, V-1)
 
         per_anchor = log_denominator - positive_logits.mean(dim=1)
         return per_anchor.mean(), logits, positive_columns
 
 
-def contrastive_accuracy(logits: Tensor, positive_columns: Tensor, ks: tuple[int, ...] = (1, 5)) -> Tensor:
-    """Top-k contrastive accuracy: the fraction of (anchor, positive) pairs whose positive ranks among the
-    anchor's k most similar candidates, for each k in ``ks``.
+def ntxent_logits(
+    local: Tensor, candidates: Tensor, offset: int, n_views: int, temperature: float
+) -> tuple[Tensor, Tensor]:
+    """The similarity logits of NT-Xent and where each anchor's positives are.
 
-    A positive's rank is the number of the anchor's *negatives* with a strictly larger logit (ties go to
-    the positive); the anchor itself (``-inf`` in ``logits``) and its other positives (more than 2 views)
-    are not competitors, so with V views each positive is scored against the same negatives as with 2.
-    Computed on the logits' device without a host synchronisation, so a training step can log it.
+    ``local`` holds the V*B L2-normalised embeddings of this process, view-major (row ``v*B + i`` is view v
+    of image i); ``candidates`` all embeddings (``local`` itself on one process), local row ``a`` being
+    candidate ``offset + a``. Returns the ``(V*B, C)`` logits ``z_a . z_k / T`` with each anchor's own
+    column set to -inf (it is no candidate), and the ``(V*B, V-1)`` columns of its positives.
+    """
+    local_count = local.shape[0]
+    batch = local_count // n_views
+    logits = local @ candidates.T / temperature
+    rows = torch.arange(local_count, device=logits.device)
+    self_mask = torch.zeros_like(logits, dtype=torch.bool)
+    self_mask[rows, offset + rows] = True
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    # Positives of row v*B + i: rows u*B + i for the V-1 views u = v+1, ..., v+V-1 (mod V).
+    view_of_row = rows // batch
+    image_of_row = rows % batch
+    shifts = torch.arange(1, n_views, device=logits.device)
+    positive_views = (view_of_row[:, None] + shifts[None, :]) % n_views
+    return logits, offset + positive_views * batch + image_of_row[:, None]
 
-    Args:
-        logits: (A, C) similarities of A anchors to C candidates, the anchor's own column ``-inf``.
-        positive_columns: (A, P) the columns of each anchor's P positives.
-        ks: the k of each accuracy returned.
 
-    Returns:
-        A float tensor of ``len(ks)`` accuracies in [0, 1].
+def contrastive_accuracy(logits: Tensor, positives: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, Tensor]:
+    """Top-k contrastive accuracy: how often a positive ranks among the k highest logits of its anchor.
+
+    ``logits`` are an anchor's similarities to all candidates (its own column -inf, as
+    :func:`ntxent_logits` gives them), ``positives`` the ``(N, P)`` (or ``(N,)``) columns of its positives.
+    A positive competes with the anchor's negatives only (with more than two views, the other positives are
+    no rivals), and ties count in its favour. Returns ``{k: fraction of (anchor, positive) pairs}`` as
+    0-dim tensors on the logits' device, so a caller reads them when it logs, not per step.
 
     Example:
         >>> import torch
-        >>> logits = torch.tensor([[float("-inf"), 2.0, 1.0], [3.0, float("-inf"), 1.0]])
-        >>> contrastive_accuracy(logits, torch.tensor([[2], [0]]), ks=(1, 2)).tolist()
+        >>> logits = torch.tensor([[float("-inf"), 0.9, 0.1], [0.2, float("-inf"), 0.8]])
+        >>> acc = contrastive_accuracy(logits, torch.tensor([1, 0]), ks=(1, 2))
+        >>> [round(float(acc[k]), 2) for k in (1, 2)]
         [0.5, 1.0]
     """
-    with torch.no_grad():
-        positives = logits.gather(1, positive_columns)  # (A, P)
-        negatives = logits.scatter(1, positive_columns, float("-inf"))  # (A, C): positives out of the race
-        rank = (negatives[:, None, :] > positives[:, :, None]).sum(dim=2)  # (A, P)
-        return torch.stack([(rank < k).float().mean() for k in ks])
+    columns = positives if positives.dim() == 2 else positives[:, None]
+    positive_logits = logits.gather(1, columns)  # (N, P)
+    is_positive = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, columns, True)
+    negatives = logits.masked_fill(is_positive, float("-inf"))
+    # rank of each positive = the number of negatives scoring strictly above it
+    ranks = (negatives[:, None, :] > positive_logits[:, :, None]).sum(dim=2)
+    return {k: (ranks < k).float().mean() for k in ks}

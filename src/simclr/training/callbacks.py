@@ -39,6 +39,11 @@ METRIC_COLUMNS = (
     "contrastive_top5",
     "gradient_penalty",
     "gradient_penalty_unclamped",
+    "val_loss",
+    "val_contrastive_top1",
+    "val_contrastive_top5",
+    "online_linear_top1",
+    "online_linear_val_top1",
     "event",
 )
 

@@ -51,8 +51,11 @@ from simclr.training.callbacks import (
 )
 from simclr.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
+from simclr.training.kept_backbones import KeptBackbones
 from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
+from simclr.training.online_probe import OnlineLinearProbe
 from simclr.training.run_setup import check_writable, held_log_records, is_worker_process, open_run_dir
+from simclr.training.validation import ValidationMonitor
 from simclr.views.config import ViewConfig
 from simclr.views.factory import build_views
 
@@ -85,12 +88,14 @@ class Hardware:
 @dataclass(frozen=True)
 class TrainingData:
     """The training split (in memory, or packed shards streamed from disk), the labelled test split the
-    kNN monitor uses, and the dataset's constants at the size the views are made at."""
+    kNN monitor uses, the dataset's constants at the size the views are made at, and the images held out
+    of training for validation (``--val-fraction``)."""
 
     train: ImageStore | PackedSplit
     test: ImageStore | PackedSplit | None
     info: DatasetInfo
     image_size: int
+    val: ImageStore | None = None
 
     @property
     def streamed(self) -> bool:
@@ -119,6 +124,7 @@ def run_pretraining(
         view_config = config.view_config(data.info, data.image_size)
         views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
         datamodule = build_datamodule(config, data, view_config)
+        check_labels_for_probe(config, data)
     model = build_seeded_model(config, data.image_size, hardware)
     loss = build_loss(config)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
@@ -243,6 +249,10 @@ def load_training_data(config: PretrainConfig) -> TrainingData:
                 "--subset and --resize squash apply to data held in memory; this dataset is streamed from packed "
                 "shards (views are cut from the packed images)"
             )
+        if config.val_fraction > 0:
+            raise UserError(
+                "--val-fraction needs the training images in memory; this run streams them, so drop --val-fraction"
+            )
         packed_test = streamed.test if streamed.train.has_labels and config.knn_every_epochs > 0 else None
         info = dataset_info(config.dataset, streamed.image_size)
         return TrainingData(streamed.train, packed_test, info, streamed.image_size)
@@ -254,7 +264,18 @@ def load_training_data(config: PretrainConfig) -> TrainingData:
     test = None
     if train.has_labels and config.knn_every_epochs > 0:
         test = source.load_test(image_size=size, seed=config.seed)
-    return TrainingData(train, test, dataset_info(config.dataset, size, store=train), size)
+    info = dataset_info(config.dataset, size, store=train)
+    val = None
+    if config.val_fraction > 0:  # stratified by label (unlabelled images count as one class), seeded
+        train_idx, val_idx = split_train_val(train.labels, config.val_fraction, config.seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+    return TrainingData(train, test, info, size, val)
+
+
+def check_labels_for_probe(config: PretrainConfig, data: TrainingData) -> None:
+    """Before the run directory exists: ``--online-probe`` learns from the labels, so it needs them."""
+    if config.online_probe and not data.train.has_labels:
+        raise UserError(f"--online-probe needs labelled data; this {config.dataset} data has no labels, drop the flag")
 
 
 def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> PretrainConfig:
@@ -393,6 +414,7 @@ def describe_run(
     if config.resume:
         log.info("resuming from %s", run.last_checkpoint)
     tests = f", {len(data.test)} test images" if data.test is not None else ""
+    tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
     train_images = len(data.train)
     log.info("dataset %s: %d training images of %dpx%s", config.dataset, train_images, data.image_size, tests)
     base_lr, rule = config.resolved_lr()
@@ -473,6 +495,10 @@ def build_callbacks(
                 temperature=config.knn_temperature,
             )
         )
+    validation = None
+    if data.val is not None:
+        validation = ValidationMonitor(data.val, config.batch_size, config.temperature, config.seed, metrics)
+        callbacks.append(validation)
     metadata = BackboneMetadata(
         backbone=config.backbone,
         stem=config.backbone_stem(data.image_size),
@@ -482,6 +508,14 @@ def build_callbacks(
         mean=data.info.mean,
         std=data.info.std,
     )
+    if config.online_probe:
+        val = None  # the probe is scored on the labelled validation images
+        if data.val is not None and data.val.has_labels:
+            val = data.val.subset(torch.nonzero(data.val.labels >= 0).flatten())
+        classes = len(data.train.class_names)  # an in-memory store and a packed split both name their classes
+        callbacks.append(OnlineLinearProbe(model.feature_dim, classes, metrics, val, data.info.mean, data.info.std))
+    if config.keep_every_epochs > 0 or config.save_top_k > 0:  # after the validation it ranks by
+        callbacks.append(KeptBackbones(run, metadata, config.keep_every_epochs, config.save_top_k, validation))
     callbacks += [
         LastCheckpoint(run.last_checkpoint, config.checkpoint_every_steps),
         BackboneExport(run.backbone, metadata),

@@ -1,0 +1,80 @@
+"""Evaluate the backbones a run kept during pretraining (``simclr evaluate RUN --checkpoint ...``).
+
+``best`` or ``epoch-N`` points an evaluation at one kept backbone; ``all`` runs kNN (and the linear probe
+when asked) on every kept backbone and writes one table row per backbone and a plot of accuracy against
+the epochs trained (seed 003's checkpoint scans).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+from pathlib import Path
+
+from simclr.errors import UserError
+from simclr.evaluation.knn import run_knn
+from simclr.evaluation.linear import run_linear_eval
+from simclr.evaluation.loading import RunRef
+from simclr.evaluation.options import EvalOptions, LinearEvalOptions
+from simclr.evaluation.session import EvalSession
+from simclr.rundir import write_text_atomic
+
+log = logging.getLogger("simclr")
+
+SCAN_ALL = "all"
+
+
+def kept_backbone_ref(ref: RunRef, name: str) -> RunRef:
+    """The run seen through one kept backbone (``best``, ``epoch-N``), writing to its own evaluation folder
+    unless ``--eval-dir`` moved the results; an unknown name is a UserError listing the kept ones."""
+    path = ref.run.named_backbone(name)
+    eval_dir = ref.eval.for_checkpoint(name) if ref.writes_to_run else ref.eval
+    return dataclasses.replace(ref, backbone_path=path, eval=eval_dir)
+
+
+def _top1(entry: dict[str, object]) -> float:
+    """Top-1 of a result entry: its metrics block, or the first per-k block of a kNN entry."""
+    metrics = entry["metrics"]
+    assert isinstance(metrics, dict)
+    block = metrics if "top1" in metrics else next(iter(metrics.values()))
+    return float(block["top1"])
+
+
+def scan_kept_backbones(ref: RunRef, options: EvalOptions, linear: bool = False) -> Path:
+    """kNN (and ``linear``) top-1 of every kept backbone: a CSV table and a plot in the evaluation folder.
+    Returns the table's path."""
+    kept = ref.run.kept_backbones()
+    if not kept:
+        raise UserError(
+            f"{ref.run.path} kept no backbones; pretrain with --keep-every-epochs N or --save-top-k K first"
+        )
+    rows: list[dict[str, object]] = []
+    for epochs, path in kept.items():
+        log.info("%s: kept backbone after %d epochs ...", ref.run.name, epochs)
+        session = EvalSession(dataclasses.replace(ref, backbone_path=path), options)
+        row: dict[str, object] = {"epochs": epochs, "file": path.name, "knn_top1": _top1(run_knn(session))}
+        if linear:
+            row["linear_top1"] = _top1(run_linear_eval(session, LinearEvalOptions()))
+        rows.append(row)
+    ref.eval.path.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(ref.eval.checkpoint_scan, _csv_text(rows))
+    from simclr.reports.plots import plot_checkpoint_scan
+
+    methods = [name for name in ("knn_top1", "linear_top1") if name in rows[0]]
+    plot_checkpoint_scan(
+        [int(row["epochs"]) for row in rows],  # type: ignore[call-overload]
+        {name.removesuffix("_top1"): [float(row[name]) for row in rows] for name in methods},  # type: ignore[arg-type]
+        ref.eval.checkpoint_scan_plot,
+    )
+    return ref.eval.checkpoint_scan
+
+
+def _csv_text(rows: list[dict[str, object]]) -> str:
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,0 +1,99 @@
+"""Validation during pretraining (``--val-fraction``): the NT-Xent and contrastive accuracy of held-out
+images at every epoch end, on views that are the same every epoch so the numbers of two epochs compare."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import cast
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from simclr.data import ImageStore, InMemoryBatchLoader
+from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import contrastive_accuracy, ntxent_logits
+from simclr.models import SimCLRModel
+from simclr.training.callbacks import MetricsCSV
+from simclr.training.module import view_generator
+from simclr.views.factory import ViewMaker
+
+log = logging.getLogger("simclr")
+
+# Validation views come from their own seeds: a run with and without validation trains on the same views.
+VALIDATION_SEED_OFFSET = 7_777_777
+VALIDATION_METRICS = ("val_loss", "val_contrastive_top1", "val_contrastive_top5")
+
+
+class ValidationMonitor(L.Callback):
+    """At every epoch end: mean NT-Xent and contrastive top-1/top-5 over the validation images.
+
+    The views of validation batch k always come from the same generator (the run's seed and k), and the
+    network runs in eval mode (BatchNorm's running statistics) without gradients, so with unchanged weights
+    every epoch gives the same numbers. The loss uses the local batch only (no gathering across processes);
+    rank 0 validates and logs, as the kNN monitor does.
+    """
+
+    def __init__(self, store: ImageStore, batch_size: int, temperature: float, seed: int, metrics: MetricsCSV) -> None:
+        self.loader = InMemoryBatchLoader(store, batch_size, seed=seed, drop_last=False, shuffle=False)
+        self.criterion = NTXentLoss(temperature=temperature, gather_distributed=False)
+        self.seed = seed
+        self.metrics = metrics
+        self.last: dict[str, float] = {}
+
+    @property
+    def last_loss(self) -> float:
+        """The validation loss of the latest epoch (NaN before the first)."""
+        return self.last.get("val_loss", math.nan)
+
+    @torch.no_grad()
+    def evaluate(self, pl_module: L.LightningModule) -> dict[str, float]:
+        """The validation metrics of the module's current weights (its train/eval mode is restored)."""
+        model = cast(SimCLRModel, pl_module.model)
+        views = cast(ViewMaker, pl_module.views)
+        was_training = model.training
+        model.eval()
+        totals = dict.fromkeys(VALIDATION_METRICS, 0.0)
+        count = 0
+        try:
+            for k, idx in enumerate(torch.arange(len(self.loader.store)).split(self.loader.batch_size)):
+                if idx.numel() < 2:  # one image has no negatives
+                    continue
+                batch = self.loader.gather(idx)
+                source = batch[views.input_key].to(pl_module.device)
+                generator = view_generator(self.seed + VALIDATION_SEED_OFFSET, k, 0)
+                made = views(source, generator)
+                _, projections = model(torch.cat(made).to(memory_format=torch.contiguous_format))
+                chunks = projections.float().chunk(len(made))
+                loss = self.criterion(*chunks)
+                embeddings = F.normalize(torch.cat(chunks), dim=1)
+                logits, positives = ntxent_logits(embeddings, embeddings, 0, len(made), self.criterion.temperature)
+                accuracy = contrastive_accuracy(logits, positives, ks=(1, 5))
+                weight = idx.numel()
+                totals["val_loss"] += float(loss) * weight
+                totals["val_contrastive_top1"] += float(accuracy[1]) * weight
+                totals["val_contrastive_top5"] += float(accuracy[5]) * weight
+                count += weight
+        finally:
+            model.train(was_training)
+        return {name: total / max(count, 1) for name, total in totals.items()}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        start = time.perf_counter()
+        self.last = self.evaluate(pl_module)
+        for name, value in self.last.items():
+            pl_module.log(name, value, rank_zero_only=True)
+        self.metrics.write(trainer, step=trainer.global_step - 1, epoch=trainer.current_epoch, **self.last)
+        log.info(
+            "epoch %d: val_loss %.4f, contrastive top-1 %.4f, top-5 %.4f (%d images, %.1fs)",
+            trainer.current_epoch,
+            self.last["val_loss"],
+            self.last["val_contrastive_top1"],
+            self.last["val_contrastive_top5"],
+            len(self.loader.store),
+            time.perf_counter() - start,
+        )
