@@ -150,7 +150,10 @@ class SimCLRModule(L.LightningModule):
         source = batch[self.views.input_key]
         view_params: Tensor | None = None
         if self.invariance is None:
-            views: list[Tensor] = self.views(source, generator, partners=batch.get(PARTNER_KEY))
+            partners = batch.get(PARTNER_KEY)  # only with --positives class: other view makers need not take it
+            views: list[Tensor] = (
+                self.views(source, generator) if partners is None else self.views(source, generator, partners=partners)
+            )
         else:  # the same views, with the first view's parameters kept differentiable
             views, view_params = self.views.views_with_grad(source, generator)
         # the views come channels_last; the model's memory format decides (a conv follows its input's format)
