@@ -72,16 +72,16 @@ def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> Non
         cifar_small,
         run,
         limit_train_images=64,
-        epochs=10,
+        epochs=5,
         optimizer="sgd",
         lr=0.1,
         lr_scaling="none",
-        warmup_epochs=2,
+        warmup_epochs=1,
         knn_every_epochs=0,
     )
     run_pretraining(config, quiet=True)
     lrs = [float(r["lr"]) for r in read_metrics(run / "metrics.csv") if r["lr"]]
-    assert len(lrs) == 20
+    assert len(lrs) == 10
     assert lrs[0] < lrs[1] <= 0.1 + 1e-9  # warmup ramps up
     assert max(lrs) == pytest.approx(0.1, rel=1e-6)
     assert all(
