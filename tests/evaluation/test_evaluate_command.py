@@ -11,7 +11,13 @@ from PIL import Image
 from simclr.cli import main
 from simclr.evaluation.results import validate_metrics
 
-CLASSIFICATION_PLOTS = {"training_curves.png", "confusion_matrix.png", "embedding_tsne.png", "augmented_views.png"}
+CLASSIFICATION_PLOTS = {
+    "training_curves.png",
+    "confusion_matrix.png",
+    "confusion_matrix_knn.png",
+    "embedding_tsne.png",
+    "augmented_views.png",
+}
 
 
 def test_evaluate_labelled_run(make_run, cifar_small: Path, capsys) -> None:
@@ -28,7 +34,7 @@ def test_evaluate_labelled_run(make_run, cifar_small: Path, capsys) -> None:
     views = Image.open(run / "eval" / "plots" / "augmented_views.png")
     assert views.width > views.height / 3  # original + 2 views per row
     html = report.read_text()
-    assert html.count("data:image/png;base64,") >= 4
+    assert html.count("data:image/png;base64,") >= 5 and "kNN: confusion matrix on the test split" in html
     assert f"{100 * doc['results']['linear']['metrics']['top1']:.1f}" in html
 
 

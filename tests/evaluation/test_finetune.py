@@ -230,6 +230,7 @@ def test_finetune_cli_with_frozen_backbone(
     assert set(metrics["history"][0]) == {"epoch", "train_loss", "train_top1", "val_loss", "val_top1"}
     assert 0.0 <= metrics["history"][0]["train_top1"] <= 1.0
     assert (run / "eval" / "plots" / "finetune_curves.png").stat().st_size > 1000  # loss and top-1 per epoch
+    assert (run / "eval" / "plots" / "confusion_matrix_finetune.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "finetune top-1" in out and "macro-F1" in out and str(run / "eval" / "metrics.json") in out
 

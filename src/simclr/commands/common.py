@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simclr.commands.flags import add_settings_flags, settings_from_args
+from simclr.config import positive_int
 from simclr.evaluation.options import EvalOptions
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE, RunDir
 
@@ -38,6 +39,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eval-dir", type=Path, default=None, help="where results go (default: the run's own)")
     add_settings_flags(parser, EvalOptions)
+
+
+def add_folder_reading_flags(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    """The flags of a command that runs a backbone over a folder of images into one output file (embed,
+    predict): batch size, device, decoding processes, links, and whether an existing output may be replaced."""
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size)
+    parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
+    parser.add_argument("--workers", type=int, default=2, help="processes decoding image files")
+    parser.add_argument(
+        "--follow-links", action="store_true", help="follow symbolic links that lead outside --data-dir"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
 def session_from_args(args: argparse.Namespace) -> EvalSession:

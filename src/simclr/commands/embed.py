@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simclr.commands.common import add_command
-from simclr.config import positive_int
+from simclr.commands.common import add_command, add_folder_reading_flags
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
 
 EXAMPLES = (
@@ -32,13 +31,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--config", type=Path, default=None, help=f"the run's {CONFIG_FILE} (default: the one beside the backbone)"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=512)
-    parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
-    parser.add_argument("--workers", type=int, default=2, help="processes decoding image files")
-    parser.add_argument(
-        "--follow-links", action="store_true", help="follow symbolic links that lead outside --data-dir"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_folder_reading_flags(parser, batch_size=512)
     parser.set_defaults(handler=run)
 
 

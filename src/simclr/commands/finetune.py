@@ -27,14 +27,14 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.finetune import run_finetune
     from simclr.evaluation.results import headline
-    from simclr.reports.eval_plots import write_learning_curves
+    from simclr.reports.eval_plots import write_classifier_plots
 
     options = settings_from_args(FinetuneOptions, args)
     show_progress()
     session = session_from_args(args)
     entry = run_finetune(session, options)
     path = session.record("finetune", entry)
-    write_learning_curves(session, "finetune", entry)
+    write_classifier_plots(session, "finetune", entry)
     print(headline("finetune", entry))
     print(f"results: {path}")
     return 0

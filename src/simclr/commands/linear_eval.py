@@ -27,7 +27,7 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.results import headline
-    from simclr.reports.eval_plots import write_learning_curves
+    from simclr.reports.eval_plots import write_classifier_plots
 
     options = settings_from_args(LinearEvalOptions, args)
     session = session_from_args(args)
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         key = "linear_tta" if options.tta > 1 else "linear"
         entry = run_linear_eval(session, options)
     path = session.record(key, entry)
-    write_learning_curves(session, key, entry)
+    write_classifier_plots(session, key, entry)
     print(headline(key, entry))
     print(f"results: {path}")
     return 0

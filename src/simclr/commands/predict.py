@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simclr.commands.common import add_command
+from simclr.commands.common import add_command, add_folder_reading_flags
 from simclr.config import positive_int
 from simclr.rundir import CLASSIFIER_FILE
 
@@ -29,13 +29,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="folder of images (searched recursively)")
     parser.add_argument("--out", type=Path, required=True, help="output file: .csv or .parquet")
     parser.add_argument("--top-k", type=positive_int, default=1, help="classes (and probabilities) kept per image")
-    parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"))
-    parser.add_argument("--workers", type=int, default=2, help="processes decoding image files")
-    parser.add_argument(
-        "--follow-links", action="store_true", help="follow symbolic links that lead outside --data-dir"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    add_folder_reading_flags(parser, batch_size=256)
     parser.set_defaults(handler=run)
 
 

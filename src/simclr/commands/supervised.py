@@ -28,14 +28,14 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.results import headline
     from simclr.evaluation.supervised import run_supervised
-    from simclr.reports.eval_plots import write_learning_curves
+    from simclr.reports.eval_plots import write_classifier_plots
 
     options = settings_from_args(SupervisedOptions, args)
     show_progress()
     session = session_from_args(args)
     key, entry = run_supervised(session, options)
     path = session.record(key, entry)
-    write_learning_curves(session, key, entry)
+    write_classifier_plots(session, key, entry)
     print(headline(key, entry))
     print(f"results: {path}")
     return 0

@@ -19,12 +19,12 @@ from simclr.evaluation.options import EvaluateOptions
 from simclr.evaluation.session import EvalSession
 from simclr.reports.plots import (
     AUGMENTED_VIEWS,
-    CONFUSION_MATRIX,
     EMBEDDING_FILES,
     LABEL_EFFICIENCY,
     LEARNING_CURVES,
     ROBUSTNESS,
     TRAINING_CURVES,
+    confusion_matrix_file,
     plot_confusion_matrix,
     plot_embedding_map,
     plot_learning_curves,
@@ -78,17 +78,9 @@ def write_eval_plots(
     curves = plot_training_curves(session.ref.run.metrics, out_dir / TRAINING_CURVES)
     if curves is not None:
         written.append(curves)
-    linear = results.get("linear")
-    if linear is not None and "confusion_matrix" in linear["metrics"]:
-        metrics = linear["metrics"]
-        written.append(
-            plot_confusion_matrix(
-                metrics["confusion_matrix"],
-                metrics["class_names"],
-                out_dir / CONFUSION_MATRIX,
-                title="Linear probe: confusion matrix (test split)",
-            )
-        )
+    for key in ("linear", "knn"):
+        if key in results:
+            written += _confusion_matrix(out_dir, key, results[key])
     test = session.features("test")
     store = session.stores["test"]
     mapped = test.features
@@ -155,15 +147,41 @@ def _study_plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-def write_learning_curves(session: EvalSession, key: str, entry: Mapping[str, Any]) -> Path | None:
-    """The per-epoch curves of a trained classifier (``finetune``, ``supervised``, ``linear_sgd``) in the run's
-    plots folder, where the report finds them; None (with a warning) when matplotlib is missing."""
-    history = entry["metrics"].get("history") or []
-    if not history:
-        return None
-    out = session.ref.eval.plots / LEARNING_CURVES.format(method=key)
+def _confusion_matrix(out_dir: Path, key: str, entry: Mapping[str, Any]) -> list[Path]:
+    """The confusion matrix of a classifier's result (kNN: of its first k); none when the result has none."""
+    metrics = entry["metrics"]
+    blocks = [("", metrics)] if "confusion_matrix" in metrics else []
+    blocks += [
+        (name, value) for name, value in metrics.items() if isinstance(value, Mapping) and "confusion_matrix" in value
+    ]
+    if not blocks:
+        return []
+    name, block = blocks[0]
+    title = " ".join(part for part in (_PROTOCOL_NAMES.get(key, key), name) if part)
+    matrix = plot_confusion_matrix(
+        block["confusion_matrix"],
+        block["class_names"],
+        out_dir / confusion_matrix_file(key),
+        title=f"{title}: confusion matrix (test split)",
+    )
+    return [matrix]
+
+
+_PROTOCOL_NAMES = {"linear": "Linear probe", "knn": "kNN", "finetune": "Fine-tuning", "supervised": "Supervised"}
+
+
+def write_classifier_plots(session: EvalSession, key: str, entry: Mapping[str, Any]) -> list[Path]:
+    """What a trained classifier (``finetune``, ``supervised``, ``linear_sgd``, ...) adds to the run's plots
+    folder, where the report finds it: its confusion matrix and its per-epoch curves; nothing (with a
+    warning) when matplotlib is missing."""
+    out_dir = session.ref.eval.plots
     try:
-        return plot_learning_curves(history, out, title=f"{key}: loss and top-1 per epoch")
+        written = _confusion_matrix(out_dir, key, entry)
+        history = entry["metrics"].get("history") or []
+        if history:
+            out = out_dir / LEARNING_CURVES.format(method=key)
+            written.append(plot_learning_curves(history, out, title=f"{key}: loss and top-1 per epoch"))
+        return written
     except UserError as exc:
-        log.warning("learning curves not drawn: %s", exc)
-        return None
+        log.warning("%s plots not drawn: %s", key, exc)
+        return []

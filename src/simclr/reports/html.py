@@ -28,12 +28,14 @@ from simclr.errors import UserError
 from simclr.reports.plots import (
     AUGMENTED_VIEWS,
     CONFUSION_MATRIX,
+    CONFUSION_MATRIX_OF,
     EMBEDDING_TSNE,
     EMBEDDING_UMAP,
     LABEL_EFFICIENCY,
     LEARNING_CURVES,
     ROBUSTNESS,
     TRAINING_CURVES,
+    confusion_matrix_file,
 )
 from simclr.rundir import CONFIG_FILE, EVAL_METRICS_FILE, METRICS_FILE, RunDir
 
@@ -48,6 +50,15 @@ _PLOT_CAPTIONS = {
     AUGMENTED_VIEWS: "Augmented views used for pretraining",
     LABEL_EFFICIENCY: "Label efficiency: linear probe top-1 against the fraction of training labels",
     ROBUSTNESS: "Robustness: the clean linear read-out on shifted test images",
+    **{
+        CONFUSION_MATRIX_OF.format(method=method): f"{name}: confusion matrix on the test split"
+        for method, name in (
+            ("knn", "kNN"),
+            ("finetune", "Fine-tuning"),
+            ("supervised", "Supervised baseline"),
+            ("linear_sgd", "SGD linear probe"),
+        )
+    },
     **{
         LEARNING_CURVES.format(method=method): f"{name}: loss and top-1 per epoch (train and validation)"
         for method, name in (
@@ -505,7 +516,7 @@ def _result_section(key: str, entry: Mapping[str, Any], plot_files: frozenset[st
         meta.append(f"method {method}")
     metrics = entry.get("metrics")
     protocol = entry.get("protocol")
-    matrix_drawn = key == "linear" and CONFUSION_MATRIX in plot_files
+    matrix_drawn = confusion_matrix_file(key) in plot_files
     return (
         f'<div class="result"><h3>{_e(title)} <span class="meta">{_e(", ".join(meta))}</span></h3>'
         f"{_metrics_html(metrics if isinstance(metrics, Mapping) else {}, matrix_drawn)}"

@@ -24,7 +24,15 @@ from simclr.errors import UserError
 from simclr.figures import new_figure, save_figure
 
 TRAINING_CURVES = "training_curves.png"
-CONFUSION_MATRIX = "confusion_matrix.png"
+CONFUSION_MATRIX = "confusion_matrix.png"  # the linear probe's
+CONFUSION_MATRIX_OF = "confusion_matrix_{method}.png"  # every other classifier protocol's (knn, finetune, ...)
+
+
+def confusion_matrix_file(key: str) -> str:
+    """The plot file of a protocol's confusion matrix (the linear probe keeps the name it always had)."""
+    return CONFUSION_MATRIX if key == "linear" else CONFUSION_MATRIX_OF.format(method=key)
+
+
 EMBEDDING_TSNE = "embedding_tsne.png"
 EMBEDDING_UMAP = "embedding_umap.png"
 AUGMENTED_VIEWS = "augmented_views.png"
