@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,6 +21,7 @@ from simclr.data import split_train_val
 from simclr.evaluation.lbfgs import (
     DEFAULT_L2_GRID,
     DEFAULT_MAX_ITER,
+    LinearFit,
     fit_with_chosen_l2,
     lbfgs_protocol,
 )
@@ -38,6 +39,7 @@ class RegressionResult:
     val_mse_by_l2: dict[float, float]
     n_fit: int
     n_val: int
+    fit: LinearFit = field(repr=False)  # the refit read-out, to score other test features with
 
 
 def _negative_mse(predictions: Tensor, targets: Tensor) -> float:
@@ -79,6 +81,7 @@ def linear_regression(
         val_mse_by_l2={l2: -score for l2, score in search.scores.items()},
         n_fit=int(fit_idx.numel()),
         n_val=int(val_idx.numel()),
+        fit=final,
     )
 
 
