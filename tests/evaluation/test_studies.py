@@ -1,5 +1,5 @@
 """Seed 003's studies: label efficiency (probe top-1 against the fraction of labels) and robustness (the clean
-read-out on shifted test images)."""
+read-out on shifted test images, and on Spirograph renders with shifted nuisance parameters)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from simclr.cli import main
+from simclr.data.spirograph import NUISANCE_NAMES, sample_nuisance
 from simclr.errors import UserError
 from simclr.evaluation.label_efficiency import parse_label_fractions
-from simclr.evaluation.shifts import SHIFTS, shifted_batches
+from simclr.evaluation.shifts import IMAGE_SHIFTS, NUISANCE_SHIFTS, shifted_batches
 
 COLOURS = [(150, 100, 100), (100, 150, 100), (100, 100, 150), (150, 150, 100)]
 
@@ -33,14 +34,37 @@ def colour_folder(root: Path, per_class: int = 30) -> Path:
 
 def test_shifts_are_their_definitions_and_deterministic() -> None:
     images = torch.randint(0, 256, (6, 3, 8, 8), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
-    (bright,) = shifted_batches([images], SHIFTS["brightness"], 0.15, seed=0)
+    (bright,) = shifted_batches([images], IMAGE_SHIFTS["brightness"], 0.15, seed=0)
     expected = (images.double() / 255 + 0.15).clamp(0, 1).mul(255).round().to(torch.uint8)
     assert torch.equal(bright, expected)
-    (unchanged,) = shifted_batches([images], SHIFTS["colour_jitter"], 0.0, seed=0)
+    (unchanged,) = shifted_batches([images], IMAGE_SHIFTS["colour_jitter"], 0.0, seed=0)
     assert (unchanged.int() - images.int()).abs().max() <= 1  # strength 0: identity up to re-quantisation
-    first = torch.cat(list(shifted_batches(images.split(4), SHIFTS["colour_jitter"], 1.0, seed=3)))
-    again = torch.cat(list(shifted_batches(images.split(4), SHIFTS["colour_jitter"], 1.0, seed=3)))
+    first = torch.cat(list(shifted_batches(images.split(4), IMAGE_SHIFTS["colour_jitter"], 1.0, seed=3)))
+    again = torch.cat(list(shifted_batches(images.split(4), IMAGE_SHIFTS["colour_jitter"], 1.0, seed=3)))
     assert torch.equal(first, again) and not torch.equal(first, images)
+
+
+def test_nuisance_shifts_move_only_their_parameters() -> None:
+    drawn = sample_nuisance(50, torch.Generator().manual_seed(0))
+    column = {name: index for index, name in enumerate(NUISANCE_NAMES)}
+    for shift in NUISANCE_SHIFTS.values():
+        assert torch.equal(shift.apply(drawn, 0.0, torch.Generator()), drawn)  # strength 0: the clean draw
+    h = NUISANCE_SHIFTS["h"].apply(drawn, 0.2, torch.Generator())
+    assert torch.allclose(h[:, column["h"]], drawn[:, column["h"]] + 0.2)
+    assert torch.equal(torch.cat([h[:, :0], h[:, 1:]], 1), drawn[:, 1:])  # the colours stay
+    foreground = NUISANCE_SHIFTS["foreground"].apply(drawn, 0.3, torch.Generator())
+    moved = [column["gfore"], column["bfore"]]
+    assert torch.equal(foreground[:, moved], (drawn[:, moved] + 0.3).clamp(max=1.0))
+    assert foreground[:, moved].max() == 1.0  # clamped: a colour cannot exceed 1
+    kept = [index for index in range(6) if index not in moved]
+    assert torch.equal(foreground[:, kept], drawn[:, kept])
+    background = NUISANCE_SHIFTS["background"].apply(drawn, -0.3, torch.Generator())
+    back = [column["rback"], column["gback"], column["bback"]]
+    assert torch.equal(background[:, back], (drawn[:, back] - 0.3).clamp(min=0.0))
+    spread = NUISANCE_SHIFTS["spread"].apply(drawn, 0.5, torch.Generator())
+    h_centre = 1.5  # the middle of h's training range [0.5, 2.5]
+    assert torch.allclose(spread[:, column["h"]] - h_centre, 1.5 * (drawn[:, column["h"]] - h_centre))
+    assert spread[:, back].min() >= 0.0 and spread[:, moved].max() <= 1.0
 
 
 def test_label_fractions_are_parsed_and_checked() -> None:
@@ -69,7 +93,7 @@ def test_label_efficiency_and_robustness_on_a_separable_set(make_run, tmp_path: 
     assert robustness["clean_top1"] == pytest.approx(results["linear"]["metrics"]["top1"])
     shifted = robustness["shifted"]
     assert {(row["shift"], row["strength"]) for row in shifted} == {
-        (name, strength) for name, shift in SHIFTS.items() for strength in shift.strengths
+        (name, strength) for name, shift in IMAGE_SHIFTS.items() for strength in shift.strengths
     }
     assert all(row["change"] == pytest.approx(row["score"] - robustness["clean_top1"]) for row in shifted)
     hue = [row for row in shifted if row["shift"] == "colour_jitter" and row["strength"] == 1.5]
@@ -86,7 +110,14 @@ def test_robustness_of_a_spirograph_run_is_its_factor_error(make_run, capsys) ->
     assert main(["evaluate", str(run), "--robustness", "--no-plots"]) == 0
     metrics = json.loads((run / "eval" / "metrics.json").read_text())["results"]["robustness"]["metrics"]
     assert metrics["metric"] == "mse" and metrics["clean_mse"] > 0
-    assert len(metrics["shifted"]) == sum(len(shift.strengths) for shift in SHIFTS.values())
+    shifted = metrics["shifted"]
+    assert [(row["shift"], row["strength"]) for row in shifted] == [
+        (name, strength) for name, shift in NUISANCE_SHIFTS.items() for strength in shift.strengths
+    ]
+    # every shift re-renders the pictures, so the same read-out scores them differently from the clean set
+    assert all(row["score"] != metrics["clean_mse"] for row in shifted)
+    lightest_background = next(row for row in shifted if (row["shift"], row["strength"]) == ("background", 0.3))
+    assert lightest_background["score"] > metrics["clean_mse"]  # a background near the foreground hides the curve
     assert "robustness: clean mse" in capsys.readouterr().out
 
 

@@ -1,13 +1,16 @@
-"""Robustness (seed 003's study): how the linear read-out of frozen features degrades as the test images shift.
+"""Robustness (seed 003's study): how the linear read-out of frozen features degrades under distribution shift.
 
 One classifier (or, on Spirograph, one factor regression) is fitted on the clean training features; it then
-scores the test split clean and under every shift of :data:`simclr.evaluation.shifts.SHIFTS` at each strength.
+scores the clean test split and every shift at each strength. Images are shifted by
+:data:`~simclr.evaluation.shifts.IMAGE_SHIFTS`; Spirograph's test factors are re-rendered with nuisance
+parameters shifted by :data:`~simclr.evaluation.shifts.NUISANCE_SHIFTS` (Foster et al. 2020).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,9 +21,13 @@ from simclr.evaluation.linear import linear_probe
 from simclr.evaluation.metrics import regression_metrics
 from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.session import EvalSession
-from simclr.evaluation.shifts import SHIFTS, Shift, shifted_batches
+from simclr.evaluation.shifts import IMAGE_SHIFTS, NUISANCE_SHIFTS, Shift, shifted_batches
+from simclr.evaluation.view_features import ViewDraw
 
 log = logging.getLogger("simclr")
+
+# the test features of one shift at one strength
+ShiftedFeatures = Callable[[Shift, float], Tensor]
 
 
 def run_robustness(session: EvalSession) -> dict[str, Any]:
@@ -28,66 +35,90 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
     from simclr.evaluation.results import make_entry
 
     start = time.perf_counter()
-    train, test = session.features("train"), session.features("test")
-    regression = train.factors is not None
-    if not regression:
-        session.require_classes("the robustness study")
-
-    # one read-out, fitted once on the clean training features, scores the clean and every shifted test set
+    regression = session.stores["train"].factors is not None
     if regression:
-        assert train.factors is not None and test.factors is not None
-        names = [f"factor_{i}" for i in range(train.factors.shape[1])]
-        targets = test.factors
-        fitted = linear_regression(
-            train.features, train.factors, test.features, targets, target_names=names, seed=session.options.seed
+        score, clean_features, shifted_features = _factor_regression(session)
+        shifts, metric = NUISANCE_SHIFTS, "mse"
+        read_out = "factor regression (L-BFGS, L2 chosen on validation)"
+        images = (
+            "the test factors rendered with one seeded nuisance draw (clean), then with that draw shifted; "
+            "the training features come from fresh renders of the training factors"
         )
-
-        def score(test_features: Tensor) -> float:
-            with torch.no_grad():
-                return float(regression_metrics(fitted.fit(test_features), targets, names)["mse"])
     else:
-        store = session.stores["train"]
-        probe = linear_probe(
-            train.features, train.labels, test.features, test.labels,
-            num_classes=store.num_classes, class_names=store.class_names, seed=session.options.seed,
-        )  # fmt: skip
+        score, clean_features, shifted_features = _linear_probe(session)
+        shifts, metric = IMAGE_SHIFTS, "top1"
+        read_out = "linear probe (L-BFGS, L2 chosen on validation)"
+        images = "test images shifted in [0, 1], re-quantised to uint8, then encoded as the clean ones"
 
-        def score(test_features: Tensor) -> float:
-            with torch.no_grad():
-                return float((probe.head(test_features).argmax(1) == test.labels).double().mean())
-
-    clean = score(test.features)
+    clean = score(clean_features)
     rows = []
-    for shift in SHIFTS.values():
+    for shift in shifts.values():
         for strength in shift.strengths:
-            value = score(_shifted_features(session, shift, strength))
+            value = score(shifted_features(shift, strength))
             rows.append({"shift": shift.name, "strength": strength, "score": value, "change": value - clean})
             log.info("robustness: %s %+g: %.4f (clean %.4f)", shift.name, strength, value, clean)
-    metric = "mse" if regression else "top1"
     protocol = {
         **session.base_protocol(),
-        "read_out": "factor regression (L-BFGS, L2 chosen on validation)"
-        if regression
-        else "linear probe (L-BFGS, L2 chosen on validation)",
+        "read_out": read_out,
         "fitted_on": "clean training features; the same read-out scores every shifted test set",
         "score": metric,
-        "shifts": {shift.name: shift.description for shift in SHIFTS.values()},
-        "images": "test images shifted in [0, 1], re-quantised to uint8, then encoded as the clean ones",
+        "shifts": {shift.name: shift.description for shift in shifts.values()},
+        "images": images,
     }
     metrics = {f"clean_{metric}": clean, "metric": metric, "shifted": rows}
     return make_entry("robustness", protocol, metrics, time.perf_counter() - start)
 
 
-def _shifted_features(session: EvalSession, shift: Shift, strength: float) -> Tensor:
-    batch_size = session.options.batch_size
-    batches = shifted_batches(session.stores["test"].batches(batch_size), shift, strength, session.options.seed)
-    info = session.info
-    return extract_features(
-        session.backbone.module,
-        batches,
-        info.mean,
-        info.std,
-        batch_size=batch_size,
-        device=session.device,
-        autocast_dtype=session.autocast_dtype,
+def _linear_probe(session: EvalSession) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
+    """The probe's top-1, the clean test features, and the features of shifted test images."""
+    session.require_classes("the robustness study")
+    train, test = session.features("train"), session.features("test")
+    store = session.stores["train"]
+    probe = linear_probe(
+        train.features, train.labels, test.features, test.labels,
+        num_classes=store.num_classes, class_names=store.class_names, seed=session.options.seed,
+    )  # fmt: skip
+
+    def score(test_features: Tensor) -> float:
+        with torch.no_grad():
+            return float((probe.head(test_features).argmax(1) == test.labels).double().mean())
+
+    def shifted(shift: Shift, strength: float) -> Tensor:
+        batch_size = session.options.batch_size
+        batches = shifted_batches(session.stores["test"].batches(batch_size), shift, strength, session.options.seed)
+        info = session.info
+        return extract_features(
+            session.backbone.module, batches, info.mean, info.std,
+            batch_size=batch_size, device=session.device, autocast_dtype=session.autocast_dtype,
+        )  # fmt: skip
+
+    return score, test.features, shifted
+
+
+def _factor_regression(session: EvalSession) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
+    """The regression's factor MSE, the clean test features, and the features of renders with shifted nuisance.
+
+    The clean test set is rendered with one seeded nuisance draw and every shift moves that same draw, so
+    strength 0 of any shift gives exactly the clean features."""
+    train = session.features("train", tta=1, fresh_nuisance=True)  # the regression protocol's training features
+    test = session.stores["test"].load()  # Spirograph splits are rendered in memory
+    assert train.factors is not None and test.factors is not None
+    encoder = session.view_encoder()
+    drawn = encoder.draw(test, torch.Generator().manual_seed(session.options.seed)).params
+
+    def rendered(shift: Shift | None, strength: float) -> Tensor:
+        nuisance = drawn if shift is None else shift.apply(drawn, strength, torch.Generator())
+        return encoder.encode_draw(test, ViewDraw(params=nuisance, full=None))
+
+    clean = rendered(None, 0.0)
+    names = [f"factor_{i}" for i in range(train.factors.shape[1])]
+    targets = test.factors
+    fitted = linear_regression(
+        train.features, train.factors, clean, targets, target_names=names, seed=session.options.seed
     )
+
+    def score(test_features: Tensor) -> float:
+        with torch.no_grad():
+            return float(regression_metrics(fitted.fit(test_features), targets, names)["mse"])
+
+    return score, clean, rendered

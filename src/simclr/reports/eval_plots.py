@@ -138,7 +138,7 @@ def _study_plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
             plot_score_curves(
                 series,
                 out_dir / ROBUSTNESS,
-                title="Robustness: the clean read-out on shifted test images",
+                title="Robustness: the clean read-out on shifted test data",
                 xlabel="shift strength (0: clean)",
                 ylabel=unit,
                 reference=clean,

@@ -49,7 +49,8 @@ _PLOT_CAPTIONS = {
     EMBEDDING_UMAP: "UMAP map of the test embeddings",
     AUGMENTED_VIEWS: "Augmented views used for pretraining",
     LABEL_EFFICIENCY: "Label efficiency: linear probe top-1 against the fraction of training labels",
-    ROBUSTNESS: "Robustness: the clean linear read-out on shifted test images",
+    ROBUSTNESS: "Robustness: the clean linear read-out on shifted test images "
+    "(Spirograph: the test factors rendered with shifted nuisance parameters)",
     **{
         CONFUSION_MATRIX_OF.format(method=method): f"{name}: confusion matrix on the test split"
         for method, name in (
