@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -58,9 +59,11 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
 
     clean = score(test.features)
     rows = []
+    shifted_sets = sum(len(shift.strengths) for shift in SHIFTS.values())
+    on_batch = session.counter("test (shifted)", shifted_sets * len(session.stores["test"]))
     for shift in SHIFTS.values():
         for strength in shift.strengths:
-            value = score(_shifted_features(session, shift, strength))
+            value = score(_shifted_features(session, shift, strength, on_batch))
             rows.append({"shift": shift.name, "strength": strength, "score": value, "change": value - clean})
             log.info("robustness: %s %+g: %.4f (clean %.4f)", shift.name, strength, value, clean)
     metric = "mse" if regression else "top1"
@@ -78,7 +81,9 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
     return make_entry("robustness", protocol, metrics, time.perf_counter() - start)
 
 
-def _shifted_features(session: EvalSession, shift: Shift, strength: float) -> Tensor:
+def _shifted_features(
+    session: EvalSession, shift: Shift, strength: float, on_batch: Callable[[int], None] | None
+) -> Tensor:
     batch_size = session.options.batch_size
     batches = shifted_batches(session.stores["test"].batches(batch_size), shift, strength, session.options.seed)
     info = session.info
@@ -90,4 +95,5 @@ def _shifted_features(session: EvalSession, shift: Shift, strength: float) -> Te
         batch_size=batch_size,
         device=session.device,
         autocast_dtype=session.autocast_dtype,
+        on_batch=on_batch,
     )
