@@ -15,7 +15,7 @@ from PIL import Image
 from simclr.cli import main
 from simclr.errors import UserError
 from simclr.evaluation import embed
-from simclr.evaluation.embed import Embeddings, write_embeddings
+from simclr.evaluation.embed import EmbeddingOrigin, Embeddings, write_embeddings
 
 
 def jpeg_bytes(colour: tuple[int, int, int]) -> bytes:
@@ -94,7 +94,7 @@ def test_names_that_are_not_utf8_are_written_escaped(
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("suffix", [".npy", ".npz", ".parquet"])
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".parquet", ".csv"])
 def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, suffix: str) -> None:
     if suffix == ".parquet":
         pytest.importorskip("pyarrow")
@@ -104,6 +104,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, su
         labels=np.array([0, -1]),
         class_names=["cat"],
         skipped=[],
+        origin=EmbeddingOrigin(tmp_path, "backbone", tmp_path, "0" * 64, 32, (0.5,) * 3, (0.25,) * 3),
     )
 
     def full_disk(src: object, dst: object) -> None:
@@ -111,5 +112,5 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, su
 
     monkeypatch.setattr(embed.os, "replace", full_disk)
     with pytest.raises(UserError, match="No space left on device; free space or choose another --out"):
-        write_embeddings(emb, tmp_path / f"emb{suffix}")
+        write_embeddings(emb, tmp_path / f"emb{suffix}", "lightly-csv" if suffix == ".csv" else None)
     assert os.listdir(tmp_path) == []

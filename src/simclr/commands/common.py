@@ -100,9 +100,11 @@ def progress_bar(what: str) -> Iterator[Callable[[str, int, int], None]]:
 
         yield line
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=False) as progress:
+    # on stderr, like the lines: stdout stays the command's result, which may be redirected to a file
+    with Progress(console=Console(stderr=True), transient=False) as progress:
         tasks: dict[str, Any] = {}
 
         def advance(task: str, done: int, total: int) -> None:

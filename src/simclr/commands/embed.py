@@ -12,16 +12,34 @@ from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
 EXAMPLES = (
     "simclr embed runs/cifar10-resnet18-20261123-101500 --data-dir ~/photos --out photos.npz",
     "simclr embed RUN_DIR --data-dir ~/photos --out photos.parquet --layer projection",
+    "simclr embed RUN_DIR --data-dir ~/photos --out embeddings.csv --format lightly-csv --absolute-paths",
 )
 
 
 def register(commands: Any) -> None:
-    parser = add_command(commands, "embed", "embed an image folder to .npy/.npz/.parquet", EXAMPLES)
+    parser = add_command(
+        commands, "embed", "embed an image folder to .npy/.npz/.parquet or lightly's embeddings CSV", EXAMPLES
+    )
     parser.add_argument("run", type=Path, metavar="RUN", help=f"run directory, or a {BACKBONE_FILE} file")
     parser.add_argument(
         "--data-dir", type=Path, required=True, help="folder of images (class sub-folders become labels)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output file: .npy (+ .index.csv), .npz or .parquet")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output file: .npy (+ .index.csv), .npz, .parquet, or .csv (--format lightly-csv)",
+    )
+    parser.add_argument(  # checked by output_format, whose module imports torch, not by argparse choices
+        "--format",
+        default=None,
+        metavar="FORMAT",
+        help="npy, npz, parquet, or lightly-csv (lightly's embeddings CSV, --out FILE.csv); default: the one "
+        "--out's suffix names",
+    )
+    parser.add_argument(
+        "--absolute-paths", action="store_true", help="write file names absolute, not relative to --data-dir"
+    )
     parser.add_argument(
         "--layer",
         choices=("backbone", "projection"),
@@ -37,12 +55,13 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simclr.data.store import printable_name
-    from simclr.evaluation.embed import check_output_path, embed_folder, write_embeddings
+    from simclr.evaluation.embed import SUFFIXES, check_output_path, embed_folder, output_format, write_embeddings
     from simclr.evaluation.loading import resolve_run
     from simclr.hardware import autocast_dtype_for, pick_device
 
     out = Path(args.out).expanduser()
-    check_output_path(out, args.overwrite)
+    fmt = output_format(out, args.format)
+    check_output_path(out, args.overwrite, tuple(SUFFIXES.values()))
     ref = resolve_run(args.run, args.config)
     device = pick_device(args.accelerator)
     emb = embed_folder(
@@ -55,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         autocast_dtype=autocast_dtype_for(device),
     )
-    written = write_embeddings(emb, out)
+    written = write_embeddings(emb, out, fmt, absolute_paths=args.absolute_paths)
     shape = f"{emb.vectors.shape[1]}-d {args.layer} output"
     print(f"embedded {len(emb.file_names)} images ({shape}) -> {', '.join(map(str, written))}")
     if emb.skipped:

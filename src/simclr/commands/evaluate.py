@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from simclr.commands.common import add_command, add_run_arguments, session_from_args, show_progress
+from simclr.commands.common import add_command, add_run_arguments, progress_bar, session_from_args, show_progress
 from simclr.commands.flags import add_settings_flags, settings_from_args
 from simclr.evaluation.options import EvaluateOptions
+
+if TYPE_CHECKING:  # imported when the command runs, so 'simclr --help' does not load torch
+    from torch import nn
+
+    from simclr.evaluation.session import EvalSession
 
 EXAMPLES = (
     "simclr evaluate runs/cifar10-resnet18-20261123-101500",
@@ -27,7 +33,6 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.results import headline
-    from simclr.evaluation.standard import run_standard_protocol
 
     options = settings_from_args(EvaluateOptions, args)
     show_progress()
@@ -48,38 +53,55 @@ def run(args: argparse.Namespace) -> int:
         from simclr.evaluation.embed import load_projection_head
 
         projection = load_projection_head(session.ref, session.backbone.feature_dim)
-    results = run_standard_protocol(session, tta=options.tta)
-    if options.invariance:
-        from simclr.evaluation.invariance import run_invariance
-
-        results["invariance"] = run_invariance(session, views=options.invariance_views)
-        session.record("invariance", results["invariance"])
-    if options.label_fractions is not None:
-        from simclr.evaluation.label_efficiency import parse_label_fractions, run_label_efficiency
-
-        fractions = parse_label_fractions(options.label_fractions)
-        results["label_efficiency"] = run_label_efficiency(session, fractions)
-        session.record("label_efficiency", results["label_efficiency"])
-    if options.robustness:
-        from simclr.evaluation.robustness import run_robustness
-
-        results["robustness"] = run_robustness(session)
-        session.record("robustness", results["robustness"])
-    report = None
-    if options.plots:
-        from simclr.reports.eval_plots import write_eval_plots
-        from simclr.reports.html import write_report
-
-        write_eval_plots(session, results, options, projection=projection)
-        if session.ref.writes_to_run:
-            report = write_report([session.ref.run.path], session.ref.eval.report)
-    if session.ref.writes_to_run:  # each number went to the run's tracker as it was recorded; now the files
-        from simclr.tracking import report_evaluation
-
-        report_evaluation(session.ref.run, {}, [session.ref.eval.metrics, *([report] if report else [])])
+    with progress_bar("evaluate") as advance:
+        session.progress = advance
+        results, report = _evaluate(session, options, projection)
     for key, entry in results.items():
         print(headline(key, entry))
     print(f"results: {session.ref.eval.metrics}")
     if report is not None:
         print(f"report: {report.resolve()}")
     return 0
+
+
+def _evaluate(
+    session: EvalSession, options: EvaluateOptions, projection: nn.Module | None
+) -> tuple[dict[str, dict[str, Any]], Path | None]:
+    """The standard protocol, the studies ``options`` ask for, then the plots and the report, each a stage of
+    the session's progress; returns the results by key and the report written (if any)."""
+    from simclr.evaluation.standard import run_standard_protocol
+
+    results = run_standard_protocol(session, tta=options.tta)
+    if options.invariance:
+        from simclr.evaluation.invariance import run_invariance
+
+        with session.stage("invariance"):
+            results["invariance"] = run_invariance(session, views=options.invariance_views)
+        session.record("invariance", results["invariance"])
+    if options.label_fractions is not None:
+        from simclr.evaluation.label_efficiency import parse_label_fractions, run_label_efficiency
+
+        fractions = parse_label_fractions(options.label_fractions)
+        with session.stage("label_efficiency"):
+            results["label_efficiency"] = run_label_efficiency(session, fractions)
+        session.record("label_efficiency", results["label_efficiency"])
+    if options.robustness:
+        from simclr.evaluation.robustness import run_robustness
+
+        with session.stage("robustness"):
+            results["robustness"] = run_robustness(session)
+        session.record("robustness", results["robustness"])
+    report = None
+    if options.plots:
+        from simclr.reports.eval_plots import write_eval_plots
+        from simclr.reports.html import write_report
+
+        with session.stage("plots"):
+            write_eval_plots(session, results, options, projection=projection)
+            if session.ref.writes_to_run:
+                report = write_report([session.ref.run.path], session.ref.eval.report)
+    if session.ref.writes_to_run:  # each number went to the run's tracker as it was recorded; now the files
+        from simclr.tracking import report_evaluation
+
+        report_evaluation(session.ref.run, {}, [session.ref.eval.metrics, *([report] if report else [])])
+    return results, report

@@ -2,20 +2,25 @@
 
 The backbone output (``layer="backbone"``, the representation SimCLR evaluates) or the projection
 head's output (``layer="projection"``, the space NT-Xent was computed in; its head weights come from the
-run's last checkpoint), saved with the file names and labels next to the vectors.
+run's last checkpoint), saved with the file names and labels next to the vectors, and (``.npz``, ``.parquet``)
+with where they came from (:class:`EmbeddingOrigin`), so a file that leaves the machine still says it.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from simclr import __version__
 from simclr.data import dataset_info
 from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
@@ -24,16 +29,51 @@ from simclr.evaluation.loading import RunRef, load_backbone
 from simclr.models import build_projection_head
 
 LAYERS = ("backbone", "projection")
-FORMATS = (".npy", ".npz", ".parquet")
+SUFFIXES = {"npy": ".npy", "npz": ".npz", "parquet": ".parquet", "lightly-csv": ".csv"}
+"""Every format by name (``--format``), with the suffix its file must have."""
+FORMATS = tuple(suffix for suffix in SUFFIXES.values() if suffix != ".csv")
+"""The formats ``--out``'s name alone chooses: a ``.csv`` could be many layouts, so lightly's is asked for by name."""
+METADATA_KEY = "simclr"
+"""The .parquet schema-metadata key (bytes ``b"simclr"``) and the .npz entry (``metadata``) hold the same JSON."""
+
+
+@dataclass(frozen=True)
+class EmbeddingOrigin:
+    """How the vectors were made: enough to know whether two files are comparable, and to redo one."""
+
+    data_dir: Path  # absolute; file names are relative to it unless written absolute
+    layer: str
+    run_dir: Path
+    backbone_sha256: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass
 class Embeddings:
     vectors: np.ndarray  # (N, D) float32
-    file_names: list[str]
+    file_names: list[str]  # relative to origin.data_dir
     labels: np.ndarray  # (N,) int64, -1 when unlabelled
     class_names: list[str]
     skipped: list[tuple[str, str]]
+    origin: EmbeddingOrigin
+
+    def metadata(self, absolute_paths: bool = False) -> dict[str, Any]:
+        """The JSON object written into .npz and .parquet files (the keys README's ``simclr embed`` lists)."""
+        origin = self.origin
+        return {
+            "simclr_version": __version__,
+            "data_dir": utf8_text(str(origin.data_dir)),
+            "paths": "absolute" if absolute_paths else "relative to data_dir",
+            "layer": origin.layer,
+            "run_dir": utf8_text(str(origin.run_dir)),
+            "backbone_sha256": origin.backbone_sha256,
+            "image_size": origin.image_size,
+            "mean": list(origin.mean),
+            "std": list(origin.std),
+            "skipped_files": len(self.skipped),
+        }
 
 
 def load_projection_head(ref: RunRef, feature_dim: int) -> nn.Module:
@@ -112,12 +152,42 @@ def embed_folder(
         labels=torch.cat(labels).numpy(),
         class_names=list(class_names),
         skipped=skipped,
+        origin=EmbeddingOrigin(
+            data_dir=Path(data_dir).resolve(),
+            layer=layer,
+            run_dir=ref.run.path.resolve(),
+            backbone_sha256=loaded.sha256,
+            image_size=image_size,
+            mean=tuple(info.mean),
+            std=tuple(info.std),
+        ),
     )
 
 
 def _index_path(out: Path) -> Path:
     """Where a ``.npy`` matrix keeps its names and labels."""
     return out.with_name(out.name + ".index.csv")
+
+
+def output_format(out: Path, requested: str | None = None) -> str:
+    """The format to write ``out`` in: ``requested`` (a key of :data:`SUFFIXES`; ``out`` must then have its
+    suffix), else the one ``out``'s suffix names (:data:`FORMATS`)."""
+    if requested is not None:
+        if requested not in SUFFIXES:
+            raise UserError(f"unknown format {requested!r}; use one of {', '.join(SUFFIXES)}")
+        if out.suffix != SUFFIXES[requested]:
+            raise UserError(
+                f"cannot write {out}: --format {requested} writes a {SUFFIXES[requested]} file; name --out accordingly"
+            )
+        return requested
+    if out.suffix == ".csv":
+        raise UserError(f"cannot write {out}: for lightly's embeddings CSV pass --format lightly-csv")
+    if out.suffix not in FORMATS:
+        raise UserError(
+            f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(FORMATS)}"
+            " (or .csv with --format lightly-csv)"
+        )
+    return out.suffix[1:]
 
 
 def check_output_path(out: Path, overwrite: bool, formats: Sequence[str] = FORMATS) -> None:
@@ -153,26 +223,31 @@ def utf8_text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
+def write_embeddings(emb: Embeddings, out: Path, fmt: str | None = None, *, absolute_paths: bool = False) -> list[Path]:
     """Write atomically (temporary files, then rename; removed if anything fails); returns the files written.
 
-    ``.npz``: arrays ``embeddings``, ``file_names``, ``labels``, ``class_names``. ``.parquet``: one row per
-    image with ``file_name``, ``label``, ``class_name`` and ``embedding`` (a list column). ``.npy`` holds
-    only the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row. Names that
-    are not UTF-8 are written with backslash escapes (:func:`utf8_text`).
+    ``fmt`` is a key of :data:`SUFFIXES` (default: the one ``out``'s suffix names). ``.npz``: arrays
+    ``embeddings``, ``file_names``, ``labels``, ``class_names`` and ``metadata`` (:meth:`Embeddings.metadata`
+    as a JSON string). ``.parquet``: one row per image with ``file_name``, ``label``, ``class_name`` and
+    ``embedding`` (a list column), the metadata under the schema-metadata key ``simclr``. ``.npy`` holds only
+    the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row. ``lightly-csv``:
+    lightly's embeddings CSV (:func:`_write_lightly_csv`). File names are relative to the data folder, or
+    absolute with ``absolute_paths``; names that are not UTF-8 are written with backslash escapes
+    (:func:`utf8_text`).
     """
-    file_names = [utf8_text(name) for name in emb.file_names]
+    fmt = output_format(out, fmt)
+    root = emb.origin.data_dir
+    file_names = [utf8_text(str(root / name) if absolute_paths else name) for name in emb.file_names]
     class_names = [utf8_text(name) for name in emb.class_names]
     labels = emb.labels.tolist()
+    metadata = json.dumps(emb.metadata(absolute_paths), sort_keys=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     index = _index_path(out)
     index_tmp = index.with_name(f".{index.name}.tmp")
     written = [out]
     try:
-        if out.suffix == ".npy":
+        if fmt == "npy":
             np.save(tmp, emb.vectors)
-            import csv
-
             with index_tmp.open("w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["row", "file_name", "label", "class_name"])
@@ -180,7 +255,7 @@ def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
                     writer.writerow([row, name, label, class_names[label] if label >= 0 else ""])
             os.replace(index_tmp, index)
             written.append(index)
-        elif out.suffix == ".npz":
+        elif fmt == "npz":
             with tmp.open("wb") as handle:
                 np.savez(
                     handle,
@@ -188,7 +263,10 @@ def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
                     file_names=np.array(file_names),
                     labels=emb.labels,
                     class_names=np.array(class_names),
+                    metadata=np.array(metadata),
                 )
+        elif fmt == "lightly-csv":
+            _write_lightly_csv(tmp, emb.vectors, file_names, labels)
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -201,7 +279,7 @@ def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
                     "embedding": list(emb.vectors),
                 }
             )
-            pq.write_table(table, tmp)
+            pq.write_table(table.replace_schema_metadata({METADATA_KEY: metadata}), tmp)
         os.replace(tmp, out)
     except OSError as exc:  # a full disk, a folder without write permission: the user's to fix
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; free space or choose another --out") from None
@@ -209,3 +287,16 @@ def write_embeddings(emb: Embeddings, out: Path) -> list[Path]:
         for path in (tmp, index_tmp):
             path.unlink(missing_ok=True)
     return written
+
+
+def _write_lightly_csv(path: Path, vectors: np.ndarray, file_names: list[str], labels: list[int]) -> None:
+    """lightly's embeddings CSV (``lightly.utils.io.save_embeddings``): a header ``filenames, embedding_0, ...,
+    embedding_{D-1}, labels``, then one row per image. lightly reads it back with ``csv.reader``, so names
+    holding commas, quotes or line breaks are quoted as the csv module quotes them and read back whole. The
+    label is the class index, 0 for a folder without classes (as lightly labels one). Values are written in
+    float32's shortest round-tripping form, so the file reads back to the very same vectors."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filenames", *(f"embedding_{i}" for i in range(vectors.shape[1])), "labels"])
+        for name, vector, label in zip(file_names, vectors, labels, strict=True):
+            writer.writerow([name, *vector.astype(str).tolist(), max(label, 0)])  # a row at a time: text is big

@@ -43,6 +43,7 @@ def extract_features(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = True,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Backbone features of uint8 images, computed in eval mode and returned as float32 on the CPU.
 
@@ -50,6 +51,7 @@ def extract_features(
     batches (a streamed split's, decoded as they are read, so the split is never held whole).
     The backbone's train/eval mode is restored afterwards and its weights are never touched, so calling
     this during or after training cannot change the model (a frozen-backbone guarantee evaluation relies on).
+    ``on_batch`` is told the size of each batch once it is encoded (see :func:`encode_inputs`).
     """
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     batches = (
@@ -59,7 +61,12 @@ def extract_features(
     )
     normalized = (normalize_images(batch.to(device, non_blocking=True), mean, std) for batch in batches)
     return encode_inputs(
-        backbone, normalized, device=device, autocast_dtype=autocast_dtype, channels_last=channels_last
+        backbone,
+        normalized,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        channels_last=channels_last,
+        on_batch=on_batch,
     )
 
 
@@ -71,12 +78,20 @@ def encode_batches(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = True,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Outputs of ``backbone`` for ``count`` inputs whose normalised float batches come from
     ``make_batch(start, stop)``: test-time-augmented views, freshly rendered Spirograph images, a
     classifier's test inputs (see :func:`encode_inputs`)."""
     batches = (make_batch(start, min(start + batch_size, count)) for start in range(0, count, batch_size))
-    return encode_inputs(backbone, batches, device=device, autocast_dtype=autocast_dtype, channels_last=channels_last)
+    return encode_inputs(
+        backbone,
+        batches,
+        device=device,
+        autocast_dtype=autocast_dtype,
+        channels_last=channels_last,
+        on_batch=on_batch,
+    )
 
 
 @torch.no_grad()
@@ -86,9 +101,12 @@ def encode_inputs(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = True,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Outputs of ``backbone`` for normalised float input batches, concatenated. Eval mode, restored
-    afterwards, no gradients; float32 on the CPU."""
+    afterwards, no gradients; float32 on the CPU. ``on_batch(rows)`` is called after each batch with its
+    number of inputs, which a caller that knows the total adds up into a progress report (inputs, not
+    batches: a split's last batch is usually smaller)."""
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
     chunks: list[Tensor] = []
     with eval_mode(backbone):
@@ -99,4 +117,6 @@ def encode_inputs(
             with autocast_for(device, autocast_dtype):
                 out = backbone(batch)
             chunks.append(out.float().cpu())
+            if on_batch is not None:
+                on_batch(batch.shape[0])
     return torch.cat(chunks) if chunks else torch.empty(0, 0)

@@ -28,6 +28,7 @@ log = logging.getLogger("simclr")
 
 # the test features of one shift at one strength
 ShiftedFeatures = Callable[[Shift, float], Tensor]
+OnBatch = Callable[[int], None] | None
 
 
 def run_robustness(session: EvalSession) -> dict[str, Any]:
@@ -36,17 +37,20 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
 
     start = time.perf_counter()
     regression = session.stores["train"].factors is not None
+    shifts = NUISANCE_SHIFTS if regression else IMAGE_SHIFTS
+    shifted_sets = sum(len(shift.strengths) for shift in shifts.values())
+    on_batch = session.counter("test (shifted)", shifted_sets * len(session.stores["test"]))
     if regression:
-        score, clean_features, shifted_features = _factor_regression(session)
-        shifts, metric = NUISANCE_SHIFTS, "mse"
+        score, clean_features, shifted_features = _factor_regression(session, on_batch)
+        metric = "mse"
         read_out = "factor regression (L-BFGS, L2 chosen on validation)"
         images = (
             "the test factors rendered with one seeded nuisance draw (clean), then with that draw shifted; "
             "the training features come from fresh renders of the training factors"
         )
     else:
-        score, clean_features, shifted_features = _linear_probe(session)
-        shifts, metric = IMAGE_SHIFTS, "top1"
+        score, clean_features, shifted_features = _linear_probe(session, on_batch)
+        metric = "top1"
         read_out = "linear probe (L-BFGS, L2 chosen on validation)"
         images = "test images shifted in [0, 1], re-quantised to uint8, then encoded as the clean ones"
 
@@ -69,8 +73,9 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
     return make_entry("robustness", protocol, metrics, time.perf_counter() - start)
 
 
-def _linear_probe(session: EvalSession) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
-    """The probe's top-1, the clean test features, and the features of shifted test images."""
+def _linear_probe(session: EvalSession, on_batch: OnBatch) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
+    """The probe's top-1, the clean test features, and the features of shifted test images (counted by
+    ``on_batch``)."""
     session.require_classes("the robustness study")
     train, test = session.features("train"), session.features("test")
     store = session.stores["train"]
@@ -89,14 +94,17 @@ def _linear_probe(session: EvalSession) -> tuple[Callable[[Tensor], float], Tens
         info = session.info
         return extract_features(
             session.backbone.module, batches, info.mean, info.std,
-            batch_size=batch_size, device=session.device, autocast_dtype=session.autocast_dtype,
+            batch_size=batch_size, device=session.device, autocast_dtype=session.autocast_dtype, on_batch=on_batch,
         )  # fmt: skip
 
     return score, test.features, shifted
 
 
-def _factor_regression(session: EvalSession) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
-    """The regression's factor MSE, the clean test features, and the features of renders with shifted nuisance.
+def _factor_regression(
+    session: EvalSession, on_batch: OnBatch
+) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
+    """The regression's factor MSE, the clean test features, and the features of renders with shifted nuisance
+    (counted by ``on_batch``).
 
     The clean test set is rendered with one seeded nuisance draw and every shift moves that same draw, so
     strength 0 of any shift gives exactly the clean features."""
@@ -106,11 +114,11 @@ def _factor_regression(session: EvalSession) -> tuple[Callable[[Tensor], float],
     encoder = session.view_encoder()
     drawn = encoder.draw(test, torch.Generator().manual_seed(session.options.seed)).params
 
-    def rendered(shift: Shift | None, strength: float) -> Tensor:
-        nuisance = drawn if shift is None else shift.apply(drawn, strength, torch.Generator())
-        return encoder.encode_draw(test, ViewDraw(params=nuisance, full=None))
+    def rendered(shift: Shift, strength: float) -> Tensor:
+        nuisance = shift.apply(drawn, strength, torch.Generator())
+        return encoder.encode_draw(test, ViewDraw(params=nuisance, full=None), on_batch)
 
-    clean = rendered(None, 0.0)
+    clean = encoder.encode_draw(test, ViewDraw(params=drawn, full=None))
     names = [f"factor_{i}" for i in range(train.factors.shape[1])]
     targets = test.factors
     fitted = linear_regression(

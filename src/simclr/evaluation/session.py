@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +52,10 @@ log = logging.getLogger("simclr")
 HELD_OUT_TEST_FRACTION = 0.2
 SPLITS = ("train", "test")
 
+Progress = Callable[[str, int, int], None]
+"""``progress(task, done, total)``: how far a long part of an evaluation is (``simclr evaluate`` passes the
+``advance`` of :func:`simclr.commands.common.progress_bar`)."""
+
 
 @dataclass
 class SplitFeatures:
@@ -62,11 +68,16 @@ class SplitFeatures:
 
 
 class EvalSession:
-    """Loads lazily: the backbone on first use, each split on first use, features from the cache."""
+    """Loads lazily: the backbone on first use, each split on first use, features from the cache.
 
-    def __init__(self, ref: RunRef, options: EvalOptions | None = None) -> None:
+    ``progress``, when given, is told how far feature extraction and each stage (:meth:`stage`) are; without
+    it (the default for library callers) stages are logged as they start and nothing else is reported.
+    """
+
+    def __init__(self, ref: RunRef, options: EvalOptions | None = None, progress: Progress | None = None) -> None:
         self.ref = ref
         self.options = options or EvalOptions()
+        self.progress = progress
         self.config = ref.config
         self.device = pick_device(self.options.accelerator)
         self.autocast_dtype = autocast_dtype_for(self.device)
@@ -258,7 +269,10 @@ class EvalSession:
         if tta > 1 or (store.factors is not None and fresh_nuisance):
             generator = torch.Generator().manual_seed(self.options.seed * 1000 + SPLITS.index(split) + 1)
             held = self.rows_in_memory(split, torch.arange(len(store)), "test-time augmentation")
-            return self.view_encoder().averaged(held, generator, max(1, tta))
+            passes = max(1, tta)
+            task = f"{split} ({'re-rendered' if store.factors is not None else 'augmented'}, {passes} per image)"
+            on_batch = self.counter(task, passes * len(store))
+            return self.view_encoder().averaged(held, generator, passes, on_batch)
         info = self.info
         return extract_features(
             self.backbone.module,
@@ -268,6 +282,7 @@ class EvalSession:
             batch_size=self.options.batch_size,
             device=self.device,
             autocast_dtype=self.autocast_dtype,
+            on_batch=self.counter(split, len(store)),
         )
 
     def view_encoder(self, view_config: ViewConfig | None = None) -> ViewEncoder:
@@ -285,6 +300,34 @@ class EvalSession:
             batch_size=self.options.batch_size,
             view_config=config,
         )
+
+    # -- progress -------------------------------------------------------------------------------------
+    def counter(self, task: str, total: int) -> Callable[[int], None] | None:
+        """An ``on_batch(rows)`` for :func:`~simclr.evaluation.features.extract_features` that reports
+        ``task: done/total`` to :attr:`progress`; None when nobody asked for progress."""
+        progress = self.progress
+        if progress is None:
+            return None
+        done = 0
+
+        def on_batch(rows: int) -> None:
+            nonlocal done
+            done += rows
+            progress(task, done, total)
+
+        return on_batch
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """One stage of an evaluation (a probe, a study, the plots): ``name: 0/1`` as it starts and ``1/1`` when
+        it is done, or a log line as it starts when there is no :attr:`progress` to tell."""
+        if self.progress is None:
+            log.info("%s: %s ...", self.ref.run.name, name)
+            yield
+            return
+        self.progress(name, 0, 1)
+        yield
+        self.progress(name, 1, 1)
 
     # -- descriptions and results -------------------------------------------------------------------
     def dataset_block(self) -> dict[str, Any]:

@@ -6,7 +6,6 @@ Spirograph: linear regression of the generative factors on freshly rendered view
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from simclr.evaluation.knn import run_knn
@@ -14,8 +13,6 @@ from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.options import LinearEvalOptions, RegressOptions
 from simclr.evaluation.regression import run_regression
 from simclr.evaluation.session import EvalSession
-
-log = logging.getLogger("simclr")
 
 
 def run_standard_protocol(session: EvalSession, *, tta: int = 0) -> dict[str, dict[str, Any]]:
@@ -31,8 +28,8 @@ def run_standard_protocol(session: EvalSession, *, tta: int = 0) -> dict[str, di
             ("knn", lambda: run_knn(session)),
         ]
     for key, method in plan:
-        log.info("%s: %s ...", session.ref.run.name, key)
-        entry = method()
+        with session.stage(key):
+            entry = method()
         session.record(key, entry)
         results[key] = entry
     return results

@@ -8,6 +8,7 @@ view's 4 colour-jitter parameters; Spirograph images are re-rendered with new nu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -88,12 +89,15 @@ class ViewEncoder:
         assert views is not None
         return views.redraw_invariance_params(batch, draws, generator, torch.device("cpu"))
 
-    def encode(self, store: ImageStore, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Features ``(N, D)`` of one new view per image and that view's parameters ``(N, k)``."""
+    def encode(
+        self, store: ImageStore, generator: torch.Generator, on_batch: Callable[[int], None] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Features ``(N, D)`` of one new view per image and that view's parameters ``(N, k)``; ``on_batch``
+        as in :func:`~simclr.evaluation.features.encode_inputs`."""
         draw = self.draw(store, generator)
-        return self.encode_draw(store, draw), draw.params.float().cpu()
+        return self.encode_draw(store, draw, on_batch), draw.params.float().cpu()
 
-    def encode_draw(self, store: ImageStore, draw: ViewDraw) -> Tensor:
+    def encode_draw(self, store: ImageStore, draw: ViewDraw, on_batch: Callable[[int], None] | None = None) -> Tensor:
         """Features ``(N, D)`` of the views that ``draw`` describes."""
         return encode_batches(
             self.backbone,
@@ -102,11 +106,19 @@ class ViewEncoder:
             batch_size=self.batch_size,
             device=self.device,
             autocast_dtype=self.autocast_dtype,
+            on_batch=on_batch,
         )
 
-    def averaged(self, store: ImageStore, generator: torch.Generator, passes: int) -> Tensor:
-        """The mean of ``passes`` views' features per image (Foster et al. 2020's feature averaging)."""
-        total = self.encode(store, generator)[0]
+    def averaged(
+        self,
+        store: ImageStore,
+        generator: torch.Generator,
+        passes: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> Tensor:
+        """The mean of ``passes`` views' features per image (Foster et al. 2020's feature averaging);
+        ``on_batch`` counts the views of every pass."""
+        total = self.encode(store, generator, on_batch)[0]
         for _ in range(passes - 1):
-            total += self.encode(store, generator)[0]
+            total += self.encode(store, generator, on_batch)[0]
         return total / passes
