@@ -37,6 +37,8 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
 
     start = time.perf_counter()
     regression = session.stores["train"].factors is not None
+    if not regression:
+        session.require_classes("the robustness study")
     shifts = NUISANCE_SHIFTS if regression else IMAGE_SHIFTS
     shifted_sets = sum(len(shift.strengths) for shift in shifts.values())
     on_batch = session.counter("test (shifted)", shifted_sets * len(session.stores["test"]))
@@ -76,7 +78,6 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
 def _linear_probe(session: EvalSession, on_batch: OnBatch) -> tuple[Callable[[Tensor], float], Tensor, ShiftedFeatures]:
     """The probe's top-1, the clean test features, and the features of shifted test images (counted by
     ``on_batch``)."""
-    session.require_classes("the robustness study")
     train, test = session.features("train"), session.features("test")
     store = session.stores["train"]
     probe = linear_probe(
