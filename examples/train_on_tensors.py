@@ -2,7 +2,9 @@
 
 Run it as ``python examples/train_on_tensors.py``; tiny sizes (16px, 8 images a step) keep it to seconds on
 a CPU. Swap the random tensors for your images (uint8 ``(N, 3, H, W)``) and the loop for your own trainer:
-every piece is an ordinary module.
+every piece is an ordinary module. To train your tensors by simclr's own loop instead (checkpoints, resume,
+the kNN monitor, a run directory), pass them as a Dataset: ``pretrain(config, dataset=TensorDataset(images))``
+(examples/pretrain_on_your_data.py).
 """
 
 from __future__ import annotations

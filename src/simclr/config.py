@@ -36,8 +36,8 @@ LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of s
 # content, distorts the aspect ratio: seed 001 squashes its crops to 96 x 96).
 RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
 RESIZE_HELP = (
-    "image folders: how an image becomes a square of --image-size: crop (shorter side resized, centre cut) or "
-    "squash (both sides resized, the aspect ratio not kept; seed 001)"
+    "image folders (and a Python Dataset's images): how an image becomes a square of --image-size: crop "
+    "(shorter side resized, centre cut) or squash (both sides resized, the aspect ratio not kept; seed 001)"
 )
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
@@ -108,6 +108,11 @@ class PretrainConfig:
         "(the README's datasets table)",
         "spirograph",
     )
+    dataset_class: str | None = _data(
+        "python: the class of the Dataset passed to simclr.pretrain(config, dataset=...), recorded in the run",
+        None,
+        cli=False,
+    )
     data_dir: str | None = _data("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", None)
     download: bool = _data("let torchvision download the dataset (needs a network)", False)
     limit_train_images: int | None = _data("train on a stratified subset of N images (default: all)", None)
@@ -176,7 +181,10 @@ class PretrainConfig:
     crop_max_scale: float = _views("largest crop area fraction", 1.0)
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
 
-    backbone: str = _model("torchvision ResNet / ResNeXt / Wide-ResNet name", "resnet18")
+    backbone: str = _model(
+        "torchvision ResNet / ResNeXt / Wide-ResNet name, or timm:<model> for a timm model (pip install timm)",
+        "resnet18",
+    )
     stem: str = _model("auto | cifar | stl | imagenet (auto: by image size; imagenet with --weights imagenet)", "auto")
     weights: str = _model(
         "none: random initialisation; imagenet: start the backbone from torchvision's ImageNet weights (read "
@@ -289,11 +297,14 @@ class PretrainConfig:
         False,
     )
 
-    def backbone_stem(self, image_size: int) -> Stem:
+    def backbone_stem(self, image_size: int) -> Stem | None:
         """The backbone's stem at ``image_size``: ``--stem``, where ``auto`` picks by size, except that ImageNet
-        weights come with the ImageNet stem they were trained with."""
-        from simclr.models.backbones import resolve_stem
+        weights come with the ImageNet stem they were trained with; None for a timm model or a module of one's
+        own, whose first layers are their own."""
+        from simclr.models.backbones import is_torchvision_backbone, resolve_stem
 
+        if not is_torchvision_backbone(self.backbone):
+            return None
         return resolve_stem("imagenet" if self.weights == "imagenet" else self.stem, image_size)
 
     def resolved_lr(self) -> tuple[float, str]:
@@ -378,10 +389,21 @@ class PretrainConfig:
         excluded = set(self.gp_excluded_names())
         return tuple(name for name in self.gp_parameter_names() if name not in excluded)
 
+    def _validate_other_backbone(self) -> None:
+        """A timm model or a module of one's own: a name after the prefix, and none of the settings that only
+        shape torchvision ResNets."""
+        kind, _, name = self.backbone.partition(":")
+        if not name.strip():
+            raise UserError(f"backbone {_shown(self.backbone)} names no model; use e.g. --backbone timm:resnet18")
+        if self.weights != "none":
+            raise UserError(f"--weights {self.weights} loads torchvision's weights; drop it for a {kind} backbone")
+        if self.stem != "auto":
+            raise UserError(f"--stem {self.stem} shapes torchvision ResNets; drop it for a {kind} backbone")
+
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message."""
-        from simclr.data import DATASET_NAMES
-        from simclr.models import BACKBONE_NAMES, HEAD_NAMES, STEMS
+        from simclr.data import DATASET_NAMES, PYTHON_DATASET
+        from simclr.models import BACKBONE_NAMES, HEAD_NAMES, STEMS, is_torchvision_backbone
         from simclr.optim import OPTIMIZER_NAMES, SCALING_RULES
 
         def choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -391,14 +413,20 @@ class PretrainConfig:
                     f"unknown {name.replace('_', ' ')} {_shown(value)}; use {flag} with one of: {', '.join(options)}"
                 )
 
-        choice("dataset", self.dataset, DATASET_NAMES)
+        if self.dataset != PYTHON_DATASET:  # a Dataset passed from Python: no command line names it
+            choice("dataset", self.dataset, DATASET_NAMES)
         if self.subset is not None:
             from simclr.data.subset_file import parse_subset_choice
 
             parse_subset_choice(self.subset)
-        choice("backbone", self.backbone, BACKBONE_NAMES)
+        if self.dataset == PYTHON_DATASET and self.subset is not None:
+            raise UserError("--subset indexes a named dataset; pass a torch.utils.data.Subset of your Dataset instead")
+        if is_torchvision_backbone(self.backbone):
+            choice("backbone", self.backbone, BACKBONE_NAMES)
+        else:
+            self._validate_other_backbone()
         choice("stem", self.stem, STEMS)
-        if self.resize != "crop" and self.dataset != "imagefolder":
+        if self.resize != "crop" and self.dataset not in ("imagefolder", PYTHON_DATASET):
             raise UserError(f"--resize {self.resize} applies to image folders; drop it for --dataset {self.dataset}")
         if self.weights == "imagenet" and self.stem not in ("auto", "imagenet"):
             raise UserError(

@@ -324,8 +324,8 @@ class BackboneMetadata:
     Fields a file lacks (written elsewhere, or by an older version) are None.
     """
 
-    backbone: str | None = None
-    stem: str | None = None
+    backbone: str | None = None  # a torchvision name, timm:<model>, or custom:<module.Class> (the user's own module)
+    stem: str | None = None  # cifar | stl | imagenet for a torchvision ResNet; None for the others
     feature_dim: int | None = None
     dataset: str | None = None
     image_size: int | None = None

@@ -3,6 +3,7 @@ per-image transform works in a DataLoader, and the examples/ scripts run."""
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 import subprocess
 import sys
@@ -91,7 +92,12 @@ def check_run_records(run: Path) -> None:
 def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every script of examples/ runs (in this process: one torch import for all) and does what it says."""
     scripts = sorted(EXAMPLES.glob("*.py"))
-    assert {p.name for p in scripts} >= {"pretrain_and_probe.py", "train_on_tensors.py", "transform_in_a_dataloader.py"}
+    assert {p.name for p in scripts} >= {
+        "pretrain_and_probe.py",
+        "pretrain_on_your_data.py",
+        "train_on_tensors.py",
+        "transform_in_a_dataloader.py",
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny ops: extra threads only cost time on a shared CPU (3 s instead of 30)
     try:
@@ -101,6 +107,11 @@ def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                 scores = main(tmp_path)
                 assert scores["linear_top1"] > 0.5  # the class is the brightest channel: easy for any features
                 check_run_records(tmp_path / "run")
+            elif script.name == "pretrain_on_your_data.py":
+                names = main(tmp_path / "own-data")
+                assert names["own"] == "custom:example.SmallConvNet"  # the class, as the run's files name it
+                has_timm = importlib.util.find_spec("timm") is not None
+                assert names.get("timm") == ("timm:resnet18" if has_timm else None)
             elif script.name == "train_on_tensors.py":
                 losses = main()
                 assert len(losses) == 3 and all(np.isfinite(losses))

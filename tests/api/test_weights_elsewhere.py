@@ -79,15 +79,32 @@ def test_readme_torchvision_code_loads_the_same_network(tmp_path: Path, stem: st
         torch.testing.assert_close(model.eval()(images), reference(images))
 
 
-def test_readme_timm_code_loads_the_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stem", ["cifar", "stl"])
+def test_readme_timm_code_loads_the_file(tmp_path: Path, stem: str) -> None:
     pytest.importorskip("timm")
-    path, reference = saved_backbone(tmp_path)
+    path, reference = saved_backbone(tmp_path, stem)
     setup = readme_block("Loading the weights elsewhere", "torchvision").replace(
         "runs/c10/backbone.safetensors", str(path)
     )
     scope: dict[str, object] = {}
     exec(compile(setup, "README.md", "exec"), scope)  # noqa: S102
-    exec(compile(readme_block("Loading the weights elsewhere", "timm"), "README.md", "exec"), scope)  # noqa: S102
+    exec(compile(readme_block("Loading the weights elsewhere", "import timm"), "README.md", "exec"), scope)  # noqa: S102
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(scope["model"].eval()(images), reference(images))  # type: ignore[attr-defined]
+
+
+def test_readme_code_loads_a_timm_run(tmp_path: Path) -> None:
+    pytest.importorskip("timm")
+    torch.manual_seed(0)
+    module, dim = build_backbone("timm:test_resnet")
+    path = tmp_path / "backbone.safetensors"
+    write_backbone(path, module.state_dict(), BackboneMetadata("timm:test_resnet", None, dim, "python", 32))
+    code = readme_block("Loading the weights elsewhere", "removeprefix").replace(
+        "runs/timm-run/backbone.safetensors", str(path)
+    )
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scope["model"].eval()(images), module.eval()(images))  # type: ignore[attr-defined]

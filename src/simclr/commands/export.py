@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_backbone(ref)
     export_backbone(loaded, args.format, out, loaded.image_size(ref.config), overwrite=args.overwrite)
     meta = loaded.metadata
+    stem = f" ({meta.stem} stem)" if meta.stem else ""  # a timm model's stem is its own
     print(
-        f"{out}: {meta.backbone} ({meta.stem} stem) as {args.format}; input (B, 3, {loaded.image_size(ref.config)}, "
+        f"{out}: {meta.backbone}{stem} as {args.format}; input (B, 3, {loaded.image_size(ref.config)}, "
         f"{loaded.image_size(ref.config)}) normalised with mean {meta.mean} and std {meta.std}, output (B, "
         f"{loaded.feature_dim})"
     )

@@ -35,6 +35,7 @@ from simclr.data.imagenet import (
 from simclr.data.loader import InMemoryBatchLoader, epoch_permutation
 from simclr.data.registry import (
     DATASET_NAMES,
+    PYTHON_DATASET,
     SPIROGRAPH_TEST_SIZE,
     SPIROGRAPH_TRAIN_SIZE,
     DatasetInfo,
@@ -73,6 +74,7 @@ from simclr.data.torchvision_sets import (
 
 __all__ = [
     "DATASET_NAMES",
+    "PYTHON_DATASET",
     "DEFAULT_IMAGE_SIZES",
     "GENERATIVE_NAMES",
     "GENERATIVE_RANGES",

@@ -18,6 +18,7 @@ log = logging.getLogger("simclr")
 
 __all__ = [
     "DATASET_NAMES",
+    "PYTHON_DATASET",
     "DatasetInfo",
     "SPIROGRAPH_TEST_SIZE",
     "SPIROGRAPH_TRAIN_SIZE",
@@ -49,6 +50,9 @@ DATASET_NAMES: tuple[str, ...] = (
     "imagefolder",
     "packed",
 )
+# a Dataset passed from Python (simclr.pretrain(config, dataset=...)): a run's config names it so, but no
+# command can load it by name
+PYTHON_DATASET = "python"
 SPIROGRAPH_TRAIN_SIZE = 100_000
 IN_MEMORY_PACKED_BYTES = 8 * 2**30  # per split: what a command that holds its data decodes of a packed split
 SPIROGRAPH_TEST_SIZE = 20_000
@@ -81,6 +85,8 @@ _TABLE: dict[str, tuple[int, int | None, bool, tuple[float, float, float], tuple
     "oxford-iiit-pet": (128, 37, True, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "imagefolder": (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
     "packed": (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
+    # a user's own images: ImageNet's statistics unless --standardize measures them
+    PYTHON_DATASET: (0, None, False, _IMAGENET_MEAN, _IMAGENET_STD, False),
 }
 
 
@@ -100,7 +106,7 @@ class DatasetInfo:
 
 
 def _check_name(name: str) -> str:
-    if name not in DATASET_NAMES:
+    if name not in DATASET_NAMES and name != PYTHON_DATASET:
         raise UserError(f"unknown dataset {name!r}; use one of {', '.join(DATASET_NAMES)}")
     return name
 
@@ -117,7 +123,7 @@ def dataset_info(name: str, image_size: int | None = None, *, store: SplitStore 
     if image_size is not None and image_size <= 0:
         raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
     size = image_size or (store.image_size if store is not None else default_size)
-    if name in ("imagefolder", "packed") and store is not None:
+    if name in ("imagefolder", "packed", PYTHON_DATASET) and store is not None:
         labelled = store.has_labels
         num_classes = len(store.class_names) if labelled else None
     size = int(size)
@@ -204,6 +210,12 @@ def load_dataset(
     the render size (default 32).
     """
     _check_name(name)
+    if name == PYTHON_DATASET:
+        raise UserError(
+            "this run trained on a Python Dataset, which no command can read from the run directory; from Python, "
+            "pass it again (simclr.pretrain(config, dataset=...)) or evaluate with simclr.load_backbone and "
+            "simclr.extract_features (docs/API.md)"
+        )
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if image_size is not None and image_size <= 0:

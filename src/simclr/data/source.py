@@ -8,11 +8,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from simclr.config import format_size
 from simclr.data.imagefolder import FolderEstimate, estimate_folder
 from simclr.data.imagenet import IMAGENET_IMAGE_SIZE, IMAGENET_SUBSETS, list_imagenet
+from simclr.data.python_dataset import read_dataset
 from simclr.data.registry import load_dataset
 from simclr.data.store import ImageStore
 from simclr.data.streaming import (
@@ -30,6 +31,8 @@ log = logging.getLogger("simclr")
 MEMORY_FRACTION = 0.5  # of the available memory, the default budget for holding a training split
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from simclr.config import AutoencoderConfig, PackConfig, PretrainConfig
 
 
@@ -39,7 +42,8 @@ class DataSource:
     all describe their data this way and load it through :meth:`load_train` and :meth:`load_test`.
 
     ``spirograph_train_size`` / ``spirograph_test_size`` say how many Spirograph images to generate; other
-    datasets ignore them.
+    datasets ignore them. ``python_dataset`` is the Dataset object of a run whose config says ``python``
+    (:mod:`simclr.data.python_dataset`): its training split, without a test split.
     """
 
     dataset: str
@@ -51,6 +55,7 @@ class DataSource:
     data_url: str | None = None  # a packed dataset in object storage (s3://, gs://, ...), streamed by litdata
     follow_links: bool = False  # follow symbolic links out of an image folder
     resize: str = "crop"  # how an image folder's images become squares (decode.RESIZE_MODES)
+    python_dataset: Dataset[Any] | None = None
 
     def streamed(
         self, image_size: int | None, memory_budget: int | None = None, pack_dir: Path | None = None
@@ -114,8 +119,8 @@ class DataSource:
         return PackConfig(data_dir=data_dir, workers=max(1, self.workers), follow_links=self.follow_links)
 
     @classmethod
-    def of(cls, config: PretrainConfig | AutoencoderConfig) -> DataSource:
-        """The data a pretraining or autoencoder config names."""
+    def of(cls, config: PretrainConfig | AutoencoderConfig, dataset: Dataset[Any] | None = None) -> DataSource:
+        """The data a pretraining or autoencoder config names (``dataset``: the Dataset its ``python`` stands for)."""
         url = config.data_dir if config.data_dir and is_url(config.data_dir) else None
         return cls(
             config.dataset,
@@ -127,6 +132,7 @@ class DataSource:
             data_url=url,
             follow_links=config.follow_links,
             resize=config.resize,
+            python_dataset=dataset,
         )
 
     def load_train(
@@ -167,6 +173,10 @@ class DataSource:
         )
 
     def _load(self, split: str, image_size: int | None, limit: int | None, seed: int) -> ImageStore | None:
+        if self.python_dataset is not None:
+            if split == "test":
+                return None
+            return read_dataset(self.python_dataset, image_size, self.resize, limit=limit, seed=seed)
         return load_dataset(
             self.dataset,
             split,

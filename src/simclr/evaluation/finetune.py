@@ -325,7 +325,7 @@ def train_and_test(
     split: LabelledSplit,
     config: TrainConfig,
     protocol: dict[str, Any],
-    architecture: tuple[str, str] | None = None,
+    architecture: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """Train ``head`` on ``backbone`` (which this function may modify: pass a copy) on the ``fit``
     images of the session's training split, select on ``val``, score the test split once, keep the

@@ -17,7 +17,7 @@ from torch import nn
 
 from simclr.config import PretrainConfig, build_config, read_yaml
 from simclr.errors import UserError
-from simclr.models import STEMS, build_backbone
+from simclr.models import CUSTOM_PREFIX, STEMS, build_backbone, measure_feature_dim
 from simclr.rundir import (
     BACKBONE_FILE,
     CONFIG_FILE,
@@ -117,11 +117,17 @@ def resolve_run(
     )
 
 
-def load_backbone(ref: RunRef | Path | str, random_weights: bool = False, seed: int = 0) -> LoadedBackbone:
+def load_backbone(
+    ref: RunRef | Path | str, random_weights: bool = False, seed: int = 0, *, module: nn.Module | None = None
+) -> LoadedBackbone:
     """The run's backbone with its trained weights, or (``random_weights``) the same architecture with
-    torchvision's seeded random initialisation: the baseline a pretrained backbone must beat.
+    torchvision's (or timm's) seeded random initialisation: the baseline a pretrained backbone must beat.
 
     ``ref`` is a run directory, its ``backbone.safetensors``, or a :class:`RunRef` from :func:`resolve_run`.
+    The file's metadata names the network: a torchvision ResNet with its stem or a timm model
+    (``timm:<model>``) is rebuilt; a module of your own (``custom:<module.Class>``, trained with
+    ``simclr.pretrain(config, backbone=...)``) cannot be, so pass a new instance of it as ``module`` and the
+    weights are loaded into it (``module`` also takes any other network the weights fit).
     The module comes back frozen, in eval mode, on the CPU."""
     if not isinstance(ref, RunRef):
         ref = resolve_run(ref)
@@ -132,22 +138,34 @@ def load_backbone(ref: RunRef | Path | str, random_weights: bool = False, seed: 
         raise UserError(
             f"{ref.backbone_path}: image size {image_size} is outside 1..{MAX_IMAGE_SIZE}; the file is damaged"
         )
-    stem = meta.stem or ref.config.backbone_stem(image_size)
-    if stem not in STEMS or stem == "auto":
+    if module is not None:
+        if random_weights:
+            raise UserError("random_weights rebuilds the architecture by name; drop module= (or random_weights)")
+        module = module.cpu()
+        feature_dim = measure_feature_dim(module, image_size)
+        what = f"the module passed ({type(module).__qualname__})"
+    elif name.startswith(CUSTOM_PREFIX):
+        class_name = name[len(CUSTOM_PREFIX) :]
         raise UserError(
-            f"{ref.backbone_path}: unknown stem {stem[:40]!r}; a backbone file names one of "
-            f"{', '.join(s for s in STEMS if s != 'auto')}"
+            f"{ref.backbone_path} holds a module of your own ({class_name}), which simclr cannot rebuild; load it "
+            f"from Python: simclr.load_backbone({str(ref.run.path)!r}, module={class_name.rsplit('.', 1)[-1]}(...))"
         )
-    if random_weights:
-        torch.manual_seed(seed)
-    module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
+    else:
+        stem = meta.stem or ref.config.backbone_stem(image_size)
+        if stem is not None and (stem not in STEMS or stem == "auto"):
+            raise UserError(
+                f"{ref.backbone_path}: unknown stem {stem[:40]!r}; a backbone file names one of "
+                f"{', '.join(s for s in STEMS if s != 'auto')}"
+            )
+        if random_weights:
+            torch.manual_seed(seed)
+        module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
+        what = f"a {name} with the {stem} stem" if stem else f"a {name}"
     if random_weights:
         meta = dataclasses.replace(meta, weights="random", global_step=0, epoch=0)
         digest = f"random-init-seed{seed}"
     else:
-        load_weights(
-            module, read_backbone_tensors(ref.backbone_path), ref.backbone_path, f"a {name} with the {stem} stem"
-        )
+        load_weights(module, read_backbone_tensors(ref.backbone_path), ref.backbone_path, what)
         digest = file_sha256(ref.backbone_path)
     module.eval()
     for param in module.parameters():

@@ -21,7 +21,7 @@ from torch import nn
 from simclr.errors import UserError
 from simclr.evaluation.heads import Classifier, HeadSpec, StandardizedLinear
 from simclr.evaluation.loading import MAX_IMAGE_SIZE, file_sha256, load_weights
-from simclr.models import STEMS, build_backbone
+from simclr.models import STEMS, build_backbone, is_torchvision_backbone
 from simclr.rundir import CLASSIFIER_FILE, read_backbone_tensors, write_safetensors
 
 __all__ = ["FORMAT", "ClassifierMetadata", "load_classifier", "save_classifier"]
@@ -50,7 +50,7 @@ class ClassifierMetadata:
     image_size: int
     decode_size: int
     backbone: str
-    stem: str
+    stem: str | None  # None for a timm model or a module of one's own (their stems are their own)
     feature_dim: int
     head: dict[str, Any]
     backbone_sha256: str
@@ -66,11 +66,12 @@ class ClassifierMetadata:
             "image_size": str(self.image_size),
             "decode_size": str(self.decode_size),
             "backbone": self.backbone,
-            "stem": self.stem,
             "feature_dim": str(self.feature_dim),
             "head": json.dumps(self.head),
             "backbone_sha256": self.backbone_sha256,
         }
+        if self.stem is not None:
+            values["stem"] = self.stem
         if self.backbone_file is not None:
             values["backbone_file"] = self.backbone_file
         return values
@@ -110,8 +111,11 @@ class ClassifierMetadata:
                 raise fail(f"{name} is not 3 numbers")
         if not isinstance(head, dict) or not isinstance(head.get("kind"), str):
             raise fail("head is not a description of a head")
-        if field("stem") not in STEMS or field("stem") == "auto":
-            raise fail(f"unknown stem {field('stem')[:40]!r}")
+        stem = values.get("stem")
+        if stem is None and is_torchvision_backbone(field("backbone")):
+            raise fail("metadata has no 'stem'")
+        if stem is not None and (stem not in STEMS or stem == "auto"):
+            raise fail(f"unknown stem {stem[:40]!r}")
         return cls(
             protocol=field("protocol"),
             class_names=tuple(names),
@@ -120,7 +124,7 @@ class ClassifierMetadata:
             image_size=size("image_size", MAX_IMAGE_SIZE),
             decode_size=size("decode_size", MAX_IMAGE_SIZE),
             backbone=field("backbone"),
-            stem=field("stem"),
+            stem=stem,
             feature_dim=size("feature_dim", 1 << 20),
             head=head,
             backbone_sha256=field("backbone_sha256"),
@@ -177,7 +181,7 @@ def load_classifier(path: Path | str) -> tuple[Classifier, ClassifierMetadata]:
         raise UserError(f"{path}: unknown backbone {meta.backbone[:40]!r}; the file is damaged") from None
     if feature_dim != meta.feature_dim:
         raise UserError(f"{path}: feature_dim {meta.feature_dim} does not match a {meta.backbone} ({feature_dim})")
-    what = f"a {meta.backbone} with the {meta.stem} stem"
+    what = f"a {meta.backbone} with the {meta.stem} stem" if meta.stem else f"a {meta.backbone}"
     if meta.backbone_file is None:
         weights = {k[len(BACKBONE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
         load_weights(backbone, weights, path, what)

@@ -43,7 +43,6 @@ from simclr.evaluation.results import record_result
 from simclr.evaluation.saved_classifier import ClassifierMetadata, save_classifier
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.hardware import autocast_dtype_for, pick_device
-from simclr.models import resolve_stem
 from simclr.tracking import report_evaluation
 from simclr.views import ViewConfig
 
@@ -362,10 +361,11 @@ class EvalSession:
             "limit_test_images": self.options.limit_test_images,
         }
 
-    def architecture(self) -> tuple[str, str]:
-        """``(backbone name, stem)`` of the run's backbone (its file's metadata, else the run's config)."""
+    def architecture(self) -> tuple[str, str | None]:
+        """``(backbone name, stem)`` of the run's backbone (its file's metadata, else the run's config); the stem
+        is None for a timm model or a module of one's own."""
         meta = self.backbone.metadata
-        return meta.backbone or self.config.backbone, meta.stem or resolve_stem(self.config.stem, self.image_size)
+        return meta.backbone or self.config.backbone, meta.stem or self.config.backbone_stem(self.image_size)
 
     def save_classifier(
         self,
@@ -377,7 +377,7 @@ class EvalSession:
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         feature_dim: int,
-        architecture: tuple[str, str] | None = None,
+        architecture: tuple[str, str | None] | None = None,
     ) -> Path:
         """Keep what ``protocol`` trained as ``EVAL_DIR/<protocol>/classifier...`` for ``simclr predict``.
         ``architecture`` (name, stem) is given for a backbone that is not the run's (the supervised baseline);

@@ -1,4 +1,5 @@
-"""ResNet backbones with a stem that fits the image size.
+"""Backbones: torchvision ResNets with a stem that fits the image size, timm models by name, or a module of
+the user's own.
 
 SimCLR (Chen et al. 2020, arXiv:2002.05709, Appendix B.9) replaces the ImageNet stem (7x7 conv, stride 2,
 max-pool) by a 3x3 stride-1 conv without max-pool for 32px CIFAR images; Foster et al. (2020) add an STL
@@ -10,6 +11,10 @@ reproduced (lightly issue #1419), so the stem is chosen from the image size unle
 with the ImageNet stem, through torchvision's own loader (``WeightsEnum.get_state_dict``, i.e.
 ``torch.hub.load_state_dict_from_url``), which reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it is there;
 offline, the error names that file and the URL to fetch it from.
+
+A backbone name is a torchvision name (``resnet18``), ``timm:<model>`` (any timm model, built with
+``num_classes=0`` so it returns pooled features; timm is optional), or ``custom:<module.Class>``: the user's
+own ``nn.Module`` passed from Python, which a run's files name but nothing can rebuild from the name alone.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
 Stem = Literal["cifar", "stl", "imagenet"]
 STEMS: tuple[str, ...] = ("auto", "cifar", "stl", "imagenet")
 INITIAL_WEIGHTS: tuple[str, ...] = ("none", "imagenet")  # what --weights offers
+
+TIMM_PREFIX = "timm:"
+CUSTOM_PREFIX = "custom:"
 
 BACKBONE_NAMES: tuple[str, ...] = (
     "resnet18",
@@ -84,8 +92,9 @@ def _replace_stem(model: nn.Module, stem: Stem) -> None:
         model.maxpool = nn.Identity()
 
 
-def build_backbone(name: str, stem: Stem) -> tuple[nn.Module, int]:
-    """A randomly initialised torchvision ResNet without its classifier.
+def build_backbone(name: str, stem: Stem | None = None) -> tuple[nn.Module, int]:
+    """A randomly initialised backbone without its classifier: a torchvision ResNet with ``stem`` (default
+    torchvision's own, ``imagenet``), or a timm model for ``timm:<model>`` (whose stem is its own).
 
     Returns the module (mapping ``(B, 3, H, W)`` to ``(B, feature_dim)``) and ``feature_dim``.
 
@@ -94,13 +103,82 @@ def build_backbone(name: str, stem: Stem) -> tuple[nn.Module, int]:
     >>> backbone(torch.zeros(2, 3, 32, 32)).shape, dim
     (torch.Size([2, 512]), 512)
     """
+    if name.startswith(TIMM_PREFIX):
+        if stem not in (None, "imagenet"):
+            raise UserError(f"the {stem} stem applies to torchvision ResNets; {name} keeps timm's own stem")
+        return build_timm_backbone(name[len(TIMM_PREFIX) :])
+    if name.startswith(CUSTOM_PREFIX):
+        raise UserError(
+            f"{name} is a module of your own, which simclr cannot build from its name; pass the module from "
+            "Python: simclr.pretrain(config, backbone=module) or simclr.load_backbone(run, module=module)"
+        )
     if name not in BACKBONE_NAMES:
-        raise UserError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONE_NAMES)}")
+        raise UserError(
+            f"unknown backbone {name!r}; use one of {', '.join(BACKBONE_NAMES)}, or timm:<model> (pip install timm)"
+        )
     model = getattr(torchvision.models, name)(weights=None)
     feature_dim = model.fc.in_features
     model.fc = nn.Identity()
-    _replace_stem(model, stem)
+    _replace_stem(model, stem or "imagenet")
     return model, feature_dim
+
+
+def build_timm_backbone(model_name: str) -> tuple[nn.Module, int]:
+    """timm's ``model_name``, randomly initialised, without its classifier (``num_classes=0``: it returns
+    its pooled features), and their size (timm's ``num_features``)."""
+    try:
+        import timm
+    except ImportError:
+        raise UserError(f"backbone timm:{model_name} needs timm; install it with: pip install timm") from None
+    try:
+        model = timm.create_model(model_name, pretrained=False, num_classes=0)
+    except RuntimeError as exc:  # timm's "Unknown model (...)"
+        raise UserError(
+            f"timm cannot build {model_name!r} ({exc}); list its models with timm.list_models('*{model_name}*')"
+        ) from None
+    return model, int(model.num_features)  # type: ignore[arg-type]
+
+
+def is_torchvision_backbone(name: str) -> bool:
+    """True for the torchvision names, whose stem simclr chooses; False for timm models and modules of one's own."""
+    return not name.startswith((TIMM_PREFIX, CUSTOM_PREFIX))
+
+
+def custom_backbone_name(module: nn.Module) -> str:
+    """What a run's files call a module of the user's own: ``custom:<module path>.<class>``."""
+    cls = type(module)
+    return f"{CUSTOM_PREFIX}{cls.__module__}.{cls.__qualname__}"
+
+
+def measure_feature_dim(module: nn.Module, image_size: int) -> int:
+    """The size of the features ``module`` gives for ``(B, 3, image_size, image_size)`` images, from one dry
+    forward pass of two black images in eval mode (so no BatchNorm statistics change); a ``feature_dim``
+    (or timm's ``num_features``) attribute must agree with it. A module that fails, or does not return
+    ``(B, D)`` features, is a one-line UserError."""
+    name = custom_backbone_name(module)[len(CUSTOM_PREFIX) :]
+    declared = getattr(module, "feature_dim", None)
+    declared = getattr(module, "num_features", None) if declared is None else declared
+    parameter = next(module.parameters(), None)
+    images = torch.zeros(2, 3, image_size, image_size, device=parameter.device if parameter is not None else None)
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            features = module(images)
+    except Exception as exc:  # the user's code: any failure is theirs to fix, and is named in one line
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"backbone {name} fails on a batch of shape {tuple(images.shape)}: {reason}") from None
+    finally:
+        module.train(training)
+    if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != 2:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise UserError(
+            f"backbone {name} maps {tuple(images.shape)} images to {shape}; a backbone returns (B, D) features "
+            "(end it with pooling and flatten)"
+        )
+    if declared is not None and int(declared) != features.shape[1]:
+        raise UserError(f"backbone {name} says feature_dim {declared} but returns {features.shape[1]} features")
+    return int(features.shape[1])
 
 
 def imagenet_weights(name: str) -> WeightsEnum:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from simclr.models.backbones import build_backbone, load_imagenet_backbone
+from simclr.models.backbones import build_backbone, load_imagenet_backbone, measure_feature_dim
 from simclr.models.heads import build_head
 
 if TYPE_CHECKING:
@@ -50,9 +50,12 @@ def build_projection_head(config: PretrainConfig, feature_dim: int) -> tuple[nn.
     )
 
 
-def build_model(config: PretrainConfig, image_size: int) -> SimCLRModel:
-    """Backbone with the stem for this image size, followed by the configured projection head."""
-    if config.weights == "imagenet":
+def build_model(config: PretrainConfig, image_size: int, backbone: nn.Module | None = None) -> SimCLRModel:
+    """The configured backbone (a torchvision ResNet with the stem for this image size, or a timm model), or
+    ``backbone``, a module of the caller's own (used as it is, not copied), followed by the projection head."""
+    if backbone is not None:
+        feature_dim = measure_feature_dim(backbone, image_size)
+    elif config.weights == "imagenet":
         backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
     else:
         backbone, feature_dim = build_backbone(config.backbone, config.backbone_stem(image_size))

@@ -17,9 +17,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
+from torch.utils.data import Dataset
 
 from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size
 from simclr.data import (
+    PYTHON_DATASET,
     DatasetInfo,
     DataSource,
     ImageStore,
@@ -29,13 +32,14 @@ from simclr.data import (
     stratified_subset,
 )
 from simclr.data.pairs import SameClassPartners
+from simclr.data.python_dataset import dataset_class_name
 from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
 from simclr.data.streaming import PackedSplit
 from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.losses import NTXentLoss
-from simclr.models import SimCLRModel, build_model
+from simclr.models import CUSTOM_PREFIX, SimCLRModel, build_model, custom_backbone_name
 from simclr.optim import scaled_learning_rate, warmup_steps_for
 from simclr.rundir import BackboneMetadata, RunDir
 from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
@@ -107,25 +111,30 @@ def run_pretraining(
     quiet: bool = False,
     extra_callbacks: list[L.Callback] | None = None,
     resumed_changes: dict[str, tuple[Any, Any]] | None = None,
+    *,
+    dataset: Dataset[Any] | None = None,
+    backbone: nn.Module | None = None,
 ) -> PretrainResult:
     """Train SimCLR as configured and return where the run directory is.
 
     ``extra_callbacks`` lets benchmarks and tests observe the run without changing it. ``resumed_changes``
-    are settings a ``--resume-with-changes`` changed (recorded in the run). A SIGINT or SIGTERM during
-    training saves the checkpoint and raises :class:`~simclr.errors.Interrupted`.
+    are settings a ``--resume-with-changes`` changed (recorded in the run). ``dataset`` and ``backbone`` are
+    what only Python can pass (:func:`pretrain`). A SIGINT or SIGTERM during training saves the checkpoint and
+    raises :class:`~simclr.errors.Interrupted`.
     """
+    config = with_python_inputs(config, dataset, backbone)
     resume_step = check_run_target(config)
     config = pin_subset_file(config)
     hardware = resolve_hardware(config)
     with held_log_records() as decisions:  # written to the run's log once it exists
-        data = load_training_data(config)
+        data = load_training_data(config, dataset)
         config = with_measured_normalization(config, data)
         data = replace(data, info=config.normalized(data.info))
         view_config = config.view_config(data.info, data.image_size)
         views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
         datamodule = build_datamodule(config, data, view_config)
         check_labels_for_probe(config, data)
-    model = build_seeded_model(config, data.image_size, hardware)
+    model = build_seeded_model(config, data.image_size, hardware, backbone)
     loss = build_loss(config)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
 
@@ -151,6 +160,33 @@ def run_pretraining(
         if not is_worker_process():
             finish_tracking(loggers, run)
         return finish(trainer, run)
+
+
+def with_python_inputs(
+    config: PretrainConfig, dataset: Dataset[Any] | None, backbone: nn.Module | None
+) -> PretrainConfig:
+    """The config that says what came from Python (saved in config.yaml): ``dataset: python`` with the
+    Dataset's class, ``backbone: custom:<module.Class>``; validated again when changed. A config that names
+    them without the objects (``simclr pretrain --resume`` of such a run) is refused: only Python holds them."""
+    changed = config
+    resuming = f", with config.resume={config.resume!r}" if config.resume else ""
+    if dataset is not None:
+        changed = replace(changed, dataset=PYTHON_DATASET, dataset_class=dataset_class_name(dataset))
+    elif config.dataset == PYTHON_DATASET:
+        raise UserError(
+            f"the data is a Python Dataset ({config.dataset_class or 'none passed'}), which only Python can pass: "
+            f"simclr.pretrain(config, dataset=...){resuming} (docs/API.md)"
+        )
+    if backbone is not None:
+        changed = replace(changed, backbone=custom_backbone_name(backbone))
+    elif config.backbone.startswith(CUSTOM_PREFIX):
+        raise UserError(
+            f"the backbone is a module of your own ({config.backbone[len(CUSTOM_PREFIX) :]}), which only Python "
+            f"can pass: simclr.pretrain(config, backbone=module){resuming} (docs/API.md)"
+        )
+    if changed != config:
+        changed.validate()
+    return changed
 
 
 def check_run_target(config: PretrainConfig) -> int | None:
@@ -237,10 +273,11 @@ def pin_subset_file(config: PretrainConfig) -> PretrainConfig:
     return replace(config, subset_sha256=sha)
 
 
-def load_training_data(config: PretrainConfig) -> TrainingData:
+def load_training_data(config: PretrainConfig, dataset: Dataset[Any] | None = None) -> TrainingData:
     """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
-    data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory."""
-    source = DataSource.of(config)
+    data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory
+    (``dataset``, a Python Dataset, is read into memory whole)."""
+    source = DataSource.of(config, dataset)
     budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
     streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
     if streamed is not None:
@@ -338,11 +375,13 @@ def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: Vi
     return InMemoryDataModule(data.train, config.batch_size, config.seed, partners)
 
 
-def build_seeded_model(config: PretrainConfig, image_size: int, hardware: Hardware) -> SimCLRModel:
-    """The network with its initial weights drawn from ``config.seed``, in the run's memory format (and
-    compiled when asked)."""
+def build_seeded_model(
+    config: PretrainConfig, image_size: int, hardware: Hardware, backbone: nn.Module | None = None
+) -> SimCLRModel:
+    """The network with its initial weights drawn from ``config.seed`` (a ``backbone`` passed from Python keeps
+    its own), in the run's memory format (and compiled when asked)."""
     L.seed_everything(config.seed, workers=False, verbose=False)
-    model = build_model(config, image_size)
+    model = build_model(config, image_size, backbone)
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if config.compile:
@@ -416,13 +455,15 @@ def describe_run(
     tests = f", {len(data.test)} test images" if data.test is not None else ""
     tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
     train_images = len(data.train)
-    log.info("dataset %s: %d training images of %dpx%s", config.dataset, train_images, data.image_size, tests)
+    dataset = config.dataset if config.dataset_class is None else f"{config.dataset_class} (a Python Dataset)"
+    log.info("dataset %s: %d training images of %dpx%s", dataset, train_images, data.image_size, tests)
     base_lr, rule = config.resolved_lr()
+    stem = config.backbone_stem(data.image_size)
     log.info(
-        "%s, %s stem, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
+        "%s%s, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
         "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
         config.backbone,
-        config.backbone_stem(data.image_size),
+        f", {stem} stem" if stem else "",
         config.head,
         optim.name,
         optim.peak_lr,
@@ -636,14 +677,49 @@ def finish(trainer: L.Trainer, run: RunDir) -> PretrainResult:
     )
 
 
-def pretrain(config: PretrainConfig, *, quiet: bool = True) -> PretrainResult:
+def pretrain(
+    config: PretrainConfig,
+    *,
+    quiet: bool = True,
+    dataset: Dataset[Any] | None = None,
+    backbone: nn.Module | str | None = None,
+) -> PretrainResult:
     """Pretrain from Python as ``simclr pretrain`` does from the command line, and return the run's result.
 
     ``config`` is validated first (a :class:`PretrainConfig` built by hand skips :func:`build_config`'s
     checks); ``quiet`` (the default here, unlike the CLI) keeps the progress bar off a notebook's output.
+
+    ``dataset``: train on a map-style torch ``Dataset`` of your own instead of the config's dataset. Each item
+    is an image (a PIL image of any mode, or a ``(C, H, W)`` tensor with 1, 3 or 4 channels, uint8 or float
+    in [0, 1]) or an ``(image, label)`` pair; labels feed the kNN monitor and ``online_probe``. The whole
+    Dataset is read once, in this process, into memory as uint8 squares of ``config.image_size`` (made as an
+    image folder's are: gray repeated, alpha on black, shorter side resized and centre cut; default: the
+    images' own size when they are all one square), so it costs 3 x size^2 bytes per image (50,000 at 32 px:
+    150 MB; at 224 px: 7.5 GB) and the time of one pass over ``dataset[i]``. Data bigger than memory belongs in
+    an image folder or packed shards, streamed by the CLI's ``--dataset imagefolder`` / ``packed``. The run's
+    config.yaml records ``dataset: python`` and the Dataset's class; normalisation uses ImageNet's statistics
+    unless ``config.standardize`` measures your images'.
+
+    ``backbone``: an ``nn.Module`` mapping ``(B, 3, H, W)`` images to ``(B, D)`` features (its ``feature_dim``
+    or timm's ``num_features`` attribute, when it has one, must agree with one dry forward pass), trained in
+    place; backbone.safetensors then names it ``custom:<module.Class>`` and
+    ``load_backbone(run, module=YourModule())`` loads it. Or a name, as ``config.backbone`` takes it:
+    ``"timm:<model>"`` builds that timm model (``num_classes=0``; needs ``pip install timm``), which
+    ``load_backbone(run)`` rebuilds.
+
+    To resume a run that trained on a Python Dataset or backbone, pass them again with ``config.resume`` set
+    to its directory (``simclr pretrain --resume`` refuses such a run).
+
+    For example (docs/API.md has more)::
+
+        images = torch.randint(0, 256, (1024, 3, 32, 32), dtype=torch.uint8)  # or a Dataset of PIL images
+        result = pretrain(PretrainConfig(epochs=10, out="runs/mine"), dataset=TensorDataset(images, labels),
+                          backbone="timm:resnet18")
     """
+    if isinstance(backbone, str):
+        config, backbone = replace(config, backbone=backbone), None
     config.validate()
-    return run_pretraining(config, quiet=quiet)
+    return run_pretraining(config, quiet=quiet, dataset=dataset, backbone=backbone)
 
 
 def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, optim: OptimSettings) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -32,7 +33,9 @@ def is_worker_process() -> bool:
 
 def default_run_dir(config: PretrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.dataset}-{config.backbone}-{stamp}"
+    # timm:resnet18 -> timm-resnet18; custom:pkg.Net -> custom-pkg.Net (no colons or brackets in folder names)
+    backbone = re.sub(r"[^\w.-]+", "-", config.backbone)
+    return Path("runs") / f"{config.dataset}-{backbone}-{stamp}"
 
 
 @contextmanager
