@@ -3,6 +3,7 @@ with seeded random weights and its metadata, and a short metrics.csv."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,13 @@ def make_run(tmp_path: Path) -> MakeRun:
         return write_fake_run(tmp_path / name, dataset, data_dir, **kwargs)
 
     return factory
+
+
+@pytest.fixture
+def small_folder(cifar_small: Path, tmp_path: Path) -> Path:
+    """Two CIFAR-10 test classes (cat, ship) as an image folder, with one file that is not an image."""
+    folder = tmp_path / "images"
+    for name in ("cat", "ship"):
+        shutil.copytree(cifar_small / "test" / name, folder / name)
+    (folder / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder

@@ -15,15 +15,6 @@ from simclr.config import build_config, read_yaml
 from simclr.models import build_head
 
 
-@pytest.fixture
-def small_folder(cifar_small: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    for name in ("cat", "ship"):
-        shutil.copytree(cifar_small / "test" / name, folder / name)
-    (folder / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
-    return folder
-
-
 def test_npz_rows_match_their_files_and_skips_are_reported(
     make_run, small_folder: Path, tmp_path: Path, capsys
 ) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ import simclr
 from simclr.cli import main
 
 FORMAT_FLAGS = {".npy": [], ".npz": [], ".parquet": [], ".csv": ["--format", "lightly-csv"]}
-
-
-@pytest.fixture
-def small_folder(cifar_small: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    for name in ("cat", "ship"):
-        shutil.copytree(cifar_small / "test" / name, folder / name)
-    (folder / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
-    return folder
 
 
 def embed(run: Path, folder: Path, out: Path, *extra: str) -> None:
