@@ -23,7 +23,7 @@ demo: install
 	$(SIMCLR) evaluate $(DEMO_DIR)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 bench: install
 	$(PY) benchmarks/throughput.py --record BENCHMARKS.md
