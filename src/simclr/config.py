@@ -775,6 +775,20 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changes.items())
 
 
+def resume_changes(
+    config: PretrainConfig, saved: PretrainConfig, *, allowed: bool, switch: str
+) -> dict[str, tuple[Any, Any]]:
+    """What resuming a run (saved with ``saved``) as ``config`` changes in how it trains; refused in one line
+    unless ``allowed``, naming the ``switch`` that allows it (an allowed change is recorded in the run)."""
+    changes = config.changes_from(saved)
+    if changes and not allowed:
+        raise UserError(
+            f"resuming {config.resume} would change how it trains ({describe_changes(changes)}); resume with "
+            f"the run's own settings, or pass {switch} to change the run and record it"
+        )
+    return changes
+
+
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:
     """A validated pretraining config from a recipe's values and flag overrides (flags win)."""
     return build_settings(PretrainConfig, file_values, overrides)

@@ -89,7 +89,7 @@ def cli_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 def test_own_dataset_and_module_train_and_load_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    net, data, config = TinyNet(), labelled_tensors(), tiny_config(tmp_path / "run")
+    net, data, config = TinyNet(), labelled_tensors(), tiny_config(tmp_path / "run", standardize=True)
     result = pretrain(replace(config, max_steps=2), dataset=data, backbone=net)  # stopped half-way
     run = result.run_dir
     assert result.global_step == 2
@@ -111,13 +111,25 @@ def test_own_dataset_and_module_train_and_load_back(tmp_path: Path, capsys: pyte
 
     # the command line cannot rebuild the module nor read the Dataset, and says how to do it from Python
     assert "simclr.load_backbone(" in cli_error(capsys, "evaluate", str(run))
+    steps_before = (run / "metrics.csv").read_text().count("\n")
     line = cli_error(capsys, "pretrain", "--resume", str(run))
     assert "Python Dataset (torch.utils.data.dataset.TensorDataset)" in line and "dataset=" in line
+
+    assert "'python', a Python Dataset" in cli_error(capsys, "pretrain", "--dataset", "python")
+
+    # from Python, a Dataset of another class or a changed setting is refused before anything runs
+    with pytest.raises(UserError, match=r"\(dataset_class torch\.utils\.data\.dataset\.TensorDataset -> .*\.Photos\)"):
+        pretrain(replace(config, resume=str(run)), dataset=Photos(4), backbone=TinyNet())
+    with pytest.raises(UserError, match=r"\(batch_size 16 -> 8\); .*resume_with_changes=True"):
+        pretrain(replace(config, resume=str(run), batch_size=8), dataset=data, backbone=TinyNet())
+    assert (run / "metrics.csv").read_text().count("\n") == steps_before
 
     # from Python, the same Dataset and a new module continue the run to the end of its schedule
     again = pretrain(replace(config, resume=str(run)), dataset=data, backbone=TinyNet())
     assert again.global_step == 4 and again.knn_top1 is not None  # the labels reached the kNN monitor
-    assert "resuming from" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()
+    assert "resuming from" in log
+    assert log.count("--standardize: mean") == 1  # the statistics measured at the start are kept, not measured anew
     steps = [row["step"] for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train_loss")]
     assert steps == ["0", "1", "2", "3"]  # each step once: continued, not restarted
 

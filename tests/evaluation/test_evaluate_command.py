@@ -78,7 +78,12 @@ def test_evaluate_checkpoint_all_scans_every_kept_backbone(make_run, cifar_small
     _keep_backbones(run, [2, 4])
     limits = ["--limit-train-images", "60", "--limit-test-images", "30"]
     assert main(["evaluate", str(run), "--checkpoint", "all", *limits]) == 0
-    assert "checkpoint scan:" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "checkpoint scan:" in out
+    # progress on stderr (a line per tenth off a terminal): the backbones done, and each one's own stages
+    assert "evaluate kept backbones: 0/2" in err and "evaluate kept backbones: 2/2" in err
+    assert "evaluate epoch 2: train: 60/60" in err and "evaluate epoch 4: test: 30/30" in err
+    assert "evaluate epoch 2: knn: 1/1" in err and "evaluate epoch 4: knn: 1/1" in err
     with open(run / "eval" / "checkpoint-scan.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["epochs"]) for row in rows] == [2, 4]

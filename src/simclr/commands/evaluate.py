@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if options.checkpoint == "all":
         from simclr.evaluation.checkpoint_scan import scan_kept_backbones
 
-        table = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear)
+        with progress_bar("evaluate") as advance:
+            table = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear, progress=advance)
         print(f"checkpoint scan: {table} (plot: {session.ref.eval.checkpoint_scan_plot})")
         return 0
     if options.checkpoint is not None:

@@ -10,8 +10,7 @@ from typing import Any
 
 from simclr.commands.common import add_command
 from simclr.commands.flags import add_settings_flags, overrides_from_args
-from simclr.config import PretrainConfig, describe_changes
-from simclr.errors import UserError
+from simclr.config import PretrainConfig, resume_changes
 from simclr.rundir import RunDir
 
 EXAMPLES = (
@@ -49,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
         saved_values = resumed.read_config_values()
         file_values = {**saved_values, **file_values}
         overrides["out"] = str(resumed.path)
-        changes = build_config(file_values, overrides).changes_from(build_config(saved_values, {}))
-        if changes and not args.resume_with_changes:
-            raise UserError(
-                f"resuming {resumed.path} would change how it trains ({describe_changes(changes)}); resume "
-                "without those flags, or pass --resume-with-changes to change the run and record it"
-            )
+        changes = resume_changes(
+            build_config(file_values, overrides),
+            build_config(saved_values, {}),
+            allowed=args.resume_with_changes,
+            switch="--resume-with-changes",
+        )
         if "subset" in changes:  # another subset file: its hash is pinned afresh (the change is recorded)
             file_values.pop("subset_sha256", None)
     config = build_config(file_values, overrides)

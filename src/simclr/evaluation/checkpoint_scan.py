@@ -17,7 +17,7 @@ from simclr.evaluation.knn import run_knn
 from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import RunRef
 from simclr.evaluation.options import EvalOptions, LinearEvalOptions
-from simclr.evaluation.session import EvalSession
+from simclr.evaluation.session import EvalSession, Progress
 from simclr.rundir import write_text_atomic
 
 log = logging.getLogger("simclr")
@@ -41,22 +41,33 @@ def _top1(entry: dict[str, object]) -> float:
     return float(block["top1"])
 
 
-def scan_kept_backbones(ref: RunRef, options: EvalOptions, linear: bool = False) -> Path:
+def scan_kept_backbones(
+    ref: RunRef, options: EvalOptions, linear: bool = False, progress: Progress | None = None
+) -> Path:
     """kNN (and ``linear``) top-1 of every kept backbone: a CSV table and a plot in the evaluation folder.
-    Returns the table's path."""
+    Returns the table's path. ``progress`` is told how many backbones are done, and each one's stages under
+    its epoch's name."""
     kept = ref.run.kept_backbones()
     if not kept:
         raise UserError(
             f"{ref.run.path} kept no backbones; pretrain with --keep-every-epochs N or --save-top-k K first"
         )
     rows: list[dict[str, object]] = []
-    for epochs, path in kept.items():
+    for done, (epochs, path) in enumerate(kept.items()):
         log.info("%s: kept backbone after %d epochs ...", ref.run.name, epochs)
-        session = EvalSession(dataclasses.replace(ref, backbone_path=path), options)
-        row: dict[str, object] = {"epochs": epochs, "file": path.name, "knn_top1": _top1(run_knn(session))}
+        if progress is not None:
+            progress("kept backbones", done, len(kept))
+        session = EvalSession(
+            dataclasses.replace(ref, backbone_path=path), options, progress=_under(progress, f"epoch {epochs}")
+        )
+        with session.stage("knn"):
+            row: dict[str, object] = {"epochs": epochs, "file": path.name, "knn_top1": _top1(run_knn(session))}
         if linear:
-            row["linear_top1"] = _top1(run_linear_eval(session, LinearEvalOptions()))
+            with session.stage("linear"):
+                row["linear_top1"] = _top1(run_linear_eval(session, LinearEvalOptions()))
         rows.append(row)
+    if progress is not None:
+        progress("kept backbones", len(kept), len(kept))
     ref.eval.path.mkdir(parents=True, exist_ok=True)
     write_text_atomic(ref.eval.checkpoint_scan, _csv_text(rows))
     from simclr.reports.plots import plot_checkpoint_scan
@@ -68,6 +79,14 @@ def scan_kept_backbones(ref: RunRef, options: EvalOptions, linear: bool = False)
         ref.eval.checkpoint_scan_plot,
     )
     return ref.eval.checkpoint_scan
+
+
+def _under(progress: Progress | None, name: str) -> Progress | None:
+    """``progress`` with its tasks named ``name: task``, so each backbone's stages get their own bars."""
+    if progress is None:
+        return None
+    told = progress
+    return lambda task, done, total: told(f"{name}: {task}", done, total)
 
 
 def _csv_text(rows: list[dict[str, object]]) -> str:

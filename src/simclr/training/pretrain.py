@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size
+from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size, resume_changes
 from simclr.data import (
     PYTHON_DATASET,
     DatasetInfo,
@@ -173,9 +173,10 @@ def with_python_inputs(
     if dataset is not None:
         changed = replace(changed, dataset=PYTHON_DATASET, dataset_class=dataset_class_name(dataset))
     elif config.dataset == PYTHON_DATASET:
+        what = f"a Python Dataset ({config.dataset_class})" if config.dataset_class else "'python', a Python Dataset"
         raise UserError(
-            f"the data is a Python Dataset ({config.dataset_class or 'none passed'}), which only Python can pass: "
-            f"simclr.pretrain(config, dataset=...){resuming} (docs/API.md)"
+            f"the data is {what}, which only Python can pass: simclr.pretrain(config, dataset=...){resuming} "
+            "(docs/API.md)"
         )
     if backbone is not None:
         changed = replace(changed, backbone=custom_backbone_name(backbone))
@@ -683,6 +684,7 @@ def pretrain(
     quiet: bool = True,
     dataset: Dataset[Any] | None = None,
     backbone: nn.Module | str | None = None,
+    resume_with_changes: bool = False,
 ) -> PretrainResult:
     """Pretrain from Python as ``simclr pretrain`` does from the command line, and return the run's result.
 
@@ -707,8 +709,12 @@ def pretrain(
     ``"timm:<model>"`` builds that timm model (``num_classes=0``; needs ``pip install timm``), which
     ``load_backbone(run)`` rebuilds.
 
-    To resume a run that trained on a Python Dataset or backbone, pass them again with ``config.resume`` set
-    to its directory (``simclr pretrain --resume`` refuses such a run).
+    ``config.resume``: continue that run directory. The config must train as the run's config.yaml does
+    (build it with ``replace(RunDir(run).read_config(), resume=run)``, or keep the one that started the run);
+    a change, a Dataset of another class or another backbone among them, is refused unless
+    ``resume_with_changes`` (then it is recorded in the run, as ``--resume-with-changes`` does). A run that
+    trained on a Python Dataset or backbone resumes from here only (``simclr pretrain --resume`` refuses it):
+    pass them again.
 
     For example (docs/API.md has more)::
 
@@ -719,7 +725,26 @@ def pretrain(
     if isinstance(backbone, str):
         config, backbone = replace(config, backbone=backbone), None
     config.validate()
-    return run_pretraining(config, quiet=quiet, dataset=dataset, backbone=backbone)
+    changes: dict[str, tuple[Any, Any]] = {}
+    if config.resume:
+        saved = RunDir(Path(config.resume)).read_config()
+        config = with_saved_measurements(config, saved)
+        changes = resume_changes(
+            with_python_inputs(config, dataset, backbone),
+            saved,
+            allowed=resume_with_changes,
+            switch="resume_with_changes=True",
+        )
+    return run_pretraining(config, quiet=quiet, resumed_changes=changes, dataset=dataset, backbone=backbone)
+
+
+def with_saved_measurements(config: PretrainConfig, saved: PretrainConfig) -> PretrainConfig:
+    """A resumed config with what the run measured when it started (its subset file's hash, ``--standardize``
+    statistics) where the config leaves them unset, as the command line's resume reads them from config.yaml:
+    the subset file is checked against the hash, and the statistics are not measured afresh."""
+    measured = ("subset_sha256", "normalization_mean", "normalization_std")
+    kept = {name: getattr(saved, name) for name in measured if getattr(config, name) is None}
+    return replace(config, **kept)
 
 
 def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, optim: OptimSettings) -> None:
