@@ -63,10 +63,10 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # -- 1. one run per directory -------------------------------------------------------------------------
 def test_two_runs_started_together_with_the_same_out_one_runs_the_other_exits_2(tmp_path: Path) -> None:
-    for attempt in range(2):
-        out = tmp_path / f"race{attempt}"
-        first, second = simclr(*TINY, "--out", str(out)), simclr(*TINY, "--out", str(out))
-        results = [(proc.wait(timeout=300), proc.stderr.read() if proc.stderr else "") for proc in (first, second)]
+    outs = [tmp_path / f"race{attempt}" for attempt in range(2)]
+    races = {out: [simclr(*TINY, "--out", str(out)) for _ in range(2)] for out in outs}  # two races at once
+    for out, procs in races.items():
+        results = [(proc.wait(timeout=300), proc.stderr.read() if proc.stderr else "") for proc in procs]
         codes = sorted(code for code, _ in results)
         assert codes == [0, 2], results
         message = next(err for code, err in results if code == 2).strip()
@@ -278,8 +278,7 @@ KILLS = 4  # each kill restarts a process (seconds of imports); four random mome
 def test_sigkill_at_random_moments_while_checkpointing_then_resume_ends_with_the_same_weights(tmp_path: Path) -> None:
     args = [*TINY, "--epochs", "5", "--checkpoint-every-steps", "1"]  # 20 steps, a checkpoint after each
     reference = tmp_path / "reference"
-    done = simclr(*args, "--out", str(reference))
-    assert done.wait(timeout=300) == 0
+    done = simclr(*args, "--out", str(reference))  # trains beside the killed runs: one thread each, two cores
     run = tmp_path / "killed"
     rng = random.Random(0)
     proc = simclr(*args, "--out", str(run))
@@ -299,6 +298,7 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_ends_with_the
         kills += 1
         proc = simclr("--resume", str(run), "--quiet")
     assert proc.wait(timeout=300) == 0
+    assert done.wait(timeout=300) == 0
     assert kills == KILLS, "every kill lands mid-run: each process trains a step before it is killed"
     expected, got = load_file(str(reference / "backbone.safetensors")), load_file(str(run / "backbone.safetensors"))
     assert expected.keys() == got.keys()

@@ -81,28 +81,29 @@ MAX_STEPS_RUN = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def uninterrupted_backbone(
-    tmp_path_factory: pytest.TempPathFactory, pretrain_cli: Callable[..., subprocess.Popen[str]]
-) -> dict[str, torch.Tensor]:
-    """The final weights of the 12-step run the stopped-and-resumed runs must reach (trained once per module)."""
-    run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    proc = pretrain_cli(*MAX_STEPS_RUN, "--out", str(run))
-    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-    return load_file(str(run / "backbone.safetensors"))
+STOPS = (4, 5)  # the end of an epoch (4 steps each), mid-epoch
 
 
-@pytest.mark.parametrize("stop_at", [4, 5])  # the end of an epoch (4 steps each), mid-epoch
-def test_a_run_stopped_by_max_steps_resumes_onto_the_uninterrupted_curve(
-    tmp_path: Path,
-    stop_at: int,
-    uninterrupted_backbone: dict[str, torch.Tensor],
-    pretrain_cli: Callable[..., subprocess.Popen[str]],
+def test_runs_stopped_by_max_steps_resume_onto_the_uninterrupted_run(
+    tmp_path: Path, pretrain_cli: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    stopped = pretrain_cli(*MAX_STEPS_RUN, "--max-steps", str(stop_at), "--out", str(tmp_path / "stopped"))
-    assert stopped.wait(timeout=300) == 0, stopped.stderr.read() if stopped.stderr else ""
-    resumed = pretrain_cli("--resume", str(tmp_path / "stopped"), "--max-steps", "12", "--quiet")
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read() if resumed.stderr else ""
-    got = load_file(str(tmp_path / "stopped" / "backbone.safetensors"))
-    for name, tensor in uninterrupted_backbone.items():
-        torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=name)
+    """Stopped at step 4 or 5, then resumed to step 12: bitwise the weights of the run never stopped. The
+    three first runs, then the two resumes, train side by side (one thread each)."""
+    uninterrupted = tmp_path / "uninterrupted"
+    stopped = {stop: tmp_path / f"stopped-at-{stop}" for stop in STOPS}
+    _all_succeed(
+        [pretrain_cli(*MAX_STEPS_RUN, "--out", str(uninterrupted))]
+        + [pretrain_cli(*MAX_STEPS_RUN, "--max-steps", str(stop), "--out", str(run)) for stop, run in stopped.items()]
+    )
+    _all_succeed([pretrain_cli("--resume", str(run), "--max-steps", "12", "--quiet") for run in stopped.values()])
+    expected = load_file(str(uninterrupted / "backbone.safetensors"))
+    for stop, run in stopped.items():
+        got = load_file(str(run / "backbone.safetensors"))
+        for name, tensor in expected.items():
+            torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=f"stopped at {stop}: {name}")
+
+
+def _all_succeed(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
