@@ -146,7 +146,8 @@ def test_a_two_cell_slice_of_the_seed_000_grid_runs_end_to_end(cifar_small: Path
         cells.append(Cell(cell.cell_id, cell.grid_values, values, autoencoder))
     validate_cells(cells, tmp_path / "sweep")
     # the cells' evaluation is the tiny sweep's test; here the grid's pretraining and its chained autoencoder
-    outcomes = SweepRunner(replace(spec, evaluate=False), tmp_path / "sweep", quiet=True).run(cells)
+    side_by_side = parse_devices("0,1")  # as on two GPUs; on the CPU only the time changes
+    outcomes = SweepRunner(replace(spec, evaluate=False), tmp_path / "sweep", side_by_side, quiet=True).run(cells)
     assert [outcome.status for outcome in outcomes] == ["finished", "finished"], [o.error for o in outcomes]
     assert (tmp_path / "ae-cifar10-128" / "autoencoder.safetensors").is_file()
     rows = list(csv.DictReader((tmp_path / "sweep" / "results.csv").open()))
@@ -253,10 +254,11 @@ def test_base_config_starts_from_a_recipe(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real 2-cell Spirograph sweep (pretrain + evaluate subprocesses); returns OUT."""
+    """A real 2-cell Spirograph sweep (pretrain + evaluate subprocesses), the cells side by side as on two GPUs
+    (CUDA_VISIBLE_DEVICES=0 and 1 change nothing on a CPU); returns OUT."""
     root = tmp_path_factory.mktemp("sweep")
     sweep = write_sweep(root / "tiny.yaml", {"base": TINY_BASE, "grid": {"head_out_dim": [16, 32]}})
-    assert main(["sweep", str(sweep), "--out", str(root / "out"), "--quiet"]) == 0
+    assert main(["sweep", str(sweep), "--out", str(root / "out"), "--devices", "0,1", "--quiet"]) == 0
     return root
 
 
