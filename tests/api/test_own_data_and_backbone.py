@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from simclr import PretrainConfig, extract_features, load_backbone, pretrain
+from simclr import PretrainConfig, RunDir, extract_features, load_backbone, pretrain
 from simclr.cli import main
 from simclr.errors import UserError
 from simclr.rundir import read_backbone_metadata
@@ -132,6 +132,11 @@ def test_own_dataset_and_module_train_and_load_back(tmp_path: Path, capsys: pyte
     assert log.count("--standardize: mean") == 1  # the statistics measured at the start are kept, not measured anew
     steps = [row["step"] for row in csv.DictReader((run / "metrics.csv").open()) if row.get("train_loss")]
     assert steps == ["0", "1", "2", "3"]  # each step once: continued, not restarted
+
+    # the run's own config, read back from config.yaml, is accepted as it is (docs/API.md): nothing left to train
+    finished = pretrain(replace(RunDir(run).read_config(), resume=str(run)), dataset=data, backbone=TinyNet())
+    assert finished.global_step == 4
+    assert "settings changed on resume" not in (run / "train.log").read_text()
 
 
 def test_pil_dataset_with_a_torchvision_backbone(tmp_path: Path) -> None:
