@@ -73,6 +73,7 @@ from simclr.config import PretrainConfig, build_config
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss
 from simclr.losses.distributed import world_size
+from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule
 from simclr.training.module import SimCLRModule, view_generator
 from simclr.training.pretrain import (
@@ -386,7 +387,7 @@ def fit_one_step(
         default_root_dir=str(out_dir),
     )
     trainer.fit(module, datamodule=datamodule)
-    records = [torch.load(out_dir / f"rank{r}.pt", weights_only=False, map_location="cpu") for r in range(processes)]
+    records = [torch.load(out_dir / f"rank{r}.pt", weights_only=True, map_location="cpu") for r in range(processes)]
     return records, initial
 
 
@@ -690,7 +691,7 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
     assert 0 < len(stopped) < TOTAL_STEPS, "the signal must arrive mid-training"
     assert sorted(stopped) == list(range(len(stopped)))
     assert f"SIGINT at step {len(stopped)}: saved" in (run_dir / "train.log").read_text()
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    checkpoint = load_checkpoint_safely(run_dir / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == len(stopped)
 
     resumed = cli("resumed", "--resume", str(run_dir))
@@ -701,7 +702,7 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
     got = losses(run_dir)
     assert_same_curve(got, reference_curve)
     assert all(got[step] == stopped[step] for step in stopped)  # the rows before the stop are kept
-    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    final = load_checkpoint_safely(run_dir / "checkpoints" / "last.ckpt")
     assert final["global_step"] == TOTAL_STEPS
 
 
@@ -715,7 +716,7 @@ def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
     first = cli("first", *DDP_RUN, "--out", str(run_dir), "--max-steps", "3")  # mid epoch 0
     assert first.wait() == 0, first.output()
     assert sorted(losses(run_dir)) == [0, 1, 2]
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
+    checkpoint = load_checkpoint_safely(run_dir / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 3
 
     resumed = cli("resumed", "--resume", str(run_dir), "--max-steps", str(TOTAL_STEPS))

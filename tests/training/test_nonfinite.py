@@ -10,6 +10,7 @@ import torch
 
 from simclr.config import build_config
 from simclr.losses import NTXentLoss
+from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.module import NonFiniteLossError
 from simclr.training.pretrain import run_pretraining
 
@@ -48,6 +49,6 @@ def test_nan_loss_stops_before_the_update_and_keeps_last_ckpt(
     )
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 3.*last good state.*--resume"):
         run_pretraining(config, quiet=True)
-    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = load_checkpoint_safely(run / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 2
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())

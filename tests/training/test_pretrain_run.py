@@ -6,13 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from safetensors.torch import load_file
 
 from simclr.config import build_config
 from simclr.errors import UserError
 from simclr.models import build_backbone
+from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.pretrain import plan_optimisation, resolve_hardware, run_pretraining
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_pretrain_writes_every_run_dir_file(cifar_small: Path, tmp_path: Path) -
     weights = load_file(str(run / "backbone.safetensors"))
     backbone, _ = build_backbone("resnet18", "cifar")
     backbone.load_state_dict(weights)  # strict: exactly the backbone, no head
-    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = load_checkpoint_safely(run / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 8
     assert "optimizer_states" in checkpoint and "lr_schedulers" in checkpoint
     assert "knn_top1" in (run / "train.log").read_text()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from simclr.training.checkpoint_io import atomic_torch_save
+from simclr.training.checkpoint_io import atomic_torch_save, load_checkpoint_safely
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(
     proc.wait()
     steps_before_kill = len(losses(killed))
     assert 0 < steps_before_kill < 12, "the run must be killed mid-training"
-    ckpt = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = load_checkpoint_safely(killed / "checkpoints" / "last.ckpt")
     assert 0 < ckpt["global_step"] < 12
 
     resumed = simclr("--resume", str(killed))
