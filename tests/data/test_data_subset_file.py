@@ -178,3 +178,18 @@ def test_resuming_with_another_subset_file_pins_it_afresh(tmp_path: Path, capsys
     assert yaml.safe_load(capsys.readouterr().out)["subset_sha256"] == "0" * 64  # kept: checked against the file
     assert main([*argv, "--resume-with-changes", "--subset", "new.json:unlabelled"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["subset_sha256"] is None  # the new file's is recorded at start
+
+
+def test_a_python_resume_keeps_the_run_s_hash_unless_its_subset_file_changes() -> None:
+    """``pretrain(config)`` with ``config.resume``: as the command line's resume, the run's measurements are
+    kept (the hash is then checked against the file), and another subset file is pinned afresh."""
+    from dataclasses import replace
+
+    from simclr.training.pretrain import with_saved_measurements
+
+    started = build_config({}, dict(dataset="cifar10", subset="old.json:unlabelled"))
+    saved = replace(started, subset_sha256="0" * 64, normalization_mean=[0.5] * 3, normalization_std=[0.2] * 3)
+    same = with_saved_measurements(started, saved)
+    assert (same.subset_sha256, same.normalization_mean, same.normalization_std) == ("0" * 64, [0.5] * 3, [0.2] * 3)
+    other = with_saved_measurements(replace(started, subset="new.json:unlabelled"), saved)
+    assert other.subset_sha256 is None and other.normalization_mean == [0.5] * 3

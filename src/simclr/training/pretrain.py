@@ -744,6 +744,8 @@ def with_saved_measurements(config: PretrainConfig, saved: PretrainConfig) -> Pr
     the subset file is checked against the hash, and the statistics are not measured afresh."""
     measured = ("subset_sha256", "normalization_mean", "normalization_std")
     kept = {name: getattr(saved, name) for name in measured if getattr(config, name) is None}
+    if config.subset != saved.subset:  # another subset file (a recorded change): its hash is pinned afresh
+        kept.pop("subset_sha256", None)
     return replace(config, **kept)
 
 
