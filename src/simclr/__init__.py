@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from simclr.version import __version__
 
 # public name -> the module that is its one home
 _EXPORTS: dict[str, str] = {

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from simclr import __version__
 from simclr.errors import Interrupted, UserError
+from simclr.version import __version__
 
 EXIT_USER_ERROR = 2
 

@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from simclr.version import __version__
+
 _PACKAGES = ("torch", "torchvision", "lightning", "litdata", "safetensors", "numpy")
 
 
@@ -62,9 +64,7 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
 def environment_record() -> dict[str, Any]:
     """Versions (simclr, Python, torch, Lightning, ...; CUDA and cuDNN), CPU and GPU models, the git commit of
     the working directory, host, command line and time."""
-    import torch
-
-    from simclr import __version__
+    import torch  # only when a run records its versions: importing this module stays light
 
     gpus = (
         [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr import __version__
 from simclr.data import dataset_info
 from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import RunRef, load_backbone
 from simclr.models import build_projection_head
+from simclr.version import __version__
 
 LAYERS = ("backbone", "projection")
 SUFFIXES = {"npy": ".npy", "npz": ".npz", "parquet": ".parquet", "lightly-csv": ".csv"}

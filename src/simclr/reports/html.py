@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from simclr import __version__
 from simclr.errors import UserError
 from simclr.reports.plots import (
     AUGMENTED_VIEWS,
@@ -38,6 +37,7 @@ from simclr.reports.plots import (
     confusion_matrix_file,
 )
 from simclr.rundir import CONFIG_FILE, EVAL_METRICS_FILE, METRICS_FILE, RunDir
+from simclr.version import __version__
 
 COMPARISON_REPORT_FILE = "simclr-report.html"  # several runs: the report belongs to none of them
 
