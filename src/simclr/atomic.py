@@ -35,8 +35,12 @@ def atomic_write(path: Path, *, durable: bool = True) -> Iterator[Path]:
     ``durable=False`` skips the flush, for many small files that a rerun re-makes anyway (cropped images):
     the rename is still atomic for a reader, but a power cut may leave the file empty.
 
-    >>> with atomic_write(Path(folder) / "note.txt") as tmp:  # doctest: +SKIP
-    ...     tmp.write_text("written whole or not at all")
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with atomic_write(folder / "note.txt") as tmp:
+    ...     _ = tmp.write_text("written whole or not at all")
+    >>> (folder / "note.txt").read_text(), sorted(path.name for path in folder.iterdir())
+    ('written whole or not at all', ['note.txt'])
     """
     path = Path(path)
     tmp = temporary_path(path)
