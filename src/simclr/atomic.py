@@ -35,8 +35,12 @@ def atomic_write(path: Path, *, durable: bool = True) -> Iterator[Path]:
     ``durable=False`` skips the flush, for many small files that a rerun re-makes anyway (cropped images):
     the rename is still atomic for a reader, but a power cut may leave the file empty.
 
-    >>> with atomic_write(Path(folder) / "note.txt") as tmp:  # doctest: +SKIP
-    ...     tmp.write_text("written whole or not at all")
+    >>> import tempfile
+    >>> note = Path(tempfile.mkdtemp()) / "note.txt"
+    >>> with atomic_write(note) as tmp:
+    ...     _ = tmp.write_text("written whole or not at all")
+    >>> note.read_text()
+    'written whole or not at all'
     """
     path = Path(path)
     tmp = temporary_path(path)
