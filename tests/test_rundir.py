@@ -14,13 +14,8 @@ import pytest
 import torch
 
 from simclr.errors import UserError
-from simclr.rundir import (
-    BackboneMetadata,
-    RunDir,
-    read_backbone_metadata,
-    read_backbone_tensors,
-    write_backbone,
-)
+from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata, read_backbone_tensors, write_backbone
+from simclr.rundir import RunDir
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "simclr"
 LAYOUT_MODULE = SRC / "rundir.py"

@@ -16,18 +16,18 @@ import yaml
 
 from simclr.cli import main
 from simclr.errors import UserError
-from simclr.experiments.sweep import (
+from simclr.experiments.sweep import SweepRunner, parse_devices
+from simclr.experiments.sweep_grid import (
     AutoencoderJob,
     Cell,
-    SweepRunner,
     cell_id,
     expand_cells,
     load_sweep,
-    parse_devices,
     parse_sweep,
     validate_cells,
 )
 from simclr.rundir import SWEEP_MARKER_FILE, RunDir
+from simclr.runs import claim, release
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_BASE = {
@@ -206,14 +206,14 @@ def test_a_cell_another_process_trains_is_left_alone(tmp_path: Path) -> None:
     busy = RunDir(tmp_path / "t" / "seed=0")
     busy.path.mkdir(parents=True)
     (busy.path / "partial.txt").write_text("being written")
-    busy.claim()  # this test process stands for the other sweep's pretraining
+    claim(busy.path)  # this test process stands for the other sweep's pretraining
     try:
         launched: list[str] = []
         outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(
             expand_cells(spec)
         )
     finally:
-        busy.release()
+        release(busy.path)
     assert launched == ["seed=1"]
     assert outcomes[0].status == "failed" and "being trained by process" in (outcomes[0].error or "")
     assert (busy.path / "partial.txt").read_text() == "being written"
