@@ -219,6 +219,24 @@ def test_a_cell_another_process_trains_is_left_alone(tmp_path: Path) -> None:
     assert (busy.path / "partial.txt").read_text() == "being written"
 
 
+def test_a_sweep_folder_another_sweep_writes_is_refused(tmp_path: Path) -> None:
+    """The sweep's folder is opened as every run-like directory is: one sweep writes its table at a time."""
+    spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0]}, "evaluate": False}, default_name="t")
+    (tmp_path / "t").mkdir()
+    claim(tmp_path / "t")  # this test process stands for the other sweep
+    launched: list[str] = []
+    try:
+        runner = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched))
+        with pytest.raises(UserError, match="is in use by process"):
+            runner.run(expand_cells(spec))
+    finally:
+        release(tmp_path / "t")
+    assert launched == [] and not (tmp_path / "t" / "results.csv").exists()
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(expand_cells(spec))
+    assert launched == ["seed=0"] and outcomes[0].status == "finished"
+    assert not RunDir(tmp_path / "t").lock.exists()
+
+
 def test_devices_run_cells_in_parallel_one_per_device(tmp_path: Path) -> None:
     spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0, 1, 2, 3]}, "evaluate": False}, default_name="t")
     busy: dict[str, int] = {}

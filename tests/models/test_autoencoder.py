@@ -13,7 +13,7 @@ from simclr.cli import main
 from simclr.data import load_dataset, split_train_val
 from simclr.errors import UserError
 from simclr.models.autoencoder import MLPAutoencoder, load_autoencoder, save_autoencoder
-from simclr.rundir import autoencoder_file
+from simclr.rundir import RunDir, autoencoder_file
 from simclr.training.autoencoder import fit_autoencoder, reconstruction_loss
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -106,6 +106,7 @@ def test_train_ae_command_writes_run_dir(tmp_path: Path, capsys: pytest.CaptureF
     ):
         assert (run / name).is_file(), name
     assert (run / "reconstructions.png").read_bytes()[:8] == PNG_MAGIC
+    assert not RunDir(run).lock.exists()  # opened (held, logged) and released as every run is
     from matplotlib.image import imread
 
     assert imread(run / "reconstructions.png").ndim == 3
