@@ -19,11 +19,14 @@ from simclr.rundir import RunDir
 from simclr.runs import claim, live_holder, open_run, release
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def simclr_logger() -> Iterator[logging.Logger]:
-    """The ``simclr`` logger, as it was again after the test (open_run with a log file sets it up)."""
+    """The ``simclr`` logger without handlers (an earlier test's run may have left its log file's), as it was
+    again after the test (open_run with a log file sets it up)."""
     logger = logging.getLogger("simclr")
     handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    for handler in handlers:
+        logger.removeHandler(handler)
     yield logger
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -65,7 +68,7 @@ def test_a_directory_a_live_process_holds_is_refused(tmp_path: Path) -> None:
         holder.wait()
 
 
-def test_a_dead_holders_lock_is_taken_over_and_said_in_the_log(tmp_path: Path, simclr_logger: logging.Logger) -> None:
+def test_a_dead_holders_lock_is_taken_over_and_said_in_the_log(tmp_path: Path) -> None:
     path = tmp_path / "run"
     path.mkdir()
     pid = dead_pid()
