@@ -19,8 +19,7 @@ import torch
 from simclr.data.spirograph import SpirographViews, sample_generative
 from simclr.hardware import autocast_dtype_for
 from simclr.losses import NTXentLoss, gradient_penalty
-from simclr.models import build_backbone
-from simclr.models.backbones import resolve_stem
+from simclr.models.backbones import build_backbone, resolve_stem
 
 
 def step_seconds(

@@ -31,7 +31,9 @@ from simclr.config import build_config
 from simclr.data import load_dataset
 from simclr.hardware import resolve_precision, uses_gpu
 from simclr.losses import NTXentLoss
-from simclr.models import SimCLRModel, build_backbone, build_head
+from simclr.models.backbones import build_backbone
+from simclr.models.heads import build_head
+from simclr.models.simclr_model import SimCLRModel
 from simclr.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

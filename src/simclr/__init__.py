@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "SimCLRTransform": "simclr.views.transform",
     # networks
     "build_backbone": "simclr.models.backbones",
-    "build_model": "simclr.models.simclr_model",
+    "build_model": "simclr.model_from_config",
     "SimCLRModel": "simclr.models.simclr_model",
     # loss and optimisation
     "NTXentLoss": "simclr.losses.ntxent",
@@ -38,8 +38,8 @@ _EXPORTS: dict[str, str] = {
     "PretrainResult": "simclr.training.pretrain",
     # the run directory and its backbone
     "RunDir": "simclr.rundir",
-    "BackboneMetadata": "simclr.rundir",
-    "read_backbone_metadata": "simclr.rundir",
+    "BackboneMetadata": "simclr.models.backbone_file",
+    "read_backbone_metadata": "simclr.models.backbone_file",
     "load_backbone": "simclr.evaluation.loading",
     "LoadedBackbone": "simclr.evaluation.loading",
     # evaluation of frozen features
@@ -86,12 +86,14 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from simclr.evaluation.linear import linear_probe
     from simclr.evaluation.loading import LoadedBackbone, load_backbone
     from simclr.losses.ntxent import NTXentLoss
+    from simclr.model_from_config import build_model
+    from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata
     from simclr.models.backbones import build_backbone
-    from simclr.models.simclr_model import SimCLRModel, build_model
+    from simclr.models.simclr_model import SimCLRModel
     from simclr.optim.build import parameter_groups
     from simclr.optim.lars import LARS
     from simclr.optim.schedules import WarmupCosineLR, warmup_cosine
-    from simclr.rundir import BackboneMetadata, RunDir, read_backbone_metadata
+    from simclr.rundir import RunDir
     from simclr.training.pretrain import PretrainResult, pretrain
     from simclr.views.config import ViewConfig
     from simclr.views.pipeline import SimCLRViews

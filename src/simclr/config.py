@@ -403,7 +403,8 @@ class PretrainConfig:
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message."""
         from simclr.data import DATASET_NAMES, PYTHON_DATASET
-        from simclr.models import BACKBONE_NAMES, HEAD_NAMES, STEMS, is_torchvision_backbone
+        from simclr.models.backbones import BACKBONE_NAMES, STEMS, is_torchvision_backbone
+        from simclr.models.heads import HEAD_NAMES
         from simclr.optim import OPTIMIZER_NAMES, SCALING_RULES
 
         def choice(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -7,10 +7,10 @@ matplotlib is an optional dependency (the ``viz`` extra), imported only when a f
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from simclr.atomic import atomic_write
 from simclr.errors import UserError
 
 if TYPE_CHECKING:
@@ -33,13 +33,9 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, out: Path) -> Path:
-    """Write ``figure`` to ``out`` as PNG (temporary file, then rename) and return ``out``."""
+    """Write ``figure`` to ``out`` as PNG (through :func:`~simclr.atomic.atomic_write`) and return ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(out) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI, facecolor="white")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

@@ -2,8 +2,9 @@
 
 Everything a run produces lives in one directory, and every later command (evaluate, embed, report,
 resume, sweep) finds its pieces through :class:`RunDir` and :class:`EvalDir`; no other module spells
-these names. The module imports no torch, so the CLI and a sweep's parent process can read a run cheaply;
-the few functions that move tensors import safetensors' torch API when called.
+these names. The module imports no torch, so the CLI and a sweep's parent process can read a run cheaply.
+The backbone file's format is :mod:`simclr.models.backbone_file`'s; opening a directory to write in it (its
+lock, its log, the temporaries a killed writer left) is :mod:`simclr.runs`'s.
 
 A pretraining run::
 
@@ -23,7 +24,7 @@ A pretraining run::
     RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
     RUN_DIR/tracking.json           where the run's tracker (MLflow, TensorBoard, W&B) keeps it, for evaluate
     RUN_DIR/tensorboard/, mlflow.db, mlflow-artifacts/, wandb/   the trackers' own stores (--logger)
-    RUN_DIR/.lock                   held by the process training in it (pid, host, start), so a run has one writer
+    RUN_DIR/.lock                   held by the process writing in it (pid, host, start), so a run has one writer
 
 An autoencoder run (``simclr train-ae``) shares config.yaml, metrics.csv and train.log, and adds
 ``autoencoder.safetensors`` and ``reconstructions.png``.
@@ -31,21 +32,16 @@ An autoencoder run (``simclr train-ae``) shares config.yaml, metrics.csv and tra
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import struct
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import yaml
+
+from simclr.atomic import leftover_temporaries, write_text_atomic
+from simclr.config import PretrainConfig, build_config, read_yaml
 from simclr.errors import UserError
-
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from simclr.config import PretrainConfig
 
 CONFIG_FILE = "config.yaml"
 CONFIG_HISTORY_FILE = "config-history.yaml"
@@ -77,10 +73,6 @@ BEST_BACKBONE_NAME = "best"
 CHECKPOINT_SCAN_FILE = "checkpoint-scan.csv"
 CHECKPOINT_SCAN_PLOT = "checkpoint-scan.png"
 CHECKPOINT_EVAL_PREFIX = "checkpoint-"
-
-# A safetensors file starts with the little-endian length of its JSON header; a larger header than
-# this is not a backbone we wrote (it protects the torch-free reader from a hostile length field).
-_MAX_HEADER_BYTES = 100 << 20
 
 
 @dataclass(frozen=True)
@@ -230,25 +222,13 @@ class RunDir:
 
     @property
     def lock(self) -> Path:
-        """Held by the process that trains in this directory (:mod:`simclr.training.run_setup`)."""
+        """Held by the process that writes in this directory (:func:`simclr.runs.open_run`)."""
         return self.path / LOCK_FILE
 
     def temporaries(self) -> list[Path]:
-        """Files an atomic write leaves behind when its process is killed mid-write (``.NAME.tmp-PID``)."""
-        return sorted(p for folder in (self.path, self.checkpoints) for p in folder.glob(".*.tmp-*") if p.is_file())
-
-    def claim(self) -> str | None:
-        """Claim the directory for this process (an exclusive lock file with pid, host and start time): a
-        UserError when a live process holds it; a note when the lock of a dead process was taken over."""
-        return claim_run_dir(self)
-
-    def release(self) -> None:
-        release_run_dir(self)
-
-    def live_holder(self) -> dict[str, object] | None:
-        """Who holds the directory now (its lock's content), or None when no live process does."""
-        holder = read_lock(self.lock)
-        return holder if self.lock.exists() and not _is_stale(holder) else None
+        """What atomic writes of killed processes left anywhere in the run (``.NAME.tmp-PID``,
+        :mod:`simclr.atomic`); a running writer's temporaries are not listed."""
+        return leftover_temporaries(self.path, recursive=True)
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -280,16 +260,12 @@ class RunDir:
 
     def read_config_values(self) -> dict[str, Any]:
         """The saved config as a mapping, unvalidated (pretraining or autoencoder)."""
-        from simclr.config import read_yaml
-
         if not self.config.is_file():
             raise UserError(f"{self.path} has no {CONFIG_FILE}; pass the directory of a simclr run")
         return read_yaml(self.config)
 
     def read_config(self) -> PretrainConfig:
         """The validated pretraining config saved in this run."""
-        from simclr.config import build_config
-
         return build_config(self.read_config_values(), {})
 
     def write_config(self, text: str) -> None:
@@ -308,214 +284,21 @@ class RunDir:
     def record_config_change(self, step: int, changes: dict[str, tuple[Any, Any]]) -> None:
         """Append one resume-with-changes to the history: the step it took effect at and each setting's
         old and new value."""
-        import yaml
-
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "step": step, "changes": {}}
         entry["changes"] = {name: {"from": old, "to": new} for name, (old, new) in changes.items()}
         history = yaml.safe_load(self.config_history.read_text()) if self.config_history.is_file() else []
         write_text_atomic(self.config_history, yaml.safe_dump([*(history or []), entry], sort_keys=False))
 
 
-@dataclass(frozen=True)
-class BackboneMetadata:
-    """What ``backbone.safetensors`` says about itself: enough to rebuild the network and name the weights.
-
-    Safetensors metadata is a string-to-string map; :meth:`to_strings` and :meth:`from_strings` convert.
-    Fields a file lacks (written elsewhere, or by an older version) are None.
-    """
-
-    backbone: str | None = None  # a torchvision name, timm:<model>, or custom:<module.Class> (the user's own module)
-    stem: str | None = None  # cifar | stl | imagenet for a torchvision ResNet; None for the others
-    feature_dim: int | None = None
-    dataset: str | None = None
-    image_size: int | None = None
-    global_step: int | None = None
-    epoch: int | None = None
-    weights: str = "pretrained"
-    mean: tuple[float, float, float] | None = None
-    """The per-channel normalisation ``(x - mean) / std`` of [0, 1] pixels the backbone was trained with."""
-    std: tuple[float, float, float] | None = None
-
-    def to_strings(self) -> dict[str, str]:
-        """Each field as text; mean and std as comma-separated numbers (``0.4914,0.4822,0.4465``), which any
-        safetensors reader can split without knowing simclr."""
-        return {key: _as_text(value) for key, value in asdict(self).items() if value is not None}
-
-    @classmethod
-    def from_strings(cls, values: dict[str, str], where: Path | str = "backbone file") -> BackboneMetadata:
-        """The metadata of a file; a number field that is not a whole number is a UserError naming ``where``."""
-        parsed: dict[str, Any] = {}
-        for item in fields(cls):
-            text = values.get(item.name)
-            if text is None:
-                continue
-            if item.name in _NUMBER_FIELDS:
-                if not text.strip().isdigit():
-                    raise UserError(
-                        f"{where}: metadata {item.name}={text[:40]!r} is not a whole number; the file is damaged"
-                    )
-                parsed[item.name] = int(text)
-            elif item.name in _TRIPLE_FIELDS:
-                parsed[item.name] = _parse_triple(item.name, text, where)
-            else:
-                parsed[item.name] = text
-        return cls(**parsed)
-
-
-_NUMBER_FIELDS = ("feature_dim", "image_size", "global_step", "epoch")
-_TRIPLE_FIELDS = ("mean", "std")
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, tuple | list):
-        return ",".join(repr(float(number)) for number in value)
-    return str(value)
-
-
-def _parse_triple(name: str, text: str, where: Path | str) -> tuple[float, float, float]:
-    """Three finite numbers, one per RGB channel; anything else is a UserError naming ``where``."""
-    import math
-
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(math.isfinite(value) for value in values):
-        raise UserError(f"{where}: metadata {name}={text[:40]!r} is not three numbers; the file is damaged")
-    return values  # type: ignore[return-value]
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot), or None when it does not run: with the
-    pid, it tells a live lock holder from a later process that was given the same pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
-
-
-def claim_run_dir(run: RunDir) -> str | None:
-    """Create the lock; returns a note to log when it took over the lock of a process that died."""
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()), "since": time.ctime()}
-    takeover = None
-    for _ in range(2):
-        try:
-            descriptor = os.open(run.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = read_lock(run.lock)
-            if not _is_stale(holder):
-                raise UserError(
-                    f"{run.path} is in use by process {holder.get('pid')} on {holder.get('host')} since "
-                    f"{holder.get('since')}; wait for it to end or choose another --out "
-                    f"(if that process is gone, delete {run.lock})"
-                ) from None
-            takeover = (
-                f"{run.path}: process {holder.get('pid')}, which trained here, ended without releasing the "
-                "directory; taking it over"
-            )
-            run.lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(me, handle)
-        return takeover
-    raise UserError(f"{run.path} is being claimed by another process at the same time; choose another --out")
-
-
-def read_lock(lock: Path) -> dict[str, object]:
-    try:
-        value = json.loads(lock.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_stale(holder: dict[str, object]) -> bool:
-    """A lock of this machine whose process has ended (or whose pid now names another process)."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    start = _process_start(int(holder["pid"]))  # type: ignore[call-overload]
-    return start is None or (start != "unknown" and start != holder.get("start"))
-
-
-def release_run_dir(run: RunDir) -> None:
-    if read_lock(run.lock).get("pid") == os.getpid():
-        run.lock.unlink(missing_ok=True)
-
-
-def read_backbone_metadata(path: Path) -> BackboneMetadata:
-    """The metadata of a safetensors file, read from its JSON header without loading torch or the tensors."""
-    try:
-        with open(path, "rb") as handle:
-            (size,) = struct.unpack("<Q", handle.read(8))
-            if size > _MAX_HEADER_BYTES:
-                raise ValueError(f"header of {size} bytes")
-            header = json.loads(handle.read(size))
-        metadata = header.get("__metadata__") or {}
-        if not isinstance(metadata, dict):
-            raise ValueError("metadata is not a mapping")
-    except (OSError, struct.error, ValueError, AttributeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; the file is damaged or not a safetensors backbone") from None
-    return BackboneMetadata.from_strings({str(key): str(value) for key, value in metadata.items()}, path)
-
-
-def write_backbone(path: Path, tensors: dict[str, Tensor], metadata: BackboneMetadata) -> None:
-    """Write the backbone's tensors with their metadata as safetensors, atomically."""
-    write_safetensors(path, tensors, metadata.to_strings())
-
-
-def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
-    """Write tensors (copied to the CPU) and string metadata as safetensors, atomically: a reader never
-    sees half a file, and a killed writer leaves only a ``.NAME.tmp-PID`` behind."""
-    from safetensors.torch import save_file
-
-    contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(contiguous, str(tmp), metadata=metadata)
-        # safetensors writes through a private temporary file (mode 0600); the file is meant to be shared,
-        # so give it the mode every other file of the run gets from the process umask
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    """The process umask: from /proc on Linux (reading it elsewhere means setting it, then restoring it,
-    which another thread creating a file in between would see)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def read_backbone_tensors(path: Path) -> dict[str, Tensor]:
-    """The tensors of a backbone file; a damaged file is a one-line UserError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; the file is damaged") from None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file in the same folder and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def autoencoder_file(path: Path | str) -> Path:
+    """The autoencoder ``--ae-checkpoint`` names: ``path`` itself when it is a file, the ``autoencoder.safetensors``
+    of the ``simclr train-ae`` run when it is that run's directory; a UserError when there is none."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        target = RunDir(target).autoencoder
+    if not target.is_file():
+        raise UserError(
+            f"autoencoder checkpoint {target} does not exist; pass the {AUTOENCODER_FILE} (or run directory) "
+            "written by 'simclr train-ae'"
+        )
+    return target

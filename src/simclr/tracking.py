@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from simclr.atomic import write_text_atomic
 from simclr.errors import UserError
+from simclr.models.backbone_file import read_backbone_metadata
 from simclr.rundir import RunDir
 
 __all__ = [
@@ -119,9 +121,7 @@ def start_tracking(loggers: Sequence[Any], run: RunDir, settings: Mapping[str, A
             record = {"tracker": "tensorboard", "log_dir": str(Path(logger.log_dir).resolve())}
         else:
             continue
-        tmp = run.tracking.with_name(f".{run.tracking.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, run.tracking)
+        write_text_atomic(run.tracking, json.dumps(record, indent=2) + "\n")
 
 
 def finish_tracking(loggers: Sequence[Any], run: RunDir) -> None:
@@ -171,8 +171,6 @@ def report_evaluation(run: RunDir, results: Mapping[str, Mapping[str, Any]], fil
                 client.log_artifact(saved["run_id"], str(path))
     elif tracker == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
-
-        from simclr.rundir import read_backbone_metadata
 
         step = (read_backbone_metadata(run.backbone).global_step if run.backbone.is_file() else None) or 0
         headline = scalars.get(f"eval/{HP_METRIC_SOURCE}")

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 import simclr
 from simclr import SimCLRTransform, ViewConfig
 from simclr.errors import UserError
-from simclr.rundir import read_backbone_metadata
+from simclr.models.backbone_file import read_backbone_metadata
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, TensorDataset
 from simclr import PretrainConfig, RunDir, extract_features, load_backbone, pretrain
 from simclr.cli import main
 from simclr.errors import UserError
-from simclr.rundir import read_backbone_metadata
+from simclr.models.backbone_file import read_backbone_metadata
 
 
 class TinyNet(nn.Module):

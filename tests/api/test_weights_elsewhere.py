@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from simclr.errors import UserError
-from simclr.models import build_backbone
-from simclr.rundir import BackboneMetadata, read_backbone_metadata, write_backbone
+from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata, write_backbone
+from simclr.models.backbones import build_backbone
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)

@@ -16,7 +16,7 @@ from simclr.cli import main
 from simclr.data.imagenet import IMAGENET100_WNIDS, list_imagenet, load_imagenet
 from simclr.data.registry import dataset_info, load_dataset
 from simclr.errors import UserError
-from simclr.models import resolve_stem
+from simclr.models.backbones import resolve_stem
 
 # Three real wnids, none of them in ImageNet-100, each drawn in its own colour so a decoded image shows its class.
 WNIDS = ("n01440764", "n01443537", "n02102040")

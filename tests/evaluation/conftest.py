@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from simclr.config import build_config, config_to_yaml
-from simclr.models import build_backbone, resolve_stem
-from simclr.rundir import BackboneMetadata, write_backbone
+from simclr.models.backbone_file import BackboneMetadata, write_backbone
+from simclr.models.backbones import build_backbone, resolve_stem
 
 MakeRun = Callable[..., Path]
 

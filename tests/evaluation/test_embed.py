@@ -12,7 +12,7 @@ import torch
 
 from simclr.cli import main
 from simclr.config import build_config, read_yaml
-from simclr.models import build_head
+from simclr.models.heads import build_head
 
 
 def test_npz_rows_match_their_files_and_skips_are_reported(

@@ -61,8 +61,9 @@ def _keep_backbones(run: Path, epochs: list[int]) -> None:
     """Kept backbones as a run with --keep-every-epochs writes them (seeded random weights here)."""
     import torch
 
-    from simclr.models import build_backbone
-    from simclr.rundir import BackboneMetadata, RunDir, write_backbone
+    from simclr.models.backbone_file import BackboneMetadata, write_backbone
+    from simclr.models.backbones import build_backbone
+    from simclr.rundir import RunDir
 
     kept = RunDir(run)
     kept.checkpoints.mkdir(parents=True, exist_ok=True)

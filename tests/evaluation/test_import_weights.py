@@ -13,7 +13,7 @@ from torch import nn
 
 from simclr.cli import main
 from simclr.evaluation.loading import load_backbone, resolve_run
-from simclr.rundir import read_backbone_metadata, read_backbone_tensors
+from simclr.models.backbone_file import read_backbone_metadata, read_backbone_tensors
 
 
 class NotATensor:

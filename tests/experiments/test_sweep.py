@@ -16,18 +16,18 @@ import yaml
 
 from simclr.cli import main
 from simclr.errors import UserError
-from simclr.experiments.sweep import (
+from simclr.experiments.sweep import SweepRunner, parse_devices
+from simclr.experiments.sweep_grid import (
     AutoencoderJob,
     Cell,
-    SweepRunner,
     cell_id,
     expand_cells,
     load_sweep,
-    parse_devices,
     parse_sweep,
     validate_cells,
 )
 from simclr.rundir import SWEEP_MARKER_FILE, RunDir
+from simclr.runs import claim, release
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_BASE = {
@@ -206,17 +206,35 @@ def test_a_cell_another_process_trains_is_left_alone(tmp_path: Path) -> None:
     busy = RunDir(tmp_path / "t" / "seed=0")
     busy.path.mkdir(parents=True)
     (busy.path / "partial.txt").write_text("being written")
-    busy.claim()  # this test process stands for the other sweep's pretraining
+    claim(busy.path)  # this test process stands for the other sweep's pretraining
     try:
         launched: list[str] = []
         outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(
             expand_cells(spec)
         )
     finally:
-        busy.release()
+        release(busy.path)
     assert launched == ["seed=1"]
     assert outcomes[0].status == "failed" and "being trained by process" in (outcomes[0].error or "")
     assert (busy.path / "partial.txt").read_text() == "being written"
+
+
+def test_a_sweep_folder_another_sweep_writes_is_refused(tmp_path: Path) -> None:
+    """The sweep's folder is opened as every run-like directory is: one sweep writes its table at a time."""
+    spec = parse_sweep({"base": TINY_BASE, "grid": {"seed": [0]}, "evaluate": False}, default_name="t")
+    (tmp_path / "t").mkdir()
+    claim(tmp_path / "t")  # this test process stands for the other sweep
+    launched: list[str] = []
+    try:
+        runner = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched))
+        with pytest.raises(UserError, match="is in use by process"):
+            runner.run(expand_cells(spec))
+    finally:
+        release(tmp_path / "t")
+    assert launched == [] and not (tmp_path / "t" / "results.csv").exists()
+    outcomes = SweepRunner(spec, tmp_path / "t", quiet=True, launch=_fake_launch("", launched)).run(expand_cells(spec))
+    assert launched == ["seed=0"] and outcomes[0].status == "finished"
+    assert not RunDir(tmp_path / "t").lock.exists()
 
 
 def test_devices_run_cells_in_parallel_one_per_device(tmp_path: Path) -> None:

@@ -14,14 +14,9 @@ from simclr.config import build_config
 from simclr.errors import UserError
 from simclr.evaluation.embed import load_projection_head
 from simclr.evaluation.loading import resolve_run
-from simclr.models import (
-    ACTIVATIONS,
-    MLPAutoencoder,
-    build_activation,
-    build_head,
-    build_model,
-    save_autoencoder,
-)
+from simclr.model_from_config import build_model, build_projection_head
+from simclr.models.autoencoder import MLPAutoencoder, save_autoencoder
+from simclr.models.heads import ACTIVATIONS, build_activation, build_head
 from simclr.optim import build_optimizer
 
 LATENT = 16
@@ -56,7 +51,7 @@ def test_head_layers_and_bit_identical_embedding(ae_file: Path) -> None:
 
 
 def test_run_directory_is_accepted(ae_file: Path) -> None:
-    head, _ = build_head("ae", 512, ae_checkpoint=ae_file.parent)
+    head, _ = build_projection_head(build_config({}, {"head": "ae", "ae_checkpoint": str(ae_file.parent)}), 512)
     assert torch.equal(head[0].weight, saved_embedding(ae_file)["weight"])
 
 

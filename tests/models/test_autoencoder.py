@@ -12,7 +12,8 @@ import yaml
 from simclr.cli import main
 from simclr.data import load_dataset, split_train_val
 from simclr.errors import UserError
-from simclr.models import MLPAutoencoder, load_autoencoder, save_autoencoder
+from simclr.models.autoencoder import MLPAutoencoder, load_autoencoder, save_autoencoder
+from simclr.rundir import RunDir, autoencoder_file
 from simclr.training.autoencoder import fit_autoencoder, reconstruction_loss
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -51,7 +52,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     model = MLPAutoencoder((3, 8, 8), latent_dim=24)
     path = save_autoencoder(model, tmp_path / "autoencoder.safetensors", dataset="spirograph")
     for target in (path, tmp_path):  # the file or its run directory
-        loaded = load_autoencoder(target)
+        loaded = load_autoencoder(autoencoder_file(target))
         assert loaded.image_shape == (3, 8, 8) and loaded.latent_dim == 24
         for key, value in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[key], value), key
@@ -61,7 +62,9 @@ def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         load_autoencoder(tmp_path / "missing.safetensors")
     with pytest.raises(UserError, match="does not exist"):
-        load_autoencoder(tmp_path)  # a directory without autoencoder.safetensors
+        autoencoder_file(tmp_path)  # a directory without autoencoder.safetensors
+    with pytest.raises(UserError, match="does not exist"):
+        load_autoencoder(tmp_path)  # a directory is not the weights file
     bad = tmp_path / "autoencoder.safetensors"
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(UserError, match="damaged"):
@@ -103,6 +106,7 @@ def test_train_ae_command_writes_run_dir(tmp_path: Path, capsys: pytest.CaptureF
     ):
         assert (run / name).is_file(), name
     assert (run / "reconstructions.png").read_bytes()[:8] == PNG_MAGIC
+    assert not RunDir(run).lock.exists()  # opened (held, logged) and released as every run is
     from matplotlib.image import imread
 
     assert imread(run / "reconstructions.png").ndim == 3
@@ -112,7 +116,7 @@ def test_train_ae_command_writes_run_dir(tmp_path: Path, capsys: pytest.CaptureF
     assert all(float(row["val_loss"]) > 0 and float(row["lr"]) == pytest.approx(1e-4) for row in rows)
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["latent_dim"] == 16 and config["dataset"] == "spirograph" and config["image_size"] == 16
-    model = load_autoencoder(run)
+    model = load_autoencoder(autoencoder_file(run))
     assert model.image_shape == (3, 16, 16) and model.latent_dim == 16
 
 

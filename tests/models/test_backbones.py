@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from simclr.errors import UserError
-from simclr.models import BACKBONE_NAMES, build_backbone, build_head, choose_stem, resolve_stem
+from simclr.models.backbones import BACKBONE_NAMES, build_backbone, choose_stem, resolve_stem
+from simclr.models.heads import build_head
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,8 @@ import torchvision
 
 from simclr.config import build_config
 from simclr.errors import UserError
-from simclr.models import build_model, imagenet_cache_file, imagenet_weights
+from simclr.model_from_config import build_model
+from simclr.models.backbones import imagenet_cache_file, imagenet_weights
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 

@@ -5,7 +5,7 @@ How the DDP step is driven, and why
 -----------------------------------
 The step runs through a real ``lightning.Trainer(strategy=DDPStrategy(start_method="spawn"),
 accelerator="cpu", devices=2, max_steps=1)`` (its processes meet through a file, see
-:class:`FileRendezvousDDP`) fitting the real :class:`SimCLRModule` (``training_step``
+:class:`FileRendezvousDDP`) fitting the real :class:`PretrainingModule` (``training_step``
 with ``view_generator(seed, step, rank)``, NT-Xent with ``gather_distributed``, SGD and the warmup-cosine
 schedule of :func:`plan_optimisation`, ResNet-18 with the CIFAR stem from :func:`build_seeded_model`) on
 the run's own :class:`InMemoryDataModule`, which gives rank r the r-th block of the global batch.
@@ -75,7 +75,7 @@ from simclr.losses import NTXentLoss
 from simclr.losses.distributed import world_size
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule
-from simclr.training.module import SimCLRModule, view_generator
+from simclr.training.module import PretrainingModule, view_generator
 from simclr.training.pretrain import (
     TrainingData,
     build_seeded_model,
@@ -330,10 +330,10 @@ def step_setup() -> StepSetup:
     return StepSetup(config, data, views, resolve_hardware(config).channels_last)
 
 
-def make_module(setup: StepSetup, views: Any) -> SimCLRModule:
+def make_module(setup: StepSetup, views: Any) -> PretrainingModule:
     config = setup.config
     model = build_seeded_model(config, setup.data.image_size, resolve_hardware(config))
-    return SimCLRModule(
+    return PretrainingModule(
         model,
         views,
         NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed),

@@ -239,7 +239,7 @@ def test_damaged_backbone_metadata_is_a_one_line_error(
 ) -> None:
     from safetensors.torch import save_file
 
-    from simclr.rundir import read_backbone_metadata
+    from simclr.models.backbone_file import read_backbone_metadata
 
     damaged = tmp_path / "backbone.safetensors"
     meta = read_backbone_metadata(finished_run / "backbone.safetensors").to_strings()
@@ -254,7 +254,7 @@ def test_a_backbone_tensor_of_the_wrong_shape_is_a_one_line_error(
 ) -> None:
     from safetensors.torch import save_file
 
-    from simclr.rundir import read_backbone_metadata
+    from simclr.models.backbone_file import read_backbone_metadata
 
     tensors = load_file(str(finished_run / "backbone.safetensors"))
     tensors["conv1.weight"] = torch.zeros(3, 3, 3, 3)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from simclr.config import build_config
 from simclr.errors import UserError
-from simclr.models import build_backbone
+from simclr.models.backbones import build_backbone
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.pretrain import plan_optimisation, resolve_hardware, run_pretraining
 

@@ -13,8 +13,9 @@ import torch
 
 from simclr.config import build_config
 from simclr.errors import UserError
-from simclr.models import build_model
-from simclr.rundir import RunDir, read_backbone_metadata, read_backbone_tensors
+from simclr.model_from_config import build_model
+from simclr.models.backbone_file import read_backbone_metadata, read_backbone_tensors
+from simclr.rundir import RunDir
 from simclr.training.callbacks import MetricsCSV
 from simclr.training.pretrain import load_training_data, run_pretraining
 from simclr.training.validation import ValidationMonitor

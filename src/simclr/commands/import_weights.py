@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from simclr.config import build_config, config_to_yaml
     from simclr.errors import UserError
     from simclr.evaluation.import_weights import write_imported
-    from simclr.models import STEMS
+    from simclr.models.backbones import STEMS
     from simclr.rundir import RunDir
 
     if args.stem not in STEMS or args.stem == "auto":

@@ -1,6 +1,7 @@
 """``simclr sweep SWEEP.yaml``: pretrain and evaluate every cell of a grid of configs, resumable, one GPU per cell.
 
-The file format and the rules for finished / resumed cells are in :mod:`simclr.experiments.sweep`.
+The file format is in :mod:`simclr.experiments.sweep_grid`, the rules for finished / resumed cells in
+:mod:`simclr.experiments.sweep`.
 Exit codes: 0 when every cell finished, 1 when any cell failed (the others still ran), 2 for a bad
 sweep file, found before anything runs.
 """
@@ -47,15 +48,9 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.experiments.sweep import (
-        SweepRunner,
-        cell_run_dir,
-        expand_cells,
-        is_finished,
-        load_sweep,
-        parse_devices,
-        validate_cells,
-    )
+    from simclr.experiments.sweep import SweepRunner, parse_devices
+    from simclr.experiments.sweep_grid import cell_run_dir, expand_cells, load_sweep, validate_cells
+    from simclr.experiments.sweep_results import is_finished
     from simclr.recipes import find_recipe
 
     devices = parse_devices(args.devices)

@@ -12,13 +12,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from simclr.atomic import write_text_atomic
 from simclr.errors import UserError
 from simclr.evaluation.knn import run_knn
 from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import RunRef
 from simclr.evaluation.options import EvalOptions, LinearEvalOptions
 from simclr.evaluation.session import EvalSession, Progress
-from simclr.rundir import write_text_atomic
 
 log = logging.getLogger("simclr")
 

@@ -25,7 +25,7 @@ from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import RunRef, load_backbone
-from simclr.models import build_projection_head
+from simclr.model_from_config import build_projection_head
 from simclr.version import __version__
 
 LAYERS = ("backbone", "projection")

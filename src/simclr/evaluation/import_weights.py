@@ -27,8 +27,8 @@ from torch import Tensor
 
 from simclr.errors import UserError
 from simclr.evaluation.loading import load_weights
-from simclr.models import build_backbone
-from simclr.rundir import BackboneMetadata, write_backbone
+from simclr.models.backbone_file import BackboneMetadata, write_backbone
+from simclr.models.backbones import build_backbone
 
 __all__ = ["ImportedBackbone", "import_backbone", "read_checkpoint", "write_imported"]
 

@@ -17,16 +17,9 @@ from torch import nn
 
 from simclr.config import PretrainConfig, build_config, read_yaml
 from simclr.errors import UserError
-from simclr.models import CUSTOM_PREFIX, STEMS, build_backbone, measure_feature_dim
-from simclr.rundir import (
-    BACKBONE_FILE,
-    CONFIG_FILE,
-    BackboneMetadata,
-    EvalDir,
-    RunDir,
-    read_backbone_metadata,
-    read_backbone_tensors,
-)
+from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata, read_backbone_tensors
+from simclr.models.backbones import CUSTOM_PREFIX, STEMS, build_backbone, measure_feature_dim
+from simclr.rundir import BACKBONE_FILE, CONFIG_FILE, EvalDir, RunDir
 
 MAX_IMAGE_SIZE = 8192  # larger is no image size a backbone trains at, only a damaged file
 

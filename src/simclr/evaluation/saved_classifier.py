@@ -21,8 +21,9 @@ from torch import nn
 from simclr.errors import UserError
 from simclr.evaluation.heads import Classifier, HeadSpec, StandardizedLinear
 from simclr.evaluation.loading import MAX_IMAGE_SIZE, file_sha256, load_weights
-from simclr.models import STEMS, build_backbone, is_torchvision_backbone
-from simclr.rundir import CLASSIFIER_FILE, read_backbone_tensors, write_safetensors
+from simclr.models.backbone_file import read_backbone_tensors, write_safetensors
+from simclr.models.backbones import STEMS, build_backbone, is_torchvision_backbone
+from simclr.rundir import CLASSIFIER_FILE
 
 __all__ = ["FORMAT", "ClassifierMetadata", "load_classifier", "save_classifier"]
 

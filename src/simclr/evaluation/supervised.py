@@ -20,8 +20,13 @@ import torch
 from simclr.errors import UserError
 from simclr.evaluation.finetune import InputPipeline, split_for_options, train_and_test
 from simclr.evaluation.options import SupervisedOptions
-from simclr.models import build_backbone
-from simclr.models.backbones import INITIAL_WEIGHTS, imagenet_cache_file, imagenet_weights, load_imagenet_backbone
+from simclr.models.backbones import (
+    INITIAL_WEIGHTS,
+    build_backbone,
+    imagenet_cache_file,
+    imagenet_weights,
+    load_imagenet_backbone,
+)
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession

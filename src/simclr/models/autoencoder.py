@@ -5,13 +5,13 @@ Schliebitz et al., "Improving Nonlinear Projection Heads using Pretrained Autoen
 Linear(512, d)) is trained to reconstruct images; its embedding layer ``Linear(512, d)`` is then reused,
 frozen, as the input layer of SimCLR's projection head (see :func:`simclr.models.heads.build_head`).
 
-The weights are stored as ``autoencoder.safetensors`` with the shape information needed to rebuild the
-network (``latent_dim``, ``image_size``, ``channels``, ``hidden_dim``) and the ``dataset`` it was trained on.
+The weights are stored as safetensors (``autoencoder.safetensors`` in a train-ae run) with the shape
+information needed to rebuild the network (``latent_dim``, ``image_size``, ``channels``, ``hidden_dim``) and
+the ``dataset`` it was trained on.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -19,14 +19,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor, nn
 
+from simclr.atomic import atomic_write
 from simclr.errors import UserError
-from simclr.rundir import AUTOENCODER_FILE, RunDir
 
 __all__ = [
     "MLPAutoencoder",
     "load_autoencoder",
     "pixels",
-    "resolve_autoencoder_path",
     "save_autoencoder",
 ]
 
@@ -89,31 +88,20 @@ def save_autoencoder(model: MLPAutoencoder, path: Path, dataset: str) -> Path:
         "dataset": dataset,
     }
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
-def resolve_autoencoder_path(path: Path | str) -> Path:
-    """``path`` itself when it is a file, ``path/autoencoder.safetensors`` when it is a train-ae run directory."""
+def load_autoencoder(path: Path | str) -> MLPAutoencoder:
+    """Rebuild the autoencoder saved by :func:`save_autoencoder` in the file ``path`` (the file of a train-ae
+    run directory is found by :func:`simclr.rundir.autoencoder_file`)."""
     target = Path(path).expanduser()
-    if target.is_dir():
-        target = RunDir(target).autoencoder
     if not target.is_file():
         raise UserError(
-            f"autoencoder checkpoint {target} does not exist; pass the {AUTOENCODER_FILE} (or run directory) "
-            "written by 'simclr train-ae'"
+            f"autoencoder checkpoint {target} does not exist as a file; pass the weights written by 'simclr train-ae' "
+            "(simclr.rundir.autoencoder_file finds them in its run directory)"
         )
-    return target
-
-
-def load_autoencoder(path: Path | str) -> MLPAutoencoder:
-    """Rebuild the autoencoder saved by :func:`save_autoencoder` (``path`` may be its run directory)."""
-    target = resolve_autoencoder_path(path)
     damaged = "the file is damaged or was not written by 'simclr train-ae'; train it again with 'simclr train-ae'"
     try:
         with safe_open(str(target), framework="pt") as handle:

@@ -20,7 +20,6 @@ own ``nn.Module`` passed from Python, which a run's files name but nothing can r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlparse
 
@@ -52,14 +51,6 @@ BACKBONE_NAMES: tuple[str, ...] = (
     "wide_resnet50_2",
     "wide_resnet101_2",
 )
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What downstream code needs to rebuild a backbone: its torchvision name and stem."""
-
-    name: str
-    stem: Stem
 
 
 def choose_stem(image_size: int) -> Stem:

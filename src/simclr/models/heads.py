@@ -18,7 +18,6 @@ from torch import nn
 
 from simclr.errors import UserError
 from simclr.models.autoencoder import load_autoencoder
-from simclr.rundir import AUTOENCODER_FILE
 
 HEAD_NAMES: tuple[str, ...] = ("mlp", "linear", "identity", "ae")
 
@@ -65,7 +64,7 @@ def build_ae_head(
     features, so the backbone must give as many features as the layer takes (512: resnet18, resnet34).
     """
     if checkpoint is None:
-        raise UserError(f"--head ae needs --ae-checkpoint, the {AUTOENCODER_FILE} written by 'simclr train-ae'")
+        raise UserError("--head ae needs --ae-checkpoint, the weights (or run directory) written by 'simclr train-ae'")
     act = build_activation(activation)
     embedding = load_autoencoder(checkpoint).embedding
     if embedding.in_features != in_dim:
@@ -97,7 +96,7 @@ def build_head(
     BatchNorm (if ``batch_norm``) and ``activation`` (ReLU in the paper); hidden width defaults to ``in_dim``
     as in the paper.
     ``linear`` is one Linear layer, ``identity`` applies NT-Xent to the backbone features directly.
-    ``ae`` is :func:`build_ae_head` over ``ae_checkpoint`` (``hidden_dim``, ``num_layers`` and
+    ``ae`` is :func:`build_ae_head` over ``ae_checkpoint``, the autoencoder's file (``hidden_dim``, ``num_layers`` and
     ``batch_norm`` do not apply: its hidden width is the autoencoder's latent size).
 
     >>> head, dim = build_head("mlp", 512)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from simclr.atomic import write_text_atomic
 from simclr.errors import UserError
 from simclr.reports.plots import (
     AUGMENTED_VIEWS,
@@ -128,12 +128,7 @@ def write_report(run_dirs: Sequence[Path], out: Path) -> Path:
     page = render_report(run_dirs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(out, page)
     return out
 
 

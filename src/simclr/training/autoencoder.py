@@ -1,18 +1,18 @@
 """Train the pixel autoencoder of SimCLR-AE and write its run directory.
 
-Schliebitz et al. (arXiv:2408.14514), experiment 1: an :class:`~simclr.models.MLPAutoencoder` is fitted with
-MSE on pixels in [0, 1], Adam (lr 1e-4) and ReduceLROnPlateau on the validation loss (factor 0.5,
-patience 10, the settings the paper takes from arXiv:2206.08309). The validation images are carved out of
+Schliebitz et al. (arXiv:2408.14514), experiment 1: an :class:`~simclr.models.autoencoder.MLPAutoencoder`
+is fitted with MSE on pixels in [0, 1], Adam (lr 1e-4) and ReduceLROnPlateau on the validation loss (factor
+0.5, patience 10, the settings the paper takes from arXiv:2206.08309). The validation images are carved out of
 the training split. A plain loop is enough here: the model is two small MLPs and the data sits in memory.
 
-The run directory (:class:`~simclr.rundir.RunDir`) holds the config, the metrics (epoch, train_loss,
-val_loss, lr), the log, the autoencoder's weights (what ``simclr pretrain --head ae --ae-checkpoint`` reads)
-and a picture of originals above their reconstructions, to judge the fit by eye.
+The run directory (:class:`~simclr.rundir.RunDir`, opened as every run is: one writer, its log) holds the
+config, the metrics (epoch, train_loss, val_loss, lr; written as pretraining's are), the log, the
+autoencoder's weights (what ``simclr pretrain --head ae --ae-checkpoint`` reads) and a picture of originals
+above their reconstructions, to judge the fit by eye.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import time
@@ -30,7 +30,8 @@ from simclr.figures import new_figure, save_figure
 from simclr.hardware import pick_device
 from simclr.models.autoencoder import MLPAutoencoder, pixels, save_autoencoder
 from simclr.rundir import RunDir
-from simclr.training.run_setup import setup_logging
+from simclr.runs import open_run
+from simclr.training.metrics_file import MetricsFile
 
 log = logging.getLogger("simclr")
 
@@ -159,51 +160,49 @@ def _load_images(config: AutoencoderConfig) -> ImageStore:
     return source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
 
 
-def _write_metrics_row(path: Path, row: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(METRIC_COLUMNS)
-        writer.writerow(
-            [
-                int(row["epoch"]),
-                f"{row['train_loss']:.6g}",
-                f"{row['val_loss']:.6g}",
-                f"{row['lr']:.6g}",
-            ]
-        )
-
-
 def run_ae_training(config: AutoencoderConfig, quiet: bool = False) -> AEResult:
-    """Validate, load the data, then create the run directory and train; bad input leaves nothing on disk."""
+    """Validate, load the data, then open the run directory (:func:`simclr.runs.open_run`: this process
+    alone writes it, into its log) and train; bad input leaves nothing on disk."""
     config.validate()
     device = pick_device(config.accelerator)
-    run = RunDir(Path(config.out) if config.out else default_ae_run_dir(config))
-    _check_out(run.path)
+    target = RunDir(Path(config.out) if config.out else default_ae_run_dir(config))
+    _check_out(target.path)
     store = _load_images(config)
     train_idx, val_idx = split_train_val(store.labels, config.val_fraction, config.seed)
     train_images, val_images = store.images[train_idx], store.images[val_idx]
 
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config_to_yaml(dataclasses.replace(config, out=str(run.path), image_size=store.images.shape[-1])))
-    setup_logging(run.log, quiet=quiet)
-    torch.manual_seed(config.seed)
-    channels, height, width = (int(v) for v in store.images.shape[1:])
-    model = MLPAutoencoder((channels, height, width), config.latent_dim).to(device)
-    log.info("run directory: %s", run.path)
-    log.info(
-        "dataset %s: %d training + %d validation images of %dpx; latent %d; %s",
-        config.dataset,
-        len(train_images),
-        len(val_images),
-        height,
-        config.latent_dim,
-        device,
-    )
+    with open_run(target.path, may_hold_run=False, log_file=target.log, quiet=quiet) as run:
+        image_size = int(store.images.shape[-1])
+        run.write_config(config_to_yaml(dataclasses.replace(config, out=str(run.path), image_size=image_size)))
+        torch.manual_seed(config.seed)
+        channels, height, width = (int(v) for v in store.images.shape[1:])
+        model = MLPAutoencoder((channels, height, width), config.latent_dim).to(device)
+        log.info("run directory: %s", run.path)
+        log.info(
+            "dataset %s: %d training + %d validation images of %dpx; latent %d; %s",
+            config.dataset,
+            len(train_images),
+            len(val_images),
+            height,
+            config.latent_dim,
+            device,
+        )
+        history = _fit_into(run, model, train_images, val_images, config)
+        save_autoencoder(model, run.autoencoder, config.dataset)
+        plot_reconstructions(model, val_images, run.reconstructions)
+        log.info("finished; run directory: %s", run.path)
+    return AEResult(run_dir=run.path, train_loss=history[-1]["train_loss"], val_loss=history[-1]["val_loss"])
+
+
+def _fit_into(
+    run: RunDir, model: MLPAutoencoder, train_images: Tensor, val_images: Tensor, config: AutoencoderConfig
+) -> list[dict[str, float]]:
+    """:func:`fit_autoencoder` with the run's settings, one row of ``metrics.csv`` and one log line per epoch."""
+    metrics = MetricsFile(run.metrics, METRIC_COLUMNS)
+    metrics.start()
 
     def on_epoch(row: dict[str, float]) -> None:
-        _write_metrics_row(run.metrics, row)
+        metrics.append([dict(row, epoch=int(row["epoch"]))])
         log.info(
             "epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.3g",
             int(row["epoch"]) + 1,
@@ -213,7 +212,7 @@ def run_ae_training(config: AutoencoderConfig, quiet: bool = False) -> AEResult:
             row["lr"],
         )
 
-    history = fit_autoencoder(
+    return fit_autoencoder(
         model,
         train_images,
         val_images,
@@ -224,7 +223,3 @@ def run_ae_training(config: AutoencoderConfig, quiet: bool = False) -> AEResult:
         config.seed,
         on_epoch,
     )
-    save_autoencoder(model, run.autoencoder, config.dataset)
-    plot_reconstructions(model, val_images, run.reconstructions)
-    log.info("finished; run directory: %s", run.path)
-    return AEResult(run_dir=run.path, train_loss=history[-1]["train_loss"], val_loss=history[-1]["val_loss"])

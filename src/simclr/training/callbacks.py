@@ -7,7 +7,6 @@ import csv
 import dataclasses
 import logging
 import math
-import os
 import signal
 import statistics
 import time
@@ -23,8 +22,10 @@ from simclr.data import ImageStore
 from simclr.errors import Interrupted
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.knn import knn_accuracy
-from simclr.rundir import BackboneMetadata, RunDir, write_backbone
-from simclr.training.module import SimCLRModule
+from simclr.models.backbone_file import BackboneMetadata, write_backbone
+from simclr.rundir import RunDir
+from simclr.training.metrics_file import MetricsFile
+from simclr.training.module import PretrainingModule
 
 log = logging.getLogger("simclr")
 
@@ -56,7 +57,7 @@ class MetricsCSV(L.Callback):
     checkpoint, and then written one row per step and passed to the tracking loggers. So the file holds
     every step, but its rows appear in bursts of the log interval, and a killed run may lose the rows after
     its last checkpoint (which a resume drops anyway). A non-finite loss found when reading stops the run
-    (:meth:`~simclr.training.module.SimCLRModule.raise_if_nonfinite`) after the rows before it are written.
+    (:meth:`~simclr.training.module.PretrainingModule.raise_if_nonfinite`) after the rows before it are written.
 
     On resume, rows the killed run wrote after its last checkpoint are dropped, so the file holds exactly
     one curve with no duplicated steps.
@@ -64,6 +65,7 @@ class MetricsCSV(L.Callback):
 
     def __init__(self, path: Path, event_at_start: str | None = None, every_steps: int = 1) -> None:
         self.path = path
+        self.file = MetricsFile(path, METRIC_COLUMNS)
         self.event_at_start = event_at_start  # e.g. the settings a resume changed, marked at its first step
         self.every_steps = max(1, every_steps)
         self.last: dict[str, float] = {}  # the newest step's values, for progress lines and the result
@@ -71,16 +73,7 @@ class MetricsCSV(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
-        kept: list[dict[str, str]] = []
-        if self.path.exists():
-            with open(self.path, newline="") as handle:
-                kept = [row for row in csv.DictReader(handle) if int(row["step"]) < trainer.global_step]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, self.path)
+        self.file.start(keep=lambda row: int(row["step"]) < trainer.global_step)
         if self.event_at_start:
             self.write(trainer, step=trainer.global_step, epoch=trainer.current_epoch, event=self.event_at_start)
 
@@ -90,9 +83,7 @@ class MetricsCSV(L.Callback):
     def write_rows(self, trainer: L.Trainer, rows: list[dict[str, Any]]) -> None:
         if trainer.global_rank != 0 or not rows:
             return
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, restval="", extrasaction="ignore")
-            writer.writerows({key: _format(value) for key, value in row.items()} for row in rows)
+        self.file.append(rows)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -107,7 +98,7 @@ class MetricsCSV(L.Callback):
 
     def flush(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Read the steps logged since the last flush, write them, and stop on a non-finite loss."""
-        if not isinstance(pl_module, SimCLRModule):
+        if not isinstance(pl_module, PretrainingModule):
             return
         steps = pl_module.drain_step_metrics()
         self.write_rows(trainer, [dict(step.values, step=step.step, epoch=step.epoch) for step in steps])
@@ -141,12 +132,6 @@ def _backbone(pl_module: L.LightningModule) -> torch.nn.Module:
     backbone = pl_module.model.backbone  # type: ignore[union-attr]
     assert isinstance(backbone, torch.nn.Module)
     return backbone
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
 
 
 class KNNMonitor(L.Callback):
@@ -239,7 +224,7 @@ class BackboneExport(L.Callback):
         self.metadata = metadata
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if isinstance(pl_module, SimCLRModule):
+        if isinstance(pl_module, PretrainingModule):
             pl_module.raise_if_nonfinite()  # never export weights trained after a non-finite loss
         if trainer.global_rank == 0:
             meta = dataclasses.replace(self.metadata, global_step=trainer.global_step, epoch=trainer.current_epoch)

@@ -1,9 +1,9 @@
 """Checkpoints that a kill cannot corrupt and a crafted file cannot exploit.
 
 Lightning writes checkpoints in place, so a SIGKILL during the write leaves a truncated ``last.ckpt`` and
-the run cannot be resumed. Writing to a temporary file in the same directory, syncing it and renaming it
-over the old file is atomic on POSIX: a reader sees either the old or the new checkpoint, never half. A
-full disk ends the write with a one-line error and the previous checkpoint in place.
+the run cannot be resumed. Here every checkpoint is written through :mod:`simclr.atomic` (a synced temporary
+file in the same directory, renamed over the old one): a reader sees either the old or the new checkpoint,
+never half. A full disk ends the write with a one-line error and the previous checkpoint in place.
 
 Reading always passes ``weights_only=True`` to ``torch.load``, whatever the environment says
 (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` only changes the default): a checkpoint holds tensors and plain
@@ -13,7 +13,6 @@ containers, and unpickling anything else could run code from a crafted file.
 from __future__ import annotations
 
 import errno
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -22,19 +21,17 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from simclr.atomic import atomic_write
 from simclr.errors import UserError
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` via a synced temporary file and ``os.replace``."""
+    """``torch.save`` to ``path`` through :func:`~simclr.atomic.atomic_write` (a synced temporary file, then a
+    rename); a full disk is a one-line UserError that keeps the previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        with atomic_write(path) as tmp, open(tmp, "wb") as handle:
             torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -42,9 +39,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             f"the disk is full: writing {path} failed and the previous checkpoint was kept; free some space, "
             "then continue with --resume"
         ) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_checkpoint_safely(path: Path) -> dict[str, Any]:

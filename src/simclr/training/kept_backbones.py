@@ -12,7 +12,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from simclr.rundir import BackboneMetadata, RunDir, write_backbone
+from simclr.models.backbone_file import BackboneMetadata, write_backbone
+from simclr.rundir import RunDir
 from simclr.training.callbacks import _backbone
 from simclr.training.validation import ValidationMonitor
 

@@ -16,7 +16,7 @@ from simclr.data.loader import PARTNER_KEY
 from simclr.errors import UserError
 from simclr.losses import NTXentLoss, gradient_penalty
 from simclr.losses.invariance import pin_parameters
-from simclr.models import SimCLRModel
+from simclr.models.simclr_model import SimCLRModel
 from simclr.optim import WarmupCosineLR, build_optimizer
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
@@ -115,8 +115,9 @@ def view_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return generator
 
 
-class SimCLRModule(L.LightningModule):
-    """Wires views, model, loss and optimiser once; everything else lives in the building blocks."""
+class PretrainingModule(L.LightningModule):
+    """The Lightning module of pretraining: wires the views, the network (:class:`SimCLRModel`), the loss and
+    the optimiser once; everything else lives in the building blocks."""
 
     def __init__(
         self,

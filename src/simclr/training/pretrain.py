@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from simclr.atomic import write_text_atomic
 from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size, resume_changes
 from simclr.data import (
     PYTHON_DATASET,
@@ -36,12 +37,17 @@ from simclr.data.python_dataset import dataset_class_name
 from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
 from simclr.data.streaming import PackedSplit
 from simclr.data.subset_file import parse_subset_choice
+from simclr.environment import environment_record
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.losses import NTXentLoss
-from simclr.models import CUSTOM_PREFIX, SimCLRModel, build_model, custom_backbone_name
+from simclr.model_from_config import build_model
+from simclr.models.backbone_file import BackboneMetadata
+from simclr.models.backbones import CUSTOM_PREFIX, custom_backbone_name
+from simclr.models.simclr_model import SimCLRModel
 from simclr.optim import scaled_learning_rate, warmup_steps_for
-from simclr.rundir import BackboneMetadata, RunDir
+from simclr.rundir import RunDir
+from simclr.runs import held_log_records
 from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import (
     BackboneExport,
@@ -56,9 +62,9 @@ from simclr.training.callbacks import (
 from simclr.training.checkpoint_io import AtomicCheckpointIO, load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
 from simclr.training.kept_backbones import KeptBackbones
-from simclr.training.module import InvarianceSettings, OptimSettings, SimCLRModule
+from simclr.training.module import InvarianceSettings, OptimSettings, PretrainingModule
 from simclr.training.online_probe import OnlineLinearProbe
-from simclr.training.run_setup import check_writable, held_log_records, is_worker_process, open_run_dir
+from simclr.training.run_setup import check_writable, is_worker_process, open_run_dir
 from simclr.training.validation import ValidationMonitor
 from simclr.views.config import ViewConfig
 from simclr.views.factory import build_views
@@ -147,7 +153,7 @@ def run_pretraining(
         trainer = build_trainer(config, hardware, optim, callbacks, loggers, run)
         if not is_worker_process():
             start_tracking(loggers, run, config_to_dict(config))
-        module = SimCLRModule(
+        module = PretrainingModule(
             model,
             views,
             loss,
@@ -755,9 +761,6 @@ def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, 
     if is_worker_process():
         return
     import yaml
-
-    from simclr.environment import environment_record
-    from simclr.rundir import write_text_atomic
 
     base_lr, rule = config.resolved_lr()
     resolved = {

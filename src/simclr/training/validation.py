@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from simclr.data import ImageStore, InMemoryBatchLoader
 from simclr.losses import NTXentLoss
 from simclr.losses.ntxent import contrastive_accuracy, ntxent_logits
-from simclr.models import SimCLRModel
+from simclr.models.simclr_model import SimCLRModel
 from simclr.training.callbacks import MetricsCSV
 from simclr.training.module import view_generator
 from simclr.views.factory import ViewMaker
