@@ -16,7 +16,8 @@ from simclr.errors import UserError
 from simclr.models import build_model
 from simclr.rundir import RunDir, read_backbone_metadata, read_backbone_tensors
 from simclr.training.callbacks import MetricsCSV
-from simclr.training.pretrain import load_training_data, run_pretraining
+from simclr.training.pretrain import run_pretraining
+from simclr.training.training_data import load_training_data
 from simclr.training.validation import ValidationMonitor
 from simclr.views.factory import build_views
 
