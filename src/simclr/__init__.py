@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     # pretraining
     "PretrainConfig": "simclr.config",
     "build_config": "simclr.config",
-    "pretrain": "simclr.training.pretrain",
+    "pretrain": "simclr.api",
     "PretrainResult": "simclr.training.pretrain",
     # the run directory and its backbone
     "RunDir": "simclr.rundir",
@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads the same names
+    from simclr.api import pretrain
     from simclr.config import PretrainConfig, build_config
     from simclr.errors import UserError
     from simclr.evaluation.features import extract_features
@@ -94,7 +95,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from simclr.optim.lars import LARS
     from simclr.optim.schedules import WarmupCosineLR, warmup_cosine
     from simclr.rundir import RunDir
-    from simclr.training.pretrain import PretrainResult, pretrain
+    from simclr.training.pretrain import PretrainResult
     from simclr.views.config import ViewConfig
     from simclr.views.pipeline import SimCLRViews
     from simclr.views.transform import SimCLRTransform

@@ -43,18 +43,6 @@ PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
 Settings = TypeVar("Settings")
 
-# Settings that may differ when a run is resumed (PretrainConfig.changes_from): where the data is and how it
-# is read, where the run is, and what is logged, monitored or checkpointed; and max_steps, which only stops
-# the run at another step of the same schedule.
-RESUME_NEUTRAL = frozenset(
-    {
-        "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
-        "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
-        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend", "save_top_k",
-        "keep_every_epochs", "online_probe",
-    }
-)  # fmt: skip
-
 
 def setting(
     help: str,
@@ -318,18 +306,6 @@ class PretrainConfig:
         from simclr.optim import OPTIMIZER_DEFAULTS
 
         return self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer].weight_decay
-
-    def changes_from(self, saved: PretrainConfig) -> dict[str, tuple[Any, Any]]:
-        """The settings that would change how a resumed run trains: ``{name: (saved, requested)}``.
-
-        Where the data is, how it is read, logged, monitored or checkpointed, and ``max_steps`` (a run may be
-        stopped later or sooner; the schedule spans ``epochs`` either way) do not change the training.
-        """
-        return {
-            item.name: (getattr(saved, item.name), getattr(self, item.name))
-            for item in fields(self)
-            if item.name not in RESUME_NEUTRAL and getattr(saved, item.name) != getattr(self, item.name)
-        }
 
     def view_config(self, info: DatasetInfo, image_size: int) -> ViewConfig:
         """The SimCLR augmentation of Chen et al. 2020 (Appendix A) with this run's overrides; jitter
@@ -769,25 +745,6 @@ def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: 
 
 def _has_no_default(item: dataclasses.Field[Any]) -> bool:
     return item.default is MISSING and item.default_factory is MISSING
-
-
-def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
-    """``lr 0.3 -> 1.0, batch_size 256 -> 32``: what a resume would change, for a message or the log."""
-    return ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changes.items())
-
-
-def resume_changes(
-    config: PretrainConfig, saved: PretrainConfig, *, allowed: bool, switch: str
-) -> dict[str, tuple[Any, Any]]:
-    """What resuming a run (saved with ``saved``) as ``config`` changes in how it trains; refused in one line
-    unless ``allowed``, naming the ``switch`` that allows it (an allowed change is recorded in the run)."""
-    changes = config.changes_from(saved)
-    if changes and not allowed:
-        raise UserError(
-            f"resuming {config.resume} would change how it trains ({describe_changes(changes)}); resume with "
-            f"the run's own settings, or pass {switch} to change the run and record it"
-        )
-    return changes
 
 
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:

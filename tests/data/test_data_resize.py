@@ -12,7 +12,7 @@ from simclr.config import build_config
 from simclr.data.decode import load_image, resize_square
 from simclr.data.registry import load_dataset
 from simclr.errors import UserError
-from simclr.training.pretrain import load_training_data
+from simclr.training.training_data import load_training_data
 
 
 def _bands(width: int = 60, height: int = 20) -> np.ndarray:

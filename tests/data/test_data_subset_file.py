@@ -16,7 +16,7 @@ from simclr.config import build_config
 from simclr.data.subset_file import SubsetFile, file_sha256, make_subset_file, parse_subset_choice
 from simclr.errors import UserError
 from simclr.evaluation.label_subsets import choose_labelled
-from simclr.training.pretrain import load_training_data, pin_subset_file
+from simclr.training.training_data import load_training_data, pin_subset_file
 
 LABELS = torch.tensor([0] * 10 + [1] * 7 + [2] * 3)
 
@@ -181,15 +181,24 @@ def test_resuming_with_another_subset_file_pins_it_afresh(tmp_path: Path, capsys
 
 
 def test_a_python_resume_keeps_the_run_s_hash_unless_its_subset_file_changes() -> None:
-    """``pretrain(config)`` with ``config.resume``: as the command line's resume, the run's measurements are
-    kept (the hash is then checked against the file), and another subset file is pinned afresh."""
+    """``pretrain(config)`` with ``config.resume`` settles the resume as the command line does: the run's
+    measurements are kept (the hash is then checked against the file), and another subset file, an allowed
+    and recorded change, is pinned afresh (its hash is no change of its own)."""
     from dataclasses import replace
 
-    from simclr.training.pretrain import with_saved_measurements
+    import pytest
 
-    started = build_config({}, dict(dataset="cifar10", subset="old.json:unlabelled"))
+    from simclr.errors import UserError
+    from simclr.training.resume import settle_resume
+
+    started = build_config({}, dict(dataset="cifar10", subset="old.json:unlabelled", resume="runs/r"))
     saved = replace(started, subset_sha256="0" * 64, normalization_mean=[0.5] * 3, normalization_std=[0.2] * 3)
-    same = with_saved_measurements(started, saved)
+    same, changes = settle_resume(started, saved, allowed=False, switch="resume_with_changes=True")
     assert (same.subset_sha256, same.normalization_mean, same.normalization_std) == ("0" * 64, [0.5] * 3, [0.2] * 3)
-    other = with_saved_measurements(replace(started, subset="new.json:unlabelled"), saved)
+    assert changes == {}
+    another = replace(started, subset="new.json:unlabelled")
+    with pytest.raises(UserError, match="resume_with_changes=True"):
+        settle_resume(another, saved, allowed=False, switch="resume_with_changes=True")
+    other, changes = settle_resume(another, saved, allowed=True, switch="resume_with_changes=True")
     assert other.subset_sha256 is None and other.normalization_mean == [0.5] * 3
+    assert changes == {"subset": ("old.json:unlabelled", "new.json:unlabelled")}

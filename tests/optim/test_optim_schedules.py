@@ -145,7 +145,7 @@ def test_constant_schedule_keeps_the_peak_after_warmup_and_final_ratio_ends_the_
 
 def test_schedule_flags_reach_the_optimiser_plan() -> None:
     from simclr.config import build_config
-    from simclr.training.pretrain import plan_optimisation
+    from simclr.training.plan import plan_optimisation
 
     config = build_config({}, {"dataset": "cifar10", "schedule": "constant", "final_lr_ratio": 0.1, "epochs": 2})
     plan = plan_optimisation(config, train_images=1024, processes=1)

@@ -76,14 +76,9 @@ from simclr.losses.distributed import world_size
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule
 from simclr.training.module import PretrainingModule, view_generator
-from simclr.training.pretrain import (
-    TrainingData,
-    build_seeded_model,
-    invariance_settings,
-    load_training_data,
-    plan_optimisation,
-    resolve_hardware,
-)
+from simclr.training.plan import invariance_settings, plan_optimisation, resolve_hardware
+from simclr.training.pretrain import build_seeded_model
+from simclr.training.training_data import TrainingData, load_training_data
 from simclr.views.factory import ViewMaker, build_views
 
 pytestmark = [

@@ -13,7 +13,8 @@ from simclr.config import build_config
 from simclr.errors import UserError
 from simclr.models.backbones import build_backbone
 from simclr.training.checkpoint_io import load_checkpoint_safely
-from simclr.training.pretrain import plan_optimisation, resolve_hardware, run_pretraining
+from simclr.training.plan import plan_optimisation, resolve_hardware
+from simclr.training.pretrain import run_pretraining
 
 pytestmark = pytest.mark.slow
 

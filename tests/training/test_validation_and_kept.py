@@ -17,7 +17,8 @@ from simclr.model_from_config import build_model
 from simclr.models.backbone_file import read_backbone_metadata, read_backbone_tensors
 from simclr.rundir import RunDir
 from simclr.training.callbacks import MetricsCSV
-from simclr.training.pretrain import load_training_data, run_pretraining
+from simclr.training.pretrain import run_pretraining
+from simclr.training.training_data import load_training_data
 from simclr.training.validation import ValidationMonitor
 from simclr.views.factory import build_views
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from simclr.commands.common import add_command
 from simclr.commands.flags import add_settings_flags, overrides_from_args
-from simclr.config import PretrainConfig, resume_changes
-from simclr.rundir import RunDir
+from simclr.config import PretrainConfig
 
 EXAMPLES = (
     "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --epochs 200 --batch-size 512",
@@ -44,19 +43,11 @@ def run(args: argparse.Namespace) -> int:
     file_values: dict[str, Any] = read_yaml(find_recipe(args.config)) if args.config else {}
     changes: dict[str, tuple[Any, Any]] = {}
     if overrides.get("resume"):
-        resumed = RunDir(Path(overrides["resume"]))
-        saved_values = resumed.read_config_values()
-        file_values = {**saved_values, **file_values}
-        overrides["out"] = str(resumed.path)
-        changes = resume_changes(
-            build_config(file_values, overrides),
-            build_config(saved_values, {}),
-            allowed=args.resume_with_changes,
-            switch="--resume-with-changes",
-        )
-        if "subset" in changes:  # another subset file: its hash is pinned afresh (the change is recorded)
-            file_values.pop("subset_sha256", None)
-    config = build_config(file_values, overrides)
+        from simclr.training.resume import resume_from_values  # reads a checkpoint: torch, only when resuming
+
+        config, changes = resume_from_values(file_values, overrides, allowed=args.resume_with_changes)
+    else:
+        config = build_config(file_values, overrides)
     if args.print_config:
         sys.stdout.write(config_to_yaml(config))
         return 0

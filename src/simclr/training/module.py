@@ -88,6 +88,7 @@ class OptimSettings:
     total_steps: int
     warmup_steps: int
     steps_per_epoch: int
+    global_batch: int  # images per step on all processes together: what the learning rate is scaled by
     decay: str = "cosine"  # after the warmup; or "constant"
     final_ratio: float = 0.0  # the cosine's final learning rate as a fraction of the peak
 

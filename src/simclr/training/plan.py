@@ -1,0 +1,106 @@
+"""What a pretraining config becomes on the machine at hand: the hardware (device kind, precision, processes,
+memory format, BatchNorm synchronisation) and the optimisation (the global batch, the scaled learning rate,
+the warmup + cosine schedule in steps), each resolved once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from simclr.config import PretrainConfig
+from simclr.errors import UserError
+from simclr.hardware import pick_device, resolve_precision, use_channels_last
+from simclr.optim import scaled_learning_rate, warmup_steps_for
+from simclr.training.module import InvarianceSettings, OptimSettings
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where and how the run computes, resolved once from the config."""
+
+    gpu: bool
+    precision: str
+    devices: int | list[int] | str  # per machine
+    num_nodes: int
+    processes: int  # on all machines together: the global batch is batch_size x processes
+    channels_last: bool
+    sync_batchnorm: bool
+
+
+def resolve_hardware(config: PretrainConfig) -> Hardware:
+    """Device kind, precision, process count, memory format and BatchNorm synchronisation."""
+    gpu = pick_device(config.accelerator).type == "cuda"
+    devices = _parse_devices(config.devices)
+    if isinstance(devices, list):
+        processes = len(devices)
+    elif devices == "auto":
+        processes = torch.cuda.device_count() if gpu else 1
+    else:
+        processes = int(devices)
+    several = processes * config.num_nodes > 1
+    if config.sync_batchnorm and several and not gpu:
+        raise UserError(
+            "--sync-batchnorm needs GPUs (torch's SyncBatchNorm has no CPU implementation); "
+            "drop it to keep per-process BatchNorm statistics on CPUs"
+        )
+    return Hardware(
+        gpu=gpu,
+        precision=resolve_precision(config.precision, gpu),
+        devices=devices,
+        num_nodes=config.num_nodes,
+        processes=processes * config.num_nodes,
+        channels_last=use_channels_last(config.channels_last, gpu, config.lambda_gp > 0),
+        # with synchronised statistics, N processes compute the forward pass of one process on the global
+        # batch; torch's SyncBatchNorm runs on GPUs only, so processes on CPUs keep per-process statistics
+        sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else several and gpu,
+    )
+
+
+def _parse_devices(value: str) -> int | list[int] | str:
+    text = str(value).strip()
+    if text == "auto":
+        return "auto"
+    if text.isdigit():
+        return int(text)
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--devices {value!r} is not a count or a list like 0,1") from None
+
+
+def plan_optimisation(config: PretrainConfig, train_images: int, processes: int) -> OptimSettings:
+    """The optimiser and its warmup + cosine schedule, with the learning rate scaled by the global batch."""
+    global_batch = config.batch_size * processes
+    steps_per_epoch = train_images // global_batch
+    if steps_per_epoch < 1:
+        raise UserError(
+            f"{train_images} training images are fewer than one batch of {config.batch_size} x {processes} "
+            "process(es); lower --batch-size or use more images"
+        )
+    total_steps = steps_per_epoch * config.epochs
+    base_lr, rule = config.resolved_lr()
+    return OptimSettings(
+        name=config.optimizer,
+        peak_lr=scaled_learning_rate(base_lr, global_batch, rule),
+        weight_decay=config.resolved_weight_decay(),
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
+        steps_per_epoch=steps_per_epoch,
+        global_batch=global_batch,
+        decay=config.schedule,
+        final_ratio=config.final_lr_ratio,
+    )
+
+
+def invariance_settings(config: PretrainConfig) -> InvarianceSettings:
+    return InvarianceSettings(
+        config.lambda_gp,
+        config.gp_upper_limit,
+        config.gp_draws,
+        config.gp_normalization,
+        config.gp_excluded_columns(),
+    )

@@ -1,0 +1,112 @@
+"""Resuming a run: one policy for ``simclr pretrain --resume`` and for ``simclr.pretrain(config)`` with
+``config.resume``.
+
+A resumed run trains as its config.yaml says. Settings that say where the data is, how it is read, and what is
+logged, monitored or checkpointed may differ (:data:`RESUME_NEUTRAL`); any other change is refused in one line
+unless the user allows it (``--resume-with-changes``, ``resume_with_changes=True``), and an allowed change is
+recorded in the run's config history from the step it takes effect. What the run measured when it started (its
+subset file's SHA-256, the ``--standardize`` statistics) is taken from config.yaml, not measured again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from simclr.config import PretrainConfig, build_config
+from simclr.errors import UserError
+from simclr.rundir import RunDir
+from simclr.training.checkpoint_io import load_checkpoint_safely
+
+log = logging.getLogger("simclr")
+
+Changes = dict[str, tuple[Any, Any]]
+"""``{setting: (the run's value, the requested value)}``."""
+
+# Settings that may differ when a run is resumed: where the data is and how it is read, where the run is, and
+# what is logged, monitored or checkpointed; and max_steps, which only stops the run at another step of the
+# same schedule. The subset file's hash follows the subset setting, which is compared.
+RESUME_NEUTRAL = frozenset(
+    {
+        "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
+        "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
+        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend", "save_top_k",
+        "keep_every_epochs", "online_probe", "subset_sha256",
+    }
+)  # fmt: skip
+# What a run measures when it starts and keeps in its config.yaml.
+MEASURED_AT_START = ("subset_sha256", "normalization_mean", "normalization_std")
+
+
+def training_changes(config: PretrainConfig, saved: PretrainConfig) -> Changes:
+    """The settings of ``config`` that would change how the run saved with ``saved`` trains."""
+    return {
+        item.name: (getattr(saved, item.name), getattr(config, item.name))
+        for item in dataclasses.fields(config)
+        if item.name not in RESUME_NEUTRAL and getattr(saved, item.name) != getattr(config, item.name)
+    }
+
+
+def describe_changes(changes: Changes) -> str:
+    """``lr 0.3 -> 1.0, batch_size 256 -> 32``: what a resume changes, for a message or the log."""
+    return ", ".join(f"{name} {old} -> {new}" for name, (old, new) in changes.items())
+
+
+def settle_resume(
+    requested: PretrainConfig, saved: PretrainConfig, *, allowed: bool, switch: str
+) -> tuple[PretrainConfig, Changes]:
+    """The config a resume trains with, and what it changes in the run saved with ``saved``.
+
+    ``requested`` gets what the run measured at its start where it leaves it unset; another subset file is
+    the exception, its hash is pinned afresh when training starts. A change is a one-line UserError naming
+    ``switch``, the way to allow it, unless ``allowed``.
+    """
+    measured = {name: getattr(saved, name) for name in MEASURED_AT_START if getattr(requested, name) is None}
+    if requested.subset != saved.subset:
+        measured.pop("subset_sha256", None)
+    config = dataclasses.replace(requested, **measured)
+    changes = training_changes(config, saved)
+    if changes and not allowed:
+        raise UserError(
+            f"resuming {config.resume} would change how it trains ({describe_changes(changes)}); resume with "
+            f"the run's own settings, or pass {switch} to change the run and record it"
+        )
+    return config, changes
+
+
+def resume_from_values(
+    file_values: dict[str, Any], overrides: dict[str, Any], *, allowed: bool
+) -> tuple[PretrainConfig, Changes]:
+    """The command line's resume: the run's config.yaml, then a recipe's values, then the flags given
+    (``overrides`` holds ``resume``); the result as :func:`settle_resume` settles it."""
+    run = RunDir(Path(overrides["resume"]))
+    saved_values = run.read_config_values()
+    unmeasured = {key: value for key, value in saved_values.items() if key not in MEASURED_AT_START}
+    requested = build_config({**unmeasured, **file_values}, {**overrides, "out": str(run.path)})
+    return settle_resume(requested, build_config(saved_values, {}), allowed=allowed, switch="--resume-with-changes")
+
+
+def checkpoint_step(config: PretrainConfig) -> int | None:
+    """The step a resume continues from (None for a fresh run), read weights-only from the run's last
+    checkpoint (it may be anyone's file); a run without one is a one-line error before any work."""
+    if not config.resume:
+        return None
+    checkpoint = RunDir(Path(config.resume)).last_checkpoint
+    if not checkpoint.is_file():
+        raise UserError(
+            f"cannot resume: {checkpoint} does not exist; pass the directory of a run that saved a checkpoint"
+        )
+    return int(load_checkpoint_safely(checkpoint)["global_step"])
+
+
+def record_changes(run: RunDir, step: int | None, changes: Changes) -> str | None:
+    """Log the settings a resume changed and append them to the run's config history; returns the note that
+    marks their first step in the metrics (None when nothing changed)."""
+    if not changes or step is None:
+        return None
+    note = f"settings changed on resume: {describe_changes(changes)}"
+    log.warning("%s (from step %d; recorded in %s)", note, step, run.config_history.name)
+    run.record_config_change(step, changes)
+    return note

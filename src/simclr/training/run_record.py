@@ -1,0 +1,136 @@
+"""What a pretraining run writes about itself: its decisions in the log (data, network, schedule, hardware,
+the gradient penalty's scope) and environment.yaml (what ``auto`` settings became, the machine, the versions).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import yaml
+
+from simclr.atomic import write_text_atomic
+from simclr.config import PretrainConfig
+from simclr.data import ImageStore, dataset_info, report_skipped
+from simclr.data.streaming import PackedSplit
+from simclr.environment import environment_record
+from simclr.rundir import RunDir
+from simclr.training.module import OptimSettings
+from simclr.training.plan import Hardware
+from simclr.training.run_setup import is_worker_process
+from simclr.training.training_data import TrainingData
+
+log = logging.getLogger("simclr")
+
+
+def describe_run(
+    config: PretrainConfig, run: RunDir, data: TrainingData, hardware: Hardware, optim: OptimSettings
+) -> None:
+    """The decisions of this run, in its log: data, network, schedule, hardware."""
+    _quiet_lightning()
+    for split, store in (("train", data.train), ("test", data.test)):
+        if isinstance(store, ImageStore):
+            report_skipped(store, split)
+        elif isinstance(store, PackedSplit) and store.info.skipped:
+            log.warning("%s: %d file(s) were skipped when packing, listed in %s", split, store.info.skipped, store.path)
+    log.info("run directory: %s", run.path)
+    if isinstance(data.train, PackedSplit):
+        log.info("streaming the training split from %s with %d loader process(es)", data.train.path, config.workers)
+    if config.resume:
+        log.info("resuming from %s", run.last_checkpoint)
+    tests = f", {len(data.test)} test images" if data.test is not None else ""
+    tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
+    train_images = len(data.train)
+    dataset = config.dataset if config.dataset_class is None else f"{config.dataset_class} (a Python Dataset)"
+    log.info("dataset %s: %d training images of %dpx%s", dataset, train_images, data.image_size, tests)
+    base_lr, rule = config.resolved_lr()
+    stem = config.backbone_stem(data.image_size)
+    log.info(
+        "%s%s, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
+        "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
+        config.backbone,
+        f", {stem} stem" if stem else "",
+        config.head,
+        optim.name,
+        optim.peak_lr,
+        base_lr,
+        rule,
+        optim.global_batch,
+        config.batch_size,
+        hardware.processes,
+        hardware.num_nodes,
+        optim.weight_decay,
+        optim.warmup_steps,
+        optim.total_steps,
+        "constant" if optim.decay == "constant" else f"cosine to {optim.final_ratio:g} x the peak",
+        hardware.precision,
+    )
+    planned_warmup = round(config.warmup_epochs * optim.steps_per_epoch)
+    if optim.warmup_steps != planned_warmup:
+        log.info(
+            "warmup: %g epochs (%d steps) do not fit in a run of %d steps; warming up for %d steps (10%%) instead",
+            config.warmup_epochs,
+            planned_warmup,
+            optim.total_steps,
+            optim.warmup_steps,
+        )
+    if config.channels_last and not hardware.channels_last:
+        log.info("memory format: contiguous, not channels_last (faster for the gradient penalty on the CPU)")
+    if hardware.processes > 1:
+        log.info("BatchNorm statistics: %s", "synchronised" if hardware.sync_batchnorm else "per process")
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banners (GPU/TPU availability, tips) and a torch-internal deprecation warning are noise
+    for simclr users: our own log says what hardware and precision the run uses."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*weights_only.*")
+    # litdata shards a streamed split by rank and worker itself, so its length is exact
+    warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined.*")
+
+
+def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, optim: OptimSettings) -> None:
+    """``environment.yaml``: what ``auto`` and ``null`` settings became here, and the machine and versions
+    (rewritten at every start, so a resumed run records where it continued)."""
+    if is_worker_process():
+        return
+    base_lr, rule = config.resolved_lr()
+    resolved = {
+        "precision": hardware.precision,
+        "accelerator": "gpu" if hardware.gpu else "cpu",
+        "processes": hardware.processes,
+        "global_batch": optim.global_batch,
+        "optimizer": optim.name,
+        "lr": optim.peak_lr,
+        "base_lr": base_lr,
+        "lr_scaling": rule,
+        "weight_decay": optim.weight_decay,
+        "warmup_steps": optim.warmup_steps,
+        "total_steps": optim.total_steps,
+        "channels_last": hardware.channels_last,
+        "sync_batchnorm": hardware.sync_batchnorm,
+    }
+    record = {"resolved": resolved, "environment": environment_record()}
+    write_text_atomic(run.environment, yaml.safe_dump(record, sort_keys=False))
+
+
+def describe_gradient_penalty(config: PretrainConfig) -> str:
+    """One line saying what ``--lambda-gp`` penalises, so a run's log records the penalty's scope.
+
+    On Spirograph the first-order penalty over the shape parameter h dominates the others
+    (docs/REPRODUCING.md, "Invariance"), so the line says so while h is penalised.
+    """
+    names = config.gp_penalised_names()
+    line = (
+        f"gradient penalty: lambda {config.lambda_gp:g} over {', '.join(names)}; "
+        f"{config.gp_draws} re-draws, clamp {config.gp_upper_limit:g}, "
+        f"{'normalised' if config.gp_normalization else 'raw'} features"
+    )
+    if "h" in names and dataset_info(config.dataset).regression:
+        line += (
+            " (h dominates this penalty on Spirograph: see docs/REPRODUCING.md, Invariance; "
+            "--gp-exclude h leaves it out)"
+        )
+    return line

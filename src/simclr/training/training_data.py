@@ -1,0 +1,126 @@
+"""The data a pretraining run trains on: the training split (in memory or streamed), the test split the kNN
+monitor scores, the images held out for validation, and what is measured on them once (the ``--standardize``
+statistics, the subset file's hash).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from simclr.config import PretrainConfig, parse_size
+from simclr.data import DatasetInfo, DataSource, ImageStore, dataset_info, split_train_val
+from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
+from simclr.data.streaming import PackedSplit
+from simclr.data.subset import stratified_subset
+from simclr.data.subset_file import parse_subset_choice
+from simclr.errors import UserError
+
+log = logging.getLogger("simclr")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training split (in memory, or packed shards streamed from disk), the labelled test split the
+    kNN monitor uses, the dataset's constants at the size the views are made at, and the images held out
+    of training for validation (``--val-fraction``)."""
+
+    train: ImageStore | PackedSplit
+    test: ImageStore | PackedSplit | None
+    info: DatasetInfo
+    image_size: int
+    val: ImageStore | None = None
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train, PackedSplit)
+
+
+def load_training_data(config: PretrainConfig, dataset: Dataset[Any] | None = None) -> TrainingData:
+    """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
+    data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory
+    (``dataset``, a Python Dataset, is read into memory whole)."""
+    source = DataSource.of(config, dataset)
+    budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
+    streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
+    if streamed is not None:
+        if config.subset is not None or config.resize != "crop":
+            raise UserError(
+                "--subset and --resize squash apply to data held in memory; this dataset is streamed from packed "
+                "shards (views are cut from the packed images)"
+            )
+        if config.val_fraction > 0:
+            raise UserError(
+                "--val-fraction needs the training images in memory; this run streams them, so drop --val-fraction"
+            )
+        packed_test = streamed.test if streamed.train.has_labels and config.knn_every_epochs > 0 else None
+        info = dataset_info(config.dataset, streamed.image_size)
+        return TrainingData(streamed.train, packed_test, info, streamed.image_size)
+    if config.subset is not None:
+        train = load_subset_part(source, config)
+    else:
+        train = source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
+    size = int(train.images.shape[-1])
+    test = None
+    if train.has_labels and config.knn_every_epochs > 0:
+        test = source.load_test(image_size=size, seed=config.seed)
+    info = dataset_info(config.dataset, size, store=train)
+    val = None
+    if config.val_fraction > 0:  # stratified by label (unlabelled images count as one class), seeded
+        train_idx, val_idx = split_train_val(train.labels, config.val_fraction, config.seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+    return TrainingData(train, test, info, size, val)
+
+
+def load_subset_part(source: DataSource, config: PretrainConfig) -> ImageStore:
+    """The part of the labelled training split that ``--subset FILE:PART`` names (then ``--limit-train-images``,
+    stratified, within it)."""
+    assert config.subset is not None
+    choice = parse_subset_choice(config.subset)
+    labelled = source.load_train(labelled_only=True, image_size=config.image_size, seed=config.seed)
+    train = labelled.subset(choice.load(config.dataset, len(labelled)))
+    log.info("training on the %s part of %s: %d of %d images", choice.part, choice.path, len(train), len(labelled))
+    if config.limit_train_images is not None and config.limit_train_images < len(train):
+        train = train.subset(stratified_subset(train.labels, config.limit_train_images, config.seed))
+    return train
+
+
+def pin_subset_file(config: PretrainConfig) -> PretrainConfig:
+    """The config with its subset file's SHA-256 (saved in the run); a resumed run whose file has changed
+    since it started is refused, since its images would no longer be the ones it trained on."""
+    if config.subset is None:
+        return config
+    choice = parse_subset_choice(config.subset)
+    if not choice.path.expanduser().is_file():
+        raise UserError(f"subset file {choice.path} does not exist; write one with 'simclr data split'")
+    sha = choice.sha256()
+    if config.subset_sha256 is not None and config.subset_sha256 != sha:
+        raise UserError(
+            f"subset file {choice.path} changed since this run started (SHA-256 {config.subset_sha256[:12]}... "
+            f"then, {sha[:12]}... now); restore it or start a new run"
+        )
+    return replace(config, subset_sha256=sha)
+
+
+def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> PretrainConfig:
+    """``--standardize``: the config with the training split's per-channel statistics, measured once per run (a
+    resumed run keeps what its config.yaml holds), on at most :data:`STANDARDIZE_SAMPLE` evenly spaced images."""
+    if not config.standardize or config.normalization_mean is not None:
+        return config
+    train = data.train if isinstance(data.train, ImageStore) else data.train.store(data.image_size, config.workers)
+    if len(train) > STANDARDIZE_SAMPLE:
+        train = train.subset(torch.linspace(0, len(train) - 1, STANDARDIZE_SAMPLE).round().long())
+    mean, std = channel_statistics(train.batches(1024))
+    log.info("--standardize: mean %s, std %s over %d training images (kept in the run's config)", mean, std, len(train))
+    return replace(config, normalization_mean=mean, normalization_std=std)
+
+
+def check_labels_for_probe(config: PretrainConfig, data: TrainingData) -> None:
+    """Before the run directory exists: ``--online-probe`` learns from the labels, so it needs them."""
+    if config.online_probe and not data.train.has_labels:
+        raise UserError(f"--online-probe needs labelled data; this {config.dataset} data has no labels, drop the flag")
