@@ -28,11 +28,11 @@ import lightning as L
 import torch
 
 from simclr.config import build_config
-from simclr.data import load_dataset
+from simclr.data.catalog import load_dataset
 from simclr.hardware import resolve_precision, uses_gpu
-from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 from simclr.models import SimCLRModel, build_backbone, build_head
-from simclr.optim import build_optimizer
+from simclr.optim.build import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"

@@ -280,7 +280,7 @@ class RunDir:
 
     def read_config_values(self) -> dict[str, Any]:
         """The saved config as a mapping, unvalidated (pretraining or autoencoder)."""
-        from simclr.config import read_yaml
+        from simclr.settings import read_yaml
 
         if not self.config.is_file():
             raise UserError(f"{self.path} has no {CONFIG_FILE}; pass the directory of a simclr run")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr.data.registry import DATASET_NAMES, dataset_info, load_dataset
-from simclr.data.torchvision_sets import resize_images
+from simclr.data.catalog import DATASET_NAMES, dataset_info, load_dataset
+from simclr.data.torchvision_files import resize_images
 from simclr.errors import UserError
 
 SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"

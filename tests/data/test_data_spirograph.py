@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.data.spirograph import (
+from simclr.data.spirograph import make_spirograph_store
+from simclr.views.spirograph import (
     GENERATIVE_NAMES,
     GENERATIVE_RANGES,
     NUISANCE_RANGES,
     SpirographViews,
-    make_spirograph_store,
     render_spirograph,
     sample_generative,
     sample_nuisance,

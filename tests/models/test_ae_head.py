@@ -22,7 +22,7 @@ from simclr.models import (
     build_model,
     save_autoencoder,
 )
-from simclr.optim import build_optimizer
+from simclr.optim.build import build_optimizer
 
 LATENT = 16
 

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from simclr.config import format_size
-from simclr.data import split_train_val
+from simclr.data.sampling import split_train_val
 from simclr.evaluation.features import eval_mode
 from simclr.evaluation.heads import Classifier, StandardizedLinear
 from simclr.evaluation.lbfgs import (
@@ -32,6 +31,7 @@ from simclr.evaluation.lbfgs import (
 from simclr.evaluation.metrics import classification_metrics
 from simclr.evaluation.minibatch_linear import MinibatchSettings, fit_linear_minibatch, full_batch_bytes
 from simclr.evaluation.options import LinearEvalOptions
+from simclr.settings import format_size
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession

@@ -144,7 +144,7 @@ def _resolve_recipe(path_text: str, sweep_dir: Path) -> Path:
 
 def parse_sweep(doc: Mapping[str, Any], *, default_name: str, sweep_dir: Path = Path(".")) -> SweepSpec:
     """Check the shape of a sweep document and turn it into a :class:`SweepSpec` (values are checked later)."""
-    from simclr.config import read_yaml
+    from simclr.settings import read_yaml
 
     unknown = [key for key in doc if key not in _SWEEP_KEYS]
     if unknown:
@@ -196,7 +196,7 @@ def _when_set(entry: Any, what: str) -> Override:
 
 def load_sweep(path: Path) -> SweepSpec:
     """Read a sweep YAML file (see the module docstring); its name defaults to the file's stem."""
-    from simclr.config import read_yaml
+    from simclr.settings import read_yaml
 
     return parse_sweep(read_yaml(path), default_name=path.stem, sweep_dir=path.parent)
 
@@ -294,7 +294,8 @@ def validate_cells(cells: Sequence[Cell], sweep_dir: Path) -> list[Any]:
 
     Validation reads no data, so a sweep over datasets that are not downloaded yet can still be checked.
     """
-    from simclr.config import AutoencoderConfig, build_config, build_settings
+    from simclr.config import AutoencoderConfig, build_config
+    from simclr.settings import build_settings
 
     configs = []
     for cell in cells:
@@ -503,7 +504,8 @@ class SweepRunner:
 
     def _train_autoencoder(self, cell: Cell, job: AutoencoderJob, log: Path, device: str | None) -> str | None:
         """Train the autoencoder ``job`` once (cells sharing it wait); returns an error or None."""
-        from simclr.config import AutoencoderConfig, build_settings, config_to_yaml
+        from simclr.config import AutoencoderConfig
+        from simclr.settings import build_settings, config_to_yaml
 
         with self._lock:
             lock = self._autoencoder_locks.setdefault(job.out.resolve(), threading.Lock())
@@ -527,7 +529,8 @@ class SweepRunner:
 
     def run_cell(self, cell: Cell, device: str | None) -> CellOutcome:
         """Pretrain (resumed or from scratch) and evaluate one cell; any failure is returned, not raised."""
-        from simclr.config import build_config, config_to_yaml
+        from simclr.config import build_config
+        from simclr.settings import config_to_yaml
 
         run_dir = cell_run_dir(self.sweep_dir, cell)
         log_dir = self.sweep_dir / "logs"

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from simclr.models.backbones import build_backbone, load_imagenet_backbone, measure_feature_dim
 from simclr.models.heads import build_head
+from simclr.resolve import backbone_stem
 
 if TYPE_CHECKING:
     from simclr.config import PretrainConfig
@@ -58,6 +59,6 @@ def build_model(config: PretrainConfig, image_size: int, backbone: nn.Module | N
     elif config.weights == "imagenet":
         backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
     else:
-        backbone, feature_dim = build_backbone(config.backbone, config.backbone_stem(image_size))
+        backbone, feature_dim = build_backbone(config.backbone, backbone_stem(config, image_size))
     head, out_dim = build_projection_head(config, feature_dim)
     return SimCLRModel(backbone, head, feature_dim, out_dim)

@@ -20,28 +20,33 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from simclr.config import PretrainConfig, config_to_dict, describe_changes, parse_size, resume_changes
-from simclr.data import (
-    PYTHON_DATASET,
-    DatasetInfo,
-    DataSource,
-    ImageStore,
-    dataset_info,
-    report_skipped,
-    split_train_val,
-    stratified_subset,
-)
+from simclr.config import PretrainConfig, describe_changes, resume_changes
+from simclr.data.catalog import PYTHON_DATASET, DatasetInfo, dataset_info
 from simclr.data.pairs import SameClassPartners
 from simclr.data.python_dataset import dataset_class_name
+from simclr.data.sampling import split_train_val, stratified_subset
+from simclr.data.source import DataSource
 from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
+from simclr.data.store import ImageStore, report_skipped
 from simclr.data.streaming import PackedSplit
 from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
-from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 from simclr.models import CUSTOM_PREFIX, SimCLRModel, build_model, custom_backbone_name
-from simclr.optim import scaled_learning_rate, warmup_steps_for
+from simclr.optim.schedules import scaled_learning_rate, warmup_steps_for
+from simclr.resolve import (
+    backbone_stem,
+    data_source,
+    gp_excluded_columns,
+    gp_penalised_names,
+    normalized_info,
+    resolved_lr,
+    resolved_weight_decay,
+    view_config,
+)
 from simclr.rundir import BackboneMetadata, RunDir
+from simclr.settings import config_to_dict
 from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import (
     BackboneExport,
@@ -129,10 +134,12 @@ def run_pretraining(
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config, dataset)
         config = with_measured_normalization(config, data)
-        data = replace(data, info=config.normalized(data.info))
-        view_config = config.view_config(data.info, data.image_size)
-        views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
-        datamodule = build_datamodule(config, data, view_config)
+        data = replace(data, info=normalized_info(config, data.info))
+        views_config = view_config(config, data.info, data.image_size)
+        views = build_views(
+            data.image_size, views_config, config.n_views, rerender=data.info.regression, streamed=data.streamed
+        )
+        datamodule = build_datamodule(config, data, views_config)
         check_labels_for_probe(config, data)
     model = build_seeded_model(config, data.image_size, hardware, backbone)
     loss = build_loss(config)
@@ -278,8 +285,8 @@ def load_training_data(config: PretrainConfig, dataset: Dataset[Any] | None = No
     """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
     data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory
     (``dataset``, a Python Dataset, is read into memory whole)."""
-    source = DataSource.of(config, dataset)
-    budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
+    source = data_source(config, dataset)
+    budget = config.memory_budget_bytes()
     streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
     if streamed is not None:
         if config.subset is not None or config.resize != "crop":
@@ -321,7 +328,7 @@ def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> P
     resumed run keeps what its config.yaml holds), on at most :data:`STANDARDIZE_SAMPLE` evenly spaced images."""
     if not config.standardize or config.normalization_mean is not None:
         return config
-    train = data.train if isinstance(data.train, ImageStore) else data.train.store(data.image_size, config.workers)
+    train = data.train if isinstance(data.train, ImageStore) else data.train.images_at(data.image_size, config.workers)
     if len(train) > STANDARDIZE_SAMPLE:
         train = train.subset(torch.linspace(0, len(train) - 1, STANDARDIZE_SAMPLE).round().long())
     mean, std = channel_statistics(train.batches(1024))
@@ -413,11 +420,11 @@ def plan_optimisation(config: PretrainConfig, train_images: int, processes: int)
             "process(es); lower --batch-size or use more images"
         )
     total_steps = steps_per_epoch * config.epochs
-    base_lr, rule = config.resolved_lr()
+    base_lr, rule = resolved_lr(config)
     return OptimSettings(
         name=config.optimizer,
         peak_lr=scaled_learning_rate(base_lr, global_batch, rule),
-        weight_decay=config.resolved_weight_decay(),
+        weight_decay=resolved_weight_decay(config),
         momentum=config.momentum,
         nesterov=config.nesterov,
         total_steps=total_steps,
@@ -434,7 +441,7 @@ def invariance_settings(config: PretrainConfig) -> InvarianceSettings:
         config.gp_upper_limit,
         config.gp_draws,
         config.gp_normalization,
-        config.gp_excluded_columns(),
+        gp_excluded_columns(config),
     )
 
 
@@ -458,8 +465,8 @@ def describe_run(
     train_images = len(data.train)
     dataset = config.dataset if config.dataset_class is None else f"{config.dataset_class} (a Python Dataset)"
     log.info("dataset %s: %d training images of %dpx%s", dataset, train_images, data.image_size, tests)
-    base_lr, rule = config.resolved_lr()
-    stem = config.backbone_stem(data.image_size)
+    base_lr, rule = resolved_lr(config)
+    stem = backbone_stem(config, data.image_size)
     log.info(
         "%s%s, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
         "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
@@ -543,7 +550,7 @@ def build_callbacks(
         callbacks.append(validation)
     metadata = BackboneMetadata(
         backbone=config.backbone,
-        stem=config.backbone_stem(data.image_size),
+        stem=backbone_stem(config, data.image_size),
         feature_dim=model.feature_dim,
         dataset=config.dataset,
         image_size=data.image_size,
@@ -616,7 +623,7 @@ def describe_gradient_penalty(config: PretrainConfig) -> str:
     On Spirograph the first-order penalty over the shape parameter h dominates the others
     (docs/REPRODUCING.md, "Invariance"), so the line says so while h is penalised.
     """
-    names = config.gp_penalised_names()
+    names = gp_penalised_names(config)
     line = (
         f"gradient penalty: lambda {config.lambda_gp:g} over {', '.join(names)}; "
         f"{config.gp_draws} re-draws, clamp {config.gp_upper_limit:g}, "
@@ -759,7 +766,7 @@ def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, 
     from simclr.environment import environment_record
     from simclr.rundir import write_text_atomic
 
-    base_lr, rule = config.resolved_lr()
+    base_lr, rule = resolved_lr(config)
     resolved = {
         "precision": hardware.precision,
         "accelerator": "gpu" if hardware.gpu else "cpu",

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from simclr.config import PretrainConfig, config_to_yaml
+from simclr.config import PretrainConfig
 from simclr.errors import UserError
 from simclr.rundir import RunDir
+from simclr.settings import config_to_yaml
 
 log = logging.getLogger("simclr")
 
