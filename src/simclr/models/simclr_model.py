@@ -7,9 +7,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from simclr.models.backbones import build_backbone, load_imagenet_backbone, measure_feature_dim
+from simclr.models.backbones import (
+    build_backbone,
+    is_torchvision_backbone,
+    load_imagenet_backbone,
+    measure_feature_dim,
+    resolve_stem,
+)
 from simclr.models.heads import build_head
-from simclr.resolve import backbone_stem
 
 if TYPE_CHECKING:
     from simclr.config import PretrainConfig
@@ -59,6 +64,8 @@ def build_model(config: PretrainConfig, image_size: int, backbone: nn.Module | N
     elif config.weights == "imagenet":
         backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
     else:
-        backbone, feature_dim = build_backbone(config.backbone, backbone_stem(config, image_size))
+        # simclr.resolve.backbone_stem without the ImageNet-weights case handled above (models sit below config)
+        stem = resolve_stem(config.stem, image_size) if is_torchvision_backbone(config.backbone) else None
+        backbone, feature_dim = build_backbone(config.backbone, stem)
     head, out_dim = build_projection_head(config, feature_dim)
     return SimCLRModel(backbone, head, feature_dim, out_dim)
