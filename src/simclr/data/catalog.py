@@ -339,7 +339,8 @@ def datasets_table() -> str:
     rows = ["| name | source | classes | size | train / test |", "|---|---|---|---|---|"]
     for name in DATASET_NAMES:
         entry = CATALOG[name]
-        classes = str(entry.classes) if entry.classes is not None else ("folders" if entry.image_size is None else "-")
-        size = str(entry.image_size) if entry.image_size is not None else "from the images"
+        from_data = entry.image_size is None  # sizes and classes found in the data
+        classes = str(entry.classes) if entry.classes is not None else ("from the data" if from_data else "-")
+        size = "from the data" if from_data else str(entry.image_size)
         rows.append(f"| `{name}` | {entry.source} | {classes} | {size} | {entry.splits.describe()} |")
     return "\n".join(rows) + "\n"
