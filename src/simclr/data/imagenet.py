@@ -172,7 +172,7 @@ def _read_labels_txt(path: Path) -> dict[str, str]:
 def _read_devkit(root: Path) -> dict[str, str]:
     meta = root / _DEVKIT_META
     try:
-        from scipy.io import loadmat
+        from scipy.io import loadmat  # SciPy is optional: only the devkit's meta.mat needs it
     except ImportError as e:
         raise UserError(
             f"reading {meta} needs SciPy (pip install scipy); or put a {_LABELS_TXT} or {_KAGGLE_CSV} "

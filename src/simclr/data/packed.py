@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from litdata.streaming.writer import BinaryWriter
 from PIL import Image
 
 from simclr.atomic import atomic_write, write_text_atomic
@@ -191,8 +192,6 @@ def _part_marker(out: Path, part: int) -> Path:
 
 
 def _pack_part(part: int) -> _PartResult:
-    from litdata.streaming.writer import BinaryWriter
-
     job = _JOB
     assert job is not None
     indices = job.order[part * PART_SIZE : (part + 1) * PART_SIZE]
@@ -313,8 +312,6 @@ def _finish(
     resumed: int,
 ) -> PackSummary:
     """Merge the parts' chunk indexes into litdata's ``index.json`` and write the sidecar files."""
-    from litdata.streaming.writer import BinaryWriter
-
     labels = [label for result in results for label in result.labels]
     if not labels:
         raise UserError(f"no image of {source.description} could be decoded; nothing was packed")

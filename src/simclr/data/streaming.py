@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 from litdata import StreamingDataset
+from litdata.streaming import downloader as litdata_downloader
 from PIL import Image
 from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from simclr.data.image_sizes import default_image_size
 from simclr.data.pack_format import (
@@ -72,13 +75,11 @@ def is_url(location: str | Path) -> bool:
 def _remote_sidecars(url: str) -> Path:
     """Local copies of a remote split's description files (litdata's index, the pack description, the
     labels), downloaded once with litdata's downloader for that storage into ``$SIMCLR_CACHE/remote``."""
-    from litdata.streaming.downloader import get_downloader
-
     url = url.rstrip("/")
     cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
     local = cache / "remote" / hashlib.sha1(url.encode()).hexdigest()[:12]
     local.mkdir(parents=True, exist_ok=True)
-    downloader = get_downloader(url, str(local), [])
+    downloader = litdata_downloader.get_downloader(url, str(local), [])
     for name in (INDEX_FILE, INFO_FILE, LABELS_FILE):
         if not (local / name).is_file():
             try:
@@ -123,8 +124,6 @@ def decode_on_device(encoded: list[Tensor], device: torch.device) -> list[Tensor
     """Stored images (``--decode device``) as ``(3, H, W)`` uint8 tensors on ``device``: the JPEGs in one
     batched call of torchvision's decoder (nvJPEG on CUDA), the rest (PNG) with Pillow as
     :func:`decode_stored` does, then moved there."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     is_jpeg = [bytes(t[:2].tolist()) == _JPEG_MAGIC for t in encoded]
     jpegs = [t for t, jpeg in zip(encoded, is_jpeg, strict=True) if jpeg]
     decoded = iter(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device) if jpegs else [])
@@ -316,8 +315,6 @@ class PackedImages:
 
     def batches(self, batch_size: int) -> Iterator[Tensor]:
         """The images, ``(B, 3, size, size)`` uint8, in order."""
-        from torch.utils.data import DataLoader, Subset
-
         loader: DataLoader[dict[str, Any]] = DataLoader(
             Subset(self.split.center_views(self.size), self.indices.tolist()),
             batch_size=batch_size,
