@@ -268,9 +268,10 @@ class PackedSplit:
 
 @dataclass
 class PackedImages:
-    """Samples of a packed split as evaluation sees a split: the labels and class names of an
-    :class:`~simclr.data.store.ImageStore`, subsets, and the images as batches of centre views decoded in
-    loader workers when read, so a split bigger than memory is never held (:meth:`load` holds it)."""
+    """The images of a packed split at one size, read as evaluation reads a split: the labels and class names
+    an in-memory :class:`~simclr.data.store.ImageStore` has, subsets, and the images as batches of centre
+    views decoded in loader workers when read, so a split bigger than memory is never held (:meth:`load`
+    decodes it into an ImageStore)."""
 
     split: PackedSplit
     size: int
@@ -309,7 +310,7 @@ class PackedImages:
         return int(self.indices.numel())
 
     def subset(self, indices: Tensor) -> PackedImages:
-        """The given rows of this store, in the given order (nothing is decoded)."""
+        """The given rows of these images, in the given order (nothing is decoded)."""
         rows = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         return PackedImages(self.split, self.size, self.indices.index_select(0, rows), self.workers)
 
