@@ -82,7 +82,8 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
     train_size: int = _data("spirograph: number of generated training images", 100_000)
     test_size: int = _data("spirograph: number of generated test images", 20_000)
     pack_dir: str | None = _data(
-        "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
+        "where a folder over --memory-budget is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)",
+        None,
     )
     decode: str = _data(
         "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
@@ -415,7 +416,7 @@ def listed_names(text: str | None) -> list[str]:
 
 @dataclass
 class _AutoencoderDataset:
-    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...")
+    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...", group="data")
 
 
 @dataclass
