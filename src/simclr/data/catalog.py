@@ -14,7 +14,7 @@ then hands its loader one :class:`~simclr.data.request.LoadRequest`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -67,7 +67,7 @@ class DatasetEntry:
     load: Loader | None
     mean: Channels = IMAGENET_MEAN  # photographs: ImageNet's statistics unless --standardize measures them
     std: Channels = IMAGENET_STD
-    splits: SplitPolicy = field(default=_OFFICIAL)
+    splits: SplitPolicy = _OFFICIAL
     regression: bool = False  # Spirograph: generative factors are the targets (and its views re-render them)
 
     @property
