@@ -3,7 +3,7 @@
 A Roboflow COCO export holds ``IN_DIR/{train,valid,test}/`` with an ``_annotations.coco.json`` and
 the images of each split. Every annotated box becomes one JPEG at
 ``OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg`` so the result loads as a labelled image
-folder (:func:`simclr.data.load_image_folder`): this is how the PyTorch SimCLR fork for
+folder (:func:`simclr.data.imagefolder.load_image_folder`): this is how the PyTorch SimCLR fork for
 firefighting-device schematics (docs/SOURCES.md) made its ``ff_devices`` data.
 
 What it does, and why:

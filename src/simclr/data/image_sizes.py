@@ -112,8 +112,9 @@ class FolderEstimate:
 def estimate_folder(
     root: Path, image_size: int | None = None, *, follow_external_links: bool = False
 ) -> FolderEstimate:
-    """The training split of ``root`` (its ``train/`` when it has splits) as :func:`load_split_folder` or
-    :func:`load_image_folder` would decode it, without decoding anything."""
+    """The training split of ``root`` (its ``train/`` when it has splits) as
+    :func:`~simclr.data.imagefolder.load_split_folder` or :func:`~simclr.data.imagefolder.load_image_folder`
+    would decode it, without decoding anything."""
     root = checked_folder(Path(root))
     train = find_split_folder(root, "train") if has_split_layout(root) else root
     assert train is not None

@@ -66,12 +66,13 @@ def load_image_folder(
     resize: str = "crop",
 ) -> ImageStore:
     """Decode every image below ``root`` into an :class:`ImageStore` (see the module docstring for
-    how class sub-folders are recognised, and :func:`scan_image_folder` for what is skipped).
+    how class sub-folders are recognised, and :func:`~simclr.data.folder_listing.scan_image_folder` for what
+    is skipped).
 
     ``image_size``: resize the shorter side (bilinear, antialiased) and centre-crop to a square
-    (``resize="squash"``: resize both sides to it instead);
-    ``None`` keeps the native size when all images share one, else uses :func:`default_image_size`
-    of the shorter sides of (a sample of) the whole folder, before any limit, and logs that choice.
+    (``resize="squash"``: resize both sides to it instead); ``None`` keeps the native size when all images
+    share one, else uses :func:`~simclr.data.image_sizes.default_image_size` of the shorter sides of (a sample
+    of) the whole folder, before any limit, and logs that choice.
     ``limit_per_class``: keep the first k files (sorted) of every class (of the folder when
     unlabeled). ``limit``: a stratified random subset of that many files chosen with ``seed``
     before decoding. Undecodable files are skipped, so a limited store may hold fewer images.
