@@ -1,10 +1,12 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from simclr.cli import main
-from simclr.config import PretrainConfig, build_config
+from simclr.config import AutoencoderConfig, PretrainConfig, build_config
+from simclr.data.reading import DataReading
 from simclr.errors import UserError
 from simclr.resolve import gp_excluded_columns, resolved_lr, resolved_weight_decay
 from simclr.settings import config_to_yaml, read_yaml
@@ -73,3 +75,24 @@ def test_gp_exclude_names_the_dataset_view_parameters(capsys: pytest.CaptureFixt
         PretrainConfig(dataset="cifar10", gp_exclude="brightness,contrast,saturation,hue").validate()
     assert main(["pretrain", "--dataset", "spirograph", "--gp-exclude", "sigma", "--print-config"]) == 2
     assert "not a view parameter of spirograph" in capsys.readouterr().err
+
+
+def test_the_data_reading_group_is_defined_once_and_the_dataset_comes_first() -> None:
+    """Pretraining and the autoencoder inherit the data reading settings: one type and help text each, the same
+    flat keys in a saved config.yaml, which opens with the dataset."""
+    group = {item.name: item for item in dataclasses.fields(DataReading)}
+    assert set(group) == {"data_dir", "download", "workers", "follow_links", "limit_train_images", "resize"}
+    for cls in (PretrainConfig, AutoencoderConfig):
+        own = {item.name: item for item in dataclasses.fields(cls)}
+        for name, item in group.items():
+            assert (own[name].type, own[name].metadata["help"]) == (item.type, item.metadata["help"]), name
+        assert dataclasses.fields(cls)[0].name == "dataset"
+    saved = yaml.safe_load(config_to_yaml(build_config({"dataset": "cifar10", "data_dir": "s3://bucket/c10"}, {})))
+    assert next(iter(saved)) == "dataset" and saved["data_dir"] == "s3://bucket/c10"
+
+
+def test_the_memory_budget_is_read_once_as_bytes() -> None:
+    assert PretrainConfig(memory_budget="1.5G").memory_budget_bytes() == 3 * 2**29
+    assert PretrainConfig().memory_budget_bytes() is None
+    with pytest.raises(UserError, match="cannot read the size '8 parsecs'"):
+        build_config({"memory_budget": "8 parsecs"}, {})
