@@ -293,8 +293,9 @@ def load_imagenet(request: LoadRequest, subset: Sequence[str] | None = None) -> 
     if not files:
         raise UserError(f"no {what} images found for split {split!r} in {root}; the expected layout is {_LAYOUT}")
     names = [path.relative_to(root).as_posix() for path, _ in files]
+    paths = [path for path, _ in files]
     images, ok_idx, skipped = decode_files(
-        [path for path, _ in files], image_size=request.sized(), workers=request.workers, names=names, where=root
+        paths, image_size=request.resolved_size(), workers=request.workers, names=names, where=root
     )
     if ok_idx.numel() == 0:
         raise UserError(

@@ -123,7 +123,7 @@ def load_listed_set(spec: ListedSet, request: LoadRequest) -> ImageStore:
     # torchvision's own files win over an image-folder layout: Country211's own files are one.
     folder = find_folder_layout(request.data_dir, spec.name)
     if folder is not None and not (Path(request.data_dir or ".").expanduser() / spec.folder).is_dir():
-        return load_folder_layout(folder, request, image_size=request.sized(), limit=request.limit)
+        return load_folder_layout(folder, request, image_size=request.resolved_size(), limit=request.limit)
     root = needed_data_dir(request, spec.name)
     if request.source_splits:
         files: list[Path] = []

@@ -93,7 +93,7 @@ class LoadRequest:
         """``test`` or ``train``: the sub-folder of a ``train/`` + ``test/`` layout this split reads."""
         return "test" if self.split == "test" else "train"
 
-    def sized(self) -> int:
+    def resolved_size(self) -> int:
         """``image_size`` of a dataset that has a default one (the catalog always resolves it)."""
         if self.image_size is None:
             raise ValueError(f"a {self.split} request of a dataset with a default size needs its image_size")

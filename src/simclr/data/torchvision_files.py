@@ -142,8 +142,9 @@ def decode_listing(
         paths = [paths[i] for i in keep.tolist()]
         labels = labels.index_select(0, keep)
     names = [os.path.relpath(p, where) for p in paths]
+    size = request.resolved_size()
     images, ok_idx, skipped = decode_files(
-        paths, image_size=request.sized(), workers=request.workers, crop_bottom=crop_bottom, names=names, where=where
+        paths, image_size=size, workers=request.workers, crop_bottom=crop_bottom, names=names, where=where
     )
     if ok_idx.numel() == 0:
         raise UserError(f"no readable {name} image in {where}; delete it and pass --download again")

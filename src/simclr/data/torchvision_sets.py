@@ -81,7 +81,7 @@ _IMAGENETTE_DIRS = {"full": "imagenette2", "320px": "imagenette2-320", "160px": 
 
 def load_cifar(name: str, request: LoadRequest) -> ImageStore:
     """CIFAR-10 or CIFAR-100 (torchvision batches or a train/test image-folder layout)."""
-    size = request.sized()
+    size = request.resolved_size()
     folder = find_folder_layout(request.data_dir, name)
     if folder is not None:
         return load_folder_layout(folder, request, image_size=size, limit=request.limit)
@@ -100,7 +100,7 @@ def load_cifar(name: str, request: LoadRequest) -> ImageStore:
 
 def load_stl10(request: LoadRequest) -> ImageStore:
     """STL-10: ``train`` = train + unlabeled (labels -1), ``train_labeled`` = train, ``test``."""
-    size = request.sized()
+    size = request.resolved_size()
     folder = find_folder_layout(request.data_dir, "stl10")
     if folder is not None:
         store = load_folder_layout(folder, request, image_size=size, limit=None)
@@ -151,7 +151,7 @@ MNIST_FAMILY: dict[str, tuple[str, dict[str, str], bool]] = {
 def load_mnist_family(name: str, request: LoadRequest) -> ImageStore:
     """MNIST, Fashion-MNIST or EMNIST (byclass, 62 classes) as RGB, zero-padded from 28 to 32 px (then
     resized if ``image_size`` is not 32); the official train / test splits."""
-    size = request.sized()
+    size = request.resolved_size()
     folder = find_folder_layout(request.data_dir, name)
     if folder is not None:
         store = load_folder_layout(folder, request, image_size=None, limit=request.limit)
@@ -186,7 +186,7 @@ def _imagenette_variant(image_size: int) -> str:
 
 def load_imagenette(request: LoadRequest) -> ImageStore:
     """Imagenette (train / val), resized and centre-cropped to ``image_size`` (default 128)."""
-    size = request.sized()
+    size = request.resolved_size()
     folder = find_folder_layout(request.data_dir, "imagenette")
     if folder is None:
         root = needed_data_dir(request, "imagenette")
@@ -233,7 +233,7 @@ def load_fgvc_aircraft(request: LoadRequest) -> ImageStore:
     folder = find_folder_layout(request.data_dir, "fgvc-aircraft")
     if folder is not None:
         # Image folders are taken as they are (no banner cut: they may already be cropped).
-        return load_folder_layout(folder, request, image_size=request.sized(), limit=request.limit)
+        return load_folder_layout(folder, request, image_size=request.resolved_size(), limit=request.limit)
     root = needed_data_dir(request, "fgvc-aircraft")
     data = root / "fgvc-aircraft-2013b" / "data"
     if not data.is_dir():
