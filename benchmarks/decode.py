@@ -72,7 +72,7 @@ def main() -> int:
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    from simclr.config import PackConfig
+    from simclr.data.pack_settings import PackConfig
     from simclr.data.packed import pack_dataset
 
     rates: dict[str, list[float]] = {"cpu": [], "device": []}

@@ -226,7 +226,8 @@ def _pretrain_child(recipe: str, overrides_json: str, result: str) -> int:
     """Inside the training process: train, then write the step count and the peak GPU memory."""
     import torch
 
-    from simclr.config import build_config, read_yaml
+    from simclr.config import build_config
+    from simclr.settings import read_yaml
     from simclr.training.pretrain import run_pretraining
 
     config = build_config(read_yaml(Path(recipe)), json.loads(overrides_json))

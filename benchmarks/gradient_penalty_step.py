@@ -16,10 +16,11 @@ import time
 
 import torch
 
-from simclr.data.spirograph import SpirographViews, sample_generative
 from simclr.hardware import autocast_dtype_for
-from simclr.losses import NTXentLoss, gradient_penalty
+from simclr.losses.invariance import gradient_penalty
+from simclr.losses.ntxent import NTXentLoss
 from simclr.models.backbones import build_backbone, resolve_stem
+from simclr.views.spirograph import SpirographViews, sample_generative
 
 
 def step_seconds(

@@ -123,7 +123,7 @@ def main() -> int:
         print(json.dumps(row_loader(args)))
         return 0
 
-    from simclr.config import PackConfig
+    from simclr.data.pack_settings import PackConfig
     from simclr.data.packed import pack_dataset
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,13 +28,13 @@ import lightning as L
 import torch
 
 from simclr.config import build_config
-from simclr.data import load_dataset
+from simclr.data.catalog import load_dataset
 from simclr.hardware import resolve_precision, uses_gpu
-from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 from simclr.models.backbones import build_backbone
 from simclr.models.heads import build_head
 from simclr.models.simclr_model import SimCLRModel
-from simclr.optim import build_optimizer
+from simclr.optim.build import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"

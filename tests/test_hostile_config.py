@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from simclr.cli import main
-from simclr.config import PretrainConfig, build_settings, read_yaml
+from simclr.config import PretrainConfig
 from simclr.errors import UserError
+from simclr.settings import build_settings, read_yaml
 
 
 def alias_bomb() -> str:

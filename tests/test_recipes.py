@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from simclr.cli import main
-from simclr.config import build_config, read_yaml
+from simclr.config import build_config
+from simclr.settings import read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "src" / "simclr" / "recipes").glob("*.yaml"))

@@ -1,81 +1,30 @@
-"""Typed configuration: dataclasses whose fields are the settings, plus YAML load/merge/validate.
+"""The config classes of the commands that train: pretraining and the autoencoder of ``simclr train-ae``.
 
 A config dataclass is the single source of truth for its command: every field carries its help text (and,
-for the CLI, its group and parser) through :func:`setting`, :mod:`simclr.commands.flags` generates the flags
-from the fields (``lr_scaling`` becomes ``--lr-scaling``), a recipe YAML uses the same names, flags win over
-the file (:func:`build_settings`), and the resolved config is saved in the run directory so every later
-command can rebuild the run. This module imports no torch: the CLI builds its parsers from it.
+for the CLI, its group and parser) through :func:`simclr.settings.setting`, the CLI generates the flags from
+the fields (``lr_scaling`` becomes ``--lr-scaling``), a recipe YAML uses the same names, flags win over the
+file (:func:`simclr.settings.build_settings`), and the resolved config is saved in the run directory so every
+later command can rebuild the run. The data settings every training command shares are one group,
+:class:`simclr.data.reading.DataReading`, inherited here. What a config's automatic settings become for the
+data at hand (the views, the stem, the learning rate) is :mod:`simclr.resolve`.
+
+This module imports no torch: the CLI builds its parsers from it (:meth:`PretrainConfig.validate` imports
+the names it checks against when it runs).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
-import re
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-import yaml
-
+from simclr.data.reading import DataReading, MemoryBudget
 from simclr.errors import UserError
-
-if TYPE_CHECKING:
-    from simclr.data.registry import DatasetInfo
-    from simclr.models.backbones import Stem
-    from simclr.views.config import ViewConfig
+from simclr.settings import build_settings, setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
-# How an image folder's images become squares: "crop" resizes the shorter side and cuts the centre (keeps
-# the aspect ratio, loses the ends of the longer side); "squash" resizes both sides (keeps all the
-# content, distorts the aspect ratio: seed 001 squashes its crops to 96 x 96).
-RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
-RESIZE_HELP = (
-    "image folders (and a Python Dataset's images): how an image becomes a square of --image-size: crop "
-    "(shorter side resized, centre cut) or squash (both sides resized, the aspect ratio not kept; seed 001)"
-)
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
-
-Settings = TypeVar("Settings")
-
-
-def setting(
-    help: str,
-    default: Any = MISSING,
-    *,
-    group: str = "",
-    flag: str | None = None,
-    parse: Callable[[str], Any] | None = None,
-    choices: tuple[Any, ...] | None = None,
-    metavar: str | None = None,
-    nargs: str | None = None,
-    exclusive: str | None = None,
-    cli: bool = True,
-) -> Any:
-    """A config field with what the CLI needs to offer it as a flag.
-
-    ``flag`` renames the flag (default: the field name with dashes), ``parse`` converts the text (default:
-    the field's type), ``group`` titles the help section it is listed under, and fields sharing an
-    ``exclusive`` name are mutually exclusive flags; ``cli=False`` keeps a field off the command line (the
-    command fills it from elsewhere).
-    """
-    metadata = {
-        "help": help,
-        "group": group,
-        "flag": flag,
-        "parse": parse,
-        "choices": choices,
-        "metavar": metavar,
-        "nargs": nargs,
-        "exclusive": exclusive,
-        "cli": cli,
-    }
-    return field(default=default, metadata=metadata)
 
 
 _data = partial(setting, group="data")
@@ -87,23 +36,27 @@ _hardware = partial(setting, group="hardware")
 _run = partial(setting, group="run")
 
 
+# The dataset is a config's first field: a saved config.yaml opens with it, and the autoencoder's, which has no
+# default, must come before the defaulted fields of the data reading group. A dataclass puts the fields of
+# the base listed last first, so each config lists its dataset class last among its bases.
 @dataclass
-class PretrainConfig:
-    """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
-
+class _PretrainDataset:
     dataset: str = _data(
         "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder | ... "
         "(the README's datasets table)",
         "spirograph",
     )
+
+
+@dataclass
+class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
+    """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
+
     dataset_class: str | None = _data(
         "python: the class of the Dataset passed to simclr.pretrain(config, dataset=...), recorded in the run",
         None,
         cli=False,
     )
-    data_dir: str | None = _data("dataset folder (cifar10/100 also accept DIR/{train,test}/<class>/*)", None)
-    download: bool = _data("let torchvision download the dataset (needs a network)", False)
-    limit_train_images: int | None = _data("train on a stratified subset of N images (default: all)", None)
     subset: str | None = _data(
         "train on one part of a subset file of 'simclr data split' (FILE:unlabelled, or FILE:labelled); "
         "indices into the labelled training split",
@@ -116,18 +69,10 @@ class PretrainConfig:
     )
     train_size: int = _data("spirograph: number of generated training images", 100_000)
     test_size: int = _data("spirograph: number of generated test images", 20_000)
-    workers: int = _data("processes decoding image files", 2)
-    memory_budget: str | None = _data(
-        "an image folder whose decoded training split exceeds SIZE (e.g. 8GB) is packed once and streamed "
-        "instead of held in memory (default: half of the available memory)",
-        None,
-        metavar="SIZE",
-    )
     pack_dir: str | None = _data(
-        "where such a folder is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)", None
+        "where a folder over --memory-budget is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)",
+        None,
     )
-    follow_links: bool = _data("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
-    resize: str = _data(RESIZE_HELP, "crop", choices=RESIZE_MODES)
     decode: str = _data(
         "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
         "training device (device: nvJPEG on CUDA)",
@@ -285,124 +230,46 @@ class PretrainConfig:
         False,
     )
 
-    def backbone_stem(self, image_size: int) -> Stem | None:
-        """The backbone's stem at ``image_size``: ``--stem``, where ``auto`` picks by size, except that ImageNet
-        weights come with the ImageNet stem they were trained with; None for a timm model or a module of one's
-        own, whose first layers are their own."""
-        from simclr.models.backbones import is_torchvision_backbone, resolve_stem
-
-        if not is_torchvision_backbone(self.backbone):
-            return None
-        return resolve_stem("imagenet" if self.weights == "imagenet" else self.stem, image_size)
-
-    def resolved_lr(self) -> tuple[float, str]:
-        """Base learning rate and scaling rule after applying the optimiser's defaults."""
-        from simclr.optim import OPTIMIZER_DEFAULTS
-
-        defaults = OPTIMIZER_DEFAULTS[self.optimizer]
-        return (self.lr if self.lr is not None else defaults.lr, self.lr_scaling or defaults.scaling)
-
-    def resolved_weight_decay(self) -> float:
-        from simclr.optim import OPTIMIZER_DEFAULTS
-
-        return self.weight_decay if self.weight_decay is not None else OPTIMIZER_DEFAULTS[self.optimizer].weight_decay
-
-    def view_config(self, info: DatasetInfo, image_size: int) -> ViewConfig:
-        """The SimCLR augmentation of Chen et al. 2020 (Appendix A) with this run's overrides; jitter
-        strength and blur default by image size (0.5 and no blur for CIFAR-size images)."""
-        from simclr.views.config import ViewConfig
-
-        view_config = ViewConfig(
-            size=image_size,
-            crop_scale=(self.crop_min_scale, self.crop_max_scale),
-            flip_p=self.flip_p,
-            vflip_p=self.vflip_p,
-            rotation_p=self.rotation_p,
-            rotation_degrees=self.rotation_degrees,
-            rotation_quarter_turns=self.rotation_quarter_turns,
-            jitter_strength=self.jitter_strength if self.jitter_strength is not None else info.jitter_strength,
-            brightness=self.brightness,
-            contrast=self.contrast,
-            saturation=self.saturation,
-            hue=self.hue,
-            jitter_p=self.jitter_p,
-            grayscale_p=self.grayscale_p,
-            blur_p=self.blur_p if self.blur_p is not None else (0.5 if info.blur else 0.0),
-            mean=info.mean,
-            std=info.std,
-        )
-        view_config.validate()
-        return view_config
-
-    def normalized(self, info: DatasetInfo) -> DatasetInfo:
-        """``info`` with the run's normalisation: the dataset's usual mean and std, none (``--no-normalize``), or
-        what ``--standardize`` measured on the training split (every user of ``info.mean`` then agrees)."""
-        if not self.normalize:
-            return dataclasses.replace(info, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-        if self.normalization_mean is not None and self.normalization_std is not None:
-            mean, std = self.normalization_mean, self.normalization_std
-            return dataclasses.replace(info, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]))
-        return info
-
-    def gp_parameter_names(self) -> tuple[str, ...]:
-        """The view parameters the penalty differentiates through: Spirograph's 6 nuisances, else colour jitter's 4."""
-        from simclr.data.registry import dataset_info
-        from simclr.views.factory import invariance_parameter_names
-
-        return invariance_parameter_names(dataset_info(self.dataset))
-
-    def gp_excluded_names(self) -> list[str]:
-        """The names listed in ``gp_exclude`` (comma-separated, blanks ignored), as given."""
-        return [name.strip() for name in (self.gp_exclude or "").split(",") if name.strip()]
-
-    def gp_excluded_columns(self) -> tuple[int, ...]:
-        """Columns of the view parameters named by ``gp_exclude`` (validated by :meth:`validate`)."""
-        names = self.gp_parameter_names()
-        return tuple(sorted({names.index(name) for name in self.gp_excluded_names() if name in names}))
-
-    def gp_penalised_names(self) -> tuple[str, ...]:
-        """The view parameters left in the penalty once ``gp_exclude`` is applied."""
-        excluded = set(self.gp_excluded_names())
-        return tuple(name for name in self.gp_parameter_names() if name not in excluded)
-
     def _validate_other_backbone(self) -> None:
         """A timm model or a module of one's own: a name after the prefix, and none of the settings that only
         shape torchvision ResNets."""
         kind, _, name = self.backbone.partition(":")
         if not name.strip():
-            raise UserError(f"backbone {_shown(self.backbone)} names no model; use e.g. --backbone timm:resnet18")
+            raise UserError(f"backbone {short_repr(self.backbone)} names no model; use e.g. --backbone timm:resnet18")
         if self.weights != "none":
             raise UserError(f"--weights {self.weights} loads torchvision's weights; drop it for a {kind} backbone")
         if self.stem != "auto":
             raise UserError(f"--stem {self.stem} shapes torchvision ResNets; drop it for a {kind} backbone")
 
     def validate(self) -> None:
-        """Reject values that cannot work, with the fix in the message."""
-        from simclr.data import DATASET_NAMES, PYTHON_DATASET
-        from simclr.models.backbones import BACKBONE_NAMES, STEMS, is_torchvision_backbone
-        from simclr.models.heads import HEAD_NAMES
-        from simclr.optim import OPTIMIZER_NAMES, SCALING_RULES
+        """Reject values that cannot work, with the fix in the message (the first problem found)."""
+        self._check_names()
+        self._check_loss()
+        self._check_data_and_length()
+        self._check_views_and_schedule()
+        self._check_positives_and_checkpoints()
 
-        def choice(name: str, value: str, options: tuple[str, ...]) -> None:
-            if value not in options:
-                flag = "--" + name.replace("_", "-")
-                raise UserError(
-                    f"unknown {name.replace('_', ' ')} {_shown(value)}; use {flag} with one of: {', '.join(options)}"
-                )
+    def _check_names(self) -> None:
+        """Every setting that names something (a dataset, a backbone, a stem, ...) names a known one."""
+        # imported when a config is validated, not when the CLI builds its parsers: keeps simclr --help light
+        from simclr.data.catalog import DATASET_NAMES, PYTHON_DATASET
+        from simclr.data.subset_file import parse_subset_choice
+        from simclr.models.backbones import BACKBONE_NAMES, STEMS, is_torchvision_backbone  # (for the same reason)
+        from simclr.models.heads import HEAD_NAMES  # (for the same reason)
+        from simclr.optim.build import OPTIMIZER_NAMES  # (for the same reason)
+        from simclr.optim.schedules import SCALING_RULES  # (for the same reason)
 
         if self.dataset != PYTHON_DATASET:  # a Dataset passed from Python: no command line names it
-            choice("dataset", self.dataset, DATASET_NAMES)
+            _check_choice("dataset", self.dataset, DATASET_NAMES)
         if self.subset is not None:
-            from simclr.data.subset_file import parse_subset_choice
-
             parse_subset_choice(self.subset)
         if self.dataset == PYTHON_DATASET and self.subset is not None:
             raise UserError("--subset indexes a named dataset; pass a torch.utils.data.Subset of your Dataset instead")
         if is_torchvision_backbone(self.backbone):
-            choice("backbone", self.backbone, BACKBONE_NAMES)
+            _check_choice("backbone", self.backbone, BACKBONE_NAMES)
         else:
             self._validate_other_backbone()
-        choice("stem", self.stem, STEMS)
+        _check_choice("stem", self.stem, STEMS)
         if self.resize != "crop" and self.dataset not in ("imagefolder", PYTHON_DATASET):
             raise UserError(f"--resize {self.resize} applies to image folders; drop it for --dataset {self.dataset}")
         if self.weights == "imagenet" and self.stem not in ("auto", "imagenet"):
@@ -410,12 +277,15 @@ class PretrainConfig:
                 f"--weights imagenet needs the ImageNet stem the weights were trained with; drop --stem {self.stem} "
                 "(or pass --stem imagenet)"
             )
-        choice("head", self.head, HEAD_NAMES)
-        choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
-        choice("logger", self.logger, LOGGERS)
-        choice("precision", self.precision, PRECISIONS)
+        _check_choice("head", self.head, HEAD_NAMES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        _check_choice("logger", self.logger, LOGGERS)
+        _check_choice("precision", self.precision, PRECISIONS)
         if self.lr_scaling is not None:
-            choice("lr_scaling", self.lr_scaling, SCALING_RULES)
+            _check_choice("lr_scaling", self.lr_scaling, SCALING_RULES)
+
+    def _check_loss(self) -> None:
+        """The batch, the temperature, the views and the gradient penalty make a loss that can be computed."""
         if self.batch_size < 2:
             raise UserError(f"batch size {self.batch_size} leaves no negatives for NT-Xent; use --batch-size 2 or more")
         if self.lambda_gp < 0:
@@ -425,25 +295,34 @@ class PretrainConfig:
         if self.gp_upper_limit <= 0:
             raise UserError(f"gp_upper_limit must be > 0, got {self.gp_upper_limit}; use e.g. --gp-upper-limit 1")
         if self.gp_exclude:
-            names = self.gp_parameter_names()
-            unknown = [name for name in self.gp_excluded_names() if name not in names]
-            if unknown:
-                raise UserError(
-                    f"--gp-exclude {', '.join(unknown)}: not a view parameter of {self.dataset}; "
-                    f"use some of: {', '.join(names)}"
-                )
-            if len(self.gp_excluded_columns()) == len(names):
-                raise UserError(
-                    "--gp-exclude leaves no view parameter in the penalty; drop a name, or use --lambda-gp 0"
-                )
+            self._check_gp_exclude()
         if self.gp_draws < 1:
             raise UserError(f"gp_draws must be >= 1, got {self.gp_draws}; use e.g. --gp-draws 100")
         if self.temperature <= 0:
             raise UserError(f"temperature must be > 0, got {self.temperature}; use e.g. --temperature 0.5")
         if self.n_views < 2:
             raise UserError(f"n_views must be >= 2 for a contrastive loss, got {self.n_views}; use --n-views 2")
-        if self.memory_budget is not None:
-            parse_size(self.memory_budget)
+
+    def _check_gp_exclude(self) -> None:
+        """``gp_exclude`` names view parameters of the dataset, and leaves at least one in the penalty."""
+        # imported when a config is validated, not when the CLI builds its parsers: keeps simclr --help light
+        from simclr.data.catalog import catalog_entry
+        from simclr.views.factory import invariance_parameter_names
+
+        names = invariance_parameter_names(catalog_entry(self.dataset).regression)
+        excluded = listed_names(self.gp_exclude)
+        unknown = [name for name in excluded if name not in names]
+        if unknown:
+            raise UserError(
+                f"--gp-exclude {', '.join(unknown)}: not a view parameter of {self.dataset}; "
+                f"use some of: {', '.join(names)}"
+            )
+        if set(excluded) >= set(names):
+            raise UserError("--gp-exclude leaves no view parameter in the penalty; drop a name, or use --lambda-gp 0")
+
+    def _check_data_and_length(self) -> None:
+        """The data can be found and held, on the machines asked for, for a run of at least one step."""
+        self.memory_budget_bytes()
         if self.num_nodes < 1:
             raise UserError(f"num_nodes must be >= 1, got {self.num_nodes}; fix --num-nodes")
         if self.num_nodes > 1 and not (self.out or self.resume):
@@ -459,6 +338,9 @@ class PretrainConfig:
             )
         if self.dataset == "imagefolder" and not self.data_dir:
             raise UserError("dataset imagefolder needs a folder; pass --data-dir DIR")
+
+    def _check_views_and_schedule(self) -> None:
+        """Probabilities, crop scales, the learning-rate schedule and the normalisation are in range."""
         for name in ("jitter_p", "grayscale_p", "flip_p", "vflip_p", "rotation_p"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -476,7 +358,12 @@ class PretrainConfig:
         for name in ("normalization_mean", "normalization_std"):
             value = getattr(self, name)
             if value is not None and not _channel_triple(value, positive=name.endswith("std")):
-                raise UserError(f"{name} must be three numbers (std > 0), got {_shown(value)}; fix the run's config")
+                raise UserError(
+                    f"{name} must be three numbers (std > 0), got {short_repr(value)}; fix the run's config"
+                )
+
+    def _check_positives_and_checkpoints(self) -> None:
+        """Class positives have classes to pair, and checkpoints ranked by validation have a validation split."""
         if self.positives == "class" and self.lambda_gp > 0:
             raise UserError("--positives class and --lambda-gp penalise different pairs; use one of them")
         if self.positives == "class" and self.dataset == "spirograph":
@@ -490,13 +377,28 @@ class PretrainConfig:
             raise UserError("--save-top-k ranks epochs by validation loss; add --val-fraction (e.g. 0.1)")
 
 
-@dataclass(frozen=True)
-class AutoencoderConfig:
+def _check_choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        flag = "--" + name.replace("_", "-")
+        raise UserError(
+            f"unknown {name.replace('_', ' ')} {short_repr(value)}; use {flag} with one of: {', '.join(options)}"
+        )
+
+
+def listed_names(text: str | None) -> list[str]:
+    """The names of a comma-separated setting (``gp_exclude``), as given, blanks ignored."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+@dataclass
+class _AutoencoderDataset:
+    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...", group="data")
+
+
+@dataclass
+class AutoencoderConfig(DataReading, _AutoencoderDataset):
     """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
 
-    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...")
-    data_dir: str | None = setting("where the dataset is", None)
-    download: bool = setting("download a torchvision dataset that is missing", False)
     latent_dim: int = setting("size of the embedding layer (the paper: 128, 256, 512)", 512)
     image_size: int | None = setting("square image size (default: the dataset's)", None)
     epochs: int = setting("training epochs", 20)
@@ -504,12 +406,8 @@ class AutoencoderConfig:
     lr: float = setting("Adam learning rate (the paper: 1e-4)", 1e-4)
     weight_decay: float = setting("Adam weight decay", 0.0)
     val_fraction: float = setting("part of the training split held out for validation", 0.1)
-    limit_train_images: int | None = setting("random subset of N training images", None, metavar="N")
     train_size: int | None = setting("spirograph: number of generated training images", None)
     seed: int = setting("seed of the split, the order and the weights", 0)
-    workers: int = setting("processes decoding image files", 2)
-    follow_links: bool = setting("follow symbolic links that lead outside --data-dir (else skipped and listed)", False)
-    resize: str = setting(RESIZE_HELP, "crop", choices=RESIZE_MODES)
     accelerator: str = setting("where to train", "auto", choices=("auto", "cpu", "gpu"))
     out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
 
@@ -532,230 +430,12 @@ class AutoencoderConfig:
             )
 
 
-def field_types(cls: type = PretrainConfig) -> dict[str, type]:
-    """The plain Python type of every field of config dataclass ``cls`` (``int | None`` -> ``int``)."""
-    hints = typing.get_type_hints(cls)
-    result: dict[str, type] = {}
-    for item in fields(cls):
-        hint = hints[item.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        result[item.name] = args[0] if is_union else hint
-    return result
-
-
 def _channel_triple(value: list[Any], *, positive: bool) -> bool:
     """Three finite numbers (all > 0 when ``positive``): a stored per-channel mean or std."""
     numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
     return len(value) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0)
 
 
-def positive_int(text: str) -> int:
-    """Parse a flag that must be a positive integer (an argparse ``type``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 2**10,
-    "KB": 2**10,
-    "M": 2**20,
-    "MB": 2**20,
-    "G": 2**30,
-    "GB": 2**30,
-    "T": 2**40,
-    "TB": 2**40,
-}
-
-
-def parse_size(text: str) -> int:
-    """A size such as ``8GB``, ``512MB``, ``1.5G`` or a number of bytes, in bytes (binary units)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
-    unit = match.group(2).upper() if match else ""
-    if match is None or unit not in _SIZE_UNITS:
-        raise UserError(f"cannot read the size {text!r}; write it like 8GB, 512MB or 1.5G")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
-def format_size(size: int) -> str:
-    """Bytes in the largest binary unit that keeps the number at least 1, as :func:`parse_size` reads them.
-
-    >>> format_size(1024), format_size(3 * 2**29), format_size(100)
-    ('1.0 KB', '1.5 GB', '100 B')
-    """
-    for unit, scale in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
-
-
-def jpeg_quality(text: str) -> int:
-    """Parse a JPEG quality flag, 1..100 (an argparse ``type``)."""
-    value = positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"expected a JPEG quality within 1..100, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class PackConfig:
-    """The settings of ``simclr data pack`` (:mod:`simclr.data.packed`)."""
-
-    max_side: int = setting(
-        "images whose longer side exceeds N pixels are downscaled to N once; 512 keeps 224 px crops sharp",
-        512,
-        parse=positive_int,
-        metavar="N",
-    )
-    quality: int = setting("JPEG quality of the images that are re-encoded", 95, parse=jpeg_quality)
-    workers: int = setting("processes packing in parallel", 2)
-    seed: int = setting("seed of the stored (shuffled) order", 0)
-    data_dir: Path | None = setting("SRC a dataset name: where its files are", None)
-    download: bool = setting("SRC a torchvision dataset: download it first (needs a network)", False)
-    follow_links: bool = setting("follow symbolic links that lead outside SRC (else skipped and listed)", False)
-
-    def validate(self) -> None:
-        if self.max_side < 16:
-            raise UserError(f"--max-side must be at least 16 pixels, got {self.max_side}")
-        if not 1 <= self.quality <= 100:
-            raise UserError(f"--quality must be within 1..100, got {self.quality}")
-
-
-def _coerce(name: str, value: Any, kind: type) -> Any:
-    if value is None:
-        return None
-    if kind is Path and isinstance(value, str | Path):
-        return Path(value)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise UserError(f"config key {name!r} must be true or false, got {_shown(value)}")
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value)
-    if typing.get_origin(kind) is tuple and isinstance(value, list | tuple):
-        return tuple(value)
-    if typing.get_origin(kind) is list and isinstance(value, list | tuple):
-        return list(value)
-    raise UserError(f"config key {name!r} must be {getattr(kind, '__name__', kind)}, got {_shown(value)}")
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters: config values come from files anyone may hand over (a
-    megabyte string, a huge nested list), and an error message must stay one short line that is cheap to
-    build (reprlib stops early instead of formatting the whole value)."""
-    import reprlib
-
-    short = reprlib.Repr()
-    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 3, 6, 6, 6, 6
-    short.maxstring = short.maxother = limit
-    text = short.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class _AliasFound(yaml.YAMLError):
-    """An anchor or alias in a config file (raised by :class:`_PlainLoader`)."""
-
-
-class _PlainLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that stops at the first anchor or alias. simclr configs never need them, and aliases
-    nested a few levels deep (a "billion laughs" file of 300 bytes) expand to gigabytes once printed or merged.
-    It stops while composing, before the rest of the file is read, so a hostile file costs next to nothing."""
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _AliasFound
-        return super().compose_node(parent, index)
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a recipe file; a missing, unreadable, non-UTF-8, non-mapping or alias-using file is a UserError."""
-    if not path.is_file():
-        raise UserError(f"config file {path} not found; check the path given to --config")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 or regenerate it "
-            "with --print-config"
-        ) from None
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror or exc}; check its permissions") from None
-    try:
-        data = yaml.load(text, Loader=_PlainLoader)  # a SafeLoader: plain data only
-    except _AliasFound:
-        raise UserError(
-            f"config file {path} uses YAML anchors/aliases, which simclr configs do not need; write the values out"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(
-            f"config file {path} is not valid YAML{where}; fix the syntax or regenerate it with --print-config"
-        ) from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise UserError(
-            f"config file {path} nests values too deeply for a config; write plain keys and values, "
-            "or regenerate it with --print-config"
-        ) from None
-    except ValueError:  # a value YAML parses but Python cannot hold: 2024-13-45, an int of 5000 digits
-        raise UserError(
-            f"config file {path} holds a value YAML cannot convert (an impossible date, a number thousands of "
-            "digits long); fix or quote it"
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"config file {path} must be a mapping of keys to values, got {type(data).__name__}")
-    return data
-
-
-def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: dict[str, Any]) -> Settings:
-    """An instance of config dataclass ``cls`` from file values and overrides (overrides win); unknown keys
-    and values of the wrong type are UserErrors, and the result is validated when ``cls`` can validate."""
-    types_ = field_types(cls)
-    merged: dict[str, Any] = {}
-    for source in (file_values, overrides):
-        for key, value in source.items():
-            name = str(key).replace("-", "_")
-            if name not in types_:
-                known = ", ".join(sorted(types_))
-                raise UserError(f"unknown config key {_shown(key)}; remove it (known keys: {known})")
-            merged[name] = _coerce(name, value, types_[name])
-    missing = [item.name for item in fields(cls) if item.name not in merged and _has_no_default(item)]  # type: ignore[arg-type]
-    if missing:
-        raise UserError(f"missing setting {missing[0]!r}; pass --{missing[0].replace('_', '-')}")
-    settings = cls(**merged)
-    validate = getattr(settings, "validate", None)
-    if validate is not None:
-        validate()
-    return settings
-
-
-def _has_no_default(item: dataclasses.Field[Any]) -> bool:
-    return item.default is MISSING and item.default_factory is MISSING
-
-
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:
     """A validated pretraining config from a recipe's values and flag overrides (flags win)."""
     return build_settings(PretrainConfig, file_values, overrides)
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
-
-
-def config_to_yaml(config: Any) -> str:
-    """The YAML a run directory keeps (and ``--print-config`` prints) for any config dataclass."""
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False)

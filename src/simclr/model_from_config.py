@@ -14,6 +14,7 @@ from simclr.config import PretrainConfig
 from simclr.models.backbones import build_backbone, load_imagenet_backbone, measure_feature_dim
 from simclr.models.heads import build_head
 from simclr.models.simclr_model import SimCLRModel
+from simclr.resolve import backbone_stem
 from simclr.rundir import autoencoder_file
 
 __all__ = ["build_model", "build_projection_head"]
@@ -47,6 +48,6 @@ def build_model(config: PretrainConfig, image_size: int, backbone: nn.Module | N
     elif config.weights == "imagenet":
         backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
     else:
-        backbone, feature_dim = build_backbone(config.backbone, config.backbone_stem(image_size))
+        backbone, feature_dim = build_backbone(config.backbone, backbone_stem(config, image_size))
     head, out_dim = build_projection_head(config, feature_dim)
     return SimCLRModel(backbone, head, feature_dim, out_dim)

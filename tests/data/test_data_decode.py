@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr.data.decode import (
-    ImageDecodeError,
-    decode_image,
-    is_image_file,
-    load_image,
-    to_rgb_array,
-)
+from simclr.data.decode import ImageDecodeError, decode_image, is_image_file, load_image
+from simclr.views.rgb import to_rgb_array
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:

@@ -19,18 +19,12 @@ import torch
 from PIL import Image
 
 from simclr.cli import main
-from simclr.data import imagefolder
-from simclr.data.imagefolder import (
-    decode_files,
-    default_image_size,
-    estimate_folder,
-    folder_class_names,
-    list_image_folder,
-    load_image_folder,
-    load_split_folder,
-    scan_image_folder,
-)
-from simclr.data.registry import load_dataset
+from simclr.data import image_sizes
+from simclr.data.catalog import load_dataset
+from simclr.data.folder_listing import folder_class_names, list_image_folder, scan_image_folder
+from simclr.data.image_sizes import default_image_size, estimate_folder
+from simclr.data.imagefolder import load_image_folder, load_split_folder
+from simclr.data.parallel_decode import decode_files
 from simclr.data.store import printable_name, report_skipped
 from simclr.errors import UserError
 
@@ -245,7 +239,7 @@ def test_outlier_outside_the_header_sample(
     tmp_path: Path, simclr_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Sampling 2 of 4 files reads a.png and d.png only; b.png differs.
-    monkeypatch.setattr(imagefolder, "_HEADER_SAMPLE", 2)
+    monkeypatch.setattr(image_sizes, "_HEADER_SAMPLE", 2)
     square, oblong = tmp_path / "square", tmp_path / "oblong"
     for name in "acd":
         _png(square / f"{name}.png", (0, 0, 0), size=(8, 8))

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from simclr.cli import main
+from simclr.data.catalog import dataset_info, load_dataset
 from simclr.data.imagenet import IMAGENET100_WNIDS, list_imagenet, load_imagenet
-from simclr.data.registry import dataset_info, load_dataset
+from simclr.data.request import LoadRequest
 from simclr.errors import UserError
 from simclr.models.backbones import resolve_stem
 
@@ -99,7 +100,7 @@ def test_dataset_info_224_and_imagenet_stem() -> None:
 
 def test_train_labels_are_sorted_wnid_folders(tmp_path: Path) -> None:
     _train(tmp_path)
-    store = load_imagenet("train", tmp_path, image_size=32, workers=0)
+    store = load_imagenet(LoadRequest("train", tmp_path, image_size=32, workers=0))
     assert store.class_names == sorted(WNIDS)
     assert store.images.shape == (9, 3, 32, 32) and store.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert _colour_label(store, store.class_names) == store.labels.tolist()
@@ -137,10 +138,10 @@ def test_flat_val_image_without_ground_truth_is_skipped_and_counted(tmp_path: Pa
     _kaggle_csv(tmp_path)
     _jpeg(tmp_path / "val" / f"{_val_name(99)}.JPEG")
     (tmp_path / "train" / WNIDS[0] / f"{WNIDS[0]}_broken.JPEG").write_bytes(b"not a jpeg")
-    test = load_imagenet("test", tmp_path, image_size=32, workers=0)
+    test = load_imagenet(LoadRequest("test", tmp_path, image_size=32, workers=0))
     assert len(test) == len(VAL_WNIDS)
     assert test.skipped == [(f"val/{_val_name(99)}.JPEG", "no ground-truth label")]
-    train = load_imagenet("train", tmp_path, image_size=32, workers=0)
+    train = load_imagenet(LoadRequest("train", tmp_path, image_size=32, workers=0))
     assert len(train) == 9 and [name for name, _ in train.skipped] == [f"train/{WNIDS[0]}/{WNIDS[0]}_broken.JPEG"]
 
 
@@ -205,14 +206,14 @@ def test_missing_train_folder_exits_2_with_one_line(
 def test_train_without_wnid_folders(tmp_path: Path) -> None:
     _jpeg(tmp_path / "train" / "cats" / "0.JPEG")
     with pytest.raises(UserError, match="no wnid sub-folders"):
-        load_imagenet("train", tmp_path, image_size=32)
+        load_imagenet(LoadRequest("train", tmp_path, image_size=32))
 
 
 def test_flat_val_without_ground_truth(tmp_path: Path) -> None:
     _train(tmp_path)
     _flat_val(tmp_path)
     with pytest.raises(UserError) as info:
-        load_imagenet("test", tmp_path, image_size=32)
+        load_imagenet(LoadRequest("test", tmp_path, image_size=32))
     msg = str(info.value)
     assert "no ground truth" in msg and "LOC_val_solution.csv" in msg and "val_labels.txt" in msg
     assert "ILSVRC2012_devkit_t12" in msg and "\n" not in msg
@@ -223,22 +224,22 @@ def test_bad_ground_truth_files(tmp_path: Path) -> None:
     _flat_val(tmp_path)
     (tmp_path / "val_labels.txt").write_text(f"{_val_name(1)}.JPEG 3\n")
     with pytest.raises(UserError, match="line 1: expected '<file name> <wnid>'"):
-        load_imagenet("test", tmp_path, image_size=32)
+        load_imagenet(LoadRequest("test", tmp_path, image_size=32))
     (tmp_path / "LOC_val_solution.csv").write_text("id,label\n")
     with pytest.raises(UserError, match="ImageId,PredictionString"):
-        load_imagenet("test", tmp_path, image_size=32)
+        load_imagenet(LoadRequest("test", tmp_path, image_size=32))
 
 
 def test_val_class_missing_from_train(tmp_path: Path) -> None:
     _train(tmp_path, WNIDS[:2])
     _jpeg(tmp_path / "val" / WNIDS[2] / f"{_val_name(1)}.JPEG")
     with pytest.raises(UserError, match=f"1 class\\(es\\) missing from .*train \\(e.g. {WNIDS[2]}\\)"):
-        load_imagenet("test", tmp_path, image_size=32)
+        load_imagenet(LoadRequest("test", tmp_path, image_size=32))
 
 
 def test_unknown_split(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown split"):
-        load_imagenet("validation", tmp_path)
+        load_imagenet(LoadRequest("validation", tmp_path))
 
 
 @pytest.mark.parametrize("name", ["imagenet", "imagenet100"])
@@ -267,7 +268,7 @@ def test_devkit_without_scipy_says_so(tmp_path: Path, monkeypatch: pytest.Monkey
     _devkit(tmp_path)
     monkeypatch.setitem(sys.modules, "scipy.io", None)  # makes `from scipy.io import loadmat` fail
     with pytest.raises(UserError) as info:
-        load_imagenet("test", tmp_path, image_size=32)
+        load_imagenet(LoadRequest("test", tmp_path, image_size=32))
     msg = str(info.value)
     assert "needs SciPy" in msg and "meta.mat" in msg and "\n" not in msg
 
@@ -279,7 +280,7 @@ def test_imagenet_over_the_memory_budget_is_packed_once_and_streamed(
     (labels and class order as the in-memory loader's) and the splits stream from the pack."""
     import logging
 
-    from simclr.data import DataSource
+    from simclr.data.source import DataSource
 
     root = tmp_path / "ILSVRC2012"
     _train(root)
@@ -292,7 +293,9 @@ def test_imagenet_over_the_memory_budget_is_packed_once_and_streamed(
     assert "imagenet " in caplog.text and "9 images at 224x224 px take 1.3 MB decoded" in caplog.text
     assert "packed once and streamed" in caplog.text
     assert streamed is not None and streamed.image_size == 224 and streamed.test is not None
-    held = load_imagenet("train", root, image_size=224)
+    held = load_imagenet(LoadRequest("train", root, image_size=224))
     assert streamed.train.class_names == list(WNIDS) == held.class_names
     assert sorted(streamed.train.labels.tolist()) == sorted(held.labels.tolist())
-    assert sorted(streamed.test.labels.tolist()) == sorted(load_imagenet("test", root, image_size=224).labels.tolist())
+    assert sorted(streamed.test.labels.tolist()) == sorted(
+        load_imagenet(LoadRequest("test", root, image_size=224)).labels.tolist()
+    )

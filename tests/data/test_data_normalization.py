@@ -10,11 +10,12 @@ import yaml
 
 from simclr.cli import main
 from simclr.config import PretrainConfig, build_config
-from simclr.data import DataSource, dataset_info
+from simclr.data.catalog import dataset_info
 from simclr.data.statistics import channel_statistics
 from simclr.errors import UserError
 from simclr.evaluation.loading import resolve_run
 from simclr.evaluation.session import EvalSession
+from simclr.resolve import data_source, normalized_info
 
 
 def test_channel_statistics_equal_a_direct_computation() -> None:
@@ -32,12 +33,15 @@ def test_channel_statistics_equal_a_direct_computation() -> None:
 
 def test_settings_decide_the_normalisation_every_user_of_the_dataset_info_sees() -> None:
     info = dataset_info("cifar10", 32)
-    assert PretrainConfig(dataset="cifar10").normalized(info) == info
-    raw = PretrainConfig(dataset="cifar10", normalize=False).normalized(info)
+    assert normalized_info(PretrainConfig(dataset="cifar10"), info) == info
+    raw = normalized_info(PretrainConfig(dataset="cifar10", normalize=False), info)
     assert (raw.mean, raw.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    measured = PretrainConfig(
-        dataset="cifar10", standardize=True, normalization_mean=[0.1, 0.2, 0.3], normalization_std=[0.4, 0.5, 0.6]
-    ).normalized(info)
+    measured = normalized_info(
+        PretrainConfig(
+            dataset="cifar10", standardize=True, normalization_mean=[0.1, 0.2, 0.3], normalization_std=[0.4, 0.5, 0.6]
+        ),
+        info,
+    )
     assert (measured.mean, measured.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
     with pytest.raises(UserError, match="--no-normalize"):
         build_config({"dataset": "cifar10", "standardize": True, "normalize": False}, {})
@@ -55,7 +59,7 @@ def test_standardize_measures_the_training_split_once_and_evaluation_uses_it(cif
     assert main(args) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text())
     config = build_config({k: v for k, v in saved.items()}, {})
-    train = DataSource.of(config).load_train(image_size=32, limit=64, seed=0)
+    train = data_source(config).load_train(image_size=32, limit=64, seed=0)
     expected_mean, expected_std = channel_statistics([train.images])
     assert saved["normalization_mean"] == pytest.approx(expected_mean, abs=1e-6)
     assert saved["normalization_std"] == pytest.approx(expected_std, abs=1e-6)

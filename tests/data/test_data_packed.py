@@ -13,10 +13,11 @@ from litdata import StreamingDataset
 from PIL import Image
 
 from simclr.cli import main
-from simclr.config import PackConfig
 from simclr.data import packed
 from simclr.data.decode import load_image
-from simclr.data.packed import INDEX_FILE, LABELS_FILE, SKIPPED_FILE, pack_dataset, pack_sources, read_pack_info
+from simclr.data.pack_format import INDEX_FILE, LABELS_FILE, SKIPPED_FILE, read_pack_info
+from simclr.data.pack_settings import PackConfig
+from simclr.data.packed import pack_dataset, pack_sources
 from simclr.data.streaming import decode_stored
 from simclr.errors import UserError
 

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.data import ImageStore, InMemoryBatchLoader
-from simclr.data.loader import PARTNER_KEY
+from simclr.data.loader import PARTNER_KEY, InMemoryBatchLoader
 from simclr.data.pairs import SameClassPartners
+from simclr.data.store import ImageStore
 from simclr.errors import UserError
-from simclr.views import SimCLRViews, ViewConfig, sample_view_params
+from simclr.views.config import ViewConfig
+from simclr.views.params import sample_view_params
+from simclr.views.pipeline import SimCLRViews
 
 
 def numbered_store(labels: list[int]) -> ImageStore:

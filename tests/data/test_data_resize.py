@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from simclr.config import build_config
+from simclr.data.catalog import load_dataset
 from simclr.data.decode import load_image, resize_square
-from simclr.data.registry import load_dataset
 from simclr.errors import UserError
 from simclr.training.training_data import load_training_data
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr.data.registry import dataset_info, load_dataset
-from simclr.data.torchvision_sets import HELD_OUT_TEST_FRACTION, LISTED_SETS
+from simclr.data.catalog import dataset_info, load_dataset
+from simclr.data.listed_sets import HELD_OUT_TEST_FRACTION, LISTED_SETS
 from simclr.errors import UserError
 
 _RNG = np.random.default_rng(0)

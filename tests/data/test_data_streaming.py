@@ -15,9 +15,10 @@ import torch.multiprocessing as mp
 from litdata import StreamingDataLoader, StreamingDataset
 from PIL import Image
 
-from simclr.config import PackConfig
+from simclr.data.pack_format import find_packed_split, is_packed
+from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
-from simclr.data.streaming import PackedSplit, decode_stored, find_packed_split, is_packed
+from simclr.data.streaming import PackedSplit, decode_stored
 from simclr.views import ops
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes, sample_view_params

@@ -167,7 +167,7 @@ def test_bad_subset_flag_is_caught_by_validation() -> None:
 
 
 def test_resuming_with_another_subset_file_pins_it_afresh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from simclr.config import config_to_yaml
+    from simclr.settings import config_to_yaml
 
     run = tmp_path / "run"
     run.mkdir()

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import torch
 
-from simclr.config import build_config, config_to_yaml
+from simclr.config import build_config
 from simclr.models.backbone_file import BackboneMetadata, write_backbone
 from simclr.models.backbones import build_backbone, resolve_stem
+from simclr.settings import config_to_yaml
 
 MakeRun = Callable[..., Path]
 

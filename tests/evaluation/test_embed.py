@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.config import build_config, read_yaml
+from simclr.config import build_config
 from simclr.models.heads import build_head
+from simclr.settings import read_yaml
 
 
 def test_npz_rows_match_their_files_and_skips_are_reported(

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from simclr.cli import main
-from simclr.data import stratified_subset
+from simclr.data.sampling import stratified_subset
 from simclr.errors import UserError
 from simclr.evaluation import finetune
 from simclr.evaluation.finetune import InputPipeline, fit_classifier, predict, run_finetune, train_linear_sgd

@@ -16,7 +16,7 @@ from simclr.evaluation.invariance import (
     held_out_penalty,
 )
 from simclr.evaluation.view_features import ViewEncoder
-from simclr.losses import gradient_penalty
+from simclr.losses.invariance import gradient_penalty
 
 
 def test_conditional_variance_is_zero_for_invariant_features_and_grows_with_view_noise() -> None:

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.config import PackConfig
-from simclr.data import ImageStore, PackedStore
+from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
+from simclr.data.store import ImageStore
+from simclr.data.streaming import PackedImages
 from simclr.evaluation.knn import run_knn
 from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import resolve_run
@@ -42,7 +43,7 @@ def test_a_packed_split_over_the_budget_streams_with_the_in_memory_features(
     held = _session(run, None, tmp_path / "held")
     with caplog.at_level(logging.INFO, logger="simclr"):
         streamed = _session(run, TINY_BUDGET, tmp_path / "streamed")
-        assert isinstance(streamed.stores["train"], PackedStore)
+        assert isinstance(streamed.stores["train"], PackedImages)
     assert isinstance(held.stores["train"], ImageStore)
     assert "train split: 300 images at 32 px take 900.0 KB decoded; memory budget 1.0 KB: streamed" in caplog.text
     for split in ("train", "test"):

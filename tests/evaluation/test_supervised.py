@@ -13,11 +13,7 @@ import torch
 import torchvision
 
 from simclr.cli import main
-from simclr.evaluation.supervised import (
-    imagenet_cache_file,
-    imagenet_weights,
-    load_imagenet_backbone,
-)
+from simclr.models.backbones import imagenet_cache_file, imagenet_weights, load_imagenet_backbone
 
 FAST = [
     "--epochs",

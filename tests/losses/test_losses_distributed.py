@@ -19,7 +19,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from simclr.errors import UserError
-from simclr.losses import NTXentLoss, gather_with_grad, rank, world_size
+from simclr.losses.distributed import gather_with_grad, rank, world_size
+from simclr.losses.ntxent import NTXentLoss
 
 WORLD = 2
 LOCAL_BATCH = 4

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.data.spirograph import SpirographViews, sample_generative, sample_nuisance
-from simclr.losses import gradient_penalty
-from simclr.losses.invariance import pin_parameters
-from simclr.views import SimCLRViews, ViewConfig
+from simclr.losses.invariance import gradient_penalty, pin_parameters
+from simclr.views.config import ViewConfig
+from simclr.views.pipeline import SimCLRViews
+from simclr.views.spirograph import SpirographViews, sample_generative, sample_nuisance
 
 
 def test_matches_hand_computed_linear_case() -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simclr.errors import UserError
-from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 
 
 def anchor_inputs(

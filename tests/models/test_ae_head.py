@@ -17,7 +17,7 @@ from simclr.evaluation.loading import resolve_run
 from simclr.model_from_config import build_model, build_projection_head
 from simclr.models.autoencoder import MLPAutoencoder, save_autoencoder
 from simclr.models.heads import ACTIVATIONS, build_activation, build_head
-from simclr.optim import build_optimizer
+from simclr.optim.build import build_optimizer
 
 LATENT = 16
 

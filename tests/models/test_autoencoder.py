@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from simclr.cli import main
-from simclr.data import load_dataset, split_train_val
+from simclr.data.catalog import load_dataset
+from simclr.data.sampling import split_train_val
 from simclr.errors import UserError
 from simclr.models.autoencoder import MLPAutoencoder, load_autoencoder, save_autoencoder
 from simclr.rundir import RunDir, autoencoder_file

@@ -15,6 +15,7 @@ from simclr.config import build_config
 from simclr.errors import UserError
 from simclr.model_from_config import build_model
 from simclr.models.backbones import imagenet_cache_file, imagenet_weights
+from simclr.resolve import backbone_stem
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
 
@@ -37,7 +38,7 @@ def test_pretraining_backbone_loads_the_cached_weights(offline_hub: Path) -> Non
     offline_hub.parent.mkdir(parents=True)
     torch.save(reference, offline_hub)
     config = build_config({}, dict(dataset="cifar10", weights="imagenet"))
-    assert config.backbone_stem(32) == "imagenet"  # the stem the weights were trained with, even at 32 px
+    assert backbone_stem(config, 32) == "imagenet"  # the stem the weights were trained with, even at 32 px
     model = build_model(config, 32)
     state = model.backbone.state_dict()
     assert set(state) == {key for key in reference if not key.startswith("fc.")}
@@ -57,4 +58,4 @@ def test_offline_without_the_file_is_one_line_naming_it(offline_hub: Path) -> No
 def test_weights_need_the_imagenet_stem() -> None:
     with pytest.raises(UserError, match="--weights imagenet needs the ImageNet stem"):
         build_config({}, dict(dataset="cifar10", weights="imagenet", stem="cifar")).validate()
-    assert build_config({}, dict(dataset="cifar10")).backbone_stem(32) == "cifar"
+    assert backbone_stem(build_config({}, dict(dataset="cifar10")), 32) == "cifar"

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from simclr.errors import UserError
-from simclr.optim import LARS, OPTIMIZER_NAMES, build_optimizer, parameter_groups
+from simclr.optim.build import OPTIMIZER_NAMES, build_optimizer, parameter_groups
+from simclr.optim.lars import LARS
 
 
 def small_model() -> nn.Sequential:

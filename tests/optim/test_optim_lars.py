@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from simclr.errors import UserError
-from simclr.optim import LARS
+from simclr.optim.lars import LARS
 
 
 def set_grad(param: torch.nn.Parameter, values: list[float]) -> None:

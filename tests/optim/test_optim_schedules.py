@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.errors import UserError
-from simclr.optim import WarmupCosineLR, scaled_learning_rate, warmup_cosine, warmup_steps_for
+from simclr.optim.schedules import WarmupCosineLR, scaled_learning_rate, warmup_cosine, warmup_steps_for
 
 
 def test_scaled_learning_rate() -> None:

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.config import build_config, config_to_yaml
+from simclr.config import build_config
 from simclr.evaluation.results import validate_metrics
 from simclr.reports import plots
 from simclr.rundir import RunDir
+from simclr.settings import config_to_yaml
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck<script>"]
 SHA = "ab" * 32

@@ -71,8 +71,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from simclr.config import PretrainConfig, build_config
 from simclr.errors import UserError
-from simclr.losses import NTXentLoss
 from simclr.losses.distributed import world_size
+from simclr.losses.ntxent import NTXentLoss
+from simclr.resolve import view_config
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule
 from simclr.training.module import PretrainingModule, view_generator
@@ -321,7 +322,12 @@ def step_config(**overrides: Any) -> PretrainConfig:
 def step_setup() -> StepSetup:
     config = step_config()
     data = load_training_data(config)
-    views = build_views(data.info, data.image_size, config.view_config(data.info, data.image_size), config.n_views)
+    views = build_views(
+        data.image_size,
+        view_config(config, data.info, data.image_size),
+        config.n_views,
+        rerender=data.info.regression,
+    )
     return StepSetup(config, data, views, resolve_hardware(config).channels_last)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simclr.data import ImageStore
 from simclr.data.loader import InMemoryBatchLoader
+from simclr.data.store import ImageStore
 from simclr.hardware import DEVICE_STORE_FRACTION, store_fits_on_device
 from simclr.training.datamodule import place_store
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.config import build_config
-from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.module import NonFiniteLossError
 from simclr.training.pretrain import run_pretraining

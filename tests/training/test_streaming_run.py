@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from simclr.cli import main
-from simclr.config import PackConfig
+from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
 
 pytestmark = pytest.mark.slow

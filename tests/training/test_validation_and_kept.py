@@ -15,6 +15,7 @@ from simclr.config import build_config
 from simclr.errors import UserError
 from simclr.model_from_config import build_model
 from simclr.models.backbone_file import read_backbone_metadata, read_backbone_tensors
+from simclr.resolve import view_config
 from simclr.rundir import RunDir
 from simclr.training.callbacks import MetricsCSV
 from simclr.training.pretrain import run_pretraining
@@ -62,7 +63,9 @@ def test_validation_metrics_repeat_exactly_with_fixed_weights(cifar_small: Path,
     assert data.val is not None
     torch.manual_seed(0)
     model = build_model(config, data.image_size)
-    views = build_views(data.info, data.image_size, config.view_config(data.info, data.image_size), 2)
+    views = build_views(
+        data.image_size, view_config(config, data.info, data.image_size), 2, rerender=data.info.regression
+    )
     module = SimpleNamespace(model=model.train(), views=views, device=torch.device("cpu"))
     monitor = ValidationMonitor(data.val, 8, config.temperature, config.seed, MetricsCSV(tmp_path / "m.csv"))
     first = monitor.evaluate(module)  # type: ignore[arg-type]
@@ -108,7 +111,7 @@ def test_kept_backbones_every_n_and_top_k_by_validation_loss_with_the_online_pro
 @pytest.mark.slow
 def test_streamed_runs_refuse_val_fraction_in_one_line(cifar_small: Path, tmp_path: Path, capsys) -> None:
     from simclr.cli import main
-    from simclr.config import PackConfig
+    from simclr.data.pack_settings import PackConfig
     from simclr.data.packed import pack_dataset
 
     pack_dataset(str(cifar_small), tmp_path / "packed", PackConfig(workers=1))

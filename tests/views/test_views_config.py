@@ -5,7 +5,7 @@ import math
 import pytest
 
 from simclr.errors import UserError
-from simclr.views import ViewConfig
+from simclr.views.config import ViewConfig
 
 
 def test_defaults_follow_simclr_cifar_strength() -> None:

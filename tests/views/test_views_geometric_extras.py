@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from simclr.views import ViewConfig, ops
+from simclr.views import ops
+from simclr.views.config import ViewConfig
 from simclr.views.params import sample_view_params
 from simclr.views.pipeline import SimCLRViews
 

@@ -6,7 +6,8 @@ from dataclasses import fields
 import pytest
 import torch
 
-from simclr.views import ViewConfig, ViewParams, sample_view_params
+from simclr.views.config import ViewConfig
+from simclr.views.params import ViewParams, sample_view_params
 
 N = 20_000
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from simclr.errors import UserError
-from simclr.views import SimCLRViews, ViewConfig, ViewParams, sample_view_params
-from simclr.views.pipeline import _as_unit_float
+from simclr.views.config import ViewConfig
+from simclr.views.params import ViewParams, sample_view_params
+from simclr.views.pipeline import SimCLRViews, _as_unit_float
 
 
 def _images(b: int = 8, hw: int = 32, seed: int = 0) -> torch.Tensor:

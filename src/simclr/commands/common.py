@@ -10,10 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.commands.flags import add_settings_flags, settings_from_args
-from simclr.config import positive_int
 from simclr.evaluation.options import EvalOptions
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE, RunDir
+from simclr.settings import add_settings_flags, positive_int, settings_from_args
 
 if TYPE_CHECKING:  # imported when a command runs, so 'simclr --help' does not load torch
     from simclr.evaluation.session import EvalSession

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simclr.commands.common import add_command
-from simclr.commands.flags import add_settings_flags, settings_from_args
-from simclr.config import PackConfig, jpeg_quality, positive_int
+from simclr.data.pack_settings import PackConfig
+from simclr.settings import add_settings_flags, jpeg_quality, positive_int, settings_from_args
 
 if TYPE_CHECKING:
     from simclr.data.coco import CropSummary
@@ -176,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     from simclr.commands.common import progress_bar
-    from simclr.data.packed import SKIPPED_FILE, pack_dataset
+    from simclr.data.pack_format import SKIPPED_FILE
+    from simclr.data.packed import pack_dataset
     from simclr.data.store import printable_name
 
     with progress_bar("packing") as advance:
@@ -195,7 +196,7 @@ _LABELS_ONLY_IMAGE_SIZE = 8
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from simclr.data import DataSource
+    from simclr.data.source import DataSource
     from simclr.data.subset_file import make_subset_file
     from simclr.errors import UserError
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simclr.commands.common import add_command, add_run_arguments, progress_bar, session_from_args, show_progress
-from simclr.commands.flags import add_settings_flags, settings_from_args
 from simclr.evaluation.options import EvaluateOptions
+from simclr.settings import add_settings_flags, settings_from_args
 
 if TYPE_CHECKING:  # imported when the command runs, so 'simclr --help' does not load torch
     from torch import nn

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
-from simclr.config import positive_int
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
+from simclr.settings import positive_int
 
 EXAMPLES = (
     "simclr import-weights checkpoint_0100.pth.tar runs/sthalles --backbone resnet18 --stem cifar --dataset cifar10",
@@ -49,11 +49,12 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.config import build_config, config_to_yaml
+    from simclr.config import build_config
     from simclr.errors import UserError
     from simclr.evaluation.import_weights import write_imported
     from simclr.models.backbones import STEMS
     from simclr.rundir import RunDir
+    from simclr.settings import config_to_yaml
 
     if args.stem not in STEMS or args.stem == "auto":
         raise UserError(f"unknown --stem {args.stem!r}; use one of {', '.join(s for s in STEMS if s != 'auto')}")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command, add_folder_reading_flags
-from simclr.config import positive_int
 from simclr.rundir import CLASSIFIER_FILE
+from simclr.settings import positive_int
 
 EXAMPLES = (
     "simclr predict runs/cifar10-resnet18-20261123-101500 --data-dir ~/photos --out preds.csv",

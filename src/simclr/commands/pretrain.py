@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
-from simclr.commands.flags import add_settings_flags, overrides_from_args
 from simclr.config import PretrainConfig
+from simclr.settings import add_settings_flags, overrides_from_args
 
 EXAMPLES = (
     "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --epochs 200 --batch-size 512",
@@ -36,8 +36,9 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.config import build_config, config_to_yaml, read_yaml
+    from simclr.config import build_config
     from simclr.recipes import find_recipe
+    from simclr.settings import config_to_yaml, read_yaml
 
     overrides = overrides_from_args(PretrainConfig, args)
     file_values: dict[str, Any] = read_yaml(find_recipe(args.config)) if args.config else {}

@@ -7,8 +7,8 @@ import argparse
 from typing import Any
 
 from simclr.commands.common import add_command, add_run_arguments, session_from_args, show_progress
-from simclr.commands.flags import add_settings_flags, settings_from_args
 from simclr.evaluation.options import SupervisedOptions
+from simclr.settings import add_settings_flags, settings_from_args
 
 EXAMPLES = (
     "simclr supervised runs/cifar10-resnet18-20261123-101500 --label-fraction 0.1",

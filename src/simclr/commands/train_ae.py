@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
-from simclr.commands.flags import add_settings_flags, overrides_from_args
 from simclr.config import AutoencoderConfig
+from simclr.settings import add_settings_flags, overrides_from_args
 
 EXAMPLES = (
     "simclr train-ae --dataset cifar10 --data-dir data/cifar10 --latent-dim 512 --epochs 20",
@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.config import build_settings, read_yaml
+    from simclr.settings import build_settings, read_yaml
     from simclr.training.autoencoder import run_ae_training
 
     file_values = read_yaml(args.config) if args.config else {}

@@ -3,7 +3,7 @@
 A Roboflow COCO export holds ``IN_DIR/{train,valid,test}/`` with an ``_annotations.coco.json`` and
 the images of each split. Every annotated box becomes one JPEG at
 ``OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg`` so the result loads as a labelled image
-folder (:func:`simclr.data.load_image_folder`): this is how the PyTorch SimCLR fork for
+folder (:func:`simclr.data.imagefolder.load_image_folder`): this is how the PyTorch SimCLR fork for
 firefighting-device schematics (docs/SOURCES.md) made its ``ff_devices`` data.
 
 What it does, and why:
@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from simclr.atomic import atomic_write
 from simclr.data.decode import ImageDecodeError, decode_image
 from simclr.errors import UserError
 
@@ -349,10 +350,9 @@ class _Cropper:
             raise UserError(f"{class_dir} leads outside {self.root} (a symlink?); choose an empty output folder")
         stem = sanitize_name(Path(job.file_name.replace("\\", "/")).stem, fallback="image")
         target = class_dir / f"{stem}_{sanitize_name(job.annotation_id)}.jpg"
-        partial = target.with_name(target.name + ".part")
         crop = Image.fromarray(np.ascontiguousarray(pixels[top:bottom, left:right]))
-        crop.save(partial, format="JPEG", quality=self.quality)
-        os.replace(partial, target)
+        with atomic_write(target, durable=False) as partial:  # a rerun re-makes a crop a power cut lost
+            crop.save(partial, format="JPEG", quality=self.quality)
         self.counts[job.class_name] += 1
         return True
 

@@ -19,7 +19,7 @@ Flat validation images without a ground-truth entry are skipped and counted, lik
 
 ``imagenet100`` is the 100-class subset of CMC (Tian et al. 2019), also used by solo-learn; its labels
 index the sorted 100 wnids. Images are decoded once, resized (shorter side) and centre-cropped to
-``image_size`` (224 by default) by :func:`simclr.data.imagefolder.decode_files`. The whole train split
+``image_size`` (224 by default) by :func:`simclr.data.parallel_decode.decode_files`. The whole train split
 at 224 px takes about 190 GB as uint8 (imagenet100: about 19 GB); ``limit`` keeps a stratified subset.
 """
 
@@ -34,9 +34,11 @@ from pathlib import Path
 import torch
 
 from simclr.data.decode import is_image_file
-from simclr.data.imagefolder import decode_files, find_split_folder
+from simclr.data.folder_listing import find_split_folder
+from simclr.data.parallel_decode import decode_files
+from simclr.data.request import LoadRequest
+from simclr.data.sampling import stratified_subset
 from simclr.data.store import ImageStore
-from simclr.data.subset import stratified_subset
 from simclr.errors import UserError
 
 __all__ = [
@@ -170,7 +172,7 @@ def _read_labels_txt(path: Path) -> dict[str, str]:
 def _read_devkit(root: Path) -> dict[str, str]:
     meta = root / _DEVKIT_META
     try:
-        from scipy.io import loadmat
+        from scipy.io import loadmat  # SciPy is optional: only the devkit's meta.mat needs it
     except ImportError as e:
         raise UserError(
             f"reading {meta} needs SciPy (pip install scipy); or put a {_LABELS_TXT} or {_KAGGLE_CSV} "
@@ -267,41 +269,33 @@ def _check_split(split: str) -> str:
     raise UserError(f"unknown split {split!r}; use one of train, train_labeled, test")
 
 
-def load_imagenet(
-    split: str,
-    data_dir: Path | None,
-    *,
-    image_size: int = IMAGENET_IMAGE_SIZE,
-    limit: int | None = None,
-    seed: int = 0,
-    workers: int = 2,
-    subset: Sequence[str] | None = None,
-    download: bool = False,
-) -> ImageStore:
-    """Decode ``split`` (``train``, ``train_labeled`` = ``train``, or ``test`` = val) of an ILSVRC2012
-    folder into an :class:`ImageStore` of ``image_size`` squares (shorter side resized, centre crop).
+def load_imagenet(request: LoadRequest, subset: Sequence[str] | None = None) -> ImageStore:
+    """Decode ``request.split`` (``train``, ``train_labeled`` = ``train``, or ``test`` = val) of an ILSVRC2012
+    folder into an :class:`ImageStore` of ``request.image_size`` squares (shorter side resized, centre crop).
 
     ``subset``: keep only these wnids (``IMAGENET100_WNIDS`` for ``imagenet100``), labelled in sorted
-    order. ``limit``: a stratified subset of that many files, chosen with ``seed`` before decoding.
-    ``download=True`` only explains how to get ImageNet (a :class:`UserError`) when the data is not
-    there yet. Undecodable and unlabelled files are skipped and listed in ``ImageStore.skipped``.
+    order. ``request.limit``: a stratified subset of that many files, chosen with ``request.seed`` before
+    decoding. ``request.download`` only explains how to get ImageNet (a :class:`UserError`) when the data is
+    not there yet. Undecodable and unlabelled files are skipped and listed in ``ImageStore.skipped``.
     """
+    split, data_dir = request.split, request.data_dir
     what = _dataset_name(subset)
     root = None if data_dir is None else Path(data_dir).expanduser()
-    if download and (root is None or not (root / "train").is_dir()):
+    if request.download and (root is None or not (root / "train").is_dir()):
         raise imagenet_download_error(what)
     if root is None:
         raise UserError(f"{what} needs the ILSVRC2012 folder; pass --data-dir DIR holding {_LAYOUT}")
     files, classes, unlabelled = list_imagenet(split, root, subset=subset)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    if limit is not None:
-        keep = stratified_subset(labels, limit, seed).tolist()
+    if request.limit is not None:
+        keep = stratified_subset(labels, request.limit, request.seed).tolist()
         files, labels = [files[i] for i in keep], labels[keep]
     if not files:
         raise UserError(f"no {what} images found for split {split!r} in {root}; the expected layout is {_LAYOUT}")
     names = [path.relative_to(root).as_posix() for path, _ in files]
+    paths = [path for path, _ in files]
     images, ok_idx, skipped = decode_files(
-        [path for path, _ in files], image_size=image_size, workers=workers, names=names, where=root
+        paths, image_size=request.resolved_size(), workers=request.workers, names=names, where=root
     )
     if ok_idx.numel() == 0:
         raise UserError(

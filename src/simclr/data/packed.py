@@ -40,39 +40,39 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from litdata.streaming.writer import BinaryWriter
 from PIL import Image
 
-from simclr.config import PackConfig
+from simclr.atomic import atomic_write, write_text_atomic
+from simclr.data.catalog import DATASET_NAMES, load_dataset
 from simclr.data.decode import ImageDecodeError, load_image
+from simclr.data.folder_listing import find_split_folder, has_split_layout, scan_image_folder
+from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
+from simclr.data.pack_format import (
+    INDEX_FILE,
+    INFO_FILE,
+    LABELS_FILE,
+    PACK_SPLITS,
+    SKIPPED_FILE,
+    PackedSplitInfo,
+    read_pack_info,
+)
+from simclr.data.pack_settings import PackConfig
 from simclr.errors import UserError
 
 log = logging.getLogger("simclr")
 
-__all__ = [
-    "PACK_SPLITS",
-    "INDEX_FILE",
-    "pack_dataset",
-    "PART_SIZE",
-    "PackedSplitInfo",
-    "PackSource",
-    "PackSummary",
-    "pack_split",
-    "pack_sources",
-    "read_pack_info",
-]
+__all__ = ["PART_SIZE", "PackSource", "PackSummary", "pack_dataset", "pack_split", "pack_sources"]
 
 PART_SIZE = 2048
 CHUNK_BYTES = "64MB"
-INDEX_FILE = "index.json"  # litdata's index of the chunks
-INFO_FILE = "simclr-pack.json"
-LABELS_FILE = "labels.npy"
-SKIPPED_FILE = "skipped.csv"
 _PARTS_DIR = ".parts"
-PACK_SPLITS = ("train", "test")  # OUT/train and OUT/test
-_FORMAT = "simclr-pack/1"
 _KEPT_FORMATS = {"JPEG", "PNG"}
 _KEPT_MODES = {"RGB", "L"}
 _EXIF_ORIENTATION = 0x0112
+# the datasets named by SRC that are packed from what their loader reads (image folders are packed from their
+# files, spirograph is generated, packed data is packed already)
+_NOT_PACKED_BY_NAME = ("imagefolder", "spirograph", "packed")
 
 
 @dataclass(frozen=True)
@@ -106,40 +106,6 @@ class PackSummary:
         size = f"{self.bytes / 2**30:.2f} GB" if self.bytes >= 2**30 else f"{self.bytes / 2**20:.1f} MB"
         resumed = f", {self.resumed_parts} part(s) kept from an earlier run" if self.resumed_parts else ""
         return f"{self.out}: {self.images} images, {self.classes} classes, {len(self.skipped)} skipped, {size}{resumed}"
-
-
-@dataclass(frozen=True)
-class PackedSplitInfo:
-    """The ``simclr-pack.json`` of a packed split."""
-
-    source: str
-    class_names: list[str]
-    images: int
-    skipped: int
-    bytes: int
-    max_side: int
-    quality: int
-    median_shorter_side: int
-    seed: int
-    format: str = _FORMAT
-
-
-def read_pack_info(split_dir: Path) -> PackedSplitInfo:
-    """The pack description of ``split_dir``; a folder that is not a complete pack is a UserError."""
-    path = Path(split_dir) / INFO_FILE
-    if not (Path(split_dir) / INDEX_FILE).is_file() or not path.is_file():
-        raise UserError(
-            f"{split_dir} is not a packed dataset (no {INDEX_FILE} and {INFO_FILE}); "
-            "create it with 'simclr data pack SRC OUT' (an interrupted pack finishes when re-run)"
-        )
-    try:
-        values = json.loads(path.read_text())
-        info = PackedSplitInfo(**values)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{path} is damaged ({exc}); pack the dataset again") from None
-    if info.format != _FORMAT:
-        raise UserError(f"{path} was written by another simclr version ({info.format}); pack the dataset again")
-    return info
 
 
 # -- one image -----------------------------------------------------------------------------------
@@ -226,8 +192,6 @@ def _part_marker(out: Path, part: int) -> Path:
 
 
 def _pack_part(part: int) -> _PartResult:
-    from litdata.streaming.writer import BinaryWriter
-
     job = _JOB
     assert job is not None
     indices = job.order[part * PART_SIZE : (part + 1) * PART_SIZE]
@@ -250,10 +214,7 @@ def _pack_part(part: int) -> _PartResult:
             result.bytes += len(encoded.data)
             result.shorter_sides.append(encoded.shorter_side)
         writer.done()
-    marker = _part_marker(job.out, part)
-    tmp = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(result)))
-    os.replace(tmp, marker)
+    write_text_atomic(_part_marker(job.out, part), json.dumps(asdict(result)))
     return result
 
 
@@ -351,19 +312,18 @@ def _finish(
     resumed: int,
 ) -> PackSummary:
     """Merge the parts' chunk indexes into litdata's ``index.json`` and write the sidecar files."""
-    from litdata.streaming.writer import BinaryWriter
-
     labels = [label for result in results for label in result.labels]
     if not labels:
         raise UserError(f"no image of {source.description} could be decoded; nothing was packed")
     written = sum(1 for result in results if result.labels)
     BinaryWriter(str(out), chunk_bytes=CHUNK_BYTES).merge(num_workers=written)  # as rank 0 of 1 process
     skipped = list(source.listing_skipped) + [item for result in results for item in result.skipped]
-    with open(out / SKIPPED_FILE, "w", newline="") as handle:
+    with atomic_write(out / SKIPPED_FILE) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         writer.writerows(skipped)
-    np.save(out / LABELS_FILE, np.asarray(labels, dtype=np.int64))
+    with atomic_write(out / LABELS_FILE) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(labels, dtype=np.int64))
     info = PackedSplitInfo(
         source=source.description,
         class_names=list(source.class_names),
@@ -375,9 +335,8 @@ def _finish(
         median_shorter_side=int(statistics.median(s for result in results for s in result.shorter_sides)),
         seed=seed,
     )
-    tmp = out / f".{INFO_FILE}.tmp"
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-    os.replace(tmp, out / INFO_FILE)  # written last: its presence means the pack is complete
+    # written last: its presence means the pack is complete
+    write_text_atomic(out / INFO_FILE, json.dumps(asdict(info), indent=2) + "\n")
     shutil.rmtree(out / _PARTS_DIR, ignore_errors=True)
     return PackSummary(out, info.images, len(info.class_names), skipped, info.bytes, resumed)
 
@@ -396,10 +355,6 @@ def pack_sources(
 ) -> dict[str, PackSource]:
     """The splits ``simclr data pack SRC`` packs: an image folder (``train/`` and ``test/``/``val/`` when it has
     them, else the whole folder as ``train``) or a dataset name (its files are read with ``data_dir``)."""
-    from simclr.data.imagefolder import find_split_folder, has_split_layout, scan_image_folder
-    from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
-    from simclr.data.registry import DATASET_NAMES, load_dataset
-
     path = Path(src).expanduser()
     if path.is_dir():
         splits = {"train": find_split_folder(path, "train"), "test": find_split_folder(path, "test")}
@@ -428,7 +383,7 @@ def pack_sources(
                 names, [label for _, label in files], classes, _file_reader(Path(data_dir), names), f"{src} {split}"
             )
         return sources
-    if src in DATASET_NAMES and src not in ("imagefolder", "spirograph", "packed"):
+    if src in DATASET_NAMES and src not in _NOT_PACKED_BY_NAME:
         sources = {}
         for split in PACK_SPLITS:
             store = load_dataset(src, split, data_dir, download=download, workers=workers)
@@ -441,7 +396,7 @@ def pack_sources(
         return sources
     raise UserError(
         f"cannot pack {src!r}: not a folder, nor one of the datasets "
-        f"{', '.join(n for n in DATASET_NAMES if n not in ('imagefolder', 'spirograph', 'packed'))}"
+        f"{', '.join(n for n in DATASET_NAMES if n not in _NOT_PACKED_BY_NAME)}"
     )
 
 

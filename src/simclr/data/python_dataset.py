@@ -3,7 +3,7 @@
 
 An item is an image or an ``(image, label)`` pair. An image is a PIL image of any mode, or a tensor
 ``(C, H, W)`` (or ``(H, W)``) with 1 (gray), 3 (RGB) or 4 (RGBA) channels, uint8 or float in [0, 1]. Every
-image becomes 8-bit RGB by the rules image folders follow (:func:`simclr.data.decode.to_rgb_array`: gray is
+image becomes 8-bit RGB by the rules image folders follow (:func:`simclr.views.rgb.to_rgb_array`: gray is
 repeated, alpha is composited on black) and a square of the run's image size by :func:`resize_square`
 (``crop``: shorter side resized, centre cut; ``squash``), so a Dataset and a folder of the same pictures give
 the same store. Labels are class indices (-1 or None: unlabelled); class names come from the dataset's
@@ -22,12 +22,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import to_pil_image
 
-from simclr.config import format_size
-from simclr.data.decode import resize_square, to_rgb_array
-from simclr.data.imagefolder import default_image_size
+from simclr.data.decode import resize_square
+from simclr.data.image_sizes import default_image_size
+from simclr.data.sampling import stratified_subset
 from simclr.data.store import ImageStore
-from simclr.data.subset import stratified_subset
 from simclr.errors import UserError
+from simclr.settings import format_size
+from simclr.views.rgb import to_rgb_array
 
 __all__ = ["dataset_class_name", "read_dataset"]
 
@@ -53,7 +54,7 @@ def read_dataset(
     """Every item of ``dataset`` as one uint8 ``(N, 3, S, S)`` store with its labels.
 
     ``image_size`` None keeps the images' size when they are all the same square, else picks the standard
-    size below their typical shorter side (:func:`~simclr.data.imagefolder.default_image_size`, logged), as
+    size below their typical shorter side (:func:`~simclr.data.image_sizes.default_image_size`, logged), as
     for an image folder; the images are then held at their own size until all are read. ``limit`` keeps a
     stratified subset of that many images, chosen with ``seed``. An item of another kind, or an image of
     another shape or range, is a one-line UserError naming the item.

@@ -8,32 +8,28 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from simclr.config import format_size
-from simclr.data.imagefolder import FolderEstimate, estimate_folder
-from simclr.data.imagenet import IMAGENET_IMAGE_SIZE, IMAGENET_SUBSETS, list_imagenet
+from torch.utils.data import Dataset
+
+from simclr.data.catalog import load_dataset, resolve_image_size
+from simclr.data.folder_listing import find_split_folder
+from simclr.data.image_sizes import FolderEstimate, default_image_size, estimate_folder
+from simclr.data.imagefolder import load_split_folder
+from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
+from simclr.data.pack_format import find_packed_split, is_packed
+from simclr.data.pack_settings import PackConfig
+from simclr.data.packed import pack_dataset
 from simclr.data.python_dataset import read_dataset
-from simclr.data.registry import load_dataset
+from simclr.data.reading import DataReading
 from simclr.data.store import ImageStore
-from simclr.data.streaming import (
-    PackedSplit,
-    find_packed_split,
-    find_remote_split,
-    is_packed,
-    is_url,
-    packed_image_size,
-)
+from simclr.data.streaming import PackedSplit, find_remote_split, is_url, packed_image_size
 from simclr.errors import UserError
+from simclr.settings import format_size
 
 log = logging.getLogger("simclr")
 
 MEMORY_FRACTION = 0.5  # of the available memory, the default budget for holding a training split
-
-if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
-    from simclr.config import AutoencoderConfig, PackConfig, PretrainConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ class DataSource:
     spirograph_test_size: int | None = None
     data_url: str | None = None  # a packed dataset in object storage (s3://, gs://, ...), streamed by litdata
     follow_links: bool = False  # follow symbolic links out of an image folder
-    resize: str = "crop"  # how an image folder's images become squares (decode.RESIZE_MODES)
+    resize: str = "crop"  # how an image folder's images become squares (reading.RESIZE_MODES)
     python_dataset: Dataset[Any] | None = None
 
     def streamed(
@@ -104,7 +100,7 @@ class DataSource:
             return estimate_folder(root, image_size, follow_external_links=self.follow_links)
         if self.dataset in IMAGENET_SUBSETS:
             files, _, _ = list_imagenet("train", root, subset=IMAGENET_SUBSETS[self.dataset])
-            side = image_size or IMAGENET_IMAGE_SIZE
+            side = resolve_image_size(self.dataset, image_size) or 0
             return FolderEstimate(len(files), side, side)
         return None
 
@@ -113,26 +109,34 @@ class DataSource:
         return str(root.resolve()) if self.dataset == "imagefolder" else self.dataset
 
     def _pack_config(self, root: Path) -> PackConfig:
-        from simclr.config import PackConfig
-
         data_dir = None if self.dataset == "imagefolder" else root
         return PackConfig(data_dir=data_dir, workers=max(1, self.workers), follow_links=self.follow_links)
 
     @classmethod
-    def of(cls, config: PretrainConfig | AutoencoderConfig, dataset: Dataset[Any] | None = None) -> DataSource:
-        """The data a pretraining or autoencoder config names (``dataset``: the Dataset its ``python`` stands for)."""
-        url = config.data_dir if config.data_dir and is_url(config.data_dir) else None
+    def from_reading(
+        cls,
+        dataset: str,
+        reading: DataReading,
+        *,
+        spirograph_sizes: tuple[int | None, int | None] = (None, None),
+        python_dataset: Dataset[Any] | None = None,
+    ) -> DataSource:
+        """Dataset ``dataset`` read as ``reading`` says (a ``data_dir`` with ``://`` is the URL of a packed
+        dataset); ``spirograph_sizes`` are the generated train and test sizes, ``python_dataset`` the Dataset a
+        ``python`` dataset stands for."""
+        data_dir = reading.data_dir
+        url = data_dir if data_dir and is_url(data_dir) else None
         return cls(
-            config.dataset,
-            Path(config.data_dir) if config.data_dir and not url else None,
-            download=config.download,
-            workers=config.workers,
-            spirograph_train_size=config.train_size,
-            spirograph_test_size=getattr(config, "test_size", None),  # the autoencoder needs no test split
+            dataset,
+            Path(data_dir) if data_dir and not url else None,
+            download=reading.download,
+            workers=reading.workers,
+            spirograph_train_size=spirograph_sizes[0],
+            spirograph_test_size=spirograph_sizes[1],
             data_url=url,
-            follow_links=config.follow_links,
-            resize=config.resize,
-            python_dataset=dataset,
+            follow_links=reading.follow_links,
+            resize=reading.resize,
+            python_dataset=python_dataset,
         )
 
     def load_train(
@@ -152,8 +156,6 @@ class DataSource:
     def load_valid(self, *, image_size: int | None = None, seed: int = 0) -> ImageStore:
         """The ``valid/`` split of an image folder laid out as ``train/``, ``valid/`` and ``test/`` (seed 001's
         probe trains there), with the train split's class numbering."""
-        from simclr.data.imagefolder import find_split_folder, load_split_folder
-
         root = self.data_dir
         if self.dataset != "imagefolder" or root is None or not (root / "test").is_dir():
             raise UserError(
@@ -225,8 +227,6 @@ def _packed(root: Path, image_size: int | None) -> StreamedData:
 def _pack_for_streaming(src: str, root: Path, pack_dir: Path | None, settings: PackConfig) -> Path:
     """Pack ``src`` (the data under ``root``) into the streaming cache, or ``pack_dir``, unless a finished pack
     is there."""
-    from simclr.data.packed import pack_dataset
-
     resolved = root.resolve()
     if pack_dir is None:
         cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
@@ -248,7 +248,5 @@ def _remote(url: str, image_size: int | None) -> StreamedData:
     test = find_remote_split(url, "test")
     split = PackedSplit(train)
     if image_size is None:
-        from simclr.data.imagefolder import default_image_size
-
         image_size = default_image_size([split.info.median_shorter_side])
     return StreamedData(split, PackedSplit(test) if test else None, image_size)

@@ -23,10 +23,23 @@ from typing import Any
 import numpy as np
 import torch
 from litdata import StreamingDataset
+from litdata.streaming import downloader as litdata_downloader
 from PIL import Image
 from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from torchvision.io import ImageReadMode, decode_jpeg
 
-from simclr.data.packed import INDEX_FILE, INFO_FILE, LABELS_FILE, PackedSplitInfo, read_pack_info
+from simclr.data.image_sizes import default_image_size
+from simclr.data.pack_format import (
+    INDEX_FILE,
+    INFO_FILE,
+    LABELS_FILE,
+    SPLIT_FOLDERS,
+    PackedSplitInfo,
+    find_packed_split,
+    read_pack_info,
+)
+from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
 from simclr.views.config import ViewConfig
@@ -35,24 +48,23 @@ from simclr.views.per_image import center_view, crop_views, view_generator_for_s
 
 log = logging.getLogger("simclr")
 
+IN_MEMORY_PACKED_BYTES = 8 * 2**30  # per split: what a command that holds its data decodes of a packed split
+
 __all__ = [
     "PackedEncodedDataset",
-    "PackedImagesDataset",
+    "PackedCenterViewsDataset",
     "PackedSplit",
-    "PackedStore",
-    "SplitStore",
+    "PackedImages",
+    "SplitImages",
     "PackedViewsDataset",
     "collate_encoded",
     "decode_on_device",
     "decode_stored",
-    "find_packed_split",
     "find_remote_split",
-    "is_packed",
     "is_url",
+    "load_packed_in_memory",
     "packed_image_size",
 ]
-
-_SPLIT_NAMES = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
 
 
 def is_url(location: str | Path) -> bool:
@@ -63,13 +75,11 @@ def is_url(location: str | Path) -> bool:
 def _remote_sidecars(url: str) -> Path:
     """Local copies of a remote split's description files (litdata's index, the pack description, the
     labels), downloaded once with litdata's downloader for that storage into ``$SIMCLR_CACHE/remote``."""
-    from litdata.streaming.downloader import get_downloader
-
     url = url.rstrip("/")
     cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
     local = cache / "remote" / hashlib.sha1(url.encode()).hexdigest()[:12]
     local.mkdir(parents=True, exist_ok=True)
-    downloader = get_downloader(url, str(local), [])
+    downloader = litdata_downloader.get_downloader(url, str(local), [])
     for name in (INDEX_FILE, INFO_FILE, LABELS_FILE):
         if not (local / name).is_file():
             try:
@@ -81,7 +91,7 @@ def _remote_sidecars(url: str) -> Path:
 
 def find_remote_split(root: str, split: str) -> str | None:
     """``root/train`` or ``root/test`` (also ``val``) of a packed dataset at a URL, when it is there."""
-    for name in _SPLIT_NAMES.get(split, (split,)):
+    for name in SPLIT_FOLDERS.get(split, (split,)):
         candidate = f"{root.rstrip('/')}/{name}"
         try:
             _remote_sidecars(candidate)
@@ -91,28 +101,9 @@ def find_remote_split(root: str, split: str) -> str | None:
     return None
 
 
-def is_packed(root: Path) -> bool:
-    """True for the output of ``simclr data pack`` (its ``train/`` split, or a split folder itself)."""
-    return find_packed_split(Path(root), "train") is not None
-
-
-def find_packed_split(root: Path, split: str) -> Path | None:
-    """``root/train`` or ``root/test`` (also ``val``) when packed; ``root`` itself for ``train`` when it is
-    one packed split; None when the split is absent."""
-    root = Path(root).expanduser()
-    for name in _SPLIT_NAMES.get(split, (split,)):
-        if (root / name / INDEX_FILE).is_file():
-            return root / name
-    if split == "train" and (root / INDEX_FILE).is_file():
-        return root
-    return None
-
-
 def packed_image_size(root: Path) -> int:
     """The default training size of a packed dataset: the standard size below its images' median shorter
-    side, as for an image folder of mixed sizes (:func:`~simclr.data.imagefolder.default_image_size`)."""
-    from simclr.data.imagefolder import default_image_size
-
+    side, as for an image folder of mixed sizes (:func:`~simclr.data.image_sizes.default_image_size`)."""
     folder = find_packed_split(root, "train")
     if folder is None:
         raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")
@@ -133,8 +124,6 @@ def decode_on_device(encoded: list[Tensor], device: torch.device) -> list[Tensor
     """Stored images (``--decode device``) as ``(3, H, W)`` uint8 tensors on ``device``: the JPEGs in one
     batched call of torchvision's decoder (nvJPEG on CUDA), the rest (PNG) with Pillow as
     :func:`decode_stored` does, then moved there."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     is_jpeg = [bytes(t[:2].tolist()) == _JPEG_MAGIC for t in encoded]
     jpegs = [t for t, jpeg in zip(encoded, is_jpeg, strict=True) if jpeg]
     decoded = iter(decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device) if jpegs else [])
@@ -211,7 +200,7 @@ class PackedEncodedDataset(PackedViewsDataset):
         return {"encoded": encoded, "boxes": boxes, "labels": int(item["label"]), "index": sample}
 
 
-class PackedImagesDataset(StreamingDataset):
+class PackedCenterViewsDataset(StreamingDataset):
     """Evaluation samples, in stored order: ``{"images": (3, size, size) uint8, "labels": int, "index": int}``."""
 
     def __init__(self, path: Path | str, size: int):
@@ -263,24 +252,26 @@ class PackedSplit:
         """Training samples as :meth:`views` draws them, undecoded, for decoding on the device."""
         return PackedEncodedDataset(self.path, n_views, config, seed, subsample=subsample)
 
-    def images(self, size: int) -> PackedImagesDataset:
-        return PackedImagesDataset(self.path, size)
+    def center_views(self, size: int) -> PackedCenterViewsDataset:
+        """Evaluation samples: every image's centre view at ``size``, in stored order."""
+        return PackedCenterViewsDataset(self.path, size)
 
     def load_first(self, count: int, size: int, workers: int = 0) -> ImageStore:
         """The centre views of the first ``count`` samples, in memory. The samples were packed in a seeded
         random order, so they are a random subset (what the kNN monitor holds)."""
-        return self.store(size, workers).subset(torch.arange(min(count, len(self)))).load()
+        return self.images_at(size, workers).subset(torch.arange(min(count, len(self)))).load()
 
-    def store(self, size: int, workers: int = 0) -> PackedStore:
+    def images_at(self, size: int, workers: int = 0) -> PackedImages:
         """The whole split as evaluation reads it: centre views at ``size``, decoded when read."""
-        return PackedStore(self, size, torch.arange(len(self)), workers)
+        return PackedImages(self, size, torch.arange(len(self)), workers)
 
 
 @dataclass
-class PackedStore:
-    """Samples of a packed split as evaluation sees a split: the labels and class names of an
-    :class:`~simclr.data.store.ImageStore`, subsets, and the images as batches of centre views decoded in
-    loader workers when read, so a split bigger than memory is never held (:meth:`load` holds it)."""
+class PackedImages:
+    """The images of a packed split at one size, read as evaluation reads a split: the labels and class names
+    an in-memory :class:`~simclr.data.store.ImageStore` has, subsets, and the images as batches of centre
+    views decoded in loader workers when read, so a split bigger than memory is never held (:meth:`load`
+    decodes it into an ImageStore)."""
 
     split: PackedSplit
     size: int
@@ -318,17 +309,15 @@ class PackedStore:
     def __len__(self) -> int:
         return int(self.indices.numel())
 
-    def subset(self, indices: Tensor) -> PackedStore:
-        """The given rows of this store, in the given order (nothing is decoded)."""
+    def subset(self, indices: Tensor) -> PackedImages:
+        """The given rows of these images, in the given order (nothing is decoded)."""
         rows = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
-        return PackedStore(self.split, self.size, self.indices.index_select(0, rows), self.workers)
+        return PackedImages(self.split, self.size, self.indices.index_select(0, rows), self.workers)
 
     def batches(self, batch_size: int) -> Iterator[Tensor]:
         """The images, ``(B, 3, size, size)`` uint8, in order."""
-        from torch.utils.data import DataLoader, Subset
-
         loader: DataLoader[dict[str, Any]] = DataLoader(
-            Subset(self.split.images(self.size), self.indices.tolist()),
+            Subset(self.split.center_views(self.size), self.indices.tolist()),
             batch_size=batch_size,
             num_workers=self.workers,
         )
@@ -343,5 +332,31 @@ class PackedStore:
         return ImageStore(torch.cat(images), self.labels, self.class_names)
 
 
-SplitStore = ImageStore | PackedStore
+SplitImages = ImageStore | PackedImages
 """A split as evaluation reads it: decoded in memory, or packed and decoded batch by batch when read."""
+
+
+def load_packed_in_memory(request: LoadRequest) -> ImageStore | None:
+    """A packed split decoded into memory (its centre views; the first ``limit`` samples, a random subset):
+    for the commands that hold their data (the autoencoder of ``train-ae``). Pretraining and evaluation
+    stream packed data instead (:meth:`simclr.data.source.DataSource.streamed`)."""
+    data_dir, split = request.data_dir, request.split
+    if data_dir is None:
+        raise UserError("a packed dataset needs its folder; pass --data-dir OUT of 'simclr data pack'")
+    folder = find_packed_split(Path(data_dir), request.folder_split)
+    if folder is None:
+        if split == "test":
+            return None
+        raise UserError(f"{data_dir} holds no packed dataset; create one with 'simclr data pack SRC {data_dir}'")
+    packed = PackedSplit(folder)
+    size = request.image_size or packed_image_size(Path(data_dir))
+    fitting = max(1, IN_MEMORY_PACKED_BYTES // (3 * size * size))
+    count = min(request.limit or len(packed), len(packed))
+    if count > fitting:
+        log.warning(
+            "%s split of %s: %d images at %d px would take %.1f GB in memory; evaluating on the first %d "
+            "(a random subset: packs are stored shuffled); --limit-%s-images N to choose",
+            split, folder, count, size, count * 3 * size * size / 2**30, fitting, request.folder_split,
+        )  # fmt: skip
+        count = fitting
+    return packed.load_first(count, size, request.workers)

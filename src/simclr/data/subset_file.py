@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from simclr.data.subset import labelled_unlabelled
+from simclr.data.sampling import labelled_unlabelled
 from simclr.errors import UserError
 
 __all__ = ["SUBSET_FORMAT", "SUBSET_PARTS", "SubsetFile", "SubsetChoice", "make_subset_file", "parse_subset_choice"]

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import dataset_info
+from simclr.data.catalog import dataset_info
 from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import RunRef, load_backbone
 from simclr.model_from_config import build_projection_head
+from simclr.resolve import normalized_info
 from simclr.version import __version__
 
 LAYERS = ("backbone", "projection")
@@ -117,7 +118,7 @@ def embed_folder(
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     loaded = load_backbone(ref)
     image_size = loaded.image_size(ref.config)
-    info = ref.config.normalized(dataset_info(ref.config.dataset, image_size))
+    info = normalized_info(ref.config, dataset_info(ref.config.dataset, image_size))
     device = device or torch.device("cpu")
     module = loaded.module.to(device)
     head = load_projection_head(ref, loaded.feature_dim) if layer == "projection" else None

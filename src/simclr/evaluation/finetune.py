@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from simclr.data import SplitStore, split_train_val
+from simclr.data.sampling import split_train_val
+from simclr.data.streaming import SplitImages
 from simclr.errors import UserError
 from simclr.evaluation.features import autocast_for, encode_inputs, normalize_images
 from simclr.evaluation.heads import Classifier, HeadSpec
@@ -39,9 +40,11 @@ from simclr.evaluation.metrics import classification_metrics
 from simclr.evaluation.options import FinetuneOptions, LinearEvalOptions, TrainConfig
 from simclr.evaluation.results import make_entry
 from simclr.losses.classification import classification_loss
-from simclr.optim import WarmupCosineLR
-from simclr.views import SimCLRViews, ViewConfig, sample_view_params
+from simclr.optim.schedules import WarmupCosineLR
+from simclr.views.config import ViewConfig
 from simclr.views.ops import resized_crop
+from simclr.views.params import sample_view_params
+from simclr.views.pipeline import SimCLRViews
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession
@@ -199,7 +202,7 @@ def _build_optimizer(model: Classifier, config: TrainConfig) -> torch.optim.Opti
 def predict(
     model: nn.Module,
     pipeline: InputPipeline,
-    images: Tensor | SplitStore,
+    images: Tensor | SplitImages,
     *,
     batch_size: int = 512,
     device: torch.device,

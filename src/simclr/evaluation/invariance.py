@@ -30,13 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simclr.data.store import ImageStore
-from simclr.data.streaming import SplitStore
+from simclr.data.streaming import SplitImages
 from simclr.evaluation.features import eval_mode
 from simclr.evaluation.regression import linear_regression
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.losses.invariance import penalty_terms, rademacher
+from simclr.resolve import view_config
 
 
 def conditional_variance(view_features: Tensor, generator: torch.Generator) -> float:
@@ -124,7 +125,7 @@ def held_out_penalty(
     )
 
 
-def _subset(store: SplitStore, limit: int, seed: int) -> ImageStore:
+def _subset(store: SplitImages, limit: int, seed: int) -> ImageStore:
     """At most ``limit`` images of ``store`` (a seeded random choice), in memory: they are viewed many times."""
     if len(store) <= limit:
         return store.load()
@@ -143,7 +144,7 @@ def run_invariance(
     if session.stores["train"].factors is not None:
         encoder = session.view_encoder()
     else:  # every view shows its jitter parameters: jitter always on, never grayscale
-        base = session.config.view_config(session.info, session.image_size)
+        base = view_config(session.config, session.info, session.image_size)
         encoder = session.view_encoder(replace(base, jitter_p=1.0, grayscale_p=0.0))
     test = _subset(session.stores["test"], max_images, seed)
     train = _subset(session.stores["train"], max_images, seed + 1)

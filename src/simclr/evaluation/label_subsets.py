@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from simclr.data import per_class_subset, stratified_subset
+from simclr.data.sampling import per_class_subset, stratified_subset
 from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
 

@@ -17,21 +17,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from simclr.config import format_size
-from simclr.data import split_train_val
+from simclr.data.sampling import split_train_val
 from simclr.evaluation.features import eval_mode
 from simclr.evaluation.heads import Classifier, StandardizedLinear
-from simclr.evaluation.lbfgs import (
-    DEFAULT_L2_GRID,
-    DEFAULT_MAX_ITER,
-    LinearFit,
-    Solver,
-    fit_with_chosen_l2,
-    lbfgs_protocol,
-)
+from simclr.evaluation.lbfgs import LinearFit, Solver, fit_with_chosen_l2, lbfgs_protocol
 from simclr.evaluation.metrics import classification_metrics
 from simclr.evaluation.minibatch_linear import MinibatchSettings, fit_linear_minibatch, full_batch_bytes
-from simclr.evaluation.options import LinearEvalOptions
+from simclr.evaluation.options import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, LinearEvalOptions
+from simclr.settings import format_size
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession

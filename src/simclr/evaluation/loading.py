@@ -15,11 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from simclr.config import PretrainConfig, build_config, read_yaml
+from simclr.config import PretrainConfig, build_config
 from simclr.errors import UserError
 from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata, read_backbone_tensors
 from simclr.models.backbones import CUSTOM_PREFIX, STEMS, build_backbone, measure_feature_dim
+from simclr.resolve import backbone_stem
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE, EvalDir, RunDir
+from simclr.settings import read_yaml
 
 MAX_IMAGE_SIZE = 8192  # larger is no image size a backbone trains at, only a damaged file
 
@@ -144,7 +146,7 @@ def load_backbone(
             f"from Python: simclr.load_backbone({str(ref.run.path)!r}, module={class_name.rsplit('.', 1)[-1]}(...))"
         )
     else:
-        stem = meta.stem or ref.config.backbone_stem(image_size)
+        stem = meta.stem or backbone_stem(ref.config, image_size)
         if stem is not None and (stem not in STEMS or stem == "auto"):
             raise UserError(
                 f"{ref.backbone_path}: unknown stem {stem[:40]!r}; a backbone file names one of "

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from simclr.evaluation.lbfgs import LinearFit, data_loss
-from simclr.optim import WarmupCosineLR
+from simclr.optim.schedules import WarmupCosineLR
 
 FULL_BATCH_COPIES = 3  # the features, their standardised copy, and the fit part's copy during the L2 search
 

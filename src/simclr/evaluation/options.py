@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.config import parse_size, positive_int, setting
 from simclr.errors import UserError
+from simclr.settings import parse_size, positive_int, setting
 
 if TYPE_CHECKING:  # heads import torch; this module must not
     from simclr.evaluation.heads import HeadSpec

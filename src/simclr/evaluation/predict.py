@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks, scan_image_folder
+from simclr.data.folder_listing import scan_image_folder
+from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
 from simclr.evaluation.embed import utf8_text
 from simclr.evaluation.finetune import InputPipeline, predict

@@ -17,16 +17,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from simclr.data import split_train_val
-from simclr.evaluation.lbfgs import (
-    DEFAULT_L2_GRID,
-    DEFAULT_MAX_ITER,
-    LinearFit,
-    fit_with_chosen_l2,
-    lbfgs_protocol,
-)
+from simclr.data.sampling import split_train_val
+from simclr.evaluation.lbfgs import LinearFit, fit_with_chosen_l2, lbfgs_protocol
 from simclr.evaluation.metrics import regression_metrics
-from simclr.evaluation.options import RegressOptions
+from simclr.evaluation.options import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, RegressOptions
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession
@@ -88,9 +82,9 @@ def linear_regression(
 def run_regression(session: EvalSession, options: RegressOptions | None = None) -> dict[str, Any]:
     """Factor regression of a Spirograph run on freshly rendered views; ``passes`` > 1 averages the
     features of that many renders. Returns its entry of the results."""
-    from simclr.data.spirograph import GENERATIVE_NAMES
     from simclr.errors import UserError
     from simclr.evaluation.results import make_entry
+    from simclr.views.spirograph import GENERATIVE_NAMES
 
     options = options or RegressOptions()
     passes, grid, val_fraction = options.passes, options.l2_grid, options.val_fraction

@@ -21,19 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from simclr.config import format_size
-from simclr.data import (
-    DataSource,
-    ImageStore,
-    SplitStore,
-    dataset_info,
-    report_skipped,
-    split_train_val,
-    stratified_subset,
-)
-from simclr.data.registry import DatasetInfo
+from simclr.data.catalog import DatasetInfo, dataset_info
+from simclr.data.sampling import split_train_val, stratified_subset
 from simclr.data.source import default_memory_budget
-from simclr.data.spirograph import GENERATIVE_NAMES
+from simclr.data.store import ImageStore, report_skipped
+from simclr.data.streaming import SplitImages
 from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.heads import Classifier
@@ -43,8 +35,12 @@ from simclr.evaluation.results import record_result
 from simclr.evaluation.saved_classifier import ClassifierMetadata, save_classifier
 from simclr.evaluation.view_features import ViewEncoder
 from simclr.hardware import autocast_dtype_for, pick_device
+from simclr.resolve import backbone_stem, data_source, normalized_info
+from simclr.resolve import view_config as resolve_view_config
+from simclr.settings import format_size
 from simclr.tracking import report_evaluation
-from simclr.views import ViewConfig
+from simclr.views.config import ViewConfig
+from simclr.views.spirograph import GENERATIVE_NAMES
 
 log = logging.getLogger("simclr")
 
@@ -81,7 +77,7 @@ class EvalSession:
         self.device = pick_device(self.options.accelerator)
         self.autocast_dtype = autocast_dtype_for(self.device)
         self._backbone: LoadedBackbone | None = None
-        self._stores: dict[str, SplitStore] | None = None
+        self._stores: dict[str, SplitImages] | None = None
         self.test_is_held_out = False
 
     # -- the model --------------------------------------------------------------------------------
@@ -101,11 +97,11 @@ class EvalSession:
     @property
     def info(self) -> DatasetInfo:
         store = self.stores["train"] if self.config.dataset in ("imagefolder", "packed") else None
-        return self.config.normalized(dataset_info(self.config.dataset, self.image_size, store=store))
+        return normalized_info(self.config, dataset_info(self.config.dataset, self.image_size, store=store))
 
     # -- the data ---------------------------------------------------------------------------------
     @property
-    def stores(self) -> dict[str, SplitStore]:
+    def stores(self) -> dict[str, SplitImages]:
         if self._stores is None:
             self._stores = self._load_stores()
         return self._stores
@@ -116,7 +112,7 @@ class EvalSession:
         budget = self.options.memory_budget
         return budget if budget is not None else default_memory_budget()
 
-    def _load_stores(self) -> dict[str, SplitStore]:
+    def _load_stores(self) -> dict[str, SplitImages]:
         train, test = self._load_splits()
         report_skipped(train.skipped, "train")
         if test is not None:
@@ -138,11 +134,11 @@ class EvalSession:
         test = self._limit(test, self.options.limit_test_images)
         return {"train": self._held_or_streamed(train, "train"), "test": self._held_or_streamed(test, "test")}
 
-    def _load_splits(self) -> tuple[SplitStore, SplitStore | None]:
+    def _load_splits(self) -> tuple[SplitImages, SplitImages | None]:
         """The train and test splits: packed data (or an image folder over the memory budget, packed once as
         pretraining packs it) as streamed stores, anything else decoded in memory."""
         config, opts = self.config, self.options
-        source = replace(DataSource.of(config), workers=opts.workers)
+        source = replace(data_source(config), workers=opts.workers)
         if opts.data_dir is not None:  # --data-dir of the evaluation replaces the run's, local or remote
             source = replace(source, data_dir=opts.data_dir, data_url=None)
         streamed = source.streamed(
@@ -153,15 +149,15 @@ class EvalSession:
         if streamed is not None:
             if opts.train_split == "valid":
                 raise UserError("--train-split valid reads an image folder's valid/ in memory; this data is streamed")
-            test = streamed.test.store(self.image_size, opts.workers) if streamed.test is not None else None
-            return streamed.train.store(self.image_size, opts.workers), test
+            test = streamed.test.images_at(self.image_size, opts.workers) if streamed.test is not None else None
+            return streamed.train.images_at(self.image_size, opts.workers), test
         if opts.train_split == "valid":
             train = source.load_valid(image_size=self.image_size, seed=opts.seed)
         else:
             train = source.load_train(labelled_only=True, image_size=self.image_size, seed=opts.seed)
         return train, source.load_test(image_size=self.image_size, seed=opts.seed)
 
-    def _held_or_streamed(self, store: SplitStore, split: str) -> SplitStore:
+    def _held_or_streamed(self, store: SplitImages, split: str) -> SplitImages:
         """A streamed split that fits the memory budget is decoded into memory once (faster to read again)."""
         if isinstance(store, ImageStore):
             return store
@@ -190,7 +186,7 @@ class EvalSession:
             )
         return store.load()
 
-    def _labelled(self, store: SplitStore, split: str) -> SplitStore:
+    def _labelled(self, store: SplitImages, split: str) -> SplitImages:
         keep = torch.nonzero(store.labels >= 0).flatten()
         if keep.numel() == 0:
             raise UserError(
@@ -199,7 +195,7 @@ class EvalSession:
             )
         return store.subset(keep) if keep.numel() < len(store) else store
 
-    def _limit(self, store: SplitStore, limit: int | None) -> SplitStore:
+    def _limit(self, store: SplitImages, limit: int | None) -> SplitImages:
         if limit is None or limit >= len(store):
             return store
         if limit <= 0:
@@ -264,7 +260,7 @@ class EvalSession:
             os.replace(tmp, path)
         return result
 
-    def _compute(self, store: SplitStore, split: str, tta: int, fresh_nuisance: bool) -> Tensor:
+    def _compute(self, store: SplitImages, split: str, tta: int, fresh_nuisance: bool) -> Tensor:
         if tta > 1 or (store.factors is not None and fresh_nuisance):
             generator = torch.Generator().manual_seed(self.options.seed * 1000 + SPLITS.index(split) + 1)
             held = self.rows_in_memory(split, torch.arange(len(store)), "test-time augmentation")
@@ -290,7 +286,7 @@ class EvalSession:
         if self.stores["train"].factors is not None:
             config = None
         else:
-            config = view_config or self.config.view_config(self.info, self.image_size)
+            config = view_config or resolve_view_config(self.config, self.info, self.image_size)
         return ViewEncoder(
             self.backbone.module,
             image_size=self.image_size,
@@ -365,7 +361,7 @@ class EvalSession:
         """``(backbone name, stem)`` of the run's backbone (its file's metadata, else the run's config); the stem
         is None for a timm model or a module of one's own."""
         meta = self.backbone.metadata
-        return meta.backbone or self.config.backbone, meta.stem or self.config.backbone_stem(self.image_size)
+        return meta.backbone or self.config.backbone, meta.stem or backbone_stem(self.config, self.image_size)
 
     def save_classifier(
         self,

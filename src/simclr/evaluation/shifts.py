@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from simclr.data.spirograph import NUISANCE_NAMES, NUISANCE_RANGES
 from simclr.views import ops
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_jitter
+from simclr.views.spirograph import NUISANCE_NAMES, NUISANCE_RANGES
 
 __all__ = ["IMAGE_SHIFTS", "NUISANCE_SHIFTS", "Shift", "shifted_batches"]
 

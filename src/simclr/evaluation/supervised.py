@@ -27,6 +27,7 @@ from simclr.models.backbones import (
     imagenet_weights,
     load_imagenet_backbone,
 )
+from simclr.resolve import backbone_stem
 
 if TYPE_CHECKING:
     from simclr.evaluation.session import EvalSession
@@ -60,7 +61,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
     session.require_classes("the supervised baseline")
     name = session.backbone.metadata.backbone or session.config.backbone
     if weights == "none":
-        stem = session.backbone.metadata.stem or session.config.backbone_stem(session.image_size)
+        stem = session.backbone.metadata.stem or backbone_stem(session.config, session.image_size)
         torch.manual_seed(config.seed)
         module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
         size = image_size or session.image_size

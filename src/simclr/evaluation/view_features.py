@@ -14,10 +14,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from simclr.data.spirograph import SpirographViews, sample_nuisance
 from simclr.data.store import ImageStore
 from simclr.evaluation.features import encode_batches
-from simclr.views import SimCLRViews, ViewConfig, ViewParams, sample_view_params
+from simclr.views.config import ViewConfig
+from simclr.views.params import ViewParams, sample_view_params
+from simclr.views.pipeline import SimCLRViews
+from simclr.views.spirograph import SpirographViews, sample_nuisance
 
 
 @dataclass(frozen=True)

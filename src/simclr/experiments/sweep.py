@@ -29,7 +29,7 @@ from pathlib import Path
 from queue import Empty, Queue
 
 from simclr.atomic import write_text_atomic
-from simclr.config import AutoencoderConfig, build_config, build_settings, config_to_yaml
+from simclr.config import AutoencoderConfig, build_config
 from simclr.errors import UserError
 from simclr.experiments.sweep_grid import AutoencoderJob, Cell, SweepSpec, cell_run_dir, safe_name
 from simclr.experiments.sweep_results import (
@@ -42,6 +42,7 @@ from simclr.experiments.sweep_results import (
 )
 from simclr.rundir import RunDir
 from simclr.runs import live_holder, open_run
+from simclr.settings import build_settings, config_to_yaml
 
 Launcher = Callable[[list[str], Path, dict[str, str]], int]
 

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.config import AutoencoderConfig, PretrainConfig, build_config, build_settings, read_yaml
+from simclr.config import AutoencoderConfig, PretrainConfig, build_config
 from simclr.errors import UserError
 from simclr.recipes import find_recipe
+from simclr.settings import build_settings, read_yaml
 
 _SWEEP_KEYS = ("name", "base", "grid", "exclude", "cell_overrides", "autoencoders", "evaluate")
 _RESERVED = ("out", "resume")  # the sweep decides where each cell runs

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from simclr.data.spirograph import GENERATIVE_NAMES
 from simclr.errors import UserError
 from simclr.evaluation.options import EvaluateOptions
 from simclr.evaluation.session import EvalSession
@@ -32,7 +31,9 @@ from simclr.reports.plots import (
     plot_training_curves,
     plot_view_grid,
 )
+from simclr.resolve import view_config
 from simclr.views.factory import build_views
+from simclr.views.spirograph import GENERATIVE_NAMES
 
 log = logging.getLogger("simclr")
 VIEW_GRID_IMAGES = 8
@@ -45,7 +46,7 @@ def augmented_view_examples(
     store = session.stores["train"]
     index = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:count].sort().values
     info, size = session.info, session.image_size
-    views = build_views(info, size, session.config.view_config(info, size), n_views=2)
+    views = build_views(size, view_config(session.config, info, size), n_views=2, rerender=info.regression)
     gen = torch.Generator().manual_seed(seed)
     examples = store.subset(index).load()
     with torch.no_grad():

@@ -164,8 +164,8 @@ class _Run:
 
 
 def _load_run(run_dir: Path, index: int) -> _Run:
-    from simclr.config import read_yaml
     from simclr.evaluation.results import read_metrics
+    from simclr.settings import read_yaml
 
     run = RunDir(run_dir)
     folder = run.eval.plots

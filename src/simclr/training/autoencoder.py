@@ -23,14 +23,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from simclr.config import AutoencoderConfig, config_to_yaml
-from simclr.data import DataSource, ImageStore, split_train_val
+from simclr.config import AutoencoderConfig
+from simclr.data.sampling import split_train_val
+from simclr.data.store import ImageStore
 from simclr.errors import UserError
 from simclr.figures import new_figure, save_figure
 from simclr.hardware import pick_device
 from simclr.models.autoencoder import MLPAutoencoder, pixels, save_autoencoder
+from simclr.resolve import data_source
 from simclr.rundir import RunDir
 from simclr.runs import open_run
+from simclr.settings import config_to_yaml
 from simclr.training.metrics_file import MetricsFile
 
 log = logging.getLogger("simclr")
@@ -156,7 +159,7 @@ def plot_reconstructions(model: MLPAutoencoder, images: Tensor, out: Path, max_i
 
 
 def _load_images(config: AutoencoderConfig) -> ImageStore:
-    source = DataSource.of(config)
+    source = data_source(config)
     return source.load_train(image_size=config.image_size, limit=config.limit_train_images, seed=config.seed)
 
 

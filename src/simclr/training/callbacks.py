@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 
-from simclr.data import ImageStore
+from simclr.data.store import ImageStore
 from simclr.errors import Interrupted
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.knn import knn_accuracy

@@ -11,8 +11,9 @@ import lightning as L
 import torch
 from litdata import StreamingDataLoader
 
-from simclr.data import ImageStore, InMemoryBatchLoader
+from simclr.data.loader import InMemoryBatchLoader
 from simclr.data.pairs import SameClassPartners
+from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
 from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device
 from simclr.views.config import ViewConfig

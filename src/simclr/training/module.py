@@ -14,10 +14,11 @@ from torch import Tensor
 
 from simclr.data.loader import PARTNER_KEY
 from simclr.errors import UserError
-from simclr.losses import NTXentLoss, gradient_penalty
-from simclr.losses.invariance import pin_parameters
+from simclr.losses.invariance import gradient_penalty, pin_parameters
+from simclr.losses.ntxent import NTXentLoss
 from simclr.models.simclr_model import SimCLRModel
-from simclr.optim import WarmupCosineLR, build_optimizer
+from simclr.optim.build import build_optimizer
+from simclr.optim.schedules import WarmupCosineLR
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simclr.data import ImageStore
+from simclr.data.store import ImageStore
 from simclr.evaluation.features import extract_features
 from simclr.training.callbacks import MetricsCSV, _backbone
 

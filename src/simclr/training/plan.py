@@ -12,7 +12,8 @@ import torch
 from simclr.config import PretrainConfig
 from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
-from simclr.optim import scaled_learning_rate, warmup_steps_for
+from simclr.optim.schedules import scaled_learning_rate, warmup_steps_for
+from simclr.resolve import gp_excluded_columns, resolved_lr, resolved_weight_decay
 from simclr.training.module import InvarianceSettings, OptimSettings
 
 
@@ -80,11 +81,11 @@ def plan_optimisation(config: PretrainConfig, train_images: int, processes: int)
             "process(es); lower --batch-size or use more images"
         )
     total_steps = steps_per_epoch * config.epochs
-    base_lr, rule = config.resolved_lr()
+    base_lr, rule = resolved_lr(config)
     return OptimSettings(
         name=config.optimizer,
         peak_lr=scaled_learning_rate(base_lr, global_batch, rule),
-        weight_decay=config.resolved_weight_decay(),
+        weight_decay=resolved_weight_decay(config),
         momentum=config.momentum,
         nesterov=config.nesterov,
         total_steps=total_steps,
@@ -102,5 +103,5 @@ def invariance_settings(config: PretrainConfig) -> InvarianceSettings:
         config.gp_upper_limit,
         config.gp_draws,
         config.gp_normalization,
-        config.gp_excluded_columns(),
+        gp_excluded_columns(config),
     )

@@ -18,18 +18,23 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from simclr.config import PretrainConfig, config_to_dict
-from simclr.data import PYTHON_DATASET
+from simclr.config import PretrainConfig
+from simclr.data.catalog import PYTHON_DATASET
 from simclr.data.pairs import SameClassPartners
 from simclr.data.python_dataset import dataset_class_name
 from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
-from simclr.losses import NTXentLoss
+from simclr.losses.ntxent import NTXentLoss
 from simclr.model_from_config import build_model
 from simclr.models.backbones import CUSTOM_PREFIX, custom_backbone_name
 from simclr.models.simclr_model import SimCLRModel
+from simclr.resolve import (
+    normalized_info,
+    view_config,
+)
 from simclr.rundir import RunDir
 from simclr.runs import held_log_records
+from simclr.settings import config_to_dict
 from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import IntervalProgressBar, MetricsCSV
 from simclr.training.checkpoint_io import AtomicCheckpointIO
@@ -88,10 +93,12 @@ def run_pretraining(
     with held_log_records() as decisions:  # written to the run's log once it exists
         data = load_training_data(config, dataset)
         config = with_measured_normalization(config, data)
-        data = replace(data, info=config.normalized(data.info))
-        view_config = config.view_config(data.info, data.image_size)
-        views = build_views(data.info, data.image_size, view_config, config.n_views, streamed=data.streamed)
-        datamodule = build_datamodule(config, data, view_config)
+        data = replace(data, info=normalized_info(config, data.info))
+        views_config = view_config(config, data.info, data.image_size)
+        views = build_views(
+            data.image_size, views_config, config.n_views, rerender=data.info.regression, streamed=data.streamed
+        )
+        datamodule = build_datamodule(config, data, views_config)
         check_labels_for_probe(config, data)
     model = build_seeded_model(config, data.image_size, hardware, backbone)
     loss = build_loss(config)

@@ -12,10 +12,12 @@ import lightning as L
 import torch
 
 from simclr.config import PretrainConfig
-from simclr.data import ImageStore, split_train_val, stratified_subset
+from simclr.data.sampling import split_train_val, stratified_subset
+from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit
 from simclr.models.backbone_file import BackboneMetadata
 from simclr.models.simclr_model import SimCLRModel
+from simclr.resolve import backbone_stem
 from simclr.rundir import RunDir
 from simclr.training.callbacks import (
     BackboneExport,
@@ -76,7 +78,7 @@ def build_callbacks(
         callbacks.append(validation)
     metadata = BackboneMetadata(
         backbone=config.backbone,
-        stem=config.backbone_stem(data.image_size),
+        stem=backbone_stem(config, data.image_size),
         feature_dim=model.feature_dim,
         dataset=config.dataset,
         image_size=data.image_size,

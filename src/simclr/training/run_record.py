@@ -11,9 +11,11 @@ import yaml
 
 from simclr.atomic import write_text_atomic
 from simclr.config import PretrainConfig
-from simclr.data import ImageStore, dataset_info, report_skipped
+from simclr.data.catalog import dataset_info
+from simclr.data.store import ImageStore, report_skipped
 from simclr.data.streaming import PackedSplit
 from simclr.environment import environment_record
+from simclr.resolve import backbone_stem, gp_penalised_names, resolved_lr
 from simclr.rundir import RunDir
 from simclr.training.module import OptimSettings
 from simclr.training.plan import Hardware
@@ -43,8 +45,8 @@ def describe_run(
     train_images = len(data.train)
     dataset = config.dataset if config.dataset_class is None else f"{config.dataset_class} (a Python Dataset)"
     log.info("dataset %s: %d training images of %dpx%s", dataset, train_images, data.image_size, tests)
-    base_lr, rule = config.resolved_lr()
-    stem = config.backbone_stem(data.image_size)
+    base_lr, rule = resolved_lr(config)
+    stem = backbone_stem(config, data.image_size)
     log.info(
         "%s%s, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
         "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
@@ -96,7 +98,7 @@ def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, 
     (rewritten at every start, so a resumed run records where it continued)."""
     if is_worker_process():
         return
-    base_lr, rule = config.resolved_lr()
+    base_lr, rule = resolved_lr(config)
     resolved = {
         "precision": hardware.precision,
         "accelerator": "gpu" if hardware.gpu else "cpu",
@@ -122,7 +124,7 @@ def describe_gradient_penalty(config: PretrainConfig) -> str:
     On Spirograph the first-order penalty over the shape parameter h dominates the others
     (docs/REPRODUCING.md, "Invariance"), so the line says so while h is penalised.
     """
-    names = config.gp_penalised_names()
+    names = gp_penalised_names(config)
     line = (
         f"gradient penalty: lambda {config.lambda_gp:g} over {', '.join(names)}; "
         f"{config.gp_draws} re-draws, clamp {config.gp_upper_limit:g}, "

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from simclr.config import PretrainConfig, config_to_yaml
+from simclr.config import PretrainConfig
 from simclr.errors import UserError
 from simclr.rundir import RunDir
 from simclr.runs import open_run, setup_logging
+from simclr.settings import config_to_yaml
 
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"  # hands the resolved directory to DDP worker processes
 # What Lightning's launcher, torchrun and SLURM set in the processes of a multi-process run.

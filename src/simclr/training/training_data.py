@@ -13,13 +13,16 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from simclr.config import PretrainConfig, parse_size
-from simclr.data import DatasetInfo, DataSource, ImageStore, dataset_info, split_train_val
+from simclr.config import PretrainConfig
+from simclr.data.catalog import DatasetInfo, dataset_info
+from simclr.data.sampling import split_train_val, stratified_subset
+from simclr.data.source import DataSource
 from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
+from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit
-from simclr.data.subset import stratified_subset
 from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
+from simclr.resolve import data_source
 
 log = logging.getLogger("simclr")
 
@@ -45,8 +48,8 @@ def load_training_data(config: PretrainConfig, dataset: Dataset[Any] | None = No
     """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
     data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory
     (``dataset``, a Python Dataset, is read into memory whole)."""
-    source = DataSource.of(config, dataset)
-    budget = parse_size(config.memory_budget) if config.memory_budget is not None else None
+    source = data_source(config, dataset)
+    budget = config.memory_budget_bytes()
     streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
     if streamed is not None:
         if config.subset is not None or config.resize != "crop":
@@ -112,7 +115,7 @@ def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> P
     resumed run keeps what its config.yaml holds), on at most :data:`STANDARDIZE_SAMPLE` evenly spaced images."""
     if not config.standardize or config.normalization_mean is not None:
         return config
-    train = data.train if isinstance(data.train, ImageStore) else data.train.store(data.image_size, config.workers)
+    train = data.train if isinstance(data.train, ImageStore) else data.train.images_at(data.image_size, config.workers)
     if len(train) > STANDARDIZE_SAMPLE:
         train = train.subset(torch.linspace(0, len(train) - 1, STANDARDIZE_SAMPLE).round().long())
     mean, std = channel_statistics(train.batches(1024))

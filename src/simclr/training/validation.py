@@ -12,9 +12,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from simclr.data import ImageStore, InMemoryBatchLoader
-from simclr.losses import NTXentLoss
-from simclr.losses.ntxent import contrastive_accuracy, ntxent_logits
+from simclr.data.loader import InMemoryBatchLoader
+from simclr.data.store import ImageStore
+from simclr.losses.ntxent import NTXentLoss, contrastive_accuracy, ntxent_logits
 from simclr.models.simclr_model import SimCLRModel
 from simclr.training.callbacks import MetricsCSV
 from simclr.training.module import view_generator

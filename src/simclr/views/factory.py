@@ -7,17 +7,16 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from simclr.data.registry import DatasetInfo
-from simclr.data.spirograph import SpirographViews
 from simclr.views.config import ViewConfig
 from simclr.views.pipeline import SimCLRViews, StreamedViews
+from simclr.views.spirograph import SpirographViews
 
 
 class ViewMaker(Protocol):
     """Makes ``n_views`` random views of a batch on its device, from one entry of the batch.
 
     Implemented by :class:`~simclr.views.pipeline.SimCLRViews` (the SimCLR augmentations of stored images)
-    and :class:`~simclr.data.spirograph.SpirographViews` (re-renders with new nuisance parameters).
+    and :class:`~simclr.views.spirograph.SpirographViews` (re-renders with new nuisance parameters).
     """
 
     input_key: ClassVar[str]
@@ -50,18 +49,20 @@ class ViewMaker(Protocol):
         ...
 
 
-def invariance_parameter_names(info: DatasetInfo) -> tuple[str, ...]:
-    """The gradient penalty's columns for a dataset: Spirograph's 6 nuisances, else colour jitter's 4."""
-    return SpirographViews.invariance_parameter_names if info.regression else SimCLRViews.invariance_parameter_names
+def invariance_parameter_names(rerender: bool) -> tuple[str, ...]:
+    """The gradient penalty's columns: the 6 nuisances of a dataset whose views are re-renders (Spirograph),
+    else colour jitter's 4."""
+    return SpirographViews.invariance_parameter_names if rerender else SimCLRViews.invariance_parameter_names
 
 
 def build_views(
-    info: DatasetInfo, image_size: int, view_config: ViewConfig, n_views: int, *, streamed: bool = False
+    image_size: int, view_config: ViewConfig, n_views: int, *, rerender: bool = False, streamed: bool = False
 ) -> ViewMaker:
-    """Spirograph re-renders its factors with new nuisance parameters (Foster et al. 2020); every other
-    dataset gets the SimCLR augmentations of ``view_config``, cropped here or, for streamed data, by the
-    loader workers (the rest is done here either way)."""
-    if info.regression:
+    """A dataset whose views are re-renders (``rerender``: Spirograph) re-renders its factors with new nuisance
+    parameters at ``image_size`` (Foster et al. 2020); every other dataset gets the SimCLR augmentations of
+    ``view_config``, cropped here or, for ``streamed`` data, by the loader workers (the rest is done here
+    either way)."""
+    if rerender:
         return SpirographViews(n_views=n_views, size=image_size)
     if streamed:
         return StreamedViews(view_config, n_views=n_views)

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from simclr.data.decode import to_rgb_array
 from simclr.errors import UserError
 from simclr.views.config import ViewConfig
 from simclr.views.pipeline import SimCLRViews
+from simclr.views.rgb import to_rgb_array
 
 __all__ = ["SimCLRTransform"]
 

@@ -1,4 +1,4 @@
-"""Reproducible stratified subsets and train/validation splits of a label vector."""
+"""Which images: reproducible stratified subsets, train/validation splits and per-class draws of a label vector."""
 
 from __future__ import annotations
 

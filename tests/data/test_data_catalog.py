@@ -1,4 +1,4 @@
-"""Dataset registry and torchvision loaders (real CIFAR-10 folders; tiny fake torchvision files)."""
+"""The dataset catalog and the torchvision loaders (real CIFAR-10 folders; tiny fake torchvision files)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,22 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr.data.registry import DATASET_NAMES, dataset_info, load_dataset
-from simclr.data.torchvision_sets import resize_images
+from simclr.data.catalog import (
+    CATALOG,
+    DATASET_NAMES,
+    PYTHON_DATASET,
+    catalog_entry,
+    dataset_info,
+    datasets_table,
+    load_dataset,
+    resolve_image_size,
+)
+from simclr.data.request import SplitPolicy
+from simclr.data.torchvision_files import resize_images
 from simclr.errors import UserError
 
 SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +39,46 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(tvu, "download_url", forbidden)
     monkeypatch.setattr(tvu, "download_and_extract_archive", forbidden)
+
+
+# ------------------------------------------------------------------------------------ catalog
+
+
+def test_the_readme_table_is_the_catalog() -> None:
+    """Adding a dataset to the catalog (or changing one) and not to the README's table fails here."""
+    table = datasets_table()
+    assert table in README.read_text(), "README.md's datasets table differs from datasets_table(); paste it in"
+    rows = [line for line in table.splitlines()[2:]]
+    assert [row.split("`")[1] for row in rows] == list(DATASET_NAMES)
+    assert "| `stl10` | STL10 | 10 | 96 | train + unlabeled (labelled: train) / test |" in rows
+    assert "| `eurosat` | EuroSAT (RGB) | 10 | 64 | 80% / 20% seeded cut |" in rows
+
+
+def test_every_named_dataset_has_a_loader_and_python_has_none() -> None:
+    assert set(DATASET_NAMES) == set(CATALOG) - {PYTHON_DATASET}
+    assert all(CATALOG[name].load is not None for name in DATASET_NAMES)
+    assert catalog_entry(PYTHON_DATASET).load is None
+    with pytest.raises(UserError, match="Python Dataset"):
+        load_dataset(PYTHON_DATASET, "train", None)
+
+
+def test_split_policies_name_the_sources_splits() -> None:
+    stl = catalog_entry("stl10").splits
+    assert stl.source_splits("train") == ("train", "unlabeled")
+    assert stl.source_splits("train_labeled") == ("train",) and stl.source_splits("test") == ("test",)
+    assert catalog_entry("dtd").splits.source_splits("train_labeled") == ("train", "val")
+    assert catalog_entry("caltech101").splits.source_splits("test") == ()
+    assert SplitPolicy((), (), held_out=0.25).describe() == "75% / 25% seeded cut"
+    with pytest.raises(UserError, match="split"):
+        stl.source_splits("validation")
+
+
+def test_the_image_size_is_the_given_one_else_the_datasets() -> None:
+    assert resolve_image_size("cifar10", None) == 32 and resolve_image_size("cifar10", 48) == 48
+    assert resolve_image_size("imagenet", None) == 224 and resolve_image_size("spirograph", None) == 32
+    assert resolve_image_size("imagefolder", None) is None
+    with pytest.raises(UserError, match="image size must be positive"):
+        resolve_image_size("cifar10", 0)
 
 
 # ------------------------------------------------------------------------------- dataset_info

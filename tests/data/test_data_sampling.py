@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simclr.data.subset import class_quotas, split_train_val, stratified_subset
+from simclr.data.sampling import class_quotas, split_train_val, stratified_subset
 from simclr.errors import UserError
 
 

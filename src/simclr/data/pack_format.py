@@ -1,0 +1,91 @@
+"""The packed dataset's format on disk, read by the streaming side and written by the packer.
+
+``simclr data pack SRC OUT`` writes one litdata dataset per split, ``OUT/train`` and ``OUT/test``: litdata's
+chunk files and :data:`INDEX_FILE`, and beside them :data:`INFO_FILE` (:class:`PackedSplitInfo`: source,
+class names, counts, the settings; written last, so its presence means the pack is complete),
+:data:`LABELS_FILE` (every sample's label in stored order) and :data:`SKIPPED_FILE` (the files left out).
+:mod:`simclr.data.packed` writes them and :mod:`simclr.data.streaming` reads them; both import the names
+from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from simclr.errors import UserError
+
+__all__ = [
+    "INDEX_FILE",
+    "INFO_FILE",
+    "LABELS_FILE",
+    "PACK_FORMAT",
+    "PACK_SPLITS",
+    "SKIPPED_FILE",
+    "SPLIT_FOLDERS",
+    "PackedSplitInfo",
+    "find_packed_split",
+    "is_packed",
+    "read_pack_info",
+]
+
+INDEX_FILE = "index.json"  # litdata's index of the chunks
+INFO_FILE = "simclr-pack.json"
+LABELS_FILE = "labels.npy"
+SKIPPED_FILE = "skipped.csv"
+PACK_SPLITS = ("train", "test")  # OUT/train and OUT/test
+PACK_FORMAT = "simclr-pack/1"
+# the folder names a split is found under (a pack made elsewhere may name its test split val/)
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val", "valid", "validation")}
+
+
+@dataclass(frozen=True)
+class PackedSplitInfo:
+    """The ``simclr-pack.json`` of a packed split."""
+
+    source: str
+    class_names: list[str]
+    images: int
+    skipped: int
+    bytes: int
+    max_side: int
+    quality: int
+    median_shorter_side: int
+    seed: int
+    format: str = PACK_FORMAT
+
+
+def read_pack_info(split_dir: Path) -> PackedSplitInfo:
+    """The pack description of ``split_dir``; a folder that is not a complete pack is a UserError."""
+    path = Path(split_dir) / INFO_FILE
+    if not (Path(split_dir) / INDEX_FILE).is_file() or not path.is_file():
+        raise UserError(
+            f"{split_dir} is not a packed dataset (no {INDEX_FILE} and {INFO_FILE}); "
+            "create it with 'simclr data pack SRC OUT' (an interrupted pack finishes when re-run)"
+        )
+    try:
+        values = json.loads(path.read_text())
+        info = PackedSplitInfo(**values)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path} is damaged ({exc}); pack the dataset again") from None
+    if info.format != PACK_FORMAT:
+        raise UserError(f"{path} was written by another simclr version ({info.format}); pack the dataset again")
+    return info
+
+
+def find_packed_split(root: Path, split: str) -> Path | None:
+    """``root/train`` or ``root/test`` (also ``val``) when packed; ``root`` itself for ``train`` when it is
+    one packed split; None when the split is absent."""
+    root = Path(root).expanduser()
+    for name in SPLIT_FOLDERS.get(split, (split,)):
+        if (root / name / INDEX_FILE).is_file():
+            return root / name
+    if split == "train" and (root / INDEX_FILE).is_file():
+        return root
+    return None
+
+
+def is_packed(root: Path) -> bool:
+    """True for the output of ``simclr data pack`` (its ``train/`` split, or a split folder itself)."""
+    return find_packed_split(Path(root), "train") is not None
