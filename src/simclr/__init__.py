@@ -44,8 +44,8 @@ _EXPORTS: dict[str, str] = {
     "LoadedBackbone": "simclr.evaluation.loading",
     # evaluation of frozen features
     "extract_features": "simclr.evaluation.features",
-    "linear_probe": "simclr.evaluation.linear",
-    "knn_accuracy": "simclr.evaluation.knn",
+    "linear_probe": "simclr.evaluation.protocols.linear",
+    "knn_accuracy": "simclr.evaluation.protocols.knn",
     "UserError": "simclr.errors",
 }
 
@@ -82,9 +82,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from simclr.config import PretrainConfig, build_config
     from simclr.errors import UserError
     from simclr.evaluation.features import extract_features
-    from simclr.evaluation.knn import knn_accuracy
-    from simclr.evaluation.linear import linear_probe
     from simclr.evaluation.loading import LoadedBackbone, load_backbone
+    from simclr.evaluation.protocols.knn import knn_accuracy
+    from simclr.evaluation.protocols.linear import linear_probe
     from simclr.losses.ntxent import NTXentLoss
     from simclr.models.backbones import build_backbone
     from simclr.models.simclr_model import SimCLRModel, build_model

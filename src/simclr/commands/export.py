@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
-from simclr.evaluation.export import EXPORT_FORMATS, check_export_target, export_backbone
+from simclr.evaluation.weights.export import EXPORT_FORMATS, check_export_target, export_backbone
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
 
 EXAMPLES = (

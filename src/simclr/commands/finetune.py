@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from simclr.commands.common import add_command, add_run_arguments, session_from_args, show_progress
+from simclr.commands.common import add_command, add_run_arguments, session_from_args
 from simclr.commands.flags import add_settings_flags, settings_from_args
 from simclr.evaluation.options import FinetuneOptions
+from simclr.progress import show_progress
 
 EXAMPLES = (
     "simclr finetune runs/cifar10-resnet18-20261123-101500 --label-fraction 0.1",
@@ -25,7 +26,8 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.evaluation.finetune import run_finetune
+    from simclr.evaluation.classifiers.finetune import run_finetune
+    from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
     from simclr.reports.eval_plots import write_classifier_plots
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     show_progress()
     session = session_from_args(args)
     entry = run_finetune(session, options)
-    path = session.record("finetune", entry)
+    path = record(session, "finetune", entry)
     write_classifier_plots(session, "finetune", entry)
     print(headline("finetune", entry))
     print(f"results: {path}")

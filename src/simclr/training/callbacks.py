@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from simclr.data import ImageStore
 from simclr.errors import Interrupted
 from simclr.evaluation.features import extract_features
-from simclr.evaluation.knn import knn_accuracy
+from simclr.evaluation.protocols.knn import knn_accuracy
 from simclr.rundir import BackboneMetadata, RunDir, write_backbone
 from simclr.training.module import SimCLRModule
 
