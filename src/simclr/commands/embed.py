@@ -54,6 +54,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.data.store import printable_name
     from simclr.evaluation.inference.embed import (
         SUFFIXES,

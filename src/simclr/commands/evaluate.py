@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from simclr.commands.common import add_command, add_run_arguments, session_from_args
 from simclr.commands.flags import add_settings_flags, settings_from_args
-from simclr.evaluation.options import EvaluateCommandOptions
+from simclr.evaluation.options import EvaluateCommandOptions, parse_label_fractions
 from simclr.progress import progress_bar, show_progress
 
 if TYPE_CHECKING:  # imported when the command runs, so 'simclr --help' does not load torch
@@ -33,6 +33,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.evaluation.results import headline
 
     options = settings_from_args(EvaluateCommandOptions, args)
@@ -73,6 +74,7 @@ def _evaluate(
 ) -> tuple[dict[str, dict[str, Any]], Path | None]:
     """The standard protocol, the studies ``options`` ask for, then the plots and the report, each a stage of
     the session's progress; returns the results by key and the report written (if any)."""
+    # imported when the command runs, and the studies' modules only when they are asked for
     from simclr.evaluation.protocols.standard import run_standard_protocol
     from simclr.evaluation.recording import record
 
@@ -84,7 +86,6 @@ def _evaluate(
             results["invariance"] = run_invariance(session, views=options.invariance_views)
         record(session, "invariance", results["invariance"])
     if options.label_fractions is not None:
-        from simclr.evaluation.options import parse_label_fractions
         from simclr.evaluation.protocols.label_efficiency import run_label_efficiency
 
         fractions = parse_label_fractions(options.label_fractions)

@@ -37,6 +37,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.evaluation.loading import load_backbone, resolve_run
 
     out = Path(args.out).expanduser()

@@ -49,6 +49,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.config import build_config, config_to_yaml
     from simclr.errors import UserError
     from simclr.evaluation.weights.import_weights import write_imported

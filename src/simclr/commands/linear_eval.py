@@ -26,6 +26,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
     from simclr.reports.eval_plots import write_classifier_plots

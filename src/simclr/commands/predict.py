@@ -34,6 +34,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.data.store import printable_name
     from simclr.evaluation.classifiers.saved_classifier import load_classifier
     from simclr.evaluation.inference.embed import check_output_path

@@ -152,15 +152,15 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
     start = time.perf_counter()
     train = session.features("train", tta=tta)
     test = session.features("test", tta=tta)
-    stores = session.splits
+    train_split = session.splits["train"]
     minibatch = _minibatch_if_too_big(train.features, session.splits.memory_budget, session.options.seed)
     result = linear_probe(
         train.features,
         train.labels,
         test.features,
         test.labels,
-        num_classes=stores["train"].num_classes,
-        class_names=stores["train"].class_names,
+        num_classes=train_split.num_classes,
+        class_names=train_split.class_names,
         grid=grid,
         val_fraction=val_fraction,
         standardize=standardize,
