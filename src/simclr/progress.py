@@ -50,7 +50,7 @@ def stage(progress: Progress | None, name: str, *, owner: str) -> Iterator[None]
     progress(name, 1, 1)
 
 
-def under(progress: Progress | None, prefix: str) -> Progress | None:
+def with_task_prefix(progress: Progress | None, prefix: str) -> Progress | None:
     """``progress`` with every task named ``prefix: task``, so the parts of a repeated job (each kept backbone
     of a checkpoint scan) get their own bars."""
     if progress is None:

@@ -22,7 +22,7 @@ from simclr.evaluation.options import EvalSessionOptions, LinearEvalOptions
 from simclr.evaluation.protocols.knn import run_knn
 from simclr.evaluation.protocols.linear import run_linear_eval
 from simclr.evaluation.session import EvalSession
-from simclr.progress import Progress, under
+from simclr.progress import Progress, with_task_prefix
 
 log = logging.getLogger("simclr")
 
@@ -80,7 +80,9 @@ def scan_kept_backbones(
         if progress is not None:
             progress("kept backbones", done, len(kept))
         session = EvalSession(
-            dataclasses.replace(ref, backbone_path=path), options, progress=under(progress, f"epoch {epochs}")
+            dataclasses.replace(ref, backbone_path=path),
+            options,
+            progress=with_task_prefix(progress, f"epoch {epochs}"),
         )
         with session.stage("knn"):
             row: dict[str, object] = {"epochs": epochs, "file": path.name, "knn_top1": _top1(run_knn(session))}
