@@ -10,7 +10,7 @@ import pytest
 
 from simclr.cli import COMMANDS, build_parser, main
 from simclr.config import AutoencoderConfig, PretrainConfig
-from simclr.evaluation.options import EvalOptions, FinetuneOptions, LinearEvalOptions, SupervisedOptions
+from simclr.evaluation.options import EvalSessionOptions, FinetuneOptions, LinearEvalOptions, SupervisedOptions
 
 SUBCOMMANDS = [name.replace("_", "-") for name in COMMANDS]
 
@@ -75,7 +75,7 @@ def test_flags_come_from_the_settings_dataclass(
         flag = "--" + (item.metadata.get("flag") or item.name).replace("_", "-")
         assert flag in text, f"{command}: {flag} missing"
     if settings is not AutoencoderConfig:
-        for item in dataclasses.fields(EvalOptions):
+        for item in dataclasses.fields(EvalSessionOptions):
             assert "--" + (item.metadata.get("flag") or item.name).replace("_", "-") in text
 
 

@@ -44,8 +44,8 @@ _EXPORTS: dict[str, str] = {
     "LoadedBackbone": "simclr.evaluation.loading",
     # evaluation of frozen features
     "extract_features": "simclr.evaluation.features",
-    "linear_probe": "simclr.evaluation.linear",
-    "knn_accuracy": "simclr.evaluation.knn",
+    "linear_probe": "simclr.evaluation.protocols.linear",
+    "knn_accuracy": "simclr.evaluation.protocols.knn",
     "UserError": "simclr.errors",
 }
 
@@ -83,9 +83,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from simclr.config import PretrainConfig, build_config
     from simclr.errors import UserError
     from simclr.evaluation.features import extract_features
-    from simclr.evaluation.knn import knn_accuracy
-    from simclr.evaluation.linear import linear_probe
     from simclr.evaluation.loading import LoadedBackbone, load_backbone
+    from simclr.evaluation.protocols.knn import knn_accuracy
+    from simclr.evaluation.protocols.linear import linear_probe
     from simclr.losses.ntxent import NTXentLoss
     from simclr.model_from_config import build_model
     from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata

@@ -42,6 +42,7 @@ import yaml
 from simclr.atomic import leftover_temporaries, write_text_atomic
 from simclr.config import PretrainConfig, build_config
 from simclr.errors import UserError
+from simclr.settings import read_yaml
 
 CONFIG_FILE = "config.yaml"
 CONFIG_HISTORY_FILE = "config-history.yaml"
@@ -260,8 +261,6 @@ class RunDir:
 
     def read_config_values(self) -> dict[str, Any]:
         """The saved config as a mapping, unvalidated (pretraining or autoencoder)."""
-        from simclr.settings import read_yaml
-
         if not self.config.is_file():
             raise UserError(f"{self.path} has no {CONFIG_FILE}; pass the directory of a simclr run")
         return read_yaml(self.config)

@@ -15,7 +15,7 @@ from simclr.cli import main
 from simclr.config import build_config
 from simclr.data.subset_file import SubsetFile, file_sha256, make_subset_file, parse_subset_choice
 from simclr.errors import UserError
-from simclr.evaluation.label_subsets import choose_labelled
+from simclr.evaluation.classifiers.training_labels import choose_labelled
 from simclr.training.training_data import load_training_data, pin_subset_file
 
 LABELS = torch.tensor([0] * 10 + [1] * 7 + [2] * 3)

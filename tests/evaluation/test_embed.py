@@ -115,7 +115,7 @@ def test_bad_requests_exit_2_and_keep_existing_files(
 def test_a_folder_embedded_piece_by_piece_equals_one_piece(make_run, small_folder: Path) -> None:
     """A folder bigger than memory is read a few files at a time; the rows, names, labels and the broken file's
     report are those of reading it whole (the broken file falls in a middle piece here)."""
-    from simclr.evaluation.embed import embed_folder
+    from simclr.evaluation.inference.embed import embed_folder
     from simclr.evaluation.loading import resolve_run
 
     ref = resolve_run(make_run("cifar10", None))

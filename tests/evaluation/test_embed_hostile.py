@@ -14,8 +14,8 @@ from PIL import Image
 
 from simclr.cli import main
 from simclr.errors import UserError
-from simclr.evaluation import embed
-from simclr.evaluation.embed import EmbeddingOrigin, Embeddings, write_embeddings
+from simclr.evaluation.inference import embed
+from simclr.evaluation.inference.embed import EmbeddingOrigin, Embeddings, write_embeddings
 
 
 def jpeg_bytes(colour: tuple[int, int, int]) -> bytes:
@@ -110,7 +110,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, su
     def full_disk(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(embed.os, "replace", full_disk)
+    monkeypatch.setattr(os, "replace", full_disk)
     with pytest.raises(UserError, match="No space left on device; free space or choose another --out"):
         write_embeddings(emb, tmp_path / f"emb{suffix}", "lightly-csv" if suffix == ".csv" else None)
     assert os.listdir(tmp_path) == []

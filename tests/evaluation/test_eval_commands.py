@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.evaluation.knn import run_knn
-from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import file_sha256, resolve_run
-from simclr.evaluation.options import EvalOptions, LinearEvalOptions
+from simclr.evaluation.options import EvalSessionOptions, LinearEvalOptions
+from simclr.evaluation.protocols.knn import run_knn
+from simclr.evaluation.protocols.linear import run_linear_eval
 from simclr.evaluation.results import validate_metrics
 from simclr.evaluation.session import EvalSession
 
@@ -78,7 +78,9 @@ def test_cached_features_are_reused(make_run, cifar_small: Path, monkeypatch) ->
 def test_backbone_is_bit_identical_after_linear_eval_and_knn(make_run, cifar_small: Path) -> None:
     run = make_run("cifar10", cifar_small)
     file_hash = file_sha256(run / "backbone.safetensors")
-    session = EvalSession(resolve_run(run), EvalOptions(limit_train_images=100, limit_test_images=50, use_cache=False))
+    session = EvalSession(
+        resolve_run(run), EvalSessionOptions(limit_train_images=100, limit_test_images=50, use_cache=False)
+    )
     module = session.backbone.module
     module.train()  # features must still be computed in eval mode: BN running statistics may not move
     before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
@@ -96,9 +98,9 @@ def test_test_split_is_held_out_when_missing_and_never_overlaps(make_run, cifar_
     folder = tmp_path / "flat"
     shutil.copytree(cifar_small / "train", folder)  # class folders, no train/test layout
     run = make_run("imagefolder", folder)
-    session = EvalSession(resolve_run(run), EvalOptions())
-    train, test = session.stores["train"], session.stores["test"]
-    assert session.test_is_held_out
+    session = EvalSession(resolve_run(run), EvalSessionOptions())
+    train, test = session.splits["train"], session.splits["test"]
+    assert session.splits.test_is_held_out
     assert len(train) + len(test) == 300
     assert not set(train.file_names) & set(test.file_names)
     assert torch.bincount(test.labels).tolist() == [6] * 10  # stratified 20%

@@ -78,12 +78,12 @@ def test_a_terminal_gets_rich_bars_not_lines(make_run, cifar_small: Path, capsys
 
 def test_library_callers_get_no_progress(make_run, cifar_small: Path, capsys) -> None:
     """An EvalSession made in Python reports nothing unless given a progress callback."""
-    from simclr.evaluation.knn import run_knn
     from simclr.evaluation.loading import resolve_run
-    from simclr.evaluation.options import EvalOptions
+    from simclr.evaluation.options import EvalSessionOptions
+    from simclr.evaluation.protocols.knn import run_knn
     from simclr.evaluation.session import EvalSession
 
-    options = EvalOptions(limit_train_images=40, limit_test_images=20, batch_size=16, use_cache=False)
+    options = EvalSessionOptions(limit_train_images=40, limit_test_images=20, batch_size=16, use_cache=False)
     run = resolve_run(make_run("cifar10", cifar_small))
     run_knn(EvalSession(run, options))
     assert not re.search(r"\d+/\d+", capsys.readouterr().err)

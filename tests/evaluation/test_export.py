@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.evaluation.export import METADATA_FILE
 from simclr.evaluation.loading import load_backbone
+from simclr.evaluation.weights.export import METADATA_FILE
 
 from .conftest import MakeRun
 

@@ -17,11 +17,14 @@ from torch import nn
 from simclr.cli import main
 from simclr.data.sampling import stratified_subset
 from simclr.errors import UserError
-from simclr.evaluation import finetune
-from simclr.evaluation.finetune import InputPipeline, fit_classifier, predict, run_finetune, train_linear_sgd
-from simclr.evaluation.heads import Classifier, build_classifier_head
+from simclr.evaluation.classifiers import fitting
+from simclr.evaluation.classifiers.classifier_heads import Classifier, build_classifier_head
+from simclr.evaluation.classifiers.finetune import run_finetune
+from simclr.evaluation.classifiers.fitting import fit_classifier
+from simclr.evaluation.classifiers.inputs import InputPipeline, predict_logits
 from simclr.evaluation.loading import resolve_run
-from simclr.evaluation.options import EvalOptions, FinetuneOptions, LinearEvalOptions, TrainConfig
+from simclr.evaluation.options import ClassifierTrainingOptions, EvalSessionOptions, FinetuneOptions, LinearEvalOptions
+from simclr.evaluation.protocols.linear_sgd import train_linear_sgd
 from simclr.evaluation.session import EvalSession
 
 CPU = torch.device("cpu")
@@ -69,7 +72,13 @@ class Spy:
         self.calls: list[dict[str, Any]] = []
 
     def __call__(
-        self, model: Classifier, pipeline: InputPipeline, train: Any, val: Any, config: TrainConfig, **kwargs: Any
+        self,
+        model: Classifier,
+        pipeline: InputPipeline,
+        train: Any,
+        val: Any,
+        config: ClassifierTrainingOptions,
+        **kwargs: Any,
     ) -> Any:
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
         result = fit_classifier(model, pipeline, train, val, config, **kwargs)
@@ -80,7 +89,7 @@ class Spy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
     recorder = Spy()
-    monkeypatch.setattr(finetune, "fit_classifier", recorder)
+    monkeypatch.setattr(fitting, "fit_classifier", recorder)
     return recorder
 
 
@@ -91,7 +100,7 @@ def same_as_file(module: nn.Module, path: Path) -> bool:
 
 
 def session_for(run: Path, **options: Any) -> EvalSession:
-    return EvalSession(resolve_run(run), EvalOptions(accelerator="cpu", use_cache=False, **options))
+    return EvalSession(resolve_run(run), EvalSessionOptions(accelerator="cpu", use_cache=False, **options))
 
 
 # -- the loop itself -------------------------------------------------------------------------------
@@ -102,12 +111,12 @@ def test_loop_learns_a_separable_toy_problem() -> None:
     torch.manual_seed(0)
     model = Classifier(backbone, build_classifier_head("linear", 3, 2), freeze_backbone=False)
     pipeline = InputPipeline(8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    config = TrainConfig(epochs=8, batch_size=16, lr=0.05, patience=0)
+    config = ClassifierTrainingOptions(epochs=8, batch_size=16, lr=0.05, patience=0)
     result = fit_classifier(model, pipeline, (images, labels), (test_images[:10], test_labels[:10]), config, device=CPU)
     assert result.epochs_run == 8 and not result.stopped_early
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[-1]["train_top1"] > 0.9  # counted on the device as the loop trains
-    scores = predict(model, pipeline, test_images, device=CPU)
+    scores = predict_logits(model, pipeline, test_images, device=CPU)
     assert (scores.argmax(1) == test_labels).float().mean() > 0.9
 
 
@@ -122,10 +131,10 @@ def test_early_stopping_keeps_the_best_validation_epoch() -> None:
     )
     pipeline = InputPipeline(8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     # min_delta so large that only the first epoch counts as an improvement: stop after epoch 2
-    config = TrainConfig(epochs=5, batch_size=8, lr=0.05, patience=1, min_delta=100.0)
+    config = ClassifierTrainingOptions(epochs=5, batch_size=8, lr=0.05, patience=1, min_delta=100.0)
     result = fit_classifier(model, pipeline, (images, labels), val, config, device=CPU)
     assert (result.epochs_run, result.best_epoch, result.stopped_early) == (2, 1, True)
-    val_loss = float(nn.functional.cross_entropy(predict(model, pipeline, val[0], device=CPU), val[1]))
+    val_loss = float(nn.functional.cross_entropy(predict_logits(model, pipeline, val[0], device=CPU), val[1]))
     first, second = result.history[0]["val_loss"], result.history[1]["val_loss"]
     assert first != second
     assert val_loss == pytest.approx(first, abs=1e-6)  # the epoch-1 weights were restored
@@ -156,7 +165,9 @@ def test_a_non_finite_loss_is_a_user_error() -> None:
     model = Classifier(backbone, build_classifier_head("linear", 3, 2), freeze_backbone=False)
     pipeline = InputPipeline(8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     with pytest.raises(UserError, match="lower --lr"):
-        fit_classifier(model, pipeline, (images, labels), None, TrainConfig(epochs=1, batch_size=4), device=CPU)
+        fit_classifier(
+            model, pipeline, (images, labels), None, ClassifierTrainingOptions(epochs=1, batch_size=4), device=CPU
+        )
 
 
 # -- fine-tuning a run ------------------------------------------------------------------------------
@@ -171,14 +182,14 @@ def test_finetune_trains_a_copy_and_leaves_the_session_backbone_alone(
     assert not same_as_file(trained.backbone, run / "backbone.safetensors")  # fine-tuned: the backbone moved
     assert same_as_file(session.backbone.module, run / "backbone.safetensors")  # ... but only the copy
     assert all(not p.requires_grad for p in session.backbone.module.parameters())
-    train_labels = session.stores["train"].labels
+    train_labels = session.splits["train"].labels
     expected = stratified_subset(train_labels, round(0.5 * train_labels.numel()), 0).numel()
     protocol = entry["protocol"]
     assert protocol["n_labelled"] == expected == 50 and protocol["n_train_split"] == 100
     assert protocol["n_train"] + protocol["n_val"] == expected and protocol["n_val"] == 5
     # fit and validation are disjoint, and no validation image is a test image (test is its own split)
     fit_images, val_images = call["train"][0], call["val"][0]
-    test_images = session.stores["test"].images
+    test_images = session.splits["test"].images
     flat = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731
     assert not (flat(val_images)[:, None] == flat(fit_images)[None]).all(-1).any()
     assert not (flat(val_images)[:, None] == flat(test_images)[None]).all(-1).any()

@@ -9,7 +9,7 @@ import torch
 
 from simclr.cli import main
 from simclr.data.spirograph import make_spirograph_store
-from simclr.evaluation.invariance import (
+from simclr.evaluation.protocols.invariance import (
     conditional_variance,
     conditional_variance_fraction,
     conditional_variance_per_parameter,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from simclr.cli import main
-from simclr.evaluation.knn import capped_ks
+from simclr.evaluation.protocols.knn import capped_ks
 from simclr.evaluation.results import validate_metrics
 
 

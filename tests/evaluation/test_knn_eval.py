@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from simclr.evaluation.knn import knn_class_scores
+from simclr.evaluation.protocols.knn import knn_class_scores
 
 
 def brute_force_votes(

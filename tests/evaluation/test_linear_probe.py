@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from simclr.evaluation.lbfgs import fit_linear, standardizer
-from simclr.evaluation.linear import linear_probe
+from simclr.evaluation.protocols.lbfgs import fit_linear, standardizer
+from simclr.evaluation.protocols.linear import linear_probe
 
 
 def gaussian_classes(
@@ -76,7 +76,11 @@ def test_stronger_l2_shrinks_weights() -> None:
 
 def test_minibatch_sgd_reaches_the_full_batch_optimum_of_the_same_objective() -> None:
     """The fit used when features exceed the memory budget: same objective, nearly the same optimum."""
-    from simclr.evaluation.minibatch_linear import MinibatchSettings, chunked_standardizer, fit_linear_minibatch
+    from simclr.evaluation.protocols.minibatch_linear import (
+        MinibatchSettings,
+        chunked_standardizer,
+        fit_linear_minibatch,
+    )
 
     x, y = gaussian_classes(2000, seed=8)
     x_test, y_test = gaussian_classes(1000, seed=9)

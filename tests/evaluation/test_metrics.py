@@ -101,7 +101,7 @@ def test_record_result_merges_and_writes_valid_json(tmp_path: Path) -> None:
     assert doc["results"]["linear"]["metrics"]["top1"] == 0.6
     assert doc["results"]["knn"]["metrics"]["top1"] == 0.4
     assert doc["results"]["linear"]["metrics"]["nan"] is None
-    assert not list(eval_dir.glob(".*.tmp"))
+    assert not list(eval_dir.glob(".*.tmp*"))
 
 
 def test_protocol_must_name_weights_and_seed() -> None:

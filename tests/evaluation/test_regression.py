@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from simclr.evaluation.lbfgs import fit_linear
 from simclr.evaluation.metrics import regression_metrics
-from simclr.evaluation.regression import linear_regression
+from simclr.evaluation.protocols.lbfgs import fit_linear
+from simclr.evaluation.protocols.regression import linear_regression
 
 
 def test_recovers_known_linear_factors() -> None:

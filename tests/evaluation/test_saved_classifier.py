@@ -13,10 +13,10 @@ from PIL import Image
 
 from simclr.cli import main
 from simclr.errors import UserError
-from simclr.evaluation import session as session_module
-from simclr.evaluation.finetune import InputPipeline
-from simclr.evaluation.predict import predict_folder
-from simclr.evaluation.saved_classifier import load_classifier
+from simclr.evaluation.classifiers import saved_classifier as saved_module
+from simclr.evaluation.classifiers.inputs import InputPipeline
+from simclr.evaluation.classifiers.saved_classifier import load_classifier
+from simclr.evaluation.inference.predict import predict_folder
 
 FAST_LINEAR = ["--max-iter", "30", "--l2-grid", "1e-3", "--accelerator", "cpu", "--no-cache"]
 FAST_FINETUNE = ["--epochs", "1", "--train-batch-size", "16", "--batch-size", "32", "--accelerator", "cpu"]
@@ -45,13 +45,13 @@ def folder_run(make_run: Any, tmp_path: Path) -> Path:
 def kept(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The in-memory classifiers the evaluation saved, as they were when saved."""
     calls: list[Any] = []
-    real = session_module.save_classifier
+    real = saved_module.save_classifier
 
     def spy(path: Path, model: Any, metadata: Any, **kwargs: Any) -> Path:
         calls.append((model, metadata))
         return real(path, model, metadata, **kwargs)
 
-    monkeypatch.setattr(session_module, "save_classifier", spy)
+    monkeypatch.setattr(saved_module, "save_classifier", spy)
     return calls
 
 

@@ -15,10 +15,10 @@ from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
 from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedImages
-from simclr.evaluation.knn import run_knn
-from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import resolve_run
-from simclr.evaluation.options import EvalOptions
+from simclr.evaluation.options import EvalSessionOptions
+from simclr.evaluation.protocols.knn import run_knn
+from simclr.evaluation.protocols.linear import run_linear_eval
 from simclr.evaluation.session import EvalSession
 
 TINY_BUDGET = 1024  # bytes: nothing fits
@@ -32,7 +32,7 @@ def packed_cifar(cifar_small: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _session(run: Path, budget: int | None, eval_dir: Path) -> EvalSession:
-    options = EvalOptions(memory_budget=budget, workers=0, use_cache=False, batch_size=64)
+    options = EvalSessionOptions(memory_budget=budget, workers=0, use_cache=False, batch_size=64)
     return EvalSession(resolve_run(run, eval_dir=eval_dir), options)
 
 
@@ -43,12 +43,12 @@ def test_a_packed_split_over_the_budget_streams_with_the_in_memory_features(
     held = _session(run, None, tmp_path / "held")
     with caplog.at_level(logging.INFO, logger="simclr"):
         streamed = _session(run, TINY_BUDGET, tmp_path / "streamed")
-        assert isinstance(streamed.stores["train"], PackedImages)
-    assert isinstance(held.stores["train"], ImageStore)
+        assert isinstance(streamed.splits["train"], PackedImages)
+    assert isinstance(held.splits["train"], ImageStore)
     assert "train split: 300 images at 32 px take 900.0 KB decoded; memory budget 1.0 KB: streamed" in caplog.text
     for split in ("train", "test"):
         a, b = held.features(split), streamed.features(split)
-        assert a.features.shape == b.features.shape == (len(held.stores[split]), 512)
+        assert a.features.shape == b.features.shape == (len(held.splits[split]), 512)
         assert torch.equal(a.labels, b.labels)
         # the same images through the same model in the same batches: equal up to float rounding
         assert torch.allclose(a.features, b.features, atol=1e-3, rtol=1e-3)

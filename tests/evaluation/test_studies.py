@@ -13,8 +13,8 @@ from PIL import Image
 
 from simclr.cli import main
 from simclr.errors import UserError
-from simclr.evaluation.label_efficiency import parse_label_fractions
-from simclr.evaluation.shifts import IMAGE_SHIFTS, NUISANCE_SHIFTS, shifted_batches
+from simclr.evaluation.options import parse_label_fractions
+from simclr.evaluation.protocols.shifts import IMAGE_SHIFTS, NUISANCE_SHIFTS, shifted_batches
 from simclr.views.spirograph import NUISANCE_NAMES, sample_nuisance
 
 COLOURS = [(150, 100, 100), (100, 150, 100), (100, 100, 150), (150, 150, 100)]

@@ -13,6 +13,7 @@ import torch
 import torchvision
 
 from simclr.cli import main
+from simclr.evaluation.classifiers.inputs import InputPipeline
 from simclr.models.backbones import imagenet_cache_file, imagenet_weights, load_imagenet_backbone
 
 FAST = [
@@ -95,8 +96,6 @@ def test_cached_weights_load_without_network(offline_hub: Path, make_run: Any, c
 
 
 def test_imagenet_inputs_are_upsampled_on_the_device() -> None:
-    from simclr.evaluation.finetune import InputPipeline
-
     pipeline = InputPipeline(64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     assert pipeline.plain(images).shape == (2, 3, 64, 64)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simclr.evaluation.linear import linear_probe
+from simclr.evaluation.protocols.linear import linear_probe
 from simclr.losses.classification import classification_loss
 
 

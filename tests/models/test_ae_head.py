@@ -12,7 +12,7 @@ from torch import nn
 from simclr.cli import main
 from simclr.config import build_config
 from simclr.errors import UserError
-from simclr.evaluation.embed import load_projection_head
+from simclr.evaluation.inference.embed import load_projection_head
 from simclr.evaluation.loading import resolve_run
 from simclr.model_from_config import build_model, build_projection_head
 from simclr.models.autoencoder import MLPAutoencoder, save_autoencoder

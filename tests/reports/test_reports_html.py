@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from simclr.cli import main
-from simclr.reports.html import format_metric, write_report
+from simclr.reports.html import write_report
+from simclr.reports.html_tables import format_metric
 
 from .conftest import MakeRun
 

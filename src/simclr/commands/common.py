@@ -1,16 +1,13 @@
-"""What the sub-commands share: their parser with examples, the run they evaluate, progress on stderr."""
+"""What the sub-commands share: their parser with examples, the run they evaluate, the flags of folder readers."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.evaluation.options import EvalOptions
+from simclr.evaluation.options import EvalSessionOptions
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE, RunDir
 from simclr.settings import add_settings_flags, positive_int, settings_from_args
 
@@ -31,13 +28,13 @@ def add_command(commands: Any, name: str, summary: str, examples: Sequence[str])
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """RUN (a run directory or its backbone file), where its config and results are, and the flags of
-    :class:`~simclr.evaluation.options.EvalOptions`."""
+    :class:`~simclr.evaluation.options.EvalSessionOptions`."""
     parser.add_argument("run", type=Path, metavar="RUN", help=f"run directory, or a {BACKBONE_FILE} file")
     parser.add_argument(
         "--config", type=Path, default=None, help=f"the run's {CONFIG_FILE} (default: the one beside the backbone)"
     )
     parser.add_argument("--eval-dir", type=Path, default=None, help="where results go (default: the run's own)")
-    add_settings_flags(parser, EvalOptions)
+    add_settings_flags(parser, EvalSessionOptions)
 
 
 def add_folder_reading_flags(parser: argparse.ArgumentParser, batch_size: int) -> None:
@@ -53,62 +50,14 @@ def add_folder_reading_flags(parser: argparse.ArgumentParser, batch_size: int) -
 
 
 def session_from_args(args: argparse.Namespace) -> EvalSession:
+    """The evaluation session of RUN with the flags of :func:`add_run_arguments`; ``--random-weights`` results go
+    to the run's random-weights evaluation folder unless ``--eval-dir`` says otherwise."""
+    # imported when a command runs, so 'simclr --help' does not load torch
     from simclr.evaluation.loading import resolve_run
     from simclr.evaluation.session import EvalSession
 
-    options = settings_from_args(EvalOptions, args)
+    options = settings_from_args(EvalSessionOptions, args)
     eval_dir = args.eval_dir
     if eval_dir is None and options.random_weights:
         eval_dir = RunDir(args.run if Path(args.run).is_dir() else Path(args.run).parent).random_weights_eval.path
     return EvalSession(resolve_run(args.run, args.config, eval_dir), options)
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of the message (it may be replaced later)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-def show_progress() -> None:
-    """Progress and warning lines of the ``simclr`` logger on stderr, unless something already handles them."""
-    logger = logging.getLogger("simclr")
-    if not logger.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
-@contextmanager
-def progress_bar(what: str) -> Iterator[Callable[[str, int, int], None]]:
-    """``advance(task, done, total)`` draws a progress bar per task on a terminal, else a line per tenth."""
-    if not sys.stderr.isatty():
-        shown: dict[str, int] = {}
-
-        def line(task: str, done: int, total: int) -> None:
-            tenth = done * 10 // max(total, 1)
-            if shown.get(task) != tenth:
-                shown[task] = tenth
-                print(f"{what} {task}: {done}/{total}", file=sys.stderr)
-
-        yield line
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    # on stderr, like the lines: stdout stays the command's result, which may be redirected to a file
-    with Progress(console=Console(stderr=True), transient=False) as progress:
-        tasks: dict[str, Any] = {}
-
-        def advance(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = progress.add_task(f"{what} {task}", total=total)
-            progress.update(tasks[task], completed=done, total=total)
-
-        yield advance

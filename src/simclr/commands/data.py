@@ -175,10 +175,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from simclr.commands.common import progress_bar
     from simclr.data.pack_format import SKIPPED_FILE
     from simclr.data.packed import pack_dataset
     from simclr.data.store import printable_name
+    from simclr.progress import progress_bar
 
     with progress_bar("packing") as advance:
         summaries = pack_dataset(args.src, args.out, settings_from_args(PackConfig, args), advance)

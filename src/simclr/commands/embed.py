@@ -54,8 +54,15 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.data.store import printable_name
-    from simclr.evaluation.embed import SUFFIXES, check_output_path, embed_folder, output_format, write_embeddings
+    from simclr.evaluation.inference.embed import (
+        SUFFIXES,
+        check_output_path,
+        embed_folder,
+        output_format,
+        write_embeddings,
+    )
     from simclr.evaluation.loading import resolve_run
     from simclr.hardware import autocast_dtype_for, pick_device
 

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.commands.common import add_command, add_run_arguments, progress_bar, session_from_args, show_progress
-from simclr.evaluation.options import EvaluateOptions
+from simclr.commands.common import add_command, add_run_arguments, session_from_args
+from simclr.evaluation.options import EvaluateCommandOptions, parse_label_fractions
+from simclr.progress import progress_bar, show_progress
 from simclr.settings import add_settings_flags, settings_from_args
 
 if TYPE_CHECKING:  # imported when the command runs, so 'simclr --help' does not load torch
@@ -27,31 +28,34 @@ def register(commands: Any) -> None:
         commands, "evaluate", "linear probe + kNN (or Spirograph regression), plots and the report of a run", EXAMPLES
     )
     add_run_arguments(parser)
-    add_settings_flags(parser, EvaluateOptions)
+    add_settings_flags(parser, EvaluateCommandOptions)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.evaluation.results import headline
 
-    options = settings_from_args(EvaluateOptions, args)
+    options = settings_from_args(EvaluateCommandOptions, args)
     show_progress()
     session = session_from_args(args)
     if options.checkpoint == "all":
-        from simclr.evaluation.checkpoint_scan import scan_kept_backbones
+        from simclr.evaluation.protocols.checkpoint_scan import scan_kept_backbones
+        from simclr.reports.eval_plots import write_checkpoint_scan_plot
 
         with progress_bar("evaluate") as advance:
-            table = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear, progress=advance)
-        print(f"checkpoint scan: {table} (plot: {session.ref.eval.checkpoint_scan_plot})")
+            scan = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear, progress=advance)
+            plot = write_checkpoint_scan_plot(scan, session.ref.eval.checkpoint_scan_plot)
+        print(f"checkpoint scan: {scan.table} (plot: {plot})")
         return 0
     if options.checkpoint is not None:
-        from simclr.evaluation.checkpoint_scan import kept_backbone_ref
+        from simclr.evaluation.protocols.checkpoint_scan import kept_backbone_ref
         from simclr.evaluation.session import EvalSession
 
         session = EvalSession(kept_backbone_ref(session.ref, options.checkpoint), session.options)
     projection = None
     if options.plots and options.map_layer == "projection":  # read before minutes of evaluation, not after
-        from simclr.evaluation.embed import load_projection_head
+        from simclr.evaluation.inference.embed import load_projection_head
 
         projection = load_projection_head(session.ref, session.backbone.feature_dim)
     with progress_bar("evaluate") as advance:
@@ -66,32 +70,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(
-    session: EvalSession, options: EvaluateOptions, projection: nn.Module | None
+    session: EvalSession, options: EvaluateCommandOptions, projection: nn.Module | None
 ) -> tuple[dict[str, dict[str, Any]], Path | None]:
     """The standard protocol, the studies ``options`` ask for, then the plots and the report, each a stage of
     the session's progress; returns the results by key and the report written (if any)."""
-    from simclr.evaluation.standard import run_standard_protocol
+    # imported when the command runs, and the studies' modules only when they are asked for
+    from simclr.evaluation.protocols.standard import run_standard_protocol
+    from simclr.evaluation.recording import record
 
     results = run_standard_protocol(session, tta=options.tta)
     if options.invariance:
-        from simclr.evaluation.invariance import run_invariance
+        from simclr.evaluation.protocols.invariance import run_invariance
 
         with session.stage("invariance"):
             results["invariance"] = run_invariance(session, views=options.invariance_views)
-        session.record("invariance", results["invariance"])
+        record(session, "invariance", results["invariance"])
     if options.label_fractions is not None:
-        from simclr.evaluation.label_efficiency import parse_label_fractions, run_label_efficiency
+        from simclr.evaluation.protocols.label_efficiency import run_label_efficiency
 
         fractions = parse_label_fractions(options.label_fractions)
         with session.stage("label_efficiency"):
             results["label_efficiency"] = run_label_efficiency(session, fractions)
-        session.record("label_efficiency", results["label_efficiency"])
+        record(session, "label_efficiency", results["label_efficiency"])
     if options.robustness:
-        from simclr.evaluation.robustness import run_robustness
+        from simclr.evaluation.protocols.robustness import run_robustness
 
         with session.stage("robustness"):
             results["robustness"] = run_robustness(session)
-        session.record("robustness", results["robustness"])
+        record(session, "robustness", results["robustness"])
     report = None
     if options.plots:
         from simclr.reports.eval_plots import write_eval_plots

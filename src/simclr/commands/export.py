@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
-from simclr.evaluation.export import EXPORT_FORMATS, check_export_target, export_backbone
+from simclr.evaluation.weights.export import EXPORT_FORMATS, check_export_target, export_backbone
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
 
 EXAMPLES = (
@@ -37,6 +37,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.evaluation.loading import load_backbone, resolve_run
 
     out = Path(args.out).expanduser()

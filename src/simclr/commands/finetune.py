@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from simclr.commands.common import add_command, add_run_arguments, session_from_args, show_progress
+from simclr.commands.common import add_command, add_run_arguments, session_from_args
 from simclr.evaluation.options import FinetuneOptions
+from simclr.progress import show_progress
 from simclr.settings import add_settings_flags, settings_from_args
 
 EXAMPLES = (
@@ -25,7 +26,9 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.evaluation.finetune import run_finetune
+    # imported when the command runs, so that 'simclr --help' does not load torch
+    from simclr.evaluation.classifiers.finetune import run_finetune
+    from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
     from simclr.reports.eval_plots import write_classifier_plots
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     show_progress()
     session = session_from_args(args)
     entry = run_finetune(session, options)
-    path = session.record("finetune", entry)
+    path = record(session, "finetune", entry)
     write_classifier_plots(session, "finetune", entry)
     print(headline("finetune", entry))
     print(f"results: {path}")

@@ -51,7 +51,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from simclr.config import build_config
     from simclr.errors import UserError
-    from simclr.evaluation.import_weights import write_imported
+    from simclr.evaluation.weights.import_weights import write_imported
     from simclr.models.backbones import STEMS
     from simclr.rundir import RunDir
     from simclr.settings import config_to_yaml

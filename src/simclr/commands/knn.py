@@ -23,13 +23,15 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.evaluation.knn import run_knn
+    # imported when the command runs, so that 'simclr --help' does not load torch
+    from simclr.evaluation.protocols.knn import run_knn
+    from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
 
     options = settings_from_args(KNNOptions, args)
     session = session_from_args(args)
     entry = run_knn(session, ks=options.k, temperature=options.temperature)
-    path = session.record("knn", entry)
+    path = record(session, "knn", entry)
     print(headline("knn", entry))
     print(f"results: {path}")
     return 0

@@ -26,22 +26,24 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
+    from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
     from simclr.reports.eval_plots import write_classifier_plots
 
     options = settings_from_args(LinearEvalOptions, args)
     session = session_from_args(args)
     if options.method == "sgd":
-        from simclr.evaluation.finetune import train_linear_sgd
+        from simclr.evaluation.protocols.linear_sgd import train_linear_sgd
 
         key = "linear_sgd"
         entry = train_linear_sgd(session, options)
     else:
-        from simclr.evaluation.linear import run_linear_eval
+        from simclr.evaluation.protocols.linear import run_linear_eval
 
         key = "linear_tta" if options.tta > 1 else "linear"
         entry = run_linear_eval(session, options)
-    path = session.record(key, entry)
+    path = record(session, key, entry)
     write_classifier_plots(session, key, entry)
     print(headline(key, entry))
     print(f"results: {path}")

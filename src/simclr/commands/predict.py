@@ -34,12 +34,13 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.commands.common import progress_bar
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.data.store import printable_name
-    from simclr.evaluation.embed import check_output_path
-    from simclr.evaluation.predict import FORMATS, choose_classifier, predict_folder, write_predictions
-    from simclr.evaluation.saved_classifier import load_classifier
+    from simclr.evaluation.classifiers.saved_classifier import load_classifier
+    from simclr.evaluation.inference.embed import check_output_path
+    from simclr.evaluation.inference.predict import FORMATS, choose_classifier, predict_folder, write_predictions
     from simclr.hardware import autocast_dtype_for, pick_device
+    from simclr.progress import progress_bar
 
     out = Path(args.out).expanduser()
     check_output_path(out, args.overwrite, FORMATS)

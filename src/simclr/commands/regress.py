@@ -23,13 +23,15 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simclr.evaluation.regression import run_regression
+    # imported when the command runs, so that 'simclr --help' does not load torch
+    from simclr.evaluation.protocols.regression import run_regression
+    from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
 
     options = settings_from_args(RegressOptions, args)
     session = session_from_args(args)
     entry = run_regression(session, options)
-    path = session.record("regression", entry)
+    path = record(session, "regression", entry)
     print(headline("regression", entry))
     print(f"results: {path}")
     return 0

@@ -32,6 +32,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.reports.html import default_report_path, write_report
 
     out = args.out if args.out is not None else default_report_path(args.run_dirs)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from simclr.commands.common import add_command, add_run_arguments, session_from_args, show_progress
+from simclr.commands.common import add_command, add_run_arguments, session_from_args
 from simclr.evaluation.options import SupervisedOptions
+from simclr.progress import show_progress
 from simclr.settings import add_settings_flags, settings_from_args
 
 EXAMPLES = (
@@ -26,15 +27,17 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, so that 'simclr --help' does not load torch
+    from simclr.evaluation.classifiers.supervised import run_supervised
+    from simclr.evaluation.recording import record
     from simclr.evaluation.results import headline
-    from simclr.evaluation.supervised import run_supervised
     from simclr.reports.eval_plots import write_classifier_plots
 
     options = settings_from_args(SupervisedOptions, args)
     show_progress()
     session = session_from_args(args)
     key, entry = run_supervised(session, options)
-    path = session.record(key, entry)
+    path = record(session, key, entry)
     write_classifier_plots(session, key, entry)
     print(headline(key, entry))
     print(f"results: {path}")

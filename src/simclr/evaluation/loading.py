@@ -55,6 +55,12 @@ class LoadedBackbone:
         """The image size the backbone was trained at (from the file's metadata, else the run's config)."""
         return self.metadata.image_size or int(config.image_size or 32)
 
+    def architecture(self, config: PretrainConfig) -> tuple[str, str | None]:
+        """``(backbone name, stem)`` (from the file's metadata, else the run's config); the stem is None for a
+        timm model or a module of one's own."""
+        meta = self.metadata
+        return meta.backbone or config.backbone, meta.stem or backbone_stem(config, self.image_size(config))
+
     def describe(self) -> dict[str, object]:
         """The ``backbone`` block of the evaluation results."""
         meta = self.metadata

@@ -1,6 +1,8 @@
 """The settings of the evaluation commands, one dataclass each; the CLI generates their flags from the fields.
 
-This module imports no torch, so ``simclr --help`` stays fast.
+:class:`EvalSessionOptions` are the flags every evaluation command shares; each command adds its own
+(:class:`EvaluateCommandOptions` for ``simclr evaluate``, :class:`LinearEvalOptions`, ...). This module imports no
+torch, so ``simclr --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -9,13 +11,10 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from simclr.errors import UserError
 from simclr.settings import parse_size, positive_int, setting
-
-if TYPE_CHECKING:  # heads import torch; this module must not
-    from simclr.evaluation.heads import HeadSpec
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
@@ -73,6 +72,23 @@ def parse_head_dims(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def parse_label_fractions(text: str) -> tuple[float, ...]:
+    """``"0.01,0.1,1"`` -> the fractions in increasing order; each in (0, 1].
+
+    >>> parse_label_fractions("1,0.1, 0.01")
+    (0.01, 0.1, 1.0)
+    """
+    try:
+        values = sorted({float(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise UserError(
+            f"--label-fractions {text!r}: give fractions in (0, 1] separated by commas, e.g. 0.1,1"
+        ) from None
+    if not values or not all(math.isfinite(v) and 0.0 < v <= 1.0 for v in values):
+        raise UserError(f"--label-fractions {text!r}: every fraction must be in (0, 1], e.g. 0.01,0.1,0.5,1")
+    return tuple(values)
+
+
 DEFAULT_MAX_ITER = 500  # Foster et al.'s 500 L-BFGS steps
 
 
@@ -82,8 +98,9 @@ def check_tta(views: int) -> None:
 
 
 @dataclass(frozen=True)
-class EvalOptions:
-    """What every evaluation command shares: where the data is, how much of it, on which device."""
+class EvalSessionOptions:
+    """What every evaluation command shares, the settings of its :class:`~simclr.evaluation.session.EvalSession`:
+    where the data is, how much of it, on which device, with which seed and memory budget."""
 
     data_dir: Path | None = setting("where the dataset is (default: the run's --data-dir)", None)
     limit_train_images: int | None = setting(
@@ -193,7 +210,7 @@ class KNNOptions:
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
+class EvaluateCommandOptions:
     """``simclr evaluate``: the dataset's standard protocol, plots and the report."""
 
     method: str = setting("2-D map of the test embeddings", "tsne", choices=("tsne", "umap"))
@@ -239,8 +256,6 @@ class EvaluateOptions:
     def validate(self) -> None:
         check_tta(self.tta)
         if self.label_fractions is not None:
-            from simclr.evaluation.label_efficiency import parse_label_fractions
-
             parse_label_fractions(self.label_fractions)
         if self.neighbors < 2:
             raise UserError(f"--neighbors must be >= 2, got {self.neighbors}")
@@ -253,8 +268,9 @@ class EvaluateOptions:
 
 
 @dataclass(frozen=True)
-class TrainConfig(ClassifierLoss):
-    """How the fine-tuning loop trains. ``patience`` 0 never stops early; ``keep_best`` restores the weights of
+class ClassifierTrainingOptions(ClassifierLoss):
+    """How the classifier loop of :mod:`simclr.evaluation.classifiers.fitting` trains (fine-tuning, the supervised
+    baseline, the SGD linear probe). ``patience`` 0 never stops early; ``keep_best`` restores the weights of
     the epoch with the lowest validation loss (else the last epoch's weights are scored). ``eval_batch_size``
     and ``seed`` come from the evaluation session, not from flags of their own."""
 
@@ -326,7 +342,7 @@ class TrainConfig(ClassifierLoss):
 
 
 @dataclass(frozen=True)
-class FinetuneOptions(TrainConfig):
+class FinetuneOptions(ClassifierTrainingOptions):
     """``simclr finetune``: the loop's settings plus the label subset, the head and the augmentation."""
 
     label_fraction: float | None = setting(
@@ -364,13 +380,6 @@ class FinetuneOptions(TrainConfig):
         "stratified part of the labelled images held out for early stopping (0: none, last epoch)", 0.1
     )
     crop_min_scale: float = setting("smallest crop area of the training augmentation", 0.08)
-
-    def head_spec(self) -> HeadSpec:
-        from simclr.evaluation.heads import HeadSpec
-
-        return HeadSpec(
-            kind=self.head, hidden_dim=self.hidden_dim, dropout=self.dropout, hidden_dims=tuple(self.head_dims or ())
-        )
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,19 @@ Layout (``schema_version`` 1)::
 
 Every ``protocol`` holds at least ``backbone_sha256``, ``seed`` and the split sizes, so two results are
 comparable at a glance; re-running a method replaces its entry, other entries are kept. Writes are
-atomic (temporary file + rename): an interrupted evaluation never leaves a half-written file.
+atomic (:mod:`simclr.atomic`): an interrupted evaluation never leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from simclr.atomic import write_text_atomic
 from simclr.errors import UserError
 from simclr.rundir import EVAL_METRICS_FILE, EvalDir
 
@@ -121,13 +121,7 @@ def record_result(
     doc["dataset"] = dict(dataset)
     doc["backbone"] = dict(backbone)
     doc["results"][key] = dict(entry)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as handle:
-        json.dump(_json_safe(doc), handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(_json_safe(doc), indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -1,4 +1,5 @@
-"""The pictures ``simclr evaluate`` adds to a run: curves, confusion matrix, embedding map, views.
+"""The pictures ``simclr evaluate`` adds to a run: curves, confusion matrix, embedding map, views, and the
+accuracy of the backbones a run kept.
 
 Each is drawn from what evaluation already computed (cached test features, the linear probe's
 confusion matrix) so pictures and numbers always describe the same weights.
@@ -14,7 +15,8 @@ from typing import Any
 import torch
 
 from simclr.errors import UserError
-from simclr.evaluation.options import EvaluateOptions
+from simclr.evaluation.options import EvaluateCommandOptions
+from simclr.evaluation.protocols.checkpoint_scan import CheckpointScan
 from simclr.evaluation.session import EvalSession
 from simclr.reports.plots import (
     AUGMENTED_VIEWS,
@@ -24,6 +26,7 @@ from simclr.reports.plots import (
     ROBUSTNESS,
     TRAINING_CURVES,
     confusion_matrix_file,
+    plot_checkpoint_scan,
     plot_confusion_matrix,
     plot_embedding_map,
     plot_learning_curves,
@@ -43,7 +46,7 @@ def augmented_view_examples(
     session: EvalSession, count: int = VIEW_GRID_IMAGES, seed: int = 0
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``count`` training images and two of their training views, un-normalised to [0, 1]."""
-    store = session.stores["train"]
+    store = session.splits["train"]
     index = torch.randperm(len(store), generator=torch.Generator().manual_seed(seed))[:count].sort().values
     info, size = session.info, session.image_size
     views = build_views(size, view_config(session.config, info, size), n_views=2, rerender=info.regression)
@@ -64,7 +67,7 @@ def augmented_view_examples(
 def write_eval_plots(
     session: EvalSession,
     results: Mapping[str, Any],
-    options: EvaluateOptions | None = None,
+    options: EvaluateCommandOptions | None = None,
     *,
     projection: torch.nn.Module | None = None,
     max_points: int = 2000,
@@ -72,7 +75,7 @@ def write_eval_plots(
     """Draw every picture that applies to this run into its evaluation's plots folder; returns the files.
     ``options`` choose the embedding map (method, neighbourhood, supervision); with ``projection`` (the run's
     head) the map shows the head's output instead of the backbone features."""
-    options = options or EvaluateOptions()
+    options = options or EvaluateCommandOptions()
     out_dir = session.ref.eval.plots
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -83,7 +86,7 @@ def write_eval_plots(
         if key in results:
             written += _confusion_matrix(out_dir, key, results[key])
     test = session.features("test")
-    store = session.stores["test"]
+    store = session.splits["test"]
     mapped = test.features
     if projection is not None:
         with torch.no_grad():
@@ -186,3 +189,8 @@ def write_classifier_plots(session: EvalSession, key: str, entry: Mapping[str, A
     except UserError as exc:
         log.warning("%s plots not drawn: %s", key, exc)
         return []
+
+
+def write_checkpoint_scan_plot(scan: CheckpointScan, out: Path) -> Path:
+    """The top-1 of every kept backbone against the epochs it trained (``simclr evaluate --checkpoint all``)."""
+    return plot_checkpoint_scan(scan.epochs, scan.top1_by_method(), out)

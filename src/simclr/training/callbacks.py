@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from simclr.data.store import ImageStore
 from simclr.errors import Interrupted
 from simclr.evaluation.features import extract_features
-from simclr.evaluation.knn import knn_accuracy
+from simclr.evaluation.protocols.knn import knn_accuracy
 from simclr.models.backbone_file import BackboneMetadata, write_backbone
 from simclr.rundir import RunDir
 from simclr.training.metrics_file import MetricsFile

@@ -32,7 +32,8 @@ from torch import Tensor
 from simclr.data.store import ImageStore
 from simclr.data.streaming import SplitImages
 from simclr.evaluation.features import eval_mode
-from simclr.evaluation.regression import linear_regression
+from simclr.evaluation.protocols.regression import linear_regression
+from simclr.evaluation.recording import base_protocol
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 from simclr.evaluation.view_features import ViewEncoder
@@ -141,13 +142,13 @@ def run_invariance(
     (docs/REPRODUCING.md, "Invariance")."""
     start = time.perf_counter()
     seed = session.options.seed
-    if session.stores["train"].factors is not None:
+    if session.splits["train"].factors is not None:
         encoder = session.view_encoder()
     else:  # every view shows its jitter parameters: jitter always on, never grayscale
         base = view_config(session.config, session.info, session.image_size)
         encoder = session.view_encoder(replace(base, jitter_p=1.0, grayscale_p=0.0))
-    test = _subset(session.stores["test"], max_images, seed)
-    train = _subset(session.stores["train"], max_images, seed + 1)
+    test = _subset(session.splits["test"], max_images, seed)
+    train = _subset(session.splits["train"], max_images, seed + 1)
     gen = torch.Generator().manual_seed(seed * 1000 + 77)
     per_view = torch.stack([encoder.encode(test, gen)[0] for _ in range(views)])
     cond_var = conditional_variance(per_view, gen)
@@ -172,7 +173,7 @@ def run_invariance(
         "augmentation_regression": regression.metrics,
     }
     protocol = {
-        **session.base_protocol(),
+        **base_protocol(session),
         "views_per_image": views,
         "n_images_conditional_variance": len(test),
         "n_fit_augmentation_regression": len(train),

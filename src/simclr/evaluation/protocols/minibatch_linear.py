@@ -1,6 +1,6 @@
 """The linear probe's objective fitted by mini-batch SGD, for features too big for a full-batch L-BFGS fit.
 
-The model and the objective are those of :func:`simclr.evaluation.lbfgs.fit_linear` (mean loss plus
+The model and the objective are those of :func:`simclr.evaluation.protocols.lbfgs.fit_linear` (mean loss plus
 ``l2 * ||W||^2``, bias not penalised, on standardised features), so the L2 selection and the reported
 protocol stay the same; only the optimiser changes. Full-batch L-BFGS holds the standardised feature matrix
 beside the features; ImageNet's 1.28M ResNet-50 features take 10 GB, so above the memory budget the fit
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from simclr.evaluation.lbfgs import LinearFit, data_loss
+from simclr.evaluation.protocols.lbfgs import LinearFit, data_loss
 from simclr.optim.schedules import WarmupCosineLR
 
 FULL_BATCH_COPIES = 3  # the features, their standardised copy, and the fit part's copy during the L2 search
@@ -46,7 +46,8 @@ class MinibatchSettings:
 def chunked_standardizer(
     features: Tensor, rows: Tensor, standardize: bool, chunk: int = 65_536
 ) -> tuple[Tensor, Tensor]:
-    """:func:`~simclr.evaluation.lbfgs.standardizer` of ``features[rows]``, summed chunk by chunk in float64."""
+    """:func:`~simclr.evaluation.protocols.lbfgs.standardizer` of ``features[rows]``, summed chunk by chunk in
+    float64."""
     dim = features.shape[1]
     if not standardize:
         return torch.zeros(dim), torch.ones(dim)
@@ -74,7 +75,7 @@ def fit_linear_minibatch(
     init: LinearFit | None = None,
     focal_gamma: float = 0.0,
 ) -> LinearFit:
-    """Minimise the objective of :func:`~simclr.evaluation.lbfgs.fit_linear` over ``features[rows]`` by
+    """Minimise the objective of :func:`~simclr.evaluation.protocols.lbfgs.fit_linear` over ``features[rows]`` by
     mini-batch SGD, gathering one batch of rows at a time; ``init`` warm-starts as there."""
     if loss not in ("ce", "mse"):
         raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from simclr.evaluation.session import EvalSession
+from simclr.evaluation.metrics import classification_metrics
+from simclr.evaluation.recording import base_protocol
+from simclr.evaluation.results import make_entry
+from simclr.evaluation.session import EvalSession
 
 log = logging.getLogger("simclr")
 
@@ -105,14 +107,11 @@ def run_knn(session: EvalSession, *, ks: Sequence[int] = (200, 20), temperature:
     A k larger than the bank runs as the bank size: the block is keyed by that k (``--k 100000`` on 77
     images gives ``k77``), the protocol's ``k`` lists the k values that ran, ``k_requested`` those asked
     for, and ``k_capped`` says which were capped (also logged)."""
-    from simclr.evaluation.metrics import classification_metrics
-    from simclr.evaluation.results import make_entry
-
-    session.require_classes("kNN classification")
+    session.splits.require_classes("kNN classification")
     start = time.perf_counter()
     train = session.features("train")
     test = session.features("test")
-    store = session.stores["train"]
+    store = session.splits["train"]
     ran, capped = capped_ks(ks, train.features.shape[0])
     for note in capped:
         log.warning("knn: k %s", note)
@@ -123,7 +122,7 @@ def run_knn(session: EvalSession, *, ks: Sequence[int] = (200, 20), temperature:
         votes = scores / scores.sum(1, keepdim=True).clamp_min(1e-12)
         metrics[f"k{k}"] = classification_metrics(scores, test.labels, store.class_names, probabilities=votes)
     protocol = {
-        **session.base_protocol(),
+        **base_protocol(session),
         "k": ran,
         "k_requested": list(ks),
         **({"k_capped": "; ".join(capped)} if capped else {}),

@@ -3,13 +3,12 @@
 The folder is read a piece at a time (:func:`simclr.data.imagefolder.image_folder_chunks`, as ``simclr embed``
 reads it), so its size is not bounded by memory; files that cannot be decoded (or links leading outside the
 folder) are skipped and counted. Images are decoded at the size the classifier's run stored them and fed to it
-as it was evaluated (:class:`simclr.evaluation.finetune.InputPipeline`'s un-augmented path).
+as it was evaluated (:class:`simclr.evaluation.classifiers.inputs.InputPipeline`'s un-augmented path).
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from simclr.atomic import atomic_write
 from simclr.data.folder_listing import scan_image_folder
 from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
-from simclr.evaluation.embed import utf8_text
-from simclr.evaluation.finetune import InputPipeline, predict
-from simclr.evaluation.heads import Classifier
-from simclr.evaluation.saved_classifier import ClassifierMetadata
+from simclr.evaluation.classifiers.classifier_heads import Classifier
+from simclr.evaluation.classifiers.inputs import InputPipeline, predict_logits
+from simclr.evaluation.classifiers.saved_classifier import ClassifierMetadata
+from simclr.evaluation.inference.embed import utf8_text
 from simclr.rundir import RunDir
 
 __all__ = ["FORMATS", "PREFERENCE", "Predictions", "choose_classifier", "predict_folder", "write_predictions"]
@@ -100,7 +100,7 @@ def predict_folder(
     ):
         skipped += piece.skipped
         if len(piece):
-            logits = predict(
+            logits = predict_logits(
                 model, pipeline, piece.images, batch_size=batch_size, device=device, autocast_dtype=autocast_dtype
             )
             values, indices = logits.float().softmax(1).topk(top_k, dim=1)
@@ -144,20 +144,18 @@ def _columns(preds: Predictions) -> dict[str, list[object]]:
 def write_predictions(preds: Predictions, out: Path) -> None:
     """``.csv`` or ``.parquet`` (:func:`_columns`), written atomically (temporary file, then rename)."""
     columns = _columns(preds)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        if out.suffix == ".csv":
-            with tmp.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(columns)
-                writer.writerows(zip(*columns.values(), strict=True))
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        with atomic_write(out) as tmp:
+            if out.suffix == ".csv":
+                with tmp.open("w", newline="", encoding="utf-8") as handle:
+                    writer = csv.writer(handle)
+                    writer.writerow(columns)
+                    writer.writerows(zip(*columns.values(), strict=True))
+            else:
+                # pyarrow is an optional extra, imported only when a .parquet file is asked for
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            pq.write_table(pa.table(columns), tmp)
-        os.replace(tmp, out)
+                pq.write_table(pa.table(columns), tmp)
     except OSError as exc:  # a full disk, a folder without write permission: the user's to fix
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; free space or choose another --out") from None
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -13,26 +13,24 @@ The weights are read as pretraining's ``--weights imagenet`` reads them
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from simclr.errors import UserError
-from simclr.evaluation.finetune import InputPipeline, split_for_options, train_and_test
+from simclr.evaluation.classifiers.classifier_heads import HeadSpec
+from simclr.evaluation.classifiers.fitting import train_and_test
+from simclr.evaluation.classifiers.inputs import InputPipeline
+from simclr.evaluation.classifiers.training_labels import split_for_options
 from simclr.evaluation.options import SupervisedOptions
+from simclr.evaluation.session import EvalSession
 from simclr.models.backbones import (
     INITIAL_WEIGHTS,
     build_backbone,
-    imagenet_cache_file,
-    imagenet_weights,
     load_imagenet_backbone,
 )
-from simclr.resolve import backbone_stem
 
-if TYPE_CHECKING:
-    from simclr.evaluation.session import EvalSession
-
-__all__ = ["SUPERVISED_WEIGHTS", "imagenet_cache_file", "imagenet_weights", "load_imagenet_backbone", "run_supervised"]
+__all__ = ["SUPERVISED_WEIGHTS", "run_supervised"]
 
 SUPERVISED_WEIGHTS: tuple[str, ...] = INITIAL_WEIGHTS  # as pretraining's --weights
 DEFAULT_IMAGENET_SIZE = 224
@@ -58,10 +56,10 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         else (1.0 if weights == "none" else 0.1),
     )
     config.validate()
-    session.require_classes("the supervised baseline")
-    name = session.backbone.metadata.backbone or session.config.backbone
+    session.splits.require_classes("the supervised baseline")
+    name, run_stem = session.backbone.architecture(session.config)
     if weights == "none":
-        stem = session.backbone.metadata.stem or backbone_stem(session.config, session.image_size)
+        stem = run_stem
         torch.manual_seed(config.seed)
         module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
         size = image_size or session.image_size
@@ -82,7 +80,7 @@ def run_supervised(session: EvalSession, options: SupervisedOptions | None = Non
         method=key,
         backbone=module,
         feature_dim=feature_dim,
-        head=config.head_spec(),
+        head=HeadSpec.of(config),
         freeze_backbone=config.freeze_backbone,
         pipeline=InputPipeline(size, mean, std, (config.crop_min_scale, 1.0)),  # type: ignore[arg-type]
         split=split,

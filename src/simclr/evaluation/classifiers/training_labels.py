@@ -1,4 +1,5 @@
-"""Which training labels a semi-supervised evaluation may use: a stratified, seeded label subset.
+"""Which training labels a classifier trains on: a stratified, seeded label subset (or a subset file's labelled
+part), and the part of it held out for validation.
 
 Label-efficiency protocols fine-tune on a part of the labelled training set: SimCLR (Chen et al.
 2020, arXiv:2002.05709, sec. 7 / Table 7) on 1% and 10% of ImageNet's labels, SimCLR-Lightning on a
@@ -11,16 +12,26 @@ gives the same images.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from simclr.data.sampling import per_class_subset, stratified_subset
+from simclr.data.sampling import per_class_subset, split_train_val, stratified_subset
 from simclr.data.subset_file import parse_subset_choice
 from simclr.errors import UserError
+from simclr.evaluation.options import FinetuneOptions
+from simclr.evaluation.session import EvalSession
 
-__all__ = ["choose_labelled", "label_subset", "label_subset_protocol"]
+__all__ = [
+    "LabelledSplit",
+    "choose_labelled",
+    "label_subset",
+    "label_subset_protocol",
+    "split_for_options",
+    "split_labelled",
+]
 
 
 def _check_labels(labels: Tensor) -> Tensor:
@@ -115,3 +126,55 @@ def choose_labelled(
         "subset_file": str(choice.path),
         "subset_sha256": choice.sha256(),
     }
+
+
+@dataclass
+class LabelledSplit:
+    """Indices into the training split: the labelled subset, and its fit and validation parts."""
+
+    labelled: Tensor
+    fit: Tensor
+    val: Tensor
+
+
+def split_labelled(
+    labels: Tensor,
+    *,
+    fraction: float | None = None,
+    per_class: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    labelled: Tensor | None = None,
+) -> LabelledSplit:
+    """Keep a stratified label subset (all labels when neither ``fraction`` nor ``per_class`` is
+    given; the indices ``labelled`` when given), then hold out a stratified ``val_fraction`` of it for
+    model selection (``0``: none).
+
+    The subset is drawn with ``seed`` and the validation part with ``seed + 1``; fit and validation
+    are disjoint and together are the labelled subset.
+    """
+    if labelled is None:
+        if fraction is None and per_class is None:
+            fraction = 1.0
+        labelled = label_subset(labels, fraction=fraction, per_class=per_class, seed=seed)
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be in [0, 1) (0: no validation split), got {val_fraction}")
+    if val_fraction == 0.0:
+        return LabelledSplit(labelled, labelled, labelled[:0])
+    fit, val = split_train_val(labels[labelled], val_fraction, seed + 1)
+    return LabelledSplit(labelled, labelled[fit], labelled[val])
+
+
+def split_for_options(session: EvalSession, options: FinetuneOptions) -> tuple[LabelledSplit, dict[str, Any]]:
+    """The fit / validation split a fine-tuning (or supervised baseline) trains on, from its label options,
+    and the protocol fields that name the labels used."""
+    labels = session.splits["train"].labels
+    labelled, protocol = choose_labelled(
+        labels,
+        dataset=session.config.dataset,
+        fraction=options.label_fraction,
+        per_class=options.labels_per_class,
+        subset=options.subset,
+        seed=options.seed,
+    )
+    return split_labelled(labels, labelled=labelled, val_fraction=options.val_fraction, seed=options.seed), protocol

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simclr.errors import UserError
-from simclr.evaluation.finetune import split_labelled
-from simclr.evaluation.label_subsets import label_subset, label_subset_protocol
+from simclr.evaluation.classifiers.training_labels import label_subset, label_subset_protocol, split_labelled
 
 
 def _labels(counts: list[int], seed: int = 0) -> torch.Tensor:

@@ -12,18 +12,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from simclr.data.sampling import split_train_val
-from simclr.evaluation.lbfgs import LinearFit, fit_with_chosen_l2, lbfgs_protocol
+from simclr.errors import UserError
 from simclr.evaluation.metrics import regression_metrics
 from simclr.evaluation.options import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, RegressOptions
-
-if TYPE_CHECKING:
-    from simclr.evaluation.session import EvalSession
+from simclr.evaluation.protocols.lbfgs import LinearFit, fit_with_chosen_l2, lbfgs_protocol
+from simclr.evaluation.recording import base_protocol
+from simclr.evaluation.results import make_entry
+from simclr.evaluation.session import EvalSession
+from simclr.views.spirograph import GENERATIVE_NAMES
 
 
 @dataclass
@@ -82,14 +84,10 @@ def linear_regression(
 def run_regression(session: EvalSession, options: RegressOptions | None = None) -> dict[str, Any]:
     """Factor regression of a Spirograph run on freshly rendered views; ``passes`` > 1 averages the
     features of that many renders. Returns its entry of the results."""
-    from simclr.errors import UserError
-    from simclr.evaluation.results import make_entry
-    from simclr.views.spirograph import GENERATIVE_NAMES
-
     options = options or RegressOptions()
     passes, grid, val_fraction = options.passes, options.l2_grid, options.val_fraction
     standardize, max_iter = options.standardize, options.max_iter
-    if session.stores["train"].factors is None:
+    if session.splits["train"].factors is None:
         raise UserError(
             f"{session.config.dataset} has no generative factors to regress; 'simclr regress' is for spirograph runs, "
             "use 'simclr linear-eval' for labelled datasets"
@@ -111,7 +109,7 @@ def run_regression(session: EvalSession, options: RegressOptions | None = None) 
         seed=session.options.seed,
     )
     protocol = {
-        **session.base_protocol(),
+        **base_protocol(session),
         "regressor": "linear",
         "objective": "mean over images of the summed squared error + l2 * ||W||^2 (bias not penalised)",
         "targets": list(GENERATIVE_NAMES),

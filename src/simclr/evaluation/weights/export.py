@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from simclr.atomic import atomic_write
 from simclr.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported when a file is written, so the CLI's parser stays light
@@ -51,8 +51,7 @@ def export_backbone(loaded: LoadedBackbone, fmt: str, out: Path, image_size: int
     module = loaded.module.eval().cpu()
     example = torch.zeros(1, 3, image_size, image_size)
     metadata = {**loaded.metadata.to_strings(), "feature_dim": str(loaded.feature_dim), "sha256": loaded.sha256}
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(out) as tmp:
         if fmt == "state_dict":
             # the plain mapping torchvision's load_state_dict takes; torch.load(weights_only=True) reads it
             torch.save(module.state_dict(), tmp)
@@ -64,9 +63,6 @@ def export_backbone(loaded: LoadedBackbone, fmt: str, out: Path, image_size: int
                 torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
         else:
             _export_onnx(module, example, tmp, metadata)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -2,8 +2,8 @@
 
 One classifier (or, on Spirograph, one factor regression) is fitted on the clean training features; it then
 scores the clean test split and every shift at each strength. Images are shifted by
-:data:`~simclr.evaluation.shifts.IMAGE_SHIFTS`; Spirograph's test factors are re-rendered with nuisance
-parameters shifted by :data:`~simclr.evaluation.shifts.NUISANCE_SHIFTS` (Foster et al. 2020).
+:data:`~simclr.evaluation.protocols.shifts.IMAGE_SHIFTS`; Spirograph's test factors are re-rendered with nuisance
+parameters shifted by :data:`~simclr.evaluation.protocols.shifts.NUISANCE_SHIFTS` (Foster et al. 2020).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import torch
 from torch import Tensor
 
 from simclr.evaluation.features import extract_features
-from simclr.evaluation.linear import linear_probe
 from simclr.evaluation.metrics import regression_metrics
-from simclr.evaluation.regression import linear_regression
+from simclr.evaluation.protocols.linear import linear_probe
+from simclr.evaluation.protocols.regression import linear_regression
+from simclr.evaluation.protocols.shifts import IMAGE_SHIFTS, NUISANCE_SHIFTS, Shift, shifted_batches
+from simclr.evaluation.recording import base_protocol
+from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
-from simclr.evaluation.shifts import IMAGE_SHIFTS, NUISANCE_SHIFTS, Shift, shifted_batches
 from simclr.evaluation.view_features import ViewDraw
 
 log = logging.getLogger("simclr")
@@ -33,15 +35,13 @@ OnBatch = Callable[[int], None] | None
 
 def run_robustness(session: EvalSession) -> dict[str, Any]:
     """Clean and shifted test scores of a run: top-1 for classes, factor MSE for Spirograph."""
-    from simclr.evaluation.results import make_entry
-
     start = time.perf_counter()
-    regression = session.stores["train"].factors is not None
+    regression = session.splits["train"].factors is not None
     if not regression:
-        session.require_classes("the robustness study")
+        session.splits.require_classes("the robustness study")
     shifts = NUISANCE_SHIFTS if regression else IMAGE_SHIFTS
     shifted_sets = sum(len(shift.strengths) for shift in shifts.values())
-    on_batch = session.counter("test (shifted)", shifted_sets * len(session.stores["test"]))
+    on_batch = session.counter("test (shifted)", shifted_sets * len(session.splits["test"]))
     if regression:
         score, clean_features, shifted_features = _factor_regression(session, on_batch)
         metric = "mse"
@@ -64,7 +64,7 @@ def run_robustness(session: EvalSession) -> dict[str, Any]:
             rows.append({"shift": shift.name, "strength": strength, "score": value, "change": value - clean})
             log.info("robustness: %s %+g: %.4f (clean %.4f)", shift.name, strength, value, clean)
     protocol = {
-        **session.base_protocol(),
+        **base_protocol(session),
         "read_out": read_out,
         "fitted_on": "clean training features; the same read-out scores every shifted test set",
         "score": metric,
@@ -79,7 +79,7 @@ def _linear_probe(session: EvalSession, on_batch: OnBatch) -> tuple[Callable[[Te
     """The probe's top-1, the clean test features, and the features of shifted test images (counted by
     ``on_batch``)."""
     train, test = session.features("train"), session.features("test")
-    store = session.stores["train"]
+    store = session.splits["train"]
     probe = linear_probe(
         train.features, train.labels, test.features, test.labels,
         num_classes=store.num_classes, class_names=store.class_names, seed=session.options.seed,
@@ -91,7 +91,7 @@ def _linear_probe(session: EvalSession, on_batch: OnBatch) -> tuple[Callable[[Te
 
     def shifted(shift: Shift, strength: float) -> Tensor:
         batch_size = session.options.batch_size
-        batches = shifted_batches(session.stores["test"].batches(batch_size), shift, strength, session.options.seed)
+        batches = shifted_batches(session.splits["test"].batches(batch_size), shift, strength, session.options.seed)
         info = session.info
         return extract_features(
             session.backbone.module, batches, info.mean, info.std,
@@ -110,7 +110,7 @@ def _factor_regression(
     The clean test set is rendered with one seeded nuisance draw and every shift moves that same draw, so
     strength 0 of any shift gives exactly the clean features."""
     train = session.features("train", tta=1, fresh_nuisance=True)  # the regression protocol's training features
-    test = session.stores["test"].load()  # Spirograph splits are rendered in memory
+    test = session.splits["test"].load()  # Spirograph splits are rendered in memory
     assert train.factors is not None and test.factors is not None
     encoder = session.view_encoder()
     drawn = encoder.draw(test, torch.Generator().manual_seed(session.options.seed)).params

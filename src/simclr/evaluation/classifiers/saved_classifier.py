@@ -11,6 +11,7 @@ network sees. safetensors holds no code, so a hostile file can at worst fail to 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,13 +20,16 @@ from typing import Any
 from torch import nn
 
 from simclr.errors import UserError
-from simclr.evaluation.heads import Classifier, HeadSpec, StandardizedLinear
+from simclr.evaluation.classifiers.classifier_heads import Classifier, HeadSpec, StandardizedLinear
 from simclr.evaluation.loading import MAX_IMAGE_SIZE, file_sha256, load_weights
+from simclr.evaluation.session import EvalSession
 from simclr.models.backbone_file import read_backbone_tensors, write_safetensors
 from simclr.models.backbones import STEMS, build_backbone, is_torchvision_backbone
 from simclr.rundir import CLASSIFIER_FILE
 
-__all__ = ["FORMAT", "ClassifierMetadata", "load_classifier", "save_classifier"]
+__all__ = ["FORMAT", "ClassifierMetadata", "load_classifier", "save_classifier", "save_trained_classifier"]
+
+log = logging.getLogger("simclr")
 
 FORMAT = "simclr-classifier/1"
 HEAD_PREFIX = "head."
@@ -38,10 +42,10 @@ class ClassifierMetadata:
 
     ``decode_size`` is the side images are decoded to (the run's image size), ``image_size`` the side the
     network sees (they differ when the supervised baseline upsamples to 224 px for ImageNet weights).
-    ``head`` is :class:`~simclr.evaluation.heads.HeadSpec`'s fields, or ``{"kind": "standardized_linear"}``
-    for the L-BFGS probe. ``backbone_sha256`` names the run's backbone file: the one referenced by
-    ``backbone_file`` (relative to the classifier's folder) when its weights are not included, else the one the
-    classifier was compared with or fine-tuned from.
+    ``head`` is :class:`~simclr.evaluation.classifiers.classifier_heads.HeadSpec`'s fields, or
+    ``{"kind": "standardized_linear"}`` for the L-BFGS probe. ``backbone_sha256`` names the run's backbone file:
+    the one referenced by ``backbone_file`` (relative to the classifier's folder) when its weights are not
+    included, else the one the classifier was compared with or fine-tuned from.
     """
 
     protocol: str
@@ -158,6 +162,43 @@ def save_classifier(
         metadata = replace(metadata, backbone_file=reference)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_safetensors(path, tensors, metadata.to_strings())
+    return path
+
+
+def save_trained_classifier(
+    session: EvalSession,
+    protocol: str,
+    model: Classifier,
+    head: dict[str, Any],
+    *,
+    image_size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    feature_dim: int,
+    architecture: tuple[str, str | None] | None = None,
+) -> Path:
+    """Keep what ``protocol`` trained in ``session`` as ``EVAL_DIR/<protocol>/classifier...`` for ``simclr
+    predict``. ``architecture`` (name, stem) is given for a backbone that is not the run's (the supervised
+    baseline); the backbone's weights are then included, as they are for any backbone that trained or was
+    randomly initialised. The run's own backbone, frozen, is referenced by path and SHA-256 instead of copied."""
+    name, stem = architecture or session.backbone.architecture(session.config)
+    referenced = architecture is None and model.freeze_backbone and not session.options.random_weights
+    metadata = ClassifierMetadata(
+        protocol=protocol,
+        class_names=tuple(session.splits["train"].class_names),
+        mean=mean,
+        std=std,
+        image_size=image_size,
+        decode_size=session.image_size,
+        backbone=name,
+        stem=stem,
+        feature_dim=feature_dim,
+        head=head,
+        backbone_sha256=session.backbone.sha256,
+    )
+    backbone_path = session.ref.backbone_path if referenced else None
+    path = save_classifier(session.ref.eval.classifier(protocol), model, metadata, backbone_path=backbone_path)
+    log.info("%s: classifier saved to %s", protocol, path)
     return path
 
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from simclr.evaluation.knn import run_knn
-from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.options import LinearEvalOptions, RegressOptions
-from simclr.evaluation.regression import run_regression
+from simclr.evaluation.protocols.knn import run_knn
+from simclr.evaluation.protocols.linear import run_linear_eval
+from simclr.evaluation.protocols.regression import run_regression
+from simclr.evaluation.recording import record
 from simclr.evaluation.session import EvalSession
 
 
 def run_standard_protocol(session: EvalSession, *, tta: int = 0) -> dict[str, dict[str, Any]]:
     """Run and record every standard method for the session's dataset; returns ``{key: entry}``."""
     results: dict[str, dict[str, Any]] = {}
-    if session.stores["train"].factors is not None:
+    if session.splits["train"].factors is not None:
         plan: list[tuple[str, Any]] = [
             ("regression", lambda: run_regression(session, RegressOptions(passes=max(1, tta))))
         ]
@@ -30,6 +31,6 @@ def run_standard_protocol(session: EvalSession, *, tta: int = 0) -> dict[str, di
     for key, method in plan:
         with session.stage(key):
             entry = method()
-        session.record(key, entry)
+        record(session, key, entry)
         results[key] = entry
     return results

@@ -12,22 +12,23 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from simclr.data.sampling import split_train_val
+from simclr.evaluation.classifiers.classifier_heads import Classifier, StandardizedLinear
+from simclr.evaluation.classifiers.saved_classifier import save_trained_classifier
 from simclr.evaluation.features import eval_mode
-from simclr.evaluation.heads import Classifier, StandardizedLinear
-from simclr.evaluation.lbfgs import LinearFit, Solver, fit_with_chosen_l2, lbfgs_protocol
 from simclr.evaluation.metrics import classification_metrics
-from simclr.evaluation.minibatch_linear import MinibatchSettings, fit_linear_minibatch, full_batch_bytes
 from simclr.evaluation.options import DEFAULT_L2_GRID, DEFAULT_MAX_ITER, LinearEvalOptions
+from simclr.evaluation.protocols.lbfgs import LinearFit, Solver, fit_with_chosen_l2, lbfgs_protocol
+from simclr.evaluation.protocols.minibatch_linear import MinibatchSettings, fit_linear_minibatch, full_batch_bytes
+from simclr.evaluation.recording import base_protocol
+from simclr.evaluation.results import make_entry
+from simclr.evaluation.session import EvalSession
 from simclr.settings import format_size
-
-if TYPE_CHECKING:
-    from simclr.evaluation.session import EvalSession
 
 log = logging.getLogger("simclr")
 
@@ -137,24 +138,22 @@ def _minibatch_if_too_big(features: Tensor, budget: int, seed: int) -> Minibatch
 def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = None) -> dict[str, Any]:
     """Linear probe of a run; returns its entry of the results. ``tta`` > 1 averages the features of that
     many augmented views (Foster et al. 2020's feature averaging) for both train and test."""
-    from simclr.evaluation.results import make_entry
-
     options = options or LinearEvalOptions()
     tta, grid, val_fraction = options.tta, options.l2_grid, options.val_fraction
     standardize, max_iter = options.standardize, options.max_iter
-    session.require_classes("linear evaluation")
+    session.splits.require_classes("linear evaluation")
     start = time.perf_counter()
     train = session.features("train", tta=tta)
     test = session.features("test", tta=tta)
-    stores = session.stores
-    minibatch = _minibatch_if_too_big(train.features, session.memory_budget, session.options.seed)
+    train_split = session.splits["train"]
+    minibatch = _minibatch_if_too_big(train.features, session.splits.memory_budget, session.options.seed)
     result = linear_probe(
         train.features,
         train.labels,
         test.features,
         test.labels,
-        num_classes=stores["train"].num_classes,
-        class_names=stores["train"].class_names,
+        num_classes=train_split.num_classes,
+        class_names=train_split.class_names,
         grid=grid,
         val_fraction=val_fraction,
         standardize=standardize,
@@ -164,7 +163,7 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
         focal_gamma=options.gamma,
     )
     protocol = {
-        **session.base_protocol(),
+        **base_protocol(session),
         "classifier": "multinomial logistic regression",
         "objective": f"mean {options.describe_loss()} + l2 * ||W||^2 (bias not penalised)",
         "tta": tta,
@@ -185,7 +184,8 @@ def run_linear_eval(session: EvalSession, options: LinearEvalOptions | None = No
     info = session.info
     # wrapping the frozen backbone puts it in eval mode; the caller's mode is restored (it may be training)
     with eval_mode(session.backbone.module) as backbone:
-        session.save_classifier(
+        save_trained_classifier(
+            session,
             "linear_tta" if tta > 1 else "linear",
             Classifier(backbone, result.head, freeze_backbone=True),
             {"kind": "standardized_linear"},

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr.errors import UserError
+from simclr.evaluation.options import FinetuneOptions
 
 __all__ = ["CLASSIFIER_HEADS", "Classifier", "HeadSpec", "StandardizedLinear", "build_classifier_head"]
 
@@ -74,8 +75,9 @@ def build_classifier_head(
 
 
 class StandardizedLinear(nn.Module):
-    """``((x - mean) / std) @ weight.T + bias``: the L-BFGS linear probe (:class:`simclr.evaluation.lbfgs.LinearFit`)
-    as a module, its feature standardisation kept as buffers so a saved probe scores raw backbone features.
+    """``((x - mean) / std) @ weight.T + bias``: the L-BFGS linear probe
+    (:class:`simclr.evaluation.protocols.lbfgs.LinearFit`) as a module, its feature standardisation kept as buffers
+    so a saved probe scores raw backbone features.
 
     >>> StandardizedLinear(512, 10)(torch.zeros(4, 512)).shape
     torch.Size([4, 10])
@@ -151,6 +153,16 @@ class HeadSpec:
     dropout: float = 0.5
     standardize: bool = False
     hidden_dims: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, options: FinetuneOptions) -> HeadSpec:
+        """The head that ``simclr finetune`` (or ``supervised``) asks for with ``--head`` and its widths."""
+        return cls(
+            kind=options.head,
+            hidden_dim=options.hidden_dim,
+            dropout=options.dropout,
+            hidden_dims=tuple(options.head_dims or ()),
+        )
 
     def build(self, in_dim: int, num_classes: int) -> nn.Module:
         return build_classifier_head(

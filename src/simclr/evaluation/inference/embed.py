@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from simclr.atomic import atomic_write
 from simclr.data.catalog import dataset_info
 from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
@@ -225,7 +225,8 @@ def utf8_text(name: str) -> str:
 
 
 def write_embeddings(emb: Embeddings, out: Path, fmt: str | None = None, *, absolute_paths: bool = False) -> list[Path]:
-    """Write atomically (temporary files, then rename; removed if anything fails); returns the files written.
+    """Write atomically (:func:`simclr.atomic.atomic_write`: nothing half-written is ever seen, and nothing is left
+    behind when writing fails); returns the files written.
 
     ``fmt`` is a key of :data:`SUFFIXES` (default: the one ``out``'s suffix names). ``.npz``: arrays
     ``embeddings``, ``file_names``, ``labels``, ``class_names`` and ``metadata`` (:meth:`Embeddings.metadata`
@@ -242,52 +243,58 @@ def write_embeddings(emb: Embeddings, out: Path, fmt: str | None = None, *, abso
     class_names = [utf8_text(name) for name in emb.class_names]
     labels = emb.labels.tolist()
     metadata = json.dumps(emb.metadata(absolute_paths), sort_keys=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     index = _index_path(out)
-    index_tmp = index.with_name(f".{index.name}.tmp")
-    written = [out]
     try:
-        if fmt == "npy":
-            np.save(tmp, emb.vectors)
-            with index_tmp.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["row", "file_name", "label", "class_name"])
-                for row, (name, label) in enumerate(zip(file_names, labels, strict=True)):
-                    writer.writerow([row, name, label, class_names[label] if label >= 0 else ""])
-            os.replace(index_tmp, index)
-            written.append(index)
-        elif fmt == "npz":
-            with tmp.open("wb") as handle:
-                np.savez(
-                    handle,
-                    embeddings=emb.vectors,
-                    file_names=np.array(file_names),
-                    labels=emb.labels,
-                    class_names=np.array(class_names),
-                    metadata=np.array(metadata),
-                )
-        elif fmt == "lightly-csv":
-            _write_lightly_csv(tmp, emb.vectors, file_names, labels)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.table(
-                {
-                    "file_name": file_names,
-                    "label": emb.labels,
-                    "class_name": [class_names[i] if i >= 0 else None for i in labels],
-                    "embedding": list(emb.vectors),
-                }
-            )
-            pq.write_table(table.replace_schema_metadata({METADATA_KEY: metadata}), tmp)
-        os.replace(tmp, out)
+        with atomic_write(out) as tmp:
+            if fmt == "npy":
+                with tmp.open("wb") as handle:
+                    np.save(handle, emb.vectors)
+                with atomic_write(index) as index_tmp:  # in place before the matrix it describes
+                    _write_index_csv(index_tmp, file_names, labels, class_names)
+            elif fmt == "npz":
+                with tmp.open("wb") as handle:
+                    np.savez(
+                        handle,
+                        embeddings=emb.vectors,
+                        file_names=np.array(file_names),
+                        labels=emb.labels,
+                        class_names=np.array(class_names),
+                        metadata=np.array(metadata),
+                    )
+            elif fmt == "lightly-csv":
+                _write_lightly_csv(tmp, emb.vectors, file_names, labels)
+            else:
+                _write_parquet(tmp, emb, file_names, class_names, metadata)
     except OSError as exc:  # a full disk, a folder without write permission: the user's to fix
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; free space or choose another --out") from None
-    finally:
-        for path in (tmp, index_tmp):
-            path.unlink(missing_ok=True)
-    return written
+    return [out, index] if fmt == "npy" else [out]
+
+
+def _write_index_csv(path: Path, file_names: list[str], labels: list[int], class_names: list[str]) -> None:
+    """The names and labels of a ``.npy`` matrix's rows: ``row, file_name, label, class_name``."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "file_name", "label", "class_name"])
+        for row, (name, label) in enumerate(zip(file_names, labels, strict=True)):
+            writer.writerow([row, name, label, class_names[label] if label >= 0 else ""])
+
+
+def _write_parquet(path: Path, emb: Embeddings, file_names: list[str], class_names: list[str], metadata: str) -> None:
+    """One row per image (``file_name``, ``label``, ``class_name``, ``embedding``), ``metadata`` under the
+    schema-metadata key :data:`METADATA_KEY`."""
+    # pyarrow is an optional extra, imported only when a .parquet file is asked for
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "file_name": file_names,
+            "label": emb.labels,
+            "class_name": [class_names[i] if i >= 0 else None for i in emb.labels.tolist()],
+            "embedding": list(emb.vectors),
+        }
+    )
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: metadata}), path)
 
 
 def _write_lightly_csv(path: Path, vectors: np.ndarray, file_names: list[str], labels: list[int]) -> None:

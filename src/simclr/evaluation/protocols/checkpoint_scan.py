@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from simclr.atomic import write_text_atomic
 from simclr.errors import UserError
-from simclr.evaluation.knn import run_knn
-from simclr.evaluation.linear import run_linear_eval
 from simclr.evaluation.loading import RunRef
-from simclr.evaluation.options import EvalOptions, LinearEvalOptions
-from simclr.evaluation.session import EvalSession, Progress
+from simclr.evaluation.options import EvalSessionOptions, LinearEvalOptions
+from simclr.evaluation.protocols.knn import run_knn
+from simclr.evaluation.protocols.linear import run_linear_eval
+from simclr.evaluation.session import EvalSession
+from simclr.progress import Progress, with_task_prefix
 
 log = logging.getLogger("simclr")
 
@@ -33,6 +37,24 @@ def kept_backbone_ref(ref: RunRef, name: str) -> RunRef:
     return dataclasses.replace(ref, backbone_path=path, eval=eval_dir)
 
 
+@dataclass(frozen=True)
+class CheckpointScan:
+    """One row per kept backbone (``epochs``, ``file``, ``knn_top1`` and, when asked, ``linear_top1``), in
+    the order of the epochs trained, and the CSV ``table`` they were written to."""
+
+    rows: list[dict[str, object]]
+    table: Path
+
+    @property
+    def epochs(self) -> list[int]:
+        return [int(row["epochs"]) for row in self.rows]  # type: ignore[call-overload]
+
+    def top1_by_method(self) -> dict[str, Sequence[float]]:
+        """``{"knn": [top-1 per backbone], "linear": [...]}`` for the methods that ran."""
+        methods = [name for name in ("knn_top1", "linear_top1") if name in self.rows[0]]
+        return {name.removesuffix("_top1"): [float(row[name]) for row in self.rows] for name in methods}  # type: ignore[arg-type]
+
+
 def _top1(entry: dict[str, object]) -> float:
     """Top-1 of a result entry: its metrics block, or the first per-k block of a kNN entry."""
     metrics = entry["metrics"]
@@ -42,11 +64,11 @@ def _top1(entry: dict[str, object]) -> float:
 
 
 def scan_kept_backbones(
-    ref: RunRef, options: EvalOptions, linear: bool = False, progress: Progress | None = None
-) -> Path:
-    """kNN (and ``linear``) top-1 of every kept backbone: a CSV table and a plot in the evaluation folder.
-    Returns the table's path. ``progress`` is told how many backbones are done, and each one's stages under
-    its epoch's name."""
+    ref: RunRef, options: EvalSessionOptions, linear: bool = False, progress: Progress | None = None
+) -> CheckpointScan:
+    """kNN (and ``linear``) top-1 of every kept backbone, written as a CSV table in the evaluation folder
+    (:mod:`simclr.reports.eval_plots` draws it). ``progress`` is told how many backbones are done, and each
+    one's stages under its epoch's name."""
     kept = ref.run.kept_backbones()
     if not kept:
         raise UserError(
@@ -58,7 +80,9 @@ def scan_kept_backbones(
         if progress is not None:
             progress("kept backbones", done, len(kept))
         session = EvalSession(
-            dataclasses.replace(ref, backbone_path=path), options, progress=_under(progress, f"epoch {epochs}")
+            dataclasses.replace(ref, backbone_path=path),
+            options,
+            progress=with_task_prefix(progress, f"epoch {epochs}"),
         )
         with session.stage("knn"):
             row: dict[str, object] = {"epochs": epochs, "file": path.name, "knn_top1": _top1(run_knn(session))}
@@ -70,28 +94,10 @@ def scan_kept_backbones(
         progress("kept backbones", len(kept), len(kept))
     ref.eval.path.mkdir(parents=True, exist_ok=True)
     write_text_atomic(ref.eval.checkpoint_scan, _csv_text(rows))
-    from simclr.reports.plots import plot_checkpoint_scan
-
-    methods = [name for name in ("knn_top1", "linear_top1") if name in rows[0]]
-    plot_checkpoint_scan(
-        [int(row["epochs"]) for row in rows],  # type: ignore[call-overload]
-        {name.removesuffix("_top1"): [float(row[name]) for row in rows] for name in methods},  # type: ignore[arg-type]
-        ref.eval.checkpoint_scan_plot,
-    )
-    return ref.eval.checkpoint_scan
-
-
-def _under(progress: Progress | None, name: str) -> Progress | None:
-    """``progress`` with its tasks named ``name: task``, so each backbone's stages get their own bars."""
-    if progress is None:
-        return None
-    told = progress
-    return lambda task, done, total: told(f"{name}: {task}", done, total)
+    return CheckpointScan(rows, ref.eval.checkpoint_scan)
 
 
 def _csv_text(rows: list[dict[str, object]]) -> str:
-    import io
-
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()

@@ -1,21 +1,22 @@
 """Label efficiency (seed 003's study): the linear probe's test top-1 as the labelled part of train shrinks.
 
 Features are computed once; each fraction keeps a stratified, seeded subset of the training labels
-(:func:`simclr.evaluation.label_subsets.label_subset`) and fits the standard probe on it, so the curve says how
-much each label is worth to these features.
+(:func:`simclr.evaluation.classifiers.training_labels.label_subset`) and fits the standard probe on it, so the
+curve says how much each label is worth to these features.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from simclr.errors import UserError
-from simclr.evaluation.label_subsets import label_subset
-from simclr.evaluation.linear import linear_probe
+from simclr.evaluation.classifiers.training_labels import label_subset
+from simclr.evaluation.protocols.linear import linear_probe
+from simclr.evaluation.recording import base_protocol
+from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 
 log = logging.getLogger("simclr")
@@ -23,27 +24,12 @@ log = logging.getLogger("simclr")
 MIN_PER_CLASS = 2  # the probe chooses its L2 on a validation part: a class needs a fitting and a validation image
 
 
-def parse_label_fractions(text: str) -> tuple[float, ...]:
-    """``"0.01,0.1,1"`` -> the fractions in increasing order; each in (0, 1]."""
-    try:
-        values = sorted({float(part) for part in text.split(",") if part.strip()})
-    except ValueError:
-        raise UserError(
-            f"--label-fractions {text!r}: give fractions in (0, 1] separated by commas, e.g. 0.1,1"
-        ) from None
-    if not values or not all(math.isfinite(v) and 0.0 < v <= 1.0 for v in values):
-        raise UserError(f"--label-fractions {text!r}: every fraction must be in (0, 1], e.g. 0.01,0.1,0.5,1")
-    return tuple(values)
-
-
 def run_label_efficiency(session: EvalSession, fractions: Sequence[float]) -> dict[str, Any]:
     """The probe's test metrics for each fraction of the training labels (stratified, seeded)."""
-    from simclr.evaluation.results import make_entry
-
-    session.require_classes("the label-efficiency study")
+    session.splits.require_classes("the label-efficiency study")
     start = time.perf_counter()
     train, test = session.features("train"), session.features("test")
-    store = session.stores["train"]
+    store = session.splits["train"]
     rows = []
     for fraction in sorted(fractions):
         keep = label_subset(train.labels, fraction=fraction, seed=session.options.seed)
@@ -71,7 +57,7 @@ def run_label_efficiency(session: EvalSession, fractions: Sequence[float]) -> di
         )
         log.info("label efficiency: %g of the labels (%d): top-1 %.4f", fraction, keep.numel(), metrics["top1"])
     protocol = {
-        **session.base_protocol(),
+        **base_protocol(session),
         "read_out": "linear probe (L-BFGS, L2 chosen on a stratified validation part of the kept labels)",
         "subsets": "stratified by class, seeded; features computed once, without augmentation",
     }

@@ -147,7 +147,8 @@ class GridSearch:
 
 Solver = Callable[[Tensor | None, float, LinearFit | None], LinearFit]
 """Fits the rows given (indices into the features; None: all of them) with an L2 weight, warm-started from a
-previous fit: full-batch L-BFGS (:func:`fit_linear`) or mini-batch SGD (:mod:`simclr.evaluation.minibatch_linear`)."""
+previous fit: full-batch L-BFGS (:func:`fit_linear`) or mini-batch SGD
+(:mod:`simclr.evaluation.protocols.minibatch_linear`)."""
 
 
 def choose_l2(
