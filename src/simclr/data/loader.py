@@ -124,10 +124,6 @@ class InMemoryBatchLoader:
     def load_state_dict(self, state: dict) -> None:
         self.set_position(int(state["epoch"]), int(state.get("batch", 0)))
 
-    def batch_indices(self, epoch: int, batch: int) -> torch.Tensor:
-        """Store indices of this rank's batch ``batch`` of epoch ``epoch``."""
-        return self._rank_slice(epoch_permutation(len(self.store), self.seed, epoch, self.shuffle), batch)
-
     def _rank_slice(self, perm: torch.Tensor, k: int) -> torch.Tensor:
         g = self.global_batch_size
         lo = k * g

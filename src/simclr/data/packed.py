@@ -299,10 +299,10 @@ def pack_split(
                 report()
     finally:
         _JOB = None
-    return _finish(source, out, [results[part] for part in parts], max_side, quality, seed, resumed)
+    return _merge_parts(source, out, [results[part] for part in parts], max_side, quality, seed, resumed)
 
 
-def _finish(
+def _merge_parts(
     source: PackSource,
     out: Path,
     results: list[_PartResult],
