@@ -377,13 +377,13 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def _write_csvs(summary: CropSummary) -> None:
-    with open(summary.out_dir / SUMMARY_FILE, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(summary.out_dir / SUMMARY_FILE) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["split", "class", "crops"])
         for split, per_class in summary.crops.items():
             for name in sorted(per_class):
                 writer.writerow([split, name, per_class[name]])
-    with open(summary.out_dir / SKIPPED_FILE, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(summary.out_dir / SKIPPED_FILE) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["split", "file_name", "annotation_id", "reason"])
         for s in summary.skipped:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from simclr.atomic import write_text_atomic
 from simclr.data.sampling import labelled_unlabelled
 from simclr.errors import UserError
 
@@ -59,7 +60,7 @@ class SubsetFile:
         }
         path = Path(path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(body, separators=(",", ":")) + "\n")
+        write_text_atomic(path, json.dumps(body, separators=(",", ":")) + "\n")
         return file_sha256(path)
 
     @classmethod
