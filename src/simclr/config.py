@@ -23,7 +23,7 @@ from typing import Any
 from simclr.data.reading import DataReading, MemoryBudget
 from simclr.device_settings import Accelerator
 from simclr.errors import UserError
-from simclr.settings import build_settings, setting, short_repr
+from simclr.settings import build_settings, setting, shared_setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
@@ -432,7 +432,7 @@ def listed_names(text: str | None) -> list[str]:
 
 @dataclass
 class _AutoencoderDataset:
-    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...", group="data")
+    dataset: str = shared_setting(_PretrainDataset, "dataset")  # pretraining's, without a default
 
 
 @dataclass

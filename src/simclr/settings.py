@@ -74,8 +74,8 @@ def setting(
     ``exclusive`` name are mutually exclusive flags; ``cli=False`` keeps a field off the command line (the
     command fills it from elsewhere). ``positional`` offers it as an argument given by position (``metavar``
     names it in the help); ``switch`` makes a boolean a flag without a ``--no-`` form, off unless given (an
-    action such as ``--overwrite``, not a setting one turns off). ``old_flags`` are earlier spellings that
-    still work for a while, hidden from the help, each use noted on stderr.
+    action such as ``--overwrite``, not a setting one turns off). ``old_flags`` are earlier spellings of a flag
+    that takes a value: they still work for a release, hidden from the help, each use noted on stderr.
     """
     metadata = {
         "help": help,
@@ -406,7 +406,7 @@ class _OldSpelling(argparse.Action):
     ) -> None:
         program = parser.prog.split()[0]
         print(
-            f"{program}: note: {option_string} is deprecated here and will be removed; use {self.new_flag}",
+            f"{program}: note: {option_string} is deprecated here and goes in the next release; use {self.new_flag}",
             file=sys.stderr,
         )
         setattr(namespace, self.dest, values)
