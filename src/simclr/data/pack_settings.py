@@ -23,7 +23,7 @@ class JpegQuality:
     quality: int = setting("JPEG quality (1..100) of the images written", 95, parse=jpeg_quality)
 
 
-@dataclass
+@dataclass  # not frozen: the reading groups it inherits are the training configs' too, which are not
 class PackConfig(JpegQuality, FollowLinks, DecodingWorkers, Download, DataDir):
     """The settings of ``simclr data pack`` (:mod:`simclr.data.packed`); ``data_dir`` is where a named
     dataset's files are (an image folder is named by its path)."""

@@ -98,7 +98,7 @@ def check_tta(views: int) -> None:
         raise UserError(f"--tta {views}: pass 0 (no test-time augmentation) or a number of views >= 2")
 
 
-@dataclass
+@dataclass  # not frozen: the shared groups it inherits are the training configs' too, which are not
 class EvalSessionOptions(ForwardPasses, MemoryBudget, TrainingImagesLimit, DecodingWorkers, DataDir):
     """What every evaluation command shares, the settings of its :class:`~simclr.evaluation.session.EvalSession`:
     where the data is, how much of it, on which device, with which seed and memory budget. The settings other
