@@ -4,9 +4,10 @@ A config dataclass is the single source of truth for its command: every field ca
 for the CLI, its group and parser) through :func:`simclr.settings.setting`, the CLI generates the flags from
 the fields (``lr_scaling`` becomes ``--lr-scaling``), a recipe YAML uses the same names, flags win over the
 file (:func:`simclr.settings.build_settings`), and the resolved config is saved in the run directory so every
-later command can rebuild the run. The data settings every training command shares are one group,
-:class:`simclr.data.reading.DataReading`, inherited here. What a config's automatic settings become for the
-data at hand (the views, the stem, the learning rate) is :mod:`simclr.resolve`.
+later command can rebuild the run. The settings other commands share are defined once and inherited here:
+the data reading group (:class:`simclr.data.reading.DataReading`) and the accelerator
+(:class:`simclr.device_settings.Accelerator`). What a config's automatic settings become for the data at
+hand (the views, the stem, the learning rate) is :mod:`simclr.resolve`.
 
 This module imports no torch: the CLI builds its parsers from it (:meth:`PretrainConfig.validate` imports
 the names it checks against when it runs).
@@ -20,8 +21,9 @@ from functools import partial
 from typing import Any
 
 from simclr.data.reading import DataReading, MemoryBudget
+from simclr.device_settings import Accelerator
 from simclr.errors import UserError
-from simclr.settings import build_settings, setting, short_repr
+from simclr.settings import build_settings, setting, shared_setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
@@ -48,9 +50,11 @@ class _PretrainDataset:
     )
 
 
+# Each section of the pretraining settings (the groups of its --help and of the README's table) is a class of
+# its own; PretrainConfig inherits them all, so a saved config.yaml stays flat, in this order.
 @dataclass
-class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
-    """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
+class _PretrainData:
+    """The data section's own settings; the ones every training command shares come from DataReading."""
 
     dataset_class: str | None = _data(
         "python: the class of the Dataset passed to simclr.pretrain(config, dataset=...), recorded in the run",
@@ -79,6 +83,11 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
         "cpu",
         choices=("cpu", "device"),
     )
+
+
+@dataclass
+class _Views:
+    """How the views of an image are made."""
 
     n_views: int = _views("views per image (>= 2)", 2)
     jitter_strength: float | None = _views("colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None)
@@ -114,6 +123,11 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
     crop_max_scale: float = _views("largest crop area fraction", 1.0)
     blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
 
+
+@dataclass
+class _Model:
+    """The backbone and the projection head."""
+
     backbone: str = _model(
         "torchvision ResNet / ResNeXt / Wide-ResNet name, or timm:<model> for a timm model (pip install timm)",
         "resnet18",
@@ -138,6 +152,11 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
         "relu",
     )
 
+
+@dataclass
+class _Loss:
+    """NT-Xent and the gradient penalty."""
+
     temperature: float = _loss("NT-Xent temperature", 0.5)
     gather_distributed: bool = _loss("gather negatives across processes (with gradients)", True)
     lambda_gp: float = _loss(
@@ -149,6 +168,11 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
     gp_exclude: str | None = _loss(
         "view parameters left out of the penalty, comma-separated (e.g. h on Spirograph: docs/REPRODUCING.md)", None
     )
+
+
+@dataclass
+class _Optimiser:
+    """The optimiser, the batch and the learning-rate schedule."""
 
     optimizer: str = _optim("lars | sgd | adam | adamw", "lars")
     lr: float | None = _optim(
@@ -179,8 +203,12 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
     )
     final_lr_ratio: float = _optim("--schedule cosine: the final learning rate as a fraction of the peak", 0.0)
 
+
+@dataclass
+class _Hardware(Accelerator):
+    """Where and how the run computes; --accelerator is the one every command shares."""
+
     precision: str = _hardware("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", "auto")
-    accelerator: str = _hardware("auto | cpu | gpu", "auto")
     devices: str = _hardware("number of devices per machine, or a list such as 0,1", "1")
     num_nodes: int = _hardware("machines training together (DDP; docs/SCALING.md)", 1)
     strategy: str = _hardware("auto | ddp | ...", "auto")
@@ -196,6 +224,11 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
         "inductor",
         choices=("inductor", "aot_eager", "eager"),
     )
+
+
+@dataclass
+class _Run:
+    """The run directory, checkpoints, monitors and logging."""
 
     seed: int = _run("seed for weights, data order and views", 0)
     out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)
@@ -229,6 +262,13 @@ class PretrainConfig(MemoryBudget, DataReading, _PretrainDataset):
         "logged per epoch as online_linear_top1 (and online_linear_val_top1 with --val-fraction)",
         False,
     )
+
+
+@dataclass
+class PretrainConfig(
+    _Run, _Hardware, _Optimiser, _Loss, _Model, _Views, _PretrainData, MemoryBudget, DataReading, _PretrainDataset
+):
+    """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
 
     def _validate_other_backbone(self) -> None:
         """A timm model or a module of one's own: a name after the prefix, and none of the settings that only
@@ -392,12 +432,12 @@ def listed_names(text: str | None) -> list[str]:
 
 @dataclass
 class _AutoencoderDataset:
-    dataset: str = setting("spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | ...", group="data")
+    dataset: str = shared_setting(_PretrainDataset, "dataset")  # pretraining's, without a default
 
 
 @dataclass
-class AutoencoderConfig(DataReading, _AutoencoderDataset):
-    """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
+class _AutoencoderTraining:
+    """What the autoencoder is and how it trains."""
 
     latent_dim: int = setting("size of the embedding layer (the paper: 128, 256, 512)", 512)
     image_size: int | None = setting("square image size (default: the dataset's)", None)
@@ -408,7 +448,12 @@ class AutoencoderConfig(DataReading, _AutoencoderDataset):
     val_fraction: float = setting("part of the training split held out for validation", 0.1)
     train_size: int | None = setting("spirograph: number of generated training images", None)
     seed: int = setting("seed of the split, the order and the weights", 0)
-    accelerator: str = setting("where to train", "auto", choices=("auto", "cpu", "gpu"))
+
+
+@dataclass
+class AutoencoderConfig(Accelerator, _AutoencoderTraining, DataReading, _AutoencoderDataset):
+    """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
+
     out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
 
     def validate(self) -> None:

@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import re
 import reprlib
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -41,7 +42,9 @@ __all__ = [
     "positive_int",
     "read_yaml",
     "setting",
+    "setting_of",
     "settings_from_args",
+    "shared_setting",
     "short_repr",
 ]
 
@@ -60,13 +63,19 @@ def setting(
     nargs: str | None = None,
     exclusive: str | None = None,
     cli: bool = True,
+    positional: bool = False,
+    switch: bool = False,
+    old_flags: tuple[str, ...] = (),
 ) -> Any:
     """A settings field with what the CLI needs to offer it as a flag.
 
     ``flag`` renames the flag (default: the field name with dashes), ``parse`` converts the text (default:
     the field's type), ``group`` titles the help section it is listed under, and fields sharing an
     ``exclusive`` name are mutually exclusive flags; ``cli=False`` keeps a field off the command line (the
-    command fills it from elsewhere).
+    command fills it from elsewhere). ``positional`` offers it as an argument given by position (``metavar``
+    names it in the help); ``switch`` makes a boolean a flag without a ``--no-`` form, off unless given (an
+    action such as ``--overwrite``, not a setting one turns off). ``old_flags`` are earlier spellings of a flag
+    that takes a value: they still work for a release, hidden from the help, each use noted on stderr.
     """
     metadata = {
         "help": help,
@@ -78,8 +87,19 @@ def setting(
         "nargs": nargs,
         "exclusive": exclusive,
         "cli": cli,
+        "positional": positional,
+        "switch": switch,
+        "old_flags": old_flags,
     }
     return field(default=default, metadata=metadata)
+
+
+def shared_setting(owner: type, name: str, *, default: Any = MISSING) -> Any:
+    """Setting ``name`` of the settings group ``owner`` (its help, flag and parsing: one definition) with
+    another default; ``MISSING`` makes it required. For a command whose use of a shared setting differs only
+    there (``simclr embed`` needs ``--data-dir``, which evaluation commands take from the run)."""
+    item = {item.name: item for item in fields(owner)}[name]
+    return field(default=default, metadata=item.metadata)
 
 
 def field_types(cls: type) -> dict[str, type]:
@@ -285,14 +305,23 @@ def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: 
 
 
 # -- flags -----------------------------------------------------------------------------------------------
+_FIELD_OF_ACTION = "simclr_setting"  # the attribute of an argparse action that names the field it offers
+
+
+def setting_of(action: argparse.Action) -> dataclasses.Field[Any] | None:
+    """The settings field an argparse action was made from by :func:`add_settings_flags` (None: made by hand)."""
+    return getattr(action, _FIELD_OF_ACTION, None)
+
+
 def add_settings_flags(parser: argparse.ArgumentParser, cls: type, *, overrides_only: bool = False) -> None:
-    """One flag per field of ``cls``, listed under the field's ``group`` when it has one.
+    """One flag (or positional argument) per field of ``cls``, listed under the field's ``group`` when it has one.
 
     ``overrides_only``: every flag defaults to None, so :func:`overrides_from_args` sees only the flags given
     (``simclr pretrain`` merges them over a recipe file); the help still shows the dataclass default.
     """
     types_ = field_types(cls)
-    groups: dict[str, Any] = {}
+    # a group titled as one an earlier call made (a command offering several settings classes) is extended
+    groups: dict[str, Any] = {group.title: group for group in parser._action_groups if group.title}
     exclusive: dict[str, Any] = {}
     for item in dataclasses.fields(cls):
         meta = item.metadata
@@ -309,34 +338,78 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls: type, *, overrides_
             if key not in exclusive:
                 exclusive[key] = target.add_mutually_exclusive_group()
             target = exclusive[key]
-        _add_flag(target, item, types_[item.name], overrides_only)
+        for action in _add_flag(target, item, types_[item.name], overrides_only):
+            setattr(action, _FIELD_OF_ACTION, item)
 
 
-def _add_flag(target: Any, item: dataclasses.Field[Any], kind: type, overrides_only: bool) -> None:
+def _text_parser(item: dataclasses.Field[Any], kind: Any) -> Callable[[str], Any]:
+    """What turns a flag's text into the field's value: ``parse``, else the type (of the items of a list)."""
+    if item.metadata.get("parse"):
+        return item.metadata["parse"]  # type: ignore[no-any-return]
+    if typing.get_origin(kind) in (list, tuple):
+        return typing.get_args(kind)[0]  # type: ignore[no-any-return]
+    return kind  # type: ignore[no-any-return]
+
+
+def _add_flag(target: Any, item: dataclasses.Field[Any], kind: type, overrides_only: bool) -> list[argparse.Action]:
+    """The actions that offer ``item``: its flag (or positional argument), and its old spellings."""
     meta = item.metadata
-    flag = "--" + (meta.get("flag") or item.name).replace("_", "-")
     required = _has_no_default(item)
     default = None if overrides_only or required else item.default
+    if meta.get("positional"):
+        positional: dict[str, Any] = {
+            "type": _text_parser(item, kind),
+            "help": meta["help"],
+            "metavar": meta["metavar"],
+        }
+        if meta.get("nargs"):
+            positional["nargs"] = meta["nargs"]
+        return [target.add_argument(item.name, **positional)]
+    flag = "--" + (meta.get("flag") or item.name).replace("_", "-")
+    if meta.get("switch"):
+        return [target.add_argument(flag, dest=item.name, action="store_true", default=default, help=meta["help"])]
     help_text = meta.get("help", "") + _shown_default(item, required)
     if kind is bool:
-        target.add_argument(
-            flag, dest=item.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
-        )
-        return
+        return [
+            target.add_argument(
+                flag, dest=item.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        ]
     options: dict[str, Any] = {
         "dest": item.name,
-        "type": meta.get("parse") or kind,
+        "type": _text_parser(item, kind),
         "default": default,
-        "help": help_text,
         "metavar": meta.get("metavar") or (None if meta.get("choices") else flag[2:].replace("-", "_").upper()),
     }
     if meta.get("choices"):
         options["choices"] = meta["choices"]
     if meta.get("nargs"):
         options["nargs"] = meta["nargs"]
-    if required and not overrides_only:
-        options["required"] = True
-    target.add_argument(flag, **options)
+    actions = [
+        target.add_argument(flag, help=help_text, required=required and not overrides_only, **options),
+    ]
+    for old in meta.get("old_flags", ()):
+        actions.append(target.add_argument(old, help=argparse.SUPPRESS, action=_OldSpelling, new_flag=flag, **options))
+    return actions
+
+
+class _OldSpelling(argparse.Action):
+    """An earlier spelling of a flag, hidden from the help: it still sets the setting, and says on stderr (one
+    line) which spelling to use instead."""
+
+    def __init__(self, option_strings: list[str], dest: str, new_flag: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
+        program = parser.prog.split()[0]
+        print(
+            f"{program}: note: {option_string} is deprecated here and goes in the next release; use {self.new_flag}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
 
 
 def _shown_default(item: dataclasses.Field[Any], required: bool) -> str:

@@ -245,7 +245,7 @@ def test_damaged_backbone_metadata_is_a_one_line_error(
     meta = read_backbone_metadata(finished_run / "backbone.safetensors").to_strings()
     save_file(load_file(str(finished_run / "backbone.safetensors")), str(damaged), metadata={**meta, **metadata})
     config = str(finished_run / "config.yaml")
-    for command in (["knn", str(damaged), "--config", config], ["evaluate", str(damaged), "--config", config]):
+    for command in (["knn", str(damaged), "--run-config", config], ["evaluate", str(damaged), "--run-config", config]):
         assert message in one_line_error(capsys, *command)
 
 
@@ -265,8 +265,8 @@ def test_a_backbone_tensor_of_the_wrong_shape_is_a_one_line_error(
     images = tmp_path / "images"
     images.mkdir()
     for command in (
-        ["knn", str(damaged), "--config", config],
-        ["embed", str(damaged), "--config", config, "--data-dir", str(images), "--out", str(tmp_path / "e.npz")],
+        ["knn", str(damaged), "--run-config", config],
+        ["embed", str(damaged), "--run-config", config, "--data-dir", str(images), "--out", str(tmp_path / "e.npz")],
     ):
         assert "does not fit a resnet18" in one_line_error(capsys, *command)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.commands.common import add_command
-from simclr.data.pack_settings import PackConfig
-from simclr.settings import add_settings_flags, jpeg_quality, positive_int, settings_from_args
+from simclr.commands.common import Overwrite, add_command
+from simclr.data.pack_settings import JpegQuality, PackConfig
+from simclr.data.reading import DataDir, DecodingWorkers, Download
+from simclr.settings import add_settings_flags, positive_int, setting, settings_from_args
 
 if TYPE_CHECKING:
     from simclr.data.coco import CropSummary
@@ -22,6 +24,59 @@ def _fraction(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
+
+
+@dataclass(kw_only=True)
+class CocoCropsSettings(Overwrite, JpegQuality):
+    """The settings of ``simclr data coco-crops``."""
+
+    in_dir: Path = setting("the COCO export (train/ valid/ test/)", positional=True, metavar="IN_DIR")
+    out_dir: Path = setting("where the image folder is written", positional=True, metavar="OUT_DIR")
+    pad: float = setting("padding on each side, as a fraction of the box width/height", 0.05, parse=_fraction)
+    min_size: int = setting("skip crops narrower or shorter than N pixels", 1, parse=positive_int, metavar="N")
+    one_shot: bool = setting(
+        "keep one crop per class in train (chosen by --seed); all crops elsewhere", False, switch=True
+    )
+    seed: int = setting("seed of the one-shot choice", 0)
+    max_crops: int = setting(
+        "stop after writing N crops, so a hostile export cannot fill the disk", 100_000, parse=positive_int, metavar="N"
+    )
+
+
+@dataclass(kw_only=True)
+class PackCommand(PackConfig):
+    """The settings of ``simclr data pack``: what is packed and where, then how (:class:`PackConfig`)."""
+
+    src: str = setting(
+        "an image folder (with train/ and test/ or val/, or not), or a dataset", positional=True, metavar="SRC"
+    )
+    out: Path = setting("where the shards go (OUT/train, OUT/test)", positional=True, metavar="OUT")
+
+
+@dataclass(kw_only=True)
+class SplitSettings(Overwrite, DecodingWorkers, Download, DataDir):
+    """The settings of ``simclr data split``."""
+
+    dataset: str = setting("a dataset name (as --dataset of pretrain)", positional=True, metavar="DATASET")
+    out: Path = setting("the subset file to write (JSON)", positional=True, metavar="OUT")
+    labelled_per_class: int = setting("labelled images of each class", parse=positive_int, metavar="N")
+    seed: int = setting("seed of the draw within each class", 0)
+
+
+COCO_CROPS_EXAMPLES = (
+    "simclr data coco-crops exports/ff-devices data/ff-devices-crops",
+    "simclr data coco-crops exports/ff-devices data/ff-one-shot --one-shot --seed 1",
+)
+PACK_EXAMPLES = (
+    "simclr data pack ~/photos data/photos-packed --workers 8",
+    "simclr data pack imagenet data/imagenet-packed --data-dir /data/ILSVRC2012",
+    "simclr pretrain --dataset packed --data-dir data/photos-packed --image-size 224",
+)
+SPLIT_EXAMPLES = (
+    "simclr data split cifar10 --data-dir data/cifar10 --labelled-per-class 800 --seed 0 splits/c10-800.json",
+    "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --subset splits/c10-800.json:unlabelled",
+    "simclr finetune runs/cifar10-... --subset splits/c10-800.json",
+)
 
 
 def register(commands: Any) -> None:
@@ -39,85 +94,28 @@ def register(commands: Any) -> None:
         actions,
         "coco-crops",
         "crop every box of a Roboflow COCO export into an image folder of classes",
-        (
-            "simclr data coco-crops exports/ff-devices data/ff-devices-crops",
-            "simclr data coco-crops exports/ff-devices data/ff-one-shot --one-shot --seed 1",
-        ),
-    )
-    crops.description = (
-        "Read IN_DIR/{train,valid,test}/_annotations.coco.json and write each box as "
+        COCO_CROPS_EXAMPLES,
+        description="Read IN_DIR/{train,valid,test}/_annotations.coco.json and write each box as "
         "OUT_DIR/<split>/<class>/<image stem>_<annotation id>.jpg; broken or hostile entries are "
-        "skipped and listed in OUT_DIR/skipped.csv."
+        "skipped and listed in OUT_DIR/skipped.csv.",
     )
-    crops.add_argument("in_dir", type=Path, metavar="IN_DIR", help="the COCO export (train/ valid/ test/)")
-    crops.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where the image folder is written")
-    crops.add_argument(
-        "--pad",
-        type=_fraction,
-        default=0.05,
-        help="padding on each side, as a fraction of the box width/height (default 0.05)",
-    )
-    crops.add_argument(
-        "--min-size",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="skip crops narrower or shorter than N pixels (default 1)",
-    )
-    crops.add_argument(
-        "--one-shot",
-        action="store_true",
-        help="keep one crop per class in train (chosen by --seed); all crops elsewhere",
-    )
-    crops.add_argument("--seed", type=int, default=0, help="seed of the one-shot choice (default 0)")
-    crops.add_argument("--quality", type=jpeg_quality, default=95, help="JPEG quality 1..100 (default 95)")
-    crops.add_argument("--overwrite", action="store_true", help="replace the crops of an earlier run in OUT_DIR")
-    crops.add_argument(
-        "--max-crops",
-        type=positive_int,
-        default=100_000,
-        metavar="N",
-        help="stop after writing N crops, so a hostile export cannot fill the disk (default 100000)",
-    )
+    add_settings_flags(crops, CocoCropsSettings)
     crops.set_defaults(handler=run)
-
     pack = add_command(
         actions,
         "pack",
         "pack an image folder or a dataset into litdata shards, to stream data bigger than memory",
-        (
-            "simclr data pack ~/photos data/photos-packed --workers 8",
-            "simclr data pack imagenet data/imagenet-packed --data-dir /data/ILSVRC2012",
-            "simclr pretrain --dataset packed --data-dir data/photos-packed --image-size 224",
-        ),
+        PACK_EXAMPLES,
     )
-    pack.add_argument(
-        "src", metavar="SRC", help="an image folder (with train/ and test/ or val/, or not), or a dataset"
-    )
-    pack.add_argument("out", type=Path, metavar="OUT", help="where the shards go (OUT/train, OUT/test)")
-    add_settings_flags(pack, PackConfig)
+    add_settings_flags(pack, PackCommand)
     pack.set_defaults(handler=run_pack)
-
     split = add_command(
         actions,
         "split",
         "write a subset file: N labelled images per class and, disjoint from them, the unlabelled rest",
-        (
-            "simclr data split cifar10 --data-dir data/cifar10 --labelled-per-class 800 --seed 0 splits/c10-800.json",
-            "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --subset splits/c10-800.json:unlabelled",
-            "simclr finetune runs/cifar10-... --subset splits/c10-800.json",
-        ),
+        SPLIT_EXAMPLES,
     )
-    split.add_argument("dataset", metavar="DATASET", help="a dataset name (as --dataset of pretrain)")
-    split.add_argument("out", type=Path, metavar="OUT", help="the subset file to write (JSON)")
-    split.add_argument(
-        "--labelled-per-class", type=positive_int, required=True, metavar="N", help="labelled images of each class"
-    )
-    split.add_argument("--seed", type=int, default=0, help="seed of the draw within each class (default 0)")
-    split.add_argument("--data-dir", type=Path, default=None, metavar="DIR", help="where the dataset is")
-    split.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
-    split.add_argument("--workers", type=int, default=2, help="processes decoding image files (default 2)")
-    split.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    add_settings_flags(split, SplitSettings)
     split.set_defaults(handler=run_split)
 
 
@@ -154,23 +152,24 @@ def format_summary(summary: CropSummary) -> str:
 def run(args: argparse.Namespace) -> int:
     from simclr.data.coco import ANNOTATION_FILE, SKIPPED_FILE, SUMMARY_FILE, extract_coco_crops
 
+    settings = settings_from_args(CocoCropsSettings, args)
     summary = extract_coco_crops(
-        args.in_dir,
-        args.out_dir,
-        pad=args.pad,
-        min_size=args.min_size,
-        one_shot=args.one_shot,
-        seed=args.seed,
-        quality=args.quality,
-        overwrite=args.overwrite,
-        max_crops=args.max_crops,
+        settings.in_dir,
+        settings.out_dir,
+        pad=settings.pad,
+        min_size=settings.min_size,
+        one_shot=settings.one_shot,
+        seed=settings.seed,
+        quality=settings.quality,
+        overwrite=settings.overwrite,
+        max_crops=settings.max_crops,
     )
     for split in summary.missing_splits:
-        print(f"note: no {split}/{ANNOTATION_FILE} in {args.in_dir}; split {split} skipped")
+        print(f"note: no {split}/{ANNOTATION_FILE} in {settings.in_dir}; split {split} skipped")
     print(format_summary(summary))
     print(f"wrote {summary.total} crop(s) to {summary.out_dir} ({SUMMARY_FILE}, {SKIPPED_FILE})")
     if summary.stopped_at_max:
-        print(f"stopped at --max-crops {args.max_crops}; pass a larger --max-crops to continue")
+        print(f"stopped at --max-crops {settings.max_crops}; pass a larger --max-crops to continue")
     return 0
 
 
@@ -181,7 +180,8 @@ def run_pack(args: argparse.Namespace) -> int:
     from simclr.progress import progress_bar
 
     with progress_bar("packing") as advance:
-        summaries = pack_dataset(args.src, args.out, settings_from_args(PackConfig, args), advance)
+        settings = settings_from_args(PackCommand, args)
+        summaries = pack_dataset(settings.src, settings.out, settings, advance)
     for summary in summaries.values():
         print(summary.line())
         for path, reason in summary.skipped[:5]:
@@ -200,15 +200,17 @@ def run_split(args: argparse.Namespace) -> int:
     from simclr.data.subset_file import make_subset_file
     from simclr.errors import UserError
 
-    if args.out.exists() and not args.overwrite:
-        raise UserError(f"{args.out} exists; pass --overwrite to replace it (runs that used it record its SHA-256)")
-    source = DataSource(args.dataset, args.data_dir, download=args.download, workers=args.workers)
+    settings = settings_from_args(SplitSettings, args)
+    if settings.out.exists() and not settings.overwrite:
+        raise UserError(f"{settings.out} exists; pass --overwrite to replace it (runs that used it record its SHA-256)")
+    data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
+    source = DataSource(settings.dataset, data_dir, download=settings.download, workers=settings.workers)
     store = source.load_train(labelled_only=True, image_size=_LABELS_ONLY_IMAGE_SIZE)
-    subset = make_subset_file(args.dataset, store.labels, args.labelled_per_class, args.seed)
-    sha = subset.write(args.out)
+    subset = make_subset_file(settings.dataset, store.labels, settings.labelled_per_class, settings.seed)
+    sha = subset.write(settings.out)
     print(
-        f"wrote {args.out}: {subset.labelled.numel()} labelled (up to {args.labelled_per_class} per class, "
-        f"seed {args.seed}) and {subset.unlabelled.numel()} unlabelled of {subset.images} {args.dataset} "
+        f"wrote {settings.out}: {subset.labelled.numel()} labelled (up to {settings.labelled_per_class} per class, "
+        f"seed {settings.seed}) and {subset.unlabelled.numel()} unlabelled of {subset.images} {settings.dataset} "
         f"training images; sha256 {sha}"
     )
     return 0

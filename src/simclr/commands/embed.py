@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.commands.common import add_command, add_folder_reading_flags
-from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
+from simclr.commands.common import Overwrite, RunToRead, add_command
+from simclr.data.reading import DataDir, DecodingWorkers, FollowLinks
+from simclr.device_settings import ForwardPasses
+from simclr.settings import add_settings_flags, setting, settings_from_args, shared_setting
 
 EXAMPLES = (
     "simclr embed runs/cifar10-resnet18-20261123-101500 --data-dir ~/photos --out photos.npz",
@@ -16,40 +19,34 @@ EXAMPLES = (
 )
 
 
+@dataclass(kw_only=True)
+class EmbedSettings(Overwrite, ForwardPasses, FollowLinks, DecodingWorkers, RunToRead):
+    """The settings of ``simclr embed``: the run, the folder (its class sub-folders become labels), the output."""
+
+    data_dir: str = shared_setting(DataDir, "data_dir")
+    out: Path = setting("output file: .npy (+ .index.csv), .npz, .parquet, or .csv (--format lightly-csv)")
+    format: str | None = setting(  # checked by output_format, whose module imports torch, not by argparse choices
+        "npy, npz, parquet, or lightly-csv (lightly's embeddings CSV, --out FILE.csv); default: the one --out's "
+        "suffix names",
+        None,
+        metavar="FORMAT",
+    )
+    absolute_paths: bool = setting("write file names absolute, not relative to --data-dir", False, switch=True)
+    layer: str = setting(
+        "backbone features (default) or the projection head's output", "backbone", choices=("backbone", "projection")
+    )
+
+
 def register(commands: Any) -> None:
     parser = add_command(
-        commands, "embed", "embed an image folder to .npy/.npz/.parquet or lightly's embeddings CSV", EXAMPLES
+        commands,
+        "embed",
+        "embed an image folder to .npy/.npz/.parquet or lightly's embeddings CSV",
+        EXAMPLES,
+        description="embed an image folder to .npy/.npz/.parquet or lightly's embeddings CSV; the class "
+        "sub-folders of --data-dir become labels",
     )
-    parser.add_argument("run", type=Path, metavar="RUN", help=f"run directory, or a {BACKBONE_FILE} file")
-    parser.add_argument(
-        "--data-dir", type=Path, required=True, help="folder of images (class sub-folders become labels)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="output file: .npy (+ .index.csv), .npz, .parquet, or .csv (--format lightly-csv)",
-    )
-    parser.add_argument(  # checked by output_format, whose module imports torch, not by argparse choices
-        "--format",
-        default=None,
-        metavar="FORMAT",
-        help="npy, npz, parquet, or lightly-csv (lightly's embeddings CSV, --out FILE.csv); default: the one "
-        "--out's suffix names",
-    )
-    parser.add_argument(
-        "--absolute-paths", action="store_true", help="write file names absolute, not relative to --data-dir"
-    )
-    parser.add_argument(
-        "--layer",
-        choices=("backbone", "projection"),
-        default="backbone",
-        help="backbone features (default) or the projection head's output",
-    )
-    parser.add_argument(
-        "--config", type=Path, default=None, help=f"the run's {CONFIG_FILE} (default: the one beside the backbone)"
-    )
-    add_folder_reading_flags(parser, batch_size=512)
+    add_settings_flags(parser, EmbedSettings)
     parser.set_defaults(handler=run)
 
 
@@ -66,23 +63,24 @@ def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.loading import resolve_run
     from simclr.hardware import autocast_dtype_for, pick_device
 
-    out = Path(args.out).expanduser()
-    fmt = output_format(out, args.format)
-    check_output_path(out, args.overwrite, tuple(SUFFIXES.values()))
-    ref = resolve_run(args.run, args.config)
-    device = pick_device(args.accelerator)
+    settings = settings_from_args(EmbedSettings, args)
+    out = settings.out.expanduser()
+    fmt = output_format(out, settings.format)
+    check_output_path(out, settings.overwrite, tuple(SUFFIXES.values()))
+    ref = resolve_run(settings.run, settings.run_config)
+    device = pick_device(settings.accelerator)
     emb = embed_folder(
         ref,
-        args.data_dir,
-        layer=args.layer,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        follow_links=args.follow_links,
+        Path(settings.data_dir),
+        layer=settings.layer,
+        batch_size=settings.batch_size,
+        workers=settings.workers,
+        follow_links=settings.follow_links,
         device=device,
         autocast_dtype=autocast_dtype_for(device),
     )
-    written = write_embeddings(emb, out, fmt, absolute_paths=args.absolute_paths)
-    shape = f"{emb.vectors.shape[1]}-d {args.layer} output"
+    written = write_embeddings(emb, out, fmt, absolute_paths=settings.absolute_paths)
+    shape = f"{emb.vectors.shape[1]}-d {settings.layer} output"
     print(f"embedded {len(emb.file_names)} images ({shape}) -> {', '.join(map(str, written))}")
     if emb.skipped:
         name, reason = (printable_name(text) for text in emb.skipped[0])

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.commands.common import add_command, add_folder_reading_flags
+from simclr.commands.common import Overwrite, add_command
+from simclr.data.reading import DataDir, DecodingWorkers, FollowLinks
+from simclr.device_settings import ForwardPasses
 from simclr.rundir import CLASSIFIER_FILE
-from simclr.settings import positive_int
+from simclr.settings import add_settings_flags, positive_int, setting, settings_from_args, shared_setting
 
 EXAMPLES = (
     "simclr predict runs/cifar10-resnet18-20261123-101500 --data-dir ~/photos --out preds.csv",
@@ -16,20 +19,31 @@ EXAMPLES = (
 )
 
 
+@dataclass(kw_only=True)
+class PredictSettings(Overwrite, ForwardPasses, FollowLinks, DecodingWorkers):
+    """The settings of ``simclr predict``: the classifier, the folder (searched recursively), the output."""
+
+    classifier: Path = setting(
+        f"a {CLASSIFIER_FILE} (written by linear-eval, finetune, supervised) or a run directory holding one",
+        positional=True,
+        metavar="CLASSIFIER_OR_RUN",
+    )
+    data_dir: str = shared_setting(DataDir, "data_dir")
+    out: Path = setting("output file: .csv or .parquet")
+    top_k: int = setting("classes (and probabilities) kept per image", 1, parse=positive_int)
+    batch_size: int = shared_setting(ForwardPasses, "batch_size", default=256)
+
+
 def register(commands: Any) -> None:
     parser = add_command(
-        commands, "predict", "classify an image folder with a saved classifier (.csv/.parquet)", EXAMPLES
+        commands,
+        "predict",
+        "classify an image folder with a saved classifier (.csv/.parquet)",
+        EXAMPLES,
+        description="classify an image folder with a saved classifier (.csv/.parquet); --data-dir is searched "
+        "recursively",
     )
-    parser.add_argument(
-        "classifier",
-        type=Path,
-        metavar="CLASSIFIER_OR_RUN",
-        help=f"a {CLASSIFIER_FILE} (written by linear-eval, finetune, supervised) or a run directory holding one",
-    )
-    parser.add_argument("--data-dir", type=Path, required=True, help="folder of images (searched recursively)")
-    parser.add_argument("--out", type=Path, required=True, help="output file: .csv or .parquet")
-    parser.add_argument("--top-k", type=positive_int, default=1, help="classes (and probabilities) kept per image")
-    add_folder_reading_flags(parser, batch_size=256)
+    add_settings_flags(parser, PredictSettings)
     parser.set_defaults(handler=run)
 
 
@@ -42,23 +56,24 @@ def run(args: argparse.Namespace) -> int:
     from simclr.hardware import autocast_dtype_for, pick_device
     from simclr.progress import progress_bar
 
-    out = Path(args.out).expanduser()
-    check_output_path(out, args.overwrite, FORMATS)
-    path, note = choose_classifier(args.classifier)
+    settings = settings_from_args(PredictSettings, args)
+    out = settings.out.expanduser()
+    check_output_path(out, settings.overwrite, FORMATS)
+    path, note = choose_classifier(settings.classifier)
     print(note)
     model, meta = load_classifier(path)
-    device = pick_device(args.accelerator)
+    device = pick_device(settings.accelerator)
     with progress_bar("predict") as advance:
         preds = predict_folder(
             model,
             meta,
-            args.data_dir,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            workers=args.workers,
+            Path(settings.data_dir),
+            top_k=settings.top_k,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
             device=device,
             autocast_dtype=autocast_dtype_for(device),
-            follow_links=args.follow_links,
+            follow_links=settings.follow_links,
             advance=lambda done, total: advance("images", done, total),
         )
     write_predictions(preds, out)

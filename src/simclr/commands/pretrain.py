@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from simclr.commands.common import add_command
+from simclr.commands.common import Quiet, Recipe, add_command
 from simclr.config import PretrainConfig
-from simclr.settings import add_settings_flags, overrides_from_args
+from simclr.settings import add_settings_flags, overrides_from_args, setting, settings_from_args
 
 EXAMPLES = (
     "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --epochs 200 --batch-size 512",
@@ -19,18 +19,21 @@ EXAMPLES = (
 )
 
 
+@dataclass
+class PretrainCommand(Quiet, Recipe):
+    """What ``simclr pretrain`` does with its config, beside the config itself (:class:`PretrainConfig`)."""
+
+    print_config: bool = setting("print the resolved config and exit", False, switch=True)
+    resume_with_changes: bool = setting(
+        "with --resume: allow flags that change how the run trains (the change is recorded in the run)",
+        False,
+        switch=True,
+    )
+
+
 def register(commands: Any) -> None:
     parser = add_command(commands, "pretrain", "pretrain a backbone with NT-Xent", EXAMPLES)
-    parser.add_argument(
-        "--config", type=Path, default=None, help="recipe: a YAML file or a shipped recipe's name; flags override it"
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress output on the terminal")
-    parser.add_argument(
-        "--resume-with-changes",
-        action="store_true",
-        help="with --resume: allow flags that change how the run trains (the change is recorded in the run)",
-    )
+    add_settings_flags(parser, PretrainCommand)
     add_settings_flags(parser, PretrainConfig, overrides_only=True)
     parser.set_defaults(handler=run)
 
@@ -40,21 +43,22 @@ def run(args: argparse.Namespace) -> int:
     from simclr.recipes import find_recipe
     from simclr.settings import config_to_yaml, read_yaml
 
+    command = settings_from_args(PretrainCommand, args)
     overrides = overrides_from_args(PretrainConfig, args)
-    file_values: dict[str, Any] = read_yaml(find_recipe(args.config)) if args.config else {}
+    file_values: dict[str, Any] = read_yaml(find_recipe(command.config)) if command.config else {}
     changes: dict[str, tuple[Any, Any]] = {}
     if overrides.get("resume"):
         from simclr.training.resume import resume_from_values  # reads a checkpoint: torch, only when resuming
 
-        config, changes = resume_from_values(file_values, overrides, allowed=args.resume_with_changes)
+        config, changes = resume_from_values(file_values, overrides, allowed=command.resume_with_changes)
     else:
         config = build_config(file_values, overrides)
-    if args.print_config:
+    if command.print_config:
         sys.stdout.write(config_to_yaml(config))
         return 0
     from simclr.training.pretrain import run_pretraining
 
-    result = run_pretraining(config, quiet=args.quiet, resumed_changes=changes)
+    result = run_pretraining(config, quiet=command.quiet, resumed_changes=changes)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         summary = f"run directory: {result.run_dir}"
         if result.final_loss is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
 from simclr.rundir import EVAL_DIR, REPORT_FILE
+from simclr.settings import add_settings_flags, setting, settings_from_args
 
 EXAMPLES = (
     "simclr report runs/cifar10-resnet18-20261123-101500",
@@ -15,19 +17,24 @@ EXAMPLES = (
 )
 
 
+@dataclass
+class ReportSettings:
+    """The settings of ``simclr report``: the runs, and where the page goes."""
+
+    run_dirs: list[Path] = setting("run directories to report on", positional=True, nargs="+", metavar="RUN_DIR")
+    out: Path | None = setting(
+        f"where to write the HTML (default: RUN_DIR/{EVAL_DIR}/{REPORT_FILE} for one run, ./simclr-report.html for "
+        "several)",
+        None,
+        metavar="FILE",
+    )
+
+
 def register(commands: Any) -> None:
     parser = add_command(
         commands, "report", "write a self-contained HTML report (metrics, protocols, plots, config) of runs", EXAMPLES
     )
-    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run directories to report on")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help=f"where to write the HTML (default: RUN_DIR/{EVAL_DIR}/{REPORT_FILE} for one run, "
-        "./simclr-report.html for several)",
-    )
+    add_settings_flags(parser, ReportSettings)
     parser.set_defaults(handler=run)
 
 
@@ -35,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     # imported when the command runs, so that 'simclr --help' does not load torch
     from simclr.reports.html import default_report_path, write_report
 
-    out = args.out if args.out is not None else default_report_path(args.run_dirs)
-    print(write_report(args.run_dirs, out))
+    settings = settings_from_args(ReportSettings, args)
+    out = settings.out if settings.out is not None else default_report_path(settings.run_dirs)
+    print(write_report(settings.run_dirs, out))
     return 0

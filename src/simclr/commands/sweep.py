@@ -9,10 +9,12 @@ sweep file, found before anything runs.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.commands.common import add_command
+from simclr.commands.common import Quiet, add_command
+from simclr.settings import add_settings_flags, setting, settings_from_args
 
 EXAMPLES = (
     "simclr sweep simclr-ae --dry-run",
@@ -20,30 +22,25 @@ EXAMPLES = (
 )
 
 
+@dataclass(kw_only=True)
+class SweepSettings(Quiet):
+    """The settings of ``simclr sweep``: the sweep file, where its cells run, on which GPUs."""
+
+    sweep: Path = setting(
+        "sweep file (base, grid, cell_overrides, ...) or a shipped sweep's name", positional=True, metavar="SWEEP.yaml"
+    )
+    out: Path = setting("parent folder; cells run in OUT/<name>/<cell-id> (default: runs)", Path("runs"))
+    devices: str | None = setting(
+        "GPU indices; one cell at a time per GPU, in parallel (default: one cell at a time)", None, metavar="0,1"
+    )
+    dry_run: bool = setting("validate and list the cells, run nothing", False, switch=True)
+
+
 def register(commands: Any) -> None:
     parser = add_command(
         commands, "sweep", "run a grid of pretraining configs (+ evaluation); re-running skips finished cells", EXAMPLES
     )
-    parser.add_argument(
-        "sweep",
-        type=Path,
-        metavar="SWEEP.yaml",
-        help="sweep file (base, grid, cell_overrides, ...) or a shipped sweep's name",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs"),
-        help="parent folder; cells run in OUT/<name>/<cell-id> (default: runs)",
-    )
-    parser.add_argument(
-        "--devices",
-        default=None,
-        metavar="0,1",
-        help="GPU indices; one cell at a time per GPU, in parallel (default: one cell at a time)",
-    )
-    parser.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
-    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_settings_flags(parser, SweepSettings)
     parser.set_defaults(handler=run)
 
 
@@ -53,18 +50,19 @@ def run(args: argparse.Namespace) -> int:
     from simclr.experiments.sweep_results import is_finished
     from simclr.recipes import find_recipe
 
-    devices = parse_devices(args.devices)
-    spec = load_sweep(find_recipe(args.sweep, sweeps=True))
-    sweep_dir = Path(args.out) / spec.name
+    settings = settings_from_args(SweepSettings, args)
+    devices = parse_devices(settings.devices)
+    spec = load_sweep(find_recipe(settings.sweep, sweeps=True))
+    sweep_dir = Path(settings.out) / spec.name
     cells = expand_cells(spec)
     validate_cells(cells, sweep_dir)
     finished = [is_finished(cell_run_dir(sweep_dir, cell)) for cell in cells]
-    if args.dry_run:
+    if settings.dry_run:
         for cell, done in zip(cells, finished, strict=True):
             print(f"{cell.cell_id}{'  (finished)' if done else ''}")
         print(f"{len(cells)} cells, {sum(finished)} finished; run directories in {sweep_dir}")
         return 0
-    outcomes = SweepRunner(spec, sweep_dir, devices, quiet=args.quiet).run(cells)
+    outcomes = SweepRunner(spec, sweep_dir, devices, quiet=settings.quiet).run(cells)
     failed = [item for item in outcomes if item.error]
     print(f"{len(outcomes) - len(failed)} of {len(cells)} cells finished; results: {sweep_dir / 'results.md'}")
     for item in failed:

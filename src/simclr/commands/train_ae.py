@@ -7,12 +7,12 @@ Experiment 1 of SimCLR-AE (Schliebitz et al., arXiv:2408.14514); the run directo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from simclr.commands.common import add_command
+from simclr.commands.common import Quiet, Recipe, add_command
 from simclr.config import AutoencoderConfig
-from simclr.settings import add_settings_flags, overrides_from_args
+from simclr.settings import add_settings_flags, overrides_from_args, settings_from_args
 
 EXAMPLES = (
     "simclr train-ae --dataset cifar10 --data-dir data/cifar10 --latent-dim 512 --epochs 20",
@@ -20,11 +20,15 @@ EXAMPLES = (
 )
 
 
+@dataclass
+class TrainAutoencoderCommand(Quiet, Recipe):
+    """What ``simclr train-ae`` does with its config, beside the config itself (:class:`AutoencoderConfig`)."""
+
+
 def register(commands: Any) -> None:
     parser = add_command(commands, "train-ae", "train the MLP autoencoder for the ae projection head", EXAMPLES)
-    parser.add_argument("--config", type=Path, default=None, help="settings YAML; flags override its values")
+    add_settings_flags(parser, TrainAutoencoderCommand)
     add_settings_flags(parser, AutoencoderConfig, overrides_only=True)
-    parser.add_argument("--quiet", action="store_true", help="no progress output on the terminal")
     parser.set_defaults(handler=run)
 
 
@@ -32,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from simclr.settings import build_settings, read_yaml
     from simclr.training.autoencoder import run_ae_training
 
-    file_values = read_yaml(args.config) if args.config else {}
+    command = settings_from_args(TrainAutoencoderCommand, args)
+    file_values = read_yaml(command.config) if command.config else {}
     config = build_settings(AutoencoderConfig, file_values, overrides_from_args(AutoencoderConfig, args))
-    result = run_ae_training(config, quiet=args.quiet)
+    result = run_ae_training(config, quiet=command.quiet)
     print(f"run directory: {result.run_dir}  (val_loss {result.val_loss:.5f})")
     return 0

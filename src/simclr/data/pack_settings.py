@@ -1,22 +1,32 @@
 """The settings of ``simclr data pack`` (:mod:`simclr.data.packed`): how images are stored in the shards.
 
+Where the images are read from, and how, are the shared reading settings of :mod:`simclr.data.reading`;
+:class:`JpegQuality` is shared with the other command that writes JPEG files (``simclr data coco-crops``).
 This module imports no numpy or PIL, so ``simclr data pack --help`` builds its flags without them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from simclr.data.reading import DataDir, DecodingWorkers, Download, FollowLinks
 from simclr.errors import UserError
 from simclr.settings import jpeg_quality, positive_int, setting
 
-__all__ = ["PackConfig"]
+__all__ = ["JpegQuality", "PackConfig"]
 
 
-@dataclass(frozen=True)
-class PackConfig:
-    """The settings of ``simclr data pack`` (:mod:`simclr.data.packed`)."""
+@dataclass
+class JpegQuality:
+    """The quality of the JPEG files a command writes."""
+
+    quality: int = setting("JPEG quality (1..100) of the images written", 95, parse=jpeg_quality)
+
+
+@dataclass  # not frozen: the reading groups it inherits are the training configs' too, which are not
+class PackConfig(JpegQuality, FollowLinks, DecodingWorkers, Download, DataDir):
+    """The settings of ``simclr data pack`` (:mod:`simclr.data.packed`); ``data_dir`` is where a named
+    dataset's files are (an image folder is named by its path)."""
 
     max_side: int = setting(
         "images whose longer side exceeds N pixels are downscaled to N once; 512 keeps 224 px crops sharp",
@@ -24,12 +34,7 @@ class PackConfig:
         parse=positive_int,
         metavar="N",
     )
-    quality: int = setting("JPEG quality of the images that are re-encoded", 95, parse=jpeg_quality)
-    workers: int = setting("processes packing in parallel", 2)
     seed: int = setting("seed of the stored (shuffled) order", 0)
-    data_dir: Path | None = setting("SRC a dataset name: where its files are", None)
-    download: bool = setting("SRC a torchvision dataset: download it first (needs a network)", False)
-    follow_links: bool = setting("follow symbolic links that lead outside SRC (else skipped and listed)", False)
 
     def validate(self) -> None:
         """Reject a side or quality the packer cannot use, with the fix in the message."""

@@ -413,7 +413,8 @@ def pack_dataset(
 ) -> dict[str, PackSummary]:
     """Pack every split of ``src`` into ``out/<split>``; ``on_part(split, done, total)`` reports progress."""
     settings = settings or PackConfig()
-    sources = pack_sources(src, settings.data_dir, settings.download, settings.workers, settings.follow_links)
+    data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
+    sources = pack_sources(src, data_dir, settings.download, settings.workers, settings.follow_links)
     summaries = {}
     for split, source in sources.items():
         report = (lambda done, total, split=split: on_part(split, done, total)) if on_part else None

@@ -1,20 +1,32 @@
-"""How a dataset's files are found and read: the settings every command that loads a named dataset shares.
+"""How a dataset's files are found and read: the settings every command that reads images shares.
 
-:class:`DataReading` is the one definition of where the data is (``data_dir``, ``download``), how it is
-decoded (``workers``, ``follow_links``, ``resize``) and how much of the training split is used
-(``limit_train_images``); the pretraining and autoencoder configs inherit it, so the fields have one type
-and one help text everywhere and saved configs keep their flat keys. :class:`MemoryBudget` adds the size
-above which a split is streamed instead of held. This module imports no torch, numpy or PIL: the CLI builds
-its flags from it.
+Each setting is defined once, in a group of its own, and a command's settings inherit the groups it offers:
+:class:`DataDir` (where the data is), :class:`Download`, :class:`DecodingWorkers`, :class:`FollowLinks`,
+:class:`TrainingImagesLimit`, :class:`Resize` and :class:`MemoryBudget` (the size above which a split is
+streamed instead of held). :class:`DataReading` is the six a training command offers together; the
+pretraining and autoencoder configs inherit it, so the fields have one type and one help text everywhere
+and saved configs keep their flat keys. This module imports no torch, numpy or PIL: the CLI builds its
+flags from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simclr.settings import parse_size, setting
+from simclr.settings import parse_size, positive_int, setting
 
-__all__ = ["RESIZE_HELP", "RESIZE_MODES", "DataReading", "MemoryBudget"]
+__all__ = [
+    "RESIZE_HELP",
+    "RESIZE_MODES",
+    "DataDir",
+    "DataReading",
+    "DecodingWorkers",
+    "Download",
+    "FollowLinks",
+    "MemoryBudget",
+    "Resize",
+    "TrainingImagesLimit",
+]
 
 # How an image folder's images become squares: "crop" resizes the shorter side and cuts the centre (keeps
 # the aspect ratio, loses the ends of the longer side); "squash" resizes both sides (keeps all the
@@ -27,24 +39,65 @@ RESIZE_HELP = (
 
 
 @dataclass
-class DataReading:
-    """Where a dataset is and how its files are read (the ``data`` settings of every training command)."""
+class DataDir:
+    """Where the images are."""
 
     data_dir: str | None = setting(
-        "where the dataset is: its folder (cifar10/100 also accept DIR/{train,test}/<class>/*), or the URL of "
-        "a packed dataset (s3://, gs://, ...)",
+        "where the images are: a dataset's folder (cifar10/100 also accept DIR/{train,test}/<class>/*), a "
+        "folder of images, or the URL of a packed dataset (s3://, gs://, ...); evaluation commands default to "
+        "their run's",
         None,
         group="data",
     )
+
+
+@dataclass
+class Download:
+    """Whether a missing dataset may be downloaded."""
+
     download: bool = setting("let torchvision download a missing dataset (needs a network)", False, group="data")
+
+
+@dataclass
+class DecodingWorkers:
+    """How many processes decode image files."""
+
     workers: int = setting("processes decoding image files", 2, group="data")
+
+
+@dataclass
+class FollowLinks:
+    """Whether symbolic links out of the folder are read."""
+
     follow_links: bool = setting(
-        "follow symbolic links that lead outside --data-dir (else skipped and listed)", False, group="data"
+        "follow symbolic links that lead outside the folder being read (else skipped and listed)", False, group="data"
     )
+
+
+@dataclass
+class TrainingImagesLimit:
+    """How much of the training split is used."""
+
     limit_train_images: int | None = setting(
-        "train on a stratified subset of N training images (default: all)", None, metavar="N", group="data"
+        "use a stratified subset of N training images (default: all)",
+        None,
+        parse=positive_int,
+        metavar="N",
+        group="data",
     )
+
+
+@dataclass
+class Resize:
+    """How an image folder's images become squares."""
+
     resize: str = setting(RESIZE_HELP, "crop", choices=RESIZE_MODES, group="data")
+
+
+# A dataclass puts the fields of the base listed last first: the saved config.yaml keeps this order.
+@dataclass
+class DataReading(Resize, TrainingImagesLimit, FollowLinks, DecodingWorkers, Download, DataDir):
+    """Where a dataset is and how its files are read (the ``data`` settings of every training command)."""
 
 
 @dataclass
@@ -52,8 +105,9 @@ class MemoryBudget:
     """How much decoded data may be held in memory before a split is streamed instead."""
 
     memory_budget: str | None = setting(
-        "an image folder whose decoded training split exceeds SIZE (e.g. 8GB) is packed once and streamed "
-        "instead of held in memory (default: half of the available memory)",
+        "how much decoded data (e.g. 8GB) may be held in memory: a split over it is streamed instead (an image "
+        "folder is packed once for that), and an evaluation's linear probe whose features exceed it is fitted "
+        "by mini-batch SGD (default: half of the available memory)",
         None,
         metavar="SIZE",
         group="data",

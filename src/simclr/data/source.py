@@ -109,7 +109,7 @@ class DataSource:
         return str(root.resolve()) if self.dataset == "imagefolder" else self.dataset
 
     def _pack_config(self, root: Path) -> PackConfig:
-        data_dir = None if self.dataset == "imagefolder" else root
+        data_dir = None if self.dataset == "imagefolder" else str(root)
         return PackConfig(data_dir=data_dir, workers=max(1, self.workers), follow_links=self.follow_links)
 
     @classmethod

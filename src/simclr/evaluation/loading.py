@@ -108,7 +108,7 @@ def resolve_run(
     if not config_file.is_file():
         raise UserError(
             f"no config for {backbone_path}: {config_file} does not exist; "
-            f"pass --config {CONFIG_FILE} (the run's config)"
+            f"pass --run-config {CONFIG_FILE} (the run's config)"
         )
     return RunRef(
         run=run,

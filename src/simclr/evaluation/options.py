@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from simclr.data.reading import DataDir, DecodingWorkers, MemoryBudget, TrainingImagesLimit
+from simclr.device_settings import ForwardPasses
 from simclr.errors import UserError
-from simclr.settings import parse_size, positive_int, setting
+from simclr.settings import positive_int, setting
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
@@ -97,21 +98,16 @@ def check_tta(views: int) -> None:
         raise UserError(f"--tta {views}: pass 0 (no test-time augmentation) or a number of views >= 2")
 
 
-@dataclass(frozen=True)
-class EvalSessionOptions:
+@dataclass  # not frozen: the shared groups it inherits are the training configs' too, which are not
+class EvalSessionOptions(ForwardPasses, MemoryBudget, TrainingImagesLimit, DecodingWorkers, DataDir):
     """What every evaluation command shares, the settings of its :class:`~simclr.evaluation.session.EvalSession`:
-    where the data is, how much of it, on which device, with which seed and memory budget."""
+    where the data is, how much of it, on which device, with which seed and memory budget. The settings other
+    commands share too are inherited from their one definition (:mod:`simclr.data.reading`,
+    :mod:`simclr.device_settings`)."""
 
-    data_dir: Path | None = setting("where the dataset is (default: the run's --data-dir)", None)
-    limit_train_images: int | None = setting(
-        "stratified subset of the training split", None, parse=positive_int, metavar="N"
-    )
     limit_test_images: int | None = setting(
-        "stratified subset of the test split", None, parse=positive_int, metavar="N"
+        "use a stratified subset of N test images (default: all)", None, parse=positive_int, metavar="N", group="data"
     )
-    batch_size: int = setting("images per forward pass when computing features", 512, parse=positive_int)
-    accelerator: str = setting("where features are computed", "auto", choices=("auto", "cpu", "gpu"))
-    workers: int = setting("processes decoding image files", 2)
     seed: int = setting("seed of splits, subsets and fits", 0)
     train_split: str = setting(
         "what classifiers are fitted on: the train split, or the valid/ folder of an image folder with train/, "
@@ -125,13 +121,10 @@ class EvalSessionOptions:
         False,
     )
     use_cache: bool = setting("reuse cached features (--no-cache recomputes them)", True, flag="cache")
-    memory_budget: int | None = setting(
-        "a split whose decoded images exceed SIZE (e.g. 8GB) is streamed, not held in memory, and a linear "
-        "probe whose features exceed it is fitted by mini-batch SGD (default: half of the available memory)",
-        None,
-        parse=parse_size,
-        metavar="SIZE",
-    )
+
+    def validate(self) -> None:
+        """A memory budget that cannot be read fails before anything is loaded."""
+        self.memory_budget_bytes()
 
 
 @dataclass(frozen=True)

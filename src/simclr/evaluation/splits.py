@@ -67,7 +67,7 @@ class EvalSplits(Mapping[str, SplitImages]):
     @cached_property
     def memory_budget(self) -> int:
         """Bytes of decoded images (or of a linear probe's features) evaluation may hold in memory."""
-        budget = self.options.memory_budget
+        budget = self.options.memory_budget_bytes()
         return budget if budget is not None else default_memory_budget()
 
     def rows_in_memory(self, split: str, rows: Tensor, purpose: str) -> ImageStore:
@@ -127,8 +127,8 @@ class EvalSplits(Mapping[str, SplitImages]):
         config, opts, size = self.config, self.options, self.image_size
         source = replace(data_source(config), workers=opts.workers)
         if opts.data_dir is not None:  # --data-dir of the evaluation replaces the run's, local or remote
-            source = replace(source, data_dir=opts.data_dir, data_url=None)
-        streamed = source.streamed(size, opts.memory_budget, Path(config.pack_dir) if config.pack_dir else None)
+            source = replace(source, data_dir=Path(opts.data_dir), data_url=None)
+        streamed = source.streamed(size, opts.memory_budget_bytes(), Path(config.pack_dir) if config.pack_dir else None)
         if streamed is not None:
             if opts.train_split == "valid":
                 raise UserError("--train-split valid reads an image folder's valid/ in memory; this data is streamed")
