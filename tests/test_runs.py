@@ -111,3 +111,20 @@ def test_claim_and_release_are_this_process_s(tmp_path: Path) -> None:
         claim(tmp_path)  # this process holds it: a second claim is a second writer
     release(tmp_path)
     assert live_holder(tmp_path) is None
+
+
+def test_a_folder_the_opener_made_and_left_empty_is_removed(tmp_path: Path) -> None:
+    """A command refused after the folder was opened (bad input found late) leaves nothing behind; a folder
+    that existed before, or that got a file, stays."""
+    made = tmp_path / "eval"
+    with pytest.raises(UserError), open_run(made, flag="--eval-dir"):
+        raise UserError("refused after opening")
+    assert not made.exists()
+    with open_run(made, flag="--eval-dir") as run:
+        (run.path / "metrics.json").write_text("{}")
+    assert sorted(p.name for p in made.iterdir()) == ["metrics.json"]
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with open_run(existing):
+        pass
+    assert existing.is_dir()

@@ -63,8 +63,11 @@ def open_run(
     (``--resume``), named in the error. ``log_file`` is where the ``simclr`` logger writes from now on
     (also to stderr unless ``quiet``; ``held`` records first, see :func:`held_log_records`); without one the
     logger is left as the caller set it. ``flag`` is the option that chose the directory, named in errors.
+    A directory this call created and that is left empty (the command failed before writing) is removed, so a
+    refused command leaves nothing behind.
     """
     run = RunDir(path)
+    created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
     takeover = claim(run.path, flag=flag)
     try:
@@ -79,6 +82,8 @@ def open_run(
         yield run
     finally:
         release(run.path)
+        if created and not any(run.path.iterdir()):
+            run.path.rmdir()
 
 
 def remove_leftovers(run: RunDir) -> list[Path]:

@@ -157,3 +157,23 @@ def test_knn_on_spirograph_says_to_regress(make_run, capsys) -> None:
     run = make_run("spirograph", train_size=50, test_size=20)
     assert main(["knn", str(run)]) == 2
     assert "use 'simclr regress'" in capsys.readouterr().err
+
+
+def test_an_evaluation_folder_has_one_writer_and_is_released(make_run, cifar_small: Path, capsys) -> None:
+    """Two evaluations writing one folder would interleave metrics.json: the second stops in one line while
+    the first holds it, and once it is released (the lock gone) the next evaluation writes as usual."""
+    from simclr.runs import claim, release
+
+    run = make_run("cifar10", cifar_small)
+    (run / "eval").mkdir()
+    claim(run / "eval")  # this process stands for a live evaluation of the same run
+    try:
+        assert main(["knn", str(run), "--k", "10"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is in use by process" in err and "--eval-dir" in err and "\n" not in err
+        assert not (run / "eval" / "metrics.json").exists()
+    finally:
+        release(run / "eval")
+    assert main(["knn", str(run), "--k", "10"]) == 0
+    assert "knn" in _metrics(run)["results"]
+    assert sorted(path.name for path in (run / "eval").iterdir() if path.name.startswith(".")) == []

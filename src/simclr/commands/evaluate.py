@@ -33,26 +33,37 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # imported when the command runs, so that 'simclr --help' does not load torch
-    from simclr.evaluation.results import headline
-
     options = settings_from_args(EvaluateCommandOptions, args)
     show_progress()
     session = session_from_args(args)
-    if options.checkpoint == "all":
-        from simclr.evaluation.protocols.checkpoint_scan import scan_kept_backbones
-        from simclr.reports.eval_plots import write_checkpoint_scan_plot
-
-        with progress_bar("evaluate") as advance:
-            scan = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear, progress=advance)
-            plot = write_checkpoint_scan_plot(scan, session.ref.eval.checkpoint_scan_plot)
-        print(f"checkpoint scan: {scan.table} (plot: {plot})")
-        return 0
-    if options.checkpoint is not None:
+    if options.checkpoint not in (None, "all"):  # a kept backbone: its results go to a folder of their own
         from simclr.evaluation.protocols.checkpoint_scan import kept_backbone_ref
         from simclr.evaluation.session import EvalSession
 
         session = EvalSession(kept_backbone_ref(session.ref, options.checkpoint), session.options)
+    with session:
+        if options.checkpoint == "all":
+            _scan_kept_backbones(session, options)
+        else:
+            _evaluate_and_report(session, options)
+    return 0
+
+
+def _scan_kept_backbones(session: EvalSession, options: EvaluateCommandOptions) -> None:
+    """``--checkpoint all``: kNN (and the linear probe) of every kept backbone, a table and a plot."""
+    from simclr.evaluation.protocols.checkpoint_scan import scan_kept_backbones
+    from simclr.reports.eval_plots import write_checkpoint_scan_plot
+
+    with progress_bar("evaluate") as advance:
+        scan = scan_kept_backbones(session.ref, session.options, linear=options.scan_linear, progress=advance)
+        plot = write_checkpoint_scan_plot(scan, session.ref.eval.checkpoint_scan_plot)
+    print(f"checkpoint scan: {scan.table} (plot: {plot})")
+
+
+def _evaluate_and_report(session: EvalSession, options: EvaluateCommandOptions) -> None:
+    """The evaluation of one backbone, with its progress, then its headlines and where they are."""
+    from simclr.evaluation.results import headline
+
     projection = None
     if options.plots and options.map_layer == "projection":  # read before minutes of evaluation, not after
         from simclr.evaluation.inference.embed import load_projection_head
@@ -66,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {session.ref.eval.metrics}")
     if report is not None:
         print(f"report: {report.resolve()}")
-    return 0
 
 
 def _evaluate(

@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = settings_from_args(FinetuneOptions, args)
     show_progress()
-    session = session_from_args(args)
-    entry = run_finetune(session, options)
-    path = record(session, "finetune", entry)
-    write_classifier_plots(session, "finetune", entry)
-    print(headline("finetune", entry))
-    print(f"results: {path}")
+    with session_from_args(args) as session:
+        entry = run_finetune(session, options)
+        path = record(session, "finetune", entry)
+        write_classifier_plots(session, "finetune", entry)
+        print(headline("finetune", entry))
+        print(f"results: {path}")
     return 0

@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.results import headline
 
     options = settings_from_args(KNNOptions, args)
-    session = session_from_args(args)
-    entry = run_knn(session, ks=options.k, temperature=options.temperature)
-    path = record(session, "knn", entry)
-    print(headline("knn", entry))
-    print(f"results: {path}")
+    with session_from_args(args) as session:
+        entry = run_knn(session, ks=options.k, temperature=options.temperature)
+        path = record(session, "knn", entry)
+        print(headline("knn", entry))
+        print(f"results: {path}")
     return 0

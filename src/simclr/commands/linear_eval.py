@@ -32,19 +32,19 @@ def run(args: argparse.Namespace) -> int:
     from simclr.reports.eval_plots import write_classifier_plots
 
     options = settings_from_args(LinearEvalOptions, args)
-    session = session_from_args(args)
-    if options.method == "sgd":
-        from simclr.evaluation.protocols.linear_sgd import train_linear_sgd
+    with session_from_args(args) as session:
+        if options.method == "sgd":
+            from simclr.evaluation.protocols.linear_sgd import train_linear_sgd
 
-        key = "linear_sgd"
-        entry = train_linear_sgd(session, options)
-    else:
-        from simclr.evaluation.protocols.linear import run_linear_eval
+            key = "linear_sgd"
+            entry = train_linear_sgd(session, options)
+        else:
+            from simclr.evaluation.protocols.linear import run_linear_eval
 
-        key = "linear_tta" if options.tta > 1 else "linear"
-        entry = run_linear_eval(session, options)
-    path = record(session, key, entry)
-    write_classifier_plots(session, key, entry)
-    print(headline(key, entry))
-    print(f"results: {path}")
+            key = "linear_tta" if options.tta > 1 else "linear"
+            entry = run_linear_eval(session, options)
+        path = record(session, key, entry)
+        write_classifier_plots(session, key, entry)
+        print(headline(key, entry))
+        print(f"results: {path}")
     return 0

@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from simclr.evaluation.results import headline
 
     options = settings_from_args(RegressOptions, args)
-    session = session_from_args(args)
-    entry = run_regression(session, options)
-    path = record(session, "regression", entry)
-    print(headline("regression", entry))
-    print(f"results: {path}")
+    with session_from_args(args) as session:
+        entry = run_regression(session, options)
+        path = record(session, "regression", entry)
+        print(headline("regression", entry))
+        print(f"results: {path}")
     return 0

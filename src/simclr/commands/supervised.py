@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = settings_from_args(SupervisedOptions, args)
     show_progress()
-    session = session_from_args(args)
-    key, entry = run_supervised(session, options)
-    path = record(session, key, entry)
-    write_classifier_plots(session, key, entry)
-    print(headline(key, entry))
-    print(f"results: {path}")
+    with session_from_args(args) as session:
+        key, entry = run_supervised(session, options)
+        path = record(session, key, entry)
+        write_classifier_plots(session, key, entry)
+        print(headline(key, entry))
+        print(f"results: {path}")
     return 0

@@ -10,7 +10,7 @@ them. What a result records about the session is in :mod:`simclr.evaluation.reco
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -29,6 +29,7 @@ from simclr.hardware import autocast_dtype_for, pick_device
 from simclr.progress import Progress, batch_counter, stage
 from simclr.resolve import normalized_info
 from simclr.resolve import view_config as resolve_view_config
+from simclr.runs import open_run
 from simclr.views.config import ViewConfig
 
 
@@ -37,6 +38,10 @@ class EvalSession:
 
     ``progress``, when given, is told how far feature extraction and each stage (:meth:`stage`) are; without
     it (the default for library callers) stages are logged as they start and nothing else is reported.
+
+    Used as a context manager (as every command uses it), the session holds its evaluation folder while it
+    runs (:func:`simclr.runs.open_run`): a second evaluation writing the same folder stops with a one-line
+    error instead of interleaving its results, and the temporaries of a killed evaluation are removed.
     """
 
     def __init__(
@@ -49,6 +54,14 @@ class EvalSession:
         self.device = pick_device(self.options.accelerator)
         self.autocast_dtype = autocast_dtype_for(self.device)
         self.cache = FeatureCache(ref.eval.features, enabled=self.options.use_cache)
+        self._held = ExitStack()
+
+    def __enter__(self) -> EvalSession:
+        self._held.enter_context(open_run(self.ref.eval.path, flag="--eval-dir"))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held.close()
 
     @cached_property
     def backbone(self) -> LoadedBackbone:
