@@ -1,7 +1,8 @@
 """Opening a run-like directory to write in it: one process at a time, its log, no half-written leftovers.
 
 Every command that writes a directory of its own (pretraining's run, ``simclr train-ae``'s run, a sweep's
-folder) opens it with :func:`open_run`, which
+folder, an evaluation's folder through :class:`~simclr.evaluation.session.EvalSession`) opens it with
+:func:`open_run`, which
 
 - claims it: a lock file (``.lock``: pid, host, process start) created atomically, so a second process that
   opens the same directory stops with a one-line error instead of interleaving its files with the first's;
