@@ -59,7 +59,7 @@ def with_task_prefix(progress: Progress | None, prefix: str) -> Progress | None:
     return lambda task, done, total: told(f"{prefix}: {task}", done, total)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of the message (it may be replaced later)."""
 
     @property  # type: ignore[override]
@@ -74,7 +74,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def show_progress() -> None:
     """Progress and warning lines of the ``simclr`` logger on stderr, unless something already handles them."""
     if not log.handlers:
-        handler = _StderrHandler()
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -23,13 +23,13 @@ import logging
 import logging.handlers
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from simclr.errors import UserError
+from simclr.progress import StderrHandler
 from simclr.rundir import RunDir
 
 log = logging.getLogger("simclr")
@@ -186,20 +186,27 @@ def _process_start(pid: int) -> str | None:
 
 # -- the log ---------------------------------------------------------------------------------------------
 @contextmanager
-def held_log_records() -> Iterator[list[logging.LogRecord]]:
+def held_log_records(*, echo: bool = False) -> Iterator[list[logging.LogRecord]]:
     """Hold what the ``simclr`` logger says before the run's log exists (decisions made while loading the
-    data), so :func:`setup_logging` can write it into the log once the run directory is there."""
+    data), so :func:`setup_logging` can write it into the log once the run directory is there.
+
+    ``echo``: also show each line on stderr when it is said, so a long phase (estimating a folder, packing,
+    decoding) never runs silent; :func:`setup_logging` then writes it to the log file without showing it twice.
+    """
     logger = logging.getLogger("simclr")
     holder = logging.handlers.BufferingHandler(capacity=100_000)
     previous_level, previous_handlers = logger.level, list(logger.handlers)
     for handler in previous_handlers:  # e.g. an earlier run's log in the same process: not this run's
         logger.removeHandler(handler)
-    logger.addHandler(holder)
+    holding: list[logging.Handler] = [holder, _ShownNow()] if echo else [holder]
+    for handler in holding:
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         yield holder.buffer
     finally:
-        logger.removeHandler(holder)
+        for handler in holding:
+            logger.removeHandler(handler)
         for handler in previous_handlers:
             logger.addHandler(handler)
         logger.setLevel(previous_level)
@@ -219,11 +226,31 @@ def setup_logging(
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)
+    stream = None
     if not quiet:
-        stream = logging.StreamHandler(sys.stderr)
+        stream = StderrHandler()
         stream.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(stream)
     logger.propagate = False
     for record in held or []:
-        logger.handle(record)
+        for handler in logger.handlers:
+            if handler is stream and getattr(record, _SHOWN, False):
+                continue  # shown when it was said (held_log_records(echo=True))
+            if record.levelno >= handler.level:
+                handler.handle(record)
     return logger
+
+
+_SHOWN = "simclr_shown_on_stderr"
+
+
+class _ShownNow(StderrHandler):
+    """Shows a held record on stderr at once and marks it, so it is not shown again when the log opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        setattr(record, _SHOWN, True)
+        super().emit(record)

@@ -90,7 +90,8 @@ def run_pretraining(
     resume_step = checkpoint_step(config)
     config = pin_subset_file(config)
     hardware = resolve_hardware(config)
-    with held_log_records() as decisions:  # written to the run's log once it exists
+    # decisions are shown as they are made, and written to the run's log once it exists
+    with held_log_records(echo=not quiet and not is_worker_process()) as decisions:
         data = load_training_data(config, dataset)
         config = with_measured_normalization(config, data)
         data = replace(data, info=normalized_info(config, data.info))
