@@ -13,7 +13,7 @@ of a sample.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -115,11 +115,13 @@ def image_folder_chunks(
     *,
     chunk: int = FOLDER_CHUNK,
     follow_external_links: bool = False,
+    advance: Callable[[int, int], None] | None = None,
 ) -> Iterator[ImageStore]:
     """Every image below ``root`` at ``image_size``, as :func:`load_image_folder` lists and decodes them, but
     ``chunk`` files at a time, so a folder of any size is read once without being held (``simclr embed``).
     Each piece carries its file names and what was skipped in it (the first piece also the listing's); the
-    same one-line errors as :func:`load_image_folder` when there is nothing to read."""
+    same one-line errors as :func:`load_image_folder` when there is nothing to read. ``advance(done, total)``
+    is told how many of the listed files have been read once each piece is yielded."""
     root = Path(root).expanduser()
     listing = scan_image_folder(root, follow_external_links=follow_external_links)
     if not listing.paths:
@@ -141,6 +143,8 @@ def image_folder_chunks(
             file_names=[rel[i] for i in ok_idx.tolist()],
             skipped=piece_skipped,
         )
+        if advance is not None:
+            advance(start + len(rel), len(listing.paths))
     if decoded == 0:
         raise _no_readable_image(root, skipped_so_far)
 
