@@ -42,6 +42,7 @@ from simclr.data.pack_format import (
 from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
+from simclr.hardware import worker_processes
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes
 from simclr.views.per_image import center_view, crop_views, view_generator_for_sample
@@ -319,7 +320,7 @@ class PackedImages:
         loader: DataLoader[dict[str, Any]] = DataLoader(
             Subset(self.split.center_views(self.size), self.indices.tolist()),
             batch_size=batch_size,
-            num_workers=self.workers,
+            num_workers=worker_processes(self.workers),
         )
         for batch in loader:
             yield batch["images"]
