@@ -1,6 +1,6 @@
 """Hostile numbers (issue 26): NaN, infinity, negative seeds, images too small to mean anything or too large to
 hold, integers hundreds of digits long. Every one is refused by the one check of numbers all commands share
-(:func:`simclr.settings.check_numbers`, ranges from :mod:`simclr.ranges`), in one line naming the setting and
+(:func:`simclr.settings.check_values`, ranges from :mod:`simclr.ranges`), in one line naming the setting and
 its flag, before anything is written; ``--workers`` beyond the machine's CPUs is capped with one line."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from simclr.errors import UserError
 from simclr.hardware import usable_cpus, worker_processes
 from simclr.models.backbones import build_backbone
 from simclr.ranges import MAX_WHOLE_NUMBER, SEED
-from simclr.settings import check_numbers, field_types
+from simclr.settings import check_values, field_types
 
 HUGE = int("9" * 400)  # a 400-digit integer
 
@@ -204,12 +204,12 @@ def test_every_number_of_every_setting_is_checked() -> None:
     checked = _number_fields()
     assert len(checked) > 80  # the configs of every command
     for cls in {cls for cls, _, _ in checked}:
-        check_numbers(_defaults(cls))  # every default is in its range
+        check_values(_defaults(cls))  # every default is in its range
     for cls, name, kind in checked:
         hostile = [HUGE, -HUGE, MAX_WHOLE_NUMBER + 1] if kind is int else [math.nan, math.inf, -math.inf]
         for value in hostile:
             with pytest.raises(UserError) as info:
-                check_numbers(_with_value(cls, name, value))
+                check_values(_with_value(cls, name, value))
             assert f"{name} must be" in str(info.value) and "\n" not in str(info.value), (cls, name)
 
 

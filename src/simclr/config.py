@@ -35,7 +35,7 @@ from simclr.ranges import (
     Range,
     at_least,
 )
-from simclr.settings import build_settings, check_numbers, setting, shared_setting, short_repr
+from simclr.settings import build_settings, check_values, setting, shared_setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
@@ -78,6 +78,7 @@ class _PretrainData:
         "indices into the labelled training split",
         None,
         metavar="FILE:PART",
+        path=True,
     )
     subset_sha256: str | None = _data("the subset file's SHA-256, recorded when the run starts", None, cli=False)
     image_size: int | None = _data(
@@ -90,6 +91,7 @@ class _PretrainData:
     pack_dir: str | None = _data(
         "where a folder over --memory-budget is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)",
         None,
+        path=True,
     )
     decode: str = _data(
         "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
@@ -166,7 +168,9 @@ class _Model:
     head_out_dim: int = _model("projection size", 128, within=COUNT)
     head_layers: int = _model("linear layers in the mlp head", 2, within=COUNT)
     head_batch_norm: bool = _model("BatchNorm in the mlp head's hidden layers", True)
-    ae_checkpoint: str | None = _model("--head ae: the weights (or run directory) written by 'simclr train-ae'", None)
+    ae_checkpoint: str | None = _model(
+        "--head ae: the weights (or run directory) written by 'simclr train-ae'", None, path=True
+    )
     freeze_head_input: bool = _model("--head ae: keep the autoencoder's embedding layer frozen", True)
     head_activation: str = _model(
         "--head mlp: activation of the hidden layers; --head ae: after the embedding layer (relu, silu, gelu, "
@@ -266,8 +270,10 @@ class _Run:
     """The run directory, checkpoints, monitors and logging."""
 
     seed: int = _run("seed for weights, data order and views", 0, within=SEED)
-    out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)
-    resume: str | None = _run("continue the run in this directory from its last checkpoint (default: a new run)", None)
+    out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None, path=True)
+    resume: str | None = _run(
+        "continue the run in this directory from its last checkpoint (default: a new run)", None, path=True
+    )
     logger: str = _run(
         "csv | tensorboard | mlflow | wandb | none: the tracker that also gets the settings and, from simclr evaluate, "
         "the evaluation metrics (the metrics file is always written; wandb runs offline without WANDB_API_KEY)",
@@ -327,7 +333,7 @@ class PretrainConfig(
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message (the first problem found): every number
         against its range, then the names and the settings that must agree."""
-        check_numbers(self)
+        check_values(self)
         self._check_names()
         self._check_loss()
         self._check_data_and_length()
@@ -465,11 +471,11 @@ class _AutoencoderTraining:
 class AutoencoderConfig(Accelerator, _AutoencoderTraining, DataReading, _AutoencoderDataset):
     """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
 
-    out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
+    out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None, path=True)
 
     def validate(self) -> None:
         """Every check that needs no data, so bad flags fail before anything is loaded or written."""
-        check_numbers(self)
+        check_values(self)
         if self.image_size is not None:
             check_batch_fits(self.batch_size, self.image_size, "one batch of images")
 

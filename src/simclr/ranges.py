@@ -1,7 +1,7 @@
 """The ranges a number setting may take, and the one check every number of every setting goes through.
 
 A settings field declares its range with ``setting(..., within=POSITIVE)`` (:func:`simclr.settings.setting`);
-:func:`simclr.settings.check_numbers` applies :func:`check_number` to every int and float field (and to the
+:func:`simclr.settings.check_values` applies :func:`check_number` to every int and float field (and to the
 items of a list of them) whatever the value came from: a flag, a recipe file, a run's saved config or a
 dataclass built in Python. Every number must be finite (no NaN, no infinity: argparse and YAML both read
 ``nan`` and ``.inf``), a whole number where an int is meant, no larger in magnitude than :data:`MAX_WHOLE_NUMBER`

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from simclr.errors import UserError
+from simclr.paths import check_writable_folder
 from simclr.progress import StderrHandler
 from simclr.rundir import RunDir
 
@@ -67,6 +68,7 @@ def open_run(
     A directory this call created and that is left empty (the command failed before writing) is removed, so a
     refused command leaves nothing behind.
     """
+    check_writable_folder(path, flag)  # a file, or a folder this user may not write: one line, before any work
     run = RunDir(path)
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,9 @@ A command's settings are one dataclass whose fields are made with :func:`setting
 text and what the CLI needs to offer it as a flag. :func:`add_settings_flags` generates the flags from the
 fields (``lr_scaling`` becomes ``--lr-scaling``, booleans ``--x/--no-x``), :func:`read_yaml` reads a recipe
 file that uses the same names, and :func:`build_settings` merges the two (flags win), checks every value's
-type and every number (finite, whole where an int is meant, inside the range the field declares:
-:mod:`simclr.ranges`) and validates the result. :func:`config_to_yaml` writes it back, so a run directory
-can rebuild the settings it ran with.
+type, every number (finite, whole where an int is meant, inside the range the field declares:
+:mod:`simclr.ranges`) and every path's names (:mod:`simclr.paths`), and validates the result.
+:func:`config_to_yaml` writes it back, so a run directory can rebuild the settings it ran with.
 
 This module knows no domain (no dataset, model or run) and imports no torch, numpy or PIL: the CLI builds
 its parsers from it.
@@ -29,12 +29,13 @@ from typing import Any, TypeVar
 import yaml
 
 from simclr.errors import UserError
+from simclr.paths import check_path_names
 from simclr.ranges import Range, check_number
 
 __all__ = [
     "add_settings_flags",
     "build_settings",
-    "check_numbers",
+    "check_values",
     "config_to_dict",
     "config_to_yaml",
     "field_types",
@@ -68,6 +69,7 @@ def setting(
     switch: bool = False,
     old_flags: tuple[str, ...] = (),
     within: Range | None = None,
+    path: bool = False,
 ) -> Any:
     """A settings field with what the CLI needs to offer it as a flag.
 
@@ -79,7 +81,8 @@ def setting(
     action such as ``--overwrite``, not a setting one turns off). ``old_flags`` are earlier spellings of a flag
     that takes a value: they still work for a release, hidden from the help, each use noted on stderr.
     ``within`` is the range of a number setting (of each item of a list of numbers), checked with its
-    finiteness by :func:`check_numbers` wherever the value comes from.
+    finiteness by :func:`check_values` wherever the value comes from; ``path`` marks a text setting that names
+    a file or folder (``Path`` fields are paths anyway), whose names :func:`check_values` checks.
     """
     metadata = {
         "help": help,
@@ -95,6 +98,7 @@ def setting(
         "switch": switch,
         "old_flags": old_flags,
         "within": within,
+        "path": path,
     }
     return field(default=default, metadata=metadata)
 
@@ -268,12 +272,11 @@ def _has_no_default(item: dataclasses.Field[Any]) -> bool:
     return item.default is MISSING and item.default_factory is MISSING
 
 
-def _number_kind(kind: Any) -> tuple[type | None, bool]:
-    """``(int or float, whether the field holds a list of them)``; ``(None, False)`` for other fields."""
+def _item_kind(kind: Any) -> tuple[Any, bool]:
+    """``(the type of the field's values, whether it holds a list of them)``: ``list[Path]`` -> ``(Path, True)``."""
     if typing.get_origin(kind) in (list, tuple):
-        item = typing.get_args(kind)[0]
-        return (item, True) if item in (int, float) else (None, False)
-    return (kind, False) if kind in (int, float) else (None, False)
+        return typing.get_args(kind)[0], True
+    return kind, False
 
 
 def _fix_of(item: dataclasses.Field[Any]) -> str:
@@ -286,25 +289,32 @@ def _fix_of(item: dataclasses.Field[Any]) -> str:
     return "fix --" + (meta.get("flag") or item.name).replace("_", "-")
 
 
-def check_numbers(settings: Any) -> None:
+def check_values(settings: Any) -> None:
     """Refuse a number setting of ``settings`` (a settings dataclass) that is not finite, not whole where an int
-    is meant, absurdly large or outside its declared range (:mod:`simclr.ranges`): the one check of numbers
+    is meant, absurdly large or outside its declared range (:mod:`simclr.ranges`), and a path setting with a
+    name longer than the file system holds (:func:`simclr.paths.check_path_names`): the one check of values
     every command shares, run by :func:`build_settings` before the settings' own ``validate``, and by the
     ``validate`` of the configs the Python API takes directly."""
     types_ = field_types(type(settings))
     for item in fields(settings):
         value = getattr(settings, item.name)
-        kind, is_list = _number_kind(types_[item.name])
-        if kind is None or value is None:
+        if value is None:
             continue
-        for number in value if is_list and isinstance(value, list | tuple) else [value]:
-            check_number(number, kind, item.metadata.get("within"), item.name, _fix_of(item))
+        kind, is_list = _item_kind(types_[item.name])
+        values = value if is_list and isinstance(value, list | tuple) else [value]
+        if kind in (int, float):
+            for number in values:
+                check_number(number, kind, item.metadata.get("within"), item.name, _fix_of(item))
+        elif kind is Path or item.metadata.get("path"):
+            for text in values:
+                if isinstance(text, str | Path):
+                    check_path_names(str(text), item.name, _fix_of(item))
 
 
 def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: dict[str, Any]) -> Settings:
     """An instance of settings dataclass ``cls`` from file values and overrides (overrides win); unknown keys,
-    values of the wrong type and numbers outside their range (:func:`check_numbers`) are UserErrors, and the
-    result is validated when ``cls`` can validate."""
+    values of the wrong type, numbers outside their range and paths too long to exist (:func:`check_values`) are
+    UserErrors, and the result is validated when ``cls`` can validate."""
     types_ = field_types(cls)
     merged: dict[str, Any] = {}
     for source in (file_values, overrides):
@@ -318,7 +328,7 @@ def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: 
     if missing:
         raise UserError(f"missing setting {missing[0]!r}; pass --{missing[0].replace('_', '-')}")
     settings = cls(**merged)
-    check_numbers(settings)
+    check_values(settings)
     validate = getattr(settings, "validate", None)
     if validate is not None:
         validate()

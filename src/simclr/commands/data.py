@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from simclr.commands.common import Overwrite, add_command
 from simclr.data.pack_settings import JpegQuality, PackConfig
 from simclr.data.reading import DataDir, DecodingWorkers, Download
+from simclr.paths import check_output_file
 from simclr.ranges import COUNT, NON_NEGATIVE, SEED
 from simclr.settings import add_settings_flags, setting, settings_from_args
 
@@ -39,7 +40,10 @@ class PackCommand(PackConfig):
     """The settings of ``simclr data pack``: what is packed and where, then how (:class:`PackConfig`)."""
 
     src: str = setting(
-        "an image folder (with train/ and test/ or val/, or not), or a dataset", positional=True, metavar="SRC"
+        "an image folder (with train/ and test/ or val/, or not), or a dataset",
+        positional=True,
+        metavar="SRC",
+        path=True,
     )
     out: Path = setting("where the shards go (OUT/train, OUT/test)", positional=True, metavar="OUT")
 
@@ -192,6 +196,7 @@ def run_split(args: argparse.Namespace) -> int:
     from simclr.errors import UserError
 
     settings = settings_from_args(SplitSettings, args)
+    check_output_file(settings.out, overwrite=True, flag="OUT argument", parent_must_exist=False)
     if settings.out.exists() and not settings.overwrite:
         raise UserError(f"{settings.out} exists; pass --overwrite to replace it (runs that used it record its SHA-256)")
     data_dir = Path(settings.data_dir) if settings.data_dir is not None else None

@@ -9,6 +9,7 @@ from typing import Any
 
 from simclr.commands.common import Overwrite, add_command
 from simclr.data.reading import IMAGE_SIDE, DataDir
+from simclr.paths import check_output_file
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
 from simclr.settings import add_settings_flags, setting, settings_from_args
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     target = out if run_dir is None else run_dir.backbone
     if as_file and settings.dataset is not None:
         raise UserError(f"--dataset writes a {CONFIG_FILE} into a folder OUT; pass a folder instead of {out}")
+    check_output_file(target, overwrite=True, flag="OUT argument", parent_must_exist=False)
     if target.exists() and not settings.overwrite:
         raise UserError(f"{target} already exists; pass --overwrite to replace it or choose another OUT")
     config = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from simclr.data.reading import DataDir, DecodingWorkers, Download, FollowLinks
 from simclr.ranges import SEED, Range, at_least
-from simclr.settings import check_numbers, setting
+from simclr.settings import check_values, setting
 
 __all__ = ["JpegQuality", "PackConfig"]
 
@@ -38,4 +38,4 @@ class PackConfig(JpegQuality, FollowLinks, DecodingWorkers, Download, DataDir):
 
     def validate(self) -> None:
         """Every number against its range: the packer also takes settings built in Python, not from flags."""
-        check_numbers(self)
+        check_values(self)

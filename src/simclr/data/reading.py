@@ -57,6 +57,7 @@ class DataDir:
         "their run's",
         None,
         group="data",
+        path=True,
     )
 
 

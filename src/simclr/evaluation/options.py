@@ -25,7 +25,7 @@ from simclr.ranges import (
     SEED,
     at_least,
 )
-from simclr.settings import check_numbers, setting
+from simclr.settings import check_values, setting
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
@@ -302,7 +302,7 @@ class ClassifierTrainingOptions(ClassifierLoss):
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first bad flag: every number against its range (these options
         are also built in Python, without :func:`~simclr.settings.build_settings`), then the optimiser."""
-        check_numbers(self)
+        check_values(self)
         if self.optimizer not in FINETUNE_OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(FINETUNE_OPTIMIZERS)}")
 
@@ -350,6 +350,7 @@ class FinetuneOptions(ClassifierTrainingOptions):
         None,
         metavar="FILE",
         exclusive="labels",
+        path=True,
     )
     freeze_backbone: bool = setting("train only the head; the backbone stays in eval mode with fixed weights", False)
     head: str = setting(
