@@ -187,9 +187,17 @@ class _PlainLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; YAML's parser needs ~1000 times a file's size to read it
+
+
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the path given to --config")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(
+            f"config file {path} is {format_size(path.stat().st_size)}, more than a config's "
+            f"{format_size(MAX_CONFIG_BYTES)}; pass the recipe file (--print-config writes one)"
+        )
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
