@@ -21,6 +21,7 @@ import torch
 from simclr.data.decode import ImageDecodeError, load_image
 from simclr.data.store import printable_name
 from simclr.errors import UserError
+from simclr.stop_signals import ignore_stop_signals
 
 __all__ = ["MixedSizesError", "decode_files"]
 
@@ -77,6 +78,7 @@ def _decode_range(state: _DecodeState, lo: int, hi: int) -> _RangeResult:
 def _init_worker(state: _DecodeState) -> None:
     global _WORKER_STATE
     _WORKER_STATE = state
+    ignore_stop_signals()  # a signal to the process group stops the parent, which ends the pool
 
 
 def _worker_range(lo: int, hi: int) -> _RangeResult:
@@ -197,10 +199,12 @@ def _decode_ranges(
             futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
         else:
             futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
-        for f in futures:
-            results.append(f.result())
-            if results[-1][2] is not None:  # size mismatch: stop early
-                for g in futures:
-                    g.cancel()
-                break
+        try:
+            for f in futures:
+                results.append(f.result())
+                if results[-1][2] is not None:  # size mismatch: stop early
+                    break
+        finally:  # also on a stop signal: leaving the block waits for the ranges already running, not for all
+            for g in futures:
+                g.cancel()
     return results

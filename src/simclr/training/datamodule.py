@@ -16,6 +16,7 @@ from simclr.data.pairs import SameClassPartners
 from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
 from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device
+from simclr.stop_signals import ignore_stop_signals
 from simclr.views.config import ViewConfig
 from simclr.views.per_image import crop_views_on_device
 
@@ -165,6 +166,9 @@ class StreamingDataModule(L.LightningDataModule):
             drop_last=True,
             persistent_workers=self.workers > 0,
             collate_fn=collate,
+            # a signal to the whole process group must stop the run, not kill its loader workers first:
+            # they ignore it, the main process saves the checkpoint and shuts them down (StopOnSignal)
+            worker_init_fn=ignore_stop_signals,
         )
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
