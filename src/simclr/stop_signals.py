@@ -9,6 +9,10 @@ and end when their parent shuts them down, and the main process turns the signal
 (:func:`raise_on_stop_signals`), which unwinds it like an error: locks are released, atomic writes remove
 their temporaries, and the CLI exits 130 (SIGINT) or 143 (SIGTERM) with one line.
 
+Helpers are started within :func:`starting_helpers`: a signal that arrives while they start neither kills one
+before it ignores signals (torch's workers die of a SIGTERM at birth) nor is lost in the parent (Python drops
+an exception raised in its at-fork callbacks); it is raised once they have started.
+
 This module imports nothing of simclr's and no torch, so every layer can use it.
 """
 
@@ -54,13 +58,16 @@ def ignore_stop_signals(*_: object) -> None:
 
 
 _handler_owner: int | None = None  # the process that installed the raising handler
+_deferred: list[int] | None = None  # within starting_helpers: the stop signals received, raised at its end
 
 
 def _raise_stop_signal(signum: int, _frame: FrameType | None) -> None:
-    # A helper forked from the process inherits this handler until its worker_init_fn (or initializer) runs:
-    # there the signal is ignored too, for its parent stops it.
-    if os.getpid() == _handler_owner:
-        raise StopSignal(signum)
+    if os.getpid() != _handler_owner:
+        return  # a helper forked from the process, before its worker_init_fn: its parent stops it
+    if _deferred is not None:
+        _deferred.append(signum)
+        return
+    raise StopSignal(signum)
 
 
 @contextmanager
@@ -82,3 +89,30 @@ def raise_on_stop_signals() -> Iterator[None]:
         for signum, handler in previous.items():
             if handler is not None:  # None: a handler set outside Python, which cannot be put back from here
                 signal.signal(signum, handler)
+
+
+@contextmanager
+def starting_helpers() -> Iterator[None]:
+    """Start helper processes (DataLoader workers, a process pool) within this block.
+
+    SIGINT and SIGTERM are blocked in this thread meanwhile, so a forked helper starts with them blocked and
+    ignores them from its ``worker_init_fn`` (or initializer) on, where torch's workers would die of a SIGTERM
+    that reached them earlier; and a stop signal that reaches this process meanwhile (through another of its
+    threads) is raised as :class:`StopSignal` when the block ends, not inside the fork, where Python drops an
+    exception raised in its at-fork callbacks and the stop would be lost. Outside the main thread, or without
+    ``pthread_sigmask``, it changes nothing."""
+    global _deferred
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    outer = _deferred
+    received: list[int] = [] if outer is None else outer
+    _deferred = received
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one that waited runs the handler now: into `received`
+        _deferred = outer
+    if received and outer is None:  # an enclosing block raises it at its own end
+        raise StopSignal(received[0])

@@ -21,7 +21,7 @@ import torch
 from simclr.data.decode import ImageDecodeError, load_image
 from simclr.data.store import printable_name
 from simclr.errors import UserError
-from simclr.stop_signals import ignore_stop_signals
+from simclr.stop_signals import ignore_stop_signals, starting_helpers
 
 __all__ = ["MixedSizesError", "decode_files"]
 
@@ -195,10 +195,11 @@ def _decode_ranges(
         # Python >= 3.12 warns about fork() in a multi-threaded process; the workers only run
         # PIL and NumPy code, never the parent's thread pools.
         warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-        if use_processes:
-            futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
-        else:
-            futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
+        with starting_helpers():  # the pool's processes start with the first submission
+            if use_processes:
+                futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
+            else:
+                futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
         try:
             for f in futures:
                 results.append(f.result())
