@@ -160,7 +160,7 @@ class HeldLock:
 
     def tell(self, **notes: object) -> None:
         """Publish ``notes`` in the lock (with the next refresh, or now when the refresh is idle)."""
-        self._notes.update(notes)
+        self._notes = {**self._notes, **notes}  # a new dict: the refreshing thread may be reading the old one
         self._wake.set()
 
     def start(self) -> None:
@@ -215,6 +215,7 @@ def hold_lock(
             if _take_over(lock, holder, stale_after):
                 gone = holder
             continue
+        gone = None  # another process took it over first: this one waits for it like any holder
         if on_wait is not None:
             on_wait(holder)
         time.sleep(poll)

@@ -71,8 +71,9 @@ def local_processes(configured: int = 1) -> int:
 
 
 def is_first_local_process() -> bool:
-    """True in the process that speaks for the machine (local rank 0, or a process that is not one of several)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0"
+    """True in the process that speaks for the machine: local rank 0 (torchrun's and Lightning's ``LOCAL_RANK``,
+    SLURM's ``SLURM_LOCALID``), or a process that is not one of several."""
+    return os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")) == "0"
 
 
 @dataclass(frozen=True)

@@ -258,12 +258,15 @@ def _existing_pack(out: Path) -> tuple[str, str] | None:
             info = read_pack_info(out)
         except UserError:
             return "", "a damaged pack"
-        return info.fingerprint, f"a pack of {info.images} images of {info.source}"
+        held = f"a pack of {info.images} images of {info.source}"
+        return info.fingerprint, held if info.fingerprint else f"{held} made before packs recorded their files"
     if (out / _PARTS_DIR).is_dir():
         try:
             values = json.loads((out / _PARTS_DIR / _PARTS_SOURCE).read_text())
             return str(values["fingerprint"]), f"an unfinished pack of {values['source']}"
         except (OSError, ValueError, KeyError, TypeError):
+            if not any(out.glob("chunk-*")) and not any((out / _PARTS_DIR).glob("[0-9]*.json")):
+                return None  # stopped before it wrote anything
             return "", "an unfinished pack of unknown content"
     return None
 
@@ -311,7 +314,7 @@ def pack_split(
     if out.exists() and any(out.iterdir()) and not (out / _PARTS_DIR).is_dir():
         raise UserError(f"{out} exists and is not an unfinished pack; choose an empty or new OUT folder")
     (out / _PARTS_DIR).mkdir(parents=True, exist_ok=True)
-    if existing is None:  # a new pack: what it packs, so that a later run finishes it only for the same files
+    if not (out / _PARTS_DIR / _PARTS_SOURCE).is_file():  # a new pack: a later run finishes it for the same files
         what = {"fingerprint": fingerprint, "source": source.description, "images": len(source)}
         write_text_atomic(out / _PARTS_DIR / _PARTS_SOURCE, json.dumps(what))
 
@@ -325,13 +328,13 @@ def pack_split(
             _clear_unfinished(out, part)
     resumed = len(results)
 
-    def add(result: _PartResult) -> None:
-        results[result.part] = result
+    def add(result: _PartResult | None) -> None:
+        if result is not None:
+            results[result.part] = result
         if on_part is not None:
             on_part(sum(len(r.labels) + len(r.skipped) for r in results.values()), len(source))
 
-    if on_part is not None:
-        on_part(sum(len(r.labels) + len(r.skipped) for r in results.values()), len(source))
+    add(None)  # how far an earlier run got
     global _JOB
     order = np.random.default_rng(settings.seed).permutation(len(source))
     _JOB = _PackJob(source, order, out, settings.max_side, settings.quality)
