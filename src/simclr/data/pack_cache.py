@@ -23,6 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 from simclr.data.pack_format import INFO_FILE, PACK_SPLITS, read_pack_info
@@ -51,7 +52,11 @@ def automatic_pack(src: str, root: Path, pack_dir: Path | None, settings: PackCo
     made now (by this process or another one it waits for) in ``pack_dir`` or the cache entry of its content."""
     data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
     sources = pack_sources(src, data_dir, settings.download, settings.workers, settings.follow_links)
-    fingerprints = {split: split_fingerprint(source, settings) for split, source in sources.items()}
+    checking = logged_progress("checking the files of")  # said when it takes more than a few seconds
+    fingerprints = {
+        split: split_fingerprint(source, settings, partial(checking, f"{root} {split}"))
+        for split, source in sources.items()
+    }
     place = _place(src, root)
     target = pack_dir.expanduser() if pack_dir is not None else _entry(place, root, fingerprints)
     if pack_is_current(target, fingerprints):

@@ -29,6 +29,7 @@ __all__ = ["PackSource", "pack_sources", "split_fingerprint"]
 # the datasets named by SRC that are packed from what their loader reads (image folders are packed from their
 # files, spirograph is generated, packed data is packed already)
 _NOT_PACKED_BY_NAME = ("imagefolder", "spirograph", "packed")
+_FILES_PER_REPORT = 4096
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,16 @@ def _array_reader(images: object) -> Callable[[int], Path | np.ndarray]:
     return lambda i: images[i].permute(1, 2, 0).numpy()  # type: ignore[index]
 
 
-def split_fingerprint(source: PackSource, settings: PackConfig) -> str:
+def split_fingerprint(
+    source: PackSource, settings: PackConfig, progress: Callable[[int, int], None] | None = None
+) -> str:
     """What packing ``source`` with ``settings`` makes, as a SHA-256: every image's name and label and, for
     files, size and modification time; the class names; what the listing left out; the settings that shape
     the stored images and their order (max side, quality, seed); the format. The same fingerprint, the same
-    pack: a folder with a file added, changed or renamed, or a class renamed, gets another one."""
+    pack: a folder with a file added, changed or renamed, or a class renamed, gets another one.
+
+    ``progress(done, total)`` every :data:`_FILES_PER_REPORT` files: reading the sizes and times of a million
+    files over a network file system takes a while."""
     digest = hashlib.sha256()
     head = {
         "format": PACK_FORMAT,
@@ -130,10 +136,12 @@ def split_fingerprint(source: PackSource, settings: PackConfig) -> str:
         "left_out": [list(item) for item in source.listing_skipped],
     }
     digest.update(json.dumps(head, sort_keys=True).encode())
-    for name, label in zip(source.names, source.labels, strict=True):
+    for done, (name, label) in enumerate(zip(source.names, source.labels, strict=True), start=1):
         digest.update(f"\n{name}\t{int(label)}".encode())
         if source.folder is not None:
             digest.update(_file_state(source.folder / name).encode())
+        if progress is not None and (done % _FILES_PER_REPORT == 0 or done == len(source)):
+            progress(done, len(source))
     return digest.hexdigest()
 
 
