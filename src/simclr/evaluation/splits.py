@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from simclr.config import PretrainConfig
+from simclr.data.memory_budget import decide_memory, default_memory_budget
 from simclr.data.sampling import split_train_val, stratified_subset
-from simclr.data.source import default_memory_budget
 from simclr.data.store import ImageStore, report_skipped
 from simclr.data.streaming import SplitImages
 from simclr.errors import UserError
@@ -144,17 +144,16 @@ class EvalSplits(Mapping[str, SplitImages]):
         """A streamed split that fits the memory budget is decoded into memory once (faster to read again)."""
         if isinstance(store, ImageStore):
             return store
-        fits = store.decoded_bytes <= self.memory_budget
+        decision = decide_memory(store.decoded_bytes, self.options.memory_budget_bytes())  # one process
         log.info(
-            "%s split: %d images at %d px take %s decoded; memory budget %s: %s",
+            "%s split: %d images at %d px %s: %s",
             split,
             len(store),
             store.size,
-            format_size(store.decoded_bytes),
-            format_size(self.memory_budget),
-            "held in memory" if fits else "streamed from the packed shards",
+            decision.summary(),
+            "held in memory" if decision.fits else "streamed from the packed shards",
         )
-        return store.load() if fits else store
+        return store.load() if decision.fits else store
 
     def _labelled(self, store: SplitImages, split: str) -> SplitImages:
         keep = torch.nonzero(store.labels >= 0).flatten()

@@ -92,7 +92,7 @@ def run_pretraining(
     hardware = resolve_hardware(config)
     # decisions are shown as they are made, and written to the run's log once it exists
     with held_log_records(echo=not quiet and not is_worker_process()) as decisions:
-        data = load_training_data(config, dataset)
+        data = load_training_data(config, dataset, hardware.processes // hardware.num_nodes)
         config = with_measured_normalization(config, data)
         data = replace(data, info=normalized_info(config, data.info))
         views_config = view_config(config, data.info, data.image_size)
