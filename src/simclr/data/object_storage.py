@@ -224,12 +224,10 @@ def find_remote_split(root: str, split: str) -> str | None:
 def require_remote_split(root: str) -> str:
     """The training split of the packed dataset at ``root``; a missing bucket or an empty prefix is a UserError
     saying which."""
-    store = object_store(root)
-    for name in SPLIT_FOLDERS["train"]:
-        candidate = f"{root.rstrip('/')}/{name}"
-        if _read_index(candidate) is not None:
-            return candidate
-    bucket = urlparse(root).netloc
+    train = find_remote_split(root, "train")
+    if train is not None:
+        return train
+    store, bucket = object_store(root), urlparse(root).netloc
     if _bucket_missing(store, bucket):
         raise UserError(f"{root}: {store.title} has no bucket (or container) named {bucket!r}; check the URL")
     raise UserError(
@@ -338,8 +336,10 @@ _UNREACHABLE = {
 def _error_names(exc: BaseException) -> set[str]:
     """The class names of ``exc`` and of the errors it was raised from, with the codes and statuses they carry."""
     names: set[str] = set()
+    visited: set[int] = set()  # a chain of causes may loop back on itself
     seen: BaseException | None = exc
-    while seen is not None and len(names) < 64:
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
         names.update(cls.__name__ for cls in type(seen).__mro__)
         response = getattr(seen, "response", None)
         if isinstance(response, dict):  # botocore's ClientError
