@@ -46,7 +46,7 @@ def test_a_waiter_is_told_who_holds_the_lock_and_gets_it_when_released(tmp_path:
         waited: list[object] = []
         with hold_lock(lock, on_wait=lambda record: waited.append(record.get("pid")), poll=0.05) as held:
             assert held.took_over is None  # released, not taken over
-            assert holder.poll() == 0  # it got the lock only once the holder was done
+            assert holder.wait(timeout=30) == 0  # it got the lock only once the holder was done with it
         assert waited and set(waited) == {holder.pid}
     finally:
         holder.kill()

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from simclr.data import memory_budget
+from simclr.data.cache_folder import CACHE_ENV
 from simclr.data.memory_budget import (
     MEMORY_FRACTION,
     decide_memory,
@@ -20,7 +21,6 @@ from simclr.data.memory_budget import (
     local_processes,
     machine_memory,
 )
-from simclr.data.pack_cache import CACHE_ENV
 from simclr.data.source import DataSource
 
 

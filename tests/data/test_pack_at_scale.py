@@ -22,7 +22,8 @@ from PIL import Image
 
 from simclr.cli import main
 from simclr.data import packed
-from simclr.data.pack_cache import CACHE_ENV, automatic_pack
+from simclr.data.cache_folder import CACHE_ENV
+from simclr.data.pack_cache import automatic_pack
 from simclr.data.pack_format import read_pack_info
 from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_workers import interrupted_on_signals

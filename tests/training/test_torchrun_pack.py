@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simclr.data.pack_cache import CACHE_ENV
+from simclr.data.cache_folder import CACHE_ENV
 from simclr.data.packed import PACK_LOCK
 
 pytestmark = pytest.mark.slow

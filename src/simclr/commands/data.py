@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    from simclr.data.object_storage import refuse_remote_destination
     from simclr.data.pack_format import SKIPPED_FILE
     from simclr.data.packed import pack_dataset
     from simclr.data.store import printable_name
@@ -182,6 +183,7 @@ def run_pack(args: argparse.Namespace) -> int:
     show_progress()  # who another packer of OUT is, while this one waits for it
     with progress_bar("packing") as advance:
         settings = settings_from_args(PackCommand, args)
+        refuse_remote_destination(settings.out)
         summaries = pack_dataset(settings.src, settings.out, settings, advance)
     for summary in summaries.values():
         print(summary.line())

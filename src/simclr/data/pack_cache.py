@@ -21,11 +21,11 @@ import errno
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
+from simclr.data.cache_folder import CACHE_ENV, cache_folder
 from simclr.data.pack_format import INFO_FILE, PACK_SPLITS, read_pack_info
 from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_sources import pack_sources, split_fingerprint
@@ -34,17 +34,11 @@ from simclr.errors import UserError
 from simclr.progress import logged_progress
 from simclr.settings import format_size
 
-__all__ = ["CACHE_ENV", "automatic_pack", "cache_folder"]
+__all__ = ["automatic_pack"]
 
 log = logging.getLogger("simclr")
 
-CACHE_ENV = "SIMCLR_CACHE"  # the folder simclr caches in (default ~/.cache/simclr)
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)  # the cache folder cannot take the pack
-
-
-def cache_folder() -> Path:
-    """Where simclr caches what it can make again: ``$SIMCLR_CACHE``, else ``~/.cache/simclr``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "simclr").expanduser()
 
 
 def automatic_pack(src: str, root: Path, pack_dir: Path | None, settings: PackConfig) -> Path:

@@ -44,7 +44,7 @@ class DataDir:
 
     data_dir: str | None = setting(
         "where the images are: a dataset's folder (cifar10/100 also accept DIR/{train,test}/<class>/*), a "
-        "folder of images, or the URL of a packed dataset (s3://, gs://, ...); evaluation commands default to "
+        "folder of images, or the URL of a packed dataset (s3://, gs:// or azure://); evaluation commands default to "
         "their run's",
         None,
         group="data",

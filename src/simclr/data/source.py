@@ -16,13 +16,14 @@ from simclr.data.image_sizes import FolderEstimate, default_image_size, estimate
 from simclr.data.imagefolder import load_split_folder
 from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
 from simclr.data.memory_budget import decide_memory, is_first_local_process
+from simclr.data.object_storage import describe_chunk_cache, find_remote_split, is_url, require_remote_split
 from simclr.data.pack_cache import automatic_pack
 from simclr.data.pack_format import find_packed_split, is_packed
 from simclr.data.pack_settings import PackConfig
 from simclr.data.python_dataset import read_dataset
 from simclr.data.reading import DataReading
 from simclr.data.store import ImageStore
-from simclr.data.streaming import PackedSplit, find_remote_split, is_url, packed_image_size
+from simclr.data.streaming import PackedSplit, packed_image_size
 from simclr.errors import UserError
 
 log = logging.getLogger("simclr")
@@ -214,12 +215,11 @@ def _packed(root: Path, image_size: int | None) -> StreamedData:
 
 
 def _remote(url: str, image_size: int | None) -> StreamedData:
-    """A packed dataset at a URL litdata reads (tested here only with local folders)."""
-    train = find_remote_split(url, "train")
-    if train is None:
-        raise UserError(f"no packed train split at {url}; upload the OUT folder of 'simclr data pack' there")
+    """A packed dataset in object storage (:mod:`simclr.data.object_storage`), streamed by litdata."""
+    train = require_remote_split(url)
     test = find_remote_split(url, "test")
     split = PackedSplit(train)
+    log.info(describe_chunk_cache())
     if image_size is None:
         image_size = default_image_size([split.info.median_shorter_side])
     return StreamedData(split, PackedSplit(test) if test else None, image_size)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from simclr.config import PretrainConfig
 from simclr.data.memory_budget import decide_memory, default_memory_budget
+from simclr.data.object_storage import is_url
 from simclr.data.sampling import split_train_val, stratified_subset
 from simclr.data.store import ImageStore, report_skipped
 from simclr.data.streaming import SplitImages
@@ -127,7 +128,8 @@ class EvalSplits(Mapping[str, SplitImages]):
         config, opts, size = self.config, self.options, self.image_size
         source = replace(data_source(config), workers=opts.workers)
         if opts.data_dir is not None:  # --data-dir of the evaluation replaces the run's, local or remote
-            source = replace(source, data_dir=Path(opts.data_dir), data_url=None)
+            url = opts.data_dir if is_url(opts.data_dir) else None
+            source = replace(source, data_dir=None if url else Path(opts.data_dir), data_url=url)
         streamed = source.streamed(size, opts.memory_budget_bytes(), Path(config.pack_dir) if config.pack_dir else None)
         if streamed is not None:
             if opts.train_split == "valid":
