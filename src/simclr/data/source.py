@@ -75,8 +75,8 @@ class DataSource:
         if self.dataset == "packed" or (self.dataset == "imagefolder" and is_packed(root)):
             return _packed(root, image_size)
         estimate = self._estimate(root, image_size)
-        if estimate is None:
-            return None
+        if estimate is None or estimate.images == 0:
+            return None  # an empty folder is the loader's one-line error, with nothing decided before it
         decision = decide_memory(estimate.decoded_bytes, memory_budget, local_processes)
         if is_first_local_process():
             log.info(
