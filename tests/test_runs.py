@@ -16,7 +16,7 @@ import pytest
 from simclr.atomic import temporary_path
 from simclr.errors import UserError
 from simclr.rundir import RunDir
-from simclr.runs import claim, live_holder, open_run, release
+from simclr.runs import claim, held_log_records, live_holder, open_run, release, setup_logging
 
 
 @pytest.fixture(autouse=True)
@@ -128,3 +128,32 @@ def test_a_folder_the_opener_made_and_left_empty_is_removed(tmp_path: Path) -> N
     with open_run(existing):
         pass
     assert existing.is_dir()
+
+
+def test_held_decisions_are_shown_when_made_and_logged_once_the_log_opens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before the run's log exists (estimating, packing, decoding a folder), each decision reaches stderr as it
+    is made; when the log opens it is written there too, without being shown on stderr a second time."""
+    logger = logging.getLogger("simclr")
+    with held_log_records(echo=True) as held:
+        logger.info("image folder: 300 images take 45 MB decoded; held in memory")
+        assert capsys.readouterr().err == "image folder: 300 images take 45 MB decoded; held in memory\n"
+    setup_logging(tmp_path / "train.log", quiet=False, held=held)
+    logger.info("run directory: somewhere")
+    for handler in list(logger.handlers):
+        handler.flush()
+    assert capsys.readouterr().err == "run directory: somewhere\n"
+    logged = (tmp_path / "train.log").read_text()
+    assert "held in memory" in logged and "run directory: somewhere" in logged
+    setup_logging(None, quiet=True)  # leave the logger without the test's file
+
+
+def test_held_decisions_stay_quiet_without_echo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("simclr")
+    with held_log_records() as held:
+        logger.info("a decision")
+    assert capsys.readouterr().err == ""
+    setup_logging(None, quiet=False, held=held)
+    assert capsys.readouterr().err == "a decision\n"
+    setup_logging(None, quiet=True)

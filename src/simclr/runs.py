@@ -23,13 +23,16 @@ import logging
 import logging.handlers
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from simclr.errors import UserError
+from simclr.process_lock import ended_on_this_host as _is_stale
+from simclr.process_lock import process_start as _process_start
+from simclr.process_lock import read_lock
+from simclr.progress import StderrHandler
 from simclr.rundir import RunDir
 
 log = logging.getLogger("simclr")
@@ -39,7 +42,6 @@ __all__ = [
     "held_log_records",
     "live_holder",
     "open_run",
-    "read_lock",
     "release",
     "setup_logging",
 ]
@@ -152,54 +154,29 @@ def live_holder(directory: Path) -> dict[str, object] | None:
     return holder if lock.exists() and not _is_stale(holder) else None
 
 
-def read_lock(lock: Path) -> dict[str, object]:
-    """The content of a lock file; empty when it is missing or unreadable."""
-    try:
-        value = json.loads(lock.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_stale(holder: dict[str, object]) -> bool:
-    """A lock of this machine whose process has ended (or whose pid now names another process)."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    start = _process_start(int(holder["pid"]))  # type: ignore[call-overload]
-    return start is None or (start != "unknown" and start != holder.get("start"))
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot), or None when it does not run: with the
-    pid, it tells a live lock holder from a later process that was given the same pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
-
-
 # -- the log ---------------------------------------------------------------------------------------------
 @contextmanager
-def held_log_records() -> Iterator[list[logging.LogRecord]]:
+def held_log_records(*, echo: bool = False) -> Iterator[list[logging.LogRecord]]:
     """Hold what the ``simclr`` logger says before the run's log exists (decisions made while loading the
-    data), so :func:`setup_logging` can write it into the log once the run directory is there."""
+    data), so :func:`setup_logging` can write it into the log once the run directory is there.
+
+    ``echo``: also show each line on stderr when it is said, so a long phase (estimating a folder, packing,
+    decoding) never runs silent; :func:`setup_logging` then writes it to the log file without showing it twice.
+    """
     logger = logging.getLogger("simclr")
     holder = logging.handlers.BufferingHandler(capacity=100_000)
     previous_level, previous_handlers = logger.level, list(logger.handlers)
     for handler in previous_handlers:  # e.g. an earlier run's log in the same process: not this run's
         logger.removeHandler(handler)
-    logger.addHandler(holder)
+    holding: list[logging.Handler] = [holder, _ShownNow()] if echo else [holder]
+    for handler in holding:
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         yield holder.buffer
     finally:
-        logger.removeHandler(holder)
+        for handler in holding:
+            logger.removeHandler(handler)
         for handler in previous_handlers:
             logger.addHandler(handler)
         logger.setLevel(previous_level)
@@ -219,11 +196,31 @@ def setup_logging(
         file_handler = logging.FileHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(file_handler)
+    stream = None
     if not quiet:
-        stream = logging.StreamHandler(sys.stderr)
+        stream = StderrHandler()
         stream.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(stream)
     logger.propagate = False
     for record in held or []:
-        logger.handle(record)
+        for handler in logger.handlers:
+            if handler is stream and getattr(record, _SHOWN, False):
+                continue  # shown when it was said (held_log_records(echo=True))
+            if record.levelno >= handler.level:
+                handler.handle(record)
     return logger
+
+
+_SHOWN = "simclr_shown_on_stderr"
+
+
+class _ShownNow(StderrHandler):
+    """Shows a held record on stderr at once and marks it, so it is not shown again when the log opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        setattr(record, _SHOWN, True)
+        super().emit(record)

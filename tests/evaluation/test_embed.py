@@ -22,8 +22,10 @@ def test_npz_rows_match_their_files_and_skips_are_reported(
     run = make_run("cifar10", None)
     out = tmp_path / "emb.npz"
     assert main(["embed", str(run), "--data-dir", str(small_folder), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "embedded 20 images (512-d backbone output)" in printed and "skipped 1 file(s)" in printed
+    assert captured.err.strip().splitlines()[-1] == "embed images: 21/21"  # progress on stderr, not stdout
     data = np.load(out)
     assert data["embeddings"].shape == (20, 512)
     assert list(data["class_names"]) == ["cat", "ship"]
@@ -120,7 +122,10 @@ def test_a_folder_embedded_piece_by_piece_equals_one_piece(make_run, small_folde
 
     ref = resolve_run(make_run("cifar10", None))
     whole = embed_folder(ref, small_folder, workers=0)
-    pieces = embed_folder(ref, small_folder, workers=0, chunk=3)
+    told: list[tuple[int, int]] = []
+    pieces = embed_folder(ref, small_folder, workers=0, chunk=3, advance=lambda done, total: told.append((done, total)))
+    # progress after every piece, counting the broken file among those read: 21 files, 3 at a time
+    assert told == [(done, 21) for done in (3, 6, 9, 12, 15, 18, 21)]
     assert pieces.file_names == whole.file_names and len(whole.file_names) == 20
     assert pieces.labels.tolist() == whole.labels.tolist()
     assert [name for name, _ in pieces.skipped] == [name for name, _ in whole.skipped] == ["cat/broken.jpg"]

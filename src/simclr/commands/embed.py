@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from simclr.evaluation.loading import resolve_run
     from simclr.hardware import autocast_dtype_for, pick_device
+    from simclr.progress import progress_bar
 
     settings = settings_from_args(EmbedSettings, args)
     out = settings.out.expanduser()
@@ -69,16 +70,18 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(out, settings.overwrite, tuple(SUFFIXES.values()))
     ref = resolve_run(settings.run, settings.run_config)
     device = pick_device(settings.accelerator)
-    emb = embed_folder(
-        ref,
-        Path(settings.data_dir),
-        layer=settings.layer,
-        batch_size=settings.batch_size,
-        workers=settings.workers,
-        follow_links=settings.follow_links,
-        device=device,
-        autocast_dtype=autocast_dtype_for(device),
-    )
+    with progress_bar("embed") as advance:
+        emb = embed_folder(
+            ref,
+            Path(settings.data_dir),
+            layer=settings.layer,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            follow_links=settings.follow_links,
+            device=device,
+            autocast_dtype=autocast_dtype_for(device),
+            advance=lambda done, total: advance("images", done, total),
+        )
     written = write_embeddings(emb, out, fmt, absolute_paths=settings.absolute_paths)
     shape = f"{emb.vectors.shape[1]}-d {settings.layer} output"
     print(f"embedded {len(emb.file_names)} images ({shape}) -> {', '.join(map(str, written))}")

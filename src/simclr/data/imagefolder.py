@@ -13,7 +13,8 @@ of a sample.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from simclr.data.request import LoadRequest
 from simclr.data.sampling import stratified_subset
 from simclr.data.store import ImageStore, printable_name
 from simclr.errors import UserError
+from simclr.progress import logged_progress
 
 __all__ = ["FOLDER_CHUNK", "image_folder_chunks", "load_image_folder", "load_imagefolder", "load_split_folder"]
 
@@ -115,11 +117,13 @@ def image_folder_chunks(
     *,
     chunk: int = FOLDER_CHUNK,
     follow_external_links: bool = False,
+    advance: Callable[[int, int], None] | None = None,
 ) -> Iterator[ImageStore]:
     """Every image below ``root`` at ``image_size``, as :func:`load_image_folder` lists and decodes them, but
     ``chunk`` files at a time, so a folder of any size is read once without being held (``simclr embed``).
     Each piece carries its file names and what was skipped in it (the first piece also the listing's); the
-    same one-line errors as :func:`load_image_folder` when there is nothing to read."""
+    same one-line errors as :func:`load_image_folder` when there is nothing to read. ``advance(done, total)``
+    is told how many of the listed files have been read once each piece is yielded."""
     root = Path(root).expanduser()
     listing = scan_image_folder(root, follow_external_links=follow_external_links)
     if not listing.paths:
@@ -141,6 +145,8 @@ def image_folder_chunks(
             file_names=[rel[i] for i in ok_idx.tolist()],
             skipped=piece_skipped,
         )
+        if advance is not None:
+            advance(start + len(rel), len(listing.paths))
     if decoded == 0:
         raise _no_readable_image(root, skipped_so_far)
 
@@ -176,9 +182,11 @@ def _load_listed(
         rel = [rel[i] for i in keep.tolist()]
         labels = labels[keep]
     paths = [root / r for r in rel]
+    # a large folder takes minutes to decode: said per tenth once it has taken a few seconds
+    decoding = partial(logged_progress("decoding"), printable_name(str(root)))
     try:
         images, ok_idx, skipped = decode_files(
-            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize
+            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize, progress=decoding
         )
     except MixedSizesError as e:
         # The header sample looked uniform, but a file outside it (or one whose header disagrees
@@ -187,7 +195,7 @@ def _load_listed(
         image_size = default_image_size(shorter_sides)
         log_default_size(root, shorter_sides, image_size)
         images, ok_idx, skipped = decode_files(
-            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize
+            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize, progress=decoding
         )
     skipped = listing.skipped + skipped
     if ok_idx.numel() == 0:

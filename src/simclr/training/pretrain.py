@@ -94,12 +94,13 @@ def run_pretraining(
     config = with_python_inputs(config, dataset, backbone)
     if config.out and not config.resume:
         check_writable(Path(config.out))
-    with held_log_records() as decisions:  # written to the run's log once it exists
+    # decisions are shown as they are made, and written to the run's log once it exists
+    with held_log_records(echo=not quiet and not is_worker_process()) as decisions:
         config = continue_same_run(config)
         resume_step = starting_step(config)
         config = pin_subset_file(config)
         hardware = resolve_hardware(config)
-        data = load_training_data(config, dataset)
+        data = load_training_data(config, dataset, hardware.processes // hardware.num_nodes)
         config = with_measured_normalization(config, data)
         data = replace(data, info=normalized_info(config, data.info))
         views_config = view_config(config, data.info, data.image_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,10 +110,11 @@ def embed_folder(
     autocast_dtype: torch.dtype | None = None,
     follow_links: bool = False,
     chunk: int = FOLDER_CHUNK,
+    advance: Callable[[int, int], None] | None = None,
 ) -> Embeddings:
     """Decode every image under ``data_dir`` at the run's image size and embed it, a piece of the folder at a
     time (a folder bigger than memory is never held); links leading outside ``data_dir`` are skipped and
-    listed unless ``follow_links``."""
+    listed unless ``follow_links``. ``advance(done, total)`` is told how many files have been read."""
     if layer not in LAYERS:
         raise UserError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     loaded = load_backbone(ref)
@@ -128,7 +129,7 @@ def embed_folder(
     skipped: list[tuple[str, str]] = []
     class_names: list[str] = []
     for piece in image_folder_chunks(
-        Path(data_dir), image_size, workers, chunk=chunk, follow_external_links=follow_links
+        Path(data_dir), image_size, workers, chunk=chunk, follow_external_links=follow_links, advance=advance
     ):
         features = extract_features(
             module,

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from simclr.atomic import atomic_write
-from simclr.data.folder_listing import scan_image_folder
 from simclr.data.imagefolder import FOLDER_CHUNK, image_folder_chunks
 from simclr.errors import UserError
 from simclr.evaluation.classifiers.classifier_heads import Classifier
@@ -87,16 +86,13 @@ def predict_folder(
     device = device or torch.device("cpu")
     model = model.to(device)
     pipeline = InputPipeline(meta.image_size, meta.mean, meta.std)
-    # listed once more for the progress bar's total; listing is cheap beside decoding
-    total = len(scan_image_folder(data_dir, follow_external_links=follow_links).paths) if advance else 0
     names: list[str] = []
     folder_classes: list[str | None] = []
     top_classes: list[Tensor] = []
     top_probabilities: list[Tensor] = []
     skipped: list[tuple[str, str]] = []
-    done = 0
     for piece in image_folder_chunks(
-        data_dir, meta.decode_size, workers, chunk=chunk, follow_external_links=follow_links
+        data_dir, meta.decode_size, workers, chunk=chunk, follow_external_links=follow_links, advance=advance
     ):
         skipped += piece.skipped
         if len(piece):
@@ -108,9 +104,6 @@ def predict_folder(
             top_probabilities.append(values)
             names += piece.file_names or []
             folder_classes += [piece.class_names[i] if i >= 0 else None for i in piece.labels.tolist()]
-        done += len(piece) + len(piece.skipped)
-        if advance is not None:
-            advance(min(done, total), total)
     return Predictions(
         file_names=names,
         top_classes=torch.cat(top_classes),
