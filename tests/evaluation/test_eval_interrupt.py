@@ -56,7 +56,8 @@ def test_an_evaluation_stopped_by_a_signal_to_its_process_group_exits_in_one_lin
     assert evaluation.wait() == exit_code, evaluation.output()  # wait: and no worker outlives it
     output = evaluation.output()
     name = signal.Signals(signum).name
-    assert output.strip().splitlines()[-1] == f"simclr: interrupted ({name}) before it finished; nothing half-written was kept"
+    expected = f"simclr: interrupted ({name}) before it finished; nothing half-written was kept"
+    assert output.strip().splitlines()[-1] == expected
     assert "Traceback" not in output and "DataLoader worker" not in output, output
     folder = run / "eval"
     left = sorted(str(path.relative_to(run)) for path in folder.rglob("*")) if folder.exists() else []
