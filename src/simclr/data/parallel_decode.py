@@ -21,6 +21,7 @@ import torch
 from simclr.data.decode import ImageDecodeError, load_image
 from simclr.data.store import printable_name
 from simclr.errors import UserError
+from simclr.stop_signals import ignore_stop_signals, starting_helpers
 
 __all__ = ["MixedSizesError", "decode_files"]
 
@@ -77,6 +78,7 @@ def _decode_range(state: _DecodeState, lo: int, hi: int) -> _RangeResult:
 def _init_worker(state: _DecodeState) -> None:
     global _WORKER_STATE
     _WORKER_STATE = state
+    ignore_stop_signals()  # a signal to the process group stops the parent, which ends the pool
 
 
 def _worker_range(lo: int, hi: int) -> _RangeResult:
@@ -211,14 +213,17 @@ def _decode_ranges(
         # Python >= 3.12 warns about fork() in a multi-threaded process; the workers only run
         # PIL and NumPy code, never the parent's thread pools.
         warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-        if use_processes:
-            futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
-        else:
-            futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
-        for f, (_, hi) in zip(futures, ranges, strict=True):
-            finished(f.result(), hi)
-            if results[-1][2] is not None:  # size mismatch: stop early
-                for g in futures:
-                    g.cancel()
-                break
+        with starting_helpers():  # the pool's processes start with the first submission
+            if use_processes:
+                futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
+            else:
+                futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
+        try:
+            for f, (_, hi) in zip(futures, ranges, strict=True):
+                finished(f.result(), hi)
+                if results[-1][2] is not None:  # size mismatch: stop early
+                    break
+        finally:  # also on a stop signal: leaving the block waits for the ranges already running, not for all
+            for g in futures:
+                g.cancel()
     return results

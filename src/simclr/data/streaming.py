@@ -37,6 +37,7 @@ from simclr.data.pack_format import (
 from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
+from simclr.stop_signals import ignore_stop_signals, starting_helpers
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes
 from simclr.views.per_image import center_view, crop_views, view_generator_for_sample
@@ -290,8 +291,11 @@ class PackedImages:
             Subset(self.split.center_views(self.size), self.indices.tolist()),
             batch_size=batch_size,
             num_workers=self.workers,
+            worker_init_fn=ignore_stop_signals,  # a signal to the process group stops the parent, which ends them
         )
-        for batch in loader:
+        with starting_helpers():
+            batches = iter(loader)
+        for batch in batches:
             yield batch["images"]
 
     def load(self) -> ImageStore:

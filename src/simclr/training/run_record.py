@@ -38,8 +38,6 @@ def describe_run(
     log.info("run directory: %s", run.path)
     if isinstance(data.train, PackedSplit):
         log.info("streaming the training split from %s with %d loader process(es)", data.train.path, config.workers)
-    if config.resume:
-        log.info("resuming from %s", run.last_checkpoint)
     tests = f", {len(data.test)} test images" if data.test is not None else ""
     tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
     train_images = len(data.train)
