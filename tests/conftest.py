@@ -1,9 +1,16 @@
-"""Shared fixtures: small real CIFAR-10 subsets from ../shared/data/cifar10."""
+"""Shared fixtures: small real CIFAR-10 subsets from ../shared/data/cifar10, and CLI commands started as their own
+process group (as a terminal or SLURM starts them) for signals sent to the whole group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +36,98 @@ def make_cifar_subset(dest: Path, per_class_train: int, per_class_test: int) -> 
 def cifar_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 train and 10 test images per class of the real CIFAR-10."""
     return make_cifar_subset(tmp_path_factory.mktemp("cifar10-small"), 30, 10)
+
+
+# What a launcher (torchrun, Lightning's, SLURM) sets in the processes it starts: never inherited from the test's.
+LAUNCHER_ENV_PREFIXES = ("SLURM_", "TORCHELASTIC_")
+LAUNCHER_ENV = (
+    "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE",
+    "SIMCLR_RUN_DIR", "PL_GLOBAL_SEED",
+)  # fmt: skip
+
+
+def alive_in_session(session: int) -> list[int]:
+    """Processes (not zombies) in the session a CLI run was started in: its main process and what it started
+    (loader workers, DDP ranks)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp session ...
+        if fields[0] != "Z" and int(fields[3]) == session:
+            alive.append(int(entry.name))
+    return alive
+
+
+class SessionRun:
+    """``python -m simclr COMMAND ARGS`` in a new session, whose process group is every process it starts:
+    ``signal_group`` sends a signal to all of them at once (``os.killpg``), as a terminal's Ctrl-C and SLURM
+    do, and :meth:`wait` fails the test when any of them outlives the main process."""
+
+    def __init__(self, workdir: Path, name: str, *args: str, command: str = "pretrain") -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1")  # bitwise-stable CPU math
+        for key in list(env):
+            if key in LAUNCHER_ENV or key.startswith(LAUNCHER_ENV_PREFIXES):
+                del env[key]
+        self.log = workdir / f"{name}.log"
+        with open(self.log, "w") as handle:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "simclr", command, *args],
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def signal_group(self, signum: int) -> None:
+        os.killpg(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 240) -> int:
+        """The exit code, once the main process and every process it started have ended."""
+        code = self.proc.wait(timeout=timeout)
+        deadline = time.time() + 30
+        while alive_in_session(self.proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if alive_in_session(self.proc.pid):
+            pytest.fail(f"processes left behind: {alive_in_session(self.proc.pid)}\n{self.output()}")
+        return code
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def children(self) -> list[int]:
+        """The live processes the main process started (loader workers, DDP ranks, ...)."""
+        return [pid for pid in alive_in_session(self.proc.pid) if pid != self.proc.pid]
+
+    def kill(self) -> None:
+        for pid in alive_in_session(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def session_run() -> type[SessionRun]:
+    """The class, for module-scoped fixtures that start runs of their own (and kill them themselves)."""
+    return SessionRun
+
+
+@pytest.fixture
+def session_runs(tmp_path: Path) -> Iterator[Callable[..., SessionRun]]:
+    """Starts CLI runs as their own process group (``start(name, *args, command="pretrain")``); kills whatever
+    of them is left at the end of the test."""
+    runs: list[SessionRun] = []
+
+    def start(name: str, *args: str, command: str = "pretrain") -> SessionRun:
+        run = SessionRun(tmp_path, name, *args, command=command)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.kill()

@@ -77,12 +77,12 @@ def test_corrupt_yaml(tmp_path, monkeypatch, capsys):
     assert "not valid YAML" in run_in(tmp_path, monkeypatch, capsys, "--config", str(recipe))
 
 
-def test_resume_without_checkpoint(tmp_path, monkeypatch, capsys):
+def test_resume_of_a_folder_without_a_run(tmp_path, monkeypatch, capsys):
+    # a run directory with a config and no checkpoint is started again from scratch (tests/training/test_preemption.py)
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("dataset: spirograph\n")
     line = run_in(tmp_path, monkeypatch, capsys, "--resume", str(run))
-    assert "last.ckpt does not exist" in line
+    assert "has no config.yaml; pass the directory of a simclr run" in line
 
 
 def test_unknown_flag(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,9 @@
 """The ``simclr`` command: one entry point, one sub-command per verb.
 
 User errors (:class:`simclr.errors.UserError`, bad flags, bad YAML) end with a one-line message and exit
-code 2, never a traceback; anything else is a bug and keeps its traceback.
+code 2, never a traceback; anything else is a bug and keeps its traceback. SIGINT and SIGTERM, to the process
+or to its whole group, end a command with one line and exit code 130 or 143 (:mod:`simclr.stop_signals`):
+pretraining first saves its checkpoint, every command leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from simclr.errors import Interrupted, UserError
+from simclr.stop_signals import StopSignal, raise_on_stop_signals
 from simclr.version import __version__
 
 EXIT_USER_ERROR = 2
@@ -61,15 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USER_ERROR
-        return int(args.handler(args))
+        with raise_on_stop_signals():
+            return int(args.handler(args))
     except UserError as exc:
         print(f"simclr: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except Interrupted as exc:
+    except Interrupted as exc:  # pretraining, after saving its checkpoint
         print(f"simclr: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:  # before training started, or a second Ctrl-C
-        print("simclr: interrupted", file=sys.stderr)
+    except StopSignal as exc:  # any command, outside pretraining's training loop
+        print(f"simclr: interrupted ({exc}) before it finished; nothing half-written was kept", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # raised by a library that handles SIGINT itself
+        print("simclr: interrupted (SIGINT) before it finished", file=sys.stderr)
         return 130
 
 

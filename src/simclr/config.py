@@ -89,7 +89,8 @@ class _PretrainData:
     train_size: int = _data("spirograph: number of generated training images", 100_000, within=COUNT)
     test_size: int = _data("spirograph: number of generated test images", 20_000, within=COUNT)
     pack_dir: str | None = _data(
-        "where a folder over --memory-budget is packed (default: $SIMCLR_CACHE/packed, else ~/.cache/simclr/packed)",
+        "where a folder over --memory-budget is packed (default: an entry of $SIMCLR_CACHE/packed, else "
+        "~/.cache/simclr/packed, keyed by the folder's files)",
         None,
         path=True,
     )

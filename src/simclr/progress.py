@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -59,6 +60,35 @@ def with_task_prefix(progress: Progress | None, prefix: str) -> Progress | None:
     return lambda task, done, total: told(f"{prefix}: {task}", done, total)
 
 
+def per_tenth(show: Progress) -> Progress:
+    """``show`` called once per tenth of each task (at 0/10, 1/10, ... 10/10 of its total), not at every step."""
+    shown: dict[str, int] = {}
+
+    def tenth(task: str, done: int, total: int) -> None:
+        reached = done * 10 // max(total, 1)
+        if shown.get(task) != reached:
+            shown[task] = reached
+            show(task, done, total)
+
+    return tenth
+
+
+def logged_progress(what: str, *, silent_for: float = 2.0) -> Progress:
+    """Progress said by the ``simclr`` logger, ``what task: done/total``, once per tenth of each task from
+    ``silent_for`` seconds on: work done within a few seconds adds no lines, longer work never runs silent.
+
+    For work whose command shows the logger's lines as its output (a run's data packed or decoded before
+    training): the lines reach the run's log too, and they do not interleave with a bar.
+    """
+    start = time.monotonic()
+
+    def say(task: str, done: int, total: int) -> None:
+        if time.monotonic() - start >= silent_for:
+            log.info("%s %s: %d/%d", what, task, done, total)
+
+    return per_tenth(say)
+
+
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of the message (it may be replaced later)."""
 
@@ -84,15 +114,7 @@ def show_progress() -> None:
 def progress_bar(what: str) -> Iterator[Progress]:
     """``advance(task, done, total)`` draws a progress bar per task on a terminal, else a line per tenth."""
     if not sys.stderr.isatty():
-        shown: dict[str, int] = {}
-
-        def line(task: str, done: int, total: int) -> None:
-            tenth = done * 10 // max(total, 1)
-            if shown.get(task) != tenth:
-                shown[task] = tenth
-                print(f"{what} {task}: {done}/{total}", file=sys.stderr)
-
-        yield line
+        yield per_tenth(lambda task, done, total: print(f"{what} {task}: {done}/{total}", file=sys.stderr))
         return
     # imported here, only for a terminal: rich is not needed to build 'simclr --help' nor for redirected output
     from rich.console import Console

@@ -30,6 +30,9 @@ from pathlib import Path
 
 from simclr.errors import UserError
 from simclr.paths import check_writable_folder
+from simclr.process_lock import ended_on_this_host as _is_stale
+from simclr.process_lock import process_start as _process_start
+from simclr.process_lock import read_lock
 from simclr.progress import StderrHandler
 from simclr.rundir import RunDir
 
@@ -40,7 +43,6 @@ __all__ = [
     "held_log_records",
     "live_holder",
     "open_run",
-    "read_lock",
     "release",
     "setup_logging",
 ]
@@ -152,38 +154,6 @@ def live_holder(directory: Path) -> dict[str, object] | None:
     lock = RunDir(directory).lock
     holder = read_lock(lock)
     return holder if lock.exists() and not _is_stale(holder) else None
-
-
-def read_lock(lock: Path) -> dict[str, object]:
-    """The content of a lock file; empty when it is missing or unreadable."""
-    try:
-        value = json.loads(lock.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_stale(holder: dict[str, object]) -> bool:
-    """A lock of this machine whose process has ended (or whose pid now names another process)."""
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    start = _process_start(int(holder["pid"]))  # type: ignore[call-overload]
-    return start is None or (start != "unknown" and start != holder.get("start"))
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot), or None when it does not run: with the
-    pid, it tells a live lock holder from a later process that was given the same pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return "unknown"
 
 
 # -- the log ---------------------------------------------------------------------------------------------

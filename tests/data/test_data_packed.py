@@ -17,7 +17,8 @@ from simclr.data import packed
 from simclr.data.decode import load_image
 from simclr.data.pack_format import INDEX_FILE, LABELS_FILE, SKIPPED_FILE, read_pack_info
 from simclr.data.pack_settings import PackConfig
-from simclr.data.packed import pack_dataset, pack_sources
+from simclr.data.pack_sources import pack_sources
+from simclr.data.packed import pack_dataset
 from simclr.data.streaming import decode_stored
 from simclr.errors import UserError
 

@@ -264,7 +264,7 @@ def test_missing_dataset_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_pack_a_new_set(tmp_path: Path) -> None:
-    from simclr.data.packed import pack_sources
+    from simclr.data.pack_sources import pack_sources
 
     _eurosat(tmp_path / "data")
     sources = pack_sources("eurosat", tmp_path / "data")

@@ -141,22 +141,23 @@ def test_two_processes_read_disjoint_shards_that_cover_the_dataset(packed_folder
 def test_a_packed_dataset_at_a_url_reads_its_description_through_litdatas_downloader(
     packed_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The URL code path, with litdata's downloader replaced by a copy from the local pack (no network here)."""
-    import shutil
+    """The URL code path, with litdata's downloader replaced by a copy from the local pack (the real store is
+    tests/data/test_object_storage.py's)."""
+    from typing import BinaryIO
 
     import litdata.streaming.downloader as downloader_module
 
-    from simclr.data.streaming import find_remote_split, is_url
+    from simclr.data.object_storage import find_remote_split, is_url
 
     class LocalCopy:
         def __init__(self, remote_dir: str, cache_dir: str, chunks: list[object], *args: object) -> None:
             pass
 
-        def download_file(self, remote: str, local: str) -> None:
+        def download_fileobj(self, remote: str, fileobj: BinaryIO) -> None:
             source = packed_folder / remote.removeprefix("s3://bucket/data/")
             if not source.is_file():
                 raise FileNotFoundError(remote)
-            shutil.copyfile(source, local)
+            fileobj.write(source.read_bytes())
 
     monkeypatch.setattr(downloader_module, "get_downloader", LocalCopy)
     monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path))

@@ -45,12 +45,9 @@ the comparison can fail.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -582,76 +579,6 @@ DDP_RUN = [
 ]
 
 
-def _alive_in_session(session: int) -> list[int]:
-    """Processes (not zombies) in the session a CLI run was started in: its rank 0 and what it launched."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp session ...
-        if fields[0] != "Z" and int(fields[3]) == session:
-            alive.append(int(entry.name))
-    return alive
-
-
-class CLIRun:
-    """``python -m simclr pretrain ARGS`` in a new session, so every rank the DDP launcher starts can be
-    found (and, failing the test, killed) by the session id."""
-
-    def __init__(self, workdir: Path, name: str, *args: str) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS="1")  # bitwise-stable CPU math
-        for key in (*DISTRIBUTED_ENV, "SIMCLR_RUN_DIR", "PL_GLOBAL_SEED"):
-            env.pop(key, None)
-        self.log = workdir / f"{name}.log"
-        with open(self.log, "w") as handle:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "simclr", "pretrain", *args],
-                env=env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait(self, timeout: float = 240) -> int:
-        """The exit code, once rank 0 and every process it started have ended."""
-        code = self.proc.wait(timeout=timeout)
-        deadline = time.time() + 30
-        while _alive_in_session(self.proc.pid) and time.time() < deadline:
-            time.sleep(0.1)
-        if _alive_in_session(self.proc.pid):
-            pytest.fail(f"processes left behind: {_alive_in_session(self.proc.pid)}\n{self.output()}")
-        return code
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def kill(self) -> None:
-        for pid in _alive_in_session(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.wait()
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[Callable[..., CLIRun]]:
-    """Starts CLI runs; kills whatever of them is left at the end of the test."""
-    runs: list[CLIRun] = []
-
-    def start(name: str, *args: str) -> CLIRun:
-        run = CLIRun(tmp_path, name, *args)
-        runs.append(run)
-        return run
-
-    yield start
-    for run in runs:
-        run.kill()
-
-
 def losses(run: Path) -> dict[int, float]:
     if not (run / "metrics.csv").exists():
         return {}
@@ -666,10 +593,10 @@ def assert_same_curve(got: dict[int, float], expected: dict[int, float]) -> None
 
 
 @pytest.fixture(scope="module")
-def reference_curve(tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+def reference_curve(tmp_path_factory: pytest.TempPathFactory, session_run: type[Any]) -> dict[int, float]:
     """The loss curve of the uninterrupted DDP run (trained once for the tests that resume onto it)."""
     workdir = tmp_path_factory.mktemp("ddp-reference")
-    reference = CLIRun(workdir, "reference", *DDP_RUN, "--out", str(workdir / "run"))
+    reference = session_run(workdir, "reference", *DDP_RUN, "--out", str(workdir / "run"))
     try:
         assert reference.wait() == 0, reference.output()
     finally:
@@ -678,11 +605,11 @@ def reference_curve(tmp_path_factory: pytest.TempPathFactory) -> dict[int, float
 
 
 def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
-    cli: Callable[..., CLIRun], tmp_path: Path, reference_curve: dict[int, float]
+    session_runs: Callable[..., Any], tmp_path: Path, reference_curve: dict[int, float]
 ) -> None:
     run_dir = tmp_path / "run"
     start = time.perf_counter()
-    run = cli("run", *DDP_RUN, "--out", str(run_dir))
+    run = session_runs("run", *DDP_RUN, "--out", str(run_dir))
     deadline = time.time() + 240
     while time.time() < deadline and len(losses(run_dir)) < 2 and run.proc.poll() is None:
         time.sleep(0.05)
@@ -695,7 +622,7 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
     checkpoint = load_checkpoint_safely(run_dir / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == len(stopped)
 
-    resumed = cli("resumed", "--resume", str(run_dir))
+    resumed = session_runs("resumed", "--resume", str(run_dir))
     assert resumed.wait() == 0, resumed.output()
     print(f"interrupted and resumed DDP runs: {time.perf_counter() - start:.1f} s")
 
@@ -708,18 +635,18 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
 
 
 def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
-    cli: Callable[..., CLIRun], tmp_path: Path, reference_curve: dict[int, float]
+    session_runs: Callable[..., Any], tmp_path: Path, reference_curve: dict[int, float]
 ) -> None:
     """A run stopped by --max-steps mid-epoch continues with a larger --max-steps (the schedule spans all
     epochs either way). Regression: its checkpoint used to be written at Lightning's early epoch end, which
     counted the unfinished epoch as done, and the resumed run stopped at step 4 of 8."""
     run_dir = tmp_path / "run"
-    first = cli("first", *DDP_RUN, "--out", str(run_dir), "--max-steps", "3")  # mid epoch 0
+    first = session_runs("first", *DDP_RUN, "--out", str(run_dir), "--max-steps", "3")  # mid epoch 0
     assert first.wait() == 0, first.output()
     assert sorted(losses(run_dir)) == [0, 1, 2]
     checkpoint = load_checkpoint_safely(run_dir / "checkpoints" / "last.ckpt")
     assert checkpoint["global_step"] == 3
 
-    resumed = cli("resumed", "--resume", str(run_dir), "--max-steps", str(TOTAL_STEPS))
+    resumed = session_runs("resumed", "--resume", str(run_dir), "--max-steps", str(TOTAL_STEPS))
     assert resumed.wait() == 0, resumed.output()
     assert_same_curve(losses(run_dir), reference_curve)

@@ -169,13 +169,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    from simclr.data.object_storage import refuse_remote_destination
     from simclr.data.pack_format import SKIPPED_FILE
     from simclr.data.packed import pack_dataset
     from simclr.data.store import printable_name
-    from simclr.progress import progress_bar
+    from simclr.progress import progress_bar, show_progress
 
+    show_progress()  # who another packer of OUT is, while this one waits for it
     with progress_bar("packing") as advance:
         settings = settings_from_args(PackCommand, args)
+        refuse_remote_destination(settings.out)
         summaries = pack_dataset(settings.src, settings.out, settings, advance)
     for summary in summaries.values():
         print(summary.line())

@@ -14,6 +14,7 @@ of a sample.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from simclr.data.request import LoadRequest
 from simclr.data.sampling import stratified_subset
 from simclr.data.store import ImageStore, printable_name
 from simclr.errors import UserError
+from simclr.progress import logged_progress
 
 __all__ = ["FOLDER_CHUNK", "image_folder_chunks", "load_image_folder", "load_imagefolder", "load_split_folder"]
 
@@ -180,9 +182,11 @@ def _load_listed(
         rel = [rel[i] for i in keep.tolist()]
         labels = labels[keep]
     paths = [root / r for r in rel]
+    # a large folder takes minutes to decode: said per tenth once it has taken a few seconds
+    decoding = partial(logged_progress("decoding"), printable_name(str(root)))
     try:
         images, ok_idx, skipped = decode_files(
-            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize
+            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize, progress=decoding
         )
     except MixedSizesError as e:
         # The header sample looked uniform, but a file outside it (or one whose header disagrees
@@ -191,7 +195,7 @@ def _load_listed(
         image_size = default_image_size(shorter_sides)
         log_default_size(root, shorter_sides, image_size)
         images, ok_idx, skipped = decode_files(
-            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize
+            paths, image_size=image_size, workers=workers, names=rel, where=root, resize=resize, progress=decoding
         )
     skipped = listing.skipped + skipped
     if ok_idx.numel() == 0:

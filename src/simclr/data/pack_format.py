@@ -2,7 +2,8 @@
 
 ``simclr data pack SRC OUT`` writes one litdata dataset per split, ``OUT/train`` and ``OUT/test``: litdata's
 chunk files and :data:`INDEX_FILE`, and beside them :data:`INFO_FILE` (:class:`PackedSplitInfo`: source,
-class names, counts, the settings; written last, so its presence means the pack is complete),
+class names, counts, the settings, the fingerprint of what was packed; written last, so its presence means the
+pack is complete),
 :data:`LABELS_FILE` (every sample's label in stored order) and :data:`SKIPPED_FILE` (the files left out).
 :mod:`simclr.data.packed` writes them and :mod:`simclr.data.streaming` reads them; both import the names
 from here. Reading a split's description also checks litdata's index (:func:`check_pack_index`): a pack is
@@ -57,6 +58,7 @@ class PackedSplitInfo:
     median_shorter_side: int
     seed: int
     format: str = PACK_FORMAT
+    fingerprint: str = ""  # of what was packed (pack_sources.split_fingerprint); "" in packs made before it was kept
 
 
 def read_pack_info(split_dir: Path) -> PackedSplitInfo:

@@ -1,7 +1,8 @@
 """Packing an image dataset into litdata shards, for training on data bigger than memory.
 
 ``simclr data pack SRC OUT`` turns an image folder (class sub-folders or flat, nested), a folder with
-``train/`` and ``test/`` (or ``val/``) splits, or a torchvision dataset into one litdata dataset per split:
+``train/`` and ``test/`` (or ``val/``) splits, or a torchvision dataset (listed by
+:mod:`simclr.data.pack_sources`) into one litdata dataset per split:
 chunk files of samples ``{"image": encoded bytes, "label": int, "path": relative path as bytes}`` and an
 ``index.json``, which :class:`litdata.StreamingDataset` streams from local disk or object storage, sharded
 by rank and node and resumable (:mod:`simclr.data.streaming`).
@@ -14,11 +15,20 @@ by rank and node and resumable (:mod:`simclr.data.streaming`).
   reports them.
 - The samples are written in a seeded random order, so every chunk mixes the classes (a streamed batch
   reads few chunks) and the first samples of a split are a random subset (the kNN monitor reads them).
-- The work is cut into parts of :data:`PART_SIZE` images, written by a pool of processes; each part
-  leaves a marker when its chunks are complete, so an interrupted pack re-run redoes only the parts
-  without one, then merges the parts' indexes.
+- The work is cut into parts of :data:`PART_SIZE` images, written by forked worker processes
+  (:mod:`simclr.data.pack_workers`); each part leaves a marker when its chunks are complete, so an
+  interrupted pack (SIGINT, SIGTERM, SIGKILL) re-run redoes only the parts without one, then merges the parts'
+  indexes. litdata is shown this process alone while it writes and merges (:func:`_litdata_sees`): under
+  torchrun or SLURM it would otherwise wait for the index files of ranks that never pack.
+- What a split holds is fingerprinted (:func:`~simclr.data.pack_sources.split_fingerprint`: every file's
+  name, label, size and modification time, the settings, the format): a finished or unfinished pack of the
+  same fingerprint is kept or finished, one of other content is refused (or, for the automatic pack, replaced).
+- One process packs an OUT folder at a time (:func:`pack_splits`): it holds ``OUT/.simclr-pack.lock``
+  (:mod:`simclr.process_lock`: taken over when its holder is gone), the others wait with a progress line
+  and then find the pack made.
 
-Beside litdata's files each split holds ``simclr-pack.json`` (source, class names, counts, the settings)
+Beside litdata's files each split holds ``simclr-pack.json`` (source, class names, counts, the settings, the
+fingerprint)
 and ``labels.npy`` (every sample's label in stored order), which stratified subsets and the kNN monitor
 read without touching the images.
 """
@@ -29,12 +39,10 @@ import csv
 import io
 import json
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import statistics
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,11 +51,8 @@ import numpy as np
 from litdata.streaming.writer import BinaryWriter
 from PIL import Image
 
-from simclr.atomic import atomic_write, write_text_atomic
-from simclr.data.catalog import DATASET_NAMES, load_dataset
+from simclr.atomic import atomic_write, remove_leftover_temporaries, write_text_atomic
 from simclr.data.decode import ImageDecodeError, load_image
-from simclr.data.folder_listing import find_split_folder, has_split_layout, scan_image_folder
-from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
 from simclr.data.pack_format import (
     INDEX_FILE,
     INFO_FILE,
@@ -58,37 +63,41 @@ from simclr.data.pack_format import (
     read_pack_info,
 )
 from simclr.data.pack_settings import PackConfig
+from simclr.data.pack_sources import PackSource, pack_sources, split_fingerprint
+from simclr.data.pack_workers import interrupted_on_signals, run_parts
 from simclr.errors import UserError
+from simclr.process_lock import Holder, hold_lock
+from simclr.progress import Progress, per_tenth
 
 log = logging.getLogger("simclr")
 
-__all__ = ["PART_SIZE", "PackSource", "PackSummary", "pack_dataset", "pack_split", "pack_sources"]
+__all__ = [
+    "PACK_LOCK",
+    "PART_SIZE",
+    "PackSummary",
+    "pack_dataset",
+    "pack_is_current",
+    "pack_split",
+    "pack_splits",
+]
 
 PART_SIZE = 2048
 CHUNK_BYTES = "64MB"
 _PARTS_DIR = ".parts"
+_PARTS_SOURCE = "source.json"  # in .parts: the fingerprint of what an unfinished pack is packing
+PACK_LOCK = ".simclr-pack.lock"  # in OUT: held by the one process packing it
+# what litdata's writer reads to learn its rank and the processes whose index files a merge waits for
+_LITDATA_DISTRIBUTED_ENV = (
+    "WORLD_SIZE",
+    "GLOBAL_RANK",
+    "NNODES",
+    "DATA_OPTIMIZER_GLOBAL_RANK",
+    "DATA_OPTIMIZER_NUM_WORKERS",
+    "DATA_OPTIMIZER_NUM_NODES",
+)
 _KEPT_FORMATS = {"JPEG", "PNG"}
 _KEPT_MODES = {"RGB", "L"}
 _EXIF_ORIENTATION = 0x0112
-# the datasets named by SRC that are packed from what their loader reads (image folders are packed from their
-# files, spirograph is generated, packed data is packed already)
-_NOT_PACKED_BY_NAME = ("imagefolder", "spirograph", "packed")
-
-
-@dataclass(frozen=True)
-class PackSource:
-    """One split to pack: how to read image ``i`` (its file, or an already decoded RGB array), its label
-    (-1 when unlabelled) and the name it is listed under."""
-
-    names: Sequence[str]
-    labels: Sequence[int]
-    class_names: Sequence[str]
-    read: Callable[[int], Path | np.ndarray]
-    description: str
-    listing_skipped: Sequence[tuple[str, str]] = ()  # found while listing (links, FIFOs), before any decoding
-
-    def __len__(self) -> int:
-        return len(self.names)
 
 
 @dataclass
@@ -101,11 +110,16 @@ class PackSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     bytes: int = 0
     resumed_parts: int = 0
+    kept: bool = False  # packed earlier from the same files, left as it was
 
     def line(self) -> str:
         size = f"{self.bytes / 2**30:.2f} GB" if self.bytes >= 2**30 else f"{self.bytes / 2**20:.1f} MB"
         resumed = f", {self.resumed_parts} part(s) kept from an earlier run" if self.resumed_parts else ""
-        return f"{self.out}: {self.images} images, {self.classes} classes, {len(self.skipped)} skipped, {size}{resumed}"
+        kept = " (packed earlier from the same files: kept)" if self.kept else ""
+        return (
+            f"{self.out}: {self.images} images, {self.classes} classes, {len(self.skipped)} skipped, {size}"
+            f"{resumed}{kept}"
+        )
 
 
 # -- one image -----------------------------------------------------------------------------------
@@ -174,17 +188,18 @@ _JOB: _PackJob | None = None  # set before the pool forks, so the workers share 
 
 
 @contextmanager
-def _writer_rank(rank: int) -> Iterator[None]:
-    """litdata names a writer's chunk files after its rank; a part's rank is its number."""
-    previous = os.environ.get("DATA_OPTIMIZER_GLOBAL_RANK")
-    os.environ["DATA_OPTIMIZER_GLOBAL_RANK"] = str(rank)
+def _litdata_sees(**values: str) -> Iterator[None]:
+    """litdata's writer reads who it is from the environment (:data:`_LITDATA_DISTRIBUTED_ENV`): inside the
+    block it sees ``values`` and none of the other variables, whatever torchrun, SLURM or Lightning set in this
+    process; they are restored afterwards."""
+    previous = {name: os.environ.pop(name) for name in _LITDATA_DISTRIBUTED_ENV if name in os.environ}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("DATA_OPTIMIZER_GLOBAL_RANK", None)
-        else:
-            os.environ["DATA_OPTIMIZER_GLOBAL_RANK"] = previous
+        for name in _LITDATA_DISTRIBUTED_ENV:
+            os.environ.pop(name, None)
+        os.environ.update(previous)
 
 
 def _part_marker(out: Path, part: int) -> Path:
@@ -196,7 +211,9 @@ def _pack_part(part: int) -> _PartResult:
     assert job is not None
     indices = job.order[part * PART_SIZE : (part + 1) * PART_SIZE]
     result = _PartResult(part, [], [], 0, [])
-    with _writer_rank(part), redirect_stdout(io.StringIO()):  # litdata prints the types it infers
+    # litdata names a writer's chunk files after its rank: a part's rank is its number; and it prints the types
+    # it infers
+    with _litdata_sees(DATA_OPTIMIZER_GLOBAL_RANK=str(part)), redirect_stdout(io.StringIO()):
         writer = BinaryWriter(str(job.out), chunk_bytes=CHUNK_BYTES)
         for i in indices.tolist():
             name = job.source.names[i]
@@ -233,13 +250,37 @@ def _clear_unfinished(out: Path, part: int) -> None:
     (out / f"{part}.{INDEX_FILE}").unlink(missing_ok=True)
 
 
-def _use_processes(workers: int) -> bool:
-    return (
-        workers > 1
-        and sys.platform.startswith("linux")
-        and "fork" in mp.get_all_start_methods()
-        and not mp.current_process().daemon
-    )
+def _existing_pack(out: Path) -> tuple[str, str] | None:
+    """``(fingerprint, what it holds)`` of the pack in ``out``, finished or not; None where there is none. A
+    pack whose fingerprint cannot be read (damaged, or made before fingerprints were kept) has ``""``."""
+    if (out / INFO_FILE).is_file():
+        try:
+            info = read_pack_info(out)
+        except UserError:
+            return "", "a damaged pack"
+        held = f"a pack of {info.images} images of {info.source}"
+        return info.fingerprint, held if info.fingerprint else f"{held} made before packs recorded their files"
+    if (out / _PARTS_DIR).is_dir():
+        try:
+            values = json.loads((out / _PARTS_DIR / _PARTS_SOURCE).read_text())
+            return str(values["fingerprint"]), f"an unfinished pack of {values['source']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if not any(out.glob("chunk-*")) and not any((out / _PARTS_DIR).glob("[0-9]*.json")):
+                return None  # stopped before it wrote anything
+            return "", "an unfinished pack of unknown content"
+    return None
+
+
+def _other_content(out: Path, held: str, source: PackSource, replace: bool) -> None:
+    """``out`` holds a pack of something else than ``source`` now holds: a one-line refusal, or (``replace``)
+    its removal, said in the log."""
+    if not replace:
+        raise UserError(
+            f"{out} holds {held}, not what {source.description} holds now; choose another OUT, or delete {out} "
+            "to pack it there"
+        )
+    log.warning("%s holds %s, not what %s holds now: packing it again", out, held, source.description)
+    shutil.rmtree(out)
 
 
 # -- one split -------------------------------------------------------------------------------------
@@ -248,26 +289,35 @@ def pack_split(
     out: Path,
     settings: PackConfig | None = None,
     on_part: Callable[[int, int], None] | None = None,
+    *,
+    replace_other: bool = False,
 ) -> PackSummary:
     """Pack ``source`` into the litdata dataset ``out`` (created, or finished when an earlier run stopped).
 
     ``on_part(images_done, images_total)`` is called as parts finish (the CLI draws its progress bar
-    from it). A finished pack of the same source is left as it is.
+    from it). A finished pack of the same source (:func:`split_fingerprint`) is left as it is; a pack of
+    other content, finished or not, is refused in one line, or removed and made again with ``replace_other``.
     """
     settings = settings or PackConfig()
     settings.validate()
-    max_side, quality, workers, seed = settings.max_side, settings.quality, settings.workers, settings.seed
     if len(source) == 0:
         raise UserError(f"{source.description} holds no image files; nothing to pack")
     out = Path(out)
-    if (out / INDEX_FILE).is_file() and (out / INFO_FILE).is_file():
+    fingerprint = split_fingerprint(source, settings)
+    existing = _existing_pack(out)
+    if existing is not None and existing[0] != fingerprint:
+        _other_content(out, existing[1], source, replace_other)
+    elif (out / INFO_FILE).is_file():
         info = read_pack_info(out)
-        return PackSummary(out, info.images, len(info.class_names), _read_skipped(out), info.bytes, 0)
+        shutil.rmtree(out / _PARTS_DIR, ignore_errors=True)  # left when the last run stopped right after the info
+        return PackSummary(out, info.images, len(info.class_names), _read_skipped(out), info.bytes, kept=True)
     if out.exists() and any(out.iterdir()) and not (out / _PARTS_DIR).is_dir():
         raise UserError(f"{out} exists and is not an unfinished pack; choose an empty or new OUT folder")
     (out / _PARTS_DIR).mkdir(parents=True, exist_ok=True)
+    if not (out / _PARTS_DIR / _PARTS_SOURCE).is_file():  # a new pack: a later run finishes it for the same files
+        what = {"fingerprint": fingerprint, "source": source.description, "images": len(source)}
+        write_text_atomic(out / _PARTS_DIR / _PARTS_SOURCE, json.dumps(what))
 
-    order = np.random.default_rng(seed).permutation(len(source))
     parts = range((len(source) + PART_SIZE - 1) // PART_SIZE)
     results: dict[int, _PartResult] = {}
     for part in parts:
@@ -277,46 +327,34 @@ def pack_split(
         else:
             _clear_unfinished(out, part)
     resumed = len(results)
-    todo = [part for part in parts if part not in results]
 
-    def report() -> None:
+    def add(result: _PartResult | None) -> None:
+        if result is not None:
+            results[result.part] = result
         if on_part is not None:
-            done = sum(len(r.labels) + len(r.skipped) for r in results.values())
-            on_part(done, len(source))
+            on_part(sum(len(r.labels) + len(r.skipped) for r in results.values()), len(source))
 
-    report()
+    add(None)  # how far an earlier run got
     global _JOB
-    _JOB = _PackJob(source, order, out, max_side, quality)
+    order = np.random.default_rng(settings.seed).permutation(len(source))
+    _JOB = _PackJob(source, order, out, settings.max_side, settings.quality)
     try:
-        if _use_processes(workers) and len(todo) > 1:
-            with mp.get_context("fork").Pool(min(workers, len(todo))) as pool:
-                for result in pool.imap_unordered(_pack_part, todo):
-                    results[result.part] = result
-                    report()
-        else:
-            for part in todo:
-                results[part] = _pack_part(part)
-                report()
+        run_parts([part for part in parts if part not in results], settings.workers, _pack_part, add)
     finally:
         _JOB = None
-    return _merge_parts(source, out, [results[part] for part in parts], max_side, quality, seed, resumed)
+    return _merge_parts(source, out, [results[part] for part in parts], settings, fingerprint, resumed)
 
 
 def _merge_parts(
-    source: PackSource,
-    out: Path,
-    results: list[_PartResult],
-    max_side: int,
-    quality: int,
-    seed: int,
-    resumed: int,
+    source: PackSource, out: Path, results: list[_PartResult], settings: PackConfig, fingerprint: str, resumed: int
 ) -> PackSummary:
     """Merge the parts' chunk indexes into litdata's ``index.json`` and write the sidecar files."""
     labels = [label for result in results for label in result.labels]
     if not labels:
         raise UserError(f"no image of {source.description} could be decoded; nothing was packed")
     written = sum(1 for result in results if result.labels)
-    BinaryWriter(str(out), chunk_bytes=CHUNK_BYTES).merge(num_workers=written)  # as rank 0 of 1 process
+    with _litdata_sees(WORLD_SIZE="1", GLOBAL_RANK="0", NNODES="1"):  # rank 0 of 1 process: it waits for no one
+        BinaryWriter(str(out), chunk_bytes=CHUNK_BYTES).merge(num_workers=written)
     skipped = list(source.listing_skipped) + [item for result in results for item in result.skipped]
     with atomic_write(out / SKIPPED_FILE) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -330,10 +368,11 @@ def _merge_parts(
         images=len(labels),
         skipped=len(skipped),
         bytes=sum(result.bytes for result in results),
-        max_side=max_side,
-        quality=quality,
+        max_side=settings.max_side,
+        quality=settings.quality,
         median_shorter_side=int(statistics.median(s for result in results for s in result.shorter_sides)),
-        seed=seed,
+        seed=settings.seed,
+        fingerprint=fingerprint,
     )
     # written last: its presence means the pack is complete
     write_text_atomic(out / INFO_FILE, json.dumps(asdict(info), indent=2) + "\n")
@@ -349,74 +388,93 @@ def _read_skipped(out: Path) -> list[tuple[str, str]]:
         return [(row["path"], row["reason"]) for row in csv.DictReader(handle)]
 
 
-# -- what a SRC names ------------------------------------------------------------------------------
-def pack_sources(
-    src: str, data_dir: Path | None = None, download: bool = False, workers: int = 2, follow_links: bool = False
-) -> dict[str, PackSource]:
-    """The splits ``simclr data pack SRC`` packs: an image folder (``train/`` and ``test/``/``val/`` when it has
-    them, else the whole folder as ``train``) or a dataset name (its files are read with ``data_dir``)."""
-    path = Path(src).expanduser()
-    if path.is_dir():
-        splits = {"train": find_split_folder(path, "train"), "test": find_split_folder(path, "test")}
-        if not has_split_layout(path):
-            splits = {"train": path}
-        sources: dict[str, PackSource] = {}
-        class_names: list[str] | None = None
-        for split, folder in splits.items():
-            if folder is None:
-                continue
-            listing = scan_image_folder(folder, class_names, follow_external_links=follow_links, data_root=path)
-            class_names = class_names or listing.class_names
-            reader = _file_reader(folder, listing.paths)
-            sources[split] = PackSource(
-                listing.paths, listing.labels.tolist(), listing.class_names, reader, str(folder), listing.skipped
-            )
-        return sources
-    if src in IMAGENET_SUBSETS:  # listed from its files, never decoded into memory
-        if data_dir is None:
-            raise UserError(f"packing {src} needs its folder; pass --data-dir /path/to/ILSVRC2012")
-        sources = {}
-        for split in PACK_SPLITS:
-            files, classes, _ = list_imagenet(split, data_dir, subset=IMAGENET_SUBSETS[src])
-            names = [str(path.relative_to(data_dir)) for path, _ in files]
-            sources[split] = PackSource(
-                names, [label for _, label in files], classes, _file_reader(Path(data_dir), names), f"{src} {split}"
-            )
-        return sources
-    if src in DATASET_NAMES and src not in _NOT_PACKED_BY_NAME:
-        sources = {}
-        for split in PACK_SPLITS:
-            store = load_dataset(src, split, data_dir, download=download, workers=workers)
-            if store is None:
-                continue
-            names = store.file_names or [f"{split}/{i:07d}.png" for i in range(len(store))]
-            sources[split] = PackSource(
-                names, store.labels.tolist(), store.class_names, _array_reader(store.images), f"{src} {split}"
-            )
-        return sources
-    raise UserError(
-        f"cannot pack {src!r}: not a folder, nor one of the datasets "
-        f"{', '.join(n for n in DATASET_NAMES if n not in _NOT_PACKED_BY_NAME)}"
-    )
-
-
-def _file_reader(folder: Path, names: Sequence[str]) -> Callable[[int], Path | np.ndarray]:
-    return lambda i: folder / names[i]
-
-
-def _array_reader(images: object) -> Callable[[int], Path | np.ndarray]:
-    return lambda i: images[i].permute(1, 2, 0).numpy()  # type: ignore[index]
-
-
 def pack_dataset(
-    src: str, out: Path, settings: PackConfig | None = None, on_part: Callable[[str, int, int], None] | None = None
+    src: str, out: Path, settings: PackConfig | None = None, on_part: Progress | None = None
 ) -> dict[str, PackSummary]:
-    """Pack every split of ``src`` into ``out/<split>``; ``on_part(split, done, total)`` reports progress."""
+    """Pack every split of ``src`` into ``out/<split>`` (:func:`pack_splits`); ``on_part(split, done, total)``
+    reports progress."""
     settings = settings or PackConfig()
     data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
     sources = pack_sources(src, data_dir, settings.download, settings.workers, settings.follow_links)
-    summaries = {}
-    for split, source in sources.items():
-        report = (lambda done, total, split=split: on_part(split, done, total)) if on_part else None
-        summaries[split] = pack_split(source, Path(out) / split, settings, report)
-    return summaries
+    return pack_splits(sources, out, settings, on_part)
+
+
+# -- one OUT folder, one packer --------------------------------------------------------------------
+def pack_splits(
+    sources: Mapping[str, PackSource],
+    out: Path,
+    settings: PackConfig | None = None,
+    on_part: Progress | None = None,
+    *,
+    replace_other: bool = False,
+) -> dict[str, PackSummary]:
+    """Pack every split of ``sources`` into ``out/<split>`` (:func:`pack_split`) as the one process that packs
+    ``out``: it holds :data:`PACK_LOCK` meanwhile, while other processes wait (saying whom for, and how far it
+    is), then find the pack made. A holder that is gone has its lock taken over and its pack finished. SIGINT
+    and SIGTERM stop the pack with :class:`~simclr.errors.Interrupted` (its finished parts kept).
+
+    ``replace_other``: a pack of other content in ``out`` is made again, and a split the sources no longer
+    have is removed (the automatic pack of a folder that changed); without it they are refused.
+    """
+    out = Path(out)
+    created = not out.exists()
+    try:
+        with interrupted_on_signals("packing"), hold_lock(out / PACK_LOCK, on_wait=_waiting_for(out)) as lock:
+            if lock.took_over is not None:
+                log.warning(
+                    "%s: process %s on %s, which was packing it, ended before finishing; taking over "
+                    "(the parts it finished are kept)",
+                    out,
+                    lock.took_over.get("pid"),
+                    lock.took_over.get("host"),
+                )
+            remove_leftover_temporaries(out, recursive=True)  # of killed packers
+            summaries = {}
+            for split, source in sources.items():
+
+                def report(done: int, total: int, split: str = split) -> None:
+                    lock.tell(task=split, done=done, total=total)
+                    if on_part is not None:
+                        on_part(split, done, total)
+
+                summaries[split] = pack_split(source, out / split, settings, report, replace_other=replace_other)
+            if replace_other:
+                for split in PACK_SPLITS:
+                    if split not in sources and _existing_pack(out / split) is not None:
+                        log.warning("%s: no %s split in the source any more; removing its pack", out, split)
+                        shutil.rmtree(out / split)
+            return summaries
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):  # refused before anything was written
+            out.rmdir()
+
+
+def pack_is_current(out: Path, fingerprints: Mapping[str, str]) -> bool:
+    """True when ``out`` holds a finished pack of every split in ``fingerprints`` (split -> fingerprint) with
+    that fingerprint, and no other split: what :func:`pack_splits` would leave as it is."""
+    for split in PACK_SPLITS:
+        existing = _existing_pack(Path(out) / split)
+        if split not in fingerprints:
+            if existing is not None:
+                return False
+        elif existing is None or existing[0] != fingerprints[split] or not (Path(out) / split / INFO_FILE).is_file():
+            return False
+    return True
+
+
+def _waiting_for(out: Path) -> Callable[[Holder], None]:
+    """What a process waiting for another to pack ``out`` says: who packs it (once per holder), then how far
+    it is, once per tenth of each split (from what the holder publishes in the lock)."""
+    told: set[tuple[object, object]] = set()
+    tenths = per_tenth(lambda split, done, total: log.info("waiting for %s %s: %d/%d", out, split, done, total))
+
+    def on_wait(holder: Holder) -> None:
+        who = (holder.get("pid"), holder.get("host"))
+        if holder and who not in told:
+            told.add(who)
+            log.info("waiting for process %s on %s to finish packing %s (since %s)", *who, out, holder.get("since"))
+        split, done, total = holder.get("task"), holder.get("done"), holder.get("total")
+        if isinstance(split, str) and isinstance(done, int) and isinstance(total, int):
+            tenths(split, done, total)
+
+    return on_wait

@@ -12,7 +12,7 @@ import multiprocessing as mp
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -22,6 +22,7 @@ from simclr.data.decode import ImageDecodeError, load_image
 from simclr.data.store import printable_name
 from simclr.errors import UserError
 from simclr.hardware import usable_cpus, worker_processes
+from simclr.stop_signals import ignore_stop_signals, starting_helpers
 
 __all__ = ["MixedSizesError", "decode_files"]
 
@@ -78,6 +79,7 @@ def _decode_range(state: _DecodeState, lo: int, hi: int) -> _RangeResult:
 def _init_worker(state: _DecodeState) -> None:
     global _WORKER_STATE
     _WORKER_STATE = state
+    ignore_stop_signals()  # a signal to the process group stops the parent, which ends the pool
 
 
 def _worker_range(lo: int, hi: int) -> _RangeResult:
@@ -94,6 +96,7 @@ def decode_files(
     where: str | os.PathLike[str] = "the dataset",
     pool: str = "auto",
     resize: str = "crop",
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     """Decode ``paths`` into one ``(N_ok, 3, H, W) uint8`` tensor.
 
@@ -106,7 +109,8 @@ def decode_files(
     ``workers > 0`` decodes in parallel (``-1``: one per CPU) with ``pool`` = ``"process"``
     (forked processes writing into one shared anonymous mapping; the default on Linux) or
     ``"thread"`` (the default elsewhere). Either way every image is written straight into its
-    slot of the preallocated output; nothing is gathered or stacked afterwards.
+    slot of the preallocated output; nothing is gathered or stacked afterwards. ``progress(done, total)`` is
+    told how many files are done as each range of them is.
     """
     if image_size is not None and image_size <= 0:
         raise UserError(f"image size must be positive, got {image_size}; pass e.g. --image-size 64")
@@ -135,7 +139,7 @@ def decode_files(
     state: _DecodeState = (path_strs, image_size, crop_bottom, resize, target, h, w)
     chunk = max(16, min(1024, -(-rest // (4 * nw)))) if nw > 1 else max(rest, 1)
     ranges = [(lo, min(lo + chunk, n)) for lo in range(first, n, chunk)]
-    for done, errs, mismatch in _decode_ranges(state, ranges, nw, use_processes):
+    for done, errs, mismatch in _decode_ranges(state, ranges, nw, use_processes, progress):
         if mismatch is not None:
             i, mh, mw = mismatch
             raise MixedSizesError(
@@ -177,11 +181,28 @@ def _output(n: int, h: int, w: int, *, shared: bool) -> tuple[torch.Tensor, np.n
 
 
 def _decode_ranges(
-    state: _DecodeState, ranges: list[tuple[int, int]], workers: int, use_processes: bool
+    state: _DecodeState,
+    ranges: list[tuple[int, int]],
+    workers: int,
+    use_processes: bool,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[_RangeResult]:
-    """Every range's result, in this process (``workers`` <= 1) or a pool, stopping at a size mismatch."""
+    """Every range's result, in this process (``workers`` <= 1) or a pool, stopping at a size mismatch;
+    ``progress(files done, files)`` as each range is done."""
+    total = len(state[0])
+    results: list[_RangeResult] = []
+
+    def finished(result: _RangeResult, hi: int) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(hi, total)  # ranges finish in order here: every file before ``hi`` is done
+
     if workers <= 1:
-        return [_decode_range(state, lo, hi) for lo, hi in ranges]
+        for lo, hi in ranges:
+            finished(_decode_range(state, lo, hi), hi)
+            if results[-1][2] is not None:
+                break
+        return results
     executor: Executor
     if use_processes:
         executor = ProcessPoolExecutor(
@@ -189,19 +210,21 @@ def _decode_ranges(
         )
     else:
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simclr-decode")
-    results: list[_RangeResult] = []
     with executor, warnings.catch_warnings():
         # Python >= 3.12 warns about fork() in a multi-threaded process; the workers only run
         # PIL and NumPy code, never the parent's thread pools.
         warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-        if use_processes:
-            futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
-        else:
-            futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
-        for f in futures:
-            results.append(f.result())
-            if results[-1][2] is not None:  # size mismatch: stop early
-                for g in futures:
-                    g.cancel()
-                break
+        with starting_helpers():  # the pool's processes start with the first submission
+            if use_processes:
+                futures = [executor.submit(_worker_range, lo, hi) for lo, hi in ranges]
+            else:
+                futures = [executor.submit(_decode_range, state, lo, hi) for lo, hi in ranges]
+        try:
+            for f, (_, hi) in zip(futures, ranges, strict=True):
+                finished(f.result(), hi)
+                if results[-1][2] is not None:  # size mismatch: stop early
+                    break
+        finally:  # also on a stop signal: leaving the block waits for the ranges already running, not for all
+            for g in futures:
+                g.cancel()
     return results

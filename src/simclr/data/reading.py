@@ -53,7 +53,7 @@ class DataDir:
 
     data_dir: str | None = setting(
         "where the images are: a dataset's folder (cifar10/100 also accept DIR/{train,test}/<class>/*), a "
-        "folder of images, or the URL of a packed dataset (s3://, gs://, ...); evaluation commands default to "
+        "folder of images, or the URL of a packed dataset (s3://, gs:// or azure://); evaluation commands default to "
         "their run's",
         None,
         group="data",
@@ -120,15 +120,16 @@ class MemoryBudget:
     """How much decoded data may be held in memory before a split is streamed instead."""
 
     memory_budget: str | None = setting(
-        "how much decoded data (e.g. 8GB) may be held in memory: a split over it is streamed instead (an image "
-        "folder is packed once for that), and an evaluation's linear probe whose features exceed it is fitted "
-        "by mini-batch SGD (default: half of the available memory)",
+        "how much decoded data (e.g. 8GB) the processes of a machine may hold in memory together (each holds its "
+        "copy): a split over it is streamed instead (an image folder is packed once for that), and an "
+        "evaluation's linear probe whose features exceed it is fitted by mini-batch SGD (default: half of the "
+        "machine's memory)",
         None,
         metavar="SIZE",
         group="data",
     )
 
     def memory_budget_bytes(self) -> int | None:
-        """``memory_budget`` in bytes (None: the default, half of the available memory); unreadable text is a
+        """``memory_budget`` in bytes (None: the default, half of the machine's memory); unreadable text is a
         UserError."""
         return parse_size(self.memory_budget) if self.memory_budget is not None else None

@@ -3,9 +3,7 @@ stream it instead (packed data, or an image folder bigger than the memory budget
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,19 +15,18 @@ from simclr.data.folder_listing import find_split_folder
 from simclr.data.image_sizes import FolderEstimate, default_image_size, estimate_folder
 from simclr.data.imagefolder import load_split_folder
 from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
+from simclr.data.memory_budget import decide_memory, is_first_local_process
+from simclr.data.object_storage import describe_chunk_cache, find_remote_split, is_url, require_remote_split
+from simclr.data.pack_cache import automatic_pack
 from simclr.data.pack_format import find_packed_split, is_packed
 from simclr.data.pack_settings import PackConfig
-from simclr.data.packed import pack_dataset
 from simclr.data.python_dataset import read_dataset
 from simclr.data.reading import DataReading
 from simclr.data.store import ImageStore
-from simclr.data.streaming import PackedSplit, find_remote_split, is_url, packed_image_size
+from simclr.data.streaming import PackedSplit, packed_image_size
 from simclr.errors import UserError
-from simclr.settings import format_size
 
 log = logging.getLogger("simclr")
-
-MEMORY_FRACTION = 0.5  # of the available memory, the default budget for holding a training split
 
 
 @dataclass(frozen=True)
@@ -54,15 +51,21 @@ class DataSource:
     python_dataset: Dataset[Any] | None = None
 
     def streamed(
-        self, image_size: int | None, memory_budget: int | None = None, pack_dir: Path | None = None
+        self,
+        image_size: int | None,
+        memory_budget: int | None = None,
+        pack_dir: Path | None = None,
+        local_processes: int = 1,
     ) -> StreamedData | None:
         """The splits to stream, or None when the training split is held in memory.
 
         Packed data (``--dataset packed``, or an image folder that holds packed shards) always streams. An
-        image folder or ImageNet whose decoded training split would exceed ``memory_budget`` bytes (default:
-        half of the available memory) is packed once into ``pack_dir`` (a cache folder by default; an
-        interrupted pack is finished, a finished one reused) and streamed; the decision is logged with the
-        estimate.
+        image folder or ImageNet whose decoded training split, once per process of this machine
+        (``local_processes``, each holding a copy), would exceed ``memory_budget`` bytes (default: half of the
+        machine's memory) is packed once (:func:`~simclr.data.pack_cache.automatic_pack`: into ``pack_dir`` or
+        a cache entry keyed by the folder's content, by one process while the others wait) and streamed. The
+        verdict depends on fixed numbers only, so every process of the machine reaches the same one; the first
+        logs it with the estimate.
         """
         if self.data_url is not None:
             return _remote(self.data_url, image_size)
@@ -72,25 +75,23 @@ class DataSource:
         if self.dataset == "packed" or (self.dataset == "imagefolder" and is_packed(root)):
             return _packed(root, image_size)
         estimate = self._estimate(root, image_size)
-        if estimate is None:
+        if estimate is None or estimate.images == 0:
+            return None  # an empty folder is the loader's one-line error, with nothing decided before it
+        decision = decide_memory(estimate.decoded_bytes, memory_budget, local_processes)
+        if is_first_local_process():
+            log.info(
+                "%s %s: %d images at %dx%d px %s: %s",
+                "image folder" if self.dataset == "imagefolder" else self.dataset,
+                root,
+                estimate.images,
+                estimate.height,
+                estimate.width,
+                decision.summary(),
+                "held in memory" if decision.fits else "packed once and streamed (--memory-budget to change)",
+            )
+        if decision.fits:
             return None
-        budget = memory_budget if memory_budget is not None else default_memory_budget()
-        fits = estimate.decoded_bytes <= budget
-        log.info(
-            "%s %s: %d images at %dx%d px take %s decoded; memory budget %s%s: %s",
-            "image folder" if self.dataset == "imagefolder" else self.dataset,
-            root,
-            estimate.images,
-            estimate.height,
-            estimate.width,
-            format_size(estimate.decoded_bytes),
-            format_size(budget),
-            "" if memory_budget is not None else f" ({MEMORY_FRACTION:.0%} of the available memory)",
-            "held in memory" if fits else "packed once and streamed (--memory-budget to change)",
-        )
-        if fits:
-            return None
-        packed = _pack_for_streaming(self._pack_source(root), root, pack_dir, self._pack_config(root))
+        packed = automatic_pack(self._pack_source(root), root, pack_dir, self._pack_config(root))
         return _packed(packed, image_size or max(estimate.height, estimate.width))
 
     def _estimate(self, root: Path, image_size: int | None) -> FolderEstimate | None:
@@ -204,17 +205,6 @@ class StreamedData:
     image_size: int
 
 
-def default_memory_budget() -> int:
-    """Half of the memory available now (``MemAvailable``), or of the physical memory where that is unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(int(line.split()[1]) * 1024 * MEMORY_FRACTION)
-    except (OSError, ValueError, IndexError):
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * MEMORY_FRACTION)
-
-
 def _packed(root: Path, image_size: int | None) -> StreamedData:
     """The packed splits under ``root`` (``simclr data pack``'s output)."""
     train = find_packed_split(root, "train")
@@ -224,29 +214,12 @@ def _packed(root: Path, image_size: int | None) -> StreamedData:
     return StreamedData(PackedSplit(train), PackedSplit(test) if test else None, image_size or packed_image_size(root))
 
 
-def _pack_for_streaming(src: str, root: Path, pack_dir: Path | None, settings: PackConfig) -> Path:
-    """Pack ``src`` (the data under ``root``) into the streaming cache, or ``pack_dir``, unless a finished pack
-    is there."""
-    resolved = root.resolve()
-    if pack_dir is None:
-        cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
-        named = str(resolved) if src == str(resolved) else f"{src}:{resolved}"
-        key = hashlib.sha1(named.encode()).hexdigest()[:12]
-        pack_dir = cache / "packed" / f"{resolved.name}-{key}"
-    log.info("packing %s into %s (once; delete that folder to pack it again)", root, pack_dir)
-    summaries = pack_dataset(src, pack_dir, settings)
-    for summary in summaries.values():
-        log.info("packed %s", summary.line())
-    return pack_dir
-
-
 def _remote(url: str, image_size: int | None) -> StreamedData:
-    """A packed dataset at a URL litdata reads (tested here only with local folders)."""
-    train = find_remote_split(url, "train")
-    if train is None:
-        raise UserError(f"no packed train split at {url}; upload the OUT folder of 'simclr data pack' there")
+    """A packed dataset in object storage (:mod:`simclr.data.object_storage`), streamed by litdata."""
+    train = require_remote_split(url)
     test = find_remote_split(url, "test")
     split = PackedSplit(train)
+    log.info(describe_chunk_cache())
     if image_size is None:
         image_size = default_image_size([split.info.median_shorter_side])
     return StreamedData(split, PackedSplit(test) if test else None, image_size)

@@ -10,10 +10,8 @@ its centre view.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,18 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 from litdata import StreamingDataset
-from litdata.streaming import downloader as litdata_downloader
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from simclr.data.image_sizes import default_image_size
+from simclr.data.object_storage import fetch_description, follow_moved_chunk_cache, is_url, stream_options
 from simclr.data.pack_format import (
-    INDEX_FILE,
-    INFO_FILE,
     LABELS_FILE,
-    SPLIT_FOLDERS,
     PackedSplitInfo,
     find_packed_split,
     read_pack_info,
@@ -43,6 +38,7 @@ from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
 from simclr.hardware import worker_processes
+from simclr.stop_signals import ignore_stop_signals, starting_helpers
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes
 from simclr.views.per_image import center_view, crop_views, view_generator_for_sample
@@ -61,45 +57,9 @@ __all__ = [
     "collate_encoded",
     "decode_on_device",
     "decode_stored",
-    "find_remote_split",
-    "is_url",
     "load_packed_in_memory",
     "packed_image_size",
 ]
-
-
-def is_url(location: str | Path) -> bool:
-    """True for a location litdata reads remotely (``s3://``, ``gs://``, ``azure://``, ...)."""
-    return "://" in str(location)
-
-
-def _remote_sidecars(url: str) -> Path:
-    """Local copies of a remote split's description files (litdata's index, the pack description, the
-    labels), downloaded once with litdata's downloader for that storage into ``$SIMCLR_CACHE/remote``."""
-    url = url.rstrip("/")
-    cache = Path(os.environ.get("SIMCLR_CACHE") or Path.home() / ".cache" / "simclr")
-    local = cache / "remote" / hashlib.sha1(url.encode()).hexdigest()[:12]
-    local.mkdir(parents=True, exist_ok=True)
-    downloader = litdata_downloader.get_downloader(url, str(local), [])
-    for name in (INDEX_FILE, INFO_FILE, LABELS_FILE):
-        if not (local / name).is_file():
-            try:
-                downloader.download_file(f"{url}/{name}", str(local / name))
-            except Exception as exc:  # each storage client raises its own errors
-                raise UserError(f"cannot read {url}/{name} ({type(exc).__name__}: {exc}); check the URL") from None
-    return local
-
-
-def find_remote_split(root: str, split: str) -> str | None:
-    """``root/train`` or ``root/test`` (also ``val``) of a packed dataset at a URL, when it is there."""
-    for name in SPLIT_FOLDERS.get(split, (split,)):
-        candidate = f"{root.rstrip('/')}/{name}"
-        try:
-            _remote_sidecars(candidate)
-        except UserError:
-            continue
-        return candidate
-    return None
 
 
 def packed_image_size(root: Path) -> int:
@@ -169,7 +129,9 @@ class PackedViewsDataset(StreamingDataset):
         shuffle: bool = True,
         subsample: float = 1.0,
     ):
-        super().__init__(str(path), shuffle=shuffle, drop_last=True, seed=view_seed, subsample=subsample)
+        super().__init__(
+            str(path), shuffle=shuffle, drop_last=True, seed=view_seed, subsample=subsample, **stream_options(path)
+        )
         config.validate()
         self.n_views = n_views
         self.view_config = config
@@ -181,6 +143,11 @@ class PackedViewsDataset(StreamingDataset):
         generator = view_generator_for_sample(self.view_seed, self.current_epoch, sample)
         views = crop_views(decode_stored(item["image"]), self.n_views, self.view_config, generator)
         return {"views": views, "labels": int(item["label"]), "index": sample}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The stream's position saved in a checkpoint, taken up where this machine caches the chunks (a resumed
+        run may cache them elsewhere: :func:`~simclr.data.object_storage.follow_moved_chunk_cache`)."""
+        super().load_state_dict(follow_moved_chunk_cache(state_dict, self.input_dir.path, self.cache_dir.path))
 
 
 class PackedEncodedDataset(PackedViewsDataset):
@@ -205,7 +172,11 @@ class PackedCenterViewsDataset(StreamingDataset):
     """Evaluation samples, in stored order: ``{"images": (3, size, size) uint8, "labels": int, "index": int}``."""
 
     def __init__(self, path: Path | str, size: int):
-        super().__init__(str(path), shuffle=False, drop_last=False)
+        super().__init__(str(path), shuffle=False, drop_last=False, **stream_options(path))
+        # Read by index, litdata fetches one sample's byte range from object storage, and misreads the chunks it
+        # writes (its ranged reader expects an offset table they no longer fill); whole chunks, downloaded into
+        # the chunk cache, read right, and a split read in order needs them all anyway.
+        self._on_demand_bytes = False
         self.size = size
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
@@ -227,7 +198,7 @@ class PackedSplit:
     sidecars: Path = field(init=False)  # the folder holding its description files (a local copy for a URL)
 
     def __post_init__(self) -> None:
-        self.sidecars = _remote_sidecars(str(self.path)) if is_url(self.path) else Path(self.path)
+        self.sidecars = fetch_description(str(self.path)) if is_url(self.path) else Path(self.path)
         self.info = read_pack_info(self.sidecars)
 
     @cached_property
@@ -321,8 +292,11 @@ class PackedImages:
             Subset(self.split.center_views(self.size), self.indices.tolist()),
             batch_size=batch_size,
             num_workers=worker_processes(self.workers),
+            worker_init_fn=ignore_stop_signals,  # a signal to the process group stops the parent, which ends them
         )
-        for batch in loader:
+        with starting_helpers():
+            batches = iter(loader)
+        for batch in batches:
             yield batch["images"]
 
     def load(self) -> ImageStore:

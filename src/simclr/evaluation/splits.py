@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from simclr.config import PretrainConfig
+from simclr.data.memory_budget import decide_memory, default_memory_budget
+from simclr.data.object_storage import is_url
 from simclr.data.sampling import split_train_val, stratified_subset
-from simclr.data.source import default_memory_budget
 from simclr.data.store import ImageStore, report_skipped
 from simclr.data.streaming import SplitImages
 from simclr.errors import UserError
@@ -127,7 +128,8 @@ class EvalSplits(Mapping[str, SplitImages]):
         config, opts, size = self.config, self.options, self.image_size
         source = replace(data_source(config), workers=opts.workers)
         if opts.data_dir is not None:  # --data-dir of the evaluation replaces the run's, local or remote
-            source = replace(source, data_dir=Path(opts.data_dir), data_url=None)
+            url = opts.data_dir if is_url(opts.data_dir) else None
+            source = replace(source, data_dir=None if url else Path(opts.data_dir), data_url=url)
         streamed = source.streamed(size, opts.memory_budget_bytes(), Path(config.pack_dir) if config.pack_dir else None)
         if streamed is not None:
             if opts.train_split == "valid":
@@ -144,17 +146,16 @@ class EvalSplits(Mapping[str, SplitImages]):
         """A streamed split that fits the memory budget is decoded into memory once (faster to read again)."""
         if isinstance(store, ImageStore):
             return store
-        fits = store.decoded_bytes <= self.memory_budget
+        decision = decide_memory(store.decoded_bytes, self.options.memory_budget_bytes())  # one process
         log.info(
-            "%s split: %d images at %d px take %s decoded; memory budget %s: %s",
+            "%s split: %d images at %d px %s: %s",
             split,
             len(store),
             store.size,
-            format_size(store.decoded_bytes),
-            format_size(self.memory_budget),
-            "held in memory" if fits else "streamed from the packed shards",
+            decision.summary(),
+            "held in memory" if decision.fits else "streamed from the packed shards",
         )
-        return store.load() if fits else store
+        return store.load() if decision.fits else store
 
     def _labelled(self, store: SplitImages, split: str) -> SplitImages:
         keep = torch.nonzero(store.labels >= 0).flatten()

@@ -24,6 +24,7 @@ from simclr.evaluation.features import extract_features
 from simclr.evaluation.protocols.knn import knn_accuracy
 from simclr.models.backbone_file import BackboneMetadata, write_backbone
 from simclr.rundir import RunDir
+from simclr.stop_signals import STOP_SIGNALS, StopSignal, signal_name
 from simclr.training.metrics_file import MetricsFile
 from simclr.training.module import PretrainingModule
 
@@ -315,10 +316,13 @@ class StopOnSignal(L.Callback):
     middle of an optimiser step leaves weights that are half updated. Here the signal only raises a flag;
     after the step in flight, the checkpoint is saved (atomically, like every other), and
     :class:`~simclr.errors.Interrupted` carries the step and the exit code (128 + signal) to the CLI.
-    A second Ctrl-C stops at once, as users expect when the first seems ignored.
-    """
+    A second Ctrl-C stops at once (:class:`~simclr.stop_signals.StopSignal`), as users expect when the first
+    seems ignored.
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    A signal sent to the whole process group (a terminal's Ctrl-C, SLURM) reaches every process of the run:
+    the loader workers ignore it (:func:`~simclr.stop_signals.ignore_stop_signals`), and every rank of a
+    multi-process run raises its own flag, so they agree on the step as when only one of them receives it.
+    """
 
     def __init__(self, run: RunDir) -> None:
         self.run = run
@@ -327,13 +331,13 @@ class StopOnSignal(L.Callback):
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise StopSignal(signum)
         self.received = signum
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler at the start of fit, so ours
         # replaces it for the training loop; Lightning restores the original handlers at teardown.
-        for signum in self.SIGNALS:
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
 
@@ -347,7 +351,7 @@ class StopOnSignal(L.Callback):
         if received is None:
             return
         trainer.save_checkpoint(self.run.last_checkpoint)
-        name = signal.Signals(received).name
+        name = signal_name(received)
         log.warning("%s at step %d: saved %s", name, trainer.global_step, self.run.last_checkpoint)
         raise Interrupted(
             f"interrupted ({name}) at step {trainer.global_step}; resume with --resume {self.run.path}",

@@ -16,6 +16,7 @@ from simclr.data.pairs import SameClassPartners
 from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
 from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device, worker_processes
+from simclr.stop_signals import ignore_stop_signals, starting_helpers
 from simclr.views.config import ViewConfig
 from simclr.views.per_image import crop_views_on_device
 
@@ -125,6 +126,17 @@ class InMemoryDataModule(L.LightningDataModule):
         return self.batches
 
 
+class _StreamingLoader(StreamingDataLoader):
+    """litdata's loader, whose workers start within :func:`~simclr.stop_signals.starting_helpers` (and ignore
+    SIGINT and SIGTERM from their ``worker_init_fn`` on): a signal sent to the process group while they start
+    kills none of them, and stops the run as at any other moment. ``_get_iterator`` is where torch's DataLoader
+    starts its workers, and the method litdata itself overrides."""
+
+    def _get_iterator(self) -> Any:
+        with starting_helpers():
+            return super()._get_iterator()
+
+
 class StreamingDataModule(L.LightningDataModule):
     """The training split streamed from packed shards by litdata: each rank and loader worker reads its own
     chunks, and the loader's position is saved in the checkpoint (litdata's ``StreamingDataLoader`` is
@@ -158,13 +170,16 @@ class StreamingDataModule(L.LightningDataModule):
         else:
             dataset = self.split.views(self.n_views, self.view_config, self.seed, subsample=self.subsample)
             collate = None
-        return StreamingDataLoader(
+        return _StreamingLoader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.workers,
             drop_last=True,
             persistent_workers=self.workers > 0,
             collate_fn=collate,
+            # a signal to the whole process group must stop the run, not kill its loader workers first:
+            # they ignore it, the main process saves the checkpoint and shuts them down (StopOnSignal)
+            worker_init_fn=ignore_stop_signals,
         )
 
     def on_before_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:

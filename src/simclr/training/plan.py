@@ -5,6 +5,8 @@ the warmup + cosine schedule in steps), each resolved once.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +42,7 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         processes = torch.cuda.device_count() if gpu else 1
     else:
         processes = int(devices)
+    check_launched_processes(processes, config.num_nodes)
     several = processes * config.num_nodes > 1
     if config.sync_batchnorm and several and not gpu:
         raise UserError(
@@ -57,6 +60,42 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         # batch; torch's SyncBatchNorm runs on GPUs only, so processes on CPUs keep per-process statistics
         sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else several and gpu,
     )
+
+
+def is_slurm_job_step(env: Mapping[str, str] = os.environ) -> bool:
+    """True in the tasks ``srun`` started, where Lightning takes its processes from SLURM (as Lightning
+    decides it: an interactive job named ``bash`` or ``interactive`` is not one)."""
+    return "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+def check_launched_processes(per_machine: int, num_nodes: int, env: Mapping[str, str] = os.environ) -> None:
+    """A one-line error, before any work, when ``--devices`` (``per_machine`` processes) and ``--num-nodes``
+    do not match the processes SLURM or torchrun started, where Lightning would stop later with a traceback.
+    Lightning's order is kept: a SLURM job step (``srun``, not an interactive ``bash`` job) first, then
+    torchrun (``TORCHELASTIC_RUN_ID``)."""
+    asked = f"--devices {per_machine} --num-nodes {num_nodes}"
+    if is_slurm_job_step(env):
+        tasks, per_node, nodes = int(env["SLURM_NTASKS"]), env.get("SLURM_NTASKS_PER_NODE"), env.get("SLURM_NNODES")
+        if tasks > 1 and per_node is None:
+            raise UserError(
+                f"SLURM started {tasks} tasks without --ntasks-per-node; ask for one task per device with "
+                "#SBATCH --ntasks-per-node (docs/SCALING.md)"
+            )
+        if (per_node is not None and int(per_node) != per_machine) or (nodes is not None and int(nodes) != num_nodes):
+            raise UserError(
+                f"SLURM started {per_node or 1} task(s) per node on {nodes or 1} node(s), but {asked} ask for "
+                f"{per_machine} per node on {num_nodes}; pass --devices {per_node or 1} --num-nodes {nodes or 1} "
+                "(one task per device)"
+            )
+    elif env.get("TORCHELASTIC_RUN_ID") is not None:
+        world = int(env.get("WORLD_SIZE", "1"))
+        local = int(env.get("LOCAL_WORLD_SIZE", str(world)))
+        if per_machine * num_nodes != world or per_machine != local:
+            raise UserError(
+                f"torchrun started {world} process(es), {local} on this machine, but {asked} ask for "
+                f"{per_machine * num_nodes}; pass --devices {local} --num-nodes {max(1, world // local)} "
+                "(--nproc-per-node and --nnodes of torchrun)"
+            )
 
 
 def _parse_devices(value: str) -> int | list[int] | str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -40,8 +41,14 @@ from simclr.training.callbacks import IntervalProgressBar, MetricsCSV
 from simclr.training.checkpoint_io import AtomicCheckpointIO
 from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
 from simclr.training.module import OptimSettings, PretrainingModule
-from simclr.training.plan import Hardware, invariance_settings, plan_optimisation, resolve_hardware
-from simclr.training.resume import Changes, checkpoint_step, record_changes
+from simclr.training.plan import (
+    Hardware,
+    invariance_settings,
+    is_slurm_job_step,
+    plan_optimisation,
+    resolve_hardware,
+)
+from simclr.training.resume import Changes, continue_same_run, record_changes, starting_step
 from simclr.training.run_callbacks import build_callbacks
 from simclr.training.run_record import describe_run, record_environment
 from simclr.training.run_setup import check_writable, is_worker_process, open_run_dir
@@ -87,12 +94,13 @@ def run_pretraining(
     config = with_python_inputs(config, dataset, backbone)
     if config.out and not config.resume:
         check_writable(Path(config.out))
-    resume_step = checkpoint_step(config)
-    config = pin_subset_file(config)
-    hardware = resolve_hardware(config)
     # decisions are shown as they are made, and written to the run's log once it exists
     with held_log_records(echo=not quiet and not is_worker_process()) as decisions:
-        data = load_training_data(config, dataset)
+        config = continue_same_run(config)
+        resume_step = starting_step(config)
+        config = pin_subset_file(config)
+        hardware = resolve_hardware(config)
+        data = load_training_data(config, dataset, hardware.processes // hardware.num_nodes)
         config = with_measured_normalization(config, data)
         data = replace(data, info=normalized_info(config, data.info))
         views_config = view_config(config, data.info, data.image_size)
@@ -105,7 +113,7 @@ def run_pretraining(
     loss = build_loss(config)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
 
-    with open_run_dir(config, quiet=quiet, held=decisions) as run:
+    with open_run_dir(config, quiet=quiet, held=decisions, from_checkpoint=resume_step is not None) as run:
         describe_run(config, run, data, hardware, optim)
         record_environment(config, run, hardware, optim)
         event = None if is_worker_process() else record_changes(run, resume_step, resumed_changes or {})
@@ -123,7 +131,7 @@ def run_pretraining(
             channels_last=hardware.channels_last,
             invariance=invariance_settings(config),
         )
-        trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if config.resume else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if resume_step is not None else None)
         if not is_worker_process():
             finish_tracking(loggers, run)
         return result_of(trainer, run)
@@ -198,6 +206,8 @@ def build_seeded_model(
     its own), in the run's memory format (and compiled when asked)."""
     L.seed_everything(config.seed, workers=False, verbose=False)
     model = build_model(config, image_size, backbone)
+    if backbone is None:  # a module of one's own was tried on the image size already (measure_feature_dim)
+        check_backbone_takes(model.backbone, config.backbone, image_size)
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if config.compile:
@@ -205,6 +215,29 @@ def build_seeded_model(
         # same with and without --compile; dynamic=False as every batch has one shape (drop_last)
         model.compile(dynamic=False, backend=config.compile_backend)
     return model
+
+
+def check_backbone_takes(backbone: nn.Module, name: str, image_size: int) -> None:
+    """A one-line error, before the run directory exists, when ``backbone`` cannot take the run's images (a
+    timm ViT made for 224 px, given 32 px ones, fails its first step with an AssertionError): one forward
+    pass of two black images on the CPU, in eval mode and without gradients, so no BatchNorm statistics
+    change and no random numbers are drawn."""
+    images = torch.zeros(2, 3, image_size, image_size)
+    training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            backbone(images)
+    except Exception as exc:  # whatever a model raises on an input it was not made for
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        made_for = getattr(backbone, "pretrained_cfg", {}).get("input_size")  # timm's models say theirs
+        hint = f" (--image-size {made_for[-1]})" if made_for and made_for[-1] != image_size else ""
+        raise UserError(
+            f"backbone {name} cannot take {image_size} px images ({type(exc).__name__}: {reason}); pass the image "
+            f"size it was made for{hint}, or choose another --backbone"
+        ) from None
+    finally:
+        backbone.train(training)
 
 
 def build_loss(config: PretrainConfig) -> NTXentLoss:
@@ -248,7 +281,9 @@ def build_trainer(
         use_distributed_sampler=False,  # the in-memory loader shards by rank itself
         # an epoch shorter than the interval still sends the trackers its scalars (and Lightning stays quiet)
         log_every_n_steps=max(1, min(config.log_every_steps, optim.steps_per_epoch)),
-        plugins=[AtomicCheckpointIO()],
+        # under SLURM, Lightning's requeueing stays off: on SIGUSR1 it would save an hpc_ckpt beside the run's
+        # checkpoint and requeue the job itself; SIGTERM and the recipe of docs/SCALING.md do that here
+        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if is_slurm_job_step() else [])],
         default_root_dir=str(run.path),
     )
 

@@ -1,11 +1,17 @@
-"""Resuming a run: one policy for ``simclr pretrain --resume`` and for ``simclr.pretrain(config)`` with
-``config.resume``.
+"""Resuming a run: one policy for ``simclr pretrain --resume``, for ``simclr.pretrain(config)`` with
+``config.resume``, and for the same command line run again on its own ``--out``.
 
 A resumed run trains as its config.yaml says. Settings that say where the data is, how it is read, and what is
 logged, monitored or checkpointed may differ (:data:`RESUME_NEUTRAL`); any other change is refused in one line
 unless the user allows it (``--resume-with-changes``, ``resume_with_changes=True``), and an allowed change is
 recorded in the run's config history from the step it takes effect. What the run measured when it started (its
 subset file's SHA-256, the ``--standardize`` statistics) is taken from config.yaml, not measured again.
+
+``--out DIR`` of a directory that already holds a run continues it only when every setting is the one it was
+started with (:func:`continue_same_run`): the same command line again, as a requeued SLURM job or a rerun after
+a crash gives, goes on; anything else is refused, so no run is overwritten or continued by another experiment.
+A run that stopped before its first checkpoint (killed while loading its data, or a crash at the first step)
+starts again from scratch (:func:`starting_step`), saying so.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from simclr.config import PretrainConfig, build_config
 from simclr.errors import UserError
 from simclr.rundir import RunDir
 from simclr.training.checkpoint_io import load_checkpoint_safely
+from simclr.training.run_setup import is_worker_process
 
 log = logging.getLogger("simclr")
 
@@ -88,17 +95,58 @@ def resume_from_values(
     return settle_resume(requested, build_config(saved_values, {}), allowed=allowed, switch="--resume-with-changes")
 
 
-def checkpoint_step(config: PretrainConfig) -> int | None:
-    """The step a resume continues from (None for a fresh run), read weights-only from the run's last
-    checkpoint (it may be anyone's file); a run without one is a one-line error before any work."""
+def continue_same_run(config: PretrainConfig) -> PretrainConfig:
+    """``config`` as the continuation of the run its ``out`` already holds (``resume`` set to it, what the
+    run measured at its start filled in) when every setting but ``out`` and ``resume`` is the run's own;
+    ``config`` unchanged when its ``out`` holds no run. Other settings are a one-line error that lists them:
+    a new run needs another ``--out``, a change to the run needs ``--resume`` (which allows those of
+    :data:`RESUME_NEUTRAL` and, when asked, the others). The other processes of a multi-process run follow
+    the first, whose config.yaml may already be in the directory when they start."""
+    if config.resume or not config.out or not RunDir(Path(config.out)).holds_run():
+        return config
+    run = RunDir(Path(config.out))
+    continued = dataclasses.replace(config, resume=str(run.path))
+    if is_worker_process():
+        return continued
+    saved = run.read_config()
+    continued, _ = settle_resume(continued, saved, allowed=True, switch="--resume")
+    differences = {
+        item.name: (getattr(saved, item.name), getattr(continued, item.name))
+        for item in dataclasses.fields(continued)
+        if item.name not in ("out", "resume") and getattr(saved, item.name) != getattr(continued, item.name)
+    }
+    if differences:
+        raise UserError(
+            f"{run.path} already holds a run with other settings ({describe_changes(differences)}); choose "
+            f"another --out, or continue that run with --resume {run.path}"
+        )
+    log.info("%s holds a run started with the same settings: continuing it", run.path)
+    return continued
+
+
+def starting_step(config: PretrainConfig) -> int | None:
+    """The step a resume continues from, read weights-only from the run's last checkpoint (it may be anyone's
+    file); None for a fresh run, and for a run that stopped before its first checkpoint, which starts again
+    from scratch under its settings (said in the log)."""
     if not config.resume:
         return None
-    checkpoint = RunDir(Path(config.resume)).last_checkpoint
-    if not checkpoint.is_file():
+    run = RunDir(Path(config.resume))
+    checkpoint = run.last_checkpoint
+    if checkpoint.is_file():
+        step = int(load_checkpoint_safely(checkpoint)["global_step"])
+        log.info("resuming from %s (step %d)", checkpoint, step)
+        return step
+    if not run.holds_run():
         raise UserError(
             f"cannot resume: {checkpoint} does not exist; pass the directory of a run that saved a checkpoint"
         )
-    return int(load_checkpoint_safely(checkpoint)["global_step"])
+    log.warning(
+        "%s holds a run that stopped before its first checkpoint (%s does not exist): starting it again from "
+        "scratch with its settings",
+        run.path,
+        checkpoint,
+    )
+    return None
 
 
 def record_changes(run: RunDir, step: int | None, changes: Changes) -> str | None:

@@ -43,8 +43,6 @@ def describe_run(
             data.train.path,
             worker_processes(config.workers),
         )
-    if config.resume:
-        log.info("resuming from %s", run.last_checkpoint)
     tests = f", {len(data.test)} test images" if data.test is not None else ""
     tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
     train_images = len(data.train)

@@ -40,13 +40,19 @@ def default_run_dir(config: PretrainConfig) -> Path:
 
 @contextmanager
 def open_run_dir(
-    config: PretrainConfig, *, quiet: bool = False, held: list[logging.LogRecord] | None = None
+    config: PretrainConfig,
+    *,
+    quiet: bool = False,
+    held: list[logging.LogRecord] | None = None,
+    from_checkpoint: bool = True,
 ) -> Iterator[RunDir]:
     """The run directory, created (or, for ``--resume``, reopened) and claimed by this process for the run
     (:func:`simclr.runs.open_run`: one process per directory, the run's log, no leftover temporaries), with
     the config saved in it; ``held`` records go first in the log.
 
     A fresh run refuses a directory that already holds a run, so nothing written earlier is overwritten.
+    ``from_checkpoint=False`` says a resumed run starts again from scratch, having found no checkpoint when it
+    started; one that another process saved since (while this one loaded its data) is refused, not trained over.
     The processes a multi-process run adds use the directory without claiming or writing it.
     """
     if is_worker_process():
@@ -65,6 +71,11 @@ def open_run_dir(
     with open_run(
         target.path, may_hold_run=resuming, continue_with="--resume", log_file=target.log, quiet=quiet, held=held
     ) as run:
+        if resuming and not from_checkpoint and run.last_checkpoint.is_file():
+            raise UserError(
+                f"{run.path} already holds a run that another process checkpointed while this one loaded its "
+                "data; run the same command again to continue it"
+            )
         run.checkpoints.mkdir(exist_ok=True)
         run.write_config(config_to_yaml(dataclasses.replace(config, resume=None, out=str(run.path))))
         os.environ[RUN_DIR_ENV] = str(run.path.resolve())

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from simclr.config import PretrainConfig
 from simclr.data.catalog import DatasetInfo, dataset_info
+from simclr.data.memory_budget import local_processes
 from simclr.data.sampling import split_train_val, stratified_subset
 from simclr.data.source import DataSource
 from simclr.data.statistics import STANDARDIZE_SAMPLE, channel_statistics
@@ -44,13 +45,18 @@ class TrainingData:
         return isinstance(self.train, PackedSplit)
 
 
-def load_training_data(config: PretrainConfig, dataset: Dataset[Any] | None = None) -> TrainingData:
+def load_training_data(
+    config: PretrainConfig, dataset: Dataset[Any] | None = None, processes_per_machine: int = 1
+) -> TrainingData:
     """The training split, and the labelled test split when the kNN monitor will use it: streamed when the
     data is packed or an image folder exceeds the memory budget (:meth:`DataSource.streamed`), else in memory
-    (``dataset``, a Python Dataset, is read into memory whole)."""
+    (``dataset``, a Python Dataset, is read into memory whole). ``processes_per_machine``: the run's processes on
+    each machine (its ``--devices``), which each hold their own copy of data held in memory: the memory
+    decision counts them all (``LOCAL_WORLD_SIZE`` where torchrun set it)."""
     source = data_source(config, dataset)
     budget = config.memory_budget_bytes()
-    streamed = source.streamed(config.image_size, budget, Path(config.pack_dir) if config.pack_dir else None)
+    pack_dir = Path(config.pack_dir) if config.pack_dir else None
+    streamed = source.streamed(config.image_size, budget, pack_dir, local_processes(processes_per_machine))
     if streamed is not None:
         if config.subset is not None or config.resize != "crop":
             raise UserError(
