@@ -52,7 +52,8 @@ def test_dataset_that_needs_download(tmp_path, monkeypatch, capsys):
 
 
 def test_batch_size_one(tmp_path, monkeypatch, capsys):
-    assert "--batch-size 2 or more" in run_in(tmp_path, monkeypatch, capsys, "--batch-size", "1")
+    line = run_in(tmp_path, monkeypatch, capsys, "--batch-size", "1")
+    assert "batch_size must be >= 2 (NT-Xent needs other images as negatives), got 1; fix --batch-size" in line
 
 
 @pytest.mark.parametrize("value", ["0", "-0.5"])
@@ -61,7 +62,7 @@ def test_temperature_not_positive(tmp_path, monkeypatch, capsys, value):
 
 
 def test_one_view(tmp_path, monkeypatch, capsys):
-    assert "--n-views 2" in run_in(tmp_path, monkeypatch, capsys, "--n-views", "1")
+    assert "n_views must be >= 2" in run_in(tmp_path, monkeypatch, capsys, "--n-views", "1")
 
 
 def test_unknown_config_key(tmp_path, monkeypatch, capsys):

@@ -15,15 +15,27 @@ the names it checks against when it runs).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from simclr.data.reading import DataReading, MemoryBudget
-from simclr.device_settings import Accelerator
+from simclr.data.reading import IMAGE_SIDE, DataReading, MemoryBudget
+from simclr.device_settings import Accelerator, check_batch_fits
 from simclr.errors import UserError
-from simclr.settings import build_settings, setting, shared_setting, short_repr
+from simclr.ranges import (
+    AT_LEAST_TWO_VIEWS,
+    COUNT,
+    FRACTION_BELOW_ONE,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    POSITIVE,
+    PROBABILITY,
+    SCALE,
+    SEED,
+    Range,
+    at_least,
+)
+from simclr.settings import build_settings, check_values, setting, shared_setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
@@ -66,17 +78,21 @@ class _PretrainData:
         "indices into the labelled training split",
         None,
         metavar="FILE:PART",
+        path=True,
     )
     subset_sha256: str | None = _data("the subset file's SHA-256, recorded when the run starts", None, cli=False)
     image_size: int | None = _data(
-        "side of the stored images; default: the dataset's (image folders: chosen from the images' sizes)", None
+        "side of the stored images; default: the dataset's (image folders: chosen from the images' sizes)",
+        None,
+        within=IMAGE_SIDE,
     )
-    train_size: int = _data("spirograph: number of generated training images", 100_000)
-    test_size: int = _data("spirograph: number of generated test images", 20_000)
+    train_size: int = _data("spirograph: number of generated training images", 100_000, within=COUNT)
+    test_size: int = _data("spirograph: number of generated test images", 20_000, within=COUNT)
     pack_dir: str | None = _data(
         "where a folder over --memory-budget is packed (default: an entry of $SIMCLR_CACHE/packed, else "
         "~/.cache/simclr/packed, keyed by the folder's files)",
         None,
+        path=True,
     )
     decode: str = _data(
         "streamed data: where images are decoded and cropped, in the loader workers (cpu) or in batches on the "
@@ -90,18 +106,24 @@ class _PretrainData:
 class _Views:
     """How the views of an image are made."""
 
-    n_views: int = _views("views per image (>= 2)", 2)
-    jitter_strength: float | None = _views("colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None)
-    brightness: float | None = _views("brightness jitter (default 0.8 s)", None)
-    contrast: float | None = _views("contrast jitter (default 0.8 s)", None)
-    saturation: float | None = _views("saturation jitter (default 0.8 s)", None)
-    hue: float | None = _views("hue jitter (default 0.2 s)", None)
-    jitter_p: float = _views("probability of colour jitter", 0.8)
-    grayscale_p: float = _views("probability of grayscale", 0.2)
-    flip_p: float = _views("probability of a horizontal flip", 0.5)
-    vflip_p: float = _views("probability of a vertical flip (not in SimCLR: for data without an up)", 0.0)
-    rotation_p: float = _views("probability of a rotation (not in SimCLR)", 0.0)
-    rotation_degrees: float = _views("--rotation-p: angles drawn uniformly from [-D, D] degrees", 30.0, metavar="D")
+    n_views: int = _views("views per image (>= 2)", 2, within=AT_LEAST_TWO_VIEWS)
+    jitter_strength: float | None = _views(
+        "colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None, within=NON_NEGATIVE
+    )
+    brightness: float | None = _views("brightness jitter (default 0.8 s)", None, within=NON_NEGATIVE)
+    contrast: float | None = _views("contrast jitter (default 0.8 s)", None, within=NON_NEGATIVE)
+    saturation: float | None = _views("saturation jitter (default 0.8 s)", None, within=NON_NEGATIVE)
+    hue: float | None = _views("hue jitter (default 0.2 s)", None, within=NON_NEGATIVE)
+    jitter_p: float = _views("probability of colour jitter", 0.8, within=PROBABILITY)
+    grayscale_p: float = _views("probability of grayscale", 0.2, within=PROBABILITY)
+    flip_p: float = _views("probability of a horizontal flip", 0.5, within=PROBABILITY)
+    vflip_p: float = _views(
+        "probability of a vertical flip (not in SimCLR: for data without an up)", 0.0, within=PROBABILITY
+    )
+    rotation_p: float = _views("probability of a rotation (not in SimCLR)", 0.0, within=PROBABILITY)
+    rotation_degrees: float = _views(
+        "--rotation-p: angles drawn uniformly from [-D, D] degrees", 30.0, metavar="D", within=Range(0, 180)
+    )
     rotation_quarter_turns: bool = _views("--rotation-p: angles drawn from the multiples of 90 degrees instead", False)
     positives: str = _views(
         "what a view is paired with: another view of the same image (SimCLR), or a view of another image of the "
@@ -119,10 +141,12 @@ class _Views:
         False,
     )
     normalization_mean: list[float] | None = _views("the mean --standardize measured", None, cli=False)
-    normalization_std: list[float] | None = _views("the std --standardize measured", None, cli=False)
-    crop_min_scale: float = _views("smallest crop area fraction of RandomResizedCrop", 0.08)
-    crop_max_scale: float = _views("largest crop area fraction", 1.0)
-    blur_p: float | None = _views("probability of Gaussian blur (default: 0.5 above 64px, else 0)", None)
+    normalization_std: list[float] | None = _views("the std --standardize measured", None, cli=False, within=POSITIVE)
+    crop_min_scale: float = _views("smallest crop area fraction of RandomResizedCrop", 0.08, within=SCALE)
+    crop_max_scale: float = _views("largest crop area fraction", 1.0, within=SCALE)
+    blur_p: float | None = _views(
+        "probability of Gaussian blur (default: 0.5 above 64px, else 0)", None, within=PROBABILITY
+    )
 
 
 @dataclass
@@ -141,11 +165,13 @@ class _Model:
         choices=("none", "imagenet"),
     )
     head: str = _model("mlp | linear | identity | ae", "mlp")
-    head_hidden_dim: int | None = _model("hidden width of the mlp head (default: feature size)", None)
-    head_out_dim: int = _model("projection size", 128)
-    head_layers: int = _model("linear layers in the mlp head", 2)
+    head_hidden_dim: int | None = _model("hidden width of the mlp head (default: feature size)", None, within=COUNT)
+    head_out_dim: int = _model("projection size", 128, within=COUNT)
+    head_layers: int = _model("linear layers in the mlp head", 2, within=COUNT)
     head_batch_norm: bool = _model("BatchNorm in the mlp head's hidden layers", True)
-    ae_checkpoint: str | None = _model("--head ae: the weights (or run directory) written by 'simclr train-ae'", None)
+    ae_checkpoint: str | None = _model(
+        "--head ae: the weights (or run directory) written by 'simclr train-ae'", None, path=True
+    )
     freeze_head_input: bool = _model("--head ae: keep the autoencoder's embedding layer frozen", True)
     head_activation: str = _model(
         "--head mlp: activation of the hidden layers; --head ae: after the embedding layer (relu, silu, gelu, "
@@ -158,13 +184,17 @@ class _Model:
 class _Loss:
     """NT-Xent and the gradient penalty."""
 
-    temperature: float = _loss("NT-Xent temperature", 0.5)
+    temperature: float = _loss("NT-Xent temperature", 0.5, within=POSITIVE)
     gather_distributed: bool = _loss("gather negatives across processes (with gradients)", True)
     lambda_gp: float = _loss(
-        "gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR", 0.0
+        "gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR",
+        0.0,
+        within=NON_NEGATIVE,
     )
-    gp_upper_limit: float = _loss("the penalty is clamped from above at this value (no gradient above it)", 1.0)
-    gp_draws: int = _loss("re-drawn view parameters per image for the penalty", 100)
+    gp_upper_limit: float = _loss(
+        "the penalty is clamped from above at this value (no gradient above it)", 1.0, within=POSITIVE
+    )
+    gp_draws: int = _loss("re-drawn view parameters per image for the penalty", 100, within=COUNT)
     gp_normalization: bool = _loss("L2-normalise the representation before the penalty", True)
     gp_exclude: str | None = _loss(
         "view parameters left out of the penalty, comma-separated (e.g. h on Spirograph: docs/REPRODUCING.md)", None
@@ -177,24 +207,31 @@ class _Optimiser:
 
     optimizer: str = _optim("lars | sgd | adam | adamw", "lars")
     lr: float | None = _optim(
-        "base learning rate before scaling (default per optimizer: lars 0.3, sgd 0.12, adam/adamw 1e-3)", None
+        "base learning rate before scaling (default per optimizer: lars 0.3, sgd 0.12, adam/adamw 1e-3)",
+        None,
+        within=POSITIVE,
     )
     lr_scaling: str | None = _optim(
         "linear (base x B/256) | sqrt (base x sqrt(B)) | none (default: none for adam/adamw, else linear)", None
     )
     weight_decay: float | None = _optim(
-        "weight decay (default per optimizer: lars 1e-6, sgd 5e-4, adam 1e-6, adamw 1e-4)", None
+        "weight decay (default per optimizer: lars 1e-6, sgd 5e-4, adam 1e-6, adamw 1e-4)", None, within=NON_NEGATIVE
     )
-    momentum: float = _optim("momentum for lars / sgd", 0.9)
+    momentum: float = _optim("momentum for lars / sgd", 0.9, within=FRACTION_BELOW_ONE)
     nesterov: bool = _optim("Nesterov momentum for sgd", False)
-    batch_size: int = _optim("images per process and step", 256)
-    epochs: int = _optim("training epochs", 100)
+    batch_size: int = _optim(
+        "images per process and step", 256, within=at_least(2, "NT-Xent needs other images as negatives")
+    )
+    epochs: int = _optim("training epochs", 100, within=COUNT)
     max_steps: int | None = _optim(
-        "stop after this many steps (the schedule still spans all epochs; default: train all epochs)", None
+        "stop after this many steps (the schedule still spans all epochs; default: train all epochs)",
+        None,
+        within=COUNT,
     )
     warmup_epochs: float = _optim(
         "linear warmup epochs before the cosine decay (a run too short to hold it warms up for 10%% of its steps)",
         10.0,
+        within=NON_NEGATIVE,
     )
     schedule: str = _optim(
         "learning rate after the warmup: cosine decay (SimCLR), or constant (seeds 003 and 004's runs without "
@@ -202,7 +239,9 @@ class _Optimiser:
         "cosine",
         choices=("cosine", "constant"),
     )
-    final_lr_ratio: float = _optim("--schedule cosine: the final learning rate as a fraction of the peak", 0.0)
+    final_lr_ratio: float = _optim(
+        "--schedule cosine: the final learning rate as a fraction of the peak", 0.0, within=PROBABILITY
+    )
 
 
 @dataclass
@@ -211,7 +250,7 @@ class _Hardware(Accelerator):
 
     precision: str = _hardware("auto | 32 | 16-mixed | bf16-mixed (auto: bf16 where supported)", "auto")
     devices: str = _hardware("number of devices per machine, or a list such as 0,1", "1")
-    num_nodes: int = _hardware("machines training together (DDP; docs/SCALING.md)", 1)
+    num_nodes: int = _hardware("machines training together (DDP; docs/SCALING.md)", 1, within=COUNT)
     strategy: str = _hardware("auto | ddp | ...", "auto")
     sync_batchnorm: bool | None = _hardware(
         "synchronise BatchNorm statistics across GPU processes (default: on when several GPU processes train)", None
@@ -231,33 +270,43 @@ class _Hardware(Accelerator):
 class _Run:
     """The run directory, checkpoints, monitors and logging."""
 
-    seed: int = _run("seed for weights, data order and views", 0)
-    out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None)
-    resume: str | None = _run("continue the run in this directory from its last checkpoint (default: a new run)", None)
+    seed: int = _run("seed for weights, data order and views", 0, within=SEED)
+    out: str | None = _run("run directory (default runs/<dataset>-<backbone>-<timestamp>)", None, path=True)
+    resume: str | None = _run(
+        "continue the run in this directory from its last checkpoint (default: a new run)", None, path=True
+    )
     logger: str = _run(
         "csv | tensorboard | mlflow | wandb | none: the tracker that also gets the settings and, from simclr evaluate, "
         "the evaluation metrics (the metrics file is always written; wandb runs offline without WANDB_API_KEY)",
         "csv",
     )
-    checkpoint_every_steps: int = _run("also checkpoint every N steps (0: only at epoch ends)", 200)
-    knn_every_epochs: int = _run("online kNN monitor every N epochs (0: off)", 1)
-    knn_k: int = _run("neighbours of the kNN monitor", 200)
-    knn_temperature: float = _run("temperature of the kNN monitor", 0.1)
-    knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000)
+    checkpoint_every_steps: int = _run(
+        "also checkpoint every N steps (0: only at epoch ends)", 200, within=NON_NEGATIVE
+    )
+    knn_every_epochs: int = _run("online kNN monitor every N epochs (0: off)", 1, within=NON_NEGATIVE)
+    knn_k: int = _run("neighbours of the kNN monitor", 200, within=COUNT)
+    knn_temperature: float = _run("temperature of the kNN monitor", 0.1, within=POSITIVE)
+    knn_max_images: int = _run("cap on bank and query images of the kNN monitor", 10_000, within=COUNT)
     log_every_steps: int = _run(
-        "read the step's values from the device every N steps: progress line, metrics rows, loggers", 50
+        "read the step's values from the device every N steps: progress line, metrics rows, loggers",
+        50,
+        within=COUNT,
     )
     val_fraction: float = _run(
         "hold out this fraction of the training images (stratified by label, seeded) for a validation NT-Xent "
         "and contrastive top-1/top-5 each epoch, on the same views every epoch (0: off)",
         0.0,
+        within=FRACTION_BELOW_ONE,
     )
     save_top_k: int = _run(
         "keep the backbones of the K epochs with the lowest validation loss as checkpoints/epoch-NNNN.safetensors, "
         "the best also as checkpoints/best.safetensors (needs --val-fraction; 0: off)",
         0,
+        within=NON_NEGATIVE,
     )
-    keep_every_epochs: int = _run("keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0)
+    keep_every_epochs: int = _run(
+        "keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0, within=NON_NEGATIVE
+    )
     online_probe: bool = _run(
         "train a linear classifier on the detached backbone features of the training views (labelled data), "
         "logged per epoch as online_linear_top1 (and online_linear_val_top1 with --val-fraction)",
@@ -283,7 +332,9 @@ class PretrainConfig(
             raise UserError(f"--stem {self.stem} shapes torchvision ResNets; drop it for a {kind} backbone")
 
     def validate(self) -> None:
-        """Reject values that cannot work, with the fix in the message (the first problem found)."""
+        """Reject values that cannot work, with the fix in the message (the first problem found): every number
+        against its range, then the names and the settings that must agree."""
+        check_values(self)
         self._check_names()
         self._check_loss()
         self._check_data_and_length()
@@ -326,23 +377,10 @@ class PretrainConfig(
             _check_choice("lr_scaling", self.lr_scaling, SCALING_RULES)
 
     def _check_loss(self) -> None:
-        """The batch, the temperature, the views and the gradient penalty make a loss that can be computed."""
-        if self.batch_size < 2:
-            raise UserError(f"batch size {self.batch_size} leaves no negatives for NT-Xent; use --batch-size 2 or more")
-        if self.lambda_gp < 0:
-            raise UserError(
-                f"lambda_gp must be >= 0, got {self.lambda_gp}; use 0 for plain SimCLR or e.g. --lambda-gp 0.01"
-            )
-        if self.gp_upper_limit <= 0:
-            raise UserError(f"gp_upper_limit must be > 0, got {self.gp_upper_limit}; use e.g. --gp-upper-limit 1")
+        """The views excluded from the gradient penalty leave something to penalise (the ranges of the loss's
+        numbers are checked with every number)."""
         if self.gp_exclude:
             self._check_gp_exclude()
-        if self.gp_draws < 1:
-            raise UserError(f"gp_draws must be >= 1, got {self.gp_draws}; use e.g. --gp-draws 100")
-        if self.temperature <= 0:
-            raise UserError(f"temperature must be > 0, got {self.temperature}; use e.g. --temperature 0.5")
-        if self.n_views < 2:
-            raise UserError(f"n_views must be >= 2 for a contrastive loss, got {self.n_views}; use --n-views 2")
 
     def _check_gp_exclude(self) -> None:
         """``gp_exclude`` names view parameters of the dataset, and leaves at least one in the penalty."""
@@ -364,14 +402,8 @@ class PretrainConfig(
     def _check_data_and_length(self) -> None:
         """The data can be found and held, on the machines asked for, for a run of at least one step."""
         self.memory_budget_bytes()
-        if self.num_nodes < 1:
-            raise UserError(f"num_nodes must be >= 1, got {self.num_nodes}; fix --num-nodes")
         if self.num_nodes > 1 and not (self.out or self.resume):
             raise UserError("--num-nodes > 1 needs --out, a folder every machine reaches (the run directory)")
-        if self.epochs < 1:
-            raise UserError(f"epochs must be >= 1, got {self.epochs}; fix --epochs")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"max_steps must be >= 1, got {self.max_steps}; fix --max-steps")
         if self.limit_train_images is not None and self.limit_train_images < self.batch_size:
             raise UserError(
                 f"--limit-train-images {self.limit_train_images} is smaller than --batch-size {self.batch_size}; "
@@ -381,27 +413,17 @@ class PretrainConfig(
             raise UserError("dataset imagefolder needs a folder; pass --data-dir DIR")
 
     def _check_views_and_schedule(self) -> None:
-        """Probabilities, crop scales, the learning-rate schedule and the normalisation are in range."""
-        for name in ("jitter_p", "grayscale_p", "flip_p", "vflip_p", "rotation_p"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise UserError(f"{name} must be in [0, 1], got {value}; fix --{name.replace('_', '-')}")
-        if not 0 < self.crop_min_scale <= self.crop_max_scale <= 1:
+        """The crop scales are in order, the normalisation is whole, and a batch of views fits the machine."""
+        if not self.crop_min_scale <= self.crop_max_scale:
             raise UserError("crop scales must satisfy 0 < --crop-min-scale <= --crop-max-scale <= 1")
-        if self.lr is not None and self.lr <= 0:
-            raise UserError(f"learning rate must be > 0, got {self.lr}; fix --lr")
-        if not 0.0 <= self.final_lr_ratio <= 1.0:
-            raise UserError(f"final_lr_ratio must be within [0, 1], got {self.final_lr_ratio}; fix --final-lr-ratio")
-        if self.warmup_epochs < 0:
-            raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}; fix --warmup-epochs")
+        if self.image_size is not None:
+            check_batch_fits(self.batch_size * self.n_views, self.image_size, "one batch of views")
         if self.standardize and not self.normalize:
             raise UserError("--standardize normalises with measured statistics; drop it or --no-normalize")
         for name in ("normalization_mean", "normalization_std"):
             value = getattr(self, name)
-            if value is not None and not _channel_triple(value, positive=name.endswith("std")):
-                raise UserError(
-                    f"{name} must be three numbers (std > 0), got {short_repr(value)}; fix the run's config"
-                )
+            if value is not None and len(value) != 3:
+                raise UserError(f"{name} must be three numbers, got {short_repr(value)}; fix the run's config")
 
     def _check_positives_and_checkpoints(self) -> None:
         """Class positives have classes to pair, and checkpoints ranked by validation have a validation split."""
@@ -409,11 +431,6 @@ class PretrainConfig(
             raise UserError("--positives class and --lambda-gp penalise different pairs; use one of them")
         if self.positives == "class" and self.dataset == "spirograph":
             raise UserError("--positives class needs class labels; Spirograph has regression factors, not classes")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}; use e.g. --val-fraction 0.1")
-        for name in ("save_top_k", "keep_every_epochs"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}; fix --{name.replace('_', '-')}")
         if self.save_top_k > 0 and self.val_fraction == 0:
             raise UserError("--save-top-k ranks epochs by validation loss; add --val-fraction (e.g. 0.1)")
 
@@ -440,46 +457,28 @@ class _AutoencoderDataset:
 class _AutoencoderTraining:
     """What the autoencoder is and how it trains."""
 
-    latent_dim: int = setting("size of the embedding layer (the paper: 128, 256, 512)", 512)
-    image_size: int | None = setting("square image size (default: the dataset's)", None)
-    epochs: int = setting("training epochs", 20)
-    batch_size: int = setting("images per step", 256)
-    lr: float = setting("Adam learning rate (the paper: 1e-4)", 1e-4)
-    weight_decay: float = setting("Adam weight decay", 0.0)
-    val_fraction: float = setting("part of the training split held out for validation", 0.1)
-    train_size: int | None = setting("spirograph: number of generated training images", None)
-    seed: int = setting("seed of the split, the order and the weights", 0)
+    latent_dim: int = setting("size of the embedding layer (the paper: 128, 256, 512)", 512, within=COUNT)
+    image_size: int | None = setting("square image size (default: the dataset's)", None, within=IMAGE_SIDE)
+    epochs: int = setting("training epochs", 20, within=COUNT)
+    batch_size: int = setting("images per step", 256, within=COUNT)
+    lr: float = setting("Adam learning rate (the paper: 1e-4)", 1e-4, within=POSITIVE)
+    weight_decay: float = setting("Adam weight decay", 0.0, within=NON_NEGATIVE)
+    val_fraction: float = setting("part of the training split held out for validation", 0.1, within=OPEN_FRACTION)
+    train_size: int | None = setting("spirograph: number of generated training images", None, within=COUNT)
+    seed: int = setting("seed of the split, the order and the weights", 0, within=SEED)
 
 
 @dataclass
 class AutoencoderConfig(Accelerator, _AutoencoderTraining, DataReading, _AutoencoderDataset):
     """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
 
-    out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None)
+    out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None, path=True)
 
     def validate(self) -> None:
         """Every check that needs no data, so bad flags fail before anything is loaded or written."""
-        positive = {"latent_dim": self.latent_dim, "epochs": self.epochs, "batch_size": self.batch_size}
-        for name in ("image_size", "limit_train_images", "train_size"):
-            if getattr(self, name) is not None:
-                positive[name] = getattr(self, name)
-        for name, value in positive.items():
-            if value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be > 0, got {self.lr}; the paper uses 1e-4")
-        if self.weight_decay < 0:
-            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(
-                f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}; pass e.g. 0.1"
-            )
-
-
-def _channel_triple(value: list[Any], *, positive: bool) -> bool:
-    """Three finite numbers (all > 0 when ``positive``): a stored per-channel mean or std."""
-    numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
-    return len(value) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0)
+        check_values(self)
+        if self.image_size is not None:
+            check_batch_fits(self.batch_size, self.image_size, "one batch of images")
 
 
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:

@@ -1,12 +1,40 @@
-"""Choices that depend on the machine: numeric precision and accelerator (used by training and evaluation)."""
+"""Choices that depend on the machine: numeric precision and accelerator (used by training and evaluation), and
+how many loader or decoder processes it can run."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import torch
 
 from simclr.errors import UserError
+
+log = logging.getLogger("simclr")
+_capped_worker_counts: set[int] = set()  # the --workers values already said to be capped, said once each
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a cgroup's cpuset, a SLURM allocation),
+    else every CPU of the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity mask on this system
+        return os.cpu_count() or 1
+
+
+def worker_processes(requested: int) -> int:
+    """How many loader or decoder processes to start for ``--workers requested``: at most :func:`usable_cpus`.
+    More processes than CPUs only compete for them, and thousands (``--workers 10000``) exhaust the process
+    limit before the first batch; a capped value is said once, in one line, and the run goes on."""
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested
+    if requested not in _capped_worker_counts:
+        _capped_worker_counts.add(requested)
+        log.warning("--workers %d is more than the %d CPUs this process may use; starting %d", requested, cpus, cpus)
+    return cpus
 
 
 def cpu_supports_bf16() -> bool:

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from simclr.errors import UserError
+from simclr.paths import check_writable_folder
 from simclr.process_lock import ended_on_this_host as _is_stale
 from simclr.process_lock import process_start as _process_start
 from simclr.process_lock import read_lock
@@ -69,6 +70,7 @@ def open_run(
     A directory this call created and that is left empty (the command failed before writing) is removed, so a
     refused command leaves nothing behind.
     """
+    check_writable_folder(path, flag)  # a file, or a folder this user may not write: one line, before any work
     run = RunDir(path)
     created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,9 @@ A command's settings are one dataclass whose fields are made with :func:`setting
 text and what the CLI needs to offer it as a flag. :func:`add_settings_flags` generates the flags from the
 fields (``lr_scaling`` becomes ``--lr-scaling``, booleans ``--x/--no-x``), :func:`read_yaml` reads a recipe
 file that uses the same names, and :func:`build_settings` merges the two (flags win), checks every value's
-type and validates the result. :func:`config_to_yaml` writes it back, so a run directory can rebuild the
-settings it ran with.
+type, every number (finite, whole where an int is meant, inside the range the field declares:
+:mod:`simclr.ranges`) and every path's names (:mod:`simclr.paths`), and validates the result.
+:func:`config_to_yaml` writes it back, so a run directory can rebuild the settings it ran with.
 
 This module knows no domain (no dataset, model or run) and imports no torch, numpy or PIL: the CLI builds
 its parsers from it.
@@ -28,18 +29,19 @@ from typing import Any, TypeVar
 import yaml
 
 from simclr.errors import UserError
+from simclr.paths import check_path_names
+from simclr.ranges import Range, check_number
 
 __all__ = [
     "add_settings_flags",
     "build_settings",
+    "check_values",
     "config_to_dict",
     "config_to_yaml",
     "field_types",
     "format_size",
-    "jpeg_quality",
     "overrides_from_args",
     "parse_size",
-    "positive_int",
     "read_yaml",
     "setting",
     "setting_of",
@@ -66,6 +68,8 @@ def setting(
     positional: bool = False,
     switch: bool = False,
     old_flags: tuple[str, ...] = (),
+    within: Range | None = None,
+    path: bool = False,
 ) -> Any:
     """A settings field with what the CLI needs to offer it as a flag.
 
@@ -76,6 +80,9 @@ def setting(
     names it in the help); ``switch`` makes a boolean a flag without a ``--no-`` form, off unless given (an
     action such as ``--overwrite``, not a setting one turns off). ``old_flags`` are earlier spellings of a flag
     that takes a value: they still work for a release, hidden from the help, each use noted on stderr.
+    ``within`` is the range of a number setting (of each item of a list of numbers), checked with its
+    finiteness by :func:`check_values` wherever the value comes from; ``path`` marks a text setting that names
+    a file or folder (``Path`` fields are paths anyway), whose names :func:`check_values` checks.
     """
     metadata = {
         "help": help,
@@ -90,6 +97,8 @@ def setting(
         "positional": positional,
         "switch": switch,
         "old_flags": old_flags,
+        "within": within,
+        "path": path,
     }
     return field(default=default, metadata=metadata)
 
@@ -115,25 +124,6 @@ def field_types(cls: type) -> dict[str, type]:
 
 
 # -- values given as text ---------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """Parse a flag that must be a positive integer (an argparse ``type``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def jpeg_quality(text: str) -> int:
-    """Parse a JPEG quality flag, 1..100 (an argparse ``type``)."""
-    value = positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"expected a JPEG quality within 1..100, got {value}")
-    return value
-
-
 _SIZE_UNITS = {
     "": 1,
     "B": 1,
@@ -197,9 +187,17 @@ class _PlainLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; YAML's parser needs ~1000 times a file's size to read it
+
+
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the path given to --config")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(
+            f"config file {path} is {format_size(path.stat().st_size)}, more than a config's "
+            f"{format_size(MAX_CONFIG_BYTES)}; pass the recipe file (--print-config writes one)"
+        )
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -282,9 +280,49 @@ def _has_no_default(item: dataclasses.Field[Any]) -> bool:
     return item.default is MISSING and item.default_factory is MISSING
 
 
+def _item_kind(kind: Any) -> tuple[Any, bool]:
+    """``(the type of the field's values, whether it holds a list of them)``: ``list[Path]`` -> ``(Path, True)``."""
+    if typing.get_origin(kind) in (list, tuple):
+        return typing.get_args(kind)[0], True
+    return kind, False
+
+
+def _fix_of(item: dataclasses.Field[Any]) -> str:
+    """How a user changes setting ``item``: its flag, its position, or (a field off the command line) the config."""
+    meta = item.metadata
+    if not meta.get("cli", True):
+        return f"fix {item.name} in the config"
+    if meta.get("positional"):
+        return f"fix the {meta.get('metavar') or item.name} argument"
+    return "fix --" + (meta.get("flag") or item.name).replace("_", "-")
+
+
+def check_values(settings: Any) -> None:
+    """Refuse a number setting of ``settings`` (a settings dataclass) that is not finite, not whole where an int
+    is meant, absurdly large or outside its declared range (:mod:`simclr.ranges`), and a path setting with a
+    name longer than the file system holds (:func:`simclr.paths.check_path_names`): the one check of values
+    every command shares, run by :func:`build_settings` before the settings' own ``validate``, and by the
+    ``validate`` of the configs the Python API takes directly."""
+    types_ = field_types(type(settings))
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if value is None:
+            continue
+        kind, is_list = _item_kind(types_[item.name])
+        values = value if is_list and isinstance(value, list | tuple) else [value]
+        if kind in (int, float):
+            for number in values:
+                check_number(number, kind, item.metadata.get("within"), item.name, _fix_of(item))
+        elif kind is Path or item.metadata.get("path"):
+            for text in values:
+                if isinstance(text, str | Path):
+                    check_path_names(str(text), item.name, _fix_of(item))
+
+
 def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: dict[str, Any]) -> Settings:
-    """An instance of settings dataclass ``cls`` from file values and overrides (overrides win); unknown keys
-    and values of the wrong type are UserErrors, and the result is validated when ``cls`` can validate."""
+    """An instance of settings dataclass ``cls`` from file values and overrides (overrides win); unknown keys,
+    values of the wrong type, numbers outside their range and paths too long to exist (:func:`check_values`) are
+    UserErrors, and the result is validated when ``cls`` can validate."""
     types_ = field_types(cls)
     merged: dict[str, Any] = {}
     for source in (file_values, overrides):
@@ -298,6 +336,7 @@ def build_settings(cls: type[Settings], file_values: dict[str, Any], overrides: 
     if missing:
         raise UserError(f"missing setting {missing[0]!r}; pass --{missing[0].replace('_', '-')}")
     settings = cls(**merged)
+    check_values(settings)
     validate = getattr(settings, "validate", None)
     if validate is not None:
         validate()

@@ -45,10 +45,12 @@ def test_settings_decide_the_normalisation_every_user_of_the_dataset_info_sees()
     assert (measured.mean, measured.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
     with pytest.raises(UserError, match="--no-normalize"):
         build_config({"dataset": "cifar10", "standardize": True, "normalize": False}, {})
-    with pytest.raises(UserError, match="normalization_std must be three numbers"):
+    with pytest.raises(UserError, match="normalization_std must be > 0, got 0"):
         build_config({"dataset": "cifar10", "normalization_mean": [0, 0, 0], "normalization_std": [1, 0, 1]}, {})
-    with pytest.raises(UserError, match="normalization_mean must be three numbers"):
+    with pytest.raises(UserError, match="normalization_mean must be a number, got 'a'"):
         build_config({"dataset": "cifar10", "normalization_mean": ["a", 0, 0], "normalization_std": [1, 1, 1]}, {})
+    with pytest.raises(UserError, match="normalization_mean must be three numbers"):
+        build_config({"dataset": "cifar10", "normalization_mean": [0, 0], "normalization_std": [1, 1, 1]}, {})
 
 
 def test_standardize_measures_the_training_split_once_and_evaluation_uses_it(cifar_small: Path, tmp_path: Path) -> None:

@@ -169,8 +169,8 @@ def test_cli_packs_reports_and_rerun_keeps_the_pack(
     ("args", "message"),
     [
         (["nowhere-at-all", "OUT"], "cannot pack 'nowhere-at-all'"),
-        (["SRC", "OUT", "--quality", "101"], "JPEG quality within 1..100"),
-        (["SRC", "OUT", "--max-side", "8"], "--max-side must be at least 16"),
+        (["SRC", "OUT", "--quality", "101"], "quality must be within 1..100, got 101; fix --quality"),
+        (["SRC", "OUT", "--max-side", "8"], "max_side must be >= 16"),
     ],
 )
 def test_cli_errors_are_one_line(

@@ -136,7 +136,7 @@ def test_regress_spirograph_factors(make_run) -> None:
         (["knn", "{missing}"], "does not exist"),
         (["linear-eval", "{empty}"], "has no backbone.safetensors"),
         (["linear-eval", "{run}", "--tta", "1"], "--tta 1"),
-        (["knn", "{run}", "--temperature", "0"], "--temperature must be positive"),
+        (["knn", "{run}", "--temperature", "0"], "temperature must be > 0, got 0.0; fix --temperature"),
         (["linear-eval", "{run}", "--l2-grid", "x"], "bad L2 grid"),
         (["regress", "{run}"], "has no generative factors"),
     ],

@@ -262,7 +262,7 @@ def test_bad_training_flags_are_user_errors(
     assert main(["finetune", str(run), "--label-fraction", "1.5"]) == 2
     assert "(0, 1]" in capsys.readouterr().err
     assert main(["finetune", str(run), "--lr", "-1"]) == 2
-    assert "--lr must be positive" in capsys.readouterr().err
+    assert "lr must be > 0, got -1.0; fix --lr" in capsys.readouterr().err
 
 
 # -- the SGD linear probe ---------------------------------------------------------------------------

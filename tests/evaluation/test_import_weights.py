@@ -130,7 +130,7 @@ def test_unmatched_keys_shapes_and_foreign_files_are_one_line_errors(resnet: nn.
     err = _one_line_error(
         capsys, "import-weights", str(hostile), str(tmp_path / "d.safetensors"), "--backbone", "resnet18"
     )
-    assert "cannot read" in err
+    assert f"{hostile} holds pickled Python objects (" in err and "not just tensors" in err
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint at all")
     assert "cannot read" in _one_line_error(

@@ -95,6 +95,30 @@ def test_cached_weights_load_without_network(offline_hub: Path, make_run: Any, c
     assert "IMAGENET1K_V1" in protocol["initial_weights"] and "0.485" in protocol["normalization"]
 
 
+class _Payload:
+    """Unpickled in full, this writes ``marker``: what a crafted file in the torch hub cache would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+def test_a_crafted_pickle_in_the_hub_cache_is_refused_without_running(
+    offline_hub: Path, make_run: Any, cifar_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "marker"
+    offline_hub.parent.mkdir(parents=True)
+    torch.save({**torchvision.models.resnet18().state_dict(), "conv1.weight": _Payload(marker)}, offline_hub)
+    run = make_run("cifar10", cifar_small)
+    assert main(["supervised", str(run), "--weights", "imagenet", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"{offline_hub} holds pickled Python objects (exec), not just tensors" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not marker.exists()
+
+
 def test_imagenet_inputs_are_upsampled_on_the_device() -> None:
     pipeline = InputPipeline(64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)

@@ -10,20 +10,12 @@ from typing import TYPE_CHECKING, Any
 from simclr.commands.common import Overwrite, add_command
 from simclr.data.pack_settings import JpegQuality, PackConfig
 from simclr.data.reading import DataDir, DecodingWorkers, Download
-from simclr.settings import add_settings_flags, positive_int, setting, settings_from_args
+from simclr.paths import check_output_file
+from simclr.ranges import COUNT, NON_NEGATIVE, SEED
+from simclr.settings import add_settings_flags, setting, settings_from_args
 
 if TYPE_CHECKING:
     from simclr.data.coco import CropSummary
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
 
 
 @dataclass(kw_only=True)
@@ -32,14 +24,14 @@ class CocoCropsSettings(Overwrite, JpegQuality):
 
     in_dir: Path = setting("the COCO export (train/ valid/ test/)", positional=True, metavar="IN_DIR")
     out_dir: Path = setting("where the image folder is written", positional=True, metavar="OUT_DIR")
-    pad: float = setting("padding on each side, as a fraction of the box width/height", 0.05, parse=_fraction)
-    min_size: int = setting("skip crops narrower or shorter than N pixels", 1, parse=positive_int, metavar="N")
+    pad: float = setting("padding on each side, as a fraction of the box width/height", 0.05, within=NON_NEGATIVE)
+    min_size: int = setting("skip crops narrower or shorter than N pixels", 1, metavar="N", within=COUNT)
     one_shot: bool = setting(
         "keep one crop per class in train (chosen by --seed); all crops elsewhere", False, switch=True
     )
-    seed: int = setting("seed of the one-shot choice", 0)
+    seed: int = setting("seed of the one-shot choice", 0, within=SEED)
     max_crops: int = setting(
-        "stop after writing N crops, so a hostile export cannot fill the disk", 100_000, parse=positive_int, metavar="N"
+        "stop after writing N crops, so a hostile export cannot fill the disk", 100_000, metavar="N", within=COUNT
     )
 
 
@@ -48,7 +40,10 @@ class PackCommand(PackConfig):
     """The settings of ``simclr data pack``: what is packed and where, then how (:class:`PackConfig`)."""
 
     src: str = setting(
-        "an image folder (with train/ and test/ or val/, or not), or a dataset", positional=True, metavar="SRC"
+        "an image folder (with train/ and test/ or val/, or not), or a dataset",
+        positional=True,
+        metavar="SRC",
+        path=True,
     )
     out: Path = setting("where the shards go (OUT/train, OUT/test)", positional=True, metavar="OUT")
 
@@ -59,8 +54,8 @@ class SplitSettings(Overwrite, DecodingWorkers, Download, DataDir):
 
     dataset: str = setting("a dataset name (as --dataset of pretrain)", positional=True, metavar="DATASET")
     out: Path = setting("the subset file to write (JSON)", positional=True, metavar="OUT")
-    labelled_per_class: int = setting("labelled images of each class", parse=positive_int, metavar="N")
-    seed: int = setting("seed of the draw within each class", 0)
+    labelled_per_class: int = setting("labelled images of each class", metavar="N", within=COUNT)
+    seed: int = setting("seed of the draw within each class", 0, within=SEED)
 
 
 COCO_CROPS_EXAMPLES = (
@@ -204,6 +199,7 @@ def run_split(args: argparse.Namespace) -> int:
     from simclr.errors import UserError
 
     settings = settings_from_args(SplitSettings, args)
+    check_output_file(settings.out, overwrite=True, flag="OUT argument", parent_must_exist=False)
     if settings.out.exists() and not settings.overwrite:
         raise UserError(f"{settings.out} exists; pass --overwrite to replace it (runs that used it record its SHA-256)")
     data_dir = Path(settings.data_dir) if settings.data_dir is not None else None

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import Overwrite, add_command
-from simclr.data.reading import DataDir
+from simclr.data.reading import IMAGE_SIDE, DataDir
+from simclr.paths import check_output_file
 from simclr.rundir import BACKBONE_FILE, CONFIG_FILE
-from simclr.settings import add_settings_flags, positive_int, setting, settings_from_args
+from simclr.settings import add_settings_flags, setting, settings_from_args
 
 EXAMPLES = (
     "simclr import-weights checkpoint_0100.pth.tar runs/sthalles --backbone resnet18 --stem cifar --dataset cifar10",
@@ -35,7 +36,7 @@ class ImportWeightsSettings(Overwrite, DataDir):
         "the first layers: imagenet (torchvision's 7x7 conv + max-pool, default), cifar (3x3, no pool) or stl",
         "imagenet",
     )
-    image_size: int | None = setting("the image side it was trained at", None, parse=positive_int)
+    image_size: int | None = setting("the image side it was trained at", None, within=IMAGE_SIDE)
     dataset: str | None = setting(
         f"with a folder OUT: write a {CONFIG_FILE} for this dataset, so OUT is a run every evaluation takes", None
     )
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     target = out if run_dir is None else run_dir.backbone
     if as_file and settings.dataset is not None:
         raise UserError(f"--dataset writes a {CONFIG_FILE} into a folder OUT; pass a folder instead of {out}")
+    check_output_file(target, overwrite=True, flag="OUT argument", parent_must_exist=False)
     if target.exists() and not settings.overwrite:
         raise UserError(f"{target} already exists; pass --overwrite to replace it or choose another OUT")
     config = None

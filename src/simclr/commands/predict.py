@@ -10,8 +10,9 @@ from typing import Any
 from simclr.commands.common import Overwrite, add_command
 from simclr.data.reading import DataDir, DecodingWorkers, FollowLinks
 from simclr.device_settings import ForwardPasses
+from simclr.ranges import COUNT
 from simclr.rundir import CLASSIFIER_FILE
-from simclr.settings import add_settings_flags, positive_int, setting, settings_from_args, shared_setting
+from simclr.settings import add_settings_flags, setting, settings_from_args, shared_setting
 
 EXAMPLES = (
     "simclr predict runs/cifar10-resnet18-20261123-101500 --data-dir ~/photos --out preds.csv",
@@ -30,7 +31,7 @@ class PredictSettings(Overwrite, ForwardPasses, FollowLinks, DecodingWorkers):
     )
     data_dir: str = shared_setting(DataDir, "data_dir")
     out: Path = setting("output file: .csv or .parquet")
-    top_k: int = setting("classes (and probabilities) kept per image", 1, parse=positive_int)
+    top_k: int = setting("classes (and probabilities) kept per image", 1, within=COUNT)
     batch_size: int = shared_setting(ForwardPasses, "batch_size", default=256)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.commands.common import add_command
+from simclr.paths import check_output_file
 from simclr.rundir import EVAL_DIR, REPORT_FILE
 from simclr.settings import add_settings_flags, setting, settings_from_args
 
@@ -40,9 +41,12 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, so that 'simclr --help' does not load torch
-    from simclr.reports.html import default_report_path, write_report
+    from simclr.reports.html import check_run_dir, default_report_path, write_report
 
     settings = settings_from_args(ReportSettings, args)
+    for run_dir in settings.run_dirs:  # what is read, then where it goes, before the page is built
+        check_run_dir(run_dir)
     out = settings.out if settings.out is not None else default_report_path(settings.run_dirs)
+    check_output_file(out, overwrite=None, parent_must_exist=False)
     print(write_report(settings.run_dirs, out))
     return 0

@@ -6,7 +6,8 @@ class names, counts, the settings, the fingerprint of what was packed; written l
 pack is complete),
 :data:`LABELS_FILE` (every sample's label in stored order) and :data:`SKIPPED_FILE` (the files left out).
 :mod:`simclr.data.packed` writes them and :mod:`simclr.data.streaming` reads them; both import the names
-from here.
+from here. Reading a split's description also checks litdata's index (:func:`check_pack_index`): a pack is
+a file anyone may hand over, and litdata would unpickle samples whose index says they are pickles.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ __all__ = [
     "LABELS_FILE",
     "PACK_FORMAT",
     "PACK_SPLITS",
+    "READABLE_DATA_FORMATS",
     "SKIPPED_FILE",
     "SPLIT_FOLDERS",
     "PackedSplitInfo",
+    "check_pack_index",
     "find_packed_split",
     "is_packed",
     "read_pack_info",
@@ -69,11 +72,43 @@ def read_pack_info(split_dir: Path) -> PackedSplitInfo:
     try:
         values = json.loads(path.read_text())
         info = PackedSplitInfo(**values)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{path} is damaged ({exc}); pack the dataset again") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is damaged ({reason}); pack the dataset again") from None
     if info.format != PACK_FORMAT:
-        raise UserError(f"{path} was written by another simclr version ({info.format}); pack the dataset again")
+        raise UserError(
+            f"{path} was written by another simclr version ({str(info.format)[:40]}); pack the dataset again"
+        )
+    check_pack_index(Path(split_dir))
     return info
+
+
+# How litdata may store a sample's fields, of those simclr reads: the packer writes bytes and ints. litdata also
+# offers "pickle" (and serializers that build other Python objects), which would run code from a pack anyone
+# handed over as it is streamed.
+READABLE_DATA_FORMATS = frozenset({"bytes", "int", "str"})
+
+
+def check_pack_index(split_dir: Path) -> None:
+    """Refuse a packed split whose litdata ``index.json`` is not a JSON description of chunks, or stores its
+    samples in a form simclr does not read (a pickle): checked before litdata opens it."""
+    path = split_dir / INDEX_FILE
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is damaged ({reason}); pack the dataset again") from None
+    config = index.get("config") if isinstance(index, dict) else None
+    formats = config.get("data_format") if isinstance(config, dict) else None
+    if not isinstance(formats, list) or not isinstance(index.get("chunks"), list):
+        raise UserError(f"{path} is not litdata's index of a packed split; pack the dataset again")
+    unread = [str(kind)[:40] for kind in formats if kind not in READABLE_DATA_FORMATS]
+    if unread:
+        readable = ", ".join(sorted(READABLE_DATA_FORMATS))
+        raise UserError(
+            f"{path} stores samples as {unread[0]!r}, which simclr does not read (only {readable}: a pickled "
+            "sample would run code when read); pack the dataset again with 'simclr data pack'"
+        )
 
 
 def find_packed_split(root: Path, split: str) -> Path | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simclr.data.reading import DataDir, DecodingWorkers, Download, FollowLinks
-from simclr.errors import UserError
-from simclr.settings import jpeg_quality, positive_int, setting
+from simclr.ranges import SEED, Range, at_least
+from simclr.settings import check_values, setting
 
 __all__ = ["JpegQuality", "PackConfig"]
 
@@ -20,7 +20,7 @@ __all__ = ["JpegQuality", "PackConfig"]
 class JpegQuality:
     """The quality of the JPEG files a command writes."""
 
-    quality: int = setting("JPEG quality (1..100) of the images written", 95, parse=jpeg_quality)
+    quality: int = setting("JPEG quality (1..100) of the images written", 95, within=Range(1, 100))
 
 
 @dataclass  # not frozen: the reading groups it inherits are the training configs' too, which are not
@@ -31,14 +31,11 @@ class PackConfig(JpegQuality, FollowLinks, DecodingWorkers, Download, DataDir):
     max_side: int = setting(
         "images whose longer side exceeds N pixels are downscaled to N once; 512 keeps 224 px crops sharp",
         512,
-        parse=positive_int,
         metavar="N",
+        within=at_least(16, "smaller images are not worth packing"),
     )
-    seed: int = setting("seed of the stored (shuffled) order", 0)
+    seed: int = setting("seed of the stored (shuffled) order", 0, within=SEED)
 
     def validate(self) -> None:
-        """Reject a side or quality the packer cannot use, with the fix in the message."""
-        if self.max_side < 16:
-            raise UserError(f"--max-side must be at least 16 pixels, got {self.max_side}")
-        if not 1 <= self.quality <= 100:
-            raise UserError(f"--quality must be within 1..100, got {self.quality}")
+        """Every number against its range: the packer also takes settings built in Python, not from flags."""
+        check_values(self)

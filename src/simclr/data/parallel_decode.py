@@ -21,6 +21,7 @@ import torch
 from simclr.data.decode import ImageDecodeError, load_image
 from simclr.data.store import printable_name
 from simclr.errors import UserError
+from simclr.hardware import usable_cpus, worker_processes
 from simclr.stop_signals import ignore_stop_signals, starting_helpers
 
 __all__ = ["MixedSizesError", "decode_files"]
@@ -28,8 +29,8 @@ __all__ = ["MixedSizesError", "decode_files"]
 
 def _num_workers(workers: int) -> int:
     if workers < 0:
-        return os.cpu_count() or 1
-    return workers
+        return usable_cpus()
+    return worker_processes(workers)
 
 
 def _default_pool() -> str:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simclr.settings import parse_size, positive_int, setting
+from simclr.ranges import COUNT, NON_NEGATIVE, at_least
+from simclr.settings import parse_size, setting
 
 __all__ = [
+    "IMAGE_SIDE",
+    "MIN_IMAGE_SIDE",
     "RESIZE_HELP",
     "RESIZE_MODES",
     "DataDir",
@@ -32,6 +35,12 @@ __all__ = [
 # the aspect ratio, loses the ends of the longer side); "squash" resizes both sides (keeps all the
 # content, distorts the aspect ratio: seed 001 squashes its crops to 96 x 96).
 RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
+
+# The smallest side an image is read at: the CIFAR stem (the stem of small images) halves the resolution three
+# times, so below 8 px its last stage sees less than one pixel of the image, only padding; and a crop of the
+# smallest default scale (8% of the area) of a smaller image is under two pixels wide.
+MIN_IMAGE_SIDE = 8
+IMAGE_SIDE = at_least(MIN_IMAGE_SIDE, "the CIFAR stem halves an image three times")
 RESIZE_HELP = (
     "image folders (and a Python Dataset's images): how an image becomes a square of --image-size: crop "
     "(shorter side resized, centre cut) or squash (both sides resized, the aspect ratio not kept; seed 001)"
@@ -48,6 +57,7 @@ class DataDir:
         "their run's",
         None,
         group="data",
+        path=True,
     )
 
 
@@ -62,7 +72,12 @@ class Download:
 class DecodingWorkers:
     """How many processes decode image files."""
 
-    workers: int = setting("processes decoding image files", 2, group="data")
+    workers: int = setting(
+        "processes decoding image files (at most the CPUs this process may use: more are not started)",
+        2,
+        group="data",
+        within=NON_NEGATIVE,
+    )
 
 
 @dataclass
@@ -81,9 +96,9 @@ class TrainingImagesLimit:
     limit_train_images: int | None = setting(
         "use a stratified subset of N training images (default: all)",
         None,
-        parse=positive_int,
         metavar="N",
         group="data",
+        within=COUNT,
     )
 
 

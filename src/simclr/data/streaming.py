@@ -37,6 +37,7 @@ from simclr.data.pack_format import (
 from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
 from simclr.errors import UserError
+from simclr.hardware import worker_processes
 from simclr.stop_signals import ignore_stop_signals, starting_helpers
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes
@@ -290,7 +291,7 @@ class PackedImages:
         loader: DataLoader[dict[str, Any]] = DataLoader(
             Subset(self.split.center_views(self.size), self.indices.tolist()),
             batch_size=batch_size,
-            num_workers=self.workers,
+            num_workers=worker_processes(self.workers),
             worker_init_fn=ignore_stop_signals,  # a signal to the process group stops the parent, which ends them
         )
         with starting_helpers():

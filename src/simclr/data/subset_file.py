@@ -71,8 +71,8 @@ class SubsetFile:
             body = json.loads(path.read_text())
         except FileNotFoundError:
             raise UserError(f"subset file {path} does not exist; write one with 'simclr data split'") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"subset file {path} is not readable JSON ({type(e).__name__}); write it again") from e
+        except (OSError, ValueError, RecursionError) as e:  # unreadable, not UTF-8, not JSON, nested too deep
+            raise UserError(f"subset file {path} is not readable JSON ({type(e).__name__}); write it again") from None
         if not isinstance(body, dict) or body.get("format") != SUBSET_FORMAT:
             raise UserError(f'{path} is not a simclr subset file (no "format": "{SUBSET_FORMAT}")')
         try:

@@ -12,10 +12,20 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from simclr.data.reading import DataDir, DecodingWorkers, MemoryBudget, TrainingImagesLimit
+from simclr.data.reading import IMAGE_SIDE, DataDir, DecodingWorkers, MemoryBudget, TrainingImagesLimit
 from simclr.device_settings import ForwardPasses
 from simclr.errors import UserError
-from simclr.settings import positive_int, setting
+from simclr.ranges import (
+    COUNT,
+    FRACTION_BELOW_ONE,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    POSITIVE,
+    SCALE,
+    SEED,
+    at_least,
+)
+from simclr.settings import check_values, setting
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
@@ -106,9 +116,9 @@ class EvalSessionOptions(ForwardPasses, MemoryBudget, TrainingImagesLimit, Decod
     :mod:`simclr.device_settings`)."""
 
     limit_test_images: int | None = setting(
-        "use a stratified subset of N test images (default: all)", None, parse=positive_int, metavar="N", group="data"
+        "use a stratified subset of N test images (default: all)", None, metavar="N", group="data", within=COUNT
     )
-    seed: int = setting("seed of splits, subsets and fits", 0)
+    seed: int = setting("seed of splits, subsets and fits", 0, within=SEED)
     train_split: str = setting(
         "what classifiers are fitted on: the train split, or the valid/ folder of an image folder with train/, "
         "valid/ and test/ (seed 001's probe)",
@@ -137,9 +147,10 @@ class L2FitOptions:
         DEFAULT_L2_GRID,
         parse=parse_l2_grid,
         metavar="GRID",
+        within=NON_NEGATIVE,
     )
-    val_fraction: float = setting("part of train held out to choose the L2 weight", 0.1)
-    max_iter: int = setting("L-BFGS iterations per fit", DEFAULT_MAX_ITER, parse=positive_int)
+    val_fraction: float = setting("part of train held out to choose the L2 weight", 0.1, within=OPEN_FRACTION)
+    max_iter: int = setting("L-BFGS iterations per fit", DEFAULT_MAX_ITER, within=COUNT)
 
 
 @dataclass(frozen=True)
@@ -149,7 +160,7 @@ class ClassifierLoss:
     loss: str = setting(
         "classification loss: ce (cross-entropy) or focal (seed 001's probe)", "ce", choices=("ce", "focal")
     )
-    focal_gamma: float = setting("--loss focal: the focusing parameter gamma", 2.0)
+    focal_gamma: float = setting("--loss focal: the focusing parameter gamma", 2.0, within=NON_NEGATIVE)
 
     @property
     def gamma(self) -> float:
@@ -158,10 +169,6 @@ class ClassifierLoss:
 
     def describe_loss(self) -> str:
         return f"focal loss (gamma {self.focal_gamma:g})" if self.loss == "focal" else "cross-entropy"
-
-    def check_loss(self) -> None:
-        if not (math.isfinite(self.focal_gamma) and self.focal_gamma >= 0):
-            raise UserError(f"--focal-gamma must be >= 0, got {self.focal_gamma}")
 
 
 @dataclass(frozen=True)
@@ -173,33 +180,28 @@ class LinearEvalOptions(L2FitOptions, ClassifierLoss):
         "lbfgs",
         choices=("lbfgs", "sgd"),
     )
-    tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N")
-    epochs: int = setting("--method sgd: epochs", 90, parse=positive_int)
-    lr: float = setting("--method sgd: learning rate", 0.1)
+    tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N", within=NON_NEGATIVE)
+    epochs: int = setting("--method sgd: epochs", 90, within=COUNT)
+    lr: float = setting("--method sgd: learning rate", 0.1, within=POSITIVE)
     nesterov: bool = setting("--method sgd: Nesterov momentum", False)
 
     def validate(self) -> None:
         check_tta(self.tta)
-        self.check_loss()
 
 
 @dataclass(frozen=True)
 class RegressOptions(L2FitOptions):
     """``simclr regress``: Spirograph's generative factors from frozen features."""
 
-    passes: int = setting("average the features of this many fresh renders", 1, parse=positive_int)
+    passes: int = setting("average the features of this many fresh renders", 1, within=COUNT)
 
 
 @dataclass(frozen=True)
 class KNNOptions:
     """``simclr knn``."""
 
-    k: tuple[int, ...] = setting("numbers of neighbours", (200, 20), parse=positive_int, nargs="+")
-    temperature: float = setting("vote weight exp(similarity / T)", 0.1)
-
-    def validate(self) -> None:
-        if self.temperature <= 0:
-            raise UserError(f"--temperature must be positive, got {self.temperature}")
+    k: tuple[int, ...] = setting("numbers of neighbours", (200, 20), nargs="+", within=COUNT)
+    temperature: float = setting("vote weight exp(similarity / T)", 0.1, within=POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -207,8 +209,8 @@ class EvaluateCommandOptions:
     """``simclr evaluate``: the dataset's standard protocol, plots and the report."""
 
     method: str = setting("2-D map of the test embeddings", "tsne", choices=("tsne", "umap"))
-    perplexity: float | None = setting("t-SNE perplexity (default: min(30, (points - 1) / 3))", None)
-    neighbors: int = setting("UMAP neighbours", 15)
+    perplexity: float | None = setting("t-SNE perplexity (default: min(30, (points - 1) / 3))", None, within=POSITIVE)
+    neighbors: int = setting("UMAP neighbours", 15, within=at_least(2, "UMAP joins each point to others"))
     supervised_map: bool = setting(
         "UMAP guided by the test labels (seed 002's supervised UMAP: how the classes separate, not how the "
         "features cluster unaided)",
@@ -219,14 +221,16 @@ class EvaluateCommandOptions:
         "backbone",
         choices=("backbone", "projection"),
     )
-    tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N")
+    tta: int = setting("average the features of N augmented views (0: none)", 0, metavar="N", within=NON_NEGATIVE)
     plots: bool = setting("draw the plots and write the report (--no-plots: numbers only)", True)
     invariance: bool = setting(
         "also measure invariance to the augmentation: conditional variance and how well a linear map predicts "
         "the view parameters (Foster et al. 2020); lower = more invariant",
         False,
     )
-    invariance_views: int = setting("views per test image for the conditional variance", 10)
+    invariance_views: int = setting(
+        "views per test image for the conditional variance", 10, within=at_least(2, "a variance needs two views")
+    )
     label_fractions: str | None = setting(
         "also fit the linear probe on these fractions of the training labels (stratified, seeded), e.g. "
         "0.01,0.1,0.5,1: a table and a label-efficiency curve",
@@ -250,14 +254,8 @@ class EvaluateCommandOptions:
         check_tta(self.tta)
         if self.label_fractions is not None:
             parse_label_fractions(self.label_fractions)
-        if self.neighbors < 2:
-            raise UserError(f"--neighbors must be >= 2, got {self.neighbors}")
-        if self.perplexity is not None and not self.perplexity > 0:
-            raise UserError(f"--perplexity must be > 0, got {self.perplexity}")
         if self.supervised_map and self.method != "umap":
             raise UserError("--supervised-map is a UMAP option; add --method umap")
-        if self.invariance_views < 2:
-            raise UserError(f"--invariance-views must be >= 2 to have a variance, got {self.invariance_views}")
 
 
 @dataclass(frozen=True)
@@ -267,21 +265,31 @@ class ClassifierTrainingOptions(ClassifierLoss):
     the epoch with the lowest validation loss (else the last epoch's weights are scored). ``eval_batch_size``
     and ``seed`` come from the evaluation session, not from flags of their own."""
 
-    epochs: int = setting("most epochs (early stopping may end sooner)", 20, parse=positive_int)
-    batch_size: int = setting("images per training step", 256, parse=positive_int, flag="train_batch_size")
-    optimizer: str = setting("adam, or sgd with momentum", "adam", choices=FINETUNE_OPTIMIZERS)
-    lr: float | None = setting("peak learning rate of the head (default: adam 1e-3, sgd 0.1)", None)
-    backbone_lr_scale: float | None = setting(
-        f"backbone learning rate = S x --lr (default {DEFAULT_BACKBONE_LR_SCALE})", None, metavar="S"
+    epochs: int = setting("most epochs (early stopping may end sooner)", 20, within=COUNT)
+    batch_size: int = setting(
+        "images per training step",
+        256,
+        flag="train_batch_size",
+        within=at_least(2, "BatchNorm needs 2 images"),
     )
-    weight_decay: float = setting("weight decay (L2 in Adam)", 1e-4)
-    momentum: float = setting("--optimizer sgd: momentum", 0.9)
+    optimizer: str = setting("adam, or sgd with momentum", "adam", choices=FINETUNE_OPTIMIZERS)
+    lr: float | None = setting("peak learning rate of the head (default: adam 1e-3, sgd 0.1)", None, within=POSITIVE)
+    backbone_lr_scale: float | None = setting(
+        f"backbone learning rate = S x --lr (default {DEFAULT_BACKBONE_LR_SCALE})",
+        None,
+        metavar="S",
+        within=NON_NEGATIVE,
+    )
+    weight_decay: float = setting("weight decay (L2 in Adam)", 1e-4, within=NON_NEGATIVE)
+    momentum: float = setting("--optimizer sgd: momentum", 0.9, within=FRACTION_BELOW_ONE)
     nesterov: bool = setting("--optimizer sgd: Nesterov momentum", False)
-    patience: int = setting("epochs without validation improvement before stopping (0: never)", 3)
-    min_delta: float = setting("smallest validation-loss decrease that counts as improvement", 0.01)
+    patience: int = setting("epochs without validation improvement before stopping (0: never)", 3, within=NON_NEGATIVE)
+    min_delta: float = setting(
+        "smallest validation-loss decrease that counts as improvement", 0.01, within=NON_NEGATIVE
+    )
     keep_best: bool = setting("score the weights of the best validation epoch (--no-keep-best: the last)", True)
-    eval_batch_size: int = setting("images per forward pass when scoring", 512, cli=False)
-    seed: int = setting("seed of the split, the order and the head", 0, cli=False)
+    eval_batch_size: int = setting("images per forward pass when scoring", 512, cli=False, within=COUNT)
+    seed: int = setting("seed of the split, the order and the head", 0, cli=False, within=SEED)
 
     @property
     def head_lr(self) -> float:
@@ -292,26 +300,11 @@ class ClassifierTrainingOptions(ClassifierLoss):
         return DEFAULT_BACKBONE_LR_SCALE if self.backbone_lr_scale is None else float(self.backbone_lr_scale)
 
     def validate(self) -> None:
-        """Raise :class:`UserError` naming the first bad flag."""
-        self.check_loss()
+        """Raise :class:`UserError` naming the first bad flag: every number against its range (these options
+        are also built in Python, without :func:`~simclr.settings.build_settings`), then the optimiser."""
+        check_values(self)
         if self.optimizer not in FINETUNE_OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(FINETUNE_OPTIMIZERS)}")
-        checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (
-                self.batch_size >= 2,
-                f"--train-batch-size must be >= 2 (BatchNorm needs 2 images), got {self.batch_size}",
-            ),
-            (math.isfinite(self.head_lr) and self.head_lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.backbone_lr_factor >= 0, f"--backbone-lr-scale must be >= 0, got {self.backbone_lr_scale}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.patience >= 0, f"--patience must be >= 0 (0: never stop early), got {self.patience}"),
-            (self.min_delta >= 0, f"--min-delta must be >= 0, got {self.min_delta}"),
-            (0.0 <= self.momentum < 1.0, f"--momentum must be in [0, 1), got {self.momentum}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
 
     def describe(self, frozen: bool) -> dict[str, Any]:
         """The optimisation part of a result's protocol."""
@@ -343,36 +336,41 @@ class FinetuneOptions(ClassifierTrainingOptions):
         None,
         metavar="F",
         exclusive="labels",
+        within=SCALE,
     )
     labels_per_class: int | None = setting(
         "use N labelled images per class (all of a smaller class)",
         None,
-        parse=positive_int,
         metavar="N",
         exclusive="labels",
+        within=COUNT,
     )
     subset: str | None = setting(
         "train on the labelled part of a subset file of 'simclr data split' (FILE, or FILE:labelled)",
         None,
         metavar="FILE",
         exclusive="labels",
+        path=True,
     )
     freeze_backbone: bool = setting("train only the head; the backbone stays in eval mode with fixed weights", False)
     head: str = setting(
         "mlp: Linear-BN-ReLU-Dropout-Linear; linear: one Linear layer", "mlp", choices=("linear", "mlp")
     )
-    hidden_dim: int = setting("hidden units of the mlp head", 512, parse=positive_int)
+    hidden_dim: int = setting("hidden units of the mlp head", 512, within=COUNT)
     head_dims: tuple[int, ...] | None = setting(
         "widths of the mlp head's hidden layers, e.g. 256,128,64 (seed 004's head; replaces --hidden-dim)",
         None,
         parse=parse_head_dims,
         metavar="W,W,...",
+        within=COUNT,
     )
-    dropout: float = setting("dropout of the mlp head", 0.5)
+    dropout: float = setting("dropout of the mlp head", 0.5, within=FRACTION_BELOW_ONE)
     val_fraction: float = setting(
-        "stratified part of the labelled images held out for early stopping (0: none, last epoch)", 0.1
+        "stratified part of the labelled images held out for early stopping (0: none, last epoch)",
+        0.1,
+        within=FRACTION_BELOW_ONE,
     )
-    crop_min_scale: float = setting("smallest crop area of the training augmentation", 0.08)
+    crop_min_scale: float = setting("smallest crop area of the training augmentation", 0.08, within=SCALE)
 
 
 @dataclass(frozen=True)
@@ -384,6 +382,7 @@ class SupervisedOptions(FinetuneOptions):
         "backbone learning rate = S x --lr (default: 1.0 with --weights none, 0.1 with --weights imagenet)",
         None,
         metavar="S",
+        within=NON_NEGATIVE,
     )
     weights: str = setting(
         "none: random initialisation, the run's stem; imagenet: torchvision's ImageNet weights",
@@ -393,6 +392,6 @@ class SupervisedOptions(FinetuneOptions):
     image_size: int | None = setting(
         "train and test at N px, resized on the device (default: the run's size; 224 with --weights imagenet)",
         None,
-        parse=positive_int,
         metavar="N",
+        within=IMAGE_SIDE,
     )

@@ -4,7 +4,11 @@
 ``state_dict`` and a string-to-string header, :class:`BackboneMetadata`: which network, which stem, how many
 features, the dataset and the normalisation it was trained with. The header is read here without torch
 (:func:`read_backbone_metadata`), so the CLI and a sweep's parent process can look at a backbone cheaply;
-the functions that move tensors import safetensors' torch API when called.
+the functions that move tensors import safetensors' torch API when called. Reading refuses, in one line
+naming the file, whatever is not a backbone we could have written: a header that is not a JSON mapping (or
+nests so deep that parsing it recurses out of the stack), metadata that is not what the fields say, and
+tensors holding NaN or infinity (:func:`refuse_non_finite`), which would poison every feature computed
+from them.
 """
 
 from __future__ import annotations
@@ -105,8 +109,13 @@ def read_backbone_metadata(path: Path) -> BackboneMetadata:
         metadata = header.get("__metadata__") or {}
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not a mapping")
+    except RecursionError:  # json parses nested arrays recursively: a header of 200,000 "[" is no backbone's
+        raise UserError(
+            f"cannot read {path}: its header nests too deeply; the file is damaged or not a safetensors backbone"
+        ) from None
     except (OSError, struct.error, ValueError, AttributeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; the file is damaged or not a safetensors backbone") from None
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"cannot read {path}: {reason}; the file is damaged or not a safetensors backbone") from None
     return BackboneMetadata.from_strings({str(key): str(value) for key, value in metadata.items()}, path)
 
 
@@ -126,12 +135,28 @@ def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str
 
 
 def read_backbone_tensors(path: Path) -> dict[str, Tensor]:
-    """The tensors of a backbone file; a damaged file is a one-line UserError."""
+    """The tensors of a backbone file; a damaged file, or one holding NaN or infinite weights, is a one-line
+    UserError."""
     # torch: only when tensors are read, so the header reader stays light
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; the file is damaged") from None
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"cannot read {path}: {reason}; the file is damaged") from None
+    refuse_non_finite(tensors, path)
+    return tensors
+
+
+def refuse_non_finite(tensors: dict[str, Tensor], where: Path | str) -> None:
+    """Refuse weights holding NaN or infinity, in one line naming ``where`` (the file) and the first such
+    tensor: a network trained into NaN, or a damaged file, gives NaN features that every evaluation would
+    turn into an overflow or a meaningless score."""
+    bad = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if bad:
+        raise UserError(
+            f"{where} holds NaN or infinite weights ({len(bad)} of {len(tensors)} tensors, e.g. {bad[0][:80]}): "
+            "the training diverged or the file is damaged; use an earlier checkpoint or train again with a lower --lr"
+        )

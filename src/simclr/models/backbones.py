@@ -8,9 +8,12 @@ away 4x of the resolution before the first block and is the most common reason C
 reproduced (lightly issue #1419), so the stem is chosen from the image size unless the user overrides it.
 
 ``--weights imagenet`` (seed 000's runs all start so) loads torchvision's ImageNet weights into a backbone
-with the ImageNet stem, through torchvision's own loader (``WeightsEnum.get_state_dict``, i.e.
-``torch.hub.load_state_dict_from_url``), which reads ``$TORCH_HOME/hub/checkpoints/<file>`` when it is there;
-offline, the error names that file and the URL to fetch it from.
+with the ImageNet stem from torch hub's cache, ``$TORCH_HOME/hub/checkpoints/<file>``, downloading the file
+there (checked against the hash in its name) when it is missing; offline, the error names that file and the
+URL to fetch it from. The file is read here with ``torch.load(weights_only=True)``, not through torchvision's
+``WeightsEnum.get_state_dict`` (``torch.hub.load_state_dict_from_url``), which unpickles it in full: whoever
+can write into the cache would otherwise run code in every run that starts from ImageNet weights. A file
+that holds anything but the network's tensors, or non-finite ones, is a one-line error naming it.
 
 A backbone name is a torchvision name (``resnet18``), ``timm:<model>`` (any timm model, built with
 ``num_classes=0`` so it returns pooled features; timm is optional), or ``custom:<module.Class>``: the user's
@@ -20,14 +23,18 @@ own ``nn.Module`` passed from Python, which a run's files name but nothing can r
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Literal
+import pickle
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 
 from simclr.errors import UserError
+from simclr.models.backbone_file import refuse_non_finite
 
 if TYPE_CHECKING:
     from torchvision.models import WeightsEnum
@@ -185,21 +192,80 @@ def imagenet_cache_file(weights: WeightsEnum) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
 
 
+def _download_imagenet_file(weights: WeightsEnum, path: str) -> None:
+    """Download ``weights`` into the hub cache at ``path``, checked against the SHA-256 prefix in the file's
+    name as torch hub checks it; a failed download is a one-line UserError naming the URL and the file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    found = torch.hub.HASH_REGEX.search(os.path.basename(path))
+    try:
+        torch.hub.download_url_to_file(weights.url, path, found.group(1) if found else None, progress=False)
+    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError; a wrong hash a RuntimeError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(
+            f"cannot download the ImageNet weights {weights.url} ({reason}); without internet, download it "
+            f"and save it as {path}"
+        ) from None
+
+
+def load_weights_only(path: str | Path, what: str, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers, never code, whatever the
+    environment says (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` only changes the default). A file holding other
+    pickled objects (a whole ``nn.Module``, a payload), or none that torch reads, is a one-line UserError
+    naming ``path``, ``what`` it should have been, and the ``fix``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; {fix}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not {what}; {fix}") from None
+    except pickle.UnpicklingError as exc:
+        inner = str(exc.__context__ or exc)  # torch wraps the unpickler's own error in a page of advice
+        found = re.search(r"GLOBAL (\S+)", inner)
+        if found:  # a class or function weights_only does not allow: a whole nn.Module, or a payload
+            raise UserError(
+                f"{path} holds pickled Python objects ({found.group(1)[:80]}), not just tensors (a whole model "
+                f"saved with torch.save(model)?), which simclr does not unpickle; {fix}"
+            ) from None
+        reason = " ".join(inner.split())[:200]
+        raise UserError(f"cannot read {path} as {what} ({reason}); {fix}") from None
+    except (RuntimeError, OSError, EOFError, ValueError, AttributeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"cannot read {path} as {what} ({reason}); {fix}") from None
+
+
+def _read_imagenet_file(path: str, name: str) -> dict[str, Tensor]:
+    """The tensors of the cached ImageNet weights of ``name``, read weights-only; anything but finite tensors
+    is a one-line UserError naming the file."""
+    fix = "delete it so that it is downloaded again"
+    loaded = load_weights_only(path, f"the ImageNet weights of {name}", fix)
+    if not isinstance(loaded, dict) or not all(isinstance(value, Tensor) for value in loaded.values()):
+        raise UserError(f"{path} is not a state dict of tensors (the ImageNet weights of {name}); {fix}")
+    refuse_non_finite(loaded, path)
+    return {str(key): value for key, value in loaded.items()}
+
+
 def load_imagenet_backbone(name: str) -> tuple[nn.Module, int, WeightsEnum]:
     """``(module without fc, feature_dim, weights)`` with torchvision's ImageNet weights loaded.
 
-    Uses the cached file when present (no network); otherwise torchvision downloads it. A failed
-    download or an unreadable file becomes a one-line :class:`UserError` with the path and the URL.
+    Reads the file in torch hub's cache (no network), downloading it there first when it is missing. A failed
+    download, a file that is not the network's tensors (other keys, other shapes, pickled objects, NaN) is a
+    one-line :class:`UserError` with the path (and the URL).
     """
     weights = imagenet_weights(name)
-    try:
-        state = weights.get_state_dict(progress=False)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:  # URLError is an OSError
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise UserError(
-            f"cannot load the ImageNet weights of {name} ({reason}); without internet, download "
-            f"{weights.url} and save it as {imagenet_cache_file(weights)}"
-        ) from None
+    path = imagenet_cache_file(weights)
+    if not os.path.exists(path):
+        _download_imagenet_file(weights, path)
+    state = {key: value for key, value in _read_imagenet_file(path, name).items() if not key.startswith("fc.")}
     module, feature_dim = build_backbone(name, "imagenet")
-    module.load_state_dict({key: value for key, value in state.items() if not key.startswith("fc.")})
+    wanted = module.state_dict()
+    missing, unexpected = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
+    wrong_shape = [key for key in set(wanted) & set(state) if wanted[key].shape != state[key].shape]
+    if missing or unexpected or wrong_shape:
+        first = (unexpected or missing or wrong_shape)[0]
+        raise UserError(
+            f"{path} does not hold the ImageNet weights of {name} ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(wrong_shape)} misshapen tensors, e.g. {first[:80]}); delete it so that it is "
+            "downloaded again"
+        )
+    module.load_state_dict(state)
     return module, feature_dim, weights

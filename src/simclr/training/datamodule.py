@@ -15,7 +15,7 @@ from simclr.data.loader import InMemoryBatchLoader
 from simclr.data.pairs import SameClassPartners
 from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
-from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device
+from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device, worker_processes
 from simclr.stop_signals import ignore_stop_signals, starting_helpers
 from simclr.views.config import ViewConfig
 from simclr.views.per_image import crop_views_on_device
@@ -159,7 +159,7 @@ class StreamingDataModule(L.LightningDataModule):
         self.n_views = n_views
         self.view_config = view_config
         self.seed = seed
-        self.workers = workers
+        self.workers = worker_processes(workers)
         self.subsample = subsample
         self.decode_on_device = decode_on_device
 

@@ -15,6 +15,7 @@ from simclr.data.catalog import dataset_info
 from simclr.data.store import ImageStore, report_skipped
 from simclr.data.streaming import PackedSplit
 from simclr.environment import environment_record
+from simclr.hardware import worker_processes
 from simclr.resolve import backbone_stem, gp_penalised_names, resolved_lr
 from simclr.rundir import RunDir
 from simclr.training.module import OptimSettings
@@ -37,7 +38,11 @@ def describe_run(
             log.warning("%s: %d file(s) were skipped when packing, listed in %s", split, store.info.skipped, store.path)
     log.info("run directory: %s", run.path)
     if isinstance(data.train, PackedSplit):
-        log.info("streaming the training split from %s with %d loader process(es)", data.train.path, config.workers)
+        log.info(
+            "streaming the training split from %s with %d loader process(es)",
+            data.train.path,
+            worker_processes(config.workers),
+        )
     tests = f", {len(data.test)} test images" if data.test is not None else ""
     tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
     train_images = len(data.train)

@@ -26,6 +26,7 @@ from simclr.errors import UserError
 from simclr.evaluation.features import extract_features
 from simclr.evaluation.loading import RunRef, load_backbone
 from simclr.model_from_config import build_projection_head
+from simclr.paths import check_output_file
 from simclr.resolve import normalized_info
 from simclr.version import __version__
 
@@ -193,19 +194,15 @@ def output_format(out: Path, requested: str | None = None) -> str:
 
 
 def check_output_path(out: Path, overwrite: bool, formats: Sequence[str] = FORMATS) -> None:
-    """Before any work: a known format (one of ``formats``), an existing parent, a file name that is not a
-    folder, and no silent overwrite (``--overwrite`` replaces files, never folders)."""
+    """Before any work: a known format (one of ``formats``), then what every output file needs
+    (:func:`simclr.paths.check_output_file`: a name the file system holds, an existing parent this user may
+    write into, not a folder, no silent overwrite), for the ``.npy``'s index file too."""
     if out.suffix not in formats:
         raise UserError(
             f"cannot write {out}: unknown format {out.suffix or '(none)'}; use a name ending in {', '.join(formats)}"
         )
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
     for path in (out, _index_path(out)) if out.suffix == ".npy" else (out,):
-        if path.is_dir():
-            raise UserError(
-                f"cannot write {path}: it is a folder (--overwrite replaces files only); choose another --out"
-            )
+        check_output_file(path, overwrite=True)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     if out.suffix == ".parquet":

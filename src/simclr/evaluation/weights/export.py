@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from simclr.atomic import atomic_write
 from simclr.errors import UserError
+from simclr.paths import check_output_file
 
 if TYPE_CHECKING:  # torch is imported when a file is written, so the CLI's parser stays light
     import torch
@@ -30,17 +31,14 @@ ONNX_OPSET = 17
 
 
 def check_export_target(fmt: str, out: Path, overwrite: bool) -> None:
-    """Before any work: a known format whose packages are installed, a folder to write in, no silent overwrite."""
+    """Before any work: a known format whose packages are installed, then what every output file needs
+    (:func:`simclr.paths.check_output_file`: a name the file system holds, an existing folder this user may
+    write into, not a folder itself, no silent overwrite)."""
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
         raise UserError("--format onnx needs the onnx package; pip install onnx (or use --format torchscript)")
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
-    if out.is_dir():
-        raise UserError(f"cannot write {out}: it is a folder; choose a file name for --out")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    check_output_file(out, overwrite=overwrite)
 
 
 def export_backbone(loaded: LoadedBackbone, fmt: str, out: Path, image_size: int, overwrite: bool = False) -> Path:

@@ -12,23 +12,22 @@ Checkpoints seen in the wild keep a ResNet's tensors under different names:
 Container prefixes are peeled off a key until it names a tensor of the backbone; heads (``fc.``,
 ``head.``, ``projector.``, ...) are dropped. Whatever is left over, or missing, is an error that lists it.
 The file is read with ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only,
-never code.
+never code: a whole pickled model (``torch.save(model)``, as torch hub's older files are) is refused in one
+line that says to save its ``state_dict()``; so are keys that are not text and weights holding NaN.
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from simclr.errors import UserError
 from simclr.evaluation.loading import load_weights
-from simclr.models.backbone_file import BackboneMetadata, write_backbone
-from simclr.models.backbones import build_backbone
+from simclr.models.backbone_file import BackboneMetadata, refuse_non_finite, write_backbone
+from simclr.models.backbones import build_backbone, load_weights_only
 
 __all__ = ["ImportedBackbone", "import_backbone", "read_checkpoint", "write_imported"]
 
@@ -59,13 +58,9 @@ class ImportedBackbone:
 def read_checkpoint(path: Path) -> dict[str, Tensor]:
     """The tensors of a checkpoint (``torch.load(weights_only=True)``): the top level or its ``state_dict``
     (or ``model_state_dict``, ``model``); a file that is none of these is a one-line UserError."""
-    try:
-        loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise UserError(f"cannot read {path} as a PyTorch checkpoint of tensors ({reason})") from None
+    loaded: Any = load_weights_only(
+        path, "a PyTorch checkpoint of tensors", "pass a checkpoint of tensors, such as a model's state_dict()"
+    )
     for key in STATE_DICT_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
@@ -75,6 +70,7 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
         raise UserError(
             f"{path} holds no state dict of tensors (looked at the top level and {', '.join(STATE_DICT_KEYS)})"
         )
+    refuse_non_finite(tensors, path)
     return tensors
 
 
