@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -162,6 +163,18 @@ def test_a_split_read_from_s3_holds_the_local_packs_images_and_labels(uploaded: 
     assert remote.sidecars.is_relative_to(s3_env.parent / "cache" / "remote")
     a, b = remote.load_first(TRAIN_IMAGES, 16, workers=1), packed.load_first(TRAIN_IMAGES, 16)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+def test_train_ae_holds_a_pack_read_from_s3(uploaded: tuple[str, Path], s3_env: Path, tmp_path: Path) -> None:
+    """The autoencoder holds its images in memory: from a URL it decodes the remote pack's training split (it
+    once reported the URL missing, as if no --data-dir had been given)."""
+    url, _ = uploaded
+    out = tmp_path / "ae"
+    argv = ["train-ae", "--dataset", "packed", "--data-dir", url, "--out", str(out), "--epochs", "1"]
+    assert main([*argv, "--latent-dim", "8", "--batch-size", "16", "--quiet"]) == 0
+    log = (out / "train.log").read_text()
+    held = re.search(r"dataset packed: (\d+) training \+ (\d+) validation images of 32px", log)
+    assert held and int(held[1]) + int(held[2]) == TRAIN_IMAGES, log  # the whole remote training split
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

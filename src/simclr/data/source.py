@@ -23,7 +23,7 @@ from simclr.data.pack_settings import PackConfig
 from simclr.data.python_dataset import read_dataset
 from simclr.data.reading import DataReading
 from simclr.data.store import ImageStore
-from simclr.data.streaming import PackedSplit, packed_image_size
+from simclr.data.streaming import PackedSplit, hold_packed_split, packed_image_size
 from simclr.errors import UserError
 
 log = logging.getLogger("simclr")
@@ -176,6 +176,13 @@ class DataSource:
         )
 
     def _load(self, split: str, image_size: int | None, limit: int | None, seed: int) -> ImageStore | None:
+        if self.data_url is not None:  # the commands that hold their data (train-ae) read a remote pack whole
+            streamed = _remote(self.data_url, image_size)
+            folder_split = "train" if split.startswith("train") else "test"
+            packed = streamed.train if folder_split == "train" else streamed.test
+            if packed is None:
+                return None
+            return hold_packed_split(packed, folder_split, streamed.image_size, limit, self.workers)
         if self.python_dataset is not None:
             if split == "test":
                 return None

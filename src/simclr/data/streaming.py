@@ -323,15 +323,21 @@ def load_packed_in_memory(request: LoadRequest) -> ImageStore | None:
         if split == "test":
             return None
         raise UserError(f"{data_dir} holds no packed dataset; create one with 'simclr data pack SRC {data_dir}'")
-    packed = PackedSplit(folder)
     size = request.image_size or packed_image_size(Path(data_dir))
+    return hold_packed_split(PackedSplit(folder), request.folder_split, size, request.limit, request.workers)
+
+
+def hold_packed_split(packed: PackedSplit, split: str, size: int, limit: int | None, workers: int) -> ImageStore:
+    """The first ``limit`` samples of ``packed``, the ``split`` (train or test) of its dataset, decoded into
+    memory at ``size`` px (a random subset: packs are stored shuffled), at most what fits in
+    :data:`IN_MEMORY_PACKED_BYTES` (said in one line when that cuts)."""
     fitting = max(1, IN_MEMORY_PACKED_BYTES // (3 * size * size))
-    count = min(request.limit or len(packed), len(packed))
+    count = min(limit or len(packed), len(packed))
     if count > fitting:
         log.warning(
-            "%s split of %s: %d images at %d px would take %.1f GB in memory; evaluating on the first %d "
+            "%s split of %s: %d images at %d px would take %.1f GB in memory; using the first %d "
             "(a random subset: packs are stored shuffled); --limit-%s-images N to choose",
-            split, folder, count, size, count * 3 * size * size / 2**30, fitting, request.folder_split,
+            split, packed.path, count, size, count * 3 * size * size / 2**30, fitting, split,
         )  # fmt: skip
         count = fitting
-    return packed.load_first(count, size, request.workers)
+    return packed.load_first(count, size, workers)
