@@ -1,5 +1,6 @@
-"""Shared fixtures: small real CIFAR-10 subsets from ../shared/data/cifar10, and CLI commands started as their own
-process group (as a terminal or SLURM starts them) for signals sent to the whole group."""
+"""Shared fixtures: CIFAR-like image folders generated for the tests (and small real CIFAR-10 subsets from
+../shared/data/cifar10 for the few tests named as needing it), and CLI commands started as their own process
+group (as a terminal or SLURM starts them) for signals sent to the whole group."""
 
 from __future__ import annotations
 
@@ -13,16 +14,47 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10 = Path(os.environ.get("SIMCLR_TEST_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+NEEDS_REAL_CIFAR10 = "needs the real CIFAR-10 image folders"  # the skip reason the summary line counts
+
+
+def cifar_like_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """A ``size`` px RGB image (HWC uint8) of class ``label``: stripes whose colour, angle and frequency are the
+    class's, with a random phase, contrast and pixel noise per image, so that a network can tell the classes
+    apart (as on CIFAR-10) while no two images are alike and JPEG does not shrink them to nothing."""
+    hue = np.array([np.cos(label * 0.63), np.cos(label * 0.63 + 2.1), np.cos(label * 0.63 + 4.2)])
+    colour = 128 + 90 * hue
+    angle, cycles = label * np.pi / 10, 2 + label % 3
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    wave = np.sin(2 * np.pi * cycles * (xx * np.cos(angle) + yy * np.sin(angle)) + rng.uniform(0, 2 * np.pi))
+    contrast = rng.uniform(0.25, 0.45)
+    image = colour * (1 - contrast + contrast * wave)[..., None] + rng.normal(0, 12, (size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def generate_cifar_like(dest: Path, per_class_train: int, per_class_test: int, seed: int = 0) -> Path:
+    """``dest/{train,test}/<class>/NNNN.jpg`` with CIFAR-10's class names and layout, generated."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", per_class_train), ("test", per_class_test)):
+        for label, name in enumerate(CIFAR10_CLASSES):
+            out = dest / split / name
+            out.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                Image.fromarray(cifar_like_image(label, rng)).save(out / f"{index:04d}.jpg", quality=90)
+    return dest
 
 
 def make_cifar_subset(dest: Path, per_class_train: int, per_class_test: int) -> Path:
-    """Copy the first N images of every class into ``dest/{train,test}/<class>/`` (real CIFAR-10 JPEGs)."""
+    """Copy the first N images of every class of the real CIFAR-10 into ``dest/{train,test}/<class>/``; the
+    test is skipped (and counted in one summary line) where the real CIFAR-10 is not beside the repository."""
     if not (CIFAR10 / "train").is_dir():
-        pytest.skip(f"CIFAR-10 image folders not found at {CIFAR10}")
+        pytest.skip(f"{NEEDS_REAL_CIFAR10} at {CIFAR10}")
     for split, count in (("train", per_class_train), ("test", per_class_test)):
         for class_dir in sorted((CIFAR10 / split).iterdir()):
             out = dest / split / class_dir.name
@@ -34,8 +66,25 @@ def make_cifar_subset(dest: Path, per_class_train: int, per_class_test: int) -> 
 
 @pytest.fixture(scope="session")
 def cifar_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30 train and 10 test images per class of the real CIFAR-10."""
-    return make_cifar_subset(tmp_path_factory.mktemp("cifar10-small"), 30, 10)
+    """30 train and 10 test images per class in CIFAR-10's layout and class names, generated once per test run
+    (:func:`generate_cifar_like`): what most tests train and evaluate on, with or without ../shared."""
+    return generate_cifar_like(tmp_path_factory.mktemp("cifar10-small"), 30, 10)
+
+
+@pytest.fixture(scope="session")
+def real_cifar_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 train and 10 test images per class of the real CIFAR-10 JPEGs, for the few tests that check real data."""
+    return make_cifar_subset(tmp_path_factory.mktemp("real-cifar10-small"), 30, 10)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for the tests skipped because the real CIFAR-10 is not beside the repository."""
+    skipped = [
+        report for report in terminalreporter.stats.get("skipped", []) if NEEDS_REAL_CIFAR10 in str(report.longrepr)
+    ]
+    if skipped:
+        names = ", ".join(report.nodeid.split("::")[-1] for report in skipped)
+        terminalreporter.write_line(f"{len(skipped)} test(s) skipped: {NEEDS_REAL_CIFAR10} at {CIFAR10} ({names})")
 
 
 # What a launcher (torchrun, Lightning's, SLURM) sets in the processes it starts: never inherited from the test's.

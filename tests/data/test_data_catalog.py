@@ -25,6 +25,7 @@ from simclr.data.request import SplitPolicy
 from simclr.data.torchvision_files import resize_images
 from simclr.errors import UserError
 
+NEEDS_REAL_CIFAR10 = "needs the real CIFAR-10 image folders"  # as tests/conftest.py counts its skips
 SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -129,7 +130,7 @@ def test_imagefolder_info_from_store(tmp_path: Path) -> None:
 
 def test_cifar10_image_folder_with_limit() -> None:
     if not (SHARED_CIFAR / "train").is_dir():
-        pytest.skip("shared CIFAR-10 folders not present")
+        pytest.skip(f"{NEEDS_REAL_CIFAR10} at {SHARED_CIFAR}")
     store = load_dataset("cifar10", "test", SHARED_CIFAR, limit=100, seed=1, workers=2)
     assert store is not None
     assert store.images.shape == (100, 3, 32, 32) and store.images.dtype == torch.uint8

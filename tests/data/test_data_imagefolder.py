@@ -375,10 +375,10 @@ def test_symlinked_files_are_followed(tmp_path: Path) -> None:
     assert len(load_image_folder(dst, follow_external_links=True)) == 4
 
 
-def test_real_cifar10_subset(cifar_small: Path) -> None:
-    train = load_split_folder(cifar_small, "train", workers=2)
-    test = load_split_folder(cifar_small, "test")
-    expected = sorted(p.name for p in (cifar_small / "train").iterdir())
+def test_real_cifar10_subset(real_cifar_small: Path) -> None:
+    train = load_split_folder(real_cifar_small, "train", workers=2)
+    test = load_split_folder(real_cifar_small, "test")
+    expected = sorted(p.name for p in (real_cifar_small / "train").iterdir())
     assert train.class_names == expected and len(expected) == 10
     assert train.images.shape == (300, 3, 32, 32) and train.images.dtype == torch.uint8
     assert train.images.is_contiguous()
@@ -388,7 +388,7 @@ def test_real_cifar10_subset(cifar_small: Path) -> None:
     # Pixels and labels match a direct PIL decode of the same file.
     k = 137
     name = train.file_names[k]
-    ref = np.asarray(Image.open(cifar_small / "train" / name).convert("RGB"))
+    ref = np.asarray(Image.open(real_cifar_small / "train" / name).convert("RGB"))
     np.testing.assert_array_equal(train.images[k].permute(1, 2, 0).numpy(), ref)
     assert train.class_names[int(train.labels[k])] == name.split("/")[0]
 
