@@ -57,7 +57,7 @@ _run = partial(setting, group="run")
 class _PretrainDataset:
     dataset: str = _data(
         "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder | ... "
-        "(the README's datasets table)",
+        "(docs/DATASETS.md)",
         "spirograph",
     )
 
