@@ -6,7 +6,7 @@ SIMCLR := $(VENV)/bin/simclr
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -30,9 +30,13 @@ bench: install
 	$(PY) benchmarks/gradient_penalty_step.py
 	$(PY) benchmarks/streaming.py --record BENCHMARKS.md
 
+# docs/CLI.md and docs/DATASETS.md from the code (tests/test_generated_docs.py fails when they are stale)
+docs: install
+	$(PY) tools/gen_docs.py
+
 lint: install
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples tools
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
 	$(VENV)/bin/mypy src
 
 clean:

@@ -5,7 +5,7 @@ step what ran, how long it took and what it found, so a window cut short still l
 
 1. ``throughput``: benchmarks/throughput.py rows (end to end, model-only, per-image baseline) at batch 256
    and 512 -> ``throughput.md``;
-2. ``pretrain``: the recipe (anchor-lightly-cifar10-resnet18-200ep, ``--compile``, bf16) on the
+2. ``pretrain``: the recipe (lightly-cifar10-resnet18-200ep, ``--compile``, bf16) on the
    CIFAR-10 folders -> ``run/``. Its epoch count is the recipe's when the measured end-to-end speed at its
    batch fits it in the time left (after a reserve for the later steps), else the largest count that fits,
    recorded as ``epochs_planned`` with ``reduced: true`` and said in the log; the peak GPU memory of the
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "src" / "simclr" / "recipes" / "anchor-lightly-cifar10-resnet18-200ep.yaml"
+RECIPE = REPO / "src" / "simclr" / "recipes" / "lightly-cifar10-resnet18-200ep.yaml"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
 # seconds kept for what follows pretraining (kNN and linear probe on GPU features, the decode rows), and
 # for the run's own start (data, compile) beyond its epochs

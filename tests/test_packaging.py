@@ -56,7 +56,7 @@ def test_the_entry_point_runs_a_recipe_by_name_from_the_wheel(wheel: Path, tmp_p
         "assert pathlib.Path(simclr.__file__).is_relative_to(pathlib.Path.cwd()), simclr.__file__; "
         "sys.argv[0] = 'simclr'; entry_point()"
     )
-    args = ["pretrain", "--config", "anchor-lightly-cifar10-resnet18-200ep", "--print-config"]
+    args = ["pretrain", "--config", "lightly-cifar10-resnet18-200ep", "--print-config"]
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         cwd=tmp_path,  # not the repository: the recipe must come from the installed files

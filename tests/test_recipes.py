@@ -38,16 +38,16 @@ FOLDER_DATASETS = {"cifar10", "cifar100", "stl10", "imagenette", "fgvc-aircraft"
 def test_recipes_exist() -> None:
     names = set(RECIPE_IDS)
     for expected in (
-        "seed001-stl10-resnet18",
-        "seed001-cifar10-resnet18",
-        "seed001-stl10-resnet50",
-        "seed003-cifar10-resnet50-gp",
-        "seed003-cifar10-resnet50-simclr",
-        "seed003-spirograph-resnet18-gp",
-        "seed004-cifar10-resnet18-adam",
-        "seed004-cifar10-resnet18-nesterov",
-        "seed000-cifar10-resnet34-ae-head",
-        "anchor-solo-learn-cifar10-resnet18",
+        "sthalles-stl10-resnet18",
+        "sthalles-cifar10-resnet18",
+        "sthalles-stl10-resnet50",
+        "invclr-cifar10-resnet50-gp",
+        "invclr-cifar10-resnet50-simclr",
+        "invclr-spirograph-resnet18-gp",
+        "rittik9-cifar10-resnet18-adam",
+        "rittik9-cifar10-resnet18-nesterov",
+        "simclr-ae-cifar10-resnet34",
+        "solo-learn-cifar10-resnet18",
     ):
         assert expected in names
 

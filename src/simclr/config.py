@@ -57,7 +57,7 @@ _run = partial(setting, group="run")
 class _PretrainDataset:
     dataset: str = _data(
         "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder | ... "
-        "(the README's datasets table)",
+        "(docs/DATASETS.md)",
         "spirograph",
     )
 
@@ -127,7 +127,7 @@ class _Views:
     rotation_quarter_turns: bool = _views("--rotation-p: angles drawn from the multiples of 90 degrees instead", False)
     positives: str = _views(
         "what a view is paired with: another view of the same image (SimCLR), or a view of another image of the "
-        "same class, drawn every epoch (seed 001's labelled mode; needs labels and in-memory data)",
+        "same class, drawn every epoch (the sthalles/SimCLR fork's labelled mode; needs labels and in-memory data)",
         "views",
         choices=("views", "class"),
     )

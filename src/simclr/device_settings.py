@@ -51,7 +51,7 @@ class ForwardPasses(Accelerator):
 
 
 def machine_memory() -> int | None:
-    """The physical memory of this machine in bytes (None where the system does not say)."""
+    """The physical memory of the machine in bytes (None where the system does not say)."""
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):
@@ -67,6 +67,6 @@ def check_batch_fits(images: int, side: int, what: str) -> None:
     if memory is not None and needed > memory:
         raise UserError(
             f"--image-size {side} needs {format_size(needed)} for {what} ({images} x 3 x {side} x {side} float32 "
-            f"pixels), more than this machine's {format_size(memory)} of memory; use a smaller --image-size "
+            f"pixels), more than the machine's {format_size(memory)} of memory; use a smaller --image-size "
             "(or --batch-size)"
         )

@@ -1,7 +1,7 @@
 """What a run resolved and where it ran, for ``RUN_DIR/environment.yaml``.
 
 config.yaml keeps the settings as asked for (``precision: auto``, ``lr: null``: what ``--config`` reruns);
-this record keeps what they became on this machine (``bf16-mixed``, the scaled learning rate) and the
+this record keeps what they became on the machine (``bf16-mixed``, the scaled learning rate) and the
 software and hardware that produced the numbers, so a result can be traced without the original machine.
 """
 

@@ -4,7 +4,7 @@ several processes reach: a run directory (:mod:`simclr.runs`), a pack being made
 The lock is a small JSON file created atomically (``O_EXCL``) that holds its holder's pid, host, process start
 time and a random token. Whether the holder is gone is decided without trusting clocks:
 
-- a holder on this machine is gone when its process has ended, or its pid now names a later process;
+- a holder on this host is gone when its process has ended, or its pid now names a later process;
 - a holder on another machine (nodes sharing a file system) cannot be asked, so :func:`hold_lock` refreshes
   its lock every :data:`HEARTBEAT_SECONDS` while it works, and a waiter that sees the lock unchanged for
   :data:`STALE_SECONDS` of its own time counts that holder gone.
@@ -83,7 +83,7 @@ def read_lock(lock: Path) -> Holder:
 
 
 def ended_on_this_host(holder: Holder) -> bool:
-    """A lock of this machine whose process has ended (or whose pid now names another process)."""
+    """A lock taken on this host whose process has ended (or whose pid now names another process)."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
     start = process_start(int(holder["pid"]))  # type: ignore[call-overload]

@@ -1,5 +1,5 @@
 """backbone.safetensors travels: its metadata says how to rebuild and feed the network, it has the run's file
-permissions, and the README's plain-torchvision code loads it into the same function as simclr's loader."""
+permissions, and docs/GUIDE.md's plain-torchvision code loads it into the same function as simclr's loader."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from simclr.errors import UserError
 from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata, write_backbone
 from simclr.models.backbones import build_backbone
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "GUIDE.md"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.247, 0.2435, 0.2616)
 
 
 def readme_block(section: str, contains: str) -> str:
-    """The first python block of README section ``section`` that contains ``contains``."""
-    text = README.read_text()
+    """The first python block of docs/GUIDE.md section ``section`` that contains ``contains``."""
+    text = GUIDE.read_text()
     body = text[text.index(f"## {section}") :]
     body = body[: body.find("\n## ", 4)]
     return next(b for b in re.findall(r"```python\n(.*?)```", body, re.S) if contains in b)

@@ -1,4 +1,4 @@
-"""--standardize (seed 000's Z-scoring) and --no-normalize: measured once, kept in the run, used by evaluation."""
+"""--standardize (SimCLR-AE's Z-scoring) and --no-normalize: measured once, kept in the run, used by evaluation."""
 
 from __future__ import annotations
 

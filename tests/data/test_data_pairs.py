@@ -1,4 +1,5 @@
-"""--positives class: the positive of an image is another image of its class (seed 001's labelled mode)."""
+"""--positives class: the positive of an image is another image of its class (labelled mode of the
+sthalles/SimCLR fork)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def test_the_processes_of_the_machine_each_count_their_copy() -> None:
     two = decide_memory(15 * 2**10, 20 * 2**10, processes=2)
     assert one.fits and not two.fits and two.needed == 30 * 2**10
     assert one.summary() == "take 15.0 KB decoded; memory budget 20.0 KB"
-    assert two.summary() == "take 15.0 KB decoded, 30.0 KB for the 2 processes of this machine; memory budget 20.0 KB"
+    assert two.summary() == "take 15.0 KB decoded, 30.0 KB for the 2 processes of the machine; memory budget 20.0 KB"
 
 
 def test_the_default_budget_is_part_of_the_machines_memory_not_of_what_is_free_now(
@@ -56,7 +56,7 @@ def test_the_default_budget_is_part_of_the_machines_memory_not_of_what_is_free_n
     assert default_memory_budget() == budget  # a process starting while others decode decides the same
     decision = decide_memory(10, None)
     assert decision.fits and decision.budget == budget and not decision.given
-    assert f"({MEMORY_FRACTION:.0%} of this machine's" in decision.summary()
+    assert f"({MEMORY_FRACTION:.0%} of the machine's" in decision.summary()
 
 
 def test_the_processes_of_the_machine_are_torchruns_local_world_size_or_the_devices(
@@ -80,7 +80,7 @@ def test_a_folder_held_by_one_process_is_streamed_by_two_and_only_the_first_says
         caplog.clear()
         streamed = source.streamed(None, budget, local_processes=2)
     assert streamed is not None and streamed.train.info.images == 20
-    assert "30.0 KB for the 2 processes of this machine; memory budget 20.0 KB: packed once and streamed" in caplog.text
+    assert "30.0 KB for the 2 processes of the machine; memory budget 20.0 KB: packed once and streamed" in caplog.text
 
     monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of the machine: the same verdict, said once
     caplog.clear()

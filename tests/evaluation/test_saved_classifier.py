@@ -95,7 +95,7 @@ def test_a_saved_classifier_predicts_as_in_memory(
     assert meta.protocol == protocol and meta.class_names == ("bright", "dark")
     assert meta.image_size == meta.decode_size == 16
     assert (meta.backbone_file is None) == includes_backbone
-    if "--head-dims" in command:  # seed 004's head with explicit widths, rebuilt from the file
+    if "--head-dims" in command:  # the rittik9/SimCLR notebooks' head with explicit widths, rebuilt from the file
         assert meta.head["hidden_dims"] == [8, 4]
         assert [m.out_features for m in loaded_linears(path)] == [8, 4, 2]
     assert not list(path.parent.glob(".*.tmp-*"))  # written atomically, nothing left behind

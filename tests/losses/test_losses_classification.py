@@ -1,4 +1,4 @@
-"""The classifiers' loss: cross-entropy, or seed 001's focal loss, against hand computations."""
+"""The classifiers' loss: cross-entropy, or the sthalles/SimCLR fork's focal loss, against hand computations."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ TINY = [
     "--accelerator", "cpu", "--knn-every-epochs", "0", "--quiet",
 ]  # fmt: skip
 TORCHRUN = {"TORCHELASTIC_RUN_ID": "test", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
-TORCHRUN_ADVICE = "torchrun started 4 process(es), 2 on this machine, but --devices 1 --num-nodes 1 ask for 1; pass "
+TORCHRUN_ADVICE = "torchrun started 4 process(es), 2 on this node, but --devices 1 --num-nodes 1 ask for 1; pass "
 TORCHRUN_ADVICE += "--devices 2 --num-nodes 2"
 SLURM = {"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4", "SLURM_NNODES": "2", "SLURM_JOB_NAME": "simclr"}
 SLURM_ADVICE = "SLURM started 4 task(s) per node on 2 node(s), but --devices 1 --num-nodes 1 ask for 1 per node on "
@@ -78,7 +78,7 @@ def test_torchrun_with_more_processes_than_devices_stops_every_rank_in_one_line(
     assert result.returncode != 0  # torchrun's own code for a failed worker
     lines = [line for line in result.stderr.splitlines() if line.startswith("simclr: ")]
     expected = (
-        "simclr: error: torchrun started 2 process(es), 2 on this machine, but --devices 1 --num-nodes 1 ask for "
+        "simclr: error: torchrun started 2 process(es), 2 on this node, but --devices 1 --num-nodes 1 ask for "
         "1; pass --devices 2 --num-nodes 1 (--nproc-per-node and --nnodes of torchrun)"
     )
     assert lines and set(lines) == {expected}, result.stderr

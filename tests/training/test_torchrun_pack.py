@@ -82,7 +82,7 @@ def test_torchrun_packs_a_folder_over_the_budget_once_and_both_ranks_train_on_it
     assert (entry / "train" / "index.json").is_file() and not (entry / PACK_LOCK).exists()
     log = (run / "train.log").read_text()
     assert f"streaming the training split from {entry / 'train'}" in log
-    assert f"{IMAGES} images at 16x16 px take 48.0 KB decoded, 96.0 KB for the 2 processes of this machine" in log
+    assert f"{IMAGES} images at 16x16 px take 48.0 KB decoded, 96.0 KB for the 2 processes of the machine" in log
     if "waiting for process" in log:  # rank 0 waited for rank 1, which packed
         assert f"waiting for process {packers.pop()} on " in log
     with open(run / "metrics.csv", newline="") as handle:

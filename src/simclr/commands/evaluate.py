@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported when the command runs, so 'simclr --help' does not
 EXAMPLES = (
     "simclr evaluate runs/cifar10-resnet18-20261123-101500",
     "simclr evaluate RUN_DIR --random-weights --no-plots   # the untrained architecture's numbers",
-    "simclr evaluate RUN_DIR --label-fractions 0.01,0.1,1 --robustness   # seed 003's studies",
+    "simclr evaluate RUN_DIR --label-fractions 0.01,0.1,1 --robustness   # InvCLR's studies",
 )
 
 

@@ -14,7 +14,7 @@ from simclr.settings import add_settings_flags, overrides_from_args, setting, se
 
 EXAMPLES = (
     "simclr pretrain --dataset cifar10 --data-dir data/cifar10 --epochs 200 --batch-size 512",
-    "simclr pretrain --config anchor-lightly-cifar10-resnet18-200ep --lr 0.5 --print-config",
+    "simclr pretrain --config lightly-cifar10-resnet18-200ep --lr 0.5 --print-config",
     "simclr pretrain --resume runs/cifar10-resnet18-20261123-101500",
 )
 

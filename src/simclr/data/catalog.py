@@ -335,7 +335,7 @@ def load_dataset(
 
 
 def datasets_table() -> str:
-    """The README's datasets table (Markdown), one row per dataset a command can load by name."""
+    """The datasets table of docs/DATASETS.md (Markdown), one row per dataset a command can load by name."""
     rows = ["| name | source | classes | size | train / test |", "|---|---|---|---|---|"]
     for name in DATASET_NAMES:
         entry = CATALOG[name]

@@ -1,4 +1,4 @@
-"""Seed 000's photograph sets (arXiv 2408.14514) read from the file lists torchvision makes of them.
+"""SimCLR-AE's photograph sets (arXiv 2408.14514) read from the file lists torchvision makes of them.
 
 torchvision lists each split's files and labels; the files are then decoded here, in parallel, with the
 skip handling and resizing of image folders, rather than one PIL call per item through the dataset's
@@ -86,7 +86,7 @@ class ListedSet:
     kwargs: tuple[tuple[str, str], ...] = ()
 
 
-# Seed 000 holds out 20% for test where a set has no split (its --test-perc 0.2), seeding its split with 42;
+# SimCLR-AE holds out 20% for test where a set has no split (its --test-perc 0.2), seeding its split with 42;
 # a fixed seed (not the run's) keeps every run's test images out of every other run's training images.
 HELD_OUT_TEST_FRACTION = 0.2
 SPLIT_SEED = 42

@@ -46,7 +46,7 @@ def _meminfo(field: str) -> int | None:
 
 
 def machine_memory() -> int:
-    """The memory this machine's processes may use together: the physical memory, or the container's limit
+    """The memory the machine's processes may use together: the physical memory, or the container's limit
     when it is lower. It does not change while the machine runs, so every process reads the same number."""
     total = _meminfo("MemTotal") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     for path in _CGROUP_LIMITS:
@@ -64,7 +64,7 @@ def default_memory_budget() -> int:
 
 
 def local_processes(configured: int = 1) -> int:
-    """How many processes of the run share this machine: ``LOCAL_WORLD_SIZE`` where torchrun set it, else the
+    """How many processes of the run share the machine: ``LOCAL_WORLD_SIZE`` where torchrun set it, else the
     ``configured`` count (a run's ``--devices``, which Lightning's launcher and SLURM start per machine)."""
     value = os.environ.get("LOCAL_WORLD_SIZE", "")
     return int(value) if value.isdigit() and int(value) > 0 else max(1, configured)
@@ -95,9 +95,9 @@ class MemoryDecision:
         return self.needed <= self.budget
 
     def summary(self) -> str:
-        """``take X decoded[, Y for the N processes of this machine]; memory budget Z[ (why)]``."""
-        copies = f", {format_size(self.needed)} for the {self.processes} processes of this machine"
-        default = f" ({MEMORY_FRACTION:.0%} of this machine's {format_size(machine_memory())})"
+        """``take X decoded[, Y for the N processes of the machine]; memory budget Z[ (why)]``."""
+        copies = f", {format_size(self.needed)} for the {self.processes} processes of the machine"
+        default = f" ({MEMORY_FRACTION:.0%} of the machine's {format_size(machine_memory())})"
         return (
             f"take {format_size(self.decoded_bytes)} decoded{copies if self.processes > 1 else ''}; memory budget "
             f"{format_size(self.budget)}{'' if self.given else default}"
@@ -105,7 +105,7 @@ class MemoryDecision:
 
 
 def decide_memory(decoded_bytes: int, budget: int | None, processes: int = 1) -> MemoryDecision:
-    """Hold a split of ``decoded_bytes`` per process in memory, or not, for ``processes`` processes of this
+    """Hold a split of ``decoded_bytes`` per process in memory, or not, for ``processes`` processes of the
     machine sharing ``budget`` bytes (None: :func:`default_memory_budget`). The first process of the machine
     warns when the memory free now is below what holding the split needs (the verdict stays the same in every
     process: it depends on fixed numbers only)."""

@@ -1,5 +1,5 @@
-"""Supervised pairs (``--positives class``, seed 001's labelled mode): the positive of an image is another
-image of the same class, drawn afresh every epoch."""
+"""Supervised pairs (``--positives class``, labelled mode of the sthalles/SimCLR fork): the positive of an
+image is another image of the same class, drawn afresh every epoch."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ __all__ = [
 
 # How an image folder's images become squares: "crop" resizes the shorter side and cuts the centre (keeps
 # the aspect ratio, loses the ends of the longer side); "squash" resizes both sides (keeps all the
-# content, distorts the aspect ratio: seed 001 squashes its crops to 96 x 96).
+# content, distorts the aspect ratio: the sthalles/SimCLR fork squashes its crops to 96 x 96).
 RESIZE_MODES: tuple[str, ...] = ("crop", "squash")
 
 # The smallest side an image is read at: the CIFAR stem (the stem of small images) halves the resolution three
@@ -43,7 +43,8 @@ MIN_IMAGE_SIDE = 8
 IMAGE_SIDE = at_least(MIN_IMAGE_SIDE, "the CIFAR stem halves an image three times")
 RESIZE_HELP = (
     "image folders (and a Python Dataset's images): how an image becomes a square of --image-size: crop "
-    "(shorter side resized, centre cut) or squash (both sides resized, the aspect ratio not kept; seed 001)"
+    "(shorter side resized, centre cut) or squash (both sides resized, the aspect ratio not kept; "
+    "the sthalles/SimCLR fork)"
 )
 
 

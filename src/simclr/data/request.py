@@ -52,7 +52,7 @@ class SplitPolicy:
         return self.train
 
     def describe(self) -> str:
-        """``train + val / test`` as the README's datasets table shows it."""
+        """``train + val / test`` as docs/DATASETS.md's table shows it."""
         if self.described:
             return self.described
         if self.held_out:

@@ -115,8 +115,8 @@ def per_class_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.T
 
 def labelled_unlabelled(labels: torch.Tensor, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Disjoint sorted ``(labelled, unlabelled)`` indices covering every image: ``per_class`` labelled images
-    of each class (:func:`per_class_subset`), the rest unlabelled (seed 004 pretrains on CIFAR-10's 42,000
-    unlabelled images and fine-tunes on the 8,000 = 800 per class others)."""
+    of each class (:func:`per_class_subset`), the rest unlabelled (the rittik9/SimCLR notebooks pretrain on
+    CIFAR-10's 42,000 unlabelled images and fine-tunes on the 8,000 = 800 per class others)."""
     labelled = per_class_subset(labels, per_class, seed)
     rest = torch.ones(torch.as_tensor(labels).numel(), dtype=torch.bool)
     rest[labelled] = False

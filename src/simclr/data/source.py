@@ -60,7 +60,7 @@ class DataSource:
         """The splits to stream, or None when the training split is held in memory.
 
         Packed data (``--dataset packed``, or an image folder that holds packed shards) always streams. An
-        image folder or ImageNet whose decoded training split, once per process of this machine
+        image folder or ImageNet whose decoded training split, once per process of the machine
         (``local_processes``, each holding a copy), would exceed ``memory_budget`` bytes (default: half of the
         machine's memory) is packed once (:func:`~simclr.data.pack_cache.automatic_pack`: into ``pack_dir`` or
         a cache entry keyed by the folder's content, by one process while the others wait) and streamed. The
@@ -155,8 +155,8 @@ class DataSource:
         return self._load("test", image_size, limit, seed)
 
     def load_valid(self, *, image_size: int | None = None, seed: int = 0) -> ImageStore:
-        """The ``valid/`` split of an image folder laid out as ``train/``, ``valid/`` and ``test/`` (seed 001's
-        probe trains there), with the train split's class numbering."""
+        """The ``valid/`` split of an image folder laid out as ``train/``, ``valid/`` and ``test/``
+        (the sthalles/SimCLR fork's probe trains there), with the train split's class numbering."""
         root = self.data_dir
         if self.dataset != "imagefolder" or root is None or not (root / "test").is_dir():
             raise UserError(

@@ -1,4 +1,4 @@
-"""Per-channel pixel statistics of a training split (``--standardize``, seed 000's Z-scoring)."""
+"""Per-channel pixel statistics of a training split (``--standardize``, SimCLR-AE's Z-scoring)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def channel_statistics(batches: Iterable[torch.Tensor]) -> tuple[list[float], li
     """Mean and standard deviation of each channel over every pixel of the images, in [0, 1] units.
 
     The images are uint8 batches (B, 3, H, W); sums run in float64, so millions of pixels lose nothing.
-    (Seed 000 averages per-image means and standard deviations instead; the average of per-image
+    (SimCLR-AE averages per-image means and standard deviations instead; the average of per-image
     standard deviations leaves out how much images differ from each other, so it underestimates.)
     """
     total = torch.zeros(3, dtype=torch.float64)

@@ -145,7 +145,7 @@ class PackedViewsDataset(StreamingDataset):
         return {"views": views, "labels": int(item["label"]), "index": sample}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """The stream's position saved in a checkpoint, taken up where this machine caches the chunks (a resumed
+        """The stream's position saved in a checkpoint, taken up where the machine caches the chunks (a resumed
         run may cache them elsewhere: :func:`~simclr.data.object_storage.follow_moved_chunk_cache`)."""
         super().load_state_dict(follow_moved_chunk_cache(state_dict, self.input_dir.path, self.cache_dir.path))
 

@@ -1,8 +1,8 @@
 """Subset files: a labelled / unlabelled partition of a dataset's labelled training split, written once by
 ``simclr data split`` and read by ``pretrain --subset FILE:unlabelled`` and ``finetune --subset FILE``.
 
-Seed 004 pretrains on 42,000 CIFAR-10 images and fine-tunes on 8,000 others; a file fixes which are which,
-so the two commands (and every rerun) provably see disjoint images. The file is JSON::
+The rittik9/SimCLR notebooks pretrain on 42,000 CIFAR-10 images and fine-tune on 8,000 others; a file fixes
+which are which, so the two commands (and every rerun) provably see disjoint images. The file is JSON::
 
     {"format": "simclr-subset/1", "dataset": "cifar10", "images": 50000, "seed": 0,
      "labelled_per_class": 800, "labelled": [...], "unlabelled": [...]}

@@ -121,7 +121,7 @@ class EvalSessionOptions(ForwardPasses, MemoryBudget, TrainingImagesLimit, Decod
     seed: int = setting("seed of splits, subsets and fits", 0, within=SEED)
     train_split: str = setting(
         "what classifiers are fitted on: the train split, or the valid/ folder of an image folder with train/, "
-        "valid/ and test/ (seed 001's probe)",
+        "valid/ and test/ (the sthalles/SimCLR fork's probe)",
         "train",
         choices=("train", "valid"),
     )
@@ -155,10 +155,12 @@ class L2FitOptions:
 
 @dataclass(frozen=True)
 class ClassifierLoss:
-    """What a trained classifier minimises: cross-entropy, or seed 001's focal loss."""
+    """What a trained classifier minimises: cross-entropy, or the sthalles/SimCLR fork's focal loss."""
 
     loss: str = setting(
-        "classification loss: ce (cross-entropy) or focal (seed 001's probe)", "ce", choices=("ce", "focal")
+        "classification loss: ce (cross-entropy) or focal (the sthalles/SimCLR fork's probe)",
+        "ce",
+        choices=("ce", "focal"),
     )
     focal_gamma: float = setting("--loss focal: the focusing parameter gamma", 2.0, within=NON_NEGATIVE)
 
@@ -212,7 +214,7 @@ class EvaluateCommandOptions:
     perplexity: float | None = setting("t-SNE perplexity (default: min(30, (points - 1) / 3))", None, within=POSITIVE)
     neighbors: int = setting("UMAP neighbours", 15, within=at_least(2, "UMAP joins each point to others"))
     supervised_map: bool = setting(
-        "UMAP guided by the test labels (seed 002's supervised UMAP: how the classes separate, not how the "
+        "UMAP guided by the test labels (SimCLR-Lightning's supervised UMAP: how the classes separate, not how the "
         "features cluster unaided)",
         False,
     )
@@ -358,7 +360,8 @@ class FinetuneOptions(ClassifierTrainingOptions):
     )
     hidden_dim: int = setting("hidden units of the mlp head", 512, within=COUNT)
     head_dims: tuple[int, ...] | None = setting(
-        "widths of the mlp head's hidden layers, e.g. 256,128,64 (seed 004's head; replaces --hidden-dim)",
+        "widths of the mlp head's hidden layers, e.g. 256,128,64 (the rittik9/SimCLR notebooks' head; "
+        "replaces --hidden-dim)",
         None,
         parse=parse_head_dims,
         metavar="W,W,...",

@@ -46,7 +46,7 @@ def dataset_block(session: EvalSession) -> dict[str, Any]:
     else:
         block["class_names"] = list(train.class_names)
     if session.options.train_split == "valid":
-        block["train_split"] = "the folder's valid/ (classifiers fitted there, as seed 001's probe)"
+        block["train_split"] = "the folder's valid/ (classifiers fitted there, as the sthalles/SimCLR fork's probe)"
     if session.splits.test_is_held_out:
         block["test_split"] = (
             f"held out: {round(100 * HELD_OUT_TEST_FRACTION)}% of train (seed {session.options.seed + 1})"

@@ -1,4 +1,5 @@
-"""The loss of the classifiers evaluation trains: cross-entropy, or the focal loss of seed 001's probe."""
+"""The loss of the classifiers evaluation trains: cross-entropy, or the focal loss of the sthalles/SimCLR
+fork's probe."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ __all__ = ["classification_loss"]
 
 def classification_loss(logits: Tensor, targets: Tensor, focal_gamma: float = 0.0) -> Tensor:
     """Mean cross-entropy, or with ``focal_gamma`` > 0 the focal loss ``-(1 - p_t)^gamma log p_t`` (Lin et al. 2017),
-    which down-weights the images the classifier already gets right. Seed 001's extra factor alpha = 0.25 only
-    rescales the data term, which the L2 weight chosen on validation absorbs, so it is left out.
+    which down-weights the images the classifier already gets right. The sthalles/SimCLR fork's extra factor alpha =
+    0.25 only rescales the data term, which the L2 weight chosen on validation absorbs, so it is left out.
 
     >>> import torch
     >>> logits, targets = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])

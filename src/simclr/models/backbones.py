@@ -7,7 +7,7 @@ stem (3x3 stride-1 conv followed by max-pool) for 96px images. Using the ImageNe
 away 4x of the resolution before the first block and is the most common reason CIFAR numbers are not
 reproduced (lightly issue #1419), so the stem is chosen from the image size unless the user overrides it.
 
-``--weights imagenet`` (seed 000's runs all start so) loads torchvision's ImageNet weights into a backbone
+``--weights imagenet`` (SimCLR-AE's runs all start so) loads torchvision's ImageNet weights into a backbone
 with the ImageNet stem from torch hub's cache, ``$TORCH_HOME/hub/checkpoints/<file>``, downloading the file
 there (checked against the hash in its name) when it is missing; offline, the error names that file and the
 URL to fetch it from. The file is read here with ``torch.load(weights_only=True)``, not through torchvision's

@@ -346,7 +346,7 @@ def plot_embedding_map(
     unlabelled) or, for regression data with no classes, by one continuous target ``values`` with a
     colourbar titled ``value_name``. At most ``max_points`` points are embedded (t-SNE is quadratic),
     chosen reproducibly from ``seed``, stratified by class when there are labels. ``perplexity`` (t-SNE) and
-    ``neighbors`` (UMAP) set the neighbourhood size; ``supervised`` lets UMAP use the labels (seed 002's
+    ``neighbors`` (UMAP) set the neighbourhood size; ``supervised`` lets UMAP use the labels (SimCLR-Lightning's
     supervised UMAP: it shows how the classes can be separated, not how the features cluster unaided).
     """
     method = method.lower()

@@ -92,7 +92,7 @@ def check_launched_processes(per_machine: int, num_nodes: int, env: Mapping[str,
         local = int(env.get("LOCAL_WORLD_SIZE", str(world)))
         if per_machine * num_nodes != world or per_machine != local:
             raise UserError(
-                f"torchrun started {world} process(es), {local} on this machine, but {asked} ask for "
+                f"torchrun started {world} process(es), {local} on this node, but {asked} ask for "
                 f"{per_machine * num_nodes}; pass --devices {local} --num-nodes {max(1, world // local)} "
                 "(--nproc-per-node and --nnodes of torchrun)"
             )

@@ -42,7 +42,7 @@ def build_classifier_head(
 ) -> nn.Module:
     """A head mapping ``(B, in_dim)`` features to ``(B, num_classes)`` logits.
 
-    ``hidden_dims`` gives the ``mlp`` head one Linear-BN-ReLU-Dropout block per width (seed 004's
+    ``hidden_dims`` gives the ``mlp`` head one Linear-BN-ReLU-Dropout block per width (the rittik9/SimCLR notebooks'
     ``256,128,64``); empty, it has one block of ``hidden_dim``.
 
     ``standardize`` puts ``BatchNorm1d(in_dim, affine=False)`` in front (``linear`` only; the

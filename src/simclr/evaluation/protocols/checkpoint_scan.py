@@ -2,7 +2,7 @@
 
 ``best`` or ``epoch-N`` points an evaluation at one kept backbone; ``all`` runs kNN (and the linear probe
 when asked) on every kept backbone and writes one table row per backbone and a plot of accuracy against
-the epochs trained (seed 003's checkpoint scans).
+the epochs trained (InvCLR's checkpoint scans).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Label efficiency (seed 003's study): the linear probe's test top-1 as the labelled part of train shrinks.
+"""Label efficiency (InvCLR's study): the linear probe's test top-1 as the labelled part of train shrinks.
 
 Features are computed once; each fraction keeps a stratified, seeded subset of the training labels
 (:func:`simclr.evaluation.classifiers.training_labels.label_subset`) and fits the standard probe on it, so the

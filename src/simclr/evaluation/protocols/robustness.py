@@ -1,4 +1,4 @@
-"""Robustness (seed 003's study): how the linear read-out of frozen features degrades under distribution shift.
+"""Robustness (InvCLR's study): how the linear read-out of frozen features degrades under distribution shift.
 
 One classifier (or, on Spirograph, one factor regression) is fitted on the clean training features; it then
 scores the clean test split and every shift at each strength. Images are shifted by

@@ -1,4 +1,4 @@
-"""Distribution shifts of test data (seed 003's robustness study), deterministic per image.
+"""Distribution shifts of test data (InvCLR's robustness study), deterministic per image.
 
 A shift is a named family with a strength; strength 0 leaves the data as it was. Two kinds:
 
