@@ -17,7 +17,7 @@ from simclr.errors import UserError
 from simclr.losses.invariance import gradient_penalty, pin_parameters
 from simclr.losses.ntxent import NTXentLoss
 from simclr.models.simclr_model import SimCLRModel
-from simclr.optim.build import build_optimizer
+from simclr.optim.build import build_optimizer, set_hyper_parameters
 from simclr.optim.schedules import WarmupCosineLR
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
@@ -264,6 +264,23 @@ class PretrainingModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._last_step_time = None
+
+    def on_train_start(self) -> None:
+        """Make the optimiser and its schedule follow this module's settings from the step reached on.
+
+        Resuming loads the optimiser's and the scheduler's state from the checkpoint, and with it the learning
+        rate, weight decay, momentum and step counts the run was started with; a resume that changes them
+        (``--resume-with-changes --lr``, ``--epochs``, ...) is recorded in the run, and this is where it is
+        applied. For a run that starts afresh it changes nothing.
+        """
+        settings = self.optim
+        optimizer = self.trainer.optimizers[0]
+        set_hyper_parameters(optimizer, settings.weight_decay, settings.momentum, settings.nesterov)
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, WarmupCosineLR):
+                config.scheduler.retarget(
+                    settings.peak_lr, settings.total_steps, settings.warmup_steps, settings.final_ratio, settings.decay
+                )
 
     def current_lr(self) -> float:
         if self._trainer is None or not self.trainer.optimizers:
