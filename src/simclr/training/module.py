@@ -25,9 +25,17 @@ from simclr.views.factory import ViewMaker
 PENDING_STEPS = 10_000  # steps of device values a module keeps until they are read
 
 
+FIX_NONFINITE = "lower --lr, raise --temperature or use --precision 32"
+
+
 class NonFiniteLossError(UserError):
     """Raised when a NaN or infinite loss is found (at the next log step or save), before any weights
-    trained after it are saved."""
+    trained after it are saved. ``what`` says what happened; ``outcome`` what is left of the run and how to
+    go on (the run's directory knows: :func:`simclr.training.run_setup.open_run_dir` says it)."""
+
+    def __init__(self, what: str, outcome: str = FIX_NONFINITE) -> None:
+        super().__init__(f"training stopped: {what}; {outcome}")
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -241,11 +249,7 @@ class PretrainingModule(L.LightningModule):
             return
         where = f"at step {failure[0]}" if failure is not None else "on another process"
         value = f"{failure[1]}" if failure is not None else "non-finite"
-        raise NonFiniteLossError(
-            f"training stopped: the loss became {value} {where} "
-            f"(lr {self.current_lr():.4g}); the run's last checkpoint still holds the last good state; "
-            "lower --lr, raise --temperature or use --precision 32, then --resume"
-        )
+        raise NonFiniteLossError(f"the loss became {value} {where} (lr {self.current_lr():.4g})")
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.guard.zero_nonfinite_gradients([p for group in optimizer.param_groups for p in group["params"]])
