@@ -16,7 +16,14 @@ from torch import nn
 from simclr.errors import UserError
 from simclr.optim.lars import LARS
 
-__all__ = ["OPTIMIZER_DEFAULTS", "OPTIMIZER_NAMES", "OptimizerDefaults", "build_optimizer", "parameter_groups"]
+__all__ = [
+    "OPTIMIZER_DEFAULTS",
+    "OPTIMIZER_NAMES",
+    "OptimizerDefaults",
+    "build_optimizer",
+    "parameter_groups",
+    "set_hyper_parameters",
+]
 
 
 class OptimizerDefaults(NamedTuple):
@@ -112,3 +119,25 @@ def build_optimizer(
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def set_hyper_parameters(
+    optimizer: torch.optim.Optimizer, weight_decay: float, momentum: float, nesterov: bool
+) -> None:
+    """Give the groups of an optimiser made by :func:`build_optimizer` these values (the excluded group keeps no
+    weight decay; momentum and nesterov where the optimiser has them), keeping its per-parameter state.
+
+    A resumed run needs it: loading the optimiser's state brings back the values the run was started with, and
+    a resume that changes ``--weight-decay`` or ``--momentum`` must train with the new ones.
+
+    >>> opt = build_optimizer(nn.Linear(3, 2), "sgd", lr=0.1, weight_decay=5e-4)
+    >>> set_hyper_parameters(opt, weight_decay=1e-3, momentum=0.5, nesterov=False)
+    >>> [(g["weight_decay"], g["momentum"]) for g in opt.param_groups]
+    [(0.001, 0.5), (0.0, 0.5)]
+    """
+    for group in optimizer.param_groups:
+        group["weight_decay"] = 0.0 if group.get("lars_exclude") else weight_decay
+        if "momentum" in group:
+            group["momentum"] = momentum
+        if "nesterov" in group:
+            group["nesterov"] = nesterov

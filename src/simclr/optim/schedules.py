@@ -160,3 +160,31 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
         warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio, decay)
         factor = _WarmupCosineFactor(total_steps, warmup_steps, final_ratio, decay)
         super().__init__(optimizer, factor, last_epoch=last_epoch)
+
+    def retarget(self, peak_lr: float, total_steps: int, warmup_steps: int, final_ratio: float, decay: str) -> None:
+        """Follow another schedule from the step reached on: every group's peak becomes ``peak_lr`` and the
+        warmup + cosine is the one of ``total_steps``, ``warmup_steps``, ``final_ratio`` and ``decay``; the
+        groups' current ``lr`` is that schedule's at ``last_epoch``.
+
+        A resumed run needs it: loading the scheduler's state brings back the peak and the step counts the
+        run was started with, and a resume that changes ``--lr`` or ``--epochs`` must train with the new ones.
+
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+        >>> sched = WarmupCosineLR(opt, total_steps=4, warmup_steps=0)
+        >>> sched.step(); sched.step()
+        >>> sched.retarget(1.0, total_steps=8, warmup_steps=0, final_ratio=0.0, decay="cosine")
+        >>> round(opt.param_groups[0]["lr"], 6) == round(warmup_cosine(2, 8, 0, 1.0), 6)
+        True
+        """
+        warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio, decay)  # the same checks as a new schedule
+        for factor in self.lr_lambdas:
+            assert isinstance(factor, _WarmupCosineFactor)
+            factor.total_steps, factor.warmup_steps = total_steps, warmup_steps
+            factor.final_ratio, factor.decay = final_ratio, decay
+        self.base_lrs = [float(peak_lr)] * len(self.optimizer.param_groups)
+        step = max(self.last_epoch, 0)
+        for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas, strict=True):
+            group["initial_lr"] = float(peak_lr)
+            group["lr"] = float(peak_lr) * factor(step)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]

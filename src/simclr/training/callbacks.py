@@ -7,8 +7,10 @@ import csv
 import dataclasses
 import logging
 import math
+import os
 import signal
 import statistics
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -316,8 +318,11 @@ class StopOnSignal(L.Callback):
     middle of an optimiser step leaves weights that are half updated. Here the signal only raises a flag;
     after the step in flight, the checkpoint is saved (atomically, like every other), and
     :class:`~simclr.errors.Interrupted` carries the step and the exit code (128 + signal) to the CLI.
-    A second Ctrl-C stops at once (:class:`~simclr.stop_signals.StopSignal`), as users expect when the first
-    seems ignored.
+
+    A second signal (an impatient Ctrl-C, often while the checkpoint is written) is deferred: the save goes on
+    and stderr says so, and that a third abandons it. A third stops at once: the save in progress is
+    abandoned (its temporary file removed, the previous checkpoint left as it was) and the CLI's one line says
+    so and names the checkpoint that is kept. SIGKILL remains the hard stop.
 
     A signal sent to the whole process group (a terminal's Ctrl-C, SLURM) reaches every process of the run:
     the loader workers ignore it (:func:`~simclr.stop_signals.ignore_stop_signals`), and every rank of a
@@ -327,12 +332,24 @@ class StopOnSignal(L.Callback):
     def __init__(self, run: RunDir) -> None:
         self.run = run
         self.received: int | None = None
+        self.count = 0  # stop signals received
+        self.abandoned = False  # a third signal abandoned the stop's save
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.received is not None and signum == signal.SIGINT:
+        self.count += 1
+        if self.received is None:
+            self.received = signum
+        elif self.count == 2:
+            # os.write, not logging or print: a handler may run while the main thread is inside either
+            os.write(
+                sys.stderr.fileno(),
+                f"simclr: {signal_name(signum)} again: stopping after this step and saving the checkpoint; "
+                "a third one abandons the save\n".encode(),
+            )
+        else:
+            self.abandoned = True
             raise StopSignal(signum)
-        self.received = signum
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Installed here, after Lightning registered its own SIGTERM handler at the start of fit, so ours
@@ -350,9 +367,22 @@ class StopOnSignal(L.Callback):
         received = self._agreed_signal(trainer, pl_module)
         if received is None:
             return
-        trainer.save_checkpoint(self.run.last_checkpoint)
         name = signal_name(received)
-        log.warning("%s at step %d: saved %s", name, trainer.global_step, self.run.last_checkpoint)
+        checkpoint = self.run.last_checkpoint
+        kept = checkpoint.is_file()
+        try:
+            trainer.save_checkpoint(checkpoint)
+        except BaseException:
+            if not self.abandoned:
+                raise
+            previous = f"the last good checkpoint is {checkpoint}" if kept else "no checkpoint was written"
+            resume = f"; resume with --resume {self.run.path}" if kept else ""
+            raise Interrupted(
+                f"interrupted ({name}) at step {trainer.global_step}, and the checkpoint's save was abandoned by "
+                f"another signal: {previous}{resume}",
+                exit_code=128 + received,
+            ) from None
+        log.warning("%s at step %d: saved %s", name, trainer.global_step, checkpoint)
         raise Interrupted(
             f"interrupted ({name}) at step {trainer.global_step}; resume with --resume {self.run.path}",
             exit_code=128 + received,

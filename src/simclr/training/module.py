@@ -17,7 +17,7 @@ from simclr.errors import UserError
 from simclr.losses.invariance import gradient_penalty, pin_parameters
 from simclr.losses.ntxent import NTXentLoss
 from simclr.models.simclr_model import SimCLRModel
-from simclr.optim.build import build_optimizer
+from simclr.optim.build import build_optimizer, set_hyper_parameters
 from simclr.optim.schedules import WarmupCosineLR
 from simclr.training.datamodule import POSITION_KEY
 from simclr.views.factory import ViewMaker
@@ -25,9 +25,17 @@ from simclr.views.factory import ViewMaker
 PENDING_STEPS = 10_000  # steps of device values a module keeps until they are read
 
 
+FIX_NONFINITE = "lower --lr, raise --temperature or use --precision 32"
+
+
 class NonFiniteLossError(UserError):
     """Raised when a NaN or infinite loss is found (at the next log step or save), before any weights
-    trained after it are saved."""
+    trained after it are saved. ``what`` says what happened; ``outcome`` what is left of the run and how to
+    go on (the run's directory knows: :func:`simclr.training.run_setup.open_run_dir` says it)."""
+
+    def __init__(self, what: str, outcome: str = FIX_NONFINITE) -> None:
+        super().__init__(f"training stopped: {what}; {outcome}")
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -241,11 +249,7 @@ class PretrainingModule(L.LightningModule):
             return
         where = f"at step {failure[0]}" if failure is not None else "on another process"
         value = f"{failure[1]}" if failure is not None else "non-finite"
-        raise NonFiniteLossError(
-            f"training stopped: the loss became {value} {where} "
-            f"(lr {self.current_lr():.4g}); the run's last checkpoint still holds the last good state; "
-            "lower --lr, raise --temperature or use --precision 32, then --resume"
-        )
+        raise NonFiniteLossError(f"the loss became {value} {where} (lr {self.current_lr():.4g})")
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.guard.zero_nonfinite_gradients([p for group in optimizer.param_groups for p in group["params"]])
@@ -264,6 +268,23 @@ class PretrainingModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._last_step_time = None
+
+    def on_train_start(self) -> None:
+        """Make the optimiser and its schedule follow this module's settings from the step reached on.
+
+        Resuming loads the optimiser's and the scheduler's state from the checkpoint, and with it the learning
+        rate, weight decay, momentum and step counts the run was started with; a resume that changes them
+        (``--resume-with-changes --lr``, ``--epochs``, ...) is recorded in the run, and this is where it is
+        applied. For a run that starts afresh it changes nothing.
+        """
+        settings = self.optim
+        optimizer = self.trainer.optimizers[0]
+        set_hyper_parameters(optimizer, settings.weight_decay, settings.momentum, settings.nesterov)
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, WarmupCosineLR):
+                config.scheduler.retarget(
+                    settings.peak_lr, settings.total_steps, settings.warmup_steps, settings.final_ratio, settings.decay
+                )
 
     def current_lr(self) -> float:
         if self._trainer is None or not self.trainer.optimizers:

@@ -4,7 +4,12 @@
 A resumed run trains as its config.yaml says. Settings that say where the data is, how it is read, and what is
 logged, monitored or checkpointed may differ (:data:`RESUME_NEUTRAL`); any other change is refused in one line
 unless the user allows it (``--resume-with-changes``, ``resume_with_changes=True``), and an allowed change is
-recorded in the run's config history from the step it takes effect. What the run measured when it started (its
+recorded in the run's config history from the step it takes effect and applied from that step on: the run is
+built anew from the changed config, and the optimiser's hyper-parameters and its schedule, which the checkpoint
+brings back, are set to the new ones (:meth:`~simclr.training.module.PretrainingModule.on_train_start`). What
+no resume can apply (:data:`FIXED_ON_RESUME`: the network the checkpoint's weights belong to, the optimiser
+whose state it holds, the batch its steps count) is refused in one line even when changes are allowed. What
+the run measured when it started (its
 subset file's SHA-256, the ``--standardize`` statistics) is taken from config.yaml, not measured again.
 
 ``--out DIR`` of a directory that already holds a run continues it only when every setting is the one it was
@@ -43,6 +48,23 @@ RESUME_NEUTRAL = frozenset(
         "keep_every_epochs", "online_probe", "subset_sha256",
     }
 )  # fmt: skip
+_NETWORK = "the checkpoint holds the weights of the network the run started with"
+_STARTING_WEIGHTS = "it only says how a new run's network starts, and a resumed run's weights come from its checkpoint"
+_STEPS = "the run's steps and its place in the epoch count batches of the size it started with"
+_OPTIMIZER = "the checkpoint holds the state of the optimiser it started with, over the parameters it trains"
+# Settings no resume can apply, with the reason; every other setting that is not neutral is applied from the
+# resumed step on: the data, views, loss and trainer are built from the changed config, and the optimiser's
+# hyper-parameters and schedule are set to it after the checkpoint is loaded.
+FIXED_ON_RESUME: dict[str, str] = {
+    **dict.fromkeys(
+        ("backbone", "stem", "image_size", "head", "head_hidden_dim", "head_out_dim", "head_layers",
+         "head_batch_norm", "head_activation"),
+        _NETWORK,
+    ),
+    **dict.fromkeys(("weights", "ae_checkpoint"), _STARTING_WEIGHTS),
+    **dict.fromkeys(("batch_size", "devices", "num_nodes"), _STEPS),
+    **dict.fromkeys(("optimizer", "freeze_head_input"), _OPTIMIZER),
+}  # fmt: skip
 # What a run measures when it starts and keeps in its config.yaml.
 MEASURED_AT_START = ("subset_sha256", "normalization_mean", "normalization_std")
 
@@ -70,17 +92,45 @@ def settle_resume(
     the exception, its hash is pinned afresh when training starts. A change is a one-line UserError naming
     ``switch``, the way to allow it, unless ``allowed``.
     """
-    measured = {name: getattr(saved, name) for name in MEASURED_AT_START if getattr(requested, name) is None}
-    if requested.subset != saved.subset:
-        measured.pop("subset_sha256", None)
-    config = dataclasses.replace(requested, **measured)
+    config = with_measured_values(requested, saved)
     changes = training_changes(config, saved)
     if changes and not allowed:
         raise UserError(
             f"resuming {config.resume} would change how it trains ({describe_changes(changes)}); resume with "
             f"the run's own settings, or pass {switch} to change the run and record it"
         )
+    refuse_fixed_changes(changes, flags=switch.startswith("--"))
     return config, changes
+
+
+def with_measured_values(requested: PretrainConfig, saved: PretrainConfig) -> PretrainConfig:
+    """``requested`` with what the run saved with ``saved`` measured at its start where it leaves it unset (the
+    hash of a subset file is measured again when the subset file is another)."""
+    measured = {name: getattr(saved, name) for name in MEASURED_AT_START if getattr(requested, name) is None}
+    if requested.subset != saved.subset:
+        measured.pop("subset_sha256", None)
+    return dataclasses.replace(requested, **measured)
+
+
+def refuse_fixed_changes(changes: Changes, *, flags: bool) -> None:
+    """A one-line UserError naming the first change of :data:`FIXED_ON_RESUME` (as its flag when ``flags``,
+    else as the config's name) and why it cannot be applied, instead of recording a change the run would not
+    make (or a checkpoint that no longer fits)."""
+    fixed = [name for name in changes if name in FIXED_ON_RESUME]
+    if not fixed:
+        return
+    name = fixed[0]
+    shown = _flag_of(name) if flags else name
+    old, new = changes[name]
+    raise UserError(
+        f"{shown} cannot change on resume ({old} -> {new}): {FIXED_ON_RESUME[name]}; start a new run with "
+        "another --out, or resume with the run's own value"
+    )
+
+
+def _flag_of(name: str) -> str:
+    field = next(item for item in dataclasses.fields(PretrainConfig) if item.name == name)
+    return "--" + (field.metadata.get("flag") or name).replace("_", "-")
 
 
 def resume_from_values(
@@ -109,7 +159,7 @@ def continue_same_run(config: PretrainConfig) -> PretrainConfig:
     if is_worker_process():
         return continued
     saved = run.read_config()
-    continued, _ = settle_resume(continued, saved, allowed=True, switch="--resume")
+    continued = with_measured_values(continued, saved)
     differences = {
         item.name: (getattr(saved, item.name), getattr(continued, item.name))
         for item in dataclasses.fields(continued)

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from simclr.errors import UserError
 from simclr.rundir import RunDir
 from simclr.runs import open_run, setup_logging
 from simclr.settings import config_to_yaml
+from simclr.training.module import FIX_NONFINITE, NonFiniteLossError
 
 RUN_DIR_ENV = "SIMCLR_RUN_DIR"  # hands the resolved directory to DDP worker processes
 # What Lightning's launcher, torchrun and SLURM set in the processes of a multi-process run.
@@ -68,18 +70,41 @@ def open_run_dir(
     target = RunDir(Path(config.resume or config.out or default_run_dir(config)))
     check_writable(target.path)
     resuming = bool(config.resume)
-    with open_run(
-        target.path, may_hold_run=resuming, continue_with="--resume", log_file=target.log, quiet=quiet, held=held
-    ) as run:
-        if resuming and not from_checkpoint and run.last_checkpoint.is_file():
-            raise UserError(
-                f"{run.path} already holds a run that another process checkpointed while this one loaded its "
-                "data; run the same command again to continue it"
-            )
-        run.checkpoints.mkdir(exist_ok=True)
-        run.write_config(config_to_yaml(dataclasses.replace(config, resume=None, out=str(run.path))))
-        os.environ[RUN_DIR_ENV] = str(run.path.resolve())
-        yield run
+    created = not target.path.exists()
+    try:
+        with open_run(
+            target.path, may_hold_run=resuming, continue_with="--resume", log_file=target.log, quiet=quiet, held=held
+        ) as run:
+            if resuming and not from_checkpoint and run.last_checkpoint.is_file():
+                raise UserError(
+                    f"{run.path} already holds a run that another process checkpointed while this one loaded its "
+                    "data; run the same command again to continue it"
+                )
+            run.checkpoints.mkdir(exist_ok=True)
+            run.write_config(config_to_yaml(dataclasses.replace(config, resume=None, out=str(run.path))))
+            os.environ[RUN_DIR_ENV] = str(run.path.resolve())
+            yield run
+    except NonFiniteLossError as exc:
+        raise NonFiniteLossError(exc.what, after_nonfinite_loss(target, created=created)) from None
+
+
+def after_nonfinite_loss(run: RunDir, *, created: bool) -> str:
+    """What is left of a run stopped by a non-finite loss, and how to go on. Its last checkpoint holds the last
+    good state when there is one; without one (the loss was not finite before the first save) nothing trained
+    is worth keeping: a directory this run created is removed, so the same command with a lower --lr can
+    start again, and one it did not create is left for ``--resume --resume-with-changes``."""
+    if run.last_checkpoint.is_file():
+        return (
+            f"{run.last_checkpoint} still holds the last good state; {FIX_NONFINITE}, then continue with "
+            f"--resume {run.path} --resume-with-changes"
+        )
+    if created:
+        shutil.rmtree(run.path, ignore_errors=True)
+        return f"no checkpoint was written, so {run.path} was removed; start again and {FIX_NONFINITE}"
+    return (
+        f"no checkpoint was written, so nothing trained was kept; {FIX_NONFINITE}, and start again with "
+        f"--resume {run.path} --resume-with-changes"
+    )
 
 
 def check_writable(path: Path) -> None:
