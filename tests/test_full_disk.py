@@ -73,9 +73,10 @@ runpy.run_module("simclr", run_name="__main__", alter_sys=True)
 """
 
 TINY_RUN = [
-    "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16",
-    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--quiet", "--backbone", "timm:test_resnet",
+    "--batch-size", "16", "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--quiet",
+    "--backbone", "timm:test_resnet",
 ]  # fmt: skip
+SPIROGRAPH = ["--dataset", "spirograph", "--train-size", "64", "--test-size", "16"]
 
 
 @dataclass
@@ -139,10 +140,11 @@ def place(small_disk: SmallDisk) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished two-epoch run of a tiny backbone, on the ordinary disk."""
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, cifar_small: Path) -> Path:
+    """A finished one-epoch CIFAR-10 run of a tiny backbone, on the ordinary disk."""
     run = tmp_path_factory.mktemp("tiny") / "run"
-    assert main(["pretrain", *TINY_RUN, "--epochs", "2", "--out", str(run)]) == 0
+    cifar = ["--dataset", "cifar10", "--data-dir", str(cifar_small), "--limit-train-images", "64"]
+    assert main(["pretrain", *TINY_RUN, *cifar, "--epochs", "1", "--out", str(run)]) == 0
     return run
 
 
@@ -174,7 +176,9 @@ def test_pretrain_on_a_disk_that_fills_keeps_the_previous_checkpoint_and_resumes
     run = place / "run"
     # the disk fills right after the first epoch's checkpoint: room for the backbone (1.5 MB), not the
     # second checkpoint (3.2 MB)
-    done = small_disk.run("pretrain", *TINY_RUN, "--epochs", "3", "--out", str(run), room=2_000_000, fill_after="last.ckpt")
+    done = small_disk.run(
+        "pretrain", *TINY_RUN, *SPIROGRAPH, "--epochs", "3", "--out", str(run), room=2_000_000, fill_after="last.ckpt"
+    )
     checkpoint = run / "checkpoints" / "last.ckpt"
     line = one_line(done)
     assert_no_room_line(line, checkpoint, small_disk)
@@ -196,7 +200,7 @@ def test_pretrain_on_a_disk_that_fills_keeps_the_previous_checkpoint_and_resumes
 
 def test_data_pack_on_a_full_disk(small_disk: SmallDisk, place: Path, cifar_small: Path) -> None:
     out = place / "packed"
-    line = one_line(small_disk.run("data", "pack", str(cifar_small), str(out), "--workers", "1", room=4096))
+    line = one_line(small_disk.run("data", "pack", str(cifar_small), str(out), "--workers", "1", room=65536))
     assert_no_room_line(line, out, small_disk)
     assert "run the same command again" in line, line
     small_disk.free()
@@ -227,18 +231,20 @@ def test_knn_on_a_full_disk_goes_on_without_its_cache_then_fails_on_its_results(
 ) -> None:
     run = place / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
-    # room for the results but not for the feature cache: one line of warning, and the results
-    done = small_disk.run("knn", str(run), "--workers", "0", room=8192)
+    # room for the results (8 kB) but not for the feature caches (40 and 120 kB): a line of warning for each
+    done = small_disk.run("knn", str(run), "--workers", "0", room=16384)
     assert done.returncode == 0, done.stderr
-    warnings = [line for line in done.stderr.splitlines() if "feature cache" in line]
-    assert len(warnings) == 1 and "Traceback" not in done.stderr, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "feature cache was not kept" in line]
+    assert len(warnings) == 2 and "Traceback" not in done.stderr, done.stderr
+    assert not list((run / "eval" / "features").glob("*.pt"))
     results = json.loads((run / "eval" / "metrics.json").read_text())
     assert results
     small_disk.free()
-    # no room at all: the results cannot be written, and those already there are kept
+    # room for the run's lock, not for the results: they cannot be written, and those already there are kept
     before = (run / "eval" / "metrics.json").read_bytes()
-    line = one_line(small_disk.run("knn", str(run), "--workers", "0", "--k", "3", room=0))
-    assert "metrics.json" in line, line
+    line = one_line(small_disk.run("knn", str(run), "--workers", "0", "--k", "3", room=4096))
+    assert_no_room_line(line, run / "eval" / "metrics.json", small_disk)
+    assert "the previous results file was kept" in line and "run the same command again" in line, line
     assert (run / "eval" / "metrics.json").read_bytes() == before
     assert not leftover_temporaries(run)
 

@@ -73,9 +73,11 @@ def atomic_write(
         tmp.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
-    with atomic_write(path, durable=durable) as tmp:
+def write_text_atomic(
+    path: Path, text: str, *, durable: bool = True, what: str = "file", fix: str = "or choose another --out"
+) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write` (``what`` and ``fix`` word a full disk)."""
+    with atomic_write(path, durable=durable, what=what, fix=fix) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
