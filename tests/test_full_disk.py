@@ -90,9 +90,10 @@ class SmallDisk:
     def filler(self) -> Path:
         return self.root / "filler"
 
-    def run(self, *args: str, room: int = 0, fill_after: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, room: int = 4096, fill_after: str | None = None) -> subprocess.CompletedProcess[str]:
         """``simclr ARGS`` in a new process whose disk fills (before it starts, or once a file named
-        ``fill_after`` is written): ``room`` bytes are left free (tmpfs) or are the most one file may hold."""
+        ``fill_after`` is written): ``room`` bytes are left free (tmpfs) or are the most one file may hold (a
+        page: Python's ``tempfile`` and the run's lock still fit, the outputs do not)."""
         env = dict(os.environ, OMP_NUM_THREADS="1")
         env["SIMCLR_TEST_FILL"] = f"tmpfs:{self.filler}:{room}" if self.mounted else f"limit:{room}"
         if fill_after is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 import shutil
 from pathlib import Path
@@ -31,8 +32,12 @@ _NO_ROOM_WORDS = {
     errno.EDQUOT: ("Disk quota exceeded", f"os error {errno.EDQUOT})"),
     errno.EFBIG: ("File too large", f"os error {errno.EFBIG})"),
 }
-# torch's zip writer (torch.save, torch.jit.save) to a path: a failed write surfaces as one of these, errno lost
-_TORCH_WRITER_FAILURES = ("unexpected pos", "PytorchStreamWriter failed writing", "iostream error")
+# writers that lose the errno: torch's zip writer to a path (torch.save, torch.jit.save) and numpy's short write
+# (``N requested and M written``, what a write that ran out of room returns before it fails)
+_WRITER_FAILURES = (
+    re.compile(r"unexpected pos|PytorchStreamWriter failed writing|iostream error"),
+    re.compile(r"\d+ requested and \d+ written"),
+)
 # below this much free space a torch writer failure is taken for a full disk (a failed write leaves ~0 free)
 _NEARLY_FULL = 1 << 20
 
@@ -43,9 +48,9 @@ class DiskFull(UserError):
 
 def no_room_errno(exc: BaseException, written_to: Path | None = None) -> int | None:
     """ENOSPC, EDQUOT or EFBIG when ``exc`` (or an exception it was raised from or while handling) is a write
-    that found no room; None otherwise. ``written_to``, the file being written, lets a torch zip-writer
-    failure that lost its errno be judged by the file system: over the file size limit is EFBIG, a file
-    system with (almost) nothing free is ENOSPC."""
+    that found no room; None otherwise. ``written_to``, the file being written, lets a failure of a writer
+    that lost the errno (torch's zip writer, numpy's short write) be judged by the file system: over the file
+    size limit is EFBIG, a file system with (almost) nothing free is ENOSPC."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -57,7 +62,7 @@ def no_room_errno(exc: BaseException, written_to: Path | None = None) -> int | N
             if any(word in text for word in words):
                 return code
         current = current.__cause__ or current.__context__
-    if written_to is not None and isinstance(exc, RuntimeError) and any(m in str(exc) for m in _TORCH_WRITER_FAILURES):
+    if written_to is not None and any(failure.search(str(exc)) for failure in _WRITER_FAILURES):
         return _judged_by_file_system(written_to)
     return None
 
