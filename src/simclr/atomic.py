@@ -3,8 +3,10 @@
 Every file simclr writes goes through :func:`atomic_write`: the content is written to a temporary file in the
 same folder (``.NAME.tmp-PID``), flushed to the disk, and renamed over the target in one step. A process killed
 mid-write leaves only that temporary behind; :func:`remove_leftover_temporaries` (called when a run-like
-directory is opened) clears the ones whose writer is gone. This module imports nothing of simclr's domain and
-no torch, so every layer can use it.
+directory is opened) clears the ones whose writer is gone. A write that finds no room on the disk (whatever
+library made it) removes the temporary, keeps the previous file, and raises :class:`~simclr.disk_full.DiskFull`
+naming the file, the room it needs and the fix. This module imports nothing of simclr's domain and no torch,
+so every layer can use it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from simclr.disk_full import DiskFull, disk_full_message, no_room_errno
 
 TEMPORARY_MARK = ".tmp-"
 _TEMPORARY_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -26,11 +30,15 @@ def temporary_path(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_write(path: Path, *, durable: bool = True) -> Iterator[Path]:
+def atomic_write(
+    path: Path, *, durable: bool = True, what: str = "file", fix: str = "or choose another --out"
+) -> Iterator[Path]:
     """Yields the temporary path to write ``path``'s new content to (with any library); when the block ends
     without an error the temporary is flushed to the disk (unless not ``durable``), given the mode of a file
     the process creates, and renamed over ``path``. On an error the temporary is removed and ``path`` is left
-    as it was.
+    as it was. When the disk has no room for it, the error is :class:`~simclr.disk_full.DiskFull`, one line
+    naming ``path`` as a ``what`` (``"checkpoint"``), the previous version's size (what the new one will about
+    need), and the fix: free space, then ``fix``.
 
     ``durable=False`` skips the flush, for many small files that a rerun re-makes anyway (cropped images):
     the rename is still atomic for a reader, but a power cut may leave the file empty.
@@ -51,13 +59,25 @@ def atomic_write(path: Path, *, durable: bool = True) -> Iterator[Path]:
         if durable:
             _flush_to_disk(tmp)
         os.replace(tmp, path)
+    except Exception as exc:
+        code = no_room_errno(exc, written_to=tmp)
+        if code is None:
+            raise
+        written = _size_or_none(tmp)
+        tmp.unlink(missing_ok=True)  # before the message, so that the free space it reports counts this file's room
+        previous = _size_or_none(path)
+        kept = f"the previous {what} was kept" if previous is not None else "nothing half-written was left"
+        message = disk_full_message(code, path, written=written, needed=previous, kept=kept, fix=fix)
+        raise DiskFull(message) from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
-    with atomic_write(path, durable=durable) as tmp:
+def write_text_atomic(
+    path: Path, text: str, *, durable: bool = True, what: str = "file", fix: str = "or choose another --out"
+) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write` (``what`` and ``fix`` word a full disk)."""
+    with atomic_write(path, durable=durable, what=what, fix=fix) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -92,6 +112,13 @@ def remove_leftover_temporaries(folder: Path, *, recursive: bool = False) -> lis
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _flush_to_disk(path: Path) -> None:

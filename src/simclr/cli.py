@@ -1,9 +1,11 @@
 """The ``simclr`` command: one entry point, one sub-command per verb.
 
 User errors (:class:`simclr.errors.UserError`, bad flags, bad YAML) end with a one-line message and exit
-code 2, never a traceback; anything else is a bug and keeps its traceback. SIGINT and SIGTERM, to the process
-or to its whole group, end a command with one line and exit code 130 or 143 (:mod:`simclr.stop_signals`):
-pretraining first saves its checkpoint, every command leaves nothing half-written.
+code 2, never a traceback; so does a write that found no room on the disk (full, over quota, over the file size
+limit), whatever command and library made it (:mod:`simclr.disk_full`); anything else is a bug and keeps its
+traceback. SIGINT and SIGTERM, to the process or to its whole group, end a command with one line and exit code
+130 or 143 (:mod:`simclr.stop_signals`): pretraining first saves its checkpoint, every command leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from simclr.disk_full import disk_full_message, failed_path, no_room_errno
 from simclr.errors import Interrupted, UserError
 from simclr.stop_signals import StopSignal, raise_on_stop_signals
 from simclr.version import __version__
@@ -78,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # raised by a library that handles SIGINT itself
         print("simclr: interrupted (SIGINT) before it finished", file=sys.stderr)
         return 130
+    except Exception as exc:  # a write outside simclr.atomic (a library's own files) that found no room
+        code = no_room_errno(exc)
+        if code is None:
+            raise
+        print(f"simclr: error: {disk_full_message(code, failed_path(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def entry_point() -> NoReturn:

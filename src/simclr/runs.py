@@ -136,8 +136,12 @@ def claim(directory: Path, *, flag: str = "--out") -> str | None:
             )
             lock.unlink(missing_ok=True)
             continue
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(me, handle)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(me, handle)
+        except OSError as exc:  # a full disk: an empty lock would name no holder; the error names the lock
+            lock.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(lock)) from None
         return takeover
     raise UserError(f"{directory} is being claimed by another process at the same time; choose another {flag}")
 

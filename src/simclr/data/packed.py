@@ -65,9 +65,11 @@ from simclr.data.pack_format import (
 from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_sources import PackSource, pack_sources, split_fingerprint
 from simclr.data.pack_workers import interrupted_on_signals, run_parts
+from simclr.disk_full import DiskFull, disk_full_message, failed_path, no_room_errno
 from simclr.errors import UserError
 from simclr.process_lock import Holder, hold_lock
 from simclr.progress import Progress, per_tenth
+from simclr.settings import format_size
 
 log = logging.getLogger("simclr")
 
@@ -340,9 +342,25 @@ def pack_split(
     _JOB = _PackJob(source, order, out, settings.max_side, settings.quality)
     try:
         run_parts([part for part in parts if part not in results], settings.workers, _pack_part, add)
+    except Exception as exc:
+        if (code := no_room_errno(exc)) is None:
+            raise
+        raise _no_room_for_pack(code, exc, out, [part for part in parts if part not in results]) from None
     finally:
         _JOB = None
     return _merge_parts(source, out, [results[part] for part in parts], settings, fingerprint, resumed)
+
+
+def _no_room_for_pack(code: int, exc: BaseException, out: Path, unfinished: list[int]) -> DiskFull:
+    """The one line of a pack that filled the disk; the chunks of the parts it cut short are removed first (the
+    room they took is given back, and no truncated chunk is left), those of finished parts are kept for the
+    same command to go on from."""
+    for part in unfinished:
+        _clear_unfinished(out, part)
+    packed = sum(chunk.stat().st_size for chunk in out.glob("chunk-*.bin"))
+    kept = f"the parts packed so far ({format_size(packed)}) were kept" if packed else "nothing half-written was left"
+    fix = "then run the same command again to finish the pack, or choose another OUT"
+    return DiskFull(disk_full_message(code, failed_path(exc) or out, kept=kept, fix=fix))
 
 
 def _merge_parts(

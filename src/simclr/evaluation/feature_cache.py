@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ import torch
 from torch import Tensor
 
 from simclr.atomic import atomic_write
+from simclr.disk_full import DiskFull
+
+log = logging.getLogger("simclr")
 
 
 @dataclass
@@ -45,7 +49,9 @@ class FeatureCache:
         return self.folder / f"{split}-{digest}.pt"
 
     def get(self, split: str, key: Mapping[str, Any], compute: Callable[[], SplitFeatures]) -> SplitFeatures:
-        """The cached features of ``split`` under ``key``, else ``compute()``'s, kept for the next time."""
+        """The cached features of ``split`` under ``key``, else ``compute()``'s, kept for the next time. When
+        the disk has no room for them, one line of warning says so and the features are returned uncached:
+        the evaluation goes on (its results are small, and their own writer reports a disk with no room)."""
         path = self.path(split, key)
         if self.enabled and path.is_file():
             # memory-mapped: the features of a big split are paged in as a fit reads them
@@ -54,6 +60,9 @@ class FeatureCache:
         result = compute()
         if self.enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(path) as tmp:
-                torch.save({"features": result.features, "labels": result.labels, "factors": result.factors}, tmp)
+            try:
+                with atomic_write(path, what="feature cache") as tmp:
+                    torch.save({"features": result.features, "labels": result.labels, "factors": result.factors}, tmp)
+            except DiskFull as exc:  # a cache is a saving, not a result: the evaluation goes on without it
+                log.warning("the feature cache was not kept: %s", exc)
         return result

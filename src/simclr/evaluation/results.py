@@ -121,7 +121,8 @@ def record_result(
     doc["dataset"] = dict(dataset)
     doc["backbone"] = dict(backbone)
     doc["results"][key] = dict(entry)
-    write_text_atomic(path, json.dumps(_json_safe(doc), indent=2, sort_keys=False) + "\n")
+    text = json.dumps(_json_safe(doc), indent=2, sort_keys=False) + "\n"
+    write_text_atomic(path, text, what="results file", fix="then run the same command again")
     return path
 
 

@@ -3,7 +3,9 @@
 Lightning writes checkpoints in place, so a SIGKILL during the write leaves a truncated ``last.ckpt`` and
 the run cannot be resumed. Here every checkpoint is written through :mod:`simclr.atomic` (a synced temporary
 file in the same directory, renamed over the old one): a reader sees either the old or the new checkpoint,
-never half. A full disk ends the write with a one-line error and the previous checkpoint in place.
+never half. A full disk (or quota, or file size limit) ends the write with a one-line error
+(:class:`~simclr.disk_full.DiskFull`: the checkpoint, the room it needs, the free space) and the previous
+checkpoint in place, so that ``--resume`` continues once there is room.
 
 Reading always passes ``weights_only=True`` to ``torch.load``, whatever the environment says
 (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` only changes the default): a checkpoint holds tensors and plain
@@ -12,7 +14,6 @@ containers, and unpickling anything else could run code from a crafted file.
 
 from __future__ import annotations
 
-import errno
 import pickle
 import zipfile
 from pathlib import Path
@@ -27,18 +28,11 @@ from simclr.errors import UserError
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` through :func:`~simclr.atomic.atomic_write` (a synced temporary file, then a
-    rename); a full disk is a one-line UserError that keeps the previous checkpoint."""
+    rename); a full disk is a one-line :class:`~simclr.disk_full.DiskFull` that keeps the previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_write(path) as tmp, open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        raise UserError(
-            f"the disk is full: writing {path} failed and the previous checkpoint was kept; free some space, "
-            "then continue with --resume"
-        ) from None
+    # through a Python file: torch's writer then fails with the OSError (and its errno) as its context
+    with atomic_write(path, what="checkpoint", fix="then continue with --resume") as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_checkpoint_safely(path: Path) -> dict[str, Any]:
