@@ -50,7 +50,9 @@ def test_an_evaluation_stopped_by_a_signal_to_its_process_group_exits_in_one_lin
     deadline = time.time() + 120
     while time.time() < deadline and evaluation.proc.poll() is None and not evaluation.children():
         time.sleep(0.01)
-    assert evaluation.children(), f"the loader workers must be running\n{evaluation.output()}"
+    assert evaluation.children(), (
+        f"the loader workers must be running (exit code {evaluation.proc.poll()})\n{evaluation.output()}"
+    )
     evaluation.signal_group(signum)
 
     assert evaluation.wait() == exit_code, evaluation.output()  # wait: and no worker outlives it
