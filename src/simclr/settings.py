@@ -175,16 +175,33 @@ class _AliasFound(yaml.YAMLError):
     """An anchor or alias in a config file (raised by :class:`_PlainLoader`)."""
 
 
+class _NestedTooDeep(yaml.YAMLError):
+    """Collections nested deeper than :data:`MAX_CONFIG_DEPTH` in a config file (raised by :class:`_PlainLoader`)."""
+
+
+MAX_CONFIG_DEPTH = 32  # a config nests two or three levels (sweep grids: four)
+
+
 class _PlainLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that stops at the first anchor or alias. simclr configs never need them, and aliases
-    nested a few levels deep (a "billion laughs" file of 300 bytes) expand to gigabytes once printed or merged.
-    It stops while composing, before the rest of the file is read, so a hostile file costs next to nothing."""
+    """``yaml.SafeLoader`` that stops at the first anchor or alias, and at collections nested deeper than
+    :data:`MAX_CONFIG_DEPTH`. simclr configs need neither; aliases nested a few levels deep (a "billion laughs"
+    file of 300 bytes) expand to gigabytes once printed or merged, and 10,000 brackets would make PyYAML recurse
+    until Python's limit. It stops while composing, before the rest of the file is read (PyYAML scans lazily),
+    so a hostile file costs next to nothing."""
+
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise _AliasFound
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_CONFIG_DEPTH:
+            raise _NestedTooDeep
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; YAML's parser needs ~1000 times a file's size to read it
@@ -218,16 +235,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(
             f"config file {path} uses YAML anchors/aliases, which simclr configs do not need; write the values out"
         ) from None
+    except (_NestedTooDeep, RecursionError):  # RecursionError: PyYAML composes recursively; a low limit may come first
+        raise UserError(
+            f"config file {path} nests values too deeply for a config; write plain keys and values, "
+            "or regenerate it with --print-config"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(
             f"config file {path} is not valid YAML{where}; fix the syntax or regenerate it with --print-config"
-        ) from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise UserError(
-            f"config file {path} nests values too deeply for a config; write plain keys and values, "
-            "or regenerate it with --print-config"
         ) from None
     except ValueError:  # a value YAML parses but Python cannot hold: 2024-13-45, an int of 5000 digits
         raise UserError(
