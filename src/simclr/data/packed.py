@@ -66,6 +66,7 @@ from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_sources import PackSource, pack_sources, split_fingerprint
 from simclr.data.pack_workers import interrupted_on_signals, run_parts
 from simclr.errors import UserError
+from simclr.paths import check_writable_folder
 from simclr.process_lock import Holder, hold_lock
 from simclr.progress import Progress, per_tenth
 
@@ -98,6 +99,9 @@ _LITDATA_DISTRIBUTED_ENV = (
 _KEPT_FORMATS = {"JPEG", "PNG"}
 _KEPT_MODES = {"RGB", "L"}
 _EXIF_ORIENTATION = 0x0112
+# how skipped.csv is read and written: UTF-8, and a file name that is not (bytes a Linux file system allows) as
+# its bytes, through the surrogate escapes os.listdir gave it
+_FILE_NAME_ERRORS = "surrogateescape"
 
 
 @dataclass
@@ -226,7 +230,7 @@ def _pack_part(part: int) -> _PartResult:
                 result.skipped.append((name, f"{type(exc).__name__}: {exc}"))
                 continue
             label = int(job.source.labels[i])
-            writer.add_item(len(result.labels), {"image": encoded.data, "label": label, "path": name.encode()})
+            writer.add_item(len(result.labels), {"image": encoded.data, "label": label, "path": os.fsencode(name)})
             result.labels.append(label)
             result.bytes += len(encoded.data)
             result.shorter_sides.append(encoded.shorter_side)
@@ -356,7 +360,11 @@ def _merge_parts(
     with _litdata_sees(WORLD_SIZE="1", GLOBAL_RANK="0", NNODES="1"):  # rank 0 of 1 process: it waits for no one
         BinaryWriter(str(out), chunk_bytes=CHUNK_BYTES).merge(num_workers=written)
     skipped = list(source.listing_skipped) + [item for result in results for item in result.skipped]
-    with atomic_write(out / SKIPPED_FILE) as tmp, open(tmp, "w", newline="") as handle:
+    # names that are not UTF-8 (any bytes on Linux) are written as the bytes the file system holds
+    with (
+        atomic_write(out / SKIPPED_FILE) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8", errors=_FILE_NAME_ERRORS) as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         writer.writerows(skipped)
@@ -384,7 +392,7 @@ def _read_skipped(out: Path) -> list[tuple[str, str]]:
     path = out / SKIPPED_FILE
     if not path.is_file():
         return []
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8", errors=_FILE_NAME_ERRORS) as handle:
         return [(row["path"], row["reason"]) for row in csv.DictReader(handle)]
 
 
@@ -394,6 +402,7 @@ def pack_dataset(
     """Pack every split of ``src`` into ``out/<split>`` (:func:`pack_splits`); ``on_part(split, done, total)``
     reports progress."""
     settings = settings or PackConfig()
+    check_writable_folder(Path(out), "OUT")  # before listing: a file there would end in NotADirectoryError
     data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
     sources = pack_sources(src, data_dir, settings.download, settings.workers, settings.follow_links)
     return pack_splits(sources, out, settings, on_part)
