@@ -38,6 +38,7 @@ __all__ = [
     "read_lock",
     "this_process",
     "try_create",
+    "wait_while_held",
 ]
 
 HEARTBEAT_SECONDS = 5.0  # how often a holder refreshes its lock
@@ -225,3 +226,23 @@ def hold_lock(
         yield held
     finally:
         held.release()
+
+
+def wait_while_held(
+    lock: Path,
+    *,
+    on_wait: Callable[[Holder], None] | None = None,
+    poll: float = 0.5,
+    stale_after: float = STALE_SECONDS,
+) -> None:
+    """Return once no live process holds ``lock`` (released, or its holder gone: see the module docstring),
+    without taking it: for a reader of what the holder is writing, which may have no right to write there.
+    ``on_wait(holder)`` is called every ``poll`` seconds meanwhile."""
+    refreshes = _Refreshes(stale_after)
+    while Path(lock).exists():
+        holder = read_lock(lock)
+        if refreshes.gone(holder):
+            return
+        if on_wait is not None:
+            on_wait(holder)
+        time.sleep(poll)

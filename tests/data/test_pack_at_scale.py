@@ -24,10 +24,10 @@ from simclr.cli import main
 from simclr.data import packed
 from simclr.data.cache_folder import CACHE_ENV
 from simclr.data.pack_cache import automatic_pack
-from simclr.data.pack_format import read_pack_info
+from simclr.data.pack_format import PACK_LOCK, read_pack_info
 from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_workers import interrupted_on_signals
-from simclr.data.packed import PACK_LOCK, pack_dataset
+from simclr.data.packed import pack_dataset
 from simclr.data.source import DataSource
 from simclr.errors import Interrupted, UserError
 from simclr.process_lock import read_lock

@@ -111,7 +111,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch, su
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full_disk)
-    no_room = r"^the disk is full: \S+/emb\.\w+ could not be written \(.*\); .*free space on \S+, or choose another --out$"
+    no_room = r"^the disk is full: \S+/emb\.\w+ could not be written \(.*\); .*free space on \S+, or choose another"
     with pytest.raises(UserError, match=no_room):
         write_embeddings(emb, tmp_path / f"emb{suffix}", "lightly-csv" if suffix == ".csv" else None)
     assert os.listdir(tmp_path) == []

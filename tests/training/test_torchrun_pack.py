@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from simclr.data.cache_folder import CACHE_ENV
-from simclr.data.packed import PACK_LOCK
+from simclr.data.pack_format import PACK_LOCK
 
 pytestmark = pytest.mark.slow
 

@@ -31,6 +31,7 @@ from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_sources import pack_sources, split_fingerprint
 from simclr.data.packed import pack_is_current, pack_splits
 from simclr.errors import UserError
+from simclr.paths import check_writable_folder
 from simclr.progress import logged_progress
 from simclr.settings import format_size
 
@@ -58,6 +59,8 @@ def automatic_pack(src: str, root: Path, pack_dir: Path | None, settings: PackCo
         return target
     if pack_dir is None:
         _say_earlier_packs(root, place, target)
+    if pack_dir is not None:  # a file there would end in NotADirectoryError deep in the packer
+        check_writable_folder(target, "--pack-dir")
     log.info("packing %s into %s (once: later runs on the same files stream from it)", root, target)
     try:
         summaries = pack_splits(sources, target, settings, logged_progress("packing"), replace_other=True)

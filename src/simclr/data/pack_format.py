@@ -8,36 +8,52 @@ pack is complete),
 :mod:`simclr.data.packed` writes them and :mod:`simclr.data.streaming` reads them; both import the names
 from here. Reading a split's description also checks litdata's index (:func:`check_pack_index`): a pack is
 a file anyone may hand over, and litdata would unpickle samples whose index says they are pickles.
+Opening a local split checks its chunk files against the sizes the index records (:func:`chunk_problem`, a
+``stat`` per chunk): a chunk truncated by a crash, two writers or a bad copy is refused in one line instead of
+litdata waiting for the rest of it and ending in ``ChunkWaitTimeoutError``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from simclr.errors import UserError
+from simclr.process_lock import Holder, wait_while_held
+from simclr.progress import per_tenth
+
+log = logging.getLogger("simclr")
 
 __all__ = [
     "INDEX_FILE",
     "INFO_FILE",
     "LABELS_FILE",
+    "PACK_LOCK",
     "PACK_FORMAT",
     "PACK_SPLITS",
     "READABLE_DATA_FORMATS",
     "SKIPPED_FILE",
     "SPLIT_FOLDERS",
     "PackedSplitInfo",
+    "check_chunk_files",
     "check_pack_index",
+    "chunk_problem",
     "find_packed_split",
     "is_packed",
     "read_pack_info",
+    "wait_for_packer",
+    "waiting_for_packer",
 ]
 
 INDEX_FILE = "index.json"  # litdata's index of the chunks
 INFO_FILE = "simclr-pack.json"
 LABELS_FILE = "labels.npy"
 SKIPPED_FILE = "skipped.csv"
+PACK_LOCK = ".simclr-pack.lock"  # in OUT: held by the one process packing it (simclr.data.packed.pack_splits)
 PACK_SPLITS = ("train", "test")  # OUT/train and OUT/test
 PACK_FORMAT = "simclr-pack/1"
 # the folder names a split is found under (a pack made elsewhere may name its test split val/)
@@ -109,6 +125,71 @@ def check_pack_index(split_dir: Path) -> None:
             f"{path} stores samples as {unread[0]!r}, which simclr does not read (only {readable}: a pickled "
             "sample would run code when read); pack the dataset again with 'simclr data pack'"
         )
+
+
+def chunk_problem(split_dir: Path) -> str | None:
+    """What is wrong with the chunk files of the local packed split ``split_dir``, or None: a chunk its
+    ``index.json`` lists that is missing, or whose size is not the ``chunk_bytes`` the index records for it
+    (litdata writes that size, the file's, for chunks it does not compress; compressed chunks, which simclr never
+    writes, are not checked). Only ``stat`` calls: the bytes themselves are checked as they are decoded
+    (:mod:`simclr.data.streaming`). The index itself is :func:`check_pack_index`'s to judge."""
+    try:
+        index = json.loads((Path(split_dir) / INDEX_FILE).read_text())
+        chunks, compression = index["chunks"], index["config"].get("compression")
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
+        return f"its {INDEX_FILE} cannot be read"
+    if compression:
+        return None
+    for chunk in chunks:
+        name, expected = (chunk.get("filename"), chunk.get("chunk_bytes")) if isinstance(chunk, dict) else (None, None)
+        if not isinstance(name, str) or not isinstance(expected, int) or os.path.basename(name) != name:
+            return f"its {INDEX_FILE} lists a chunk without a plain file name and size"
+        try:
+            size = (Path(split_dir) / name).stat().st_size
+        except FileNotFoundError:
+            return f"chunk {name} is missing"
+        except OSError as exc:
+            return f"chunk {name} cannot be read ({exc.strerror or exc})"
+        if size != expected:
+            return f"chunk {name} is {size} bytes, its {INDEX_FILE} says {expected}"
+    return None
+
+
+def check_chunk_files(split_dir: Path) -> None:
+    """Refuse the local packed split ``split_dir`` in one line when a chunk file is missing or not the size its
+    index records (:func:`chunk_problem`)."""
+    problem = chunk_problem(split_dir)
+    if problem is not None:
+        raise UserError(
+            f"packed split {split_dir} is damaged: {problem} (a crash, two writers or a bad copy); pack it again "
+            "with 'simclr data pack' (or copy it again whole)"
+        )
+
+
+def waiting_for_packer(out: Path) -> Callable[[Holder], None]:
+    """What a process waiting for another to pack ``out`` says: who packs it (once per holder), then how far
+    it is, once per tenth of each split (from what the holder publishes in the lock)."""
+    told: set[tuple[object, object]] = set()
+    tenths = per_tenth(lambda split, done, total: log.info("waiting for %s %s: %d/%d", out, split, done, total))
+
+    def on_wait(holder: Holder) -> None:
+        who = (holder.get("pid"), holder.get("host"))
+        if holder and who not in told:
+            told.add(who)
+            log.info("waiting for process %s on %s to finish packing %s (since %s)", *who, out, holder.get("since"))
+        split, done, total = holder.get("task"), holder.get("done"), holder.get("total")
+        if isinstance(split, str) and isinstance(done, int) and isinstance(total, int):
+            tenths(split, done, total)
+
+    return on_wait
+
+
+def wait_for_packer(out: Path) -> None:
+    """Before reading the packed dataset ``out``: wait, saying for whom, while a process packs it (it holds
+    :data:`PACK_LOCK`), so a reader never streams chunks still being written (litdata would wait for them and
+    end in ``ChunkWaitTimeoutError``). A packer that is gone is not waited for: its unfinished pack is then
+    refused in one line by :func:`read_pack_info`. The lock is only read: a reader may have no right to write."""
+    wait_while_held(Path(out).expanduser() / PACK_LOCK, on_wait=waiting_for_packer(out))
 
 
 def find_packed_split(root: Path, split: str) -> Path | None:

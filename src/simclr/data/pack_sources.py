@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,9 @@ def split_fingerprint(
     }
     digest.update(json.dumps(head, sort_keys=True).encode())
     for done, (name, label) in enumerate(zip(source.names, source.labels, strict=True), start=1):
-        digest.update(f"\n{name}\t{int(label)}".encode())
+        # the name's bytes as the file system holds them: a name that is not UTF-8 (Linux allows any bytes) is
+        # a str with surrogate escapes, which .encode() refuses
+        digest.update(b"\n" + os.fsencode(name) + f"\t{int(label)}".encode())
         if source.folder is not None:
             digest.update(_file_state(source.folder / name).encode())
         if progress is not None and (done % _FILES_PER_REPORT == 0 or done == len(source)):

@@ -23,6 +23,8 @@ by rank and node and resumable (:mod:`simclr.data.streaming`).
 - What a split holds is fingerprinted (:func:`~simclr.data.pack_sources.split_fingerprint`: every file's
   name, label, size and modification time, the settings, the format): a finished or unfinished pack of the
   same fingerprint is kept or finished, one of other content is refused (or, for the automatic pack, replaced).
+  A finished pack of the same fingerprint whose chunk files are not the sizes its index says
+  (:func:`~simclr.data.pack_format.chunk_problem`) is packed again, saying so.
 - One process packs an OUT folder at a time (:func:`pack_splits`): it holds ``OUT/.simclr-pack.lock``
   (:mod:`simclr.process_lock`: taken over when its holder is gone), the others wait with a progress line
   and then find the pack made.
@@ -57,24 +59,27 @@ from simclr.data.pack_format import (
     INDEX_FILE,
     INFO_FILE,
     LABELS_FILE,
+    PACK_LOCK,
     PACK_SPLITS,
     SKIPPED_FILE,
     PackedSplitInfo,
+    chunk_problem,
     read_pack_info,
+    waiting_for_packer,
 )
 from simclr.data.pack_settings import PackConfig
 from simclr.data.pack_sources import PackSource, pack_sources, split_fingerprint
 from simclr.data.pack_workers import interrupted_on_signals, run_parts
 from simclr.disk_full import DiskFull, disk_full_message, failed_path, no_room_errno
 from simclr.errors import UserError
-from simclr.process_lock import Holder, hold_lock
-from simclr.progress import Progress, per_tenth
+from simclr.paths import check_writable_folder
+from simclr.process_lock import hold_lock
+from simclr.progress import Progress
 from simclr.settings import format_size
 
 log = logging.getLogger("simclr")
 
 __all__ = [
-    "PACK_LOCK",
     "PART_SIZE",
     "PackSummary",
     "pack_dataset",
@@ -87,7 +92,6 @@ PART_SIZE = 2048
 CHUNK_BYTES = "64MB"
 _PARTS_DIR = ".parts"
 _PARTS_SOURCE = "source.json"  # in .parts: the fingerprint of what an unfinished pack is packing
-PACK_LOCK = ".simclr-pack.lock"  # in OUT: held by the one process packing it
 # what litdata's writer reads to learn its rank and the processes whose index files a merge waits for
 _LITDATA_DISTRIBUTED_ENV = (
     "WORLD_SIZE",
@@ -100,6 +104,9 @@ _LITDATA_DISTRIBUTED_ENV = (
 _KEPT_FORMATS = {"JPEG", "PNG"}
 _KEPT_MODES = {"RGB", "L"}
 _EXIF_ORIENTATION = 0x0112
+# how skipped.csv is read and written: UTF-8, and a file name that is not (bytes a Linux file system allows) as
+# its bytes, through the surrogate escapes os.listdir gave it
+_FILE_NAME_ERRORS = "surrogateescape"
 
 
 @dataclass
@@ -228,7 +235,7 @@ def _pack_part(part: int) -> _PartResult:
                 result.skipped.append((name, f"{type(exc).__name__}: {exc}"))
                 continue
             label = int(job.source.labels[i])
-            writer.add_item(len(result.labels), {"image": encoded.data, "label": label, "path": name.encode()})
+            writer.add_item(len(result.labels), {"image": encoded.data, "label": label, "path": os.fsencode(name)})
             result.labels.append(label)
             result.bytes += len(encoded.data)
             result.shorter_sides.append(encoded.shorter_side)
@@ -310,9 +317,14 @@ def pack_split(
     if existing is not None and existing[0] != fingerprint:
         _other_content(out, existing[1], source, replace_other)
     elif (out / INFO_FILE).is_file():
-        info = read_pack_info(out)
-        shutil.rmtree(out / _PARTS_DIR, ignore_errors=True)  # left when the last run stopped right after the info
-        return PackSummary(out, info.images, len(info.class_names), _read_skipped(out), info.bytes, kept=True)
+        damage = chunk_problem(out)
+        if damage is None:
+            info = read_pack_info(out)
+            shutil.rmtree(out / _PARTS_DIR, ignore_errors=True)  # left when the last run stopped after the info
+            return PackSummary(out, info.images, len(info.class_names), _read_skipped(out), info.bytes, kept=True)
+        # the same files, but a chunk lost or cut short since (a bad copy, a disk error): worthless as it is
+        log.warning("%s is damaged (%s): packing it again", out, damage)
+        shutil.rmtree(out)
     if out.exists() and any(out.iterdir()) and not (out / _PARTS_DIR).is_dir():
         raise UserError(f"{out} exists and is not an unfinished pack; choose an empty or new OUT folder")
     (out / _PARTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -374,7 +386,11 @@ def _merge_parts(
     with _litdata_sees(WORLD_SIZE="1", GLOBAL_RANK="0", NNODES="1"):  # rank 0 of 1 process: it waits for no one
         BinaryWriter(str(out), chunk_bytes=CHUNK_BYTES).merge(num_workers=written)
     skipped = list(source.listing_skipped) + [item for result in results for item in result.skipped]
-    with atomic_write(out / SKIPPED_FILE) as tmp, open(tmp, "w", newline="") as handle:
+    # names that are not UTF-8 (any bytes on Linux) are written as the bytes the file system holds
+    with (
+        atomic_write(out / SKIPPED_FILE) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8", errors=_FILE_NAME_ERRORS) as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(["path", "reason"])
         writer.writerows(skipped)
@@ -402,7 +418,7 @@ def _read_skipped(out: Path) -> list[tuple[str, str]]:
     path = out / SKIPPED_FILE
     if not path.is_file():
         return []
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8", errors=_FILE_NAME_ERRORS) as handle:
         return [(row["path"], row["reason"]) for row in csv.DictReader(handle)]
 
 
@@ -412,6 +428,7 @@ def pack_dataset(
     """Pack every split of ``src`` into ``out/<split>`` (:func:`pack_splits`); ``on_part(split, done, total)``
     reports progress."""
     settings = settings or PackConfig()
+    check_writable_folder(Path(out), "OUT")  # before listing: a file there would end in NotADirectoryError
     data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
     sources = pack_sources(src, data_dir, settings.download, settings.workers, settings.follow_links)
     return pack_splits(sources, out, settings, on_part)
@@ -437,7 +454,7 @@ def pack_splits(
     out = Path(out)
     created = not out.exists()
     try:
-        with interrupted_on_signals("packing"), hold_lock(out / PACK_LOCK, on_wait=_waiting_for(out)) as lock:
+        with interrupted_on_signals("packing"), hold_lock(out / PACK_LOCK, on_wait=waiting_for_packer(out)) as lock:
             if lock.took_over is not None:
                 log.warning(
                     "%s: process %s on %s, which was packing it, ended before finishing; taking over "
@@ -469,30 +486,16 @@ def pack_splits(
 
 def pack_is_current(out: Path, fingerprints: Mapping[str, str]) -> bool:
     """True when ``out`` holds a finished pack of every split in ``fingerprints`` (split -> fingerprint) with
-    that fingerprint, and no other split: what :func:`pack_splits` would leave as it is."""
+    that fingerprint, whole (every chunk of the size its index says), and no other split: what
+    :func:`pack_splits` would leave as it is."""
     for split in PACK_SPLITS:
         existing = _existing_pack(Path(out) / split)
         if split not in fingerprints:
             if existing is not None:
                 return False
-        elif existing is None or existing[0] != fingerprints[split] or not (Path(out) / split / INFO_FILE).is_file():
+            continue
+        if existing is None or existing[0] != fingerprints[split] or not (Path(out) / split / INFO_FILE).is_file():
+            return False
+        if chunk_problem(Path(out) / split) is not None:  # damaged since: packed again
             return False
     return True
-
-
-def _waiting_for(out: Path) -> Callable[[Holder], None]:
-    """What a process waiting for another to pack ``out`` says: who packs it (once per holder), then how far
-    it is, once per tenth of each split (from what the holder publishes in the lock)."""
-    told: set[tuple[object, object]] = set()
-    tenths = per_tenth(lambda split, done, total: log.info("waiting for %s %s: %d/%d", out, split, done, total))
-
-    def on_wait(holder: Holder) -> None:
-        who = (holder.get("pid"), holder.get("host"))
-        if holder and who not in told:
-            told.add(who)
-            log.info("waiting for process %s on %s to finish packing %s (since %s)", *who, out, holder.get("since"))
-        split, done, total = holder.get("task"), holder.get("done"), holder.get("total")
-        if isinstance(split, str) and isinstance(done, int) and isinstance(total, int):
-            tenths(split, done, total)
-
-    return on_wait

@@ -18,7 +18,7 @@ from simclr.data.imagenet import IMAGENET_SUBSETS, list_imagenet
 from simclr.data.memory_budget import decide_memory, is_first_local_process
 from simclr.data.object_storage import describe_chunk_cache, find_remote_split, is_url, require_remote_split
 from simclr.data.pack_cache import automatic_pack
-from simclr.data.pack_format import find_packed_split, is_packed
+from simclr.data.pack_format import find_packed_split, is_packed, wait_for_packer
 from simclr.data.pack_settings import PackConfig
 from simclr.data.python_dataset import read_dataset
 from simclr.data.reading import DataReading
@@ -214,6 +214,7 @@ class StreamedData:
 
 def _packed(root: Path, image_size: int | None) -> StreamedData:
     """The packed splits under ``root`` (``simclr data pack``'s output)."""
+    wait_for_packer(root)
     train = find_packed_split(root, "train")
     if train is None:
         raise UserError(f"{root} holds no packed dataset; create one with 'simclr data pack SRC {root}'")

@@ -6,13 +6,21 @@ keeps its position in a state that Lightning saves in the checkpoint, so a resum
 The datasets here only add what happens to one sample in a loader worker: the image is decoded once and its
 views cut from it at its stored resolution (:func:`~simclr.views.per_image.crop_views`), or, for features,
 its centre view.
+
+A split is checked when it is opened (:class:`PackedSplit`): its description, its index, and for a local split
+the size of every chunk file (:func:`~simclr.data.pack_format.check_chunk_files`; a split in object storage is
+not: its chunks are fetched as they are read, and litdata checks what it downloads). A sample whose bytes are
+damaged though its chunk has the right size is not skipped: reading it stops the run with a one-line
+:class:`DamagedSplit` naming the split and the sample, since skipping would change what an epoch holds.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,8 +39,10 @@ from simclr.data.object_storage import fetch_description, follow_moved_chunk_cac
 from simclr.data.pack_format import (
     LABELS_FILE,
     PackedSplitInfo,
+    check_chunk_files,
     find_packed_split,
     read_pack_info,
+    wait_for_packer,
 )
 from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
@@ -48,6 +58,7 @@ log = logging.getLogger("simclr")
 IN_MEMORY_PACKED_BYTES = 8 * 2**30  # per split: what a command that holds its data decodes of a packed split
 
 __all__ = [
+    "DamagedSplit",
     "PackedEncodedDataset",
     "PackedCenterViewsDataset",
     "PackedSplit",
@@ -112,6 +123,46 @@ def _sample_index(index: Any) -> int:
     return int(getattr(index, "index", index))
 
 
+class DamagedSplit(UserError):
+    """A sample of a packed split that cannot be read or decoded: its chunk's bytes are damaged.
+
+    Raised in a loader worker, it reaches the main process as torch's DataLoader raises a worker's exception
+    again: the same class, made with the worker's whole traceback as its message. The one line is taken back
+    out of it, so the command line still prints one line."""
+
+    def __init__(self, message: str) -> None:
+        marker = f"{DamagedSplit.__name__}: "
+        if "\nOriginal Traceback" in message and marker in message:
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
+
+
+# what reading a sample from a damaged chunk raises: litdata's reader (struct, a chunk it waits for, a short read)
+# and Pillow's decoders (OSError, and SyntaxError or ValueError from some image plugins)
+_DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
+
+
+@contextmanager
+def _damage_is_one_line(dataset: StreamingDataset, index: Any) -> Iterator[None]:
+    """Reading sample ``index`` of ``dataset`` inside the block: damage is a one-line :class:`DamagedSplit`."""
+    try:
+        yield
+    except _DAMAGED as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DamagedSplit(
+            f"packed split {dataset.input_dir.path or dataset.input_dir.url}: sample {_sample_index(index)} cannot "
+            f"be read ({reason}): its chunk is damaged; pack the split again with 'simclr data pack' (or copy it "
+            "again whole)"
+        ) from None
+
+
+def _read_sample(dataset: StreamingDataset, index: Any) -> tuple[dict[str, Any], Image.Image]:
+    """Sample ``index`` of ``dataset`` and its decoded image."""
+    with _damage_is_one_line(dataset, index):
+        item = StreamingDataset.__getitem__(dataset, index)
+        return item, decode_stored(item["image"])
+
+
 class PackedViewsDataset(StreamingDataset):
     """Training samples: ``{"views": (n_views, 3, size, size) uint8, "labels": int, "index": int}``.
 
@@ -138,10 +189,10 @@ class PackedViewsDataset(StreamingDataset):
         self.view_seed = view_seed
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
-        item = super().__getitem__(index)
+        item, image = _read_sample(self, index)
         sample = _sample_index(index)
         generator = view_generator_for_sample(self.view_seed, self.current_epoch, sample)
-        views = crop_views(decode_stored(item["image"]), self.n_views, self.view_config, generator)
+        views = crop_views(image, self.n_views, self.view_config, generator)
         return {"views": views, "labels": int(item["label"]), "index": sample}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -157,12 +208,13 @@ class PackedEncodedDataset(PackedViewsDataset):
     the image's header to draw them."""
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
-        item = StreamingDataset.__getitem__(self, index)
+        with _damage_is_one_line(self, index):
+            item = StreamingDataset.__getitem__(self, index)
+            data = bytes(item["image"])
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
         sample = _sample_index(index)
         generator = view_generator_for_sample(self.view_seed, self.current_epoch, sample)
-        data = bytes(item["image"])
-        with Image.open(io.BytesIO(data)) as header:
-            width, height = header.size
         boxes = sample_crop_boxes(self.n_views, (height, width), self.view_config, generator)
         encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return {"encoded": encoded, "boxes": boxes, "labels": int(item["label"]), "index": sample}
@@ -180,9 +232,9 @@ class PackedCenterViewsDataset(StreamingDataset):
         self.size = size
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
-        item = super().__getitem__(index)
+        item, image = _read_sample(self, index)
         return {
-            "images": center_view(decode_stored(item["image"]), self.size),
+            "images": center_view(image, self.size),
             "labels": int(item["label"]),
             "index": _sample_index(index),
         }
@@ -200,6 +252,8 @@ class PackedSplit:
     def __post_init__(self) -> None:
         self.sidecars = fetch_description(str(self.path)) if is_url(self.path) else Path(self.path)
         self.info = read_pack_info(self.sidecars)
+        if not is_url(self.path):  # in object storage, the chunks are fetched (and checked by litdata) when read
+            check_chunk_files(Path(self.path))
 
     @cached_property
     def labels(self) -> Tensor:
@@ -318,6 +372,7 @@ def load_packed_in_memory(request: LoadRequest) -> ImageStore | None:
     data_dir, split = request.data_dir, request.split
     if data_dir is None:
         raise UserError("a packed dataset needs its folder; pass --data-dir OUT of 'simclr data pack'")
+    wait_for_packer(Path(data_dir))
     folder = find_packed_split(Path(data_dir), request.folder_split)
     if folder is None:
         if split == "test":
