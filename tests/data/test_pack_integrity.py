@@ -274,7 +274,7 @@ def test_a_chunk_damaged_inside_stops_streaming_in_one_line_naming_the_split(tmp
 
 # -- two processes on one pack -----------------------------------------------------------------------
 def test_two_data_packs_into_one_out_pack_it_once_and_completely(tmp_path: Path) -> None:
-    folder = photos(tmp_path / "photos", 48)
+    folder = photos(tmp_path / "photos", 96)
     out = tmp_path / "packed"
     first = start_pack(folder, out)
     second = None
@@ -302,7 +302,7 @@ def test_two_data_packs_into_one_out_pack_it_once_and_completely(tmp_path: Path)
                 proc.kill()
                 proc.wait()
     assert first.returncode == 0 and second.returncode == 0, first_err + (tmp_path / "second.err").read_text()
-    assert "48 images, 2 classes, 0 skipped" in first_out and "kept" not in first_out  # the first packed it
+    assert "96 images, 2 classes, 0 skipped" in first_out and "kept" not in first_out  # the first packed it
     assert "(packed earlier from the same files: kept)" in second_out  # the second found it made
     assert text_names(out / "train") == jpg_names(folder)
     assert not (out / PACK_LOCK).exists()
@@ -311,7 +311,7 @@ def test_two_data_packs_into_one_out_pack_it_once_and_completely(tmp_path: Path)
 def test_reading_a_pack_while_data_pack_writes_it_waits_for_the_packer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = photos(tmp_path / "photos", 48)
+    folder = photos(tmp_path / "photos", 96)
     out = tmp_path / "packed"
     packer = start_pack(folder, out)
     try:
@@ -325,5 +325,5 @@ def test_reading_a_pack_while_data_pack_writes_it_waits_for_the_packer(
         packer.kill()
         packer.wait()
     assert f"waiting for process {packer.pid} on " in caplog.text and f"to finish packing {out}" in caplog.text
-    assert streamed is not None and streamed.train.info.images == 48
+    assert streamed is not None and streamed.train.info.images == 96
     assert text_names(Path(streamed.train.path)) == jpg_names(folder)
