@@ -364,9 +364,8 @@ def pack_split(
 
 
 def _no_room_for_pack(code: int, exc: BaseException, out: Path, unfinished: list[int]) -> DiskFull:
-    """The one line of a pack that filled the disk; the chunks of the parts it cut short are removed first (the
-    room they took is given back, and no truncated chunk is left), those of finished parts are kept for the
-    same command to go on from."""
+    """The one line of a pack that filled the disk, once the chunks of the parts it cut short are removed (their
+    room given back, no truncated chunk left); finished parts are kept for the same command to go on from."""
     for part in unfinished:
         _clear_unfinished(out, part)
     packed = sum(chunk.stat().st_size for chunk in out.glob("chunk-*.bin"))
