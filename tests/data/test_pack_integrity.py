@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -270,6 +271,8 @@ def test_a_chunk_damaged_inside_stops_streaming_in_one_line_naming_the_split(tmp
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith(f"packed split {out / 'train'}: sample ")
     assert "its chunk is damaged; pack the split again with 'simclr data pack'" in message
+    # its loader worker has ended: one left alive (it ignores SIGTERM) would hang this process's exit
+    assert multiprocessing.active_children() == []
 
 
 # -- two processes on one pack -----------------------------------------------------------------------

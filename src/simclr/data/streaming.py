@@ -350,8 +350,16 @@ class PackedImages:
         )
         with starting_helpers():
             batches = iter(loader)
-        for batch in batches:
-            yield batch["images"]
+        try:
+            for batch in batches:
+                yield batch["images"]
+        finally:
+            # An error raised in a worker (a damaged chunk) leaves the iterator referenced by its traceback, and
+            # its workers alive, until the cyclic garbage collector runs; they ignore SIGTERM, so multiprocessing's
+            # exit handler, which terminates and then joins them, would wait forever. They are ended here.
+            end_workers = getattr(batches, "_shutdown_workers", None)  # torch's multi-process iterator only
+            if end_workers is not None:
+                end_workers()
 
     def load(self) -> ImageStore:
         """All of it decoded into memory."""
