@@ -65,6 +65,7 @@ def photos(root: Path, count: int, classes: tuple[str, ...] = ("cats", "dogs")) 
 
 
 def tiny(root: Path, count: int, classes: tuple[str, ...] = ("a", "b"), seed: int = 0) -> Path:
+    """``count`` 8 px PNGs in class folders, named ``SEED-I.png``."""
     rng = np.random.default_rng(seed)
     for i in range(count):
         path = root / classes[i % len(classes)] / f"{seed}-{i:03d}.png"

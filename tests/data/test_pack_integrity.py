@@ -28,20 +28,10 @@ from simclr.data.source import DataSource
 from simclr.data.streaming import DamagedSplit, PackedSplit
 from simclr.errors import UserError
 
-from .test_pack_at_scale import PACK_COMMAND, photos, wait_for
+from .test_pack_at_scale import PACK_COMMAND, photos, tiny, wait_for
 
 NOT_UTF8 = b"\xff\xfe.png"  # a name Linux allows and UTF-8 cannot decode
 BROKEN_NOT_UTF8 = b"\xfa\xfb broken.png"
-
-
-def tiny(root: Path, count: int, classes: tuple[str, ...] = ("a", "b"), seed: int = 0) -> Path:
-    """``count`` 8 px PNGs in class folders, named ``SEED-I.png``."""
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        path = root / classes[i % len(classes)] / f"{seed}-{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-    return root
 
 
 def with_names_not_utf8(root: Path) -> Path:
