@@ -6,7 +6,7 @@ SIMCLR := $(VENV)/bin/simclr
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test bench lint docs clean
+.PHONY: install demo test test-fast bench lint docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,8 +22,13 @@ demo: install
 		--epochs 3 --out $(DEMO_DIR)
 	$(SIMCLR) evaluate $(DEMO_DIR)
 
+# One pytest worker per core (at most 4); the end-to-end runs (marked slow) start first.
 test: install
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n auto --dist worksteal --durations=25
+
+# Everything but the end-to-end runs: a minute or two, for quick iteration.
+test-fast: install
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 bench: install
 	$(PY) benchmarks/throughput.py --record BENCHMARKS.md

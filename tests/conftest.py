@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -22,6 +24,28 @@ REPO = Path(__file__).resolve().parents[1]
 CIFAR10 = Path(os.environ.get("SIMCLR_TEST_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NEEDS_REAL_CIFAR10 = "needs the real CIFAR-10 image folders"  # the skip reason the summary line counts
+RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core, at most 4 (a worker running an end-to-end test holds up to ~5 GB)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The end-to-end runs (marked slow) go first, so that parallel workers start the longest tests early and
+    # finish together, instead of one worker running them at the end while the other idles.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist each worker gets one core's worth of threads (and so do the CLI runs it starts, which
+    # inherit the variable): two workers with two threads each on a 2-core machine only fight over the cores.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def cifar_like_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -48,6 +72,17 @@ def generate_cifar_like(dest: Path, per_class_train: int, per_class_test: int, s
             for index in range(count):
                 Image.fromarray(cifar_like_image(label, rng)).save(out / f"{index:04d}.jpg", quality=90)
     return dest
+
+
+def noise_pngs(root: Path, count: int, classes: tuple[str, ...] = ("c0", "c1"), size: int = 32, seed: int = 0) -> Path:
+    """``count`` PNGs of uniform noise, ``size`` px square, dealt round-robin into ``root/<class>/SEED-III.png``
+    (a seed of its own per call, so that calls into one folder add new files)."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        path = root / classes[i % len(classes)] / f"{seed}-{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    return root
 
 
 def make_cifar_subset(dest: Path, per_class_train: int, per_class_test: int) -> Path:
@@ -110,6 +145,32 @@ def alive_in_session(session: int) -> list[int]:
         if fields[0] != "Z" and int(fields[3]) == session:
             alive.append(int(entry.name))
     return alive
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, whatever session it moved to (torchrun starts each rank in a session
+    of its own, so killing torchrun's process group leaves its ranks running)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it."""
+    for target in [pid, *descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGKILL)
 
 
 class SessionRun:
@@ -180,3 +241,20 @@ def session_runs(tmp_path: Path) -> Iterator[Callable[..., SessionRun]]:
     yield start
     for run in runs:
         run.kill()
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where torch hub keeps ResNet-18's ImageNet weights, in an empty TORCH_HOME of this test whose downloads
+    fail as they do without internet (the file's folder exists; the file does not)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def no_network(url: str, *args: Any, **kwargs: Any) -> None:
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    import torch
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    path = tmp_path / "torch-home" / "hub" / "checkpoints" / RESNET18_FILE
+    path.parent.mkdir(parents=True)
+    return path

@@ -171,6 +171,7 @@ def leftover_temporaries(folder: Path) -> list[Path]:
     return [path for path in folder.rglob(".*") if ".tmp-" in path.name]
 
 
+@pytest.mark.slow
 def test_pretrain_on_a_disk_that_fills_keeps_the_previous_checkpoint_and_resumes(
     small_disk: SmallDisk, place: Path
 ) -> None:
@@ -227,6 +228,7 @@ def test_embed_on_a_full_disk(small_disk: SmallDisk, place: Path, tiny_run: Path
     assert not out.exists() and not leftover_temporaries(place)
 
 
+@pytest.mark.slow
 def test_knn_on_a_full_disk_goes_on_without_its_cache_then_fails_on_its_results(
     small_disk: SmallDisk, place: Path, tiny_run: Path
 ) -> None:

@@ -35,7 +35,8 @@ def test_the_end_to_end_row_is_read_from_the_throughput_report() -> None:
 @pytest.mark.slow
 def test_the_tiny_window_runs_every_step(cifar_small: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, PYTHON_SET="1", OMP_NUM_THREADS="2")
+    threads = os.environ.get("OMP_NUM_THREADS", "2")  # 1 under pytest-xdist
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, PYTHON_SET="1", OMP_NUM_THREADS=threads)
     done = subprocess.run(
         [str(REPO / "benchmarks" / "gpu_window.sh"), "--tiny", "--data-dir", str(cifar_small)],
         env=env,

@@ -70,6 +70,7 @@ def toy_args(command: str, data: Path, tmp: Path) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_at_toy_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     data = toy_folder(tmp_path / "images")

@@ -89,6 +89,7 @@ def check_run_records(run: Path) -> None:
     assert environment["host"] and environment["cpu"] and "command" in environment and "git" in environment
 
 
+@pytest.mark.slow
 def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every script of examples/ runs (in this process: one torch import for all) and does what it says."""
     scripts = sorted(EXAMPLES.glob("*.py"))

@@ -25,8 +25,9 @@ from simclr.data.request import SplitPolicy
 from simclr.data.torchvision_files import resize_images
 from simclr.errors import UserError
 
-NEEDS_REAL_CIFAR10 = "needs the real CIFAR-10 image folders"  # as tests/conftest.py counts its skips
-SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10"
+from ..conftest import CIFAR10 as SHARED_CIFAR
+from ..conftest import NEEDS_REAL_CIFAR10
+
 DATASETS_DOC = Path(__file__).resolve().parents[2] / "docs" / "DATASETS.md"
 
 

@@ -124,6 +124,7 @@ def _read_one_epoch(rank: int, init_file: str, packed: str, out_dir: str) -> Non
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_processes_read_disjoint_shards_that_cover_the_dataset(packed_folder: Path, tmp_path: Path) -> None:
     mp.spawn(

@@ -8,9 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from simclr.data import memory_budget
 from simclr.data.cache_folder import CACHE_ENV
@@ -23,16 +21,13 @@ from simclr.data.memory_budget import (
 )
 from simclr.data.source import DataSource
 
+from ..conftest import noise_pngs
+
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """20 images of 16 x 16 px: 15.0 KB decoded."""
-    rng = np.random.default_rng(0)
-    for i in range(20):
-        path = tmp_path / "folder" / f"c{i % 2}" / f"{i:02d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
-    return tmp_path / "folder"
+    return noise_pngs(tmp_path / "folder", 20, size=16)
 
 
 def test_the_processes_of_the_machine_each_count_their_copy() -> None:

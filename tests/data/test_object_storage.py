@@ -16,10 +16,8 @@ import types
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from simclr.cli import main
 from simclr.data.object_storage import (
@@ -31,6 +29,8 @@ from simclr.data.object_storage import (
 )
 from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
+
+from ..conftest import noise_pngs
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "simclr-test"
@@ -77,12 +77,8 @@ def uploaded(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> tupl
     import boto3
 
     root = tmp_path_factory.mktemp("s3-pack")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", TRAIN_IMAGES), ("test", TEST_IMAGES)):
-        for i in range(count):
-            path = root / "folder" / split / f"class{i % 2}" / f"{i:02d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+    noise_pngs(root / "folder" / "train", TRAIN_IMAGES, classes=("class0", "class1"), size=16)
+    noise_pngs(root / "folder" / "test", TEST_IMAGES, classes=("class0", "class1"), size=16, seed=1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("simclr.data.packed.CHUNK_BYTES", "4KB")
         assert main(["data", "pack", str(root / "folder"), str(root / "packed"), "--workers", "1"]) == 0

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from simclr.data.packed import pack_dataset
 from simclr.data.source import DataSource
 from simclr.errors import Interrupted, UserError
 from simclr.process_lock import read_lock
+
+from ..conftest import noise_pngs
 
 # a packer in a process of its own, as a rank of torchrun or a second run is: many small parts, so that it can
 # be stopped between them
@@ -64,14 +67,7 @@ def photos(root: Path, count: int, classes: tuple[str, ...] = ("cats", "dogs")) 
     return root
 
 
-def tiny(root: Path, count: int, classes: tuple[str, ...] = ("a", "b"), seed: int = 0) -> Path:
-    """``count`` 8 px PNGs in class folders, named ``SEED-I.png``."""
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        path = root / classes[i % len(classes)] / f"{seed}-{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-    return root
+tiny = partial(noise_pngs, classes=("a", "b"), size=8)  # 8 px PNGs in class folders a/ and b/
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from simclr.cli import main
 from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
+
+from ..conftest import noise_pngs
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +26,8 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pack of 512 training and 128 test images of 32 px in 4 classes (PNG noise): enough that its loader
     workers live for a moment."""
     folder = tmp_path_factory.mktemp("folder")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 512), ("test", 128)):
-        for index in range(count):
-            path = folder / split / f"c{index % 4}" / f"{index:03d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+    noise_pngs(folder / "train", 512, classes=("c0", "c1", "c2", "c3"))
+    noise_pngs(folder / "test", 128, classes=("c0", "c1", "c2", "c3"), seed=1)
     out = tmp_path_factory.mktemp("packed") / "pack"
     pack_dataset(str(folder), out, PackConfig(workers=1))
     return out

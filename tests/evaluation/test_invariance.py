@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from simclr.cli import main
@@ -133,6 +134,7 @@ def test_held_out_penalty_share_goes_only_to_parameters_the_representation_sees(
     assert shares["bback"] > 0.01 and shares["bfore"] > 0.0
 
 
+@pytest.mark.slow
 def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     run = make_run("spirograph", train_size=120, test_size=40)
     assert main(["evaluate", str(run), "--invariance", "--no-plots", "--invariance-views", "3"]) == 0
@@ -162,6 +164,7 @@ def test_evaluate_invariance_records_both_measures(make_run, capsys) -> None:
     assert entry["protocol"]["views_per_image"] == 3
 
 
+@pytest.mark.slow
 def test_evaluate_invariance_on_images_regresses_jitter(make_run, cifar_small: Path) -> None:
     run = make_run("cifar10", cifar_small)
     assert (

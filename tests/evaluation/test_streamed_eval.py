@@ -36,6 +36,7 @@ def _session(run: Path, budget: int | None, eval_dir: Path) -> EvalSession:
     return EvalSession(resolve_run(run, eval_dir=eval_dir), options)
 
 
+@pytest.mark.slow
 def test_a_packed_split_over_the_budget_streams_with_the_in_memory_features(
     make_run, packed_cifar: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -280,6 +280,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
     sweep_dir = tiny_sweep / "out" / "tiny"
     with (sweep_dir / "results.csv").open() as handle:

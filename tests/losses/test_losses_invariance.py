@@ -146,18 +146,18 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
         "--dataset",
         "spirograph",
         "--train-size",
-        "128",
+        "64",
         "--test-size",
-        "32",
+        "16",
         "--batch-size",
-        "32",
+        "16",
         "--max-steps",
         "2",
         "--epochs",
         "1",
         "--quiet",
         "--gp-draws",
-        "8",
+        "4",
         "--precision",
         "32",
     ]
@@ -181,7 +181,7 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     assert "memory format" not in (tmp_path / "plain" / "train.log").read_text()
     # the log says what the penalty covers, and on Spirograph that h dominates it
     gp_log = (tmp_path / "gp" / "train.log").read_text()
-    assert "gradient penalty: lambda 0.01 over h, rback, gfore, gback, bfore, bback; 8 re-draws, clamp 1000" in gp_log
+    assert "gradient penalty: lambda 0.01 over h, rback, gfore, gback, bfore, bback; 4 re-draws, clamp 1000" in gp_log
     assert "h dominates this penalty on Spirograph" in gp_log
     assert "gradient penalty" not in (tmp_path / "zero" / "train.log").read_text()
     # under a clamp of 1000 the logged penalty is the unclamped one, and no saturation warning

@@ -141,6 +141,7 @@ def test_other_heads_unchanged() -> None:
     assert dim == 128 and len(head) == 4
 
 
+@pytest.mark.slow
 def test_pretrain_with_ae_head_keeps_the_layer_frozen(ae_file: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [

@@ -9,7 +9,6 @@ import json
 import struct
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
 
 import pytest
 import torch
@@ -24,8 +23,6 @@ from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata
 from simclr.models.backbones import build_backbone, load_imagenet_backbone
 from simclr.settings import config_to_yaml
 
-RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
-
 
 class Payload:
     """Unpickled in full, this writes ``marker``: what a crafted file in a cache would do instead."""
@@ -37,29 +34,15 @@ class Payload:
         return builtins.exec, (f"open({str(self.marker)!r}, 'w').write('the payload ran')",)
 
 
-@pytest.fixture
-def hub_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where torch hub keeps ResNet-18's ImageNet weights, in a TORCH_HOME of this test, without network."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-
-    def no_network(url: str, *args: Any, **kwargs: Any) -> None:
-        raise URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    path = tmp_path / "torch-home" / "hub" / "checkpoints" / RESNET18_FILE
-    path.parent.mkdir(parents=True)
-    return path
-
-
 def test_the_payload_of_a_crafted_pickle_in_the_hub_cache_never_runs(
-    hub_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    offline_hub: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     marker = tmp_path / "marker"
     state: dict[str, Any] = dict(torchvision.models.resnet18().state_dict())
     state["conv1.weight"] = Payload(marker)
-    torch.save(state, hub_file)
+    torch.save(state, offline_hub)
     with pytest.raises(
-        UserError, match=f"{hub_file} holds pickled Python objects \\(exec\\), not just tensors"
+        UserError, match=f"{offline_hub} holds pickled Python objects \\(exec\\), not just tensors"
     ) as info:
         build_model(build_config({}, {"dataset": "cifar10", "weights": "imagenet"}), 32)
     assert "delete it so that it is downloaded again" in str(info.value)
@@ -67,9 +50,9 @@ def test_the_payload_of_a_crafted_pickle_in_the_hub_cache_never_runs(
     argv += ["--weights", "imagenet", "--accelerator", "cpu", "--out", str(tmp_path / "run"), "--quiet"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"simclr: error: {hub_file} holds pickled") and "\n" not in err
+    assert err.startswith(f"simclr: error: {offline_hub} holds pickled") and "\n" not in err
     assert not marker.exists()
-    assert hub_file.exists()  # the file is the user's to delete: nothing reads it in full, nothing removes it
+    assert offline_hub.exists()  # the file is the user's to delete: nothing reads it in full, nothing removes it
 
 
 @pytest.mark.parametrize(
@@ -87,16 +70,16 @@ def test_the_payload_of_a_crafted_pickle_in_the_hub_cache_never_runs(
         (lambda state: [1, 2, 3], "is not a state dict of tensors"),
     ],
 )
-def test_a_foreign_file_in_the_hub_cache_is_one_line_naming_it(hub_file: Path, content: Any, message: str) -> None:
-    torch.save(content(torchvision.models.resnet18().state_dict()), hub_file)
+def test_a_foreign_file_in_the_hub_cache_is_one_line_naming_it(offline_hub: Path, content: Any, message: str) -> None:
+    torch.save(content(torchvision.models.resnet18().state_dict()), offline_hub)
     with pytest.raises(UserError) as info:
         load_imagenet_backbone("resnet18")
-    assert str(info.value).startswith(str(hub_file)) and message in str(info.value)
+    assert str(info.value).startswith(str(offline_hub)) and message in str(info.value)
     assert "\n" not in str(info.value)
 
 
 def test_a_missing_file_is_downloaded_checked_against_the_hash_in_its_name(
-    hub_file: Path, monkeypatch: pytest.MonkeyPatch
+    offline_hub: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = torchvision.models.resnet18().state_dict()
     asked: list[tuple[str, str, str | None]] = []
@@ -107,7 +90,7 @@ def test_a_missing_file_is_downloaded_checked_against_the_hash_in_its_name(
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     module, feature_dim, weights = load_imagenet_backbone("resnet18")
-    assert asked == [(weights.url, str(hub_file), "f37072fd")] and feature_dim == 512
+    assert asked == [(weights.url, str(offline_hub), "f37072fd")] and feature_dim == 512
     assert torch.equal(module.state_dict()["conv1.weight"], reference["conv1.weight"])
 
 

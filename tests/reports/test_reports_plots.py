@@ -129,6 +129,7 @@ def test_subsample_is_stratified_and_seeded() -> None:
     assert not np.array_equal(picked, plots._subsample(len(labels), 100, labels, seed=2))
 
 
+@pytest.mark.slow
 def test_embedding_map_umap(tmp_path: Path) -> None:
     features, labels = clustered()
     png_size(plot_embedding_map(features, tmp_path / plots.EMBEDDING_UMAP, labels=labels, method="umap"))

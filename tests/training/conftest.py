@@ -69,3 +69,14 @@ def step_losses() -> Callable[[Path], dict[int, float]]:
 def pretrain_cli() -> Callable[..., subprocess.Popen[str]]:
     """Starts ``python -m simclr pretrain ARGS`` in a subprocess (signals reach it as they would a user's)."""
     return _pretrain
+
+
+@pytest.fixture(scope="session")
+def short_cifar_reference(cifar_small: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+    """``{step: train_loss}`` of the 12-step run never stopped: the curve that every stopped and resumed run of
+    the same flags must continue (the flags that only change when checkpoints are written do not change it)."""
+    run = tmp_path_factory.mktemp("short-cifar-reference") / "run"
+    proc = _pretrain(*SHORT_CIFAR_RUN, "--data-dir", str(cifar_small), "--out", str(run))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return _losses(run)

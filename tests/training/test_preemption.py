@@ -19,15 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from simclr.cli import main
 from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
 from simclr.training.checkpoint_io import load_checkpoint_safely
+
+from ..conftest import noise_pngs
 
 pytestmark = pytest.mark.slow
 
@@ -49,12 +49,8 @@ KILLS = {
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """96 training and 16 test images of 32 px in 4 classes (PNG noise)."""
     root = tmp_path_factory.mktemp("folder")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 96), ("test", 16)):
-        for index in range(count):
-            path = root / split / f"c{index % 4}" / f"{index:03d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+    noise_pngs(root / "train", 96, classes=("c0", "c1", "c2", "c3"))
+    noise_pngs(root / "test", 16, classes=("c0", "c1", "c2", "c3"), seed=1)
     return root
 
 

@@ -11,13 +11,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from simclr.cli import main
 from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
+
+from ..conftest import noise_pngs
 
 pytestmark = pytest.mark.slow
 
@@ -114,12 +114,9 @@ def _records(path: Path) -> list[tuple[int, int, list[int]]]:
 
 
 def test_sigkill_mid_epoch_then_resume_sees_every_sample_of_the_epoch_once(tmp_path: Path) -> None:
-    folder = tmp_path / "folder"
-    rng = np.random.default_rng(0)
-    for i in range(96):  # 96 = 6 steps of 16 per epoch, nothing dropped
-        path = folder / f"c{i % 4}" / f"{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+    folder = noise_pngs(
+        tmp_path / "folder", 96, classes=("c0", "c1", "c2", "c3")
+    )  # 96 = 6 steps of 16 per epoch, nothing dropped
     pack_dataset(str(folder), tmp_path / "packed", PackConfig(workers=1))
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from simclr.data.cache_folder import CACHE_ENV
 from simclr.data.pack_format import PACK_LOCK
+
+from ..conftest import kill_tree, noise_pngs
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +46,7 @@ _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK",
 
 
 def test_torchrun_packs_a_folder_over_the_budget_once_and_both_ranks_train_on_it(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "folder"
-    for i in range(IMAGES):
-        path = folder / f"class{i % 2}" / f"{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+    folder = noise_pngs(tmp_path / "folder", IMAGES, classes=("class0", "class1"), size=16)
     (tmp_path / "driver.py").write_text(DRIVER)
     record, run, cache = tmp_path / "packed-parts.txt", tmp_path / "run", tmp_path / "cache"
     env = {key: value for key, value in os.environ.items() if key not in _LAUNCH_ENV}
@@ -65,14 +59,16 @@ def test_torchrun_packs_a_folder_over_the_budget_once_and_both_ranks_train_on_it
         "--epochs", "1", "--workers", "1", "--precision", "32", "--knn-every-epochs", "0", "--optimizer", "sgd",
         "--out", str(run),
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+    # the output goes to a file: a rank left running would hold a pipe open, and reading it would never end
+    output_file = tmp_path / "torchrun.log"
+    with open(output_file, "w") as handle:
+        proc = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        output = proc.communicate(timeout=300)[0]  # it used to hang for ever, with no output
+        proc.wait(timeout=300)  # it used to hang for ever, with no output
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"torchrun did not finish in 300 s:\n{proc.communicate()[0]}")
+        kill_tree(proc.pid)
+        pytest.fail(f"torchrun did not finish in 300 s:\n{output_file.read_text()}")
+    output = output_file.read_text()
     assert proc.returncode == 0, output
 
     packers = {line.split()[0] for line in record.read_text().splitlines()}
