@@ -5,6 +5,8 @@ the gradient penalty's scope) and environment.yaml (what ``auto`` settings becam
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 import warnings
 
 import yaml
@@ -83,6 +85,14 @@ def describe_run(
         log.info("memory format: contiguous, not channels_last (faster for the gradient penalty on the CPU)")
     if hardware.processes > 1:
         log.info("BatchNorm statistics: %s", "synchronised" if hardware.sync_batchnorm else "per process")
+        if data.streamed and worker_processes(config.workers) > 0 and sys.version_info[:3] < (3, 11, 8):
+            # CPython gh-112275, fixed in 3.11.8: a loader worker forked while another thread of the rank held
+            # the interpreter's thread-list lock hangs before it starts, and the whole run with it
+            log.warning(
+                "Python %s can hang a loader worker as it starts in a multi-process run (CPython issue 112275); "
+                "use Python 3.11.8 or later, or --workers 0",
+                platform.python_version(),
+            )
 
 
 def _quiet_lightning() -> None:
