@@ -24,7 +24,7 @@ demo: install
 
 # One pytest worker per core (at most 4); the end-to-end runs (marked slow) start first.
 test: install
-	$(PY) -m pytest -q -n auto --dist worksteal --durations=25
+	$(PY) -m pytest -q -n auto --dist load --durations=25
 
 # Everything but the end-to-end runs: a minute or two, for quick iteration.
 test-fast: install

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 TINY = [
     "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "2",
-    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--quiet",
+    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--image-size", "16", "--quiet",
 ]  # fmt: skip
 
 

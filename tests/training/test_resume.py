@@ -73,7 +73,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_dies(
 
 MAX_STEPS_RUN = [
     "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "3",
-    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--quiet",
+    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--image-size", "16", "--quiet",
 ]  # fmt: skip
 
 
