@@ -82,6 +82,63 @@ def test_absent_class_has_no_accuracy_and_no_top5_for_few_classes() -> None:
     assert metrics["macro_f1"] == pytest.approx(f1_score([0, 0, 1, 1], [0, 0, 1, 0], average="macro"))
 
 
+def test_a_class_predicted_but_never_present_counts_in_f1_but_has_no_recall_to_balance() -> None:
+    """By the definitions: F1 = 2TP / (2TP + FP + FN) is defined (0) for a class with false positives only, so
+    it enters the macro mean (as in scikit-learn); balanced accuracy averages recall, which such a class does
+    not have (torchmetrics' macro accuracy would count it as 0)."""
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    scores = torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 1, 0]), 3).float()
+    metrics = classification_metrics(scores, labels)
+    f1 = {0: 2 / 4, 1: 4 / 5, 2: 0.0}  # class 0: TP 1, FP 1, FN 1; class 1: TP 2, FN 1; class 2: FP 1
+    assert metrics["macro_f1"] == pytest.approx(sum(f1.values()) / 3)
+    assert metrics["weighted_f1"] == pytest.approx((2 * f1[0] + 3 * f1[1]) / 5)
+    assert metrics["macro_accuracy"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert metrics["per_class_accuracy"] == {"0": 0.5, "1": pytest.approx(2 / 3), "2": None}
+
+
+def test_a_class_never_present_nor_predicted_changes_no_mean() -> None:
+    gen = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 4, (60,), generator=gen)
+    scores = torch.randn(60, 4, generator=gen) + torch.nn.functional.one_hot(labels, 4)
+    unseen_class = torch.full((60, 1), -1e4)  # never the argmax, and its softmax is exactly 0
+    seen_only = classification_metrics(scores, labels)
+    with_unseen = classification_metrics(torch.cat([scores, unseen_class], 1), labels)
+    for key in ("top1", "macro_f1", "weighted_f1", "macro_precision", "macro_recall", "macro_accuracy", "auroc_ovr"):
+        assert with_unseen[key] == pytest.approx(seen_only[key]), key
+    assert with_unseen["per_class_accuracy"]["4"] is None
+
+
+def test_auroc_counts_tied_scores_half() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    p1 = torch.tensor([0.2, 0.5, 0.5, 0.9])
+    probabilities = torch.stack([1 - p1, p1], 1)
+    # Mann-Whitney for class 1: 0.5 beats 0.2 (1), ties 0.5 (1/2), 0.9 beats both (2): 3.5 of 4 pairs; the
+    # column of class 0 is the mirror image, with the same count
+    got = classification_metrics(probabilities, labels, probabilities=probabilities)["auroc_ovr"]
+    assert got == pytest.approx(3.5 / 4)
+    same = torch.full((4, 2), 0.5)  # every score tied: no better than chance
+    assert classification_metrics(same, labels, probabilities=same)["auroc_ovr"] == pytest.approx(0.5)
+
+
+def test_a_single_class_in_the_labels_has_no_auroc() -> None:
+    labels = torch.tensor([1, 1, 1, 1])
+    scores = torch.nn.functional.one_hot(torch.tensor([1, 1, 0, 1]), 3).float()
+    metrics = classification_metrics(scores, labels)
+    assert metrics["auroc_ovr"] is None  # no class has both positives and negatives
+    assert metrics["top1"] == 0.75 and metrics["macro_accuracy"] == 0.75
+    assert metrics["macro_f1"] == pytest.approx(f1_score(labels, scores.argmax(1), average="macro"))
+    assert metrics["per_class_accuracy"] == {"0": None, "1": 0.75, "2": None}
+
+
+def test_numbers_read_as_the_fractions_they_are() -> None:
+    """torchmetrics computes in float32; metrics.json gets 0.6, not 0.6000000238418579."""
+    labels = torch.tensor([0, 1, 0, 1, 0])
+    scores = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0, 0]), 2).float()
+    metrics = classification_metrics(scores, labels)
+    assert json.dumps(metrics["top1"]) == "0.6"
+    assert metrics["per_class_accuracy"] == {"0": json.loads("0.6666667"), "1": 0.5}
+
+
 def _record(eval_dir: Path, key: str, top1: float) -> Path:
     entry = make_entry(
         key, {"backbone_sha256": "abc", "seed": 0, "n_train": 10}, {"top1": top1, "nan": float("nan")}, 1.0
