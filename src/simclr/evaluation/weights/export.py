@@ -96,6 +96,7 @@ def _check_takes_other_sizes(module: torch.nn.Module, name: str, image_size: int
     """Refuse ``dynamic_size`` for a backbone that computes nothing sensible at another size than the run's: one
     image twice as large must give ``feature_dim`` features (a ResNet's global pooling does; a ViT's fixed
     position embedding does not)."""
+    # imported when a file is written, so that the CLI's parser stays light (the module's TYPE_CHECKING note)
     import torch
 
     probe = 2 * image_size
@@ -116,6 +117,7 @@ def _check_onnx_takes_other_sizes(path: Path, module: torch.nn.Module, name: str
     baked into the graph. Without onnxruntime, :func:`_check_takes_other_sizes` is the only check."""
     if importlib.util.find_spec("onnxruntime") is None:
         return
+    # imported when a file is written, so that the CLI's parser stays light (the module's TYPE_CHECKING note)
     import numpy as np
     import onnxruntime
     import torch
@@ -143,6 +145,7 @@ def _exported_program(
 ) -> torch.export.ExportedProgram:
     """``torch.export.export`` of ``module`` with a free batch dimension (and a free height and width with
     ``dynamic_size``); what torch cannot export that way is a one-line UserError."""
+    # imported when a file is written, so that the CLI's parser stays light (the module's TYPE_CHECKING note)
     import torch
     from torch.export import Dim
 
