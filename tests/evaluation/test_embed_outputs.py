@@ -68,6 +68,23 @@ def test_npz_and_parquet_carry_the_same_metadata(make_run, small_folder: Path, t
     assert json.loads(pq.read_schema(tmp_path / "e.parquet").metadata[b"simclr"]) == meta
 
 
+def test_parquet_embedding_is_a_fixed_size_float_list_holding_the_npz_vectors(
+    make_run, small_folder: Path, tmp_path: Path
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    run = make_run("cifar10", None)
+    embed(run, small_folder, tmp_path / "e.npz")
+    embed(run, small_folder, tmp_path / "e.parquet")
+    # the type vector stores and Arrow's tensor tools take as a (N, 512) matrix
+    assert pq.read_schema(tmp_path / "e.parquet").field("embedding").type == pa.list_(pa.float32(), 512)
+    column = pq.read_table(tmp_path / "e.parquet").column("embedding").combine_chunks()
+    matrix = column.flatten().to_numpy().reshape(len(column), 512)
+    data = np.load(tmp_path / "e.npz")
+    assert matrix.shape == (20, 512)
+    np.testing.assert_array_equal(matrix, data["embeddings"])
+
+
 def test_lightly_csv_holds_the_npz_rows(make_run, small_folder: Path, tmp_path: Path) -> None:
     run = make_run("cifar10", None)
     embed(run, small_folder, tmp_path / "e.npz")

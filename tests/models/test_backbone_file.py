@@ -7,13 +7,23 @@ import json
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from simclr.errors import UserError
-from simclr.models.backbone_file import BackboneMetadata, read_backbone_metadata, read_backbone_tensors, write_backbone
+from simclr.models.backbone_file import (
+    BACKBONE_FORMAT_VERSION,
+    BackboneMetadata,
+    read_backbone_metadata,
+    read_backbone_tensors,
+    write_backbone,
+)
+from simclr.version import __version__
 
 
 def test_the_metadata_reader_imports_no_torch() -> None:
@@ -26,11 +36,46 @@ def test_backbone_round_trip_with_metadata(tmp_path: Path) -> None:
     meta = BackboneMetadata(backbone="resnet18", stem="cifar", feature_dim=512, dataset="cifar10", image_size=32)
     path = tmp_path / "backbone.safetensors"
     write_backbone(path, tensors, meta)
-    assert read_backbone_metadata(path) == meta  # read without torch, from the header
+    stamped = replace(meta, simclr_version=__version__, torch_version=torch.__version__, format_version=1)
+    assert read_backbone_metadata(path) == stamped  # read without torch, from the header
     loaded = read_backbone_tensors(path)
     assert set(loaded) == set(tensors)
     torch.testing.assert_close(loaded["conv.weight"], tensors["conv.weight"], rtol=0, atol=0)
     assert [p.name for p in tmp_path.iterdir()] == ["backbone.safetensors"]
+
+
+def test_a_written_file_says_which_simclr_and_torch_wrote_it_in_which_layout(tmp_path: Path) -> None:
+    path = tmp_path / "backbone.safetensors"
+    # what the caller says of the versions is overruled: the file is this writer's
+    write_backbone(path, {"w": torch.ones(2)}, BackboneMetadata(backbone="resnet18", simclr_version="0.0.1"))
+    with safe_open(str(path), framework="pt") as handle:  # as a reader without simclr sees it
+        header = handle.metadata()
+    assert (header["simclr_version"], header["torch_version"], header["format_version"]) == (
+        __version__,
+        torch.__version__,
+        "1",
+    )
+    meta = read_backbone_metadata(path)
+    assert (meta.simclr_version, meta.torch_version, meta.format_version) == (__version__, torch.__version__, 1)
+    assert BACKBONE_FORMAT_VERSION == 1  # today's layout; raise it only with a change of layout
+
+
+def test_a_file_written_before_the_versions_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "backbone.safetensors"
+    older = {"backbone": "resnet18", "stem": "cifar", "feature_dim": "512", "image_size": "32"}
+    save_file({"conv.weight": torch.ones(4, 3, 3, 3)}, str(path), metadata=older)  # no simclr_version, ...
+    meta = read_backbone_metadata(path)
+    assert meta == BackboneMetadata(backbone="resnet18", stem="cifar", feature_dim=512, image_size=32)
+    assert (meta.simclr_version, meta.torch_version, meta.format_version) == (None, None, None)
+    assert set(read_backbone_tensors(path)) == {"conv.weight"}
+
+
+def test_a_file_of_a_later_layout_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "backbone.safetensors"
+    save_file({"w": torch.ones(2)}, str(path), metadata={"backbone": "resnet18", "format_version": "2"})
+    with pytest.raises(UserError, match=r"backbone file format 2, newer than this simclr's 1; upgrade simclr") as info:
+        read_backbone_metadata(path)
+    assert "\n" not in str(info.value)
 
 
 def test_metadata_may_be_partial_but_not_wrong(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 ``backbone.safetensors`` (and the kept ``checkpoints/epoch-NNNN.safetensors``) hold the backbone's
 ``state_dict`` and a string-to-string header, :class:`BackboneMetadata`: which network, which stem, how many
-features, the dataset and the normalisation it was trained with. The header is read here without torch
+features, the dataset and the normalisation it was trained with, and which simclr and torch wrote the file in
+which layout (:data:`BACKBONE_FORMAT_VERSION`). The header is read here without torch
 (:func:`read_backbone_metadata`), so the CLI and a sweep's parent process can look at a backbone cheaply;
 the functions that move tensors import safetensors' torch API when called. Reading refuses, in one line
 naming the file, whatever is not a backbone we could have written: a header that is not a JSON mapping (or
@@ -16,12 +17,13 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simclr.atomic import atomic_write
 from simclr.errors import UserError
+from simclr.version import __version__
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
 # A safetensors file starts with the little-endian length of its JSON header; a larger header than
 # this is not a backbone we wrote (it protects the torch-free reader from a hostile length field).
 _MAX_HEADER_BYTES = 100 << 20
+
+BACKBONE_FORMAT_VERSION = 1
+"""The layout of the backbone file (a state dict's tensors and this module's metadata keys). Raised only when
+the layout changes, so a reader can tell a file it does not understand from one it does; a file without it
+was written before the number existed, in layout 1."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,11 @@ class BackboneMetadata:
     mean: tuple[float, float, float] | None = None
     """The per-channel normalisation ``(x - mean) / std`` of [0, 1] pixels the backbone was trained with."""
     std: tuple[float, float, float] | None = None
+    simclr_version: str | None = None
+    """The simclr that wrote the file (:func:`write_backbone` stamps it, and the two below); None in older files."""
+    torch_version: str | None = None
+    format_version: int | None = None
+    """:data:`BACKBONE_FORMAT_VERSION` of the writer; a file of a later layout is refused in one line."""
 
     def to_strings(self) -> dict[str, str]:
         """Each field as text; mean and std as comma-separated numbers (``0.4914,0.4822,0.4465``), which any
@@ -70,6 +82,11 @@ class BackboneMetadata:
                         f"{where}: metadata {item.name}={text[:40]!r} is not a whole number; the file is damaged"
                     )
                 parsed[item.name] = int(text)
+                if item.name == "format_version" and parsed[item.name] > BACKBONE_FORMAT_VERSION:
+                    raise UserError(
+                        f"{where}: written in backbone file format {text}, newer than this simclr's "
+                        f"{BACKBONE_FORMAT_VERSION}; upgrade simclr (pip install -U simclr-kit) to read it"
+                    )
             elif item.name in _TRIPLE_FIELDS:
                 parsed[item.name] = _parse_triple(item.name, text, where)
             else:
@@ -77,7 +94,7 @@ class BackboneMetadata:
         return cls(**parsed)
 
 
-_NUMBER_FIELDS = ("feature_dim", "image_size", "global_step", "epoch")
+_NUMBER_FIELDS = ("feature_dim", "image_size", "global_step", "epoch", "format_version")
 _TRIPLE_FIELDS = ("mean", "std")
 
 
@@ -120,8 +137,18 @@ def read_backbone_metadata(path: Path) -> BackboneMetadata:
 
 
 def write_backbone(path: Path, tensors: dict[str, Tensor], metadata: BackboneMetadata) -> None:
-    """Write the backbone's tensors with their metadata as safetensors, atomically."""
-    write_safetensors(path, tensors, metadata.to_strings())
+    """Write the backbone's tensors with their metadata as safetensors, atomically. The metadata is stamped with
+    the simclr and torch versions writing it and :data:`BACKBONE_FORMAT_VERSION` (whatever ``metadata`` said of
+    them: this file is this writer's), so a file that travels says what made it."""
+    import torch  # only when tensors are written, so the header reader stays light
+
+    stamped = replace(
+        metadata,
+        simclr_version=__version__,
+        torch_version=torch.__version__,
+        format_version=BACKBONE_FORMAT_VERSION,
+    )
+    write_safetensors(path, tensors, stamped.to_strings())
 
 
 def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:

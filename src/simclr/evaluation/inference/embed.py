@@ -229,11 +229,11 @@ def write_embeddings(emb: Embeddings, out: Path, fmt: str | None = None, *, abso
     ``fmt`` is a key of :data:`SUFFIXES` (default: the one ``out``'s suffix names). ``.npz``: arrays
     ``embeddings``, ``file_names``, ``labels``, ``class_names`` and ``metadata`` (:meth:`Embeddings.metadata`
     as a JSON string). ``.parquet``: one row per image with ``file_name``, ``label``, ``class_name`` and
-    ``embedding`` (a list column), the metadata under the schema-metadata key ``simclr``. ``.npy`` holds only
-    the matrix, so the names and labels go to ``FILE.index.csv`` beside it, row for row. ``lightly-csv``:
-    lightly's embeddings CSV (:func:`_write_lightly_csv`). File names are relative to the data folder, or
-    absolute with ``absolute_paths``; names that are not UTF-8 are written with backslash escapes
-    (:func:`utf8_text`).
+    ``embedding`` (a ``fixed_size_list<float, D>`` column), the metadata under the schema-metadata key
+    ``simclr``. ``.npy`` holds only the matrix, so the names and labels go to ``FILE.index.csv`` beside it,
+    row for row. ``lightly-csv``: lightly's embeddings CSV (:func:`_write_lightly_csv`). File names are relative
+    to the data folder, or absolute with ``absolute_paths``; names that are not UTF-8 are written with backslash
+    escapes (:func:`utf8_text`).
     """
     fmt = output_format(out, fmt)
     root = emb.origin.data_dir
@@ -279,17 +279,20 @@ def _write_index_csv(path: Path, file_names: list[str], labels: list[int], class
 
 def _write_parquet(path: Path, emb: Embeddings, file_names: list[str], class_names: list[str], metadata: str) -> None:
     """One row per image (``file_name``, ``label``, ``class_name``, ``embedding``), ``metadata`` under the
-    schema-metadata key :data:`METADATA_KEY`."""
+    schema-metadata key :data:`METADATA_KEY`. ``embedding`` is ``fixed_size_list<float, D>``: the type vector
+    stores and Arrow's tensor tools read as a matrix (a plain list column could hold rows of any length)."""
     # pyarrow is an optional extra, imported only when a .parquet file is asked for
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    vectors = np.ascontiguousarray(emb.vectors, dtype=np.float32)
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
     table = pa.table(
         {
             "file_name": file_names,
             "label": emb.labels,
             "class_name": [class_names[i] if i >= 0 else None for i in emb.labels.tolist()],
-            "embedding": list(emb.vectors),
+            "embedding": embedding,
         }
     )
     pq.write_table(table.replace_schema_metadata({METADATA_KEY: metadata}), path)
