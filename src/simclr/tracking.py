@@ -131,8 +131,10 @@ def start_tracking(
     remember where the tracker keeps the run."""
     hyperparameters = tracker_hyperparameters(settings, resolved)
     for logger in loggers:
-        logger.log_hyperparams(hyperparameters)
         name = type(logger).__name__
+        logger.log_hyperparams(
+            _unchanged_mlflow_params(logger, hyperparameters) if name == "MLFlowLogger" else hyperparameters
+        )
         if name == "MLFlowLogger":
             logger.experiment.log_artifact(logger.run_id, str(run.environment))
             experiment = logger.experiment.get_experiment(logger.experiment_id).name
@@ -152,6 +154,19 @@ def start_tracking(
         if experiment is not None:
             record["experiment"] = experiment
         write_text_atomic(run.tracking, json.dumps(record, indent=2) + "\n")
+
+
+def _unchanged_mlflow_params(logger: Any, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a resumed MLflow run may take: MLflow refuses to change a logged parameter, so one
+    that differs now (another machine's precision, a --resume-with-changes) keeps its first value, as said."""
+    logged = logger.experiment.get_run(logger.run_id).data.params
+    changed = sorted(key for key, value in hyperparameters.items() if key in logged and logged[key] != str(value)[:250])
+    if changed:
+        log.warning(
+            "MLflow keeps the first value of a parameter: %s stay as first logged (environment.yaml has this start's)",
+            ", ".join(changed),
+        )
+    return {key: value for key, value in hyperparameters.items() if key not in changed}
 
 
 def finish_tracking(loggers: Sequence[Any], run: RunDir) -> None:

@@ -84,6 +84,8 @@ def test_mlflow_keeps_two_runs_in_one_experiment_of_the_shared_store(
     resolved = tiny_run(runs / "a", "mlflow", weight_decay=1e-4)
     tiny_run(runs / "b", "mlflow", weight_decay=1e-4)
     results = evaluate(runs / "a")
+    # resumed for a second epoch: the same MLflow run, which keeps the first value of what changed
+    assert main(["pretrain", "--resume", str(runs / "b"), "--resume-with-changes", "--epochs", "2", "--quiet"]) == 0
     monkeypatch.chdir(runs)  # where `mlflow ui` started with no setup looks: ./mlflow.db, artifacts in ./mlruns
     found = mlflow.search_runs(experiment_names=["simclr"], output_format="list")
     by_name = {item.info.run_name: item for item in found}
@@ -94,7 +96,10 @@ def test_mlflow_keeps_two_runs_in_one_experiment_of_the_shared_store(
     assert int(params["warmup_steps"]) == resolved["warmup_steps"] and params["image_size"] == "16"
     assert metrics["eval/regression/r2"] == pytest.approx(results["regression"]["metrics"]["r2"])
     assert "eval/regression/r2" not in by_name["b"].data.metrics
+    assert by_name["b"].data.params["epochs"] == "1" and by_name["b"].data.params["total_steps"] == "4"
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    losses = {name: client.get_metric_history(item.info.run_id, "train_loss") for name, item in by_name.items()}
+    assert len(losses["b"]) > len(losses["a"]) >= 1  # b's second epoch went on in the same run
     artifacts = {item.path for item in client.list_artifacts(by_name["a"].info.run_id)}
     assert {"config.yaml", "backbone.safetensors", "environment.yaml", "metrics.json"} <= artifacts
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing in the first working directory
