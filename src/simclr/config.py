@@ -276,10 +276,13 @@ class _Run:
         "continue the run in this directory from its last checkpoint (default: a new run)", None, path=True
     )
     logger: str = _run(
-        "csv | tensorboard | mlflow | wandb | none: the tracker that also gets the settings and, from simclr evaluate, "
-        "the evaluation metrics (the metrics file is always written; wandb runs offline without WANDB_API_KEY)",
+        "csv | tensorboard | mlflow | wandb | none: the tracker that also gets the hyperparameters as used, "
+        "environment.yaml and every evaluation command's metrics (metrics.csv is always written; mlflow keeps one "
+        "store for all runs, mlflow.db and mlruns/ beside the run directory unless MLFLOW_TRACKING_URI is set; "
+        "wandb runs offline without WANDB_API_KEY)",
         "csv",
     )
+    experiment: str = _run("the experiment the tracker groups the run under (MLflow experiment, W&B project)", "simclr")
     checkpoint_every_steps: int = _run(
         "also checkpoint every N steps (0: only at epoch ends)", 200, within=NON_NEGATIVE
     )
@@ -372,6 +375,8 @@ class PretrainConfig(
         _check_choice("head", self.head, HEAD_NAMES)
         _check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
         _check_choice("logger", self.logger, LOGGERS)
+        if not self.experiment.strip():
+            raise UserError("--experiment is empty; name the experiment the tracker groups the run under")
         _check_choice("precision", self.precision, PRECISIONS)
         if self.lr_scaling is not None:
             _check_choice("lr_scaling", self.lr_scaling, SCALING_RULES)

@@ -23,7 +23,8 @@ A pretraining run::
     RUN_DIR/eval-random-weights/    the same evaluation of the untrained architecture (the baseline)
     RUN_DIR/sweep-cell.json         written last by a sweep: the cell is finished
     RUN_DIR/tracking.json           where the run's tracker (MLflow, TensorBoard, W&B) keeps it, for evaluate
-    RUN_DIR/tensorboard/, mlflow.db, mlflow-artifacts/, wandb/   the trackers' own stores (--logger)
+    RUN_DIR/tensorboard/, wandb/    the trackers' own stores (--logger); MLflow's is shared by the runs of a
+                                    folder: RUN_DIR/../mlflow.db and RUN_DIR/../mlruns/ (artifacts)
     RUN_DIR/.lock                   held by the process writing in it (pid, host, start), so a run has one writer
 
 An autoencoder run (``simclr train-ae``) shares config.yaml, metrics.csv and train.log, and adds
@@ -58,7 +59,7 @@ SWEEP_MARKER_FILE = "sweep-cell.json"
 AUTOENCODER_FILE = "autoencoder.safetensors"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 MLFLOW_DB_FILE = "mlflow.db"
-MLFLOW_ARTIFACTS_DIR = "mlflow-artifacts"
+MLFLOW_ARTIFACTS_DIR = "mlruns"  # MLflow's own default names: `mlflow ui` started beside the runs finds them
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 TRACKING_FILE = "tracking.json"
@@ -219,7 +220,9 @@ class RunDir:
 
     @property
     def mlflow_db(self) -> Path:
-        return self.path / MLFLOW_DB_FILE
+        """The MLflow store the runs of this folder share (beside the run directory, so one experiment in
+        `mlflow ui` compares them)."""
+        return self.path.resolve().parent / MLFLOW_DB_FILE
 
     @property
     def lock(self) -> Path:
@@ -233,8 +236,8 @@ class RunDir:
 
     @property
     def mlflow_artifacts(self) -> Path:
-        """Where a run's own MLflow store (``mlflow.db``) keeps the artifacts."""
-        return self.path / MLFLOW_ARTIFACTS_DIR
+        """Where the shared MLflow store (:attr:`mlflow_db`) keeps the artifacts."""
+        return self.path.resolve().parent / MLFLOW_ARTIFACTS_DIR
 
     @property
     def tracking(self) -> Path:

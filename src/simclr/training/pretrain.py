@@ -50,7 +50,7 @@ from simclr.training.plan import (
 )
 from simclr.training.resume import Changes, continue_same_run, record_changes, starting_step
 from simclr.training.run_callbacks import build_callbacks
-from simclr.training.run_record import describe_run, record_environment
+from simclr.training.run_record import describe_run, record_environment, resolved_settings
 from simclr.training.run_setup import check_writable, is_worker_process, open_run_dir
 from simclr.training.training_data import (
     TrainingData,
@@ -115,13 +115,14 @@ def run_pretraining(
 
     with open_run_dir(config, quiet=quiet, held=decisions, from_checkpoint=resume_step is not None) as run:
         describe_run(config, run, data, hardware, optim)
-        record_environment(config, run, hardware, optim)
+        resolved = resolved_settings(config, hardware, optim, views_config)
+        record_environment(run, resolved)
         event = None if is_worker_process() else record_changes(run, resume_step, resumed_changes or {})
         callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
-        loggers = lightning_loggers(config.logger, run)
+        loggers = lightning_loggers(config.logger, run, config.experiment)
         trainer = build_trainer(config, hardware, optim, callbacks, loggers, run)
         if not is_worker_process():
-            start_tracking(loggers, run, config_to_dict(config))
+            start_tracking(loggers, run, config_to_dict(config), resolved)
         module = PretrainingModule(
             model,
             views,

@@ -8,6 +8,8 @@ import logging
 import platform
 import sys
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -24,6 +26,7 @@ from simclr.training.module import OptimSettings
 from simclr.training.plan import Hardware
 from simclr.training.run_setup import is_worker_process
 from simclr.training.training_data import TrainingData
+from simclr.views.config import ViewConfig
 
 log = logging.getLogger("simclr")
 
@@ -106,13 +109,13 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*IterableDataset. has .__len__. defined.*")
 
 
-def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, optim: OptimSettings) -> None:
-    """``environment.yaml``: what ``auto`` and ``null`` settings became here, and the machine and versions
-    (rewritten at every start, so a resumed run records where it continued)."""
-    if is_worker_process():
-        return
+def resolved_settings(
+    config: PretrainConfig, hardware: Hardware, optim: OptimSettings, views: ViewConfig
+) -> dict[str, Any]:
+    """What the run's ``auto`` and ``null`` settings became here: the one source of environment.yaml's
+    ``resolved`` block and of the hyperparameters the trackers get (:func:`simclr.tracking.start_tracking`)."""
     base_lr, rule = resolved_lr(config)
-    resolved = {
+    return {
         "precision": hardware.precision,
         "accelerator": "gpu" if hardware.gpu else "cpu",
         "processes": hardware.processes,
@@ -124,10 +127,20 @@ def record_environment(config: PretrainConfig, run: RunDir, hardware: Hardware, 
         "weight_decay": optim.weight_decay,
         "warmup_steps": optim.warmup_steps,
         "total_steps": optim.total_steps,
+        "image_size": views.size,
+        "jitter_strength": views.jitter_strength,
+        "blur_p": views.blur_p,
         "channels_last": hardware.channels_last,
         "sync_batchnorm": hardware.sync_batchnorm,
     }
-    record = {"resolved": resolved, "environment": environment_record()}
+
+
+def record_environment(run: RunDir, resolved: Mapping[str, Any]) -> None:
+    """``environment.yaml``: what ``auto`` and ``null`` settings became (:func:`resolved_settings`), and the
+    machine and versions (rewritten at every start, so a resumed run records where it continued)."""
+    if is_worker_process():
+        return
+    record = {"resolved": dict(resolved), "environment": environment_record()}
     write_text_atomic(run.environment, yaml.safe_dump(record, sort_keys=False))
 
 
