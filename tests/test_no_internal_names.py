@@ -16,7 +16,11 @@ ALIAS_TABLE = re.compile(r"^RENAMED_RECIPES = \{$.*?^\}$", re.MULTILINE | re.DOT
 
 def _scanned() -> list[Path]:
     files = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").rglob("*.md"))]
-    files += [path for path in sorted((REPO / "src").rglob("*")) if path.is_file() and path.suffix != ".pyc"]
+    files += [
+        path
+        for path in sorted((REPO / "src").rglob("*"))
+        if path.is_file() and path.suffix != ".pyc" and not any(part.endswith(".egg-info") for part in path.parts)
+    ]  # what an editable install writes beside the sources is not shipped text
     return [path for path in files if path != REPO / "docs" / "SOURCES.md"]
 
 
