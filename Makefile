@@ -22,9 +22,10 @@ demo: install
 		--epochs 3 --out $(DEMO_DIR)
 	$(SIMCLR) evaluate $(DEMO_DIR)
 
-# One pytest worker per core (at most 4); the end-to-end runs (marked slow) start first.
+# One pytest worker per core (at most 4); the end-to-end runs (marked slow) start first, and the tests that share
+# an expensive fixture (marked xdist_group) run on one worker.
 test: install
-	$(PY) -m pytest -q -n auto --dist load --durations=25
+	$(PY) -m pytest -q -n auto --dist loadgroup --durations=25
 
 # Everything but the end-to-end runs: a minute or two, for quick iteration.
 test-fast: install

@@ -280,6 +280,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.xdist_group("tiny-sweep")
 @pytest.mark.slow
 def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
     sweep_dir = tiny_sweep / "out" / "tiny"
@@ -295,6 +296,8 @@ def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
     assert marker["grid_values"] == {"head_out_dim": 16}
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("tiny-sweep")
 def test_rerun_skips_finished_cells_and_redoes_the_rest(
     tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
