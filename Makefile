@@ -22,10 +22,10 @@ demo: install
 		--epochs 3 --out $(DEMO_DIR)
 	$(SIMCLR) evaluate $(DEMO_DIR)
 
-# One pytest worker per core (at most 4); the end-to-end runs (marked slow) start first, and the tests that share
-# an expensive fixture (marked xdist_group) run on one worker.
+# One pytest worker per core (at most 4); each test module runs whole on one worker (its fixtures are set up once),
+# the modules with the most end-to-end runs (marked slow) first.
 test: install
-	$(PY) -m pytest -q -n auto --dist loadgroup --durations=25
+	$(PY) -m pytest -q -n auto --dist loadscope --durations=25
 
 # Everything but the end-to-end runs: a minute or two, for quick iteration.
 test-fast: install

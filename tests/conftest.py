@@ -33,9 +33,16 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The end-to-end runs (marked slow) go first, so that parallel workers start the longest tests early and
-    # finish together, instead of one worker running them at the end while the other idles.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # The modules with the most end-to-end runs (marked slow) go first, so that parallel workers start the
+    # longest work early and finish together. A module's tests stay together and in order: pytest sets a
+    # module's fixtures up again whenever another module's test runs in between.
+    slow_tests: dict[str, int] = {}
+    for item in items:
+        slow_tests[item.module.__name__] = slow_tests.get(item.module.__name__, 0) + bool(
+            item.get_closest_marker("slow")
+        )
+    position = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (-slow_tests[item.module.__name__], position[id(item)]))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -277,8 +277,8 @@ class _Run:
     )
     logger: str = _run(
         "csv | tensorboard | mlflow | wandb | none: the tracker that also gets the hyperparameters as used, "
-        "environment.yaml and every evaluation command's metrics (metrics.csv is always written; mlflow keeps one "
-        "store for all runs, mlflow.db and mlruns/ beside the run directory unless MLFLOW_TRACKING_URI is set; "
+        "the run's environment record and every evaluation command's metrics (the CSV of training steps is always "
+        "written; mlflow keeps one store for the runs of a folder, beside them, unless MLFLOW_TRACKING_URI is set; "
         "wandb runs offline without WANDB_API_KEY)",
         "csv",
     )

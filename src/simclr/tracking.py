@@ -22,7 +22,7 @@ from typing import Any
 from simclr.atomic import write_text_atomic
 from simclr.errors import UserError
 from simclr.models.backbone_file import read_backbone_metadata
-from simclr.rundir import RunDir
+from simclr.rundir import METRICS_FILE, RunDir
 
 __all__ = [
     "evaluation_scalars",
@@ -228,7 +228,7 @@ def report_evaluation(run: RunDir, results: Mapping[str, Mapping[str, Any]], fil
         if configured == "none":
             return
         reason = (
-            "--logger csv has no tracker run: metrics.csv holds the training steps"
+            f"--logger csv has no tracker run: {METRICS_FILE} holds the training steps"
             if configured == "csv"
             else f"the run has no {run.tracking.name}: its --logger {configured} run is not known"
         )

@@ -280,7 +280,6 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.xdist_group("tiny-sweep")
 @pytest.mark.slow
 def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
     sweep_dir = tiny_sweep / "out" / "tiny"
@@ -297,7 +296,6 @@ def test_two_cell_sweep_writes_results(tiny_sweep: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("tiny-sweep")
 def test_rerun_skips_finished_cells_and_redoes_the_rest(
     tiny_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

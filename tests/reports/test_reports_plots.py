@@ -129,7 +129,6 @@ def test_subsample_is_stratified_and_seeded() -> None:
     assert not np.array_equal(picked, plots._subsample(len(labels), 100, labels, seed=2))
 
 
-@pytest.mark.xdist_group("umap")
 @pytest.mark.slow
 def test_embedding_map_umap(tmp_path: Path) -> None:
     features, labels = clustered()
@@ -170,7 +169,6 @@ def _neighbour_agreement(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("umap")
 def test_supervised_umap_separates_classes_that_the_features_do_not() -> None:
     rng = np.random.default_rng(0)
     features, labels = rng.normal(size=(150, 16)), np.repeat(np.arange(3), 50)  # no class structure at all

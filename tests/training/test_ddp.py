@@ -607,7 +607,6 @@ def reference_curve(tmp_path_factory: pytest.TempPathFactory, session_run: type[
     return losses(workdir / "run")
 
 
-@pytest.mark.xdist_group("ddp-reference-curve")
 def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
     session_runs: Callable[..., Any], tmp_path: Path, reference_curve: dict[int, float]
 ) -> None:
@@ -638,7 +637,6 @@ def test_ddp_run_interrupted_mid_training_resumes_onto_the_reference_curve(
     assert final["global_step"] == TOTAL_STEPS
 
 
-@pytest.mark.xdist_group("ddp-reference-curve")
 def test_ddp_run_stopped_by_max_steps_resumes_onto_the_reference_curve(
     session_runs: Callable[..., Any], tmp_path: Path, reference_curve: dict[int, float]
 ) -> None:

@@ -18,7 +18,6 @@ TOTAL_STEPS = 12  # 96 images / 16 per step x 2 epochs
 
 
 # SIGTERM here; SIGINT (the same handler) is sent to a multi-process run in tests/training/test_ddp.py
-@pytest.mark.xdist_group("short-cifar-reference")
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143)])
 def test_signal_saves_the_checkpoint_and_the_run_resumes(
     short_cifar_run: list[str],

@@ -130,7 +130,6 @@ def check_stopped(attempt: Any, run: Path, signum: int, code: int) -> None:
     assert not list(run.rglob(".*.tmp-*")) and not (run / ".lock").exists()
 
 
-@pytest.mark.xdist_group("preemption-folder")
 @pytest.mark.parametrize("kind", ["in-memory", "streamed"])
 def test_signals_to_the_process_group_and_requeues_reach_the_uninterrupted_final_step(
     kind: str,

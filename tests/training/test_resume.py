@@ -17,7 +17,6 @@ from simclr.training.checkpoint_io import atomic_torch_save, load_checkpoint_saf
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xdist_group("short-cifar-reference")
 def test_resume_after_sigkill_matches_uninterrupted_run(
     short_cifar_run: list[str],
     short_cifar_reference: dict[int, float],
