@@ -21,7 +21,9 @@ from ..conftest import noise_pngs
 
 pytestmark = pytest.mark.slow
 
+# views of 16 px: a quarter of the compute of the images' 32 px; what is checked does not depend on the size
 FAST = ["--epochs", "1", "--batch-size", "16", "--precision", "32", "--workers", "1", "--optimizer", "sgd", "--quiet"]
+FAST += ["--image-size", "16"]
 
 
 def test_pretrain_streams_a_packed_dataset(cifar_small: Path, tmp_path: Path) -> None:
@@ -32,7 +34,7 @@ def test_pretrain_streams_a_packed_dataset(cifar_small: Path, tmp_path: Path) ->
     )
     log = (run / "train.log").read_text()
     assert f"streaming the training split from {tmp_path / 'packed' / 'train'}" in log
-    assert "dataset packed: 300 training images of 32px, 100 test images" in log
+    assert "dataset packed: 300 training images of 16px, 100 test images" in log
     assert "kNN monitor: 300 bank and 100 query images decoded from the packed splits" in log
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len([r for r in rows[1:] if r.split(",")[2]]) == 300 // 16  # one row per step
@@ -49,7 +51,7 @@ def test_an_image_folder_over_the_memory_budget_is_packed_once_and_streamed(cifa
         == 0
     )
     log = (streamed / "train.log").read_text()
-    assert "300 images at 32x32 px take 900.0 KB decoded; memory budget 100.0 KB: packed once and streamed" in log
+    assert "300 images at 16x16 px take 225.0 KB decoded; memory budget 100.0 KB: packed once and streamed" in log
     assert (pack_dir / "train" / "index.json").is_file() and (pack_dir / "test" / "index.json").is_file()
     assert f"streaming the training split from {pack_dir / 'train'}" in log
 
@@ -97,7 +99,7 @@ DRIVER = textwrap.dedent(
 
     data, out, record, resume = sys.argv[1:5]
     values = dict(
-        dataset="packed", data_dir=data, out=out, batch_size=16, epochs=2, precision="32", workers=1,
+        dataset="packed", data_dir=data, out=out, batch_size=16, epochs=2, image_size=16, precision="32", workers=1,
         optimizer="sgd", knn_every_epochs=0, checkpoint_every_steps=2, resume=out if resume == "resume" else None,
     )
     run_pretraining(build_config({}, values), quiet=True, extra_callbacks=[Recorder(record)])
