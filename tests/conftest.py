@@ -137,10 +137,9 @@ LAUNCHER_ENV = (
 )  # fmt: skip
 
 
-def alive_in_session(session: int) -> list[int]:
-    """Processes (not zombies) in the session a CLI run was started in: its main process and what it started
-    (loader workers, DDP ranks)."""
-    alive = []
+def _process_stats() -> Iterator[tuple[int, list[str]]]:
+    """``(pid, [state, ppid, pgrp, session, ...])`` of every process, from /proc/PID/stat (the fields after the
+    command name, which may hold spaces and parentheses); processes that end while being read are left out."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -148,23 +147,21 @@ def alive_in_session(session: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # state ppid pgrp session ...
-        if fields[0] != "Z" and int(fields[3]) == session:
-            alive.append(int(entry.name))
-    return alive
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()
+
+
+def alive_in_session(session: int) -> list[int]:
+    """Processes (not zombies) in the session a CLI run was started in: its main process and what it started
+    (loader workers, DDP ranks)."""
+    return [pid for pid, fields in _process_stats() if fields[0] != "Z" and int(fields[3]) == session]
 
 
 def descendants(pid: int) -> list[int]:
     """Every live process below ``pid``, whatever session it moved to (torchrun starts each rank in a session
     of its own, so killing torchrun's process group leaves its ranks running)."""
     parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry.name))
+    for child, fields in _process_stats():
+        parents.setdefault(int(fields[1]), []).append(child)
     found, todo = [], [pid]
     while todo:
         children = parents.get(todo.pop(), [])

@@ -33,7 +33,7 @@ from simclr.data.source import DataSource
 from simclr.errors import Interrupted, UserError
 from simclr.process_lock import read_lock
 
-from ..conftest import noise_pngs
+from ..conftest import alive_in_session, noise_pngs
 
 # a packer in a process of its own, as a rank of torchrun or a second run is: many small parts, so that it can
 # be stopped between them
@@ -228,20 +228,6 @@ def test_an_unfinished_pack_is_finished_only_for_the_same_files(
     assert read_pack_info(tmp_path / "packed" / "train").fingerprint
 
 
-def _session_alive(session: int) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" and int(fields[3]) == session:
-                alive.append(int(entry.name))
-    return alive
-
-
 def test_data_pack_stopped_by_sigterm_to_its_process_group_ends_in_one_line_and_the_same_command_finishes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -263,9 +249,9 @@ def test_data_pack_stopped_by_sigterm_to_its_process_group_ends_in_one_line_and_
     assert err.strip().splitlines()[-1] == "simclr: packing stopped by SIGTERM; run the same command again to finish it"
     assert "Traceback" not in err
     deadline = time.time() + 10
-    while _session_alive(proc.pid) and time.time() < deadline:
+    while alive_in_session(proc.pid) and time.time() < deadline:
         time.sleep(0.05)
-    assert not _session_alive(proc.pid), "the workers ended with their parent"
+    assert not alive_in_session(proc.pid), "the workers ended with their parent"
     assert not (out / "train" / "index.json").exists() and not (out / PACK_LOCK).exists()
 
     monkeypatch.setattr(packed, "PART_SIZE", 4)  # as the stopped command had

@@ -42,18 +42,19 @@ def test_state_dict_loads_into_the_architecture(run: Path, tmp_path: Path, capsy
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def assert_run_metadata(extra_files: dict[str, str]) -> None:
+    """The backbone file's metadata, as an exported archive carries it, is the test run's."""
+    meta = json.loads(extra_files[METADATA_FILE])
+    described = (meta["backbone"], meta["stem"], meta["image_size"], meta["feature_dim"])
+    assert described == ("resnet18", "cifar", "32", "512")
+
+
 def test_torchscript_matches_the_backbone_and_carries_metadata(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "backbone.ts"
     assert main(["export", str(run / "backbone.safetensors"), "--format", "torchscript", "--out", str(out)]) == 0
     extra = {METADATA_FILE: ""}
     scripted = torch.jit.load(str(out), _extra_files=extra)
-    meta = json.loads(extra[METADATA_FILE])
-    assert (meta["backbone"], meta["stem"], meta["image_size"], meta["feature_dim"]) == (
-        "resnet18",
-        "cifar",
-        "32",
-        "512",
-    )
+    assert_run_metadata(extra)
     images = torch.randn(3, 3, 32, 32)  # another batch size than any example input
     with torch.no_grad():
         torch.testing.assert_close(scripted(images), reference_features(run, images), rtol=1e-4, atol=1e-5)
@@ -108,13 +109,7 @@ def test_pt2_matches_the_backbone_and_carries_metadata(run: Path, tmp_path: Path
     assert main(["export", str(run), "--format", "pt2", *flags, "--out", str(out)]) == 0
     extra = {METADATA_FILE: ""}
     program = torch.export.load(out, extra_files=extra)
-    meta = json.loads(extra[METADATA_FILE])
-    assert (meta["backbone"], meta["stem"], meta["image_size"], meta["feature_dim"]) == (
-        "resnet18",
-        "cifar",
-        "32",
-        "512",
-    )
+    assert_run_metadata(extra)
     module, reference = program.module(), reference_module(run)
     # the example traced had a batch of 2
     cases = ((32, 1), (64, 3), (40, 2)) if dynamic_size else ((32, 1), (32, 3))
