@@ -4,6 +4,8 @@ The building blocks and the two main jobs, importable from here (docs/API.md sho
 
     from simclr import NTXentLoss, SimCLRTransform, build_backbone, pretrain, PretrainConfig, load_backbone
 
+and the Lightning module of pretraining, :class:`SimCLRModule`, for a Trainer of one's own.
+
 The names are loaded on first use (PEP 562 ``__getattr__``): ``import simclr`` stays cheap for the CLI,
 which reads only ``__version__`` before choosing a sub-command, and imports torch only when a name is used.
 """
@@ -36,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "build_config": "simclr.config",
     "pretrain": "simclr.api",
     "PretrainResult": "simclr.training.pretrain",
+    "SimCLRModule": "simclr.training.module",
     # the run directory and its backbone
     "RunDir": "simclr.rundir",
     "BackboneMetadata": "simclr.models.backbone_file",
@@ -60,6 +63,7 @@ __all__ = [
     "PretrainResult",
     "RunDir",
     "SimCLRModel",
+    "SimCLRModule",
     "SimCLRTransform",
     "SimCLRViews",
     "UserError",
@@ -95,6 +99,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from simclr.optim.lars import LARS
     from simclr.optim.schedules import WarmupCosineLR, warmup_cosine
     from simclr.rundir import RunDir
+    from simclr.training.module import SimCLRModule
     from simclr.training.pretrain import PretrainResult
     from simclr.views.config import ViewConfig
     from simclr.views.pipeline import SimCLRViews

@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -26,6 +28,9 @@ def pretrain(
     dataset: Dataset[Any] | None = None,
     backbone: nn.Module | str | None = None,
     resume_with_changes: bool = False,
+    callbacks: list[L.Callback] | None = None,
+    loggers: list[Logger] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> PretrainResult:
     """Pretrain from Python as ``simclr pretrain`` does from the command line, and return the run's result.
 
@@ -57,6 +62,13 @@ def pretrain(
     trained on a Python Dataset or backbone resumes from here only (``simclr pretrain --resume`` refuses it):
     pass them again.
 
+    ``callbacks``, ``loggers``: Lightning callbacks and loggers of your own, given to the run's Trainer after
+    simclr's (the loggers receive the per-step metrics every ``config.log_every_steps`` steps, as
+    ``config.logger``'s tracker does). ``trainer_kwargs``: further ``lightning.Trainer`` options
+    (``gradient_clip_val``, ``profiler``, ``max_time``, ...); one that simclr sets from the config (the
+    device, precision, step budget, run directory, ...) is refused, naming the setting to use instead
+    (docs/API.md lists them). The module they see is :class:`simclr.SimCLRModule`.
+
     For example (docs/API.md has more)::
 
         images = torch.randint(0, 256, (1024, 3, 32, 32), dtype=torch.uint8)  # or a Dataset of PIL images
@@ -74,4 +86,13 @@ def pretrain(
             allowed=resume_with_changes,
             switch="resume_with_changes=True",
         )
-    return run_pretraining(config, quiet=quiet, resumed_changes=changes, dataset=dataset, backbone=backbone)
+    return run_pretraining(
+        config,
+        quiet=quiet,
+        extra_callbacks=callbacks,
+        resumed_changes=changes,
+        dataset=dataset,
+        backbone=backbone,
+        extra_loggers=loggers,
+        trainer_kwargs=trainer_kwargs,
+    )

@@ -94,6 +94,7 @@ def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     """Every script of examples/ runs (in this process: one torch import for all) and does what it says."""
     scripts = sorted(EXAMPLES.glob("*.py"))
     assert {p.name for p in scripts} >= {
+        "lightning_trainer.py",
         "pretrain_and_probe.py",
         "pretrain_on_your_data.py",
         "train_on_tensors.py",
@@ -113,6 +114,10 @@ def test_examples_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                 assert names["own"] == "custom:example.SmallConvNet"  # the class, as the run's files name it
                 has_timm = importlib.util.find_spec("timm") is not None
                 assert names.get("timm") == ("timm:resnet18" if has_timm else None)
+            elif script.name == "lightning_trainer.py":
+                losses = main(tmp_path / "lightning")  # it checks that load_from_checkpoint gives its weights back
+                assert len(losses) == 4 and all(np.isfinite(losses))
+                assert (tmp_path / "lightning" / "simclr.ckpt").is_file()
             elif script.name == "train_on_tensors.py":
                 losses = main()
                 assert len(losses) == 3 and all(np.isfinite(losses))

@@ -5,7 +5,7 @@ How the DDP step is driven, and why
 -----------------------------------
 The step runs through a real ``lightning.Trainer(strategy=DDPStrategy(start_method="spawn"),
 accelerator="cpu", devices=2, max_steps=1)`` (its processes meet through a file, see
-:class:`FileRendezvousDDP`) fitting the real :class:`PretrainingModule` (``training_step``
+:class:`FileRendezvousDDP`) fitting the real :class:`SimCLRModule` (``training_step``
 with ``view_generator(seed, step, rank)``, NT-Xent with ``gather_distributed``, SGD and the warmup-cosine
 schedule of :func:`plan_optimisation`, ResNet-18 with the CIFAR stem from :func:`build_seeded_model`) on
 the run's own :class:`InMemoryDataModule`, which gives rank r the r-th block of the global batch.
@@ -73,9 +73,9 @@ from simclr.losses.ntxent import NTXentLoss
 from simclr.resolve import view_config
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import InMemoryDataModule
-from simclr.training.module import PretrainingModule, view_generator
+from simclr.training.model_and_loss import build_seeded_model
+from simclr.training.module import SimCLRModule, view_generator
 from simclr.training.plan import invariance_settings, plan_optimisation, resolve_hardware
-from simclr.training.pretrain import build_seeded_model
 from simclr.training.training_data import TrainingData, load_training_data
 from simclr.views.factory import ViewMaker, build_views
 
@@ -329,10 +329,10 @@ def step_setup() -> StepSetup:
     return StepSetup(config, data, views, resolve_hardware(config).channels_last)
 
 
-def make_module(setup: StepSetup, views: Any) -> PretrainingModule:
+def make_module(setup: StepSetup, views: Any) -> SimCLRModule:
     config = setup.config
-    model = build_seeded_model(config, setup.data.image_size, resolve_hardware(config))
-    return PretrainingModule(
+    model = build_seeded_model(config, setup.data.image_size, resolve_hardware(config).channels_last)
+    return SimCLRModule(
         model,
         views,
         NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed),

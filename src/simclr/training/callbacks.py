@@ -28,7 +28,7 @@ from simclr.models.backbone_file import BackboneMetadata, write_backbone
 from simclr.rundir import RunDir
 from simclr.stop_signals import STOP_SIGNALS, StopSignal, signal_name
 from simclr.training.metrics_file import MetricsFile
-from simclr.training.module import PretrainingModule
+from simclr.training.module import SimCLRModule
 
 log = logging.getLogger("simclr")
 
@@ -60,7 +60,7 @@ class MetricsCSV(L.Callback):
     checkpoint, and then written one row per step and passed to the tracking loggers. So the file holds
     every step, but its rows appear in bursts of the log interval, and a killed run may lose the rows after
     its last checkpoint (which a resume drops anyway). A non-finite loss found when reading stops the run
-    (:meth:`~simclr.training.module.PretrainingModule.raise_if_nonfinite`) after the rows before it are written.
+    (:meth:`~simclr.training.module.SimCLRModule.raise_if_nonfinite`) after the rows before it are written.
 
     On resume, rows the killed run wrote after its last checkpoint are dropped, so the file holds exactly
     one curve with no duplicated steps.
@@ -101,7 +101,7 @@ class MetricsCSV(L.Callback):
 
     def flush(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Read the steps logged since the last flush, write them, and stop on a non-finite loss."""
-        if not isinstance(pl_module, PretrainingModule):
+        if not isinstance(pl_module, SimCLRModule):
             return
         steps = pl_module.drain_step_metrics()
         self.write_rows(trainer, [dict(step.values, step=step.step, epoch=step.epoch) for step in steps])
@@ -227,7 +227,7 @@ class BackboneExport(L.Callback):
         self.metadata = metadata
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if isinstance(pl_module, PretrainingModule):
+        if isinstance(pl_module, SimCLRModule):
             pl_module.raise_if_nonfinite()  # never export weights trained after a non-finite loss
         if trainer.global_rank == 0:
             meta = dataclasses.replace(self.metadata, global_step=trainer.global_step, epoch=trainer.current_epoch)

@@ -1,26 +1,44 @@
-"""The SimCLR training step as a LightningModule: views on the device -> network -> NT-Xent."""
+"""The SimCLR training step as a LightningModule (:class:`SimCLRModule`, public as ``simclr.SimCLRModule``):
+views on the device -> network -> NT-Xent, built from a :class:`~simclr.config.PretrainConfig` in one call and
+rebuilt from a checkpoint by Lightning's ``load_from_checkpoint``."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from simclr.config import PretrainConfig, build_config
+from simclr.data.catalog import dataset_info
 from simclr.data.loader import PARTNER_KEY
 from simclr.errors import UserError
+from simclr.hardware import uses_gpu
 from simclr.losses.invariance import gradient_penalty, pin_parameters
 from simclr.losses.ntxent import NTXentLoss
+from simclr.models.backbones import CUSTOM_PREFIX, custom_backbone_name
 from simclr.models.simclr_model import SimCLRModel
 from simclr.optim.build import build_optimizer, set_hyper_parameters
 from simclr.optim.schedules import WarmupCosineLR
+from simclr.resolve import normalized_info, view_config
+from simclr.settings import config_to_dict
+from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import POSITION_KEY
-from simclr.views.factory import ViewMaker
+from simclr.training.model_and_loss import build_loss, build_seeded_model
+from simclr.training.plan import (
+    InvarianceSettings,
+    OptimSettings,
+    invariance_settings,
+    plan_schedule,
+    trains_channels_last,
+)
+from simclr.views.factory import ViewMaker, build_views
 
 PENDING_STEPS = 10_000  # steps of device values a module keeps until they are read
 
@@ -85,35 +103,6 @@ class NonFiniteGuard:
         return (int(step), loss) if step >= 0 else None
 
 
-@dataclass(frozen=True)
-class OptimSettings:
-    """The resolved optimiser and schedule of a run (learning rate already scaled by the batch)."""
-
-    name: str
-    peak_lr: float
-    weight_decay: float
-    momentum: float
-    nesterov: bool
-    total_steps: int
-    warmup_steps: int
-    steps_per_epoch: int
-    global_batch: int  # images per step on all processes together: what the learning rate is scaled by
-    decay: str = "cosine"  # after the warmup; or "constant"
-    final_ratio: float = 0.0  # the cosine's final learning rate as a fraction of the peak
-
-
-@dataclass(frozen=True)
-class InvarianceSettings:
-    """The gradient penalty of Foster et al. 2020 (``--lambda-gp`` > 0): weight, clamp, re-draws, and
-    whether the representation is L2-normalised first."""
-
-    weight: float
-    upper_limit: float = 1.0
-    draws: int = 100
-    normalize: bool = True
-    excluded_columns: tuple[int, ...] = ()  # view parameters left out (their re-draws pinned to the first view's)
-
-
 def view_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """The random source of the views of one step on one process.
 
@@ -125,9 +114,33 @@ def view_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return generator
 
 
-class PretrainingModule(L.LightningModule):
-    """The Lightning module of pretraining: wires the views, the network (:class:`SimCLRModel`), the loss and
-    the optimiser once; everything else lives in the building blocks."""
+def batch_as_dict(batch: Any, input_key: str) -> dict[str, Any]:
+    """A training batch as the step reads it. simclr's loaders give dicts; a plain ``DataLoader`` gives the
+    images tensor, or a tuple or list whose first item is the images (a ``TensorDataset``'s, or
+    ``(images, labels)``), uint8 or float in [0, 1]."""
+    if isinstance(batch, dict):
+        return batch
+    if isinstance(batch, Tensor):
+        return {input_key: batch}
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        return {input_key: batch[0]}
+    raise UserError(
+        f"a training batch is a {type(batch).__name__}; give SimCLRModule an images tensor (B, 3, H, W), a tuple "
+        f"whose first item is one, or a dict with {input_key!r}"
+    )
+
+
+class SimCLRModule(L.LightningModule):
+    """The Lightning module of SimCLR pretraining: wires the views, the network (:class:`SimCLRModel`), the loss
+    and the optimiser once; everything else lives in the building blocks.
+
+    It owns the model (``self.model``: backbone and projection head), the view maker that draws ``n_views``
+    random views of each batch on the training device (seeded by ``seed``, the step and the process rank), the
+    NT-Xent loss (``self.criterion``, negatives gathered across processes) and the optimiser with its warmup +
+    cosine schedule, stepped every optimiser step (``optim``). Its caller gives it batches of images (see
+    :func:`batch_as_dict`) and a Trainer; :meth:`from_config` builds one from a :class:`PretrainConfig`, and
+    ``load_from_checkpoint`` rebuilds one from a checkpoint whose ``hyper_parameters`` it wrote.
+    """
 
     def __init__(
         self,
@@ -138,8 +151,11 @@ class PretrainingModule(L.LightningModule):
         seed: int,
         channels_last: bool = True,
         invariance: InvarianceSettings | None = None,
+        hyper_parameters: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if hyper_parameters is not None:  # what rebuilds this module (plain values: weights_only loads them)
+            self.save_hyperparameters(hyper_parameters, logger=False)  # the trackers get the config already
         self.model = model
         self.views: ViewMaker = views
         self.criterion = loss
@@ -156,7 +172,110 @@ class PretrainingModule(L.LightningModule):
         self._pending: deque[tuple[tuple[int, int], dict[str, Tensor]]] = deque(maxlen=PENDING_STEPS)
         self._host_values: dict[int, dict[str, float]] = {}
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    @classmethod
+    def from_config(
+        cls,
+        config: PretrainConfig,
+        *,
+        image_size: int,
+        steps_per_epoch: int,
+        processes: int = 1,
+        backbone: nn.Module | None = None,
+        streamed: bool = False,
+        channels_last: bool | None = None,
+    ) -> SimCLRModule:
+        """The module ``simclr pretrain`` trains for ``config``, in one call.
+
+        ``image_size``: the side of the (square) images the views are made at. ``steps_per_epoch``: optimiser
+        steps in one epoch, each of ``config.batch_size`` images on each of ``processes`` processes (the
+        schedule spans ``config.epochs`` such epochs; the learning rate is scaled by the global batch).
+        ``backbone``: a module of your own instead of ``config.backbone``. ``streamed``: the batches hold
+        views cropped per image by the loader (simclr's streamed data). ``channels_last``: the memory format
+        (default: as ``config`` resolves it for its accelerator). The views are normalised with the
+        dataset's statistics (``config.dataset``, or ``config.normalization_mean``/``_std``). The initial
+        weights are drawn from ``config.seed`` (this seeds Python's, NumPy's and torch's generators).
+        """
+        config.validate()  # a PretrainConfig built by hand has not been checked
+        if backbone is not None:
+            config = replace(config, backbone=custom_backbone_name(backbone))
+        elif config.backbone.startswith(CUSTOM_PREFIX):
+            raise UserError(
+                f"the backbone is a module of your own ({config.backbone[len(CUSTOM_PREFIX) :]}), which only Python "
+                "holds; pass it: backbone=YourModule()"
+            )
+        info = normalized_info(config, dataset_info(config.dataset, image_size))
+        views = build_views(
+            image_size,
+            view_config(config, info, image_size),
+            config.n_views,
+            rerender=info.regression,
+            streamed=streamed,
+        )
+        if channels_last is None:
+            channels_last = trains_channels_last(config, uses_gpu(config.accelerator))
+        model = build_seeded_model(config, image_size, channels_last, backbone)
+        rebuild = {
+            "config": config_to_dict(config),
+            "image_size": image_size,
+            "steps_per_epoch": steps_per_epoch,
+            "processes": processes,
+            "streamed": streamed,
+        }
+        return cls(
+            model,
+            views,
+            build_loss(config),
+            plan_schedule(config, steps_per_epoch, processes),
+            config.seed,
+            channels_last,
+            invariance_settings(config),
+            hyper_parameters=rebuild,
+        )
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: str | torch.device | None = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> SimCLRModule:
+        """The module a checkpoint was trained as (:meth:`from_config` on its ``hyper_parameters``), with its
+        weights; on ``map_location`` (default: the CPU), in the default memory format.
+
+        The checkpoint is always read with ``weights_only=True`` (a crafted file cannot run code). A run whose
+        backbone was a module of your own needs it again: ``backbone=YourModule()``, the only other keyword.
+        """
+        unknown = sorted(set(kwargs) - {"backbone"})
+        if hparams_file is not None or weights_only is False or unknown:
+            what = "hparams_file" if hparams_file is not None else "weights_only=False" if not unknown else unknown[0]
+            raise UserError(
+                f"SimCLRModule.load_from_checkpoint takes no {what}; it rebuilds the module from the checkpoint's "
+                "own hyper_parameters, read weights-only (pass only the path, map_location, strict, backbone)"
+            )
+        checkpoint = load_checkpoint_safely(Path(checkpoint_path))
+        rebuild = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY)
+        if not isinstance(rebuild, dict) or "config" not in rebuild:
+            raise UserError(
+                f"{checkpoint_path} holds no simclr hyper_parameters (an older simclr wrote it); resume the run once "
+                "with this version (simclr pretrain --resume) and its next checkpoint holds them"
+            )
+        module = cls.from_config(
+            build_config(rebuild["config"], {}),
+            image_size=rebuild["image_size"],
+            steps_per_epoch=rebuild["steps_per_epoch"],
+            processes=rebuild["processes"],
+            backbone=kwargs.get("backbone"),
+            streamed=rebuild["streamed"],
+            channels_last=False,
+        )
+        module.load_state_dict(checkpoint["state_dict"], strict=True if strict is None else strict)
+        return module.to(map_location or "cpu")
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        batch = batch_as_dict(batch, self.views.input_key)
         generator = view_generator(self.seed, self.global_step, self.global_rank)
         source = batch[self.views.input_key]
         view_params: Tensor | None = None

@@ -16,7 +16,35 @@ from simclr.errors import UserError
 from simclr.hardware import pick_device, resolve_precision, use_channels_last
 from simclr.optim.schedules import scaled_learning_rate, warmup_steps_for
 from simclr.resolve import gp_excluded_columns, resolved_lr, resolved_weight_decay
-from simclr.training.module import InvarianceSettings, OptimSettings
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """The resolved optimiser and schedule of a run (learning rate already scaled by the batch)."""
+
+    name: str
+    peak_lr: float
+    weight_decay: float
+    momentum: float
+    nesterov: bool
+    total_steps: int
+    warmup_steps: int
+    steps_per_epoch: int
+    global_batch: int  # images per step on all processes together: what the learning rate is scaled by
+    decay: str = "cosine"  # after the warmup; or "constant"
+    final_ratio: float = 0.0  # the cosine's final learning rate as a fraction of the peak
+
+
+@dataclass(frozen=True)
+class InvarianceSettings:
+    """The gradient penalty of Foster et al. 2020 (``--lambda-gp`` > 0): weight, clamp, re-draws, and
+    whether the representation is L2-normalised first."""
+
+    weight: float
+    upper_limit: float = 1.0
+    draws: int = 100
+    normalize: bool = True
+    excluded_columns: tuple[int, ...] = ()  # view parameters left out (their re-draws pinned to the first view's)
 
 
 @dataclass(frozen=True)
@@ -55,11 +83,17 @@ def resolve_hardware(config: PretrainConfig) -> Hardware:
         devices=devices,
         num_nodes=config.num_nodes,
         processes=processes * config.num_nodes,
-        channels_last=use_channels_last(config.channels_last, gpu, config.lambda_gp > 0),
+        channels_last=trains_channels_last(config, gpu),
         # with synchronised statistics, N processes compute the forward pass of one process on the global
         # batch; torch's SyncBatchNorm runs on GPUs only, so processes on CPUs keep per-process statistics
         sync_batchnorm=config.sync_batchnorm if config.sync_batchnorm is not None else several and gpu,
     )
+
+
+def trains_channels_last(config: PretrainConfig, gpu: bool) -> bool:
+    """Whether the network trains in the channels_last memory format (``--channels-last``, on a GPU or
+    without the gradient penalty)."""
+    return use_channels_last(config.channels_last, gpu, config.lambda_gp > 0)
 
 
 def is_slurm_job_step(env: Mapping[str, str] = os.environ) -> bool:
@@ -111,14 +145,25 @@ def _parse_devices(value: str) -> int | list[int] | str:
 
 
 def plan_optimisation(config: PretrainConfig, train_images: int, processes: int) -> OptimSettings:
-    """The optimiser and its warmup + cosine schedule, with the learning rate scaled by the global batch."""
-    global_batch = config.batch_size * processes
-    steps_per_epoch = train_images // global_batch
+    """The optimiser and its warmup + cosine schedule for ``train_images`` images a run trains on (whole global
+    batches only: the last partial batch of an epoch is dropped), with the learning rate scaled by the global
+    batch."""
+    steps_per_epoch = train_images // (config.batch_size * processes)
     if steps_per_epoch < 1:
         raise UserError(
             f"{train_images} training images are fewer than one batch of {config.batch_size} x {processes} "
             "process(es); lower --batch-size or use more images"
         )
+    return plan_schedule(config, steps_per_epoch, processes)
+
+
+def plan_schedule(config: PretrainConfig, steps_per_epoch: int, processes: int = 1) -> OptimSettings:
+    """The optimiser and its warmup + cosine schedule over ``config.epochs`` epochs of ``steps_per_epoch``
+    optimiser steps, each of ``config.batch_size`` images on each of ``processes`` processes (the global batch
+    the learning rate is scaled by)."""
+    if steps_per_epoch < 1:
+        raise UserError(f"steps_per_epoch is {steps_per_epoch}; pass the number of batches of one epoch (1 or more)")
+    global_batch = config.batch_size * processes
     total_steps = steps_per_epoch * config.epochs
     base_lr, rule = resolved_lr(config)
     return OptimSettings(
@@ -137,6 +182,7 @@ def plan_optimisation(config: PretrainConfig, train_images: int, processes: int)
 
 
 def invariance_settings(config: PretrainConfig) -> InvarianceSettings:
+    """The gradient penalty's settings from ``--lambda-gp`` and the ``--gp-*`` flags."""
     return InvarianceSettings(
         config.lambda_gp,
         config.gp_upper_limit,

@@ -8,13 +8,15 @@ backbone is exported by a callback at every epoch end and when training ends.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 from torch.utils.data import Dataset
@@ -25,10 +27,7 @@ from simclr.data.pairs import SameClassPartners
 from simclr.data.python_dataset import dataset_class_name
 from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
-from simclr.losses.ntxent import NTXentLoss
-from simclr.model_from_config import build_model
 from simclr.models.backbones import CUSTOM_PREFIX, custom_backbone_name
-from simclr.models.simclr_model import SimCLRModel
 from simclr.resolve import (
     normalized_info,
     view_config,
@@ -40,10 +39,10 @@ from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import IntervalProgressBar, MetricsCSV
 from simclr.training.checkpoint_io import AtomicCheckpointIO
 from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
-from simclr.training.module import OptimSettings, PretrainingModule
+from simclr.training.module import SimCLRModule
 from simclr.training.plan import (
     Hardware,
-    invariance_settings,
+    OptimSettings,
     is_slurm_job_step,
     plan_optimisation,
     resolve_hardware,
@@ -60,7 +59,6 @@ from simclr.training.training_data import (
     with_measured_normalization,
 )
 from simclr.views.config import ViewConfig
-from simclr.views.factory import build_views
 
 log = logging.getLogger("simclr")
 
@@ -83,14 +81,19 @@ def run_pretraining(
     *,
     dataset: Dataset[Any] | None = None,
     backbone: nn.Module | None = None,
+    extra_loggers: list[Logger] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> PretrainResult:
     """Train SimCLR as configured and return where the run directory is.
 
-    ``extra_callbacks`` lets benchmarks and tests observe the run without changing it. ``resumed_changes``
-    are settings a ``--resume-with-changes`` changed (recorded in the run). ``dataset`` and ``backbone`` are
-    what only Python can pass (:func:`simclr.api.pretrain`). A SIGINT or SIGTERM during training saves the
-    checkpoint and raises :class:`~simclr.errors.Interrupted`.
+    ``extra_callbacks`` and ``extra_loggers`` join the run's own (benchmarks and tests observe the run with
+    them; :func:`simclr.api.pretrain` passes the user's); ``trainer_kwargs`` are further ``L.Trainer`` options,
+    none of those simclr sets (:func:`check_trainer_additions`). ``resumed_changes`` are settings a
+    ``--resume-with-changes`` changed (recorded in the run). ``dataset`` and ``backbone`` are what only Python
+    can pass (:func:`simclr.api.pretrain`). A SIGINT or SIGTERM during training saves the checkpoint and raises
+    :class:`~simclr.errors.Interrupted`.
     """
+    check_trainer_additions(extra_callbacks or [], extra_loggers or [], trainer_kwargs or {})
     config = with_python_inputs(config, dataset, backbone)
     if config.out and not config.resume:
         check_writable(Path(config.out))
@@ -104,34 +107,31 @@ def run_pretraining(
         config = with_measured_normalization(config, data)
         data = replace(data, info=normalized_info(config, data.info))
         views_config = view_config(config, data.info, data.image_size)
-        views = build_views(
-            data.image_size, views_config, config.n_views, rerender=data.info.regression, streamed=data.streamed
-        )
         datamodule = build_datamodule(config, data, views_config)
         check_labels_for_probe(config, data)
-    model = build_seeded_model(config, data.image_size, hardware, backbone)
-    loss = build_loss(config)
     optim = plan_optimisation(config, len(data.train), hardware.processes)
+    module = SimCLRModule.from_config(
+        config,
+        image_size=data.image_size,
+        steps_per_epoch=optim.steps_per_epoch,
+        processes=hardware.processes,
+        backbone=backbone,
+        streamed=data.streamed,
+        channels_last=hardware.channels_last,
+    )
 
     with open_run_dir(config, quiet=quiet, held=decisions, from_checkpoint=resume_step is not None) as run:
         describe_run(config, run, data, hardware, optim)
         resolved = resolved_settings(config, hardware, optim, views_config)
         record_environment(run, resolved)
         event = None if is_worker_process() else record_changes(run, resume_step, resumed_changes or {})
-        callbacks = build_callbacks(config, run, data, model, optim, quiet, event) + list(extra_callbacks or [])
+        callbacks = build_callbacks(config, run, data, module.model, optim, quiet, event) + list(extra_callbacks or [])
         loggers = lightning_loggers(config.logger, run, config.experiment)
-        trainer = build_trainer(config, hardware, optim, callbacks, loggers, run)
+        trainer = build_trainer(
+            config, hardware, optim, callbacks, loggers + list(extra_loggers or []), run, trainer_kwargs or {}
+        )
         if not is_worker_process():
             start_tracking(loggers, run, config_to_dict(config), resolved)
-        module = PretrainingModule(
-            model,
-            views,
-            loss,
-            optim,
-            seed=config.seed,
-            channels_last=hardware.channels_last,
-            invariance=invariance_settings(config),
-        )
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.last_checkpoint if resume_step is not None else None)
         if not is_worker_process():
             finish_tracking(loggers, run)
@@ -200,56 +200,54 @@ def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: Vi
     return InMemoryDataModule(data.train, config.batch_size, config.seed, partners)
 
 
-def build_seeded_model(
-    config: PretrainConfig, image_size: int, hardware: Hardware, backbone: nn.Module | None = None
-) -> SimCLRModel:
-    """The network with its initial weights drawn from ``config.seed`` (a ``backbone`` passed from Python keeps
-    its own), in the run's memory format (and compiled when asked)."""
-    L.seed_everything(config.seed, workers=False, verbose=False)
-    model = build_model(config, image_size, backbone)
-    if backbone is None:  # a module of one's own was tried on the image size already (measure_feature_dim)
-        check_backbone_takes(model.backbone, config.backbone, image_size)
-    if hardware.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    if config.compile:
-        # in place (nn.Module.compile): the state dict keeps its names, so checkpoints and backbones are the
-        # same with and without --compile; dynamic=False as every batch has one shape (drop_last)
-        model.compile(dynamic=False, backend=config.compile_backend)
-    return model
+# The Trainer options simclr sets from the config or the run's plan, with what a user sets instead; a
+# ``trainer_kwargs`` key among them is refused (docs/API.md lists them)
+SIMCLR_TRAINER_OPTIONS: dict[str, str] = {
+    "accelerator": "config.accelerator",
+    "devices": "config.devices",
+    "num_nodes": "config.num_nodes",
+    "strategy": "config.strategy",
+    "precision": "config.precision",
+    "max_epochs": "config.epochs",
+    "min_epochs": "config.epochs",
+    "max_steps": "config.max_steps",
+    "min_steps": "config.max_steps",
+    "fast_dev_run": "config.max_steps",
+    "limit_train_batches": "config.limit_train_images",
+    "overfit_batches": "config.limit_train_images",
+    "accumulate_grad_batches": "config.batch_size (the schedule and NT-Xent's negatives count whole batches)",
+    "logger": "pretrain(loggers=[...])",
+    "callbacks": "pretrain(callbacks=[...])",
+    "enable_checkpointing": "config.checkpoint_every_steps, or a ModelCheckpoint in pretrain(callbacks=[...])",
+    "enable_progress_bar": "pretrain(quiet=False)",
+    "enable_model_summary": "a ModelSummary in pretrain(callbacks=[...])",
+    "default_root_dir": "config.out",
+    "sync_batchnorm": "config.sync_batchnorm",
+    "use_distributed_sampler": "config.devices (simclr's loaders give each process its share)",
+    "log_every_n_steps": "config.log_every_steps",
+    "num_sanity_val_steps": "config.val_fraction (simclr validates at epoch ends)",
+    "plugins": "config.precision (simclr's checkpoints need its own atomic, weights-only CheckpointIO)",
+}
 
 
-def check_backbone_takes(backbone: nn.Module, name: str, image_size: int) -> None:
-    """A one-line error, before the run directory exists, when ``backbone`` cannot take the run's images (a
-    timm ViT made for 224 px, given 32 px ones, fails its first step with an AssertionError): one forward
-    pass of two black images on the CPU, in eval mode and without gradients, so no BatchNorm statistics
-    change and no random numbers are drawn."""
-    images = torch.zeros(2, 3, image_size, image_size)
-    training = backbone.training
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            backbone(images)
-    except Exception as exc:  # whatever a model raises on an input it was not made for
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        made_for = getattr(backbone, "pretrained_cfg", {}).get("input_size")  # timm's models say theirs
-        hint = f" (--image-size {made_for[-1]})" if made_for and made_for[-1] != image_size else ""
-        raise UserError(
-            f"backbone {name} cannot take {image_size} px images ({type(exc).__name__}: {reason}); pass the image "
-            f"size it was made for{hint}, or choose another --backbone"
-        ) from None
-    finally:
-        backbone.train(training)
-
-
-def build_loss(config: PretrainConfig) -> NTXentLoss:
-    """NT-Xent at the run's temperature; with ``--compile`` its loss-and-accuracy call is compiled too (the
-    normalisation, the logits and the log-sum-exp fuse into a few kernels)."""
-    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
-    if config.compile:
-        loss.loss_and_accuracy = torch.compile(  # type: ignore[method-assign]
-            loss.loss_and_accuracy, dynamic=False, backend=config.compile_backend
-        )
-    return loss
+def check_trainer_additions(callbacks: list[Any], loggers: list[Any], trainer_kwargs: dict[str, Any]) -> None:
+    """One-line errors, before any work, for callbacks or loggers that are not Lightning's and for Trainer
+    options that simclr sets itself (:data:`SIMCLR_TRAINER_OPTIONS`) or that ``L.Trainer`` does not take."""
+    for what, items, kind in (("callbacks", callbacks, L.Callback), ("loggers", loggers, Logger)):
+        for item in items:
+            if not isinstance(item, kind):
+                raise UserError(
+                    f"{what} holds an item of type {type(item).__name__}, not a lightning {kind.__name__}; pass "
+                    f"instances of {kind.__module__}.{kind.__name__} subclasses"
+                )
+    taken = inspect.signature(L.Trainer.__init__).parameters
+    for key in trainer_kwargs:
+        if key in SIMCLR_TRAINER_OPTIONS:
+            raise UserError(
+                f"trainer_kwargs[{key!r}] is set by simclr; use {SIMCLR_TRAINER_OPTIONS[key]} instead (docs/API.md)"
+            )
+        if key not in taken:
+            raise UserError(f"trainer_kwargs[{key!r}] is not an option of lightning.Trainer; check its spelling")
 
 
 def build_trainer(
@@ -259,22 +257,40 @@ def build_trainer(
     callbacks: list[L.Callback],
     loggers: list[Any],
     run: RunDir,
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> L.Trainer:
-    """The Lightning trainer. It always gets a step budget (the schedule's steps unless ``--max-steps`` says
-    fewer): Lightning then restores a checkpoint from anywhere in an epoch exactly, where with an epoch budget
-    alone a run resumed twice (from an epoch's end, then mid-epoch) restarted its epoch counters and trained
-    a batch too many (tests/training/test_hardening.py, the SIGKILL test)."""
+    """The Lightning trainer, with simclr's options (:func:`simclr_trainer_options`) and the caller's
+    ``trainer_kwargs`` (none of simclr's: :func:`check_trainer_additions`)."""
     return L.Trainer(
+        **simclr_trainer_options(config, hardware, optim, callbacks, loggers, run), **(trainer_kwargs or {})
+    )
+
+
+def simclr_trainer_options(
+    config: PretrainConfig,
+    hardware: Hardware,
+    optim: OptimSettings,
+    callbacks: list[L.Callback],
+    loggers: list[Any],
+    run: RunDir,
+) -> dict[str, Any]:
+    """The Trainer options simclr sets (each one in :data:`SIMCLR_TRAINER_OPTIONS`). The Trainer always gets a
+    step budget (the schedule's steps unless ``--max-steps`` says fewer): Lightning then restores a checkpoint
+    from anywhere in an epoch exactly, where with an epoch budget alone a run resumed twice (from an epoch's end,
+    then mid-epoch) restarted its epoch counters and trained a batch too many (tests/training/test_hardening.py,
+    the SIGKILL test)."""
+    return dict(
         accelerator="gpu" if hardware.gpu else "cpu",
         devices=hardware.devices,
         num_nodes=hardware.num_nodes,
         strategy=config.strategy,
-        precision=hardware.precision,  # type: ignore[arg-type]
+        precision=hardware.precision,
         max_epochs=config.epochs,
         max_steps=min(config.max_steps or optim.total_steps, optim.total_steps),
         logger=loggers or False,
         callbacks=callbacks,
-        enable_checkpointing=False,  # LastCheckpoint writes the one checkpoint a run keeps
+        # LastCheckpoint writes the one checkpoint a run keeps; Lightning wants this on for a user's ModelCheckpoint
+        enable_checkpointing=any(isinstance(callback, ModelCheckpoint) for callback in callbacks),
         enable_progress_bar=any(isinstance(callback, IntervalProgressBar) for callback in callbacks),
         enable_model_summary=False,
         num_sanity_val_steps=0,

@@ -6,7 +6,7 @@ logged, monitored or checkpointed may differ (:data:`RESUME_NEUTRAL`); any other
 unless the user allows it (``--resume-with-changes``, ``resume_with_changes=True``), and an allowed change is
 recorded in the run's config history from the step it takes effect and applied from that step on: the run is
 built anew from the changed config, and the optimiser's hyper-parameters and its schedule, which the checkpoint
-brings back, are set to the new ones (:meth:`~simclr.training.module.PretrainingModule.on_train_start`). What
+brings back, are set to the new ones (:meth:`~simclr.training.module.SimCLRModule.on_train_start`). What
 no resume can apply (:data:`FIXED_ON_RESUME`: the network the checkpoint's weights belong to, the optimiser
 whose state it holds, the batch its steps count) is refused in one line even when changes are allowed. What
 the run measured when it started (its

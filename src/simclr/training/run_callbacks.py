@@ -30,8 +30,8 @@ from simclr.training.callbacks import (
     StopOnSignal,
 )
 from simclr.training.kept_backbones import KeptBackbones
-from simclr.training.module import OptimSettings
 from simclr.training.online_probe import OnlineLinearProbe
+from simclr.training.plan import OptimSettings
 from simclr.training.run_record import describe_gradient_penalty
 from simclr.training.training_data import TrainingData
 from simclr.training.validation import ValidationMonitor

@@ -22,8 +22,7 @@ from simclr.environment import environment_record
 from simclr.hardware import worker_processes
 from simclr.resolve import backbone_stem, gp_penalised_names, resolved_lr
 from simclr.rundir import RunDir
-from simclr.training.module import OptimSettings
-from simclr.training.plan import Hardware
+from simclr.training.plan import Hardware, OptimSettings
 from simclr.training.run_setup import is_worker_process
 from simclr.training.training_data import TrainingData
 from simclr.views.config import ViewConfig

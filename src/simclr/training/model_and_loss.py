@@ -1,0 +1,67 @@
+"""The network and the loss of a pretraining run, built from its config: the model with its initial weights
+drawn from the run's seed (checked on the run's image size before any run directory exists), and NT-Xent.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from simclr.config import PretrainConfig
+from simclr.errors import UserError
+from simclr.losses.ntxent import NTXentLoss
+from simclr.model_from_config import build_model
+from simclr.models.simclr_model import SimCLRModel
+
+
+def build_seeded_model(
+    config: PretrainConfig, image_size: int, channels_last: bool, backbone: nn.Module | None = None
+) -> SimCLRModel:
+    """The network with its initial weights drawn from ``config.seed`` (a ``backbone`` passed from Python keeps
+    its own), in the run's memory format (and compiled when asked)."""
+    L.seed_everything(config.seed, workers=False, verbose=False)
+    model = build_model(config, image_size, backbone)
+    if backbone is None:  # a module of one's own was tried on the image size already (measure_feature_dim)
+        check_backbone_takes(model.backbone, config.backbone, image_size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if config.compile:
+        # in place (nn.Module.compile): the state dict keeps its names, so checkpoints and backbones are the
+        # same with and without --compile; dynamic=False as every batch has one shape (drop_last)
+        model.compile(dynamic=False, backend=config.compile_backend)
+    return model
+
+
+def check_backbone_takes(backbone: nn.Module, name: str, image_size: int) -> None:
+    """A one-line error, before the run directory exists, when ``backbone`` cannot take the run's images (a
+    timm ViT made for 224 px, given 32 px ones, fails its first step with an AssertionError): one forward
+    pass of two black images on the CPU, in eval mode and without gradients, so no BatchNorm statistics
+    change and no random numbers are drawn."""
+    images = torch.zeros(2, 3, image_size, image_size)
+    training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            backbone(images)
+    except Exception as exc:  # whatever a model raises on an input it was not made for
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        made_for = getattr(backbone, "pretrained_cfg", {}).get("input_size")  # timm's models say theirs
+        hint = f" (--image-size {made_for[-1]})" if made_for and made_for[-1] != image_size else ""
+        raise UserError(
+            f"backbone {name} cannot take {image_size} px images ({type(exc).__name__}: {reason}); pass the image "
+            f"size it was made for{hint}, or choose another --backbone"
+        ) from None
+    finally:
+        backbone.train(training)
+
+
+def build_loss(config: PretrainConfig) -> NTXentLoss:
+    """NT-Xent at the run's temperature; with ``--compile`` its loss-and-accuracy call is compiled too (the
+    normalisation, the logits and the log-sum-exp fuse into a few kernels)."""
+    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    if config.compile:
+        loss.loss_and_accuracy = torch.compile(  # type: ignore[method-assign]
+            loss.loss_and_accuracy, dynamic=False, backend=config.compile_backend
+        )
+    return loss
