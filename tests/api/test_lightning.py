@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -141,12 +142,29 @@ def test_trainer_options_simclr_sets_are_refused_in_one_line_before_anything_is_
     assert not (tmp_path / "run").exists()
 
 
-def test_every_trainer_option_simclr_sets_is_listed_as_refused(tmp_path: Path) -> None:
+def test_early_stopping_on_the_validation_loss_stops_the_run_and_keeps_its_files(tmp_path: Path) -> None:
+    # 24 training images in 3 steps an epoch, 8 held out; no epoch gains 100 on the first: stop after the second
+    config = tiny_config(tmp_path / "run", epochs=3, val_fraction=0.25, batch_size=8)
+    stop = EarlyStopping(monitor="val_loss", min_delta=100.0, patience=1)
+    result = pretrain(config, dataset=tensors(32), callbacks=[stop])
+    assert result.global_step == 6 and stop.stopped_epoch == 1
+    run = RunDir(result.run_dir)
+    assert load_checkpoint_safely(run.last_checkpoint)["global_step"] == 6
+    assert same_state(
+        SimCLRModule.load_from_checkpoint(run.last_checkpoint).model.backbone.state_dict(),
+        read_backbone_tensors(run.backbone),
+    )
+
+
+def test_every_trainer_option_simclr_sets_is_listed_as_refused_and_documented(tmp_path: Path) -> None:
     config = build_config({}, {"accelerator": "cpu", "precision": "32"})
     options = simclr_trainer_options(
         config, resolve_hardware(config), plan_schedule(config, 4), [], [], RunDir(tmp_path)
     )
     assert set(options) <= set(SIMCLR_TRAINER_OPTIONS), set(options) - set(SIMCLR_TRAINER_OPTIONS)
+    api = (Path(__file__).resolve().parents[2] / "docs" / "API.md").read_text()
+    table = api[api.index("| `trainer_kwargs` key |") :]
+    assert [key for key in SIMCLR_TRAINER_OPTIONS if f"`{key}`" not in table.split("\n\n")[0]] == []
 
 
 def test_from_config_trains_with_a_plain_trainer_on_tuples_of_images(tmp_path: Path) -> None:
