@@ -1,9 +1,10 @@
 """One pretraining run from a validated config, as phases in data-flow order.
 
-:func:`run_pretraining` reads top to bottom: data -> views -> model -> loss and optimiser -> run directory
--> callbacks and loggers -> trainer -> fit. Everything that can fail on the user's input (data, views,
-model, schedule) runs before the run directory is created, so a bad run leaves nothing on disk; the
-backbone is exported by a callback at every epoch end and when training ends.
+:func:`run_pretraining` reads top to bottom: data -> schedule -> the Lightning module (views, model, loss and
+optimiser: :meth:`SimCLRModule.from_config`) -> run directory -> callbacks and loggers -> trainer -> fit.
+Everything that can fail on the user's input (data, views, model, schedule, the caller's Trainer options)
+runs before the run directory is created, so a bad run leaves nothing on disk; the backbone is exported by
+a callback at every epoch end and when training ends.
 """
 
 from __future__ import annotations
