@@ -28,6 +28,8 @@ from simclr.resolve import data_source
 
 log = logging.getLogger("simclr")
 
+STREAMED_SAMPLE_BYTES = 512 * 2**20  # what --standardize holds of a streamed Python Dataset
+
 
 @dataclass(frozen=True)
 class TrainingData:
@@ -109,12 +111,12 @@ def _python_stream_data(config: PretrainConfig, stream: PythonStream) -> Trainin
             f"{stream.name} is streamed, so limit_train_images and val_fraction do not apply (they need the images "
             "in memory); pass a torch.utils.data.Subset of it instead"
         )
-    if stream.length is None and config.max_steps is None:
-        raise UserError(
-            f"{stream.name} is an IterableDataset without len(), so the run cannot plan its epochs; set max_steps "
-            "in the config, or give the Dataset a __len__"
-        )
     if stream.length is None:
+        if config.max_steps is None:
+            raise UserError(
+                f"{stream.name} is an IterableDataset without len(), so the run cannot plan its epochs; set "
+                "max_steps in the config, or give the Dataset a __len__"
+            )
         log.info(
             "the schedule spans max_steps %d steps, as %d epoch(s) of %d steps (the Dataset has no len())",
             config.max_steps,
@@ -172,7 +174,9 @@ def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> P
     if isinstance(data.train, ImageStore):
         train: ImageStore | PackedImages = data.train
     elif isinstance(data.train, PythonStream):
-        train = data.train.load_first(STANDARDIZE_SAMPLE, data.image_size)  # an IterableDataset is read in order
+        # the first images (an IterableDataset is read in order), held at once: at most STREAMED_SAMPLE_BYTES
+        count = min(STANDARDIZE_SAMPLE, STREAMED_SAMPLE_BYTES // (3 * data.image_size**2))
+        train = data.train.load_first(count, data.image_size)
     else:
         train = data.train.images_at(data.image_size, config.workers)
     if len(train) > STANDARDIZE_SAMPLE:
