@@ -127,7 +127,7 @@ def stream_python_dataset(
     first = next(iter(dataset), None) if iterable else dataset[0]  # type: ignore[call-overload]
     if first is None:
         raise UserError(f"{name} yields no items; {ITEM_HELP}")
-    array, label = rgb_item(first, f"item 0 of {name}")
+    array, label = rgb_item(first, f"item 0 of {name}" if iterable else f"{name}[0]")
     size = image_size or common_image_size([array], name)
     classes = declared_classes(dataset) or []
     stream = PythonStream(dataset, size, resize, length, label >= 0 or bool(classes), classes)
