@@ -43,8 +43,10 @@ def pretrain(
     Dataset is read once, in this process, into memory as uint8 squares of ``config.image_size`` (made as an
     image folder's are: gray repeated, alpha on black, shorter side resized and centre cut; default: the
     images' own size when they are all one square), so it costs 3 x size^2 bytes per image (50,000 at 32 px:
-    150 MB; at 224 px: 7.5 GB) and the time of one pass over ``dataset[i]``. Data bigger than memory belongs in
-    an image folder or packed shards, streamed by the CLI's ``--dataset imagefolder`` / ``packed``. The run's
+    150 MB; at 224 px: 7.5 GB) and the time of one pass over ``dataset[i]``. A Dataset whose images exceed
+    ``config.memory_budget`` (default: half of the machine's memory), and any ``IterableDataset``, stream
+    instead: items made into those squares in the loader workers, batch by batch (an IterableDataset without
+    ``len()`` needs ``config.max_steps``; docs/API.md says what holds for order, resume and workers). The run's
     config.yaml records ``dataset: python`` and the Dataset's class; normalisation uses ImageNet's statistics
     unless ``config.standardize`` measures your images'.
 

@@ -35,7 +35,7 @@ def test_pretrain_streams_a_packed_dataset(cifar_small: Path, tmp_path: Path) ->
     log = (run / "train.log").read_text()
     assert f"streaming the training split from {tmp_path / 'packed' / 'train'}" in log
     assert "dataset packed: 300 training images of 16px, 100 test images" in log
-    assert "kNN monitor: 300 bank and 100 query images decoded from the packed splits" in log
+    assert "kNN monitor: 300 bank and 100 query images decoded from the streamed splits" in log
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len([r for r in rows[1:] if r.split(",")[2]]) == 300 // 16  # one row per step
     assert (run / "backbone.safetensors").is_file()

@@ -30,7 +30,7 @@ from simclr.errors import UserError
 from simclr.settings import format_size
 from simclr.views.rgb import to_rgb_array
 
-__all__ = ["dataset_class_name", "read_dataset"]
+__all__ = ["common_image_size", "dataset_class_name", "declared_classes", "read_dataset", "rgb_item", "square_item"]
 
 log = logging.getLogger("simclr")
 
@@ -69,11 +69,10 @@ def read_dataset(
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     for index in range(count):
-        image, label = _image_and_label(dataset[index], f"{name}[{index}]")
-        array = _rgb_array(image, f"{name}[{index}]")
+        array, label = rgb_item(dataset[index], f"{name}[{index}]")
         arrays.append(array if image_size is None else _square(array, image_size, resize))
         labels.append(label)
-    size = image_size or _common_size(arrays, name)
+    size = image_size or common_image_size(arrays, name)
     images = torch.empty((count, 3, size, size), dtype=torch.uint8)
     for index, array in enumerate(arrays):
         images.numpy()[index] = _square(array, size, resize).transpose(2, 0, 1)
@@ -82,6 +81,20 @@ def read_dataset(
     if limit is not None and limit < count:
         store = store.subset(stratified_subset(store.labels, limit, seed))
     return store
+
+
+def rgb_item(item: object, where: str) -> tuple[np.ndarray, int]:
+    """One item of a Dataset as an ``(H, W, 3)`` uint8 array at its own size and its label (-1: unlabelled); an
+    item of another kind is a one-line UserError naming ``where`` it came from."""
+    image, label = _image_and_label(item, where)
+    return _rgb_array(image, where), label
+
+
+def square_item(item: object, where: str, size: int, resize: str = "crop") -> tuple[np.ndarray, int]:
+    """One item as :func:`read_dataset` holds it, an ``(S, S, 3)`` uint8 square of ``size``, and its label:
+    what the loader workers of a streamed Dataset make of each item (:mod:`simclr.data.python_stream`)."""
+    array, label = rgb_item(item, where)
+    return _square(array, size, resize), label
 
 
 def _image_and_label(item: object, where: str) -> tuple[object, int]:
@@ -140,7 +153,7 @@ def _square(array: np.ndarray, size: int, resize: str) -> np.ndarray:
     return np.asarray(resize_square(Image.fromarray(array), size, resize), dtype=np.uint8)
 
 
-def _common_size(arrays: list[np.ndarray], name: str) -> int:
+def common_image_size(arrays: list[np.ndarray], name: str) -> int:
     """The images' own side when they are all the same square, else the standard size for their shorter sides."""
     shapes = {array.shape[:2] for array in arrays}
     if len(shapes) == 1 and arrays[0].shape[0] == arrays[0].shape[1]:
@@ -157,11 +170,19 @@ def _common_size(arrays: list[np.ndarray], name: str) -> int:
     return size
 
 
+def declared_classes(dataset: object) -> list[str] | None:
+    """The class names ``dataset`` declares in ``classes`` (as torchvision's datasets name theirs), or None."""
+    named = getattr(dataset, "classes", None)
+    if isinstance(named, list | tuple) and named and all(isinstance(n, str) for n in named):
+        return list(named)
+    return None
+
+
 def _class_names(dataset: object, labels: list[int]) -> list[str]:
     top = max(labels)
     if top < 0:
         return []
-    named = getattr(dataset, "classes", None)  # torchvision's datasets name their classes so
-    if isinstance(named, list | tuple) and len(named) > top and all(isinstance(n, str) for n in named):
-        return list(named)
+    named = declared_classes(dataset)
+    if named is not None and len(named) > top:
+        return named
     return [str(index) for index in range(top + 1)]

@@ -46,9 +46,10 @@ from simclr.data.pack_format import (
 )
 from simclr.data.request import LoadRequest
 from simclr.data.store import ImageStore
+from simclr.data.worker_batches import batches_from_workers
 from simclr.errors import UserError
 from simclr.hardware import worker_processes
-from simclr.stop_signals import ignore_stop_signals, starting_helpers
+from simclr.stop_signals import ignore_stop_signals
 from simclr.views.config import ViewConfig
 from simclr.views.params import sample_crop_boxes
 from simclr.views.per_image import center_view, crop_views, view_generator_for_sample
@@ -348,18 +349,8 @@ class PackedImages:
             num_workers=worker_processes(self.workers),
             worker_init_fn=ignore_stop_signals,  # a signal to the process group stops the parent, which ends them
         )
-        with starting_helpers():
-            batches = iter(loader)
-        try:
-            for batch in batches:
-                yield batch["images"]
-        finally:
-            # An error raised in a worker (a damaged chunk) leaves the iterator referenced by its traceback, and
-            # its workers alive, until the cyclic garbage collector runs; they ignore SIGTERM, so multiprocessing's
-            # exit handler, which terminates and then joins them, would wait forever. They are ended here.
-            end_workers = getattr(batches, "_shutdown_workers", None)  # torch's multi-process iterator only
-            if end_workers is not None:
-                end_workers()
+        for batch in batches_from_workers(loader):
+            yield batch["images"]
 
     def load(self) -> ImageStore:
         """All of it decoded into memory."""

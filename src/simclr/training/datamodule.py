@@ -1,5 +1,5 @@
-"""Hands the training split to Lightning: in memory as a resumable batch iterable sharded by rank, or
-streamed from packed shards by litdata."""
+"""Hands the training split to Lightning: in memory as a resumable batch iterable sharded by rank, a Python
+Dataset streamed the same way, or streamed from packed shards by litdata."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from litdata import StreamingDataLoader
 
 from simclr.data.loader import InMemoryBatchLoader
 from simclr.data.pairs import SameClassPartners
+from simclr.data.python_stream import PythonStream, StreamBatches
 from simclr.data.store import ImageStore
 from simclr.data.streaming import PackedSplit, collate_encoded, decode_on_device
 from simclr.hardware import DEVICE_STORE_FRACTION, free_device_memory, store_fits_on_device, worker_processes
@@ -47,7 +48,8 @@ def place_store(store: ImageStore, device: torch.device, free_bytes: int | None 
 
 
 class ResumableBatches:
-    """Wraps :class:`InMemoryBatchLoader` with the position Lightning must save and restore.
+    """Wraps :class:`InMemoryBatchLoader` (or a streamed Python Dataset's :class:`StreamBatches`) with the
+    position Lightning must save and restore.
 
     Lightning prefetches a batch ahead and may stop reading an epoch before the iterator is exhausted,
     so neither the loader's read position nor generator exhaustion tells where training is. The
@@ -57,19 +59,23 @@ class ResumableBatches:
     epoch, or the start of the trainer's current epoch once that one is finished or left behind.
     """
 
-    def __init__(self, loader: InMemoryBatchLoader, current_epoch: Callable[[], int]) -> None:
+    def __init__(self, loader: InMemoryBatchLoader | StreamBatches, current_epoch: Callable[[], int]) -> None:
         self.loader = loader
         self.current_epoch = current_epoch
         self.consumed = (0, 0)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.loader)  # a TypeError for a stream without a length: Lightning then reads it to its end
 
     def start_position(self) -> tuple[int, int]:
         epoch, batches = self.consumed
         trainer_epoch = self.current_epoch()
-        if batches >= len(self.loader) or trainer_epoch > epoch:
-            return max(trainer_epoch, epoch + (batches >= len(self.loader))), 0
+        try:
+            finished = batches >= len(self.loader)
+        except TypeError:  # an epoch without a length is finished when Lightning has gone on to the next
+            finished = False
+        if finished or trainer_epoch > epoch:
+            return max(trainer_epoch, epoch + finished), 0
         return epoch, batches
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -124,6 +130,34 @@ class InMemoryDataModule(L.LightningDataModule):
         module = trainer.lightning_module
         module.train_loader = self.batches  # type: ignore[assignment]
         return self.batches
+
+
+class PythonStreamDataModule(L.LightningDataModule):
+    """A Python Dataset streamed (:mod:`simclr.data.python_stream`): its items made into squares and batched in
+    the loader workers, each rank reading its own batches, resumable by (epoch, batch) as data in memory is."""
+
+    def __init__(self, stream: PythonStream, batch_size: int, seed: int, workers: int) -> None:
+        super().__init__()
+        self.stream = stream
+        self.batch_size = batch_size
+        self.seed = seed
+        self.workers = workers
+
+    def train_dataloader(self) -> ResumableBatches:
+        trainer = self.trainer
+        assert trainer is not None
+        loader = StreamBatches(
+            self.stream,
+            self.batch_size,
+            self.seed,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            workers=self.workers,
+            pin_memory=trainer.strategy.root_device.type == "cuda",
+        )
+        batches = ResumableBatches(loader, current_epoch=lambda: trainer.current_epoch)
+        trainer.lightning_module.train_loader = batches  # type: ignore[assignment]
+        return batches
 
 
 class _StreamingLoader(StreamingDataLoader):

@@ -26,6 +26,7 @@ from simclr.config import PretrainConfig
 from simclr.data.catalog import PYTHON_DATASET
 from simclr.data.pairs import SameClassPartners
 from simclr.data.python_dataset import dataset_class_name
+from simclr.data.python_stream import PythonStream
 from simclr.data.streaming import PackedSplit
 from simclr.errors import UserError
 from simclr.models.backbones import CUSTOM_PREFIX, custom_backbone_name
@@ -39,7 +40,7 @@ from simclr.settings import config_to_dict
 from simclr.tracking import finish_tracking, lightning_loggers, start_tracking
 from simclr.training.callbacks import IntervalProgressBar, MetricsCSV
 from simclr.training.checkpoint_io import AtomicCheckpointIO
-from simclr.training.datamodule import InMemoryDataModule, StreamingDataModule
+from simclr.training.datamodule import InMemoryDataModule, PythonStreamDataModule, StreamingDataModule
 from simclr.training.module import SimCLRModule
 from simclr.training.plan import (
     Hardware,
@@ -57,6 +58,7 @@ from simclr.training.training_data import (
     check_labels_for_probe,
     load_training_data,
     pin_subset_file,
+    planned_train_images,
     with_measured_normalization,
 )
 from simclr.views.config import ViewConfig
@@ -110,7 +112,7 @@ def run_pretraining(
         views_config = view_config(config, data.info, data.image_size)
         datamodule = build_datamodule(config, data, views_config)
         check_labels_for_probe(config, data)
-    optim = plan_optimisation(config, len(data.train), hardware.processes)
+    optim = plan_optimisation(config, planned_train_images(config, data, hardware.processes), hardware.processes)
     module = SimCLRModule.from_config(
         config,
         image_size=data.image_size,
@@ -189,6 +191,10 @@ def build_datamodule(config: PretrainConfig, data: TrainingData, view_config: Vi
             subsample,
             decode_on_device=config.decode == "device",
         )
+    if isinstance(data.train, PythonStream):
+        if config.positives == "class":
+            raise UserError("positives='class' needs the training images in memory; this Dataset is streamed")
+        return PythonStreamDataModule(data.train, config.batch_size, config.seed, config.workers)
     if config.decode == "device":
         log.warning(
             "--decode device applies to streamed data; this run holds its images in memory, decoded once, and "

@@ -110,8 +110,9 @@ def _show_progress_bar(quiet: bool) -> bool:
 
 def _knn_stores(config: PretrainConfig, data: TrainingData) -> tuple[ImageStore, ImageStore | None]:
     """The splits the kNN monitor draws from, in memory: a streamed split contributes its first samples
-    (a random subset: packs are stored shuffled), as many as fit in :data:`KNN_STREAMED_BYTES`."""
-    if not isinstance(data.train, PackedSplit):
+    (a random subset: packs are stored shuffled; a streamed Python Dataset's first items), as many as fit in
+    :data:`KNN_STREAMED_BYTES`."""
+    if isinstance(data.train, ImageStore):
         assert not isinstance(data.test, PackedSplit)
         return data.train, data.test
     if config.knn_every_epochs <= 0 or not data.train.has_labels:
@@ -121,7 +122,7 @@ def _knn_stores(config: PretrainConfig, data: TrainingData) -> tuple[ImageStore,
     queries = None
     if isinstance(data.test, PackedSplit):
         queries = data.test.load_first(count, data.image_size, config.workers)
-    log.info("kNN monitor: %d bank and %d query images decoded from the packed splits", len(bank), len(queries or []))
+    log.info("kNN monitor: %d bank and %d query images decoded from the streamed splits", len(bank), len(queries or []))
     return bank, queries
 
 

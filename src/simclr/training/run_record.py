@@ -49,9 +49,9 @@ def describe_run(
         )
     tests = f", {len(data.test)} test images" if data.test is not None else ""
     tests += f", {len(data.val)} held out for validation" if data.val is not None else ""
-    train_images = len(data.train)
+    train_images = "an unknown number of" if data.train_images is None else data.train_images
     dataset = config.dataset if config.dataset_class is None else f"{config.dataset_class} (a Python Dataset)"
-    log.info("dataset %s: %d training images of %dpx%s", dataset, train_images, data.image_size, tests)
+    log.info("dataset %s: %s training images of %dpx%s", dataset, train_images, data.image_size, tests)
     base_lr, rule = resolved_lr(config)
     stem = backbone_stem(config, data.image_size)
     log.info(
