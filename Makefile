@@ -38,7 +38,8 @@ test-fast: install
 
 # The wheel installed WITHOUT extras into a fresh venv, then a toy Spirograph pretrain + evaluate with it
 # (tools/check_install.py; tests/test_install.py runs it under pytest -m install). torch and its CUDA libraries
-# are linked in from $(VENV), so pip fetches only simclr's other dependencies: about 3 minutes on a 2-core CPU;
+# are linked in from $(VENV), so pip fetches only simclr's other dependencies: 2 minutes measured on a shared 2-core
+# CPU (6 while the test suite ran beside it), most of it pip;
 # `$(PY) tools/check_install.py --full` installs torch too (5.5 GB, minutes more).
 test-install: install
 	$(PY) tools/check_install.py

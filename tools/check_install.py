@@ -14,7 +14,7 @@ given. A constraint file pins torch and torchvision to the versions given, so pi
 a download of its own. ``--full`` links nothing and installs torch from the index too (the constraint then
 pins the public version).
 
-Usage: python tools/check_install.py [--full]   (``make test-install``; ~1-2 min with torch given)
+Usage: python tools/check_install.py [--full]   (``make test-install``; ~2 min with torch given)
 """
 
 from __future__ import annotations
