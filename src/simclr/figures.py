@@ -2,7 +2,8 @@
 
 Every figure gets its own Agg canvas, so drawing needs no display and never switches the global
 backend of a user's notebook; files are written atomically so a reader never sees half a PNG.
-matplotlib is an optional dependency (the ``viz`` extra), imported only when a figure is made.
+matplotlib is a core dependency (``simclr evaluate``'s default report has pictures), imported only when a figure
+is made so that ``import simclr`` and ``simclr --help`` stay light.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simclr.atomic import atomic_write
-from simclr.errors import UserError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -20,13 +20,11 @@ DPI = 100
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A figure of ``width`` x ``height`` inches on an Agg canvas; a missing matplotlib is a
-    user-fixable install problem."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError("plots need matplotlib; install it with: pip install 'simclr-kit[viz]'") from None
+    """A figure of ``width`` x ``height`` inches on an Agg canvas."""
+    # imported when a figure is made, so that `import simclr` and `simclr --help` stay light
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     return figure

@@ -179,7 +179,7 @@ def test_timm_backbone_from_the_command_line_and_evaluate(
 
 def test_without_timm_the_error_names_the_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
-    with pytest.raises(UserError, match=r"needs timm; install it with: pip install timm$"):
+    with pytest.raises(UserError, match=r"needs timm; install it with: pip install 'simclr-kit\[timm\]'$"):
         pretrain(tiny_config(tmp_path / "run"), dataset=labelled_tensors(32), backbone="timm:resnet18")
     assert not (tmp_path / "run").exists()
 

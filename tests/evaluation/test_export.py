@@ -183,7 +183,10 @@ def test_onnx_without_the_package_is_one_line(
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "b.onnx")]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "simclr: error: --format onnx needs the onnx package; pip install onnx (or use --format pt2)"
+    assert (
+        err.strip()
+        == "simclr: error: --format onnx needs the onnx package; pip install 'simclr-kit[onnx]' (or use --format pt2)"
+    )
     assert not (tmp_path / "b.onnx").exists()
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from simclr.errors import UserError
 from simclr.reports import plots
 from simclr.reports.plots import (
+    MissingMapPackage,
     plot_confusion_matrix,
     plot_embedding_map,
     plot_training_curves,
@@ -145,7 +146,7 @@ def test_embedding_map_unknown_method(tmp_path: Path) -> None:
 def test_embedding_map_umap_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap now raises ImportError
     features, _ = clustered()
-    with pytest.raises(UserError, match="pip install umap-learn"):
+    with pytest.raises(MissingMapPackage, match=r"pip install 'simclr-kit\[umap\]'"):
         plot_embedding_map(features, tmp_path / "x.png", method="umap")
 
 

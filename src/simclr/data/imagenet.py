@@ -175,7 +175,7 @@ def _read_devkit(root: Path) -> dict[str, str]:
         from scipy.io import loadmat  # SciPy is optional: only the devkit's meta.mat needs it
     except ImportError as e:
         raise UserError(
-            f"reading {meta} needs SciPy (pip install scipy); or put a {_LABELS_TXT} or {_KAGGLE_CSV} "
+            f"reading {meta} needs SciPy (pip install 'simclr-kit[imagenet]'); or put a {_LABELS_TXT} or {_KAGGLE_CSV} "
             "in the data folder, or sort val/ into wnid sub-folders"
         ) from e
     try:

@@ -8,6 +8,7 @@ torch, so ``simclr --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -258,6 +259,9 @@ class EvaluateCommandOptions:
             parse_label_fractions(self.label_fractions)
         if self.supervised_map and self.method != "umap":
             raise UserError("--supervised-map is a UMAP option; add --method umap")
+        # asked for by name, so refused before minutes of evaluation (the default t-SNE map is left out instead)
+        if self.plots and self.method == "umap" and importlib.util.find_spec("umap") is None:
+            raise UserError("--method umap needs umap-learn; pip install 'simclr-kit[umap]' adds it")
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ def build_backbone(name: str, stem: Stem | None = None) -> tuple[nn.Module, int]
         )
     if name not in BACKBONE_NAMES:
         raise UserError(
-            f"unknown backbone {name!r}; use one of {', '.join(BACKBONE_NAMES)}, or timm:<model> (pip install timm)"
+            f"unknown backbone {name!r}; use one of {', '.join(BACKBONE_NAMES)}, "
+            "or timm:<model> (pip install 'simclr-kit[timm]')"
         )
     model = getattr(torchvision.models, name)(weights=None)
     feature_dim = model.fc.in_features
@@ -127,7 +128,9 @@ def build_timm_backbone(model_name: str) -> tuple[nn.Module, int]:
     try:
         import timm
     except ImportError:
-        raise UserError(f"backbone timm:{model_name} needs timm; install it with: pip install timm") from None
+        raise UserError(
+            f"backbone timm:{model_name} needs timm; install it with: pip install 'simclr-kit[timm]'"
+        ) from None
     try:
         model = timm.create_model(model_name, pretrained=False, num_classes=0)
     except RuntimeError as exc:  # timm's "Unknown model (...)"

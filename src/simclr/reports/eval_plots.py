@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from simclr.errors import UserError
 from simclr.evaluation.options import EvaluateCommandOptions
 from simclr.evaluation.protocols.checkpoint_scan import CheckpointScan
 from simclr.evaluation.session import EvalSession
@@ -25,6 +24,7 @@ from simclr.reports.plots import (
     LEARNING_CURVES,
     ROBUSTNESS,
     TRAINING_CURVES,
+    MissingMapPackage,
     confusion_matrix_file,
     plot_checkpoint_scan,
     plot_confusion_matrix,
@@ -85,19 +85,35 @@ def write_eval_plots(
     for key in ("linear", "knn"):
         if key in results:
             written += _confusion_matrix(out_dir, key, results[key])
+    written += _embedding_map(session, options, out_dir / EMBEDDING_FILES[options.method], projection, max_points)
+    originals, views = augmented_view_examples(session, seed=session.options.seed)
+    written.append(plot_view_grid(originals, views, out_dir / AUGMENTED_VIEWS))
+    written += _study_plots(results, out_dir)
+    return written
+
+
+def _embedding_map(
+    session: EvalSession,
+    options: EvaluateCommandOptions,
+    out: Path,
+    projection: torch.nn.Module | None,
+    max_points: int,
+) -> list[Path]:
+    """The map of the test embeddings (of the head's output with ``projection``); none, with one log line
+    naming the extra that adds it, when the map's package is not installed: the numbers are written by now,
+    and the report goes on without the map."""
     test = session.features("test")
-    store = session.splits["test"]
     mapped = test.features
     if projection is not None:
         with torch.no_grad():
             mapped = projection(test.features)
     regression = test.factors is not None
-    written.append(
-        plot_embedding_map(
+    try:
+        drawn = plot_embedding_map(
             mapped,
-            out_dir / EMBEDDING_FILES[options.method],
+            out,
             labels=None if regression else test.labels.numpy(),
-            class_names=None if regression else store.class_names,
+            class_names=None if regression else session.splits["test"].class_names,
             values=test.factors[:, 0].numpy() if test.factors is not None else None,
             value_name=f"{GENERATIVE_NAMES[0]} (generative factor)" if regression else None,
             method=options.method,
@@ -107,11 +123,10 @@ def write_eval_plots(
             neighbors=options.neighbors,
             supervised=options.supervised_map,
         )
-    )
-    originals, views = augmented_view_examples(session, seed=session.options.seed)
-    written.append(plot_view_grid(originals, views, out_dir / AUGMENTED_VIEWS))
-    written += _study_plots(results, out_dir)
-    return written
+    except MissingMapPackage as exc:
+        log.warning("no embedding map in the report: %s", exc)
+        return []
+    return [drawn]
 
 
 def _study_plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
@@ -176,19 +191,14 @@ _PROTOCOL_NAMES = {"linear": "Linear probe", "knn": "kNN", "finetune": "Fine-tun
 
 def write_classifier_plots(session: EvalSession, key: str, entry: Mapping[str, Any]) -> list[Path]:
     """What a trained classifier (``finetune``, ``supervised``, ``linear_sgd``, ...) adds to the run's plots
-    folder, where the report finds it: its confusion matrix and its per-epoch curves; nothing (with a
-    warning) when matplotlib is missing."""
+    folder, where the report finds it: its confusion matrix and its per-epoch curves."""
     out_dir = session.ref.eval.plots
-    try:
-        written = _confusion_matrix(out_dir, key, entry)
-        history = entry["metrics"].get("history") or []
-        if history:
-            out = out_dir / LEARNING_CURVES.format(method=key)
-            written.append(plot_learning_curves(history, out, title=f"{key}: loss and top-1 per epoch"))
-        return written
-    except UserError as exc:
-        log.warning("%s plots not drawn: %s", key, exc)
-        return []
+    written = _confusion_matrix(out_dir, key, entry)
+    history = entry["metrics"].get("history") or []
+    if history:
+        out = out_dir / LEARNING_CURVES.format(method=key)
+        written.append(plot_learning_curves(history, out, title=f"{key}: loss and top-1 per epoch"))
+    return written
 
 
 def write_checkpoint_scan_plot(scan: CheckpointScan, out: Path) -> Path:

@@ -195,7 +195,7 @@ def _draw_training_curves(metrics_csv: Path) -> bytes | None:
     with tempfile.TemporaryDirectory(prefix="simclr-report-") as scratch:
         try:
             path = plot_training_curves(metrics_csv, Path(scratch) / TRAINING_CURVES)
-        except UserError:  # matplotlib not installed: the report simply has no curves
+        except UserError:  # an unreadable metrics.csv: the report simply has no curves
             return None
         return path.read_bytes() if path is not None else None
 

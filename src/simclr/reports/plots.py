@@ -6,8 +6,10 @@ a half-written PNG) and returns its path. They take plain arrays and paths, not 
 
 Figures are rendered with matplotlib's Agg canvas on a :class:`matplotlib.figure.Figure` built directly,
 never through ``pyplot``: no display is needed, no global backend is switched under a user's notebook,
-and no figure is left open in pyplot's registry. matplotlib, scikit-learn and umap-learn are the optional
-``viz`` extra, so they are imported when a plot is drawn; the file-name constants import without them.
+and no figure is left open in pyplot's registry. matplotlib is a core dependency; the embedding maps' packages
+are extras (scikit-learn for t-SNE: ``viz``; umap-learn: ``umap``), and a missing one raises
+:class:`MissingMapPackage`, which names the extra. All are imported when a plot is drawn, so the file-name
+constants import without them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ ROBUSTNESS = "robustness.png"
 
 _ANNOTATE_MAX_CLASSES = 20
 _LEGEND_MAX_CLASSES = 20
+
+
+class MissingMapPackage(UserError):
+    """The package an embedding map needs is not installed; the message names the extra that adds it. Only the
+    map is missing, so ``simclr evaluate`` leaves it out with this message as its note rather than failing after
+    its numbers are written."""
 
 
 def _as_array(values: Any, dtype: Any = None) -> np.ndarray:
@@ -285,9 +293,9 @@ def _project(
         try:
             import umap
         except ImportError:
-            raise UserError(
-                "--embedding umap needs umap-learn; install it with: pip install umap-learn "
-                "(or pip install 'simclr-kit[viz]'), or use t-SNE"
+            raise MissingMapPackage(
+                "--method umap needs umap-learn; pip install 'simclr-kit[umap]' adds it, or leave --method out "
+                "for t-SNE"
             ) from None
         reducer = umap.UMAP(
             n_components=2,
@@ -302,7 +310,7 @@ def _project(
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
     except ImportError:
-        raise UserError("t-SNE needs scikit-learn; install it with: pip install 'simclr-kit[viz]'") from None
+        raise MissingMapPackage("the t-SNE map needs scikit-learn; pip install 'simclr-kit[viz]' adds it") from None
     if features.shape[1] > 50 and count > 50:
         # The usual t-SNE preprocessing: PCA to 50 dimensions keeps the neighbourhoods, costs far less.
         features = PCA(n_components=50, random_state=seed).fit_transform(features)

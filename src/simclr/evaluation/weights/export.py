@@ -49,7 +49,7 @@ def check_export_target(fmt: str, out: Path, overwrite: bool, dynamic_size: bool
             "the backbone does, so leave --dynamic-size out"
         )
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
-        raise UserError("--format onnx needs the onnx package; pip install onnx (or use --format pt2)")
+        raise UserError("--format onnx needs the onnx package; pip install 'simclr-kit[onnx]' (or use --format pt2)")
     if fmt == "pt2" and out.suffix != ".pt2":
         raise UserError(f"cannot write {out}: torch.export.load reads only files named *.pt2; name --out accordingly")
     check_output_file(out, overwrite=overwrite)
