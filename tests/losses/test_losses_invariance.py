@@ -160,13 +160,15 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
         "4",
         "--precision",
         "32",
+        "--image-size",
+        "16",
     ]
     # Like with like: float32 everywhere, and the plain runs in the default memory format that the penalty
     # run trains in on the CPU, so the comparison does not depend on the CPU's bf16 or layout kernels.
     plain_format = ["--no-channels-last"]
     assert main([*common, *plain_format, "--out", str(tmp_path / "plain")]) == 0
     assert main([*common, *plain_format, "--out", str(tmp_path / "zero"), "--lambda-gp", "0"]) == 0
-    assert main([*common, "--out", str(tmp_path / "gp"), "--lambda-gp", "0.01", "--gp-upper-limit", "1000"]) == 0
+    assert main([*common, "--out", str(tmp_path / "gp"), "--lambda-gp", "0.01", "--gp-upper-limit", "100000"]) == 0
     plain, zero, gp = _rows(tmp_path / "plain"), _rows(tmp_path / "zero"), _rows(tmp_path / "gp")
     assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in zero]
     assert all(r["gradient_penalty"] == "" for r in zero)
@@ -181,10 +183,10 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
     assert "memory format" not in (tmp_path / "plain" / "train.log").read_text()
     # the log says what the penalty covers, and on Spirograph that h dominates it
     gp_log = (tmp_path / "gp" / "train.log").read_text()
-    assert "gradient penalty: lambda 0.01 over h, rback, gfore, gback, bfore, bback; 4 re-draws, clamp 1000" in gp_log
+    assert "gradient penalty: lambda 0.01 over h, rback, gfore, gback, bfore, bback; 4 re-draws, clamp 100000" in gp_log
     assert "h dominates this penalty on Spirograph" in gp_log
     assert "gradient penalty" not in (tmp_path / "zero" / "train.log").read_text()
-    # under a clamp of 1000 the logged penalty is the unclamped one, and no saturation warning
+    # under a clamp of 100000 the logged penalty is the unclamped one, and no saturation warning
     assert [r["gradient_penalty"] for r in gp] == [r["gradient_penalty_unclamped"] for r in gp]
     assert "above its clamp" not in gp_log
     # a clamp below the penalty: no gradient from it, so step 1 trains exactly as plain SimCLR; the log says so
@@ -207,7 +209,7 @@ def test_lambda_zero_is_plain_simclr_and_penalty_only_adds(tmp_path: Path) -> No
                 "--lambda-gp",
                 "0.01",
                 "--gp-upper-limit",
-                "1000",
+                "100000",
                 "--gp-exclude",
                 "h",
             ]
