@@ -54,7 +54,7 @@ def pretrain(
     or timm's ``num_features`` attribute, when it has one, must agree with one dry forward pass), trained in
     place; backbone.safetensors then names it ``custom:<module.Class>`` and
     ``load_backbone(run, module=YourModule())`` loads it. Or a name, as ``config.backbone`` takes it:
-    ``"timm:<model>"`` builds that timm model (``num_classes=0``; needs ``pip install timm``), which
+    ``"timm:<model>"`` builds that timm model (``num_classes=0``; needs ``pip install 'simclr-kit[timm]'``), which
     ``load_backbone(run)`` rebuilds.
 
     ``config.resume``: continue that run directory. The config must train as the run's config.yaml does

@@ -154,7 +154,7 @@ class _Model:
     """The backbone and the projection head."""
 
     backbone: str = _model(
-        "torchvision ResNet / ResNeXt / Wide-ResNet name, or timm:<model> for a timm model (pip install timm)",
+        "torchvision ResNet / ResNeXt / Wide-ResNet, or timm:<model> (pip install 'simclr-kit[timm]')",
         "resnet18",
     )
     stem: str = _model("auto | cifar | stl | imagenet (auto: by image size; imagenet with --weights imagenet)", "auto")

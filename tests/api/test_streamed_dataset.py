@@ -143,3 +143,16 @@ def test_a_bad_item_read_in_a_worker_is_one_line() -> None:
     with pytest.raises(UserError) as error:
         list(StreamBatches(stream, 4, seed=0, workers=2))
     assert str(error.value).startswith("item 13 of ") and "\n" not in str(error.value)
+
+
+def test_an_iterable_dataset_shorter_than_one_global_batch_is_one_line_not_a_run_of_no_steps() -> None:
+    stream = stream_python_dataset(Stream(count=7), 16, "crop", memory_budget=None)
+    assert stream is not None
+    with pytest.raises(UserError) as error:
+        list(StreamBatches(stream, 4, seed=0, world_size=2))
+    message = str(error.value)
+    assert "\n" not in message
+    assert "yielded fewer items than one global batch of 8 (4 per process x 2) in epoch 0" in message
+    resumed_at_the_end = StreamBatches(stream, 4, seed=0, world_size=2)
+    resumed_at_the_end.set_position(0, 1)  # an epoch resumed after its last step has nothing left: no error
+    assert list(resumed_at_the_end) == []

@@ -220,7 +220,17 @@ class StreamBatches:
             # a signal to the whole process group must stop the run, not kill its loader workers first
             worker_init_fn=ignore_stop_signals,
         )
-        yield from batches_from_workers(loader)
+        batches = 0
+        for batch in batches_from_workers(loader):
+            batches += 1
+            yield batch
+        if batches == 0 and self.start == 0:  # a whole epoch without one step would end the run silently
+            global_batch = self.batch_size * self.world_size
+            raise UserError(
+                f"{self.stream.name} yielded fewer items than one global batch of {global_batch} "
+                f"({self.batch_size} per process x {self.world_size}) in epoch {self.epoch}; lower --batch-size "
+                "or yield more items per iteration"
+            )
 
 
 @dataclass
