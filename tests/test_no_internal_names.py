@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # whitespace, not a space, so that a label broken over two lines is found too
-INTERNAL = re.compile(r"seed\s?00[0-4]|session\s+[0-9]|this\s+machine", re.IGNORECASE)
+INTERNAL = re.compile(r"seeds?\s?00[0-4]|session\s+[0-9]|this\s+machine", re.IGNORECASE)
 ALIAS_TABLE = re.compile(r"^RENAMED_RECIPES = \{$.*?^\}$", re.MULTILINE | re.DOTALL)
 
 

@@ -234,7 +234,7 @@ class _Optimiser:
         within=NON_NEGATIVE,
     )
     schedule: str = _optim(
-        "learning rate after the warmup: cosine decay (SimCLR), or constant (seeds 003 and 004's runs without "
+        "learning rate after the warmup: cosine decay (SimCLR), or constant (InvCLR's and rittik9's runs without "
         "annealing)",
         "cosine",
         choices=("cosine", "constant"),

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 SCALING_RULES = ("linear", "sqrt", "none")
-DECAYS = ("cosine", "constant")  # after the warmup: SimCLR's cosine, or none (seeds 003 and 004's runs)
+DECAYS = ("cosine", "constant")  # after the warmup: SimCLR's cosine, or none (InvCLR's and rittik9's runs)
 
 
 def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
