@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from simclr.autoencoder_config import AutoencoderConfig
 from simclr.cli import COMMANDS, build_parser, main
-from simclr.config import AutoencoderConfig, PretrainConfig
+from simclr.config import PretrainConfig
 from simclr.evaluation.options import EvalSessionOptions, FinetuneOptions, LinearEvalOptions, SupervisedOptions
 from simclr.settings import setting_of
 

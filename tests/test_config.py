@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from simclr.autoencoder_config import AutoencoderConfig
 from simclr.cli import main
-from simclr.config import AutoencoderConfig, PretrainConfig, build_config
+from simclr.config import PretrainConfig, build_config
 from simclr.data.reading import DataReading
 from simclr.errors import UserError
 from simclr.resolve import gp_excluded_columns, resolved_lr, resolved_weight_decay

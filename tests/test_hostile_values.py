@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 import simclr.commands
+from simclr.autoencoder_config import AutoencoderConfig
 from simclr.cli import main
-from simclr.config import AutoencoderConfig, PretrainConfig, build_config
+from simclr.config import PretrainConfig, build_config
 from simclr.data.pack_settings import PackConfig
 from simclr.data.packed import pack_dataset
 from simclr.data.reading import MIN_IMAGE_SIDE

@@ -1,4 +1,4 @@
-"""The config classes of the commands that train: pretraining and the autoencoder of ``simclr train-ae``.
+"""The config class of pretraining (``simclr pretrain``); the autoencoder's is :mod:`simclr.autoencoder_config`.
 
 A config dataclass is the single source of truth for its command: every field carries its help text (and,
 for the CLI, its group and parser) through :func:`simclr.settings.setting`, the CLI generates the flags from
@@ -27,7 +27,6 @@ from simclr.ranges import (
     COUNT,
     FRACTION_BELOW_ONE,
     NON_NEGATIVE,
-    OPEN_FRACTION,
     POSITIVE,
     PROBABILITY,
     SCALE,
@@ -35,7 +34,7 @@ from simclr.ranges import (
     Range,
     at_least,
 )
-from simclr.settings import build_settings, check_values, setting, shared_setting, short_repr
+from simclr.settings import build_settings, check_values, setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
@@ -54,7 +53,7 @@ _run = partial(setting, group="run")
 # default, must come before the defaulted fields of the data reading group. A dataclass puts the fields of
 # the base listed last first, so each config lists its dataset class last among its bases.
 @dataclass
-class _PretrainDataset:
+class PretrainDataset:
     dataset: str = _data(
         "spirograph | cifar10 | cifar100 | stl10 | mnist | imagenette | fgvc-aircraft | imagefolder | ... "
         "(docs/DATASETS.md)",
@@ -219,6 +218,13 @@ class _Optimiser:
     )
     momentum: float = _optim("momentum for lars / sgd", 0.9, within=FRACTION_BELOW_ONE)
     nesterov: bool = _optim("Nesterov momentum for sgd", False)
+    adam_betas: tuple[float, ...] = _optim(
+        "adam / adamw: the two betas (e.g. 0.5 0.99, SimCLR-Lightning's)",
+        (0.9, 0.999),
+        nargs=2,
+        within=FRACTION_BELOW_ONE,
+    )
+    adam_eps: float = _optim("adam / adamw: eps, added to the denominator", 1e-8, within=POSITIVE)
     batch_size: int = _optim(
         "images per process and step", 256, within=at_least(2, "NT-Xent needs other images as negatives")
     )
@@ -234,10 +240,16 @@ class _Optimiser:
         within=NON_NEGATIVE,
     )
     schedule: str = _optim(
-        "learning rate after the warmup: cosine decay (SimCLR), or constant (InvCLR's and rittik9's runs without "
-        "annealing)",
+        "learning rate after the warmup: cosine decay (SimCLR), constant (InvCLR's and rittik9's runs without "
+        "annealing), or hold-cosine: no warmup ramp, the peak held for --hold-epochs, then the cosine (PyTorch "
+        "SimCLR's and SimCLR-Lightning's schedule)",
         "cosine",
-        choices=("cosine", "constant"),
+        choices=("cosine", "constant", "hold-cosine"),
+    )
+    hold_epochs: float = _optim(
+        "--schedule hold-cosine: epochs at the peak learning rate before the cosine (instead of --warmup-epochs)",
+        10.0,
+        within=NON_NEGATIVE,
     )
     final_lr_ratio: float = _optim(
         "--schedule cosine: the final learning rate as a fraction of the peak", 0.0, within=PROBABILITY
@@ -263,6 +275,11 @@ class _Hardware(Accelerator):
         "--compile's backend: inductor (generated kernels), or aot_eager (no code generation; for tests and checks)",
         "inductor",
         choices=("inductor", "aot_eager", "eager"),
+    )
+    deterministic: bool = _hardware(
+        "deterministic algorithms only (torch.use_deterministic_algorithms): a rerun on the same machine gives "
+        "bit-identical weights; slower on GPUs, and an operation with no deterministic kernel stops the run",
+        False,
     )
 
 
@@ -319,7 +336,7 @@ class _Run:
 
 @dataclass
 class PretrainConfig(
-    _Run, _Hardware, _Optimiser, _Loss, _Model, _Views, _PretrainData, MemoryBudget, DataReading, _PretrainDataset
+    _Run, _Hardware, _Optimiser, _Loss, _Model, _Views, _PretrainData, MemoryBudget, DataReading, PretrainDataset
 ):
     """Everything that defines a pretraining run. ``None`` means "the dataset's or optimiser's default"."""
 
@@ -429,6 +446,10 @@ class PretrainConfig(
             value = getattr(self, name)
             if value is not None and len(value) != 3:
                 raise UserError(f"{name} must be three numbers, got {short_repr(value)}; fix the run's config")
+        if len(self.adam_betas) != 2:
+            raise UserError(
+                f"--adam-betas takes two numbers, got {short_repr(self.adam_betas)}; e.g. --adam-betas 0.9 0.999"
+            )
 
     def _check_positives_and_checkpoints(self) -> None:
         """Class positives have classes to pair, and checkpoints ranked by validation have a validation split."""
@@ -451,39 +472,6 @@ def _check_choice(name: str, value: str, options: tuple[str, ...]) -> None:
 def listed_names(text: str | None) -> list[str]:
     """The names of a comma-separated setting (``gp_exclude``), as given, blanks ignored."""
     return [name.strip() for name in (text or "").split(",") if name.strip()]
-
-
-@dataclass
-class _AutoencoderDataset:
-    dataset: str = shared_setting(_PretrainDataset, "dataset")  # pretraining's, without a default
-
-
-@dataclass
-class _AutoencoderTraining:
-    """What the autoencoder is and how it trains."""
-
-    latent_dim: int = setting("size of the embedding layer (the paper: 128, 256, 512)", 512, within=COUNT)
-    image_size: int | None = setting("square image size (default: the dataset's)", None, within=IMAGE_SIDE)
-    epochs: int = setting("training epochs", 20, within=COUNT)
-    batch_size: int = setting("images per step", 256, within=COUNT)
-    lr: float = setting("Adam learning rate (the paper: 1e-4)", 1e-4, within=POSITIVE)
-    weight_decay: float = setting("Adam weight decay", 0.0, within=NON_NEGATIVE)
-    val_fraction: float = setting("part of the training split held out for validation", 0.1, within=OPEN_FRACTION)
-    train_size: int | None = setting("spirograph: number of generated training images", None, within=COUNT)
-    seed: int = setting("seed of the split, the order and the weights", 0, within=SEED)
-
-
-@dataclass
-class AutoencoderConfig(Accelerator, _AutoencoderTraining, DataReading, _AutoencoderDataset):
-    """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
-
-    out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None, path=True)
-
-    def validate(self) -> None:
-        """Every check that needs no data, so bad flags fail before anything is loaded or written."""
-        check_values(self)
-        if self.image_size is not None:
-            check_batch_fits(self.batch_size, self.image_size, "one batch of images")
 
 
 def build_config(file_values: dict[str, Any], overrides: dict[str, Any]) -> PretrainConfig:

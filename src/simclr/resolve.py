@@ -15,7 +15,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from simclr.config import AutoencoderConfig, PretrainConfig, listed_names
+from simclr.autoencoder_config import AutoencoderConfig
+from simclr.config import PretrainConfig, listed_names
 from simclr.data.catalog import DatasetInfo, catalog_entry
 from simclr.data.source import DataSource
 from simclr.models.backbones import Stem, is_torchvision_backbone, resolve_stem

@@ -62,7 +62,7 @@ def setting(
     parse: Callable[[str], Any] | None = None,
     choices: tuple[Any, ...] | None = None,
     metavar: str | None = None,
-    nargs: str | None = None,
+    nargs: str | int | None = None,
     exclusive: str | None = None,
     cli: bool = True,
     positional: bool = False,

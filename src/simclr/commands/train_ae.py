@@ -10,8 +10,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
+from simclr.autoencoder_config import AutoencoderConfig
 from simclr.commands.common import Quiet, Recipe, add_command
-from simclr.config import AutoencoderConfig
 from simclr.settings import add_settings_flags, overrides_from_args, settings_from_args
 
 EXAMPLES = (

@@ -29,7 +29,8 @@ from pathlib import Path
 from queue import Empty, Queue
 
 from simclr.atomic import write_text_atomic
-from simclr.config import AutoencoderConfig, build_config
+from simclr.autoencoder_config import AutoencoderConfig
+from simclr.config import build_config
 from simclr.errors import UserError
 from simclr.experiments.sweep_grid import AutoencoderJob, Cell, SweepSpec, cell_run_dir, safe_name
 from simclr.experiments.sweep_results import (

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.config import AutoencoderConfig, PretrainConfig, build_config
+from simclr.autoencoder_config import AutoencoderConfig
+from simclr.config import PretrainConfig, build_config
 from simclr.errors import UserError
 from simclr.recipes import find_recipe
 from simclr.settings import build_settings, read_yaml

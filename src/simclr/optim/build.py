@@ -83,6 +83,7 @@ def build_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
 ) -> torch.optim.Optimizer:
     """The optimiser ``name`` over :func:`parameter_groups` of ``model``.
 
@@ -91,7 +92,7 @@ def build_optimizer(
     * ``"adam"``: torch Adam, L2 weight decay added to the gradient;
     * ``"adamw"``: torch AdamW, decoupled weight decay.
 
-    ``momentum`` and ``nesterov`` apply to LARS and SGD, ``betas`` to Adam and AdamW. Batch-norm
+    ``momentum`` and ``nesterov`` apply to LARS and SGD, ``betas`` and ``eps`` to Adam and AdamW. Batch-norm
     parameters and biases get no weight decay with any optimiser.
 
     >>> opt = build_optimizer(nn.Linear(3, 2), "sgd", lr=0.1, weight_decay=5e-4)
@@ -117,15 +118,21 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=weight_decay)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
 def set_hyper_parameters(
-    optimizer: torch.optim.Optimizer, weight_decay: float, momentum: float, nesterov: bool
+    optimizer: torch.optim.Optimizer,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
 ) -> None:
     """Give the groups of an optimiser made by :func:`build_optimizer` these values (the excluded group keeps no
-    weight decay; momentum and nesterov where the optimiser has them), keeping its per-parameter state.
+    weight decay; momentum and nesterov, or Adam's betas and eps, where the optimiser has them), keeping its
+    per-parameter state.
 
     A resumed run needs it: loading the optimiser's state brings back the values the run was started with, and
     a resume that changes ``--weight-decay`` or ``--momentum`` must train with the new ones.
@@ -141,3 +148,5 @@ def set_hyper_parameters(
             group["momentum"] = momentum
         if "nesterov" in group:
             group["nesterov"] = nesterov
+        if "betas" in group:
+            group["betas"], group["eps"] = tuple(betas), eps

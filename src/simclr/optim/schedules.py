@@ -24,7 +24,9 @@ __all__ = [
 ]
 
 SCALING_RULES = ("linear", "sqrt", "none")
-DECAYS = ("cosine", "constant")  # after the warmup: SimCLR's cosine, or none (InvCLR's and rittik9's runs)
+# after the warmup: SimCLR's cosine, or none (InvCLR's and rittik9's runs); "hold-cosine" holds the peak instead
+# of ramping up to it, then decays (the PyTorch SimCLR and SimCLR-Lightning projects: 10 epochs at the peak)
+DECAYS = ("cosine", "constant", "hold-cosine")
 
 
 def scaled_learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
@@ -54,7 +56,8 @@ def warmup_cosine(
     step: int, total_steps: int, warmup_steps: int, peak_lr: float, final_lr: float = 0.0, decay: str = "cosine"
 ) -> float:
     """Learning rate at optimiser step ``step`` (0-based) of a warmup + cosine schedule (``decay="constant"``:
-    the peak from the end of the warmup on, no annealing).
+    the peak from the end of the warmup on, no annealing; ``decay="hold-cosine"``: the first ``warmup_steps``
+    hold the peak instead of ramping up to it, then the cosine).
 
     * warmup, ``step < warmup_steps``: ``peak_lr * (step + 1) / warmup_steps``, so the first step
       already moves (``peak / warmup_steps``) and step ``warmup_steps - 1`` reaches ``peak_lr``;
@@ -71,6 +74,8 @@ def warmup_cosine(
     [0.5, 1.0, 1.0, 0.853553, 0.5, 0.146447, 0.0]
     >>> [warmup_cosine(s, 6, 2, 1.0, decay="constant") for s in range(7)]
     [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    >>> [round(warmup_cosine(s, 6, 2, 1.0, decay="hold-cosine"), 6) for s in range(7)]
+    [1.0, 1.0, 1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
     if decay not in DECAYS:
         raise UserError(f"unknown learning-rate decay {decay!r}; use one of {', '.join(DECAYS)}")
@@ -83,7 +88,7 @@ def warmup_cosine(
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
+        return float(peak_lr) if decay == "hold-cosine" else peak_lr * (step + 1) / warmup_steps
     if decay == "constant":
         return float(peak_lr)
     if step >= total_steps:

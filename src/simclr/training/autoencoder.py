@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from simclr.config import AutoencoderConfig
+from simclr.autoencoder_config import AutoencoderConfig
 from simclr.data.sampling import split_train_val
 from simclr.data.store import ImageStore
 from simclr.errors import UserError

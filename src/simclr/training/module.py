@@ -398,7 +398,9 @@ class SimCLRModule(L.LightningModule):
         """
         settings = self.optim
         optimizer = self.trainer.optimizers[0]
-        set_hyper_parameters(optimizer, settings.weight_decay, settings.momentum, settings.nesterov)
+        set_hyper_parameters(
+            optimizer, settings.weight_decay, settings.momentum, settings.nesterov, settings.betas, settings.eps
+        )
         for config in self.trainer.lr_scheduler_configs:
             if isinstance(config.scheduler, WarmupCosineLR):
                 config.scheduler.retarget(
@@ -419,6 +421,8 @@ class SimCLRModule(L.LightningModule):
             weight_decay=settings.weight_decay,
             momentum=settings.momentum,
             nesterov=settings.nesterov,
+            betas=settings.betas,
+            eps=settings.eps,
         )
 
         scheduler = WarmupCosineLR(

@@ -28,11 +28,13 @@ class OptimSettings:
     momentum: float
     nesterov: bool
     total_steps: int
-    warmup_steps: int
+    warmup_steps: int  # the linear ramp to the peak; with decay "hold-cosine", the steps held at the peak
     steps_per_epoch: int
     global_batch: int  # images per step on all processes together: what the learning rate is scaled by
-    decay: str = "cosine"  # after the warmup; or "constant"
+    decay: str = "cosine"  # after the warmup; or "constant", or "hold-cosine"
     final_ratio: float = 0.0  # the cosine's final learning rate as a fraction of the peak
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam and AdamW
+    eps: float = 1e-8  # Adam and AdamW
 
 
 @dataclass(frozen=True)
@@ -173,12 +175,19 @@ def plan_schedule(config: PretrainConfig, steps_per_epoch: int, processes: int =
         momentum=config.momentum,
         nesterov=config.nesterov,
         total_steps=total_steps,
-        warmup_steps=warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
+        warmup_steps=warmup_steps_for(lead_in_epochs(config), steps_per_epoch, total_steps),
         steps_per_epoch=steps_per_epoch,
         global_batch=global_batch,
         decay=config.schedule,
         final_ratio=config.final_lr_ratio,
+        betas=(config.adam_betas[0], config.adam_betas[1]),
+        eps=config.adam_eps,
     )
+
+
+def lead_in_epochs(config: PretrainConfig) -> float:
+    """The epochs before the decay: held at the peak (``--schedule hold-cosine``) or a linear warmup."""
+    return config.hold_epochs if config.schedule == "hold-cosine" else config.warmup_epochs
 
 
 def invariance_settings(config: PretrainConfig) -> InvarianceSettings:

@@ -124,8 +124,9 @@ def run_pretraining(
     )
 
     with open_run_dir(config, quiet=quiet, held=decisions, from_checkpoint=resume_step is not None) as run:
-        describe_run(config, run, data, hardware, optim)
-        resolved = resolved_settings(config, hardware, optim, views_config)
+        parameters = module.model.parameter_counts()
+        describe_run(config, run, data, hardware, optim, parameters)
+        resolved = resolved_settings(config, hardware, optim, views_config, parameters)
         record_environment(run, resolved)
         event = None if is_worker_process() else record_changes(run, resume_step, resumed_changes or {})
         callbacks = build_callbacks(config, run, data, module.model, optim, quiet, event) + list(extra_callbacks or [])
@@ -230,6 +231,7 @@ SIMCLR_TRAINER_OPTIONS: dict[str, str] = {
     "enable_model_summary": "a ModelSummary in pretrain(callbacks=[...])",
     "default_root_dir": "config.out",
     "sync_batchnorm": "config.sync_batchnorm",
+    "deterministic": "config.deterministic",
     "use_distributed_sampler": "config.devices (simclr's loaders give each process its share)",
     "log_every_n_steps": "config.log_every_steps",
     "num_sanity_val_steps": "config.val_fraction (simclr validates at epoch ends)",
@@ -302,6 +304,8 @@ def simclr_trainer_options(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         sync_batchnorm=hardware.sync_batchnorm,
+        # Lightning then sets torch.use_deterministic_algorithms and cuBLAS's workspace; None leaves a caller's choice
+        deterministic=True if config.deterministic else None,
         use_distributed_sampler=False,  # the in-memory loader shards by rank itself
         # an epoch shorter than the interval still sends the trackers its scalars (and Lightning stays quiet)
         log_every_n_steps=max(1, min(config.log_every_steps, optim.steps_per_epoch)),

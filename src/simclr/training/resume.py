@@ -44,7 +44,7 @@ RESUME_NEUTRAL = frozenset(
     {
         "data_dir", "download", "workers", "memory_budget", "pack_dir", "out", "resume", "logger",
         "checkpoint_every_steps", "knn_every_epochs", "knn_k", "knn_temperature", "knn_max_images",
-        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend", "save_top_k",
+        "log_every_steps", "max_steps", "accelerator", "compile", "compile_backend", "deterministic", "save_top_k",
         "keep_every_epochs", "online_probe", "subset_sha256",
     }
 )  # fmt: skip

@@ -22,7 +22,7 @@ from simclr.environment import environment_record
 from simclr.hardware import worker_processes
 from simclr.resolve import backbone_stem, gp_penalised_names, resolved_lr
 from simclr.rundir import RunDir
-from simclr.training.plan import Hardware, OptimSettings
+from simclr.training.plan import Hardware, OptimSettings, lead_in_epochs
 from simclr.training.run_setup import is_worker_process
 from simclr.training.training_data import TrainingData
 from simclr.views.config import ViewConfig
@@ -31,7 +31,12 @@ log = logging.getLogger("simclr")
 
 
 def describe_run(
-    config: PretrainConfig, run: RunDir, data: TrainingData, hardware: Hardware, optim: OptimSettings
+    config: PretrainConfig,
+    run: RunDir,
+    data: TrainingData,
+    hardware: Hardware,
+    optim: OptimSettings,
+    parameters: dict[str, int],
 ) -> None:
     """The decisions of this run, in its log: data, network, schedule, hardware."""
     _quiet_lightning()
@@ -56,7 +61,7 @@ def describe_run(
     stem = backbone_stem(config, data.image_size)
     log.info(
         "%s%s, head %s; %s lr %.4g (base %g, %s scaling by the global batch %d = %d per process x %d "
-        "process(es) on %d machine(s)), wd %g, warmup %d of %d steps, then %s; precision %s",
+        "process(es) on %d machine(s)), wd %g, %s %d of %d steps, then %s; precision %s",
         config.backbone,
         f", {stem} stem" if stem else "",
         config.head,
@@ -69,20 +74,28 @@ def describe_run(
         hardware.processes,
         hardware.num_nodes,
         optim.weight_decay,
+        "held at the peak for" if optim.decay == "hold-cosine" else "warmup",
         optim.warmup_steps,
         optim.total_steps,
         "constant" if optim.decay == "constant" else f"cosine to {optim.final_ratio:g} x the peak",
         hardware.precision,
     )
-    planned_warmup = round(config.warmup_epochs * optim.steps_per_epoch)
+    planned_warmup = round(lead_in_epochs(config) * optim.steps_per_epoch)
     if optim.warmup_steps != planned_warmup:
         log.info(
-            "warmup: %g epochs (%d steps) do not fit in a run of %d steps; warming up for %d steps (10%%) instead",
-            config.warmup_epochs,
+            "%s: %g epochs (%d steps) do not fit in a run of %d steps; %s for %d steps (10%%) instead",
+            "hold" if optim.decay == "hold-cosine" else "warmup",
+            lead_in_epochs(config),
             planned_warmup,
             optim.total_steps,
+            "holding the peak" if optim.decay == "hold-cosine" else "warming up",
             optim.warmup_steps,
         )
+    log.info(
+        "parameters: backbone %s (%s trainable), head %s (%s trainable)",
+        *(f"{parameters[key]:,}" for key in ("backbone_parameters", "backbone_trainable_parameters")),
+        *(f"{parameters[key]:,}" for key in ("head_parameters", "head_trainable_parameters")),
+    )
     if config.channels_last and not hardware.channels_last:
         log.info("memory format: contiguous, not channels_last (faster for the gradient penalty on the CPU)")
     if hardware.processes > 1:
@@ -109,10 +122,11 @@ def _quiet_lightning() -> None:
 
 
 def resolved_settings(
-    config: PretrainConfig, hardware: Hardware, optim: OptimSettings, views: ViewConfig
+    config: PretrainConfig, hardware: Hardware, optim: OptimSettings, views: ViewConfig, parameters: dict[str, int]
 ) -> dict[str, Any]:
-    """What the run's ``auto`` and ``null`` settings became here: the one source of environment.yaml's
-    ``resolved`` block and of the hyperparameters the trackers get (:func:`simclr.tracking.start_tracking`)."""
+    """What the run's ``auto`` and ``null`` settings became here, and its parameter counts: the one source of
+    environment.yaml's ``resolved`` block and of the hyperparameters the trackers get
+    (:func:`simclr.tracking.start_tracking`)."""
     base_lr, rule = resolved_lr(config)
     return {
         "precision": hardware.precision,
@@ -131,6 +145,7 @@ def resolved_settings(
         "blur_p": views.blur_p,
         "channels_last": hardware.channels_last,
         "sync_batchnorm": hardware.sync_batchnorm,
+        **parameters,
     }
 
 
