@@ -324,6 +324,15 @@ class _Run:
         0,
         within=NON_NEGATIVE,
     )
+    patience: int = _run(
+        "stop pretraining when the validation loss has not improved by more than --min-delta for this many epochs "
+        "(needs --val-fraction; 0: off)",
+        0,
+        within=NON_NEGATIVE,
+    )
+    min_delta: float = _run(
+        "--patience: the smallest fall of the validation loss that counts", 0.0, within=NON_NEGATIVE
+    )
     keep_every_epochs: int = _run(
         "keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0, within=NON_NEGATIVE
     )
@@ -459,6 +468,8 @@ class PretrainConfig(
             raise UserError("--positives class needs class labels; Spirograph has regression factors, not classes")
         if self.save_top_k > 0 and self.val_fraction == 0:
             raise UserError("--save-top-k ranks epochs by validation loss; add --val-fraction (e.g. 0.1)")
+        if self.patience > 0 and self.val_fraction == 0:
+            raise UserError("--patience stops on the validation loss; add --val-fraction (e.g. 0.1)")
 
 
 def _check_choice(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -4,6 +4,7 @@ Adam's betas and eps, deterministic mode, and the parameter counts a run records
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -106,3 +107,28 @@ def test_deterministic_runs_twice_give_bit_identical_weights_and_record_their_pa
     assert resolved["head_parameters"] == resolved["head_trainable_parameters"] > 0
     log = (tmp_path / "first" / "train.log").read_text()
     assert f"parameters: backbone {backbone:,} ({backbone:,} trainable), head " in log
+
+
+def test_patience_stops_pretraining_on_the_validation_loss_and_says_why(cifar_small: Path, tmp_path: Path) -> None:
+    # a fall of more than 100 never happens, so the second epoch already runs out of patience 1
+    config = tiny(cifar_small, tmp_path / "run", limit_train_images=48, epochs=5, val_fraction=0.34)
+    config = replace(config, patience=1, min_delta=100.0)
+    result = run_pretraining(config, quiet=True)
+    assert result.global_step == 4  # 2 of the 5 epochs of 2 steps (32 training images, batch 16)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "stopping early after epoch 1: val_loss has not fallen by more than 100 for 1 epoch(s) (best " in log
+    assert (tmp_path / "run" / "backbone.safetensors").is_file()
+    checkpoint = load_checkpoint_safely(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    state = next(value for key, value in checkpoint["callbacks"].items() if "EarlyStopOnValidation" in key)
+    assert (state["best_epoch"], state["waited"], state["stopped"]) == (0, 1, 1)
+    resumed = run_pretraining(replace(config, resume=str(tmp_path / "run")), quiet=True)  # trains no further
+    assert resumed.global_step == 4
+    assert (
+        "this run stopped early after epoch 1 (--patience): nothing left to train"
+        in (tmp_path / "run" / "train.log").read_text()
+    )
+
+
+def test_patience_without_validation_is_one_line(cifar_small: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--patience stops on the validation loss; add --val-fraction"):
+        tiny(cifar_small, tmp_path / "run", patience=3)

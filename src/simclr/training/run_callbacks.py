@@ -34,7 +34,7 @@ from simclr.training.online_probe import OnlineLinearProbe
 from simclr.training.plan import OptimSettings
 from simclr.training.run_record import describe_gradient_penalty
 from simclr.training.training_data import TrainingData
-from simclr.training.validation import ValidationMonitor
+from simclr.training.validation import EarlyStopOnValidation, ValidationMonitor
 
 log = logging.getLogger("simclr")
 
@@ -76,6 +76,8 @@ def build_callbacks(
     if data.val is not None:
         validation = ValidationMonitor(data.val, config.batch_size, config.temperature, config.seed, metrics)
         callbacks.append(validation)
+        if config.patience > 0:  # after the validation it reads
+            callbacks.append(EarlyStopOnValidation(validation, config.patience, config.min_delta, run.last_checkpoint))
     metadata = BackboneMetadata(
         backbone=config.backbone,
         stem=backbone_stem(config, data.image_size),

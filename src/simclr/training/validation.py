@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import cast
 
 import lightning as L
@@ -97,3 +98,62 @@ class ValidationMonitor(L.Callback):
             len(self.loader.store),
             time.perf_counter() - start,
         )
+
+
+class EarlyStopOnValidation(L.Callback):
+    """``--patience``: stop when the validation loss has not fallen by more than ``min_delta`` below its best for
+    ``patience`` epochs, and say why in the log.
+
+    Not Lightning's EarlyStopping: the validation runs on rank 0 only (:class:`ValidationMonitor`), so rank 0
+    decides and broadcasts the decision to every process. Its best loss and count of epochs without improvement
+    are saved in the checkpoint, so a resumed run counts on; the checkpoint is written once more when the run
+    stops (the regular one is written at the epoch's last step, before its validation), so resuming a run that
+    stopped early trains no further."""
+
+    def __init__(self, validation: ValidationMonitor, patience: int, min_delta: float, checkpoint: Path) -> None:
+        self.validation = validation
+        self.patience = patience
+        self.min_delta = min_delta
+        self.checkpoint = checkpoint
+        self.best = math.inf
+        self.best_epoch = -1
+        self.waited = 0
+        self.stopped_epoch = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stopped_epoch >= 0:  # restored from the checkpoint of a run that stopped early
+            log.info("this run stopped early after epoch %d (--patience): nothing left to train", self.stopped_epoch)
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stop = False
+        if trainer.global_rank == 0:
+            loss = self.validation.last_loss
+            if loss < self.best - self.min_delta:
+                self.best, self.best_epoch, self.waited = loss, trainer.current_epoch, 0
+            else:
+                self.waited += 1
+            stop = self.waited >= self.patience
+            if stop:
+                log.info(
+                    "stopping early after epoch %d: val_loss has not fallen by more than %g for %d epoch(s) "
+                    "(best %.4f at epoch %d)",
+                    trainer.current_epoch,
+                    self.min_delta,
+                    self.waited,
+                    self.best,
+                    self.best_epoch,
+                )
+        if trainer.strategy.broadcast(stop, src=0):
+            trainer.should_stop = True
+            self.stopped_epoch = trainer.current_epoch
+            trainer.save_checkpoint(self.checkpoint)
+
+    def state_dict(self) -> dict[str, float | int]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited, "stopped": self.stopped_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, float | int]) -> None:
+        self.best = float(state_dict["best"])
+        self.best_epoch = int(state_dict["best_epoch"])
+        self.waited = int(state_dict["waited"])
+        self.stopped_epoch = int(state_dict["stopped"])
