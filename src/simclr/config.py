@@ -22,6 +22,7 @@ from typing import Any
 from simclr.data.reading import IMAGE_SIDE, DataReading, MemoryBudget
 from simclr.device_settings import Accelerator, check_batch_fits
 from simclr.errors import UserError
+from simclr.optim.early_stopping import EarlyStopping
 from simclr.ranges import (
     AT_LEAST_TWO_VIEWS,
     COUNT,
@@ -34,7 +35,7 @@ from simclr.ranges import (
     Range,
     at_least,
 )
-from simclr.settings import build_settings, check_values, setting, short_repr
+from simclr.settings import build_settings, check_values, setting, shared_setting, short_repr
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
@@ -324,15 +325,8 @@ class _Run:
         0,
         within=NON_NEGATIVE,
     )
-    patience: int = _run(
-        "stop pretraining when the validation loss has not improved by more than --min-delta for this many epochs "
-        "(needs --val-fraction; 0: off)",
-        0,
-        within=NON_NEGATIVE,
-    )
-    min_delta: float = _run(
-        "--patience: the smallest fall of the validation loss that counts", 0.0, within=NON_NEGATIVE
-    )
+    patience: int = shared_setting(EarlyStopping, "patience", default=0)  # needs --val-fraction
+    min_delta: float = shared_setting(EarlyStopping, "min_delta", default=0.0)
     keep_every_epochs: int = _run(
         "keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0, within=NON_NEGATIVE
     )

@@ -16,6 +16,7 @@ from typing import Any
 from simclr.data.reading import IMAGE_SIDE, DataDir, DecodingWorkers, MemoryBudget, TrainingImagesLimit
 from simclr.device_settings import ForwardPasses
 from simclr.errors import UserError
+from simclr.optim.early_stopping import EarlyStopping
 from simclr.ranges import (
     COUNT,
     FRACTION_BELOW_ONE,
@@ -26,7 +27,7 @@ from simclr.ranges import (
     SEED,
     at_least,
 )
-from simclr.settings import check_values, setting
+from simclr.settings import check_values, setting, shared_setting
 
 FINETUNE_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 DEFAULT_FINETUNE_LR: dict[str, float] = {"adam": 1e-3, "sgd": 0.1}
@@ -289,10 +290,8 @@ class ClassifierTrainingOptions(ClassifierLoss):
     weight_decay: float = setting("weight decay (L2 in Adam)", 1e-4, within=NON_NEGATIVE)
     momentum: float = setting("--optimizer sgd: momentum", 0.9, within=FRACTION_BELOW_ONE)
     nesterov: bool = setting("--optimizer sgd: Nesterov momentum", False)
-    patience: int = setting("epochs without validation improvement before stopping (0: never)", 3, within=NON_NEGATIVE)
-    min_delta: float = setting(
-        "smallest validation-loss decrease that counts as improvement", 0.01, within=NON_NEGATIVE
-    )
+    patience: int = shared_setting(EarlyStopping, "patience", default=3)
+    min_delta: float = shared_setting(EarlyStopping, "min_delta", default=0.01)
     keep_best: bool = setting("score the weights of the best validation epoch (--no-keep-best: the last)", True)
     eval_batch_size: int = setting("images per forward pass when scoring", 512, cli=False, within=COUNT)
     seed: int = setting("seed of the split, the order and the head", 0, cli=False, within=SEED)
