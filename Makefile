@@ -48,6 +48,7 @@ bench: install
 	$(PY) benchmarks/throughput.py --record BENCHMARKS.md
 	$(PY) benchmarks/gradient_penalty_step.py
 	$(PY) benchmarks/streaming.py --record BENCHMARKS.md
+	$(PY) benchmarks/micro_batch.py --record BENCHMARKS.md
 
 # docs/CLI.md and docs/DATASETS.md from the code (tests/test_generated_docs.py fails when they are stale)
 docs: install

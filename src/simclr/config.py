@@ -10,7 +10,9 @@ the data reading group (:class:`simclr.data.reading.DataReading`) and the accele
 hand (the views, the stem, the learning rate) is :mod:`simclr.resolve`.
 
 This module imports no torch: the CLI builds its parsers from it (:meth:`PretrainConfig.validate` imports
-the names it checks against when it runs).
+the names it checks against when it runs). It is longer than 500 lines because every pretraining setting is a
+field here, with its help, and the checks of how settings relate sit beside them, in one class a saved
+config.yaml mirrors flat; each section of settings is a class of its own.
 """
 
 from __future__ import annotations
@@ -229,6 +231,13 @@ class _Optimiser:
     batch_size: int = _optim(
         "images per process and step", 256, within=at_least(2, "NT-Xent needs other images as negatives")
     )
+    micro_batch: int | None = _optim(
+        "embed and back-propagate the batch M images at a time, with the loss and gradients of the whole batch "
+        "(gradient caching: docs/LARGE_BATCHES.md); divides --batch-size (default: the whole batch at once)",
+        None,
+        metavar="M",
+        within=COUNT,
+    )
     epochs: int = _optim("training epochs", 100, within=COUNT)
     max_steps: int | None = _optim(
         "stop after this many steps (the schedule still spans all epochs; default: train all epochs)",
@@ -363,6 +372,7 @@ class PretrainConfig(
         self._check_data_and_length()
         self._check_views_and_schedule()
         self._check_positives_and_checkpoints()
+        self._check_micro_batch()
 
     def _check_names(self) -> None:
         """Every setting that names something (a dataset, a backbone, a stem, ...) names a known one."""
@@ -464,6 +474,22 @@ class PretrainConfig(
             raise UserError("--save-top-k ranks epochs by validation loss; add --val-fraction (e.g. 0.1)")
         if self.patience > 0 and self.val_fraction == 0:
             raise UserError("--patience stops on the validation loss; add --val-fraction (e.g. 0.1)")
+
+    def _check_micro_batch(self) -> None:
+        """``--micro-batch`` divides the batch and meets none of the settings it cannot re-run per micro-batch."""
+        if self.micro_batch is None:
+            return
+        if self.batch_size % self.micro_batch:
+            raise UserError(
+                f"--micro-batch {self.micro_batch} does not divide --batch-size {self.batch_size}; pass a divisor of it"
+            )
+        for flag, used in (
+            ("--lambda-gp", self.lambda_gp > 0),
+            ("--compile", self.compile),
+            ("--online-probe", self.online_probe),
+        ):
+            if used:
+                raise UserError(f"--micro-batch does not work with {flag} (docs/LARGE_BATCHES.md); drop one of them")
 
 
 def _check_choice(name: str, value: str, options: tuple[str, ...]) -> None:

@@ -30,6 +30,7 @@ from simclr.resolve import normalized_info, view_config
 from simclr.settings import config_to_dict
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import POSITION_KEY
+from simclr.training.grad_cache import embed_in_micro_batches
 from simclr.training.model_and_loss import build_loss, build_seeded_model
 from simclr.training.plan import (
     InvarianceSettings,
@@ -152,6 +153,7 @@ class SimCLRModule(L.LightningModule):
         channels_last: bool = True,
         invariance: InvarianceSettings | None = None,
         hyper_parameters: dict[str, Any] | None = None,
+        micro_batch: int | None = None,
     ) -> None:
         super().__init__()
         if hyper_parameters is not None:  # what rebuilds this module (plain values: weights_only loads them)
@@ -163,6 +165,7 @@ class SimCLRModule(L.LightningModule):
         self.seed = seed
         self.channels_last = channels_last
         self.invariance = invariance if invariance is not None and invariance.weight > 0 else None
+        self.micro_batch = micro_batch  # embed the batch this many images at a time (gradient caching)
         self.train_loader: Any = None  # set by the trainer setup; told which batches were consumed
         self._last_step_time: float | None = None
         self.images_per_second: float = float("nan")
@@ -230,6 +233,7 @@ class SimCLRModule(L.LightningModule):
             channels_last,
             invariance_settings(config),
             hyper_parameters=rebuild,
+            micro_batch=config.micro_batch,
         )
 
     @classmethod
@@ -290,7 +294,7 @@ class SimCLRModule(L.LightningModule):
         inputs = torch.cat(views).contiguous(
             memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
         )
-        features, projections = self.model(inputs)
+        features, projections = self._embed(inputs, len(views))
         loss, accuracy = self.criterion.loss_and_accuracy(*projections.chunk(len(views)), ks=(1, 5))
         if self.invariance is not None and view_params is not None:
             loss = loss + self.invariance.weight * self._gradient_penalty(
@@ -304,6 +308,15 @@ class SimCLRModule(L.LightningModule):
         top1, top5 = accuracy.unbind()
         self._record(train_loss=loss.detach(), contrastive_top1=top1, contrastive_top5=top5)
         return loss
+
+    def _embed(self, inputs: Tensor, n_views: int) -> tuple[Tensor, Tensor]:
+        """The features and projections of the batch's views: in one pass, or with ``--micro-batch`` M images at
+        a time with the same loss and gradients (:mod:`simclr.training.grad_cache`)."""
+        if self.micro_batch is None:
+            features, projections = self.model(inputs)
+        else:
+            features, projections = embed_in_micro_batches(self.model, inputs, n_views, self.micro_batch)
+        return features, projections
 
     def _gradient_penalty(
         self, representation: Tensor, view_params: Tensor, generator: torch.Generator, contrastive: Tensor
