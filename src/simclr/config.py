@@ -228,6 +228,11 @@ class _Optimiser:
         within=FRACTION_BELOW_ONE,
     )
     adam_eps: float = _optim("adam / adamw: eps, added to the denominator", 1e-8, within=POSITIVE)
+    clip_grad_norm: float | None = _optim(
+        "scale the gradients down to this global L2 norm before each step when above it (default: no clipping)",
+        None,
+        within=POSITIVE,
+    )
     batch_size: int = _optim(
         "images per process and step", 256, within=at_least(2, "NT-Xent needs other images as negatives")
     )

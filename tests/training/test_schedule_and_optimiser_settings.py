@@ -132,3 +132,40 @@ def test_patience_stops_pretraining_on_the_validation_loss_and_says_why(cifar_sm
 def test_patience_without_validation_is_one_line(cifar_small: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--patience stops on the validation loss; add --val-fraction"):
         tiny(cifar_small, tmp_path / "run", patience=3)
+
+
+class GradientNorms(L.Callback):
+    """The gradients' global L2 norm before clipping (Lightning clips after on_before_optimizer_step) and after
+    the step (the gradients stay until the next step's backward)."""
+
+    def __init__(self) -> None:
+        self.before: list[float] = []
+        self.after: list[float] = []
+
+    @staticmethod
+    def norm(module: L.LightningModule) -> float:
+        grads = [p.grad.detach().flatten() for p in module.parameters() if p.grad is not None]
+        return float(torch.cat(grads).norm())
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, module: L.LightningModule, optimizer: object) -> None:
+        self.before.append(self.norm(module))
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: object) -> None:
+        self.after.append(self.norm(module))
+
+
+def test_clip_grad_norm_scales_the_gradients_down_to_the_norm(cifar_small: Path, tmp_path: Path) -> None:
+    norms = GradientNorms()
+    run_pretraining(
+        tiny(cifar_small, tmp_path / "run", max_steps=2, clip_grad_norm=0.01), quiet=True, extra_callbacks=[norms]
+    )
+    assert len(norms.before) == len(norms.after) == 2
+    assert all(before > 0.01 for before in norms.before)
+    assert all(0.0099 < after <= 0.01 for after in norms.after)
+
+
+def test_clip_grad_norm_and_a_clipping_trainer_option_are_one_line(cifar_small: Path, tmp_path: Path) -> None:
+    config = tiny(cifar_small, tmp_path / "run", clip_grad_norm=1.0)
+    with pytest.raises(UserError, match=r"trainer_kwargs\['gradient_clip_val'\] and config.clip_grad_norm both clip"):
+        run_pretraining(config, quiet=True, trainer_kwargs={"gradient_clip_val": 1.0})
+    assert not (tmp_path / "run").exists()

@@ -96,7 +96,7 @@ def run_pretraining(
     can pass (:func:`simclr.api.pretrain`). A SIGINT or SIGTERM during training saves the checkpoint and raises
     :class:`~simclr.errors.Interrupted`.
     """
-    check_trainer_additions(extra_callbacks or [], extra_loggers or [], trainer_kwargs or {})
+    check_trainer_additions(extra_callbacks or [], extra_loggers or [], trainer_kwargs or {}, config)
     config = with_python_inputs(config, dataset, backbone)
     if config.out and not config.resume:
         check_writable(Path(config.out))
@@ -239,9 +239,12 @@ SIMCLR_TRAINER_OPTIONS: dict[str, str] = {
 }
 
 
-def check_trainer_additions(callbacks: list[Any], loggers: list[Any], trainer_kwargs: dict[str, Any]) -> None:
+def check_trainer_additions(
+    callbacks: list[Any], loggers: list[Any], trainer_kwargs: dict[str, Any], config: PretrainConfig
+) -> None:
     """One-line errors, before any work, for callbacks or loggers that are not Lightning's and for Trainer
-    options that simclr sets itself (:data:`SIMCLR_TRAINER_OPTIONS`) or that ``L.Trainer`` does not take."""
+    options that simclr sets itself (:data:`SIMCLR_TRAINER_OPTIONS`), that ``L.Trainer`` does not take, or that
+    clip the gradients when ``config.clip_grad_norm`` does."""
     for what, items, kind in (("callbacks", callbacks, L.Callback), ("loggers", loggers, Logger)):
         for item in items:
             if not isinstance(item, kind):
@@ -257,6 +260,10 @@ def check_trainer_additions(callbacks: list[Any], loggers: list[Any], trainer_kw
             )
         if key not in taken:
             raise UserError(f"trainer_kwargs[{key!r}] is not an option of lightning.Trainer; check its spelling")
+        if key.startswith("gradient_clip") and config.clip_grad_norm is not None:
+            raise UserError(
+                f"trainer_kwargs[{key!r}] and config.clip_grad_norm both clip the gradients; set only one of them"
+            )
 
 
 def build_trainer(
@@ -306,6 +313,12 @@ def simclr_trainer_options(
         sync_batchnorm=hardware.sync_batchnorm,
         # Lightning then sets torch.use_deterministic_algorithms and cuBLAS's workspace; None leaves a caller's choice
         deterministic=True if config.deterministic else None,
+        # only when asked for: otherwise a Lightning user's trainer_kwargs may clip (check_trainer_additions)
+        **(
+            {"gradient_clip_val": config.clip_grad_norm, "gradient_clip_algorithm": "norm"}
+            if config.clip_grad_norm
+            else {}
+        ),
         use_distributed_sampler=False,  # the in-memory loader shards by rank itself
         # an epoch shorter than the interval still sends the trackers its scalars (and Lightning stays quiet)
         log_every_n_steps=max(1, min(config.log_every_steps, optim.steps_per_epoch)),
