@@ -57,7 +57,7 @@ def test_evaluate_random_weights_baseline_writes_no_report(make_run, cifar_small
     assert not (run / "eval").exists()
 
 
-def _keep_backbones(run: Path, epochs: list[int]) -> None:
+def _keep_backbones(run: Path, epochs: list[int], image_size: int = 32) -> None:
     """Kept backbones as a run with --keep-every-epochs writes them (seeded random weights here)."""
     import torch
 
@@ -70,7 +70,9 @@ def _keep_backbones(run: Path, epochs: list[int]) -> None:
     for number in epochs:
         torch.manual_seed(number)
         module, dim = build_backbone("resnet18", "cifar")
-        meta = BackboneMetadata(backbone="resnet18", stem="cifar", feature_dim=dim, image_size=32, epoch=number - 1)
+        meta = BackboneMetadata(
+            backbone="resnet18", stem="cifar", feature_dim=dim, image_size=image_size, epoch=number - 1
+        )
         write_backbone(kept.kept_backbone(number), module.state_dict(), meta)
 
 
@@ -91,6 +93,30 @@ def test_evaluate_checkpoint_all_scans_every_kept_backbone(make_run, cifar_small
     assert [row["file"] for row in rows] == ["epoch-0002.safetensors", "epoch-0004.safetensors"]
     assert all(0 <= float(row["knn_top1"]) <= 1 for row in rows)
     assert (run / "eval" / "plots" / "checkpoint-scan.png").stat().st_size > 0
+
+
+def test_evaluate_checkpoint_all_on_spirograph_regresses_every_kept_backbone(make_run, capsys) -> None:
+    run = make_run("spirograph", train_size=120, test_size=40, image_size=16)
+    _keep_backbones(run, [1, 2], image_size=16)
+    assert main(["evaluate", str(run), "--checkpoint", "all"]) == 0
+    assert "checkpoint scan:" in capsys.readouterr().out
+    with open(run / "eval" / "checkpoint-scan.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["epochs"]) for row in rows] == [1, 2]
+    assert all(float(row["regression_r2"]) <= 1 and float(row["regression_mse"]) > 0 for row in rows)
+    assert "knn_top1" not in rows[0]
+    assert (run / "eval" / "plots" / "checkpoint-scan.png").stat().st_size > 0
+
+
+def test_a_scan_with_the_linear_probe_keeps_the_final_backbones_classifier(make_run, cifar_small: Path) -> None:
+    run = make_run("cifar10", cifar_small)
+    limits = ["--limit-train-images", "60", "--limit-test-images", "30"]
+    assert main(["evaluate", str(run), *limits, "--no-plots"]) == 0
+    final = (run / "eval" / "linear" / "classifier.safetensors").read_bytes()
+    _keep_backbones(run, [2])
+    assert main(["evaluate", str(run), "--checkpoint", "all", "--scan-linear", *limits]) == 0
+    assert (run / "eval" / "linear" / "classifier.safetensors").read_bytes() == final
+    assert (run / "eval" / "checkpoint-epoch-2" / "linear" / "classifier.safetensors").is_file()
 
 
 def test_evaluate_one_kept_checkpoint_writes_to_its_own_folder(make_run, cifar_small: Path) -> None:

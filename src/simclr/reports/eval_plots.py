@@ -202,5 +202,5 @@ def write_classifier_plots(session: EvalSession, key: str, entry: Mapping[str, A
 
 
 def write_checkpoint_scan_plot(scan: CheckpointScan, out: Path) -> Path:
-    """The top-1 of every kept backbone against the epochs it trained (``simclr evaluate --checkpoint all``)."""
-    return plot_checkpoint_scan(scan.epochs, scan.top1_by_method(), out)
+    """The scores of every kept backbone against the epochs it trained (``simclr evaluate --checkpoint all``)."""
+    return plot_checkpoint_scan(scan.epochs, scan.scores_by_method(), out)

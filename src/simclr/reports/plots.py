@@ -481,14 +481,15 @@ def plot_view_grid(originals: Any, views: Sequence[Any], out: Path, max_images: 
 # Checkpoint scan
 
 
-def plot_checkpoint_scan(epochs: Sequence[int], accuracies: dict[str, Sequence[float]], out: Path) -> Path:
-    """Top-1 accuracy (%) of every kept backbone against the epochs it trained, one line per method."""
+def plot_checkpoint_scan(epochs: Sequence[int], scores: dict[str, Sequence[float]], out: Path) -> Path:
+    """The scores (fractions, shown in %: top-1 accuracy or R^2) of every kept backbone against the epochs it
+    trained, one line per method."""
     figure = new_figure(5.0, 3.4)
     ax = figure.subplots()
-    for name, values in accuracies.items():
+    for name, values in scores.items():
         ax.plot(list(epochs), [100 * value for value in values], marker="o", label=name)
     ax.set_xlabel("epochs trained")
-    ax.set_ylabel("top-1 (%)")
+    ax.set_ylabel("score (%)")
     ax.set_title("kept backbones", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,8 +1,10 @@
 """Evaluate the backbones a run kept during pretraining (``simclr evaluate RUN --checkpoint ...``).
 
 ``best`` or ``epoch-N`` points an evaluation at one kept backbone; ``all`` runs kNN (and the linear probe
-when asked) on every kept backbone and writes one table row per backbone and a plot of accuracy against
-the epochs trained (InvCLR's checkpoint scans).
+when asked) on every kept backbone of a labelled run, or the factor regression of a Spirograph run, and writes
+one table row per backbone and a plot of the scores against the epochs trained (InvCLR's checkpoint scans).
+What a scanned backbone's evaluation saves (its linear classifier) goes to that backbone's own folder, as with
+``--checkpoint epoch-N``: the final backbone's results and classifiers are never overwritten.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from simclr.evaluation.loading import RunRef
 from simclr.evaluation.options import EvalSessionOptions, LinearEvalOptions
 from simclr.evaluation.protocols.knn import run_knn
 from simclr.evaluation.protocols.linear import run_linear_eval
+from simclr.evaluation.protocols.regression import run_regression
 from simclr.evaluation.session import EvalSession
 from simclr.progress import Progress, with_task_prefix
 
@@ -37,10 +40,15 @@ def kept_backbone_ref(ref: RunRef, name: str) -> RunRef:
     return dataclasses.replace(ref, backbone_path=path, eval=eval_dir)
 
 
+# the scores a scan row can hold, with how a plot names them
+SCORES = {"knn_top1": "kNN top-1", "linear_top1": "linear top-1", "regression_r2": "regression R^2"}
+
+
 @dataclass(frozen=True)
 class CheckpointScan:
-    """One row per kept backbone (``epochs``, ``file``, ``knn_top1`` and, when asked, ``linear_top1``), in
-    the order of the epochs trained, and the CSV ``table`` they were written to."""
+    """One row per kept backbone (``epochs``, ``file``, then ``knn_top1`` and, when asked, ``linear_top1``; or
+    ``regression_r2`` and ``regression_mse`` for Spirograph), in the order of the epochs trained, and the CSV
+    ``table`` they were written to."""
 
     rows: list[dict[str, object]]
     table: Path
@@ -49,10 +57,10 @@ class CheckpointScan:
     def epochs(self) -> list[int]:
         return [int(row["epochs"]) for row in self.rows]  # type: ignore[call-overload]
 
-    def top1_by_method(self) -> dict[str, Sequence[float]]:
-        """``{"knn": [top-1 per backbone], "linear": [...]}`` for the methods that ran."""
-        methods = [name for name in ("knn_top1", "linear_top1") if name in self.rows[0]]
-        return {name.removesuffix("_top1"): [float(row[name]) for row in self.rows] for name in methods}  # type: ignore[arg-type]
+    def scores_by_method(self) -> dict[str, Sequence[float]]:
+        """``{"kNN top-1": [per backbone], "linear top-1": [...]}`` (or ``{"regression R^2": [...]}``) for the
+        methods that ran: fractions, higher is better."""
+        return {label: [float(row[key]) for row in self.rows] for key, label in SCORES.items() if key in self.rows[0]}  # type: ignore[arg-type]
 
 
 def _top1(entry: dict[str, object]) -> float:
@@ -80,21 +88,30 @@ def scan_kept_backbones(
         if progress is not None:
             progress("kept backbones", done, len(kept))
         session = EvalSession(
-            dataclasses.replace(ref, backbone_path=path),
+            dataclasses.replace(ref, backbone_path=path, eval=ref.eval.for_checkpoint(f"epoch-{epochs}")),
             options,
             progress=with_task_prefix(progress, f"epoch {epochs}"),
         )
-        with session.stage("knn"):
-            row: dict[str, object] = {"epochs": epochs, "file": path.name, "knn_top1": _top1(run_knn(session))}
-        if linear:
-            with session.stage("linear"):
-                row["linear_top1"] = _top1(run_linear_eval(session, LinearEvalOptions()))
-        rows.append(row)
+        rows.append({"epochs": epochs, "file": path.name, **_scores(session, linear)})
     if progress is not None:
         progress("kept backbones", len(kept), len(kept))
     ref.eval.path.mkdir(parents=True, exist_ok=True)
     write_text_atomic(ref.eval.checkpoint_scan, _csv_text(rows))
     return CheckpointScan(rows, ref.eval.checkpoint_scan)
+
+
+def _scores(session: EvalSession, linear: bool) -> dict[str, object]:
+    """A scanned backbone's scores: the factor regression of a Spirograph run; else kNN (and the linear probe)."""
+    if session.splits["train"].factors is not None:
+        with session.stage("regression"):
+            metrics = run_regression(session)["metrics"]
+        return {"regression_r2": metrics["r2"], "regression_mse": metrics["mse"]}
+    with session.stage("knn"):
+        scores: dict[str, object] = {"knn_top1": _top1(run_knn(session))}
+    if linear:
+        with session.stage("linear"):
+            scores["linear_top1"] = _top1(run_linear_eval(session, LinearEvalOptions()))
+    return scores
 
 
 def _csv_text(rows: list[dict[str, object]]) -> str:
