@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simclr.config import PretrainDataset
+from simclr.config import PretrainConfig, PretrainDataset
 from simclr.data.reading import IMAGE_SIDE, DataReading
 from simclr.device_settings import Accelerator, check_batch_fits
 from simclr.ranges import COUNT, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, SEED
@@ -30,6 +30,12 @@ class _AutoencoderTraining:
     weight_decay: float = setting("Adam weight decay", 0.0, within=NON_NEGATIVE)
     val_fraction: float = setting("part of the training split held out for validation", 0.1, within=OPEN_FRACTION)
     train_size: int | None = setting("spirograph: number of generated training images", None, within=COUNT)
+    test_size: int = shared_setting(PretrainConfig, "test_size", default=2_000)
+    standardize: bool = setting(
+        "Z-score the encoder's input with the training split's per-channel mean and std (SimCLR-AE's option); the "
+        "reconstruction target stays the pixels in [0, 1]",
+        False,
+    )
     seed: int = setting("seed of the split, the order and the weights", 0, within=SEED)
 
 
@@ -38,6 +44,8 @@ class AutoencoderConfig(Accelerator, _AutoencoderTraining, DataReading, _Autoenc
     """The settings of ``simclr train-ae`` (the pixel autoencoder of the SimCLR-AE head); saved in its run."""
 
     out: str | None = setting("run directory (default: runs/ae-DATASET-LATENT-TIMESTAMP)", None, path=True)
+    logger: str = shared_setting(PretrainConfig, "logger", default=PretrainConfig.logger)
+    experiment: str = shared_setting(PretrainConfig, "experiment", default=PretrainConfig.experiment)
 
     def validate(self) -> None:
         """Every check that needs no data, so bad flags fail before anything is loaded or written."""

@@ -120,9 +120,7 @@ def gp_penalised_names(config: PretrainConfig) -> tuple[str, ...]:
 
 
 def data_source(config: PretrainConfig | AutoencoderConfig, dataset: Dataset[Any] | None = None) -> DataSource:
-    """The data a pretraining or autoencoder config names (``dataset``: the Dataset its ``python`` stands for);
-    the autoencoder generates no Spirograph test split."""
-    test_size = config.test_size if isinstance(config, PretrainConfig) else None
+    """The data a pretraining or autoencoder config names (``dataset``: the Dataset its ``python`` stands for)."""
     return DataSource.from_reading(
-        config.dataset, config, spirograph_sizes=(config.train_size, test_size), python_dataset=dataset
+        config.dataset, config, spirograph_sizes=(config.train_size, config.test_size), python_dataset=dataset
     )

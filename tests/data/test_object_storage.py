@@ -169,7 +169,7 @@ def test_train_ae_holds_a_pack_read_from_s3(uploaded: tuple[str, Path], s3_env: 
     argv = ["train-ae", "--dataset", "packed", "--data-dir", url, "--out", str(out), "--epochs", "1"]
     assert main([*argv, "--latent-dim", "8", "--batch-size", "16", "--quiet"]) == 0
     log = (out / "train.log").read_text()
-    held = re.search(r"dataset packed: (\d+) training \+ (\d+) validation images of 32px", log)
+    held = re.search(r"dataset packed: (\d+) training \+ (\d+) validation \+ \d+ test images of 32px", log)
     assert held and int(held[1]) + int(held[2]) == TRAIN_IMAGES, log  # the whole remote training split
 
 

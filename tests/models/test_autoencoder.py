@@ -113,8 +113,11 @@ def test_train_ae_command_writes_run_dir(tmp_path: Path, capsys: pytest.CaptureF
     assert imread(run / "reconstructions.png").ndim == 3
     with open(run / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert all(float(row["val_loss"]) > 0 and float(row["lr"]) == pytest.approx(1e-4) for row in rows)
+    *epochs, test = rows
+    assert [row["epoch"] for row in epochs] == ["0", "1"]
+    assert all(float(row["val_loss"]) > 0 and float(row["lr"]) == pytest.approx(1e-4) for row in epochs)
+    assert float(test["test_mse"]) > 0 and test["val_loss"] == ""  # the test split's MSE, once, at the end
+    assert f"test MSE {float(test['test_mse']):.5f} over 2000 images" in (run / "train.log").read_text()
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["latent_dim"] == 16 and config["dataset"] == "spirograph" and config["image_size"] == 16
     model = load_autoencoder(autoencoder_file(run))
@@ -146,3 +149,24 @@ def test_train_ae_unknown_dataset_leaves_nothing(tmp_path: Path) -> None:
     args[args.index("spirograph")] = "no-such-set"
     assert main(args) == 2
     assert not run.exists()
+
+
+def test_train_ae_sends_every_epoch_and_the_test_mse_to_the_tracker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "ae"
+    assert main(train_ae_args(run, "--logger", "tensorboard", "--test-size", "64", "--standardize")) == 0
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert {"train_loss", "val_loss", "lr", "test_mse"} <= set(events.Tags()["scalars"])
+    assert [event.step for event in events.Scalars("val_loss")] == [0, 1]
+    with open(run / "metrics.csv", newline="") as handle:
+        test_mse = float(list(csv.DictReader(handle))[-1]["test_mse"])
+    assert events.Scalars("test_mse")[-1].value == pytest.approx(test_mse)
+    assert yaml.safe_load((run / "environment.yaml").read_text())["resolved"]["image_size"] == 16
+    log = (run / "train.log").read_text()
+    assert "--standardize: encoder input Z-scored with mean [" in log and "over 64 images" in log
+    assert yaml.safe_load((run / "config.yaml").read_text())["standardize"] is True
