@@ -188,7 +188,7 @@ class _Loss:
     loss: str = _loss(
         "ntxent (SimCLR) | supcon: same-class images are positives too (needs labels)", "ntxent", choices=LOSSES
     )
-    temperature: float = _loss("temperature of the loss", 0.5, within=POSITIVE)
+    temperature: float = _loss("temperature of NT-Xent or SupCon", 0.5, within=POSITIVE)
     gather_distributed: bool = _loss("gather negatives across processes (with gradients)", True)
     queue_size: int = _loss(
         "NT-Xent: the last K first-view embeddings as extra negatives, MoCo's queue (0: off)", 0, within=NON_NEGATIVE

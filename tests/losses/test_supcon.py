@@ -150,6 +150,7 @@ TINY_RUN = ["--image-size", "16", "--batch-size", "8", "--max-steps", "3", "--ep
 TINY_RUN += ["--workers", "0", "--knn-every-epochs", "0", "--backbone", "resnet18", "--quiet"]
 
 
+@pytest.mark.slow
 def test_pretrain_with_supcon_on_a_labelled_folder(tmp_path: Path) -> None:
     folder = noise_pngs(tmp_path / "data", 24, classes=("c0", "c1", "c2"), size=16)
     run = tmp_path / "run"
@@ -182,6 +183,7 @@ def test_the_training_step_hands_the_batch_labels_to_supcon() -> None:
         module.training_step({"images": images}, 0)
 
 
+@pytest.mark.slow
 def test_pretrain_refuses_supcon_without_labels(tmp_path: Path) -> None:
     folder = tmp_path / "flat"
     noise_pngs(tmp_path / "nested", 24, classes=("only",), size=16)

@@ -73,7 +73,8 @@ class NegativeQueue:
         kept = rows.detach()[-self.size :].to(self.embeddings.dtype)
         count = kept.shape[0]
         slots = (self.pointer + torch.arange(count, device=self.embeddings.device)) % self.size
-        self.embeddings.index_copy_(0, slots, kept)
+        # a new tensor, not written in place: the step's loss saved the old rows for its backward pass
+        self.embeddings = self.embeddings.index_copy(0, slots, kept)
         self.pointer = (self.pointer + count) % self.size
         self.filled = min(self.filled + count, self.size)
 
