@@ -1,19 +1,16 @@
 """The negative queue (``--queue-size``): first in first out, its negatives in NT-Xent's denominator written out
-anchor by anchor, the same queue on two gloo processes as on one with their whole batch, and a run stopped by
---max-steps that resumes with the queue (and the weights) of the run never stopped."""
+anchor by anchor, one traced graph under --compile, and a run stopped by --max-steps that resumes with the
+queue (and the weights) of the run never stopped. Two processes: test_supcon_and_queue_distributed.py."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from simclr.config import build_config
@@ -22,9 +19,6 @@ from simclr.losses.queue import NegativeQueue
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.model_and_loss import build_loss
 from simclr.training.module import QUEUE_KEY
-
-WORLD = 2
-LOCAL_BATCH = 3
 
 
 def rows(start: int, count: int) -> torch.Tensor:
@@ -109,37 +103,6 @@ def test_compiled_scoring_traces_once_while_the_queue_fills() -> None:
         got, want = compiled.loss_and_accuracy(*views), eager.loss_and_accuracy(*views)
         torch.testing.assert_close(got, want)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
-
-
-def gathered_worker(process_rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=process_rank, world_size=WORLD, timeout=timedelta(seconds=60)
-    )
-    try:
-        loss_fn, losses = NTXentLoss(0.3, queue_size=10), []
-        for views in distributed_steps():
-            local = [view[process_rank * LOCAL_BATCH : (process_rank + 1) * LOCAL_BATCH] for view in views]
-            losses.append(loss_fn(*local))
-        result = {"losses": torch.stack(losses), "queue": loss_fn.queue.contents()}
-        torch.save(result, Path(out_dir) / f"rank{process_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def distributed_steps() -> list[list[torch.Tensor]]:
-    generator = torch.Generator().manual_seed(3)
-    return [[torch.randn(WORLD * LOCAL_BATCH, 4, generator=generator) for _ in range(2)] for _ in range(3)]
-
-
-def test_two_processes_keep_the_queue_of_their_whole_batch(tmp_path: Path) -> None:
-    mp.spawn(gathered_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-    loss_fn = NTXentLoss(0.3, queue_size=10)
-    whole = torch.stack([loss_fn(*views) for views in distributed_steps()])
-    for result in per_rank:  # every process holds the queue one process with the whole batch holds
-        torch.testing.assert_close(result["queue"], loss_fn.queue.contents())
-    torch.testing.assert_close(sum(result["losses"] for result in per_rank) / WORLD, whole, rtol=0, atol=1e-6)
 
 
 # 48 images / 16 a step: 3 steps an epoch, 6 in all; a queue of 40 wraps mid-batch and is full after 3 steps

@@ -1,6 +1,6 @@
-"""SupConLoss (``--loss supcon``): the paper's L_out written out anchor by anchor, the same loss over two gloo
-processes as over their whole batch, and a tiny ``simclr pretrain --loss supcon`` run (Khosla et al. 2020,
-arXiv:2004.11362, Eq. 2)."""
+"""SupConLoss (``--loss supcon``): the paper's L_out written out anchor by anchor (Khosla et al. 2020,
+arXiv:2004.11362, Eq. 2), the batch's labels reaching it in the training step, and a tiny ``simclr pretrain
+--loss supcon`` run. Two processes: test_supcon_and_queue_distributed.py."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import math
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from simclr.config import build_config
 from simclr.errors import UserError
@@ -24,9 +21,6 @@ from simclr.losses.supcon import SupConLoss
 from simclr.training.module import SimCLRModule
 
 from ..conftest import noise_pngs
-
-WORLD = 2
-LOCAL_BATCH = 4
 
 
 def reference_supcon(views: list[torch.Tensor], labels: list[int], temperature: float) -> torch.Tensor:
@@ -94,49 +88,6 @@ def test_missing_labels_and_a_queue_are_refused_in_one_line() -> None:
         SupConLoss(0.5)(torch.randn(4, 3), torch.randn(4, 3))
     with pytest.raises(UserError, match="--queue-size"):
         build_config({}, {"loss": "supcon", "queue_size": 64, "dataset": "cifar10"})
-
-
-def gathered_worker(process_rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=process_rank, world_size=WORLD, timeout=timedelta(seconds=60)
-    )
-    try:
-        views, labels, layer = distributed_problem()
-        rows = slice(process_rank * LOCAL_BATCH, (process_rank + 1) * LOCAL_BATCH)
-        loss = SupConLoss(0.2)(*[layer(view[rows]) for view in views], labels=labels[rows])
-        loss.backward()
-        grads = []
-        for parameter in (layer.weight, layer.bias):
-            assert parameter.grad is not None
-            grad = parameter.grad.clone()
-            dist.all_reduce(grad)  # DDP: average parameter gradients over ranks
-            grads.append(grad / WORLD)
-        torch.save({"loss": loss.detach(), "grads": grads}, Path(out_dir) / f"rank{process_rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def distributed_problem() -> tuple[list[torch.Tensor], torch.Tensor, torch.nn.Linear]:
-    """Two views of the global batch (W*B images), its labels (classes spanning both processes, an unlabelled
-    image, a class of one) and a shared linear layer, identical in every process."""
-    generator = torch.Generator().manual_seed(5)
-    views = [torch.randn(WORLD * LOCAL_BATCH, 6, generator=generator) for _ in range(2)]
-    labels = torch.tensor([0, 1, 2, -1, 1, 0, 3, 0])
-    torch.manual_seed(11)
-    return views, labels, torch.nn.Linear(6, 8)
-
-
-def test_two_processes_compute_the_loss_of_their_whole_batch(tmp_path: Path) -> None:
-    mp.spawn(gathered_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-    views, labels, layer = distributed_problem()
-    whole = SupConLoss(0.2)(*[layer(view) for view in views], labels=labels)
-    whole.backward()
-    torch.testing.assert_close(sum(result["loss"] for result in per_rank) / WORLD, whole.detach(), rtol=0, atol=1e-6)
-    for result in per_rank:
-        torch.testing.assert_close(result["grads"][0], layer.weight.grad, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(result["grads"][1], layer.bias.grad, rtol=1e-5, atol=1e-6)
 
 
 def _pretrain(*args: str) -> subprocess.CompletedProcess[str]:

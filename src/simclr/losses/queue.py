@@ -143,11 +143,6 @@ class NegativeQueue:
         self._announced = True
         if rank() == 0:
             steps = math.ceil((self.size - self.filled) / max(per_step, 1))
-            held = "empty" if self.filled == 0 else f"holding {self.filled} embeddings"
-            log.info(
-                "negative queue of %d embeddings (%d a step): %s at the start, full after %d more steps",
-                self.size,
-                per_step,
-                held,
-                steps,
-            )
+            held = "empty" if self.filled == 0 else f"holding {self.filled}"
+            when = "full" if steps == 0 else f"{held} at the start, full after {steps} step{'s' if steps > 1 else ''}"
+            log.info("negative queue of %d embeddings (%d a step): %s", self.size, per_step, when)
