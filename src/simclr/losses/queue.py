@@ -57,8 +57,9 @@ class NegativeQueue:
         self._announced = False
 
     def negatives(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """The ``(size, D)`` rows, in ``like``'s dtype and on its device, and a ``(size,)`` bool mask of the rows
-        that hold an embedding (``like`` is the batch's ``(B, D)`` embeddings: its D must be the queue's)."""
+        """The ``(size, D)`` rows, on ``like``'s device in float32 (float64 when ``like`` is), and a ``(size,)``
+        bool mask of the rows that hold an embedding (``like``: the batch's ``(B, D)`` embeddings, of the
+        queue's D)."""
         self._allocate(like)
         assert self.embeddings is not None
         valid = torch.arange(self.size, device=self.embeddings.device) < self.filled
@@ -125,15 +126,17 @@ class NegativeQueue:
         """Allocate the rows for ``like``'s width, or move them to its device and dtype (after a resume, the
         checkpoint's rows come on the CPU)."""
         dim = like.shape[1]
+        # kept in the precision the loss computes in (float32, float64 stays): not the bf16 of autocast's outputs
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
         if self.embeddings is None:
-            self.embeddings = torch.zeros(self.size, dim, dtype=like.dtype, device=like.device)
+            self.embeddings = torch.zeros(self.size, dim, dtype=dtype, device=like.device)
         elif self.embeddings.shape[1] != dim:
             raise UserError(
                 f"the negative queue holds embeddings of size {self.embeddings.shape[1]}, but the network now "
                 f"projects to {dim}; resume without changing the head, or start a new run"
             )
-        elif self.embeddings.device != like.device or self.embeddings.dtype != like.dtype:
-            self.embeddings = self.embeddings.to(device=like.device, dtype=like.dtype)
+        elif self.embeddings.device != like.device or self.embeddings.dtype != dtype:
+            self.embeddings = self.embeddings.to(device=like.device, dtype=dtype)
 
     def _announce(self, per_step: int) -> None:
         """Say once (on the first process) how long the queue takes to fill: its first steps have fewer
