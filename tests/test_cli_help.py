@@ -59,7 +59,7 @@ def test_pretrain_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -
             continue
         assert "default" in helps[item.name], f"--{item.name}: no default in {helps[item.name]!r}"
     text = " ".join(help_text(capsys, "pretrain").split())  # argparse wraps lines
-    assert "--temperature TEMPERATURE NT-Xent temperature (default: 0.5)" in text
+    assert "--temperature TEMPERATURE temperature of NT-Xent or SupCon (default: 0.5)" in text
     assert "--channels-last, --no-channels-last channels_last memory format (default: on)" in text
 
 
@@ -151,7 +151,9 @@ DIFFERENT_MEANINGS = {
     "what an imported checkpoint was trained at",
     "--devices": "pretraining's Lightning devices per machine; sweep's GPUs, one cell on each",
     "--method": "evaluate's embedding map (t-SNE, UMAP); linear-eval's fit (L-BFGS, SGD)",
-    "--temperature": "NT-Xent's temperature in pretraining; the kNN vote's in knn",
+    "--temperature": "the contrastive loss's temperature in pretraining; the kNN vote's in knn",
+    "--loss": "pretraining's contrastive loss (NT-Xent, SupCon); the classifier's in linear-eval, finetune and "
+    "supervised (cross-entropy, focal)",
     "--standardize": "pretraining standardises the images, linear-eval and regress the features",
     "--batch-size": "a training step's images (pretraining on each process, the autoencoder) or a forward pass's "
     "(evaluation, embed, predict)",

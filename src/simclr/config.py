@@ -41,6 +41,7 @@ from simclr.settings import build_settings, check_values, setting, shared_settin
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb", "none")  # the trackers of simclr.tracking
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
+LOSSES = ("ntxent", "supcon")  # simclr.losses.ntxent's NT-Xent, simclr.losses.supcon's SupCon
 
 
 _data = partial(setting, group="data")
@@ -184,10 +185,16 @@ class _Model:
 
 @dataclass
 class _Loss:
-    """NT-Xent and the gradient penalty."""
+    """The contrastive loss (NT-Xent or SupCon), its negatives and the gradient penalty."""
 
-    temperature: float = _loss("NT-Xent temperature", 0.5, within=POSITIVE)
+    loss: str = _loss(
+        "ntxent (SimCLR) | supcon: same-class images are positives too (needs labels)", "ntxent", choices=LOSSES
+    )
+    temperature: float = _loss("temperature of NT-Xent or SupCon", 0.5, within=POSITIVE)
     gather_distributed: bool = _loss("gather negatives across processes (with gradients)", True)
+    queue_size: int = _loss(
+        "NT-Xent: the last K first-view embeddings as extra negatives, MoCo's queue (0: off)", 0, within=NON_NEGATIVE
+    )
     lambda_gp: float = _loss(
         "gradient-penalty weight for invariance to the view parameters (Foster et al. 2020); 0: plain SimCLR",
         0.0,
@@ -417,8 +424,10 @@ class PretrainConfig(
             _check_choice("lr_scaling", self.lr_scaling, SCALING_RULES)
 
     def _check_loss(self) -> None:
-        """The views excluded from the gradient penalty leave something to penalise (the ranges of the loss's
-        numbers are checked with every number)."""
+        """SupCon has classes and no queue, and the views excluded from the gradient penalty leave something to
+        penalise (the ranges of the loss's numbers are checked with every number)."""
+        if self.loss == "supcon" and self.queue_size > 0:
+            raise UserError("--queue-size keeps no labels, which SupCon needs; drop it or use --loss ntxent")
         if self.gp_exclude:
             self._check_gp_exclude()
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from simclr.errors import UserError
 from simclr.losses.distributed import gather_with_grad, rank, world_size
+from simclr.losses.queue import NegativeQueue
 
 __all__ = ["NTXentLoss", "contrastive_accuracy", "ntxent_logits"]
 
@@ -41,10 +42,15 @@ class NTXentLoss(nn.Module):
       and DDP's gradient averaging gives exactly the gradient of the mean over all W*B images, so a
       W-process run takes the same step as one process with batch W*B (same learning rate).
 
+    With a queue (``queue_size`` K > 0, :class:`~simclr.losses.queue.NegativeQueue`) the candidates also hold
+    the K embeddings remembered from earlier steps (negatives of every anchor, without gradient), and each step
+    then pushes the first view of every image of the global batch.
+
     Args:
         temperature: T in the definition; must be > 0. SimCLR uses 0.5 for CIFAR, 0.1 for ImageNet.
         gather_distributed: draw negatives from all processes (SimCLR's global batch) when a process
             group is initialised; with ``False`` every process uses only its local batch.
+        queue_size: embeddings of earlier steps kept as extra negatives (0: none, SimCLR).
 
     Example:
         >>> import torch
@@ -54,24 +60,33 @@ class NTXentLoss(nn.Module):
         1.94591
     """
 
-    def __init__(self, temperature: float = 0.5, gather_distributed: bool = True) -> None:
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = True, queue_size: int = 0) -> None:
         super().__init__()
         if not temperature > 0:
             raise UserError(f"NT-Xent temperature must be > 0, got {temperature}; use e.g. 0.1 or 0.5")
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
+        self.queue = NegativeQueue(queue_size) if queue_size > 0 else None
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}"
+        queue = f", queue_size={self.queue.size}" if self.queue is not None else ""
+        return f"temperature={self.temperature}, gather_distributed={self.gather_distributed}{queue}"
 
-    def forward(self, *views: Tensor) -> Tensor:
-        """Loss of the embeddings ``views[0], ..., views[V-1]``, each (B, D), row i being image i."""
-        loss, _, _ = self._logits_and_loss(views)
+    def forward(self, *views: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Loss of the embeddings ``views[0], ..., views[V-1]``, each (B, D), row i being image i.
+
+        ``labels`` (B,) are the images' classes: NT-Xent's positives are the views of one image, so it does not
+        read them (:class:`~simclr.losses.supcon.SupConLoss` does); every training loss takes the same call.
+        """
+        loss, _ = self.loss_and_accuracy(*views, labels=labels, ks=())
         return loss
 
-    def loss_and_accuracy(self, *views: Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[Tensor, Tensor]:
+    def loss_and_accuracy(
+        self, *views: Tensor, labels: Tensor | None = None, ks: tuple[int, ...] = (1, 5)
+    ) -> tuple[Tensor, Tensor]:
         """The loss and :func:`contrastive_accuracy` at each k of ``ks`` (a float tensor on the views'
         device, no gradient), from the same logits: the accuracy costs one comparison, not a second pass.
+        With a queue, the global batch's first views join it afterwards.
 
         Example:
             >>> import torch
@@ -80,11 +95,33 @@ class NTXentLoss(nn.Module):
             >>> accuracy.tolist()  # each view's positive is its only identical candidate
             [1.0]
         """
-        loss, logits, positive_columns = self._logits_and_loss(views)
-        accuracy = contrastive_accuracy(logits.detach(), positive_columns, ks)
-        return loss, torch.stack([accuracy[k] for k in ks])
+        queued = self.queue.negatives(views[0]) if self.queue is not None and views else None
+        loss, accuracy, first_views = self.score(views, labels, ks, queued)
+        if self.queue is not None:
+            self.queue.push_gathered(first_views)
+        return loss, accuracy
 
-    def _logits_and_loss(self, views: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    def score(
+        self,
+        views: tuple[Tensor, ...],
+        labels: Tensor | None,
+        ks: tuple[int, ...],
+        queued: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss, the accuracy at each k of ``ks`` and the L2-normalised first views (B, D), detached.
+
+        ``queued``: extra negatives and the mask of the valid ones (:meth:`NegativeQueue.negatives`). This is
+        the pure part of :meth:`loss_and_accuracy` (it changes no state), which ``--compile`` compiles.
+        """
+        loss, logits, positive_columns = self._logits_and_loss(views, labels, queued)
+        accuracy = contrastive_accuracy(logits.detach(), positive_columns, ks) if ks else {}
+        values = torch.stack([accuracy[k] for k in ks]) if ks else loss.new_zeros(0)
+        first_views = F.normalize(views[0].detach().to(loss.dtype), dim=1)
+        return loss, values, first_views
+
+    def _logits_and_loss(
+        self, views: tuple[Tensor, ...], labels: Tensor | None, queued: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         if len(views) < 2:
             raise UserError(f"NT-Xent needs at least 2 views of each image, got {len(views)}; pass 2 or more views")
         shape = views[0].shape
@@ -98,27 +135,42 @@ class NTXentLoss(nn.Module):
                 )
         dtype = torch.float64 if any(v.dtype == torch.float64 for v in views) else torch.float32
         with torch.autocast(device_type=views[0].device.type, enabled=False):
-            return self._loss([v.to(dtype) for v in views])
+            return self._loss([v.to(dtype) for v in views], labels, queued)
 
-    def _loss(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """The loss, the self-masked logits (V*B, V*B*W) and each row's positive columns (V*B, V-1)."""
-        n_views, batch = len(views), views[0].shape[0]
-        local_count = n_views * batch
-        # View-major layout: row v*B + i is view v of image i.
-        local = F.normalize(torch.cat(views, dim=0), dim=1)
-        offset = 0
-        candidates = local
-        if self.gather_distributed and world_size() > 1:
-            # Rank-major layout: rank r's block starts at r*V*B, so local row a is candidate offset + a
-            # and the global index of local image i is rank*B + i within every view.
-            candidates = gather_with_grad(local)
-            offset = rank() * local_count
+    def _loss(
+        self, views: list[Tensor], labels: Tensor | None, queued: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The loss, the self-masked logits (V*B, V*B*W [+ K]) and each row's positive columns (V*B, V-1)."""
+        n_views = len(views)
+        local, candidates, offset = self.local_and_candidates(views)
         logits, positive_columns = ntxent_logits(local, candidates, offset, n_views, self.temperature)
+        if queued is not None:
+            logits = with_queued_negatives(logits, local, queued, self.temperature)
         log_denominator = torch.logsumexp(logits, dim=1)  # max-subtracted internally
         positive_logits = logits.gather(1, positive_columns)  # (V*B, V-1)
 
         per_anchor = log_denominator - positive_logits.mean(dim=1)
         return per_anchor.mean(), logits, positive_columns
+
+    def local_and_candidates(self, views: list[Tensor]) -> tuple[Tensor, Tensor, int]:
+        """This process's L2-normalised embeddings (V*B, D), view-major (row ``v*B + i`` is view v of image
+        i); the candidates (these, or those of every process in rank order, with their gradients); and where
+        this process's rows start among the candidates."""
+        local = F.normalize(torch.cat(views, dim=0), dim=1)
+        if not (self.gather_distributed and world_size() > 1):
+            return local, local, 0
+        # Rank-major layout: rank r's block starts at r*V*B, so local row a is candidate offset + a
+        # and the global index of local image i is rank*B + i within every view.
+        return local, gather_with_grad(local), rank() * local.shape[0]
+
+
+def with_queued_negatives(logits: Tensor, local: Tensor, queued: tuple[Tensor, Tensor], temperature: float) -> Tensor:
+    """``logits`` (V*B, C) with the columns of the queued embeddings appended (after every batch column, so the
+    batch's columns keep their indices); the queue's empty slots are -inf: no candidate."""
+    negatives, valid = queued
+    queue_logits = local @ negatives.detach().to(local.dtype).T / temperature
+    queue_logits = queue_logits.masked_fill(~valid[None, :], float("-inf"))
+    return torch.cat([logits, queue_logits], dim=1)
 
 
 def ntxent_logits(

@@ -1,5 +1,6 @@
 """The network and the loss of a pretraining run, built from its config: the model with its initial weights
-drawn from the run's seed (checked on the run's image size before any run directory exists), and NT-Xent.
+drawn from the run's seed (checked on the run's image size before any run directory exists), and the loss
+(NT-Xent, with its negative queue when asked, or SupCon).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torch import nn
 from simclr.config import PretrainConfig
 from simclr.errors import UserError
 from simclr.losses.ntxent import NTXentLoss
+from simclr.losses.supcon import SupConLoss
 from simclr.model_from_config import build_model
 from simclr.models.simclr_model import SimCLRModel
 
@@ -57,11 +59,14 @@ def check_backbone_takes(backbone: nn.Module, name: str, image_size: int) -> Non
 
 
 def build_loss(config: PretrainConfig) -> NTXentLoss:
-    """NT-Xent at the run's temperature; with ``--compile`` its loss-and-accuracy call is compiled too (the
-    normalisation, the logits and the log-sum-exp fuse into a few kernels)."""
-    loss = NTXentLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    """The run's loss at its temperature: NT-Xent (with ``--queue-size`` negatives remembered from earlier
+    steps), or SupCon (``--loss supcon``). With ``--compile`` its scoring is compiled too (the normalisation,
+    the logits and the log-sum-exp fuse into a few kernels); the queue's update stays outside the graph."""
+    loss: NTXentLoss
+    if config.loss == "supcon":
+        loss = SupConLoss(temperature=config.temperature, gather_distributed=config.gather_distributed)
+    else:
+        loss = NTXentLoss(config.temperature, config.gather_distributed, queue_size=config.queue_size)
     if config.compile:
-        loss.loss_and_accuracy = torch.compile(  # type: ignore[method-assign]
-            loss.loss_and_accuracy, dynamic=False, backend=config.compile_backend
-        )
+        loss.score = torch.compile(loss.score, dynamic=False, backend=config.compile_backend)  # type: ignore[method-assign]
     return loss

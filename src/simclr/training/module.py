@@ -45,6 +45,7 @@ PENDING_STEPS = 10_000  # steps of device values a module keeps until they are r
 
 
 FIX_NONFINITE = "lower --lr, raise --temperature or use --precision 32"
+QUEUE_KEY = "negative_queue"  # the checkpoint's entry holding the loss's queue of negatives (--queue-size)
 
 
 class NonFiniteLossError(UserError):
@@ -295,7 +296,9 @@ class SimCLRModule(L.LightningModule):
             memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
         )
         features, projections = self._embed(inputs, len(views))
-        loss, accuracy = self.criterion.loss_and_accuracy(*projections.chunk(len(views)), ks=(1, 5))
+        loss, accuracy = self.criterion.loss_and_accuracy(
+            *projections.chunk(len(views)), labels=batch.get("labels"), ks=(1, 5)
+        )
         if self.invariance is not None and view_params is not None:
             loss = loss + self.invariance.weight * self._gradient_penalty(
                 features[: source.shape[0]], view_params, generator, loss
@@ -388,6 +391,12 @@ class SimCLRModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.raise_if_nonfinite()
+        if self.criterion.queue is not None:  # the negatives a resumed run continues with (plain tensors)
+            checkpoint[QUEUE_KEY] = self.criterion.queue.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.criterion.queue is not None and QUEUE_KEY in checkpoint:
+            self.criterion.queue.load_state_dict(checkpoint[QUEUE_KEY])
 
     def _update_throughput(self, images: int) -> None:
         """Source images per second (each gives n_views views), smoothed; the unit of BENCHMARKS.md."""

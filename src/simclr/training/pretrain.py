@@ -55,7 +55,7 @@ from simclr.training.run_record import describe_run, record_environment, resolve
 from simclr.training.run_setup import check_writable, is_worker_process, open_run_dir
 from simclr.training.training_data import (
     TrainingData,
-    check_labels_for_probe,
+    check_labels_present,
     load_training_data,
     pin_subset_file,
     planned_train_images,
@@ -111,7 +111,7 @@ def run_pretraining(
         data = replace(data, info=normalized_info(config, data.info))
         views_config = view_config(config, data.info, data.image_size)
         datamodule = build_datamodule(config, data, views_config)
-        check_labels_for_probe(config, data)
+        check_labels_present(config, data)
     optim = plan_optimisation(config, planned_train_images(config, data, hardware.processes), hardware.processes)
     module = SimCLRModule.from_config(
         config,

@@ -186,8 +186,14 @@ def with_measured_normalization(config: PretrainConfig, data: TrainingData) -> P
     return replace(config, normalization_mean=mean, normalization_std=std)
 
 
-def check_labels_for_probe(config: PretrainConfig, data: TrainingData) -> None:
-    """Before the run directory exists: ``--online-probe`` learns from the labels, so it needs them."""
+def check_labels_present(config: PretrainConfig, data: TrainingData) -> None:
+    """Before the run directory exists: ``--online-probe`` and ``--loss supcon`` learn from the labels, so they
+    need them."""
+    if config.loss == "supcon" and not data.train.has_labels:
+        raise UserError(
+            f"--loss supcon pairs images of the same class; this {config.dataset} data has no labels: use a folder "
+            "with class sub-folders, or --loss ntxent"
+        )
     if config.online_probe and not data.train.has_labels:
         raise UserError(f"--online-probe needs labelled data; this {config.dataset} data has no labels, drop the flag")
     if config.online_probe and isinstance(data.train, PythonStream) and not data.train.class_names:
