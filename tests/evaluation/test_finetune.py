@@ -291,3 +291,19 @@ def test_finetune_on_the_labelled_part_of_a_subset_file(make_run: Any, cifar_sma
     protocol = json.loads((run / "eval" / "metrics.json").read_text())["results"]["finetune"]["protocol"]
     assert protocol["n_labelled"] == 50 and protocol["n_train"] + protocol["n_val"] == 50
     assert protocol["subset_file"] == str(split) and len(protocol["subset_sha256"]) == 64
+
+
+def test_layer_decay_gives_each_block_below_the_top_a_smaller_rate() -> None:
+    from simclr.models.backbones import build_backbone
+
+    backbone, dim = build_backbone("resnet18", "cifar")
+    model = Classifier(backbone, nn.Linear(dim, 3), freeze_backbone=False)
+    config = ClassifierTrainingOptions(optimizer="sgd", lr=0.1, backbone_lr_scale=0.5, layer_decay=0.5)
+    groups = fitting._build_optimizer(model, config).param_groups
+    assert [group["lr"] for group in groups] == pytest.approx([0.1] + [0.05 * 0.5**depth for depth in range(9)])
+    top, stem = groups[1]["params"], groups[-1]["params"]
+    assert top[0] is backbone.layer4[1].conv1.weight and stem[0] is backbone.conv1.weight  # the top block, the stem
+    trained = {id(p) for group in groups for p in group["params"]}
+    assert trained == {id(p) for p in model.parameters()}  # every parameter once
+    plain = fitting._build_optimizer(model, ClassifierTrainingOptions(optimizer="sgd", lr=0.1, backbone_lr_scale=0.5))
+    assert [group["lr"] for group in plain.param_groups] == pytest.approx([0.1, 0.05])

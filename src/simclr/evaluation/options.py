@@ -287,6 +287,13 @@ class ClassifierTrainingOptions(ClassifierLoss):
         metavar="S",
         within=NON_NEGATIVE,
     )
+    layer_decay: float = setting(
+        "layer-wise learning-rate decay: the backbone's last block trains at the backbone rate, each block below "
+        "it at D times the one above, the stem last (BEiT; 1: one rate for the whole backbone)",
+        1.0,
+        metavar="D",
+        within=SCALE,
+    )
     weight_decay: float = setting("weight decay (L2 in Adam)", 1e-4, within=NON_NEGATIVE)
     momentum: float = setting("--optimizer sgd: momentum", 0.9, within=FRACTION_BELOW_ONE)
     nesterov: bool = setting("--optimizer sgd: Nesterov momentum", False)
@@ -317,6 +324,7 @@ class ClassifierTrainingOptions(ClassifierLoss):
             "optimizer": self.optimizer,
             "lr": self.head_lr,
             "backbone_lr": None if frozen else self.head_lr * self.backbone_lr_factor,
+            "layer_decay": None if frozen else self.layer_decay,
             "lr_schedule": "cosine per step to 0, no warm-up",
             "weight_decay": self.weight_decay,
             "batch_size": self.batch_size,

@@ -150,3 +150,34 @@ def set_hyper_parameters(
             group["nesterov"] = nesterov
         if "betas" in group:
             group["betas"], group["eps"] = tuple(betas), eps
+
+
+def layer_groups(network: nn.Module) -> list[list[nn.Parameter]]:
+    """The trainable parameters of a backbone by depth, input side first, for layer-wise learning-rate decay.
+
+    The stem (the network's own parameters, such as a ViT's position embedding, and its leading single-layer
+    children: a ResNet's conv1 and bn1) is the first group; every block of a sequence of blocks (a ResNet's
+    ``layer1[0]``, a ViT's ``blocks[3]``) is a group of its own, as BEiT's layer decay numbers blocks; any
+    other child with parameters is one group, in the order the network defines them.
+
+    >>> from torchvision.models import resnet18
+    >>> [len(group) for group in layer_groups(resnet18())][:3]  # stem (conv1, bn1), then layer1's blocks
+    [3, 6, 6]
+    >>> len(layer_groups(resnet18()))  # the stem, 8 blocks, fc
+    10
+    """
+    groups: list[list[nn.Parameter]] = [[p for p in network.parameters(recurse=False) if p.requires_grad]]
+    stem = True
+    for child in network.children():
+        parameters = [p for p in child.parameters() if p.requires_grad]
+        if not parameters:
+            continue
+        if stem and not list(child.children()):
+            groups[0] += parameters  # a single layer before the first block: part of the stem
+            continue
+        stem = False
+        if isinstance(child, nn.Sequential | nn.ModuleList):
+            groups += [[p for p in block.parameters() if p.requires_grad] for block in child]
+        else:
+            groups.append(parameters)
+    return [group for group in groups if group]

@@ -42,6 +42,7 @@ from simclr.evaluation.recording import base_protocol
 from simclr.evaluation.results import make_entry
 from simclr.evaluation.session import EvalSession
 from simclr.losses.classification import classification_loss
+from simclr.optim.build import layer_groups
 from simclr.optim.schedules import WarmupCosineLR
 
 __all__ = ["FitResult", "fit_classifier", "train_and_test"]
@@ -73,7 +74,15 @@ def _build_optimizer(model: Classifier, config: ClassifierTrainingOptions) -> to
     head, backbone = model.trainable_groups()
     groups: list[dict[str, Any]] = [{"params": head, "lr": config.head_lr}]
     if backbone and config.backbone_lr_factor > 0:
-        groups.append({"params": backbone, "lr": config.head_lr * config.backbone_lr_factor})
+        backbone_lr = config.head_lr * config.backbone_lr_factor
+        if config.layer_decay == 1:
+            groups.append({"params": backbone, "lr": backbone_lr})
+        else:  # the top block at the backbone rate, each one below at layer_decay times the one above
+            layers = layer_groups(model.backbone)
+            groups += [
+                {"params": params, "lr": backbone_lr * config.layer_decay**depth}
+                for depth, params in enumerate(reversed(layers))
+            ]
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, weight_decay=config.weight_decay)
     return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
