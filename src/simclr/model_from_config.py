@@ -48,6 +48,6 @@ def build_model(config: PretrainConfig, image_size: int, backbone: nn.Module | N
     elif config.weights == "imagenet":
         backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
     else:
-        backbone, feature_dim = build_backbone(config.backbone, backbone_stem(config, image_size))
+        backbone, feature_dim = build_backbone(config.backbone, backbone_stem(config, image_size), image_size)
     head, out_dim = build_projection_head(config, feature_dim)
     return SimCLRModel(backbone, head, feature_dim, out_dim)

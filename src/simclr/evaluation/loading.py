@@ -160,7 +160,7 @@ def load_backbone(
             )
         if random_weights:
             torch.manual_seed(seed)
-        module, feature_dim = build_backbone(name, stem)  # type: ignore[arg-type]
+        module, feature_dim = build_backbone(name, stem, image_size)  # type: ignore[arg-type]
         what = f"a {name} with the {stem} stem" if stem else f"a {name}"
     if random_weights:
         meta = dataclasses.replace(meta, weights="random", global_step=0, epoch=0)

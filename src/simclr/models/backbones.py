@@ -90,9 +90,10 @@ def _replace_stem(model: nn.Module, stem: Stem) -> None:
         model.maxpool = nn.Identity()
 
 
-def build_backbone(name: str, stem: Stem | None = None) -> tuple[nn.Module, int]:
+def build_backbone(name: str, stem: Stem | None = None, image_size: int | None = None) -> tuple[nn.Module, int]:
     """A randomly initialised backbone without its classifier: a torchvision ResNet with ``stem`` (default
-    torchvision's own, ``imagenet``), or a timm model for ``timm:<model>`` (whose stem is its own).
+    torchvision's own, ``imagenet``), or a timm model for ``timm:<model>`` (whose stem is its own), built for
+    ``image_size`` px images where the model fixes its input size (a ViT's position embedding).
 
     Returns the module (mapping ``(B, 3, H, W)`` to ``(B, feature_dim)``) and ``feature_dim``.
 
@@ -104,7 +105,7 @@ def build_backbone(name: str, stem: Stem | None = None) -> tuple[nn.Module, int]
     if name.startswith(TIMM_PREFIX):
         if stem not in (None, "imagenet"):
             raise UserError(f"the {stem} stem applies to torchvision ResNets; {name} keeps timm's own stem")
-        return build_timm_backbone(name[len(TIMM_PREFIX) :])
+        return build_timm_backbone(name[len(TIMM_PREFIX) :], image_size)
     if name.startswith(CUSTOM_PREFIX):
         raise UserError(
             f"{name} is a module of your own, which simclr cannot build from its name; pass the module from "
@@ -122,9 +123,13 @@ def build_backbone(name: str, stem: Stem | None = None) -> tuple[nn.Module, int]
     return model, feature_dim
 
 
-def build_timm_backbone(model_name: str) -> tuple[nn.Module, int]:
+def build_timm_backbone(model_name: str, image_size: int | None = None) -> tuple[nn.Module, int]:
     """timm's ``model_name``, randomly initialised, without its classifier (``num_classes=0``: it returns
-    its pooled features), and their size (timm's ``num_features``)."""
+    its pooled features), and their size (timm's ``num_features``).
+
+    With ``image_size``, a model whose constructor takes ``img_size`` (ViTs and other models with a fixed
+    input size) is built for that size; the others (convolutional networks) take any size as they are. A model
+    that cannot take ``image_size`` px images (a patch larger than the image, say) is a one-line error."""
     try:
         import timm
     except ImportError:
@@ -132,12 +137,39 @@ def build_timm_backbone(model_name: str) -> tuple[nn.Module, int]:
             f"backbone timm:{model_name} needs timm; install it with: pip install 'simclr-kit[timm]'"
         ) from None
     try:
-        model = timm.create_model(model_name, pretrained=False, num_classes=0)
+        try:
+            sized: dict[str, Any] = {} if image_size is None else {"img_size": image_size}
+            model = timm.create_model(model_name, pretrained=False, num_classes=0, **sized)
+        except TypeError:  # a constructor without img_size: the model takes any input size
+            model = timm.create_model(model_name, pretrained=False, num_classes=0)
     except RuntimeError as exc:  # timm's "Unknown model (...)"
         raise UserError(
             f"timm cannot build {model_name!r} ({exc}); list its models with timm.list_models('*{model_name}*')"
         ) from None
+    except (AssertionError, ValueError) as exc:  # e.g. an image smaller than the model's patch
+        raise UserError(
+            f"timm:{model_name} cannot be built for {image_size} px images ({str(exc).splitlines()[0][:160]}); "
+            "choose another --image-size or model"
+        ) from None
+    if image_size is not None:
+        _check_takes(model, model_name, image_size)
     return model, int(model.num_features)  # type: ignore[arg-type]
+
+
+def _check_takes(model: nn.Module, model_name: str, image_size: int) -> None:
+    """A forward pass of one ``image_size`` px image, so a size the model cannot take fails now, in one line."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        raise UserError(
+            f"timm:{model_name} cannot take {image_size} px images ({str(exc).splitlines()[0][:160]}); "
+            "choose another --image-size or model"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 def is_torchvision_backbone(name: str) -> bool:

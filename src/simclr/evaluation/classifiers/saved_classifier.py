@@ -218,7 +218,7 @@ def load_classifier(path: Path | str) -> tuple[Classifier, ClassifierMetadata]:
     meta = ClassifierMetadata.from_strings(dict(raw), path)
     tensors = read_backbone_tensors(path)
     try:
-        backbone, feature_dim = build_backbone(meta.backbone, meta.stem)  # type: ignore[arg-type]
+        backbone, feature_dim = build_backbone(meta.backbone, meta.stem, meta.image_size)  # type: ignore[arg-type]
     except (KeyError, ValueError):
         raise UserError(f"{path}: unknown backbone {meta.backbone[:40]!r}; the file is damaged") from None
     if feature_dim != meta.feature_dim:
