@@ -163,9 +163,10 @@ class _Model:
     stem: str = _model("auto | cifar | stl | imagenet (auto: by image size; imagenet with --weights imagenet)", "auto")
     weights: str = _model(
         "none: random initialisation; imagenet: start the backbone from torchvision's ImageNet weights (read "
-        "from the torch hub cache, downloaded there when missing)",
+        "from the torch hub cache, downloaded there when missing); timm: a timm backbone's pretrained weights "
+        "(from the Hugging Face cache, downloaded there when missing)",
         "none",
-        choices=("none", "imagenet"),
+        choices=("none", "imagenet", "timm"),
     )
     head: str = _model("mlp | linear | identity | ae", "mlp")
     head_hidden_dim: int | None = _model("hidden width of the mlp head (default: feature size)", None, within=COUNT)
@@ -370,8 +371,9 @@ class PretrainConfig(
         kind, _, name = self.backbone.partition(":")
         if not name.strip():
             raise UserError(f"backbone {short_repr(self.backbone)} names no model; use e.g. --backbone timm:resnet18")
-        if self.weights != "none":
-            raise UserError(f"--weights {self.weights} loads torchvision's weights; drop it for a {kind} backbone")
+        if self.weights == "imagenet" or (self.weights == "timm" and kind != "timm"):
+            owner = "torchvision's" if self.weights == "imagenet" else "a timm model's"
+            raise UserError(f"--weights {self.weights} loads {owner} weights; drop it for a {kind} backbone")
         if self.stem != "auto":
             raise UserError(f"--stem {self.stem} shapes torchvision ResNets; drop it for a {kind} backbone")
 
@@ -404,6 +406,8 @@ class PretrainConfig(
             raise UserError("--subset indexes a named dataset; pass a torch.utils.data.Subset of your Dataset instead")
         if is_torchvision_backbone(self.backbone):
             _check_choice("backbone", self.backbone, BACKBONE_NAMES)
+            if self.weights == "timm":
+                raise UserError("--weights timm loads a timm model's weights; use --backbone timm:<model>")
         else:
             self._validate_other_backbone()
         _check_choice("stem", self.stem, STEMS)

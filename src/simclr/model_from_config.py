@@ -11,7 +11,13 @@ from __future__ import annotations
 from torch import nn
 
 from simclr.config import PretrainConfig
-from simclr.models.backbones import build_backbone, load_imagenet_backbone, measure_feature_dim
+from simclr.models.backbones import (
+    TIMM_PREFIX,
+    build_backbone,
+    build_timm_backbone,
+    load_imagenet_backbone,
+    measure_feature_dim,
+)
 from simclr.models.heads import build_head
 from simclr.models.simclr_model import SimCLRModel
 from simclr.resolve import backbone_stem
@@ -47,6 +53,8 @@ def build_model(config: PretrainConfig, image_size: int, backbone: nn.Module | N
         feature_dim = measure_feature_dim(backbone, image_size)
     elif config.weights == "imagenet":
         backbone, feature_dim, _ = load_imagenet_backbone(config.backbone)
+    elif config.weights == "timm":
+        backbone, feature_dim = build_timm_backbone(config.backbone.removeprefix(TIMM_PREFIX), image_size, True)
     else:
         backbone, feature_dim = build_backbone(config.backbone, backbone_stem(config, image_size), image_size)
     head, out_dim = build_projection_head(config, feature_dim)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -99,3 +101,43 @@ def test_a_timm_vit_is_built_for_the_runs_image_size_and_a_size_it_cannot_take_i
     message = str(error.value)
     assert message.startswith("timm:vit_tiny_patch16_224 cannot take 8 px images (") and "\n" not in message
     assert message.endswith("choose another --image-size or model")
+
+
+def fake_hub_cache(cache: Path, hub_id: str, state: dict[str, torch.Tensor]) -> None:
+    """A Hugging Face cache holding ``hub_id``'s model.safetensors, laid out as huggingface_hub writes it."""
+    from safetensors.torch import save_file
+
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    save_file(
+        {key: value.contiguous() for key, value in state.items()}, repo / "snapshots" / "0123abcd" / "model.safetensors"
+    )
+
+
+def test_weights_timm_start_from_the_cached_pretrained_weights_and_offline_without_them_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timm = pytest.importorskip("timm")
+    from huggingface_hub import constants  # read from the environment when imported, so set here
+
+    from simclr.config import build_config
+    from simclr.model_from_config import build_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no network: the cache or nothing
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = build_config({}, {"backbone": "timm:resnet18", "weights": "timm", "out": str(tmp_path / "run")})
+    with pytest.raises(UserError) as error:
+        build_model(config, 16)
+    message = str(error.value)
+    assert "\n" not in message and "timm:resnet18's pretrained weights are not in the local cache (" in message
+    assert str(tmp_path / "hub" / "models--timm--resnet18.a1_in1k") in message and "--weights none" in message
+
+    torch.manual_seed(1)
+    pretrained = timm.create_model("resnet18", pretrained=False)
+    fake_hub_cache(tmp_path / "hub", "timm/resnet18.a1_in1k", pretrained.state_dict())
+    model = build_model(config, 16)
+    assert torch.equal(model.backbone.conv1.weight, pretrained.conv1.weight)
+    with pytest.raises(UserError, match="--weights timm loads a timm model's weights; use --backbone timm:<model>"):
+        build_config({}, {"backbone": "resnet18", "weights": "timm"})

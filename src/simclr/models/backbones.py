@@ -123,8 +123,11 @@ def build_backbone(name: str, stem: Stem | None = None, image_size: int | None =
     return model, feature_dim
 
 
-def build_timm_backbone(model_name: str, image_size: int | None = None) -> tuple[nn.Module, int]:
-    """timm's ``model_name``, randomly initialised, without its classifier (``num_classes=0``: it returns
+def build_timm_backbone(
+    model_name: str, image_size: int | None = None, pretrained: bool = False
+) -> tuple[nn.Module, int]:
+    """timm's ``model_name``, randomly initialised (``pretrained``: with timm's pretrained weights, from the
+    Hugging Face cache, downloaded there when missing), without its classifier (``num_classes=0``: it returns
     its pooled features), and their size (timm's ``num_features``).
 
     With ``image_size``, a model whose constructor takes ``img_size`` (ViTs and other models with a fixed
@@ -139,9 +142,11 @@ def build_timm_backbone(model_name: str, image_size: int | None = None) -> tuple
     try:
         try:
             sized: dict[str, Any] = {} if image_size is None else {"img_size": image_size}
-            model = timm.create_model(model_name, pretrained=False, num_classes=0, **sized)
+            model = timm.create_model(model_name, pretrained=pretrained, num_classes=0, **sized)
         except TypeError:  # a constructor without img_size: the model takes any input size
-            model = timm.create_model(model_name, pretrained=False, num_classes=0)
+            model = timm.create_model(model_name, pretrained=pretrained, num_classes=0)
+    except OSError as exc:  # huggingface_hub: not in the cache and no network (its errors are OSErrors)
+        raise UserError(_timm_weights_missing(timm, model_name, exc)) from None
     except RuntimeError as exc:  # timm's "Unknown model (...)"
         raise UserError(
             f"timm cannot build {model_name!r} ({exc}); list its models with timm.list_models('*{model_name}*')"
@@ -154,6 +159,20 @@ def build_timm_backbone(model_name: str, image_size: int | None = None) -> tuple
     if image_size is not None:
         _check_takes(model, model_name, image_size)
     return model, int(model.num_features)  # type: ignore[arg-type]
+
+
+def _timm_weights_missing(timm: Any, model_name: str, exc: Exception) -> str:
+    """One line: where timm's pretrained weights of ``model_name`` would be, and how to get them there."""
+    cfg = timm.models.get_pretrained_cfg(model_name) if "." not in model_name else None
+    hub_id = getattr(cfg, "hf_hub_id", None) or f"timm/{model_name}"
+    from huggingface_hub import constants  # timm's own dependency: where it caches what it downloads
+
+    folder = os.path.join(constants.HF_HUB_CACHE, "models--" + hub_id.replace("/", "--"))
+    return (
+        f"timm:{model_name}'s pretrained weights are not in the local cache ({folder}, file model.safetensors) and "
+        f"could not be downloaded ({type(exc).__name__}); fetch them once where there is a network, with "
+        f"python -c \"import timm; timm.create_model('{model_name}', pretrained=True)\", or use --weights none"
+    )
 
 
 def _check_takes(model: nn.Module, model_name: str, image_size: int) -> None:
