@@ -10,8 +10,8 @@ import torch
 from simclr.errors import UserError
 from simclr.views.config import ViewConfig
 from simclr.views.factory import build_views
-from simclr.views.pipeline import SimCLRViews
 from simclr.views.params import sample_view_params
+from simclr.views.pipeline import SimCLRViews
 
 GLOBAL = ViewConfig(size=16)
 LOCAL = ViewConfig(size=8, crop_scale=(0.05, 0.3))
