@@ -44,6 +44,11 @@ PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 LOSSES = ("ntxent", "supcon")  # simclr.losses.ntxent's NT-Xent, simclr.losses.supcon's SupCon
 
 
+def numbers(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers (``--local-crop-scale 0.05,0.14``); argparse names this in its error."""
+    return tuple(float(part) for part in text.split(","))
+
+
 _data = partial(setting, group="data")
 _views = partial(setting, group="views")
 _model = partial(setting, group="model")
@@ -109,7 +114,27 @@ class _PretrainData:
 class _Views:
     """How the views of an image are made."""
 
-    n_views: int = _views("views per image (>= 2)", 2, within=AT_LEAST_TWO_VIEWS)
+    n_views: int = _views(
+        "views per image (>= 2) at the image size: multi-crop's global crops",
+        2,
+        within=AT_LEAST_TWO_VIEWS,
+        aliases=("--global-crops",),
+    )
+    local_crops: int = _views(
+        "multi-crop (SwAV): N small views per image besides the global ones; every view of an image is a positive "
+        "of every other (docs/GUIDE.md)",
+        0,
+        metavar="N",
+        within=NON_NEGATIVE,
+    )
+    local_crop_size: int | None = _views("side of the local crops (default: half the image side)", None, within=COUNT)
+    local_crop_scale: tuple[float, ...] = _views(
+        "crop area fraction range of the local crops (SwAV on ImageNet: 0.05,0.14)",
+        (0.05, 0.14),
+        parse=numbers,
+        metavar="A,B",
+        within=SCALE,
+    )
     jitter_strength: float | None = _views(
         "colour-jitter strength s (default: 0.5 for <=64px data, 1.0 above)", None, within=NON_NEGATIVE
     )
@@ -471,6 +496,8 @@ class PretrainConfig(
             raise UserError("crop scales must satisfy 0 < --crop-min-scale <= --crop-max-scale <= 1")
         if self.image_size is not None:
             check_batch_fits(self.batch_size * self.n_views, self.image_size, "one batch of views")
+        if self.local_crops:
+            self._check_local_crops()
         if self.standardize and not self.normalize:
             raise UserError("--standardize normalises with measured statistics; drop it or --no-normalize")
         for name in ("normalization_mean", "normalization_std"):
@@ -481,6 +508,20 @@ class PretrainConfig(
             raise UserError(
                 f"--adam-betas takes two numbers, got {short_repr(self.adam_betas)}; e.g. --adam-betas 0.9 0.999"
             )
+
+    def _check_local_crops(self) -> None:
+        """Local crops have a sorted scale pair and meet none of the settings that pair views differently."""
+        low_high = self.local_crop_scale
+        if len(low_high) != 2 or not low_high[0] <= low_high[1]:
+            raise UserError(f"--local-crop-scale takes A,B with A <= B, got {short_repr(low_high)}; e.g. 0.05,0.14")
+        for flag, used in (
+            ("--lambda-gp", self.lambda_gp > 0),
+            ("--positives class", self.positives == "class"),
+            ("--micro-batch", self.micro_batch is not None),
+            ("--dataset spirograph (its views are re-renders)", self.dataset == "spirograph"),
+        ):
+            if used:
+                raise UserError(f"--local-crops does not work with {flag}; drop one of them")
 
     def _check_positives_and_checkpoints(self) -> None:
         """Class positives have classes to pair, and checkpoints ranked by validation have a validation split."""

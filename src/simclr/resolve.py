@@ -1,7 +1,8 @@
 """What a pretraining config's automatic settings become for the data at hand.
 
 A config leaves some settings to the dataset, the image size or the optimiser (``None``, ``auto``); the
-functions here turn them into what a run uses: the view distribution (:func:`view_config`), the normalised
+functions here turn them into what a run uses: the view distribution (:func:`view_config`, and
+:func:`local_view_config` for multi-crop's small views), the normalised
 dataset constants (:func:`normalized_info`), the backbone's stem (:func:`backbone_stem`), the learning rate
 and weight decay (:func:`resolved_lr`, :func:`resolved_weight_decay`), the view parameters the gradient
 penalty differentiates through (the ``gp_*`` functions) and where the data comes from (:func:`data_source`).
@@ -31,6 +32,7 @@ __all__ = [
     "gp_excluded_names",
     "gp_parameter_names",
     "gp_penalised_names",
+    "local_view_config",
     "normalized_info",
     "resolved_lr",
     "resolved_weight_decay",
@@ -62,6 +64,18 @@ def view_config(config: PretrainConfig, info: DatasetInfo, image_size: int) -> V
     )
     views.validate()
     return views
+
+
+def local_view_config(config: PretrainConfig, info: DatasetInfo, image_size: int) -> ViewConfig | None:
+    """Multi-crop's local crops (Caron et al. 2020, SwAV): the run's view distribution at ``--local-crop-size``
+    (default: half the image side) with the crop area in ``--local-crop-scale``; None without local crops."""
+    if not config.local_crops:
+        return None
+    low, high = config.local_crop_scale
+    size = config.local_crop_size if config.local_crop_size is not None else max(1, image_size // 2)
+    local = dataclasses.replace(view_config(config, info, image_size), size=size, crop_scale=(low, high))
+    local.validate()
+    return local
 
 
 def normalized_info(config: PretrainConfig, info: DatasetInfo) -> DatasetInfo:

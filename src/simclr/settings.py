@@ -70,6 +70,7 @@ def setting(
     old_flags: tuple[str, ...] = (),
     within: Range | None = None,
     path: bool = False,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A settings field with what the CLI needs to offer it as a flag.
 
@@ -82,7 +83,8 @@ def setting(
     that takes a value: they still work for a release, hidden from the help, each use noted on stderr.
     ``within`` is the range of a number setting (of each item of a list of numbers), checked with its
     finiteness by :func:`check_values` wherever the value comes from; ``path`` marks a text setting that names
-    a file or folder (``Path`` fields are paths anyway), whose names :func:`check_values` checks.
+    a file or folder (``Path`` fields are paths anyway), whose names :func:`check_values` checks. ``aliases``
+    are other flags of the same setting, listed beside it (``--global-crops`` for ``--n-views``).
     """
     metadata = {
         "help": help,
@@ -99,6 +101,7 @@ def setting(
         "old_flags": old_flags,
         "within": within,
         "path": path,
+        "aliases": aliases,
     }
     return field(default=default, metadata=metadata)
 
@@ -442,7 +445,9 @@ def _add_flag(target: Any, item: dataclasses.Field[Any], kind: type, overrides_o
     if meta.get("nargs"):
         options["nargs"] = meta["nargs"]
     actions = [
-        target.add_argument(flag, help=help_text, required=required and not overrides_only, **options),
+        target.add_argument(
+            flag, *meta.get("aliases", ()), help=help_text, required=required and not overrides_only, **options
+        ),
     ]
     for old in meta.get("old_flags", ()):
         actions.append(target.add_argument(old, help=argparse.SUPPRESS, action=_OldSpelling, new_flag=flag, **options))

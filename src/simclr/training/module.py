@@ -26,7 +26,7 @@ from simclr.models.backbones import CUSTOM_PREFIX, custom_backbone_name
 from simclr.models.simclr_model import SimCLRModel
 from simclr.optim.build import build_optimizer, set_hyper_parameters
 from simclr.optim.schedules import WarmupCosineLR
-from simclr.resolve import normalized_info, view_config
+from simclr.resolve import local_view_config, normalized_info, view_config
 from simclr.settings import config_to_dict
 from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.datamodule import POSITION_KEY
@@ -132,6 +132,18 @@ def batch_as_dict(batch: Any, input_key: str) -> dict[str, Any]:
     )
 
 
+def _size_groups(views: list[Tensor]) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of consecutive views of one shape: one group in plain SimCLR, the global and
+    the local crops with multi-crop."""
+    groups: list[tuple[int, int]] = []
+    for index, view in enumerate(views):
+        if groups and views[groups[-1][0]].shape == view.shape:
+            groups[-1] = (groups[-1][0], index + 1)
+        else:
+            groups.append((index, index + 1))
+    return groups
+
+
 class SimCLRModule(L.LightningModule):
     """The Lightning module of SimCLR pretraining: wires the views, the network (:class:`SimCLRModel`), the loss
     and the optimiser once; everything else lives in the building blocks.
@@ -214,6 +226,8 @@ class SimCLRModule(L.LightningModule):
             config.n_views,
             rerender=info.regression,
             streamed=streamed,
+            local_config=local_view_config(config, info, image_size),
+            local_views=config.local_crops,
         )
         if channels_last is None:
             channels_last = trains_channels_last(config, uses_gpu(config.accelerator))
@@ -291,11 +305,7 @@ class SimCLRModule(L.LightningModule):
             )
         else:  # the same views, with the first view's parameters kept differentiable
             views, view_params = self.views.views_with_grad(source, generator)
-        # the views come channels_last; the model's memory format decides (a conv follows its input's format)
-        inputs = torch.cat(views).contiguous(
-            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
-        )
-        features, projections = self._embed(inputs, len(views))
+        features, projections = self._embed_views(views)
         loss, accuracy = self.criterion.loss_and_accuracy(
             *projections.chunk(len(views)), labels=batch.get("labels"), ks=(1, 5)
         )
@@ -311,6 +321,27 @@ class SimCLRModule(L.LightningModule):
         top1, top5 = accuracy.unbind()
         self._record(train_loss=loss.detach(), contrastive_top1=top1, contrastive_top5=top5)
         return loss
+
+    def _embed_views(self, views: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """The features and projections of ``views``, view-major as the loss reads them. Views of one size go
+        through the network as one batch; multi-crop's global and local crops (two sizes) cannot be
+        concatenated, so each size group runs once, the local crops first (the backbone's forward hooks, the
+        online probe's, then see the global views last), and the outputs are put back in view order."""
+        groups = _size_groups(views)
+        if len(groups) == 1:
+            return self._embed(self._as_input(views), len(views))
+        outputs: dict[int, tuple[Tensor, Tensor]] = {}
+        for start, end in reversed(groups):
+            outputs[start] = self._embed(self._as_input(views[start:end]), end - start)
+        in_order = [outputs[start] for start, _ in groups]
+        return torch.cat([f for f, _ in in_order]), torch.cat([p for _, p in in_order])
+
+    def _as_input(self, views: list[Tensor]) -> Tensor:
+        """The views as one batch in the model's memory format (they come channels_last; a conv follows its
+        input's format)."""
+        return torch.cat(views).contiguous(
+            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format
+        )
 
     def _embed(self, inputs: Tensor, n_views: int) -> tuple[Tensor, Tensor]:
         """The features and projections of the batch's views: in one pass, or with ``--micro-batch`` M images at

@@ -65,7 +65,7 @@ class ValidationMonitor(L.Callback):
                 batch = self.loader.gather(idx)
                 source = batch[views.input_key].to(pl_module.device)
                 generator = view_generator(self.seed + VALIDATION_SEED_OFFSET, k, 0)
-                made = views(source, generator)
+                made = views(source, generator)[: views.n_views]  # the global views (multi-crop adds local ones)
                 _, projections = model(torch.cat(made).to(memory_format=torch.contiguous_format))
                 chunks = projections.float().chunk(len(made))
                 loss = self.criterion(*chunks)

@@ -7,13 +7,15 @@ from typing import ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from simclr.errors import UserError
 from simclr.views.config import ViewConfig
 from simclr.views.pipeline import SimCLRViews, StreamedViews
 from simclr.views.spirograph import SpirographViews
 
 
 class ViewMaker(Protocol):
-    """Makes ``n_views`` random views of a batch on its device, from one entry of the batch.
+    """Makes ``n_views`` random views of a batch on its device, from one entry of the batch (followed, with
+    multi-crop, by :class:`~simclr.views.pipeline.SimCLRViews`'s ``local_views`` smaller ones).
 
     Implemented by :class:`~simclr.views.pipeline.SimCLRViews` (the SimCLR augmentations of stored images)
     and :class:`~simclr.views.spirograph.SpirographViews` (re-renders with new nuisance parameters).
@@ -56,14 +58,25 @@ def invariance_parameter_names(rerender: bool) -> tuple[str, ...]:
 
 
 def build_views(
-    image_size: int, view_config: ViewConfig, n_views: int, *, rerender: bool = False, streamed: bool = False
+    image_size: int,
+    view_config: ViewConfig,
+    n_views: int,
+    *,
+    rerender: bool = False,
+    streamed: bool = False,
+    local_config: ViewConfig | None = None,
+    local_views: int = 0,
 ) -> ViewMaker:
     """A dataset whose views are re-renders (``rerender``: Spirograph) re-renders its factors with new nuisance
     parameters at ``image_size`` (Foster et al. 2020); every other dataset gets the SimCLR augmentations of
     ``view_config``, cropped here or, for ``streamed`` data, by the loader workers (the rest is done here
-    either way)."""
+    either way). ``local_views`` small views of ``local_config`` (multi-crop) follow the ``n_views`` global ones;
+    they are cropped here from the stored images, which re-rendered and streamed data do not keep."""
+    if local_views and (rerender or streamed):
+        what = "re-renders its views (Spirograph)" if rerender else "is streamed (views cut by the loader workers)"
+        raise UserError(f"--local-crops crops the images held in memory, and this dataset {what}; drop --local-crops")
     if rerender:
         return SpirographViews(n_views=n_views, size=image_size)
     if streamed:
         return StreamedViews(view_config, n_views=n_views)
-    return SimCLRViews(view_config, n_views=n_views)
+    return SimCLRViews(view_config, n_views=n_views, local_config=local_config, local_views=local_views)

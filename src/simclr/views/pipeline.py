@@ -50,18 +50,29 @@ class SimCLRViews(torch.nn.Module):
     mean: Tensor
     std: Tensor
 
-    def __init__(self, config: ViewConfig, n_views: int = 2) -> None:
+    def __init__(
+        self, config: ViewConfig, n_views: int = 2, local_config: ViewConfig | None = None, local_views: int = 0
+    ) -> None:
         super().__init__()
         config.validate()
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
             raise UserError(f"n_views must be an integer >= 2 (contrastive pairs), got {n_views!r}")
+        if isinstance(local_views, bool) or not isinstance(local_views, int) or local_views < 0:
+            raise UserError(f"local_views must be an integer >= 0, got {local_views!r}")
+        if local_views and local_config is None:
+            raise UserError("local_views needs local_config, the view distribution of the local crops")
+        if local_config is not None:
+            local_config.validate()
         self.config = config
         self.n_views = n_views
+        self.local_config = local_config
+        self.local_views = local_views  # multi-crop's small views, after the n_views global ones
         self.register_buffer("mean", torch.tensor(config.mean).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).reshape(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"n_views={self.n_views}, config={self.config}"
+        local = f", local_views={self.local_views}, local_config={self.local_config}" if self.local_views else ""
+        return f"n_views={self.n_views}, config={self.config}{local}"
 
     def forward(self, images: Tensor, generator: torch.Generator, partners: Tensor | None = None) -> list[Tensor]:
         """Return ``n_views`` tensors (B, 3, size, size), float32, normalised, channels_last.
@@ -70,7 +81,9 @@ class SimCLRViews(torch.nn.Module):
         ``i`` uses row ``v * B + i`` of one :func:`sample_view_params` draw of ``n_views * B``
         rows, so ``apply(images, params.narrow(v * B, B))`` reproduces it. With ``partners`` (B images
         of the same shape, ``--positives class``) the first view is of ``images`` and the others of
-        ``partners``, with the same parameter draw.
+        ``partners``, with the same parameter draw. With ``local_views`` L, L more tensors follow, (B, 3, S, S)
+        at the local config's size S, from a second draw of ``L * B`` rows of the same generator (after the
+        first, so the global views are those of a run without local crops).
         """
         views, _ = self._views(images, generator, with_grad=False, partners=partners)
         return views
@@ -105,13 +118,30 @@ class SimCLRViews(torch.nn.Module):
         else:  # rows bsz.. of x are the partners: every view after the first is cut from them
             x = torch.cat([x, _as_unit_float(partners, torch.float32)])
             source = torch.cat([first, (first + bsz).repeat(self.n_views - 1)])
-        views = self._render_drawn(x, params, source)
-        return list(views.split(bsz, dim=0)), leaf
+        views = list(self._render_drawn(x, params, source).split(bsz, dim=0))
+        if self.local_views:
+            views += self._local_views(x[:bsz], generator, partners is not None)
+        return views, leaf
 
-    def _render_drawn(self, images: Tensor, params: ViewParams, source_index: Tensor | None) -> Tensor:
-        """:meth:`_render` of parameters drawn from the config: each op runs when the config can draw it (a
-        batch-wide flag from the config, never read back from the device)."""
-        cfg = self.config
+    def _local_views(self, images: Tensor, generator: torch.Generator, paired_by_class: bool) -> list[Tensor]:
+        """Multi-crop's ``local_views`` small views of each image (Caron et al. 2020, SwAV), drawn after the global
+        views from the same generator and rendered at the local size in one pass."""
+        if paired_by_class:
+            raise UserError("--local-crops pairs the views of one image; drop it or --positives class")
+        assert self.local_config is not None
+        bsz, _, height, width = images.shape
+        params = sample_view_params(
+            self.local_views * bsz, (height, width), self.local_config, generator, device=images.device
+        )
+        source = torch.arange(bsz, device=images.device).repeat(self.local_views)
+        return list(self._render_drawn(images, params, source, self.local_config).split(bsz, dim=0))
+
+    def _render_drawn(
+        self, images: Tensor, params: ViewParams, source_index: Tensor | None, config: ViewConfig | None = None
+    ) -> Tensor:
+        """:meth:`_render` of parameters drawn from ``config`` (default: the global views'): each op runs when
+        the config can draw it (a batch-wide flag from the config, never read back from the device)."""
+        cfg = config or self.config
         return self._render(
             images,
             params,
@@ -120,6 +150,7 @@ class SimCLRViews(torch.nn.Module):
             do_gray=cfg.grayscale_p > 0,
             do_blur=cfg.blur_p > 0,
             do_extras=cfg.geometric_extras,
+            config=cfg,
         )
 
     @overload
@@ -170,10 +201,12 @@ class SimCLRViews(torch.nn.Module):
         do_gray: bool,
         do_blur: bool,
         do_extras: bool = False,
+        config: ViewConfig | None = None,
     ) -> Tensor:
         """crop -> flip -> [vertical flip -> rotation] -> jitter -> grayscale -> blur -> normalise (Appendix A
-        order; the bracketed geometric extras are not the paper's and run only when asked for)."""
-        cfg = self.config
+        order; the bracketed geometric extras are not the paper's and run only when asked for), at the size and
+        blur kernel of ``config`` (default: the global views')."""
+        cfg = config or self.config
         x = ops.resized_crop(images, params.crop_boxes, cfg.size, source_index)
         # Work in channels_last from here on: the output format, and the hue matmul wants it.
         x = x.contiguous(memory_format=torch.channels_last)
