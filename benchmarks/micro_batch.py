@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from module_steps import time_steps  # noqa: E402
 from throughput import emit_report, machine_description  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,34 +35,19 @@ def row(args: argparse.Namespace) -> dict[str, Any]:
 
     from simclr.config import build_config
     from simclr.hardware import pick_device
-    from simclr.training.module import SimCLRModule
 
     device = pick_device(args.accelerator)
     config = build_config(
         {},
         dict(dataset="cifar10", image_size=32, batch_size=args.batch_size, micro_batch=args.micro_batch or None),
     )
-    module = SimCLRModule.from_config(config, image_size=32, steps_per_epoch=100).to(device)
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
-    images = torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8, device=device)
-    times = []
-    for step in range(args.steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = module.training_step(images, step)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    times, loss = time_steps(config, args.steps, device)
     peak_mb = (
         torch.cuda.max_memory_allocated(device) / 2**20
         if device.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    return {"seconds": statistics.median(times[1:]), "peak_mb": peak_mb, "loss": float(loss), "device": str(device)}
+    return {"seconds": statistics.median(times[1:]), "peak_mb": peak_mb, "loss": loss, "device": str(device)}
 
 
 def run_row(micro_batch: int, args: argparse.Namespace) -> dict[str, Any]:

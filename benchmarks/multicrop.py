@@ -20,11 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from module_steps import time_steps  # noqa: E402
 from throughput import emit_report, machine_description  # noqa: E402
 
 from simclr.config import build_config  # noqa: E402
 from simclr.hardware import pick_device  # noqa: E402
-from simclr.training.module import SimCLRModule  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,20 +33,7 @@ def images_per_second(local_crops: int, args: argparse.Namespace, device: torch.
     """Median images per second of ``args.steps`` steps after one untimed step, with ``local_crops`` local crops."""
     settings = dict(dataset="cifar10", image_size=32, batch_size=args.batch_size, local_crops=local_crops)
     config = build_config({}, dict(settings, local_crop_size=16, local_crop_scale=(0.05, 0.3)))
-    module = SimCLRModule.from_config(config, image_size=32, steps_per_epoch=100).to(device)
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
-    images = torch.randint(0, 256, (args.batch_size, 3, 32, 32), dtype=torch.uint8, device=device)
-    seconds = []
-    for step in range(args.steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        module.training_step(images, step).backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
+    seconds, _ = time_steps(config, args.steps, device)
     return args.batch_size / statistics.median(seconds[1:])
 
 
