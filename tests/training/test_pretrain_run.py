@@ -42,17 +42,19 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
 
 def test_pretrain_writes_every_run_dir_file(cifar_small: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = run_pretraining(small_config(cifar_small, run, limit_train_images=128, precision="bf16-mixed"), quiet=True)
+    # 64 images of 16 px in batches of 16: the same 8 steps as 128 of 32 px in 32s, an eighth of the compute
+    config = small_config(cifar_small, run, limit_train_images=64, batch_size=16, image_size=16, precision="bf16-mixed")
+    result = run_pretraining(config, quiet=True)
     assert result.run_dir == run
     for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "backbone.safetensors", "train.log"):
         assert (run / name).is_file(), name
 
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["dataset"] == "cifar10" and saved["limit_train_images"] == 128 and saved["resume"] is None
+    assert saved["dataset"] == "cifar10" and saved["limit_train_images"] == 64 and saved["resume"] is None
 
     rows = read_metrics(run / "metrics.csv")
     step_rows = [r for r in rows if r["train_loss"]]
-    assert [int(r["step"]) for r in step_rows] == list(range(8))  # 128 / 32 = 4 steps x 2 epochs
+    assert [int(r["step"]) for r in step_rows] == list(range(8))  # 64 / 16 = 4 steps x 2 epochs
     assert all(float(r["lr"]) > 0 for r in step_rows)
     knn_rows = [r for r in rows if r["knn_top1"]]
     assert [int(r["epoch"]) for r in knn_rows] == [0, 1]
@@ -72,7 +74,8 @@ def test_lr_follows_warmup_then_cosine(cifar_small: Path, tmp_path: Path) -> Non
     config = small_config(
         cifar_small,
         run,
-        limit_train_images=64,
+        limit_train_images=32,  # 2 steps of 16 an epoch: the schedule depends on the step count, not the batch
+        batch_size=16,
         image_size=16,  # the schedule does not depend on the size; 16 px is a quarter of the compute
         epochs=5,
         optimizer="sgd",
@@ -118,6 +121,7 @@ def test_warmup_is_kept_when_it_fits_and_capped_with_a_log_line_when_not(cifar_s
     fits = plan_optimisation(small_config(cifar_small, tmp_path, epochs=50, warmup_epochs=10), 1000, 1)
     assert (fits.steps_per_epoch, fits.warmup_steps, fits.total_steps) == (31, 310, 1550)
     run = tmp_path / "short"
-    run_pretraining(small_config(cifar_small, run, limit_train_images=64, knn_every_epochs=0), quiet=True)
+    config = small_config(cifar_small, run, limit_train_images=64, image_size=16, knn_every_epochs=0)  # 16 px: cheaper
+    run_pretraining(config, quiet=True)
     log = (run / "train.log").read_text()
     assert "warmup: 10 epochs (20 steps) do not fit in a run of 4 steps; warming up for 0 steps (10%) instead" in log

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from simclr.cli import main
 from simclr.training.checkpoint_io import atomic_torch_save, load_checkpoint_safely
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(
     ckpt = load_checkpoint_safely(killed / "checkpoints" / "last.ckpt")
     assert 0 < ckpt["global_step"] < 12
 
-    _all_succeed([simclr("--resume", str(killed))])
+    _all_succeed([simclr("--resume", str(killed))])  # a process as the killed one: its losses are compared
 
     expected, got = short_cifar_reference, losses(killed)
     assert sorted(got) == list(range(12)) == sorted(expected)
@@ -80,18 +81,17 @@ MAX_STEPS_RUN = [
 STOPS = (4, 5)  # the end of an epoch (4 steps each), mid-epoch
 
 
-def test_runs_stopped_by_max_steps_resume_onto_the_uninterrupted_run(
-    tmp_path: Path, pretrain_cli: Callable[..., subprocess.Popen[str]]
-) -> None:
-    """Stopped at step 4 or 5, then resumed to step 12: bitwise the weights of the run never stopped. The
-    three first runs, then the two resumes, train side by side (one thread each)."""
+def test_runs_stopped_by_max_steps_resume_onto_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Stopped at step 4 or 5, then resumed to step 12: bitwise the weights of the run never stopped. The runs
+    are in this process (what is checked is the resumed state, not how a process stops: the SIGKILL test above
+    and tests/training/test_preemption.py start their own), which spares five imports of torch."""
     uninterrupted = tmp_path / "uninterrupted"
     stopped = {stop: tmp_path / f"stopped-at-{stop}" for stop in STOPS}
-    _all_succeed(
-        [pretrain_cli(*MAX_STEPS_RUN, "--out", str(uninterrupted))]
-        + [pretrain_cli(*MAX_STEPS_RUN, "--max-steps", str(stop), "--out", str(run)) for stop, run in stopped.items()]
-    )
-    _all_succeed([pretrain_cli("--resume", str(run), "--max-steps", "12", "--quiet") for run in stopped.values()])
+    assert main(["pretrain", *MAX_STEPS_RUN, "--out", str(uninterrupted)]) == 0
+    for stop, run in stopped.items():
+        assert main(["pretrain", *MAX_STEPS_RUN, "--max-steps", str(stop), "--out", str(run)]) == 0
+        assert load_checkpoint_safely(run / "checkpoints" / "last.ckpt")["global_step"] == stop
+        assert main(["pretrain", "--resume", str(run), "--max-steps", "12", "--quiet"]) == 0
     expected = load_file(str(uninterrupted / "backbone.safetensors"))
     for stop, run in stopped.items():
         got = load_file(str(run / "backbone.safetensors"))
