@@ -144,7 +144,13 @@ def test_a_two_cell_slice_of_the_seed_000_grid_runs_end_to_end(cifar_small: Path
         autoencoder = cell.autoencoder
         if autoencoder is not None:
             values["ae_checkpoint"] = str(tmp_path / "ae-cifar10-128")
-            small = {"data_dir": str(cifar_small), "epochs": 1, "limit_train_images": 64, "workers": 1, "image_size": 16}
+            small = {
+                "data_dir": str(cifar_small),
+                "epochs": 1,
+                "limit_train_images": 64,
+                "workers": 1,
+                "image_size": 16,
+            }
             autoencoder = AutoencoderJob(Path(values["ae_checkpoint"]), {**autoencoder.values, **small})
         cells.append(Cell(cell.cell_id, cell.grid_values, values, autoencoder))
     validate_cells(cells, tmp_path / "sweep")
