@@ -96,3 +96,9 @@ def test_console_process_exit_code_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_argument_with_a_line_break_is_shown_escaped_in_one_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "no-run"), "\n", "nan"]) == 2  # found by tests/test_fuzz_readers.py
+    err = capsys.readouterr().err
+    assert err == "simclr: error: unrecognized arguments: \\n nan; see 'simclr --help'\n"

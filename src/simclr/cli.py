@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -28,6 +29,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors in one line, like every other simclr error."""
 
     def error(self, message: str) -> NoReturn:
+        # argparse quotes what was typed; a control character in it (a line break) is shown escaped
+        message = re.sub(r"[\x00-\x1f\x7f]", lambda char: repr(char.group())[1:-1], message)
         raise UserError(f"{message}; see '{self.prog} --help'")
 
 

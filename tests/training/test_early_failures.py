@@ -92,7 +92,9 @@ def test_a_backbone_that_cannot_take_the_image_size_is_one_line_before_the_run_d
 ) -> None:
     pytest.importorskip("timm")
     run = tmp_path / "run"
-    err = one_line_error(capsys, "pretrain", *TINY, "--backbone", "timm:vit_tiny_patch16_224", "--out", str(run))
-    assert "backbone timm:vit_tiny_patch16_224 cannot take 32 px images (AssertionError: " in err
-    assert "(--image-size 224), or choose another --backbone" in err
+    # the ViT is built for the run's size (img_size), but 8 px images are smaller than its 16 px patches
+    vit = ["--backbone", "timm:vit_tiny_patch16_224", "--image-size", "8"]
+    err = one_line_error(capsys, "pretrain", *TINY, *vit, "--out", str(run))
+    assert "backbone timm:vit_tiny_patch16_224 cannot take 8 px images (RuntimeError: " in err
+    assert "or choose another --backbone" in err
     assert not run.exists()

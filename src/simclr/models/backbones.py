@@ -132,7 +132,9 @@ def build_timm_backbone(
 
     With ``image_size``, a model whose constructor takes ``img_size`` (ViTs and other models with a fixed
     input size) is built for that size; the others (convolutional networks) take any size as they are. A model
-    that cannot take ``image_size`` px images (a patch larger than the image, say) is a one-line error."""
+    timm cannot build for that size is a one-line error; one that builds but cannot take such images (a patch
+    larger than the image) fails the training's first forward pass, which
+    :func:`simclr.training.model_and_loss.check_backbone_takes` turns into one line before the run starts."""
     try:
         import timm
     except ImportError:
@@ -156,8 +158,6 @@ def build_timm_backbone(
             f"timm:{model_name} cannot be built for {image_size} px images ({str(exc).splitlines()[0][:160]}); "
             "choose another --image-size or model"
         ) from None
-    if image_size is not None:
-        _check_takes(model, model_name, image_size)
     return model, int(model.num_features)  # type: ignore[arg-type]
 
 
@@ -173,22 +173,6 @@ def _timm_weights_missing(timm: Any, model_name: str, exc: Exception) -> str:
         f"could not be downloaded ({type(exc).__name__}); fetch them once where there is a network, with "
         f"python -c \"import timm; timm.create_model('{model_name}', pretrained=True)\", or use --weights none"
     )
-
-
-def _check_takes(model: nn.Module, model_name: str, image_size: int) -> None:
-    """A forward pass of one ``image_size`` px image, so a size the model cannot take fails now, in one line."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size))
-    except (RuntimeError, AssertionError, ValueError) as exc:
-        raise UserError(
-            f"timm:{model_name} cannot take {image_size} px images ({str(exc).splitlines()[0][:160]}); "
-            "choose another --image-size or model"
-        ) from None
-    finally:
-        model.train(was_training)
 
 
 def is_torchvision_backbone(name: str) -> bool:
