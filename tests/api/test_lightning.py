@@ -25,6 +25,8 @@ from simclr.training.checkpoint_io import load_checkpoint_safely
 from simclr.training.plan import plan_schedule, resolve_hardware
 from simclr.training.pretrain import SIMCLR_TRAINER_OPTIONS, simclr_trainer_options
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/api/conftest.py
+
 
 class StepCounter(L.Callback):
     """Counts the training batches it is told about, and keeps the gradient clipping the Trainer was given."""
@@ -78,14 +80,6 @@ def tensors(count: int = 64) -> TensorDataset:
 def same_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
     """The same tensors under the same names, bit for bit."""
     return first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: more threads only cost time on a shared CPU
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_callbacks_loggers_and_trainer_options_reach_the_run_and_its_checkpoint_rebuilds_the_module(

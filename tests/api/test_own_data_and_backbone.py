@@ -22,6 +22,8 @@ from simclr.cli import main
 from simclr.errors import UserError
 from simclr.models.backbone_file import read_backbone_metadata
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/api/conftest.py
+
 
 class TinyNet(nn.Module):
     """A backbone of one's own: (B, 3, H, W) -> (B, 8), its feature size measured, not declared."""
@@ -69,14 +71,6 @@ def labelled_tensors(count: int = 64) -> TensorDataset:
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (count, 3, 16, 16), dtype=torch.uint8, generator=generator)
     return TensorDataset(images, torch.arange(count) % 4)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: more threads only cost time on a shared CPU
-    yield
-    torch.set_num_threads(threads)
 
 
 def cli_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -23,6 +23,8 @@ from simclr.training.pretrain import run_pretraining
 
 COUNT = 64
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/api/conftest.py
+
 
 def tiny_image(index: int) -> torch.Tensor:
     return torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(index))
@@ -69,14 +71,6 @@ def tiny_config(out: Path, **changes: object) -> PretrainConfig:
         batch_size=8, epochs=1, precision="32", workers=0, knn_every_epochs=0, checkpoint_every_steps=0, out=str(out)
     )
     return PretrainConfig(**{**values, **changes})  # type: ignore[arg-type]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: more threads only cost time on a shared CPU
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_an_iterable_dataset_trains_and_resumes_by_skipping_ahead(tmp_path: Path) -> None:
