@@ -121,7 +121,7 @@ def _python_stream_data(config: PretrainConfig, stream: PythonStream) -> Trainin
             "the schedule spans max_steps %d steps, as %d epoch(s) of %d steps (the Dataset has no len())",
             config.max_steps,
             config.epochs,
-            -(-config.max_steps // config.epochs),
+            _lengthless_epoch_steps(config),
         )
     info = dataset_info(config.dataset, stream.image_size)
     return TrainingData(stream, None, info, stream.image_size)
@@ -132,8 +132,13 @@ def planned_train_images(config: PretrainConfig, data: TrainingData, processes: 
     without ``len()``, epochs of ``max_steps / epochs`` steps, so that the schedule spans ``max_steps``."""
     if data.train_images is not None:
         return data.train_images
+    return _lengthless_epoch_steps(config) * config.batch_size * processes
+
+
+def _lengthless_epoch_steps(config: PretrainConfig) -> int:
+    """The steps of one epoch of an IterableDataset without ``len()``: ``max_steps / epochs``, rounded up."""
     assert config.max_steps is not None  # _python_stream_data refused the run without it
-    return -(-config.max_steps // config.epochs) * config.batch_size * processes
+    return -(-config.max_steps // config.epochs)
 
 
 def load_subset_part(source: DataSource, config: PretrainConfig) -> ImageStore:
