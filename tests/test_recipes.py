@@ -78,8 +78,8 @@ def _smoke_overrides(path: Path, cifar_small: Path, tmp: Path) -> list[str]:
     else:  # pragma: no cover - no such recipe yet
         pytest.skip(f"no local stand-in for dataset {config.dataset}")
     if config.backbone == "resnet50" and config.lambda_gp > 0:
-        # the penalty's double backward through ResNet-50 is slow on 2 cores: 16 px, one draw
-        args += ["--image-size", "16"]
+        # the penalty's double backward through ResNet-50 is slow on 2 cores: 8 px, one draw
+        args += ["--image-size", "8"]
     elif config.image_size is not None and config.image_size > 32:
         args += ["--image-size", "32"]  # 96/224 px is too slow for a CPU smoke run
     if config.limit_train_images is not None:

@@ -4,15 +4,13 @@ queue (and the weights) of the run never stopped. Two processes: test_supcon_and
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from simclr.cli import main
 from simclr.config import build_config
 from simclr.losses.ntxent import NTXentLoss
 from simclr.losses.queue import NegativeQueue
@@ -108,37 +106,22 @@ def test_compiled_scoring_traces_once_while_the_queue_fills() -> None:
 # 48 images / 16 a step: 3 steps an epoch, 6 in all; a queue of 40 wraps mid-batch and is full after 3 steps
 QUEUE_RUN = [
     "--dataset", "spirograph", "--train-size", "48", "--test-size", "16", "--batch-size", "16", "--epochs", "2",
-    "--image-size", "16", "--precision", "32", "--knn-every-epochs", "0", "--workers", "0", "--queue-size", "40",
+    "--image-size", "8", "--precision", "32", "--knn-every-epochs", "0", "--workers", "0", "--queue-size", "40",
     "--optimizer", "sgd", "--lr", "0.05", "--quiet",
 ]  # fmt: skip
-
-
-def _pretrain(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # the same thread count in every run: bitwise-stable CPU math
-    command = [sys.executable, "-m", "simclr", "pretrain", *args]
-    return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _all_succeed(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
 
 
 @pytest.mark.slow
 def test_a_run_stopped_and_resumed_continues_with_the_same_queue(tmp_path: Path) -> None:
     """Stopped at step 4 (mid-epoch, the queue full and wrapped), resumed to step 6: the queue and the weights
-    are bitwise those of the run never stopped. The two first runs train side by side."""
+    are bitwise those of the run never stopped. The runs are in this process: what is checked is the resumed
+    state (tests/training/test_hardening.py kills and resumes processes)."""
     uninterrupted, stopped = tmp_path / "uninterrupted", tmp_path / "stopped"
-    _all_succeed(
-        [
-            _pretrain(*QUEUE_RUN, "--out", str(uninterrupted)),
-            _pretrain(*QUEUE_RUN, "--max-steps", "4", "--out", str(stopped)),
-        ]
-    )
+    assert main(["pretrain", *QUEUE_RUN, "--out", str(uninterrupted)]) == 0
+    assert main(["pretrain", *QUEUE_RUN, "--max-steps", "4", "--out", str(stopped)]) == 0
     at_stop = load_checkpoint_safely(stopped / "checkpoints" / "last.ckpt")[QUEUE_KEY]
     assert int(at_stop["filled"]) == 40 and int(at_stop["pointer"]) == 4 * 16 % 40
-    _all_succeed([_pretrain("--resume", str(stopped), "--max-steps", "6", "--quiet")])
+    assert main(["pretrain", "--resume", str(stopped), "--max-steps", "6", "--quiet"]) == 0
     expected = load_checkpoint_safely(uninterrupted / "checkpoints" / "last.ckpt")[QUEUE_KEY]
     got = load_checkpoint_safely(stopped / "checkpoints" / "last.ckpt")[QUEUE_KEY]
     assert int(got["pointer"]) == int(expected["pointer"]) == 6 * 16 % 40

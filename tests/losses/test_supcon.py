@@ -97,7 +97,7 @@ def _pretrain(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-TINY_RUN = ["--image-size", "16", "--batch-size", "8", "--max-steps", "3", "--epochs", "1", "--precision", "32"]
+TINY_RUN = ["--image-size", "8", "--batch-size", "8", "--max-steps", "3", "--epochs", "1", "--precision", "32"]
 TINY_RUN += ["--workers", "0", "--knn-every-epochs", "0", "--backbone", "resnet18", "--quiet"]
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 # 96 images / 16 per step x 2 epochs = 12 steps, float32 and one worker: the same numbers on every run; views
-# of 16 px (a quarter of the compute of 32 px: what these runs check does not depend on the size)
+# of 8 px (a tenth of the compute of 32 px: what these runs check does not depend on the size)
 SHORT_CIFAR_RUN = [
     "--dataset",
     "cifar10",
     "--image-size",
-    "16",
+    "8",
     "--limit-train-images",
     "96",
     "--batch-size",

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 TINY = [
     "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "2",
-    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--image-size", "16", "--quiet",
+    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--image-size", "8", "--quiet",
 ]  # fmt: skip
 
 
@@ -304,6 +304,13 @@ def test_sigkill_at_random_moments_while_checkpointing_then_resume_ends_with_the
     assert expected.keys() == got.keys()
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    # the loss curve too: one row per step, the rows of steps trained after the last checkpoint and lost to a
+    # kill replaced by the resumed run's, every loss the uninterrupted run's
+    curve = {int(r["step"]): float(r["train_loss"]) for r in metric_rows(run) if r["train_loss"]}
+    reference_curve = {int(r["step"]): float(r["train_loss"]) for r in metric_rows(reference) if r["train_loss"]}
+    assert sorted(curve) == list(range(20)) == sorted(reference_curve)
+    for step, loss in reference_curve.items():
+        assert curve[step] == pytest.approx(loss, rel=1e-4, abs=1e-5), step
     assert not list(run.rglob(".*.tmp-*")) and not (run / ".lock").exists()
 
 

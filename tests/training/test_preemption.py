@@ -35,7 +35,7 @@ TOTAL_STEPS = 12  # 96 images / 16 per step x 2 epochs
 RUN = [
     "--batch-size", "16", "--epochs", "2", "--precision", "32", "--workers", "2", "--optimizer", "sgd", "--lr",
     "0.05", "--knn-every-epochs", "0", "--checkpoint-every-steps", "0", "--log-every-steps", "1", "--seed", "3",
-    "--image-size", "16", "--quiet",
+    "--image-size", "8", "--quiet",
 ]  # fmt: skip
 BEFORE_THE_FIRST_CHECKPOINT = 0  # signal as soon as the run directory holds its config
 # (signal, after how many steps of the attempt; BEFORE_THE_FIRST_CHECKPOINT: at once), then one last attempt to the end

@@ -1,11 +1,10 @@
-"""A run killed with SIGKILL mid-epoch resumes from last.ckpt and continues the same loss curve."""
+"""Resumes that continue the run never stopped: an atomic checkpoint write that dies keeps the previous one, and
+runs stopped by --max-steps at an epoch's end or mid-epoch resume to the same weights. A run killed by SIGKILL
+and resumed is tests/training/test_hardening.py's (killed four times while checkpointing, the same weights and
+loss curve)."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,41 +15,6 @@ from simclr.cli import main
 from simclr.training.checkpoint_io import atomic_torch_save, load_checkpoint_safely
 
 pytestmark = pytest.mark.slow
-
-
-def test_resume_after_sigkill_matches_uninterrupted_run(
-    short_cifar_run: list[str],
-    short_cifar_reference: dict[int, float],
-    step_losses: Callable[[Path], dict[int, float]],
-    pretrain_cli: Callable[..., subprocess.Popen[str]],
-    tmp_path: Path,
-) -> None:
-    args, losses, simclr = [*short_cifar_run, "--checkpoint-every-steps", "2"], step_losses, pretrain_cli
-    killed = tmp_path / "killed"
-    proc = simclr(*args, "--out", str(killed))
-    # kill once steps beyond a mid-epoch checkpoint (step 2 or 4 of the 6-step epoch) were trained
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if (
-            (killed / "metrics.csv").exists()
-            and len(losses(killed)) >= 4
-            and (killed / "checkpoints" / "last.ckpt").exists()
-        ):
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    steps_before_kill = len(losses(killed))
-    assert 0 < steps_before_kill < 12, "the run must be killed mid-training"
-    ckpt = load_checkpoint_safely(killed / "checkpoints" / "last.ckpt")
-    assert 0 < ckpt["global_step"] < 12
-
-    _all_succeed([simclr("--resume", str(killed))])  # a process as the killed one: its losses are compared
-
-    expected, got = short_cifar_reference, losses(killed)
-    assert sorted(got) == list(range(12)) == sorted(expected)
-    for step in range(12):
-        assert got[step] == pytest.approx(expected[step], rel=1e-4, abs=1e-5), step
 
 
 def test_atomic_save_keeps_the_old_checkpoint_when_the_write_dies(
@@ -74,7 +38,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_the_write_dies(
 
 MAX_STEPS_RUN = [
     "--dataset", "spirograph", "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "3",
-    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--image-size", "16", "--quiet",
+    "--precision", "32", "--knn-every-epochs", "0", "--workers", "1", "--image-size", "8", "--quiet",
 ]  # fmt: skip
 
 
@@ -97,9 +61,3 @@ def test_runs_stopped_by_max_steps_resume_onto_the_uninterrupted_run(tmp_path: P
         got = load_file(str(run / "backbone.safetensors"))
         for name, tensor in expected.items():
             torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=f"stopped at {stop}: {name}")
-
-
-def _all_succeed(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err

@@ -28,7 +28,7 @@ def tiny_config(data: Path, out: Path, **overrides: object):
     values: dict[str, object] = dict(
         dataset="cifar10",
         data_dir=str(data),
-        image_size=16,
+        image_size=8,
         limit_train_images=80,
         batch_size=16,
         epochs=4,
