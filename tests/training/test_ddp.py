@@ -363,10 +363,7 @@ def fit_one_step(
     if distributed:
         strategy = FileRendezvousDDP(
             out_dir / "rendezvous",
-            # forked CPU ranks inherit this process's imports (a spawned rank re-imports torch and Lightning
-            # for seconds); CUDA cannot be forked. What is compared is the step, not how ranks start: the CLI
-            # tests below start theirs as a run does.
-            start_method="fork" if accelerator == "cpu" else "spawn",
+            start_method="spawn",
             process_group_backend="nccl" if accelerator == "gpu" else "gloo",
             timeout=timedelta(seconds=120),  # a rank that hangs fails the test instead of blocking it
         )

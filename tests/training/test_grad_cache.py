@@ -250,13 +250,10 @@ def _counting_allreduce(state, bucket):  # type: ignore[no-untyped-def]
     return dist.all_reduce(tensor, async_op=True).get_future().then(lambda fut: fut.value()[0])
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # two spawned processes import torch: ~15 s on 2 cores, most of it imports
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_ddp_processes_with_micro_batches_take_the_step_of_one_process_on_the_whole_batch(tmp_path: Path) -> None:
-    # forked: the ranks inherit this process's imports (spawned ones spend seconds importing torch again)
-    mp.start_processes(
-        _ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True, start_method="fork"
-    )
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
     per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
     reference = ContrastiveStep(micro_batch=None)
