@@ -34,7 +34,7 @@ TINY_BASE = {
     "dataset": "spirograph",
     "train_size": 64,
     "test_size": 32,
-    "image_size": 16,  # a quarter of the compute of 32 px: what the sweep tests check does not depend on it
+    "image_size": 8,  # a tenth of the compute of 32 px: what the sweep tests check does not depend on it
     "batch_size": 32,
     "max_steps": 2,
     "epochs": 1,
@@ -134,10 +134,10 @@ def test_a_two_cell_slice_of_the_seed_000_grid_runs_end_to_end(cifar_small: Path
         and cell.grid_values["head_activation"] == "sigmoid"
     ]
     assert [cell.grid_values["head"] for cell in picked] == ["ae", "mlp"]
-    # 16 px, the cell's and its autoencoder's alike: a quarter of the compute of the grid's 32 px
+    # 8 px, the cell's and its autoencoder's alike: a tenth of the compute of the grid's 32 px
     tiny = {"data_dir": str(cifar_small), "download": False, "weights": "none", "epochs": 1, "max_steps": 1,
             "batch_size": 32, "limit_train_images": 64, "knn_every_epochs": 0, "workers": 1,
-            "image_size": 16}  # fmt: skip
+            "image_size": 8}  # fmt: skip
     cells = []
     for cell in picked:
         values = {**cell.config_values, **tiny}
@@ -149,7 +149,7 @@ def test_a_two_cell_slice_of_the_seed_000_grid_runs_end_to_end(cifar_small: Path
                 "epochs": 1,
                 "limit_train_images": 64,
                 "workers": 1,
-                "image_size": 16,
+                "image_size": 8,
             }
             autoencoder = AutoencoderJob(Path(values["ae_checkpoint"]), {**autoencoder.values, **small})
         cells.append(Cell(cell.cell_id, cell.grid_values, values, autoencoder))
