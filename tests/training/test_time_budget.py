@@ -24,7 +24,7 @@ from simclr import PretrainConfig, pretrain
 from simclr.cli import main
 from simclr.optim.schedules import WarmupCosineLR, scaled_learning_rate
 from simclr.training import time_budget
-from simclr.training.callbacks import KNNMonitor
+from simclr.training.callbacks import KNNMonitor, LastCheckpoint
 from simclr.training.time_budget import MEASURED_STEPS, WARMUP_STEPS_SKIPPED
 
 FIRST_PLAN = WARMUP_STEPS_SKIPPED + MEASURED_STEPS  # the step at which the first plan is made
@@ -174,18 +174,30 @@ def test_a_resumed_run_keeps_the_plan_and_ends_as_the_run_never_stopped(
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
 
 
-def test_the_knn_monitor_is_not_training_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_knn_monitor_is_not_training_time_and_checkpoint_writes_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = fake_clock(monkeypatch, lambda step: 0.5)
-    monitor = KNNMonitor.on_train_epoch_end
+    monitor, checkpoint = KNNMonitor.on_train_epoch_end, LastCheckpoint.on_train_batch_end
 
     def slow_monitor(self: KNNMonitor, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         clock.time += 100.0  # a kNN monitor that takes longer than the whole budget
         monitor(self, trainer, pl_module)
 
+    def slow_checkpoint(self: LastCheckpoint, trainer: L.Trainer, *args: Any) -> None:
+        saved = self.path.stat().st_mtime_ns if self.path.is_file() else None
+        checkpoint(self, trainer, *args)
+        if self.path.is_file() and self.path.stat().st_mtime_ns != saved:
+            clock.time += 0.25  # a checkpoint write (at every epoch end, 8 steps) takes a quarter of a second
+
     monkeypatch.setattr(KNNMonitor, "on_train_epoch_end", slow_monitor)
+    monkeypatch.setattr(LastCheckpoint, "on_train_batch_end", slow_checkpoint)
     out = tmp_path / "run"
-    assert run(config(out, knn_every_epochs=1, knn_k=5), clock) == 40
-    assert training_record(out)["training_seconds"] == 20.0
+    # at step 13: 6.5 s of steps and the write at step 8, 13.25 s left: 26 steps more, 39 in all; at step 33,
+    # with the writes at steps 16, 24 and 32, 2.5 s are left for 6 steps of 0.5 s: replanned to 38. The write
+    # after the last step is counted but not planned for.
+    assert run(config(out, knn_every_epochs=1, knn_k=5), clock) == 38
+    assert training_record(out)["training_seconds"] == pytest.approx(38 * 0.5 + 5 * 0.25)
 
 
 @pytest.mark.parametrize("value", ["10x", "0", "-5m", "1m30", "soon"])

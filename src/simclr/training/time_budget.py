@@ -156,6 +156,10 @@ class TrainingTime(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.pause()  # the kNN monitor, the validation and the probe's scoring that follow are not training
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._since is None:  # paused by an epoch end without the resume marker after it
+            self._since = now()
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._mark()
         if trainer.global_rank == 0:
