@@ -36,6 +36,7 @@ from simclr.ranges import (
     SEED,
     Range,
     at_least,
+    parse_duration,
 )
 from simclr.settings import build_settings, check_values, setting, shared_setting, short_repr
 
@@ -377,6 +378,12 @@ class _Run:
     keep_every_epochs: int = _run(
         "keep the backbone every N epochs as checkpoints/epoch-NNNN.safetensors (0: off)", 0, within=NON_NEGATIVE
     )
+    time_budget: str | None = _run(
+        "fit the whole learning-rate schedule (warmup, then the decay to its end) into this much training time, "
+        "e.g. 90s, 10m, 1h30m: the steps are planned from the measured speed (docs/TRAINING.md)",
+        None,
+        metavar="DURATION",
+    )
     online_probe: bool = _run(
         "train a linear classifier on the detached backbone features of the training views (labelled data), "
         "logged per epoch as online_linear_top1 (and online_linear_val_top1 with --val-fraction)",
@@ -401,6 +408,10 @@ class PretrainConfig(
             raise UserError(f"--weights {self.weights} loads {owner} weights; drop it for a {kind} backbone")
         if self.stem != "auto":
             raise UserError(f"--stem {self.stem} shapes torchvision ResNets; drop it for a {kind} backbone")
+
+    def time_budget_seconds(self) -> float | None:
+        """``time_budget`` in seconds (None: no budget); unreadable text is a UserError."""
+        return parse_duration(self.time_budget) if self.time_budget is not None else None
 
     def validate(self) -> None:
         """Reject values that cannot work, with the fix in the message (the first problem found): every number
@@ -480,6 +491,7 @@ class PretrainConfig(
     def _check_data_and_length(self) -> None:
         """The data can be found and held, on the machines asked for, for a run of at least one step."""
         self.memory_budget_bytes()
+        self.time_budget_seconds()
         if self.num_nodes > 1 and not (self.out or self.resume):
             raise UserError("--num-nodes > 1 needs --out, a folder every machine reaches (the run directory)")
         if self.limit_train_images is not None and self.limit_train_images < self.batch_size:

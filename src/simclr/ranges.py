@@ -8,12 +8,14 @@ dataclass built in Python. Every number must be finite (no NaN, no infinity: arg
 (a 400-digit integer means nothing to any setting and breaks whatever converts it to a tensor or a C long),
 and inside the field's range. The message names the setting, the rule, the value and the flag that fixes it.
 
-This module knows no domain beyond what a number is, and imports nothing heavy.
+A duration (``--time-budget``) is a number with a unit: :func:`parse_duration` reads it, :func:`format_duration`
+writes it back. This module knows no domain beyond what a number is, and imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ from simclr.errors import UserError
 __all__ = [
     "AT_LEAST_TWO_VIEWS",
     "COUNT",
+    "DURATION_FORMS",
     "FRACTION_BELOW_ONE",
     "MAX_WHOLE_NUMBER",
     "NON_NEGATIVE",
@@ -33,6 +36,8 @@ __all__ = [
     "Range",
     "at_least",
     "check_number",
+    "format_duration",
+    "parse_duration",
 ]
 
 MAX_WHOLE_NUMBER = 2**63 - 1  # the largest int64: every count, size and step of simclr ends up in one
@@ -113,3 +118,45 @@ def check_number(value: object, kind: type, within: Range | None, name: str, fix
     if within is not None and value not in within:
         why = f" ({within.reason})" if within.reason else ""
         raise UserError(f"{name} must be {within.describe()}{why}, got {_shown(value)}; {fix}")
+
+
+DURATION_FORMS = "90s, 10m, 2h, 1h30m or a number of seconds"
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(text: str | float, name: str = "--time-budget") -> float:
+    """A duration in seconds from ``90s``, ``10m``, ``2h``, ``1h30m`` (hours, minutes, seconds, in that order,
+    each at most once) or a plain number of seconds; anything else, and a duration of 0, is a one-line
+    UserError naming ``name`` and the accepted forms.
+
+    >>> parse_duration("1h30m"), parse_duration("90s"), parse_duration("2.5"), parse_duration(600)
+    (5400.0, 90.0, 2.5, 600.0)
+    """
+    shown = _shown(text)
+    if isinstance(text, bool):
+        raise UserError(f"{name} {shown} is not a duration; write it like {DURATION_FORMS}")
+    compact = str(text).strip().lower().replace(" ", "")
+    try:
+        seconds = float(compact)
+    except ValueError:
+        match = _DURATION.fullmatch(compact)
+        if match is None or not compact:
+            raise UserError(f"{name} {shown} is not a duration; write it like {DURATION_FORMS}") from None
+        hours, minutes, secs = (float(part) if part else 0.0 for part in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"{name} must be a duration above 0, got {shown}; write it like {DURATION_FORMS}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as :func:`parse_duration` reads them, to the second: ``1h30m``, ``9m58s``, ``42s``.
+
+    >>> format_duration(5400), format_duration(598.4), format_duration(42)
+    ('1h30m', '9m58s', '42s')
+    """
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value]
+    return "".join(parts) or "0s"

@@ -119,16 +119,45 @@ def warmup_steps_for(warmup_epochs: float, steps_per_epoch: int, total_steps: in
 
 
 class _WarmupCosineFactor:
-    """Picklable LambdaLR factor; LambdaLR saves its attributes in the scheduler's state_dict."""
+    """Picklable LambdaLR factor; LambdaLR saves its attributes in the scheduler's state_dict.
+
+    After :meth:`WarmupCosineLR.replan` it is anchored: from ``anchor_step`` (whose factor ``anchor_value`` it
+    keeps) it joins the schedule of its new step counts without a jump. A warmup still under way ramps on from
+    the anchor to the peak at the new warmup's end; a decay under way (or a warmup the new plan has already
+    ended) goes on from the point of the cosine that has the anchor's value, over the steps left to the new end.
+    """
 
     def __init__(self, total_steps: int, warmup_steps: int, final_ratio: float, decay: str = "cosine") -> None:
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.final_ratio = final_ratio
         self.decay = decay
+        self.anchor_step: int | None = None
+        self.anchor_value = 1.0
 
     def __call__(self, step: int) -> float:
-        return warmup_cosine(step, self.total_steps, self.warmup_steps, 1.0, self.final_ratio, self.decay)
+        plain = warmup_cosine(step, self.total_steps, self.warmup_steps, 1.0, self.final_ratio, self.decay)
+        anchor = self.anchor_step
+        if anchor is None or step < anchor:
+            return plain if anchor is None else self.anchor_value
+        if anchor < self.warmup_steps - 1:  # the ramp goes on from the anchor to the peak at the warmup's end
+            if step >= self.warmup_steps or self.decay == "hold-cosine":
+                return plain
+            return self.anchor_value + (1.0 - self.anchor_value) * (step - anchor) / (self.warmup_steps - 1 - anchor)
+        if self.decay == "constant":
+            return 1.0 if self.anchor_value >= 1.0 else self.anchor_value
+        if step >= self.total_steps or anchor >= self.total_steps:
+            return self.final_ratio
+        start = _cosine_progress(self.anchor_value, self.final_ratio)
+        progress = start + (1.0 - start) * (step - anchor) / (self.total_steps - anchor)
+        return self.final_ratio + (1.0 - self.final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _cosine_progress(value: float, final_ratio: float) -> float:
+    """The progress (0 to 1) at which the cosine from 1 to ``final_ratio`` has ``value``."""
+    span = 1.0 - final_ratio
+    fraction = (value - final_ratio) / span if span > 0 else 0.0
+    return math.acos(min(1.0, max(-1.0, 2.0 * fraction - 1.0))) / math.pi
 
 
 class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
@@ -185,6 +214,8 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
         warmup_cosine(0, total_steps, warmup_steps, 1.0, final_ratio, decay)  # the same checks as a new schedule
         for factor in self.lr_lambdas:
             assert isinstance(factor, _WarmupCosineFactor)
+            if (factor.total_steps, factor.warmup_steps) != (total_steps, warmup_steps):
+                factor.anchor_step = None  # other step counts: the plain schedule of them (a replan's anchor stays)
             factor.total_steps, factor.warmup_steps = total_steps, warmup_steps
             factor.final_ratio, factor.decay = final_ratio, decay
         self.base_lrs = [float(peak_lr)] * len(self.optimizer.param_groups)
@@ -193,3 +224,45 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
             group["initial_lr"] = float(peak_lr)
             group["lr"] = float(peak_lr) * factor(step)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def planned_warmup_steps(self) -> int:
+        """The warmup (or hold) length, in steps, of the schedule followed now."""
+        factor = self.lr_lambdas[0]
+        assert isinstance(factor, _WarmupCosineFactor)
+        return factor.warmup_steps
+
+    def replan(self, total_steps: int, warmup_steps: int) -> int:
+        """End the schedule at ``total_steps`` instead, from the step reached on, with no jump in the learning
+        rate: the rest of the decay is stretched or shrunk to the new end, and a warmup under way ramps on to
+        the peak at ``warmup_steps``; a warmup that is over stays so, and one the new warmup would have ended
+        already ramps on to the peak over the new warmup's share of the steps left. Returns the
+        warmup length the schedule follows. A time budget (:mod:`simclr.training.time_budget`) replans when it
+        learns how fast the steps are.
+
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = WarmupCosineLR(opt, total_steps=10, warmup_steps=0)
+        >>> for _ in range(5): sched.step()
+        >>> before = opt.param_groups[0]["lr"]
+        >>> sched.replan(total_steps=20, warmup_steps=0)
+        >>> opt.param_groups[0]["lr"] == before, [round(f(20), 6) for f in sched.lr_lambdas]
+        (True, [0.0])
+        """
+        kept = warmup_steps
+        step = max(self.last_epoch, 0)
+        for factor in self.lr_lambdas:
+            assert isinstance(factor, _WarmupCosineFactor)
+            value = factor(step)
+            ramping = step < factor.warmup_steps - 1
+            total_steps = max(total_steps, step, 1)
+            kept = min(factor.warmup_steps, total_steps)  # a warmup that is over stays so
+            if ramping:  # the ramp ends at the new warmup's end, or, when that is past, in its share of the rest
+                rest = step + 1 + max(1, round((total_steps - step) * warmup_steps / total_steps))
+                kept = min(total_steps, warmup_steps if warmup_steps > step + 1 else rest)
+            warmup_cosine(0, total_steps, kept, 1.0, factor.final_ratio, factor.decay)  # a new schedule's checks
+            factor.total_steps, factor.warmup_steps = total_steps, kept
+            factor.anchor_step, factor.anchor_value = step, value
+        for group, base, factor in zip(self.optimizer.param_groups, self.base_lrs, self.lr_lambdas, strict=True):
+            group["lr"] = base * factor(step)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        return kept

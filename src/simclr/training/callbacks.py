@@ -253,7 +253,8 @@ class ProgressLog(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step % self.every_steps and step != self.total_steps:
+        total = trainer.max_steps if trainer.max_steps > 0 else self.total_steps  # a time budget may move it
+        if step % self.every_steps and step != total:
             return
         last = self.metrics.last
         rate = last.get("img_per_s", math.nan)
@@ -261,7 +262,7 @@ class ProgressLog(L.Callback):
             "epoch %d step %d/%d loss %.4f top1 %.3f lr %.4g %s",
             trainer.current_epoch,
             step,
-            self.total_steps,
+            total,
             last.get("train_loss", math.nan),
             last.get("contrastive_top1", math.nan),
             last.get("lr", math.nan),

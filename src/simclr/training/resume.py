@@ -15,6 +15,10 @@ subset file's SHA-256, the ``--standardize`` statistics) is taken from config.ya
 ``--out DIR`` of a directory that already holds a run continues it only when every setting is the one it was
 started with (:func:`continue_same_run`): the same command line again, as a requeued SLURM job or a rerun after
 a crash gives, goes on; anything else is refused, so no run is overwritten or continued by another experiment.
+A changed ``--time-budget`` (or one added or dropped) is such a change: the resumed run plans with the new
+budget less the training time the checkpoint says was spent, from the resumed step on, without a jump in the
+learning rate (:mod:`simclr.training.time_budget`); a dropped budget trains the schedule of its epochs again.
+
 A run that stopped before its first checkpoint (killed while loading its data, or a crash at the first step)
 starts again from scratch (:func:`starting_step`), saying so.
 """

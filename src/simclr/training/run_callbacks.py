@@ -31,8 +31,9 @@ from simclr.training.callbacks import (
 )
 from simclr.training.kept_backbones import KeptBackbones
 from simclr.training.online_probe import OnlineLinearProbe
-from simclr.training.plan import OptimSettings
+from simclr.training.plan import OptimSettings, lead_in_epochs
 from simclr.training.run_record import describe_gradient_penalty
+from simclr.training.time_budget import TrainingTime
 from simclr.training.training_data import TrainingData
 from simclr.training.validation import EarlyStopOnValidation, ValidationMonitor
 
@@ -50,12 +51,21 @@ def build_callbacks(
     quiet: bool,
     event: str | None = None,
 ) -> list[L.Callback]:
-    """Progress, metrics, the kNN monitor, checkpoints, the backbone export, the penalty's report and the
-    clean stop on a signal; the order is the order Lightning calls them in."""
+    """Progress, metrics, the training time (and its budget), the kNN monitor, checkpoints, the backbone export,
+    the penalty's report and the clean stop on a signal; the order is the order Lightning calls them in."""
     # the step's values are read from the device only every log_every_steps steps (no per-step synchronisation)
     metrics = MetricsCSV(run.metrics, event_at_start=event, every_steps=config.log_every_steps)
     callbacks: list[L.Callback] = [IntervalProgressBar(metrics)] if _show_progress_bar(quiet) else []
-    callbacks.append(metrics)
+    # before the monitors (whose epoch-end time is not training) and the checkpoint (which saves its count)
+    training_time = TrainingTime(
+        run,
+        config.time_budget_seconds(),
+        optim.total_steps,
+        config.max_steps,
+        lead_in_epochs(config),
+        optim.steps_per_epoch,
+    )
+    callbacks += [metrics, training_time]
     knn_sets = _knn_sets(config, *_knn_stores(config, data))
     if knn_sets is not None:
         bank, queries = knn_sets
@@ -93,6 +103,7 @@ def build_callbacks(
             val = data.val.subset(torch.nonzero(data.val.labels >= 0).flatten())
         classes = len(data.train.class_names)  # an in-memory store and a packed split both name their classes
         callbacks.append(OnlineLinearProbe(model.feature_dim, classes, metrics, val, data.info.mean, data.info.std))
+    callbacks.append(training_time.resume_marker())  # the epoch-end monitors are done: training time counts again
     if config.keep_every_epochs > 0 or config.save_top_k > 0:  # after the validation it ranks by
         callbacks.append(KeptBackbones(run, metadata, config.keep_every_epochs, config.save_top_k, validation))
     callbacks += [

@@ -158,6 +158,19 @@ def record_environment(run: RunDir, resolved: Mapping[str, Any]) -> None:
     write_text_atomic(run.environment, yaml.safe_dump(record, sort_keys=False))
 
 
+def record_training_time(run: RunDir, budget: float | None, training_seconds: float, steps: int) -> None:
+    """Add the ``training`` block to environment.yaml when training ends: the time budget (seconds, or null),
+    the training seconds used (kNN monitor, validation and evaluation left out) and the steps done, over the
+    whole run (a resumed run counts the time spent before its resume)."""
+    record = yaml.safe_load(run.environment.read_text()) if run.environment.is_file() else {}
+    record["training"] = {
+        "time_budget_seconds": budget,
+        "training_seconds": round(training_seconds, 3),
+        "steps": steps,
+    }
+    write_text_atomic(run.environment, yaml.safe_dump(record, sort_keys=False))
+
+
 def describe_gradient_penalty(config: PretrainConfig) -> str:
     """One line saying what ``--lambda-gp`` penalises, so a run's log records the penalty's scope.
 
