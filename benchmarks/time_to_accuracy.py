@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -36,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ PROBE = MinibatchSettings(epochs=30, batch_size=256, lr=0.1)  # one setting for 
 PROBE_L2 = 1e-4
 
 
-@dataclass
+@dataclasses.dataclass
 class FeatureSet:
     """Frozen features of the bank (training images) and of the test images, with their labels."""
 
@@ -91,7 +91,7 @@ class FeatureSet:
             return cls(*tensors, torch.from_numpy(saved["test_labels"]))
 
 
-@dataclass
+@dataclasses.dataclass
 class Row:
     """One line of the table: training pace and amount (None for the untrained baseline), accuracies."""
 
@@ -267,7 +267,11 @@ def format_report(rows: list[Row], context: dict[str, str]) -> list[str]:
         f"{context['bank']} training images (as many per class) as the bank and the 10,000 test images as queries; "
         f"a linear probe on the bank's frozen features ({PROBE.describe()}, L2 {PROBE_L2:g}, no search).",
         f"simclr-budget flags: `{context['budget_recipe'] or 'none'}`"
-        + (" (the default recipe, until the search that chooses one exists)." if not context["budget_recipe"] else "."),
+        + (
+            " (the default recipe, until the search that chooses one exists: its row is the default row's run)."
+            if not context["budget_recipe"]
+            else "."
+        ),
         f"simclr's budget: {context['simclr_budget']}.",
         "",
         *table,
@@ -312,35 +316,62 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+@dataclasses.dataclass
+class Trained:
+    """What the training phase leaves for the evaluation: every row, lightly's features, simclr's runs."""
+
+    rows: list[Row]
+    features: dict[str, FeatureSet]
+    runs: dict[str, Path]
+    budget_flags: dict[str, list[str]]
+
+
+def train_rows(args: argparse.Namespace, work: Path, eval_data: Path) -> Trained:
+    """Train the rows asked for, one after the other. simclr-budget with the default recipe's flags is the
+    default row's run, not trained twice (the same config and seed give the same network)."""
+    recipes = {"simclr-default": "", "simclr-budget": args.budget_recipe}
+    trained = Trained([], {}, {}, {})
+    for name in args.rows:
+        if name == "lightly":
+            python = lightly_python(args.lightly_venv)
+            row, trained.features[name] = run_lightly(python, args.data_dir, eval_data, args.budget, work)
+        elif name == "simclr-budget" and "simclr-default" in trained.runs and not recipe_flags(args.budget_recipe):
+            row = dataclasses.replace(next(r for r in trained.rows if r.name == "simclr-default"), name=name)
+            trained.runs[name] = trained.runs["simclr-default"]
+        elif name in recipes:
+            row, trained.runs[name], trained.budget_flags[name] = run_simclr(
+                name, recipes[name], args.budget, args.data_dir, work
+            )
+        else:
+            row = Row(name, None, None, math.nan, math.nan)
+        trained.rows.append(row)
+    return trained
+
+
+def evaluate_rows(trained: Trained, eval_data: Path, work: Path) -> None:
+    """Fill in every row's accuracies, after all training, so that no evaluation shares the machine with a row."""
+    by_run: dict[tuple[Path, bool], FeatureSet] = {}
+    for row in trained.rows:
+        features = trained.features.get(row.name)
+        if features is None:
+            random_weights = row.name == "random"
+            run = next(iter(trained.runs.values())) if random_weights else trained.runs[row.name]
+            if (run, random_weights) not in by_run:
+                eval_dir = work / f"eval-{row.name}"
+                by_run[run, random_weights] = session_features(run, eval_data, eval_dir, random_weights=random_weights)
+            features = by_run[run, random_weights]
+        row.knn_top1, row.probe_top1 = evaluate_features(features)
+        print(f"{row.name}: kNN {percent(row.knn_top1)}, probe {percent(row.probe_top1)}", flush=True)
+
+
 def main() -> int:
     args = parse_args()
-    recipes = {"simclr-default": "", "simclr-budget": args.budget_recipe}
-    rows: list[Row] = []
-    features: dict[str, FeatureSet] = {}
-    runs: dict[str, Path] = {}
-    emulated: list[str] = []
     with tempfile.TemporaryDirectory(prefix="time-to-accuracy-") as tmp:
         work = Path(tmp)
         eval_data = prepare_eval_data(args.data_dir, work, args.bank_size)
-        for name in args.rows:
-            if name == "lightly":
-                row, features[name] = run_lightly(
-                    lightly_python(args.lightly_venv), args.data_dir, eval_data, args.budget, work
-                )
-            elif name in recipes:
-                row, runs[name], flags = run_simclr(name, recipes[name], args.budget, args.data_dir, work)
-                emulated.append(f"{name} `{shlex.join(flags)}`")
-            else:
-                row = Row(name, None, None, math.nan, math.nan)
-            rows.append(row)
-        for row in rows:  # evaluated after all training, so that no evaluation shares the machine with a row
-            if row.name in runs:
-                features[row.name] = session_features(runs[row.name], eval_data, work / f"eval-{row.name}")
-            elif row.name == "random":
-                run = next(iter(runs.values()))
-                features[row.name] = session_features(run, eval_data, work / "eval-random", random_weights=True)
-            row.knn_top1, row.probe_top1 = evaluate_features(features[row.name])
-            print(f"{row.name}: kNN {percent(row.knn_top1)}, probe {percent(row.probe_top1)}", flush=True)
+        trained = train_rows(args, work, eval_data)
+        evaluate_rows(trained, eval_data, work)
+    budget_flags = "; ".join(f"{name} `{shlex.join(flags)}`" for name, flags in trained.budget_flags.items())
     context = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
@@ -350,9 +381,9 @@ def main() -> int:
         "bank": f"{args.bank_size:,}",
         "budget_recipe": shlex.join(recipe_flags(args.budget_recipe)),
         "simclr_budget": "emulated until `--time-budget` lands: `--epochs` and `--limit-train-images` from a timed "
-        "probe run, so the whole schedule fits (" + ("; ".join(emulated) or "no simclr row") + ")",
+        "probe run, so the whole schedule fits (" + (budget_flags or "no simclr row") + ")",
     }
-    emit_report(format_report(rows, context), args.record, replace=SECTION)
+    emit_report(format_report(rows=trained.rows, context=context), args.record, replace=SECTION)
     return 0
 
 
