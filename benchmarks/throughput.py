@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from simclr.atomic import write_text_atomic
 from simclr.config import build_config
 from simclr.data.catalog import load_dataset
 from simclr.hardware import resolve_precision, uses_gpu
@@ -178,13 +180,27 @@ def machine_description(device: torch.device) -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.system()}"
 
 
-def emit_report(lines: list[str], record: Path | None) -> None:
-    """Print a benchmark's markdown section and append it to ``record`` (BENCHMARKS.md) when given."""
+def emit_report(lines: list[str], record: Path | None, replace: str | None = None) -> None:
+    """Print a benchmark's markdown section and add it to ``record`` (BENCHMARKS.md) when given: appended, or,
+    with ``replace`` (how its heading line starts, e.g. ``"### Time to accuracy"``), in place of the section of
+    that heading already there (up to the next heading of its level or above), so the file keeps one."""
     report = "\n".join(lines)
     print(report)
-    if record:
+    if not record:
+        return
+    if replace is None or not record.is_file():
         with open(record, "a") as handle:
             handle.write("\n" + report)
+        return
+    kept = record.read_text().splitlines()
+    start = next((n for n, line in enumerate(kept) if line.startswith(replace)), None)
+    if start is None:
+        kept += ["", *lines]
+    else:
+        heading = re.compile(f"#{{1,{len(replace) - len(replace.lstrip('#'))}}} ")  # its level or above
+        end = next((n for n in range(start + 1, len(kept)) if heading.match(kept[n])), len(kept))
+        kept[start:end] = [*lines, ""] if end < len(kept) and lines[-1:] != [""] else lines
+    write_text_atomic(record, "\n".join(kept) + "\n", what="benchmark record", fix="or record elsewhere")
 
 
 def main() -> int:
