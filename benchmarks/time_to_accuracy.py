@@ -17,22 +17,19 @@ official test images. Weighted kNN (k=200, T=0.1, cosine: simclr's ``knn_accurac
 bank's features (simclr's ``linear_probe``, mini-batch SGD with fixed epochs, lr and L2, no search). The lightly
 model's features are computed in its own environment and handed over in a ``.npz`` (read without pickle).
 
-Images/s is the training pace after the first steps (simclr: the median of its metrics.csv's ``img_per_s``;
-lightly: images over seconds after its warm-up steps); images seen is steps x batch. ``--record BENCHMARKS.md``
-replaces this benchmark's section there.
+Images/s is the training pace (simclr: images over the training seconds its run records, the kNN monitor
+left out; lightly: images over seconds after its warm-up steps); images seen is steps x batch.
+``--record BENCHMARKS.md`` replaces this benchmark's section there.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
-import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,20 +39,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import StepTimer, emit_report, images_per_second, machine_description  # noqa: E402
+from throughput import emit_report, machine_description  # noqa: E402
 
-from simclr.config import build_config  # noqa: E402
+from simclr.errors import UserError  # noqa: E402
 from simclr.evaluation.loading import resolve_run  # noqa: E402
 from simclr.evaluation.options import EvalSessionOptions  # noqa: E402
 from simclr.evaluation.protocols.knn import knn_accuracy  # noqa: E402
 from simclr.evaluation.protocols.linear import linear_probe  # noqa: E402
 from simclr.evaluation.protocols.minibatch_linear import MinibatchSettings  # noqa: E402
 from simclr.evaluation.session import EvalSession  # noqa: E402
-from simclr.models.backbone_file import read_backbone_metadata  # noqa: E402
-from simclr.settings import read_yaml  # noqa: E402
-from simclr.training.pretrain import run_pretraining  # noqa: E402
+from simclr.ranges import parse_duration  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10"
@@ -173,43 +169,12 @@ def run_lightly(python: Path, data_dir: Path, eval_data: Path, budget_s: float, 
     )
 
 
-# --- temporary: until `simclr pretrain --time-budget` lands, the budget is emulated here --------------------------
-# When merging i30-budget, replace simclr_budget_flags() by ["--time-budget", f"{budget_s:g}s"] and parse_budget() by
-# the parser of --time-budget; nothing else in this file depends on how the budget is kept.
-PROBE_WARMUP, PROBE_STEPS = 3, 5  # untimed then timed steps of the probe run
-
-
 def parse_budget(text: str) -> float:
-    """Seconds of ``90s``, ``10m``, ``2h``, ``1h30m`` or a plain number of seconds."""
-    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
-    if not text.strip() or match is None:
-        raise argparse.ArgumentTypeError(f"budget {text!r}: give 90s, 10m, 2h, 1h30m or seconds")
-    hours, minutes, seconds = (float(part or 0) for part in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def simclr_budget_flags(flags: list[str], budget_s: float, train_images: int, work: Path) -> list[str]:
-    """``--epochs`` and ``--limit-train-images`` so that the whole schedule of ``flags`` (warmup and cosine) fits
-    ``budget_s`` of training at the pace of a short probe run of the same config: as many whole epochs as it
-    takes to hold the images that fit, each over an equal stratified subset of the training split."""
-    resolved = subprocess.run(
-        [sys.executable, "-m", "simclr", "pretrain", *flags, "--print-config"], check=True, capture_output=True
-    ).stdout
-    work.mkdir(parents=True)
-    (work / "probe.yaml").write_bytes(resolved)
-    probe = {"limit_train_images": BATCH * (PROBE_WARMUP + PROBE_STEPS + 1), "epochs": 1, "knn_every_epochs": 0}
-    probe |= {"max_steps": PROBE_WARMUP + PROBE_STEPS, "checkpoint_every_steps": 0, "out": str(work / "probe")}
-    timer = StepTimer()
-    run_pretraining(build_config(read_yaml(work / "probe.yaml"), probe), quiet=True, extra_callbacks=[timer])
-    fit_steps = max(1, int(budget_s * images_per_second(timer.times, BATCH, PROBE_WARMUP) / BATCH))
-    full_epoch = train_images // BATCH
-    epochs = math.ceil(fit_steps / full_epoch)
-    per_epoch = fit_steps // epochs
-    limit = ["--limit-train-images", str(per_epoch * BATCH)] if per_epoch < full_epoch else []
-    return ["--epochs", str(epochs), *limit]
-
-
-# --- end of the temporary part ------------------------------------------------------------------------------------
+    """Seconds of ``90s``, ``10m``, ``2h``, ``1h30m`` or a plain number of seconds (as ``--time-budget``)."""
+    try:
+        return parse_duration(text, "--budget")
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def recipe_flags(recipe: str) -> list[str]:
@@ -226,15 +191,13 @@ def run_simclr(name: str, recipe: str, budget_s: float, data_dir: Path, work: Pa
     run_dir = work / name
     flags = [*recipe_flags(recipe), "--dataset", "cifar10", "--data-dir", str(data_dir), "--batch-size", str(BATCH)]
     flags += ["--backbone", "resnet18", "--out", str(run_dir), "--knn-every-epochs", "0"]  # no monitor: as lightly
-    train_images = sum(1 for _ in (data_dir / "train").glob("*/*"))
-    budget_flags = simclr_budget_flags(flags, budget_s, train_images, work / f"{name}-probe")
+    budget_flags = ["--time-budget", f"{budget_s:g}s"]  # the whole schedule fits the budget (the run plans it)
     flags += budget_flags
     print(f"{name}: python -m simclr pretrain {shlex.join(flags)}", flush=True)
     subprocess.run([sys.executable, "-m", "simclr", "pretrain", *flags, "--quiet"], check=True)
-    with open(run_dir / "metrics.csv") as handle:
-        rates = [float(row["img_per_s"]) for row in csv.DictReader(handle) if row.get("img_per_s")]
-    steps = read_backbone_metadata(run_dir / "backbone.safetensors").global_step or 0
-    pace = statistics.median(rates) if rates else math.nan
+    training = yaml.safe_load((run_dir / "environment.yaml").read_text())["training"]
+    steps, seconds = int(training["steps"]), float(training["training_seconds"])
+    pace = steps * BATCH / seconds if seconds > 0 else math.nan  # images over training seconds, as lightly's
     return Row(name, pace, steps * BATCH, math.nan, math.nan), run_dir, budget_flags
 
 
@@ -380,8 +343,8 @@ def main() -> int:
         "budget": f"{args.budget:g} s",
         "bank": f"{args.bank_size:,}",
         "budget_recipe": shlex.join(recipe_flags(args.budget_recipe)),
-        "simclr_budget": "emulated until `--time-budget` lands: `--epochs` and `--limit-train-images` from a timed "
-        "probe run, so the whole schedule fits (" + (budget_flags or "no simclr row") + ")",
+        "simclr_budget": "`--time-budget`: the run measures its speed and plans its whole schedule (warmup and "
+        "cosine) to end within the budget (" + (budget_flags or "no simclr row") + ")",
     }
     emit_report(format_report(rows=trained.rows, context=context), args.record, replace=SECTION)
     return 0
