@@ -52,6 +52,8 @@ bench: install
 	$(PY) benchmarks/gradient_penalty_step.py
 	$(PY) benchmarks/streaming.py --record BENCHMARKS.md
 	$(PY) benchmarks/micro_batch.py --record BENCHMARKS.md
+	$(PY) benchmarks/multicrop.py --record BENCHMARKS.md
+	$(PY) benchmarks/negatives.py --record BENCHMARKS.md
 	$(PY) benchmarks/time_to_accuracy.py --budget 2m --record BENCHMARKS.md
 
 # docs/CLI.md and docs/DATASETS.md from the code (tests/test_generated_docs.py fails when they are stale)
