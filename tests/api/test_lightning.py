@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from simclr import PretrainConfig, RunDir, SimCLRModule, pretrain
 from simclr.config import build_config
+from simclr.data.catalog import dataset_info
 from simclr.errors import UserError
 from simclr.models.backbone_file import read_backbone_tensors
 from simclr.settings import config_to_dict
@@ -183,6 +184,18 @@ def test_from_config_trains_with_a_plain_trainer_on_tuples_of_images(tmp_path: P
     trainer.save_checkpoint(tmp_path / "own.ckpt")
     loaded = SimCLRModule.load_from_checkpoint(tmp_path / "own.ckpt")
     assert same_state(loaded.state_dict(), module.state_dict())
+
+
+def test_from_config_makes_its_views_with_the_data_info_it_is_given() -> None:
+    """The caller that loaded the data passes its constants (``run_pretraining`` its ``data.info``); without them
+    from_config takes the catalog's for the dataset."""
+    config = PretrainConfig(dataset="cifar10", batch_size=8, precision="32")
+    loaded = replace(dataset_info("cifar10", 16), mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), jitter_strength=0.9)
+    given = SimCLRModule.from_config(config, image_size=16, steps_per_epoch=1, info=loaded).views.config
+    assert (given.mean, given.std) == (loaded.mean, loaded.std)
+    catalog = SimCLRModule.from_config(config, image_size=16, steps_per_epoch=1).views.config
+    assert (catalog.mean, catalog.std) == (dataset_info("cifar10", 16).mean, dataset_info("cifar10", 16).std)
+    assert (given.jitter_strength, catalog.jitter_strength) == (0.9, 0.5)  # the given constants, all of them
 
 
 def test_load_from_checkpoint_says_what_it_cannot_rebuild(tmp_path: Path) -> None:

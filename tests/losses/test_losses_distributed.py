@@ -10,7 +10,6 @@ arXiv:2002.05709: negatives from the global batch, and the step of one large-bat
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import torch.multiprocessing as mp
 from simclr.errors import UserError
 from simclr.losses.distributed import gather_with_grad, rank, world_size
 from simclr.losses.ntxent import NTXentLoss
+from tests.losses.process_group import averaged_gradients, gloo_group
 
 WORLD = 2
 LOCAL_BATCH = 4
@@ -50,30 +50,17 @@ def run_loss(inputs: torch.Tensor, layer: torch.nn.Linear, gather: bool) -> tupl
 
 
 def worker(process_rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=process_rank,
-        world_size=WORLD,
-        timeout=timedelta(seconds=60),
-    )
-    try:
+    with gloo_group(process_rank, WORLD, init_file):
         results: dict[str, object] = {"world_size": world_size(), "rank": rank()}
         rows = slice(process_rank * LOCAL_BATCH, (process_rank + 1) * LOCAL_BATCH)
         for n_views in (2, 3):
             inputs, layer = make_problem(n_views)
             loss, input_grad = run_loss(inputs[:, rows], layer, gather=True)
-            grads = []
-            for param in (layer.weight, layer.bias):
-                assert param.grad is not None
-                grad = param.grad.clone()
-                dist.all_reduce(grad)  # DDP: average parameter gradients over ranks
-                grads.append(grad / WORLD)
+            weight_grad, bias_grad = averaged_gradients((layer.weight, layer.bias))
             results[f"gathered{n_views}"] = {
                 "loss": loss,
-                "weight_grad": grads[0],
-                "bias_grad": grads[1],
+                "weight_grad": weight_grad,
+                "bias_grad": bias_grad,
                 "input_grad": input_grad,
             }
             inputs, layer = make_problem(n_views)
@@ -84,8 +71,6 @@ def worker(process_rank: int, init_file: str, out_dir: str) -> None:
         except UserError as error:
             results["unequal_error"] = str(error)
         torch.save(results, Path(out_dir) / f"rank{process_rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_processes_match_single_process(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ pushes the first views of the global batch, so each holds the queue of the singl
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch.multiprocessing as mp
 
 from simclr.losses.ntxent import NTXentLoss
 from simclr.losses.supcon import SupConLoss
+from tests.losses.process_group import averaged_gradients, gloo_group
 
 WORLD = 2
 LOCAL_BATCH = 4
@@ -43,33 +43,21 @@ def queue_steps() -> list[list[torch.Tensor]]:
 
 
 def worker(process_rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=process_rank, world_size=WORLD, timeout=timedelta(seconds=60)
-    )
-    try:
+    with gloo_group(process_rank, WORLD, init_file):
         rows = slice(process_rank * LOCAL_BATCH, (process_rank + 1) * LOCAL_BATCH)
         views, labels, layer = supcon_problem()
         loss = SupConLoss(0.2)(*[layer(view[rows]) for view in views], labels=labels[rows])
         loss.backward()
-        grads = []
-        for parameter in (layer.weight, layer.bias):
-            assert parameter.grad is not None
-            grad = parameter.grad.clone()
-            dist.all_reduce(grad)  # DDP: average parameter gradients over ranks
-            grads.append(grad / WORLD)
         queued = NTXentLoss(0.3, queue_size=10)
         queue_losses = torch.stack([queued(*[view[rows] for view in step]) for step in queue_steps()])
         assert queued.queue is not None
         result = {
             "supcon_loss": loss.detach(),
-            "supcon_grads": grads,
+            "supcon_grads": averaged_gradients((layer.weight, layer.bias)),
             "queue_losses": queue_losses,
             "queue": queued.queue.contents(),
         }
         torch.save(result, Path(out_dir) / f"rank{process_rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,12 @@ micro-batches instead of over the batch at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import torch.distributed as dist
@@ -21,6 +23,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from simclr.cli import main
 from simclr.config import build_config
@@ -49,10 +52,11 @@ def small_backbone() -> nn.Module:
     )
 
 
-def _module(micro_batch: int | None) -> SimCLRModule:
+def _module(micro_batch: int | None, precision: str = "32") -> SimCLRModule:
     """The module ``simclr pretrain`` trains (16 px CIFAR-10 views, the mlp head with BatchNorm, NT-Xent), with a
     small backbone; the same weights each time."""
-    config = build_config({}, dict(dataset="cifar10", image_size=16, batch_size=BATCH, micro_batch=micro_batch, seed=4))
+    values = dict(dataset="cifar10", image_size=16, batch_size=BATCH, micro_batch=micro_batch, seed=4)
+    config = build_config({}, {**values, "precision": precision})
     return SimCLRModule.from_config(
         config, image_size=16, steps_per_epoch=10, backbone=small_backbone(), channels_last=False
     )
@@ -180,6 +184,30 @@ def test_dropout_masks_are_replayed_in_the_re_forward() -> None:
     torch.testing.assert_close(got_loss, ref_loss, rtol=RTOL, atol=ATOL)
     _assert_grads_equal(got_grads, ref_grads)
     assert torch.equal(got_after, ref_after)
+
+
+def test_micro_batches_train_in_bf16_with_the_loss_of_one_pass(tmp_path: Path) -> None:
+    """``--precision bf16-mixed`` on the CPU: the first step's loss under autocast is close to the one pass's
+    (both in bf16: compared loosely, the exact equality is float32's above), and Lightning's bf16 precision
+    plugin trains two steps with finite losses that move the weights."""
+    losses = []
+    for micro_batch in (None, 2):
+        module = _module(micro_batch, precision="bf16-mixed").eval()  # eval: BatchNorm the same either way
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses.append(float(module.training_step(_images(), 0).detach()))
+    assert losses[1] == pytest.approx(losses[0], rel=2e-2)
+
+    module = _module(2, precision="bf16-mixed")
+    before = [p.detach().clone() for p in module.model.parameters()]
+    images = torch.cat([_images(), _images().flip(0)])
+    trainer = L.Trainer(
+        accelerator="cpu", precision="bf16-mixed", max_steps=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(images, batch_size=BATCH))  # type: ignore[arg-type]
+    trained = [row.values["train_loss"] for row in module.drain_step_metrics()]
+    assert len(trained) == 2 and all(math.isfinite(loss) and loss > 0 for loss in trained)
+    assert any(not torch.equal(p.detach(), old) for p, old in zip(module.model.parameters(), before, strict=True))
 
 
 def test_a_micro_batch_that_does_not_divide_the_batch_is_a_one_line_error() -> None:

@@ -37,9 +37,10 @@ def build_seeded_model(
 
 def check_backbone_takes(backbone: nn.Module, name: str, image_size: int) -> None:
     """A one-line error, before the run directory exists, when ``backbone`` cannot take the run's images (a
-    timm ViT made for 224 px, given 32 px ones, fails its first step with an AssertionError): one forward
+    timm ViT given images smaller than its patches fails its first step with a RuntimeError): one forward
     pass of two black images on the CPU, in eval mode and without gradients, so no BatchNorm statistics
-    change and no random numbers are drawn."""
+    change and no random numbers are drawn. The fix it names is what the model at hand says about its sizes
+    (:func:`image_size_fix`)."""
     images = torch.zeros(2, 3, image_size, image_size)
     training = backbone.training
     backbone.eval()
@@ -48,14 +49,35 @@ def check_backbone_takes(backbone: nn.Module, name: str, image_size: int) -> Non
             backbone(images)
     except Exception as exc:  # whatever a model raises on an input it was not made for
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        made_for = getattr(backbone, "pretrained_cfg", {}).get("input_size")  # timm's models say theirs
-        hint = f" (--image-size {made_for[-1]})" if made_for and made_for[-1] != image_size else ""
         raise UserError(
-            f"backbone {name} cannot take {image_size} px images ({type(exc).__name__}: {reason}); pass the image "
-            f"size it was made for{hint}, or choose another --backbone"
+            f"backbone {name} cannot take {image_size} px images ({type(exc).__name__}: {reason}); "
+            f"{image_size_fix(backbone, image_size)}, or choose another --backbone"
         ) from None
     finally:
         backbone.train(training)
+
+
+def image_size_fix(backbone: nn.Module, image_size: int) -> str:
+    """The image size to pass for a backbone that failed at ``image_size``, from what the model itself holds.
+
+    A timm ViT (or another model that cuts patches) is built for the run's size (``img_size``), so timm's
+    ``pretrained_cfg`` size (224 for ``vit_tiny_patch16_224``) is not what it takes: its ``patch_embed`` says
+    the size it was built for and its patch size, and the side must be a multiple of the patch. A timm model
+    built without ``img_size`` (a CNN) takes the size timm's config says it was made for.
+    """
+    patch_embed = getattr(backbone, "patch_embed", None)
+    built_for, patch = getattr(patch_embed, "img_size", None), getattr(patch_embed, "patch_size", None)
+    if isinstance(built_for, (tuple, list)) and built_for and built_for[-1] != image_size:
+        return f"pass the image size it was built for (--image-size {built_for[-1]})"
+    if isinstance(patch, (tuple, list)) and patch and image_size % patch[-1]:
+        side = patch[-1]
+        return (
+            f"pass an --image-size that is a multiple of its {side} px patches (e.g. {-(-image_size // side) * side})"
+        )
+    made_for = getattr(backbone, "pretrained_cfg", {}).get("input_size") if patch_embed is None else None
+    if made_for and made_for[-1] != image_size:
+        return f"pass the image size it was made for (--image-size {made_for[-1]})"
+    return "pass an image size it takes"
 
 
 def build_loss(config: PretrainConfig) -> NTXentLoss:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from simclr.config import PretrainConfig, build_config
-from simclr.data.catalog import dataset_info
+from simclr.data.catalog import DatasetInfo, dataset_info
 from simclr.data.loader import PARTNER_KEY
 from simclr.errors import UserError
 from simclr.hardware import uses_gpu
@@ -199,6 +199,7 @@ class SimCLRModule(L.LightningModule):
         backbone: nn.Module | None = None,
         streamed: bool = False,
         channels_last: bool | None = None,
+        info: DatasetInfo | None = None,
     ) -> SimCLRModule:
         """The module ``simclr pretrain`` trains for ``config``, in one call.
 
@@ -207,9 +208,11 @@ class SimCLRModule(L.LightningModule):
         schedule spans ``config.epochs`` such epochs; the learning rate is scaled by the global batch).
         ``backbone``: a module of your own instead of ``config.backbone``. ``streamed``: the batches hold
         views cropped per image by the loader (simclr's streamed data). ``channels_last``: the memory format
-        (default: as ``config`` resolves it for its accelerator). The views are normalised with the
-        dataset's statistics (``config.dataset``, or ``config.normalization_mean``/``_std``). The initial
-        weights are drawn from ``config.seed`` (this seeds Python's, NumPy's and torch's generators).
+        (default: as ``config`` resolves it for its accelerator). ``info``: the constants of the data the run
+        loaded (its ``TrainingData.info``: statistics, jitter strength, blur, whether its views are re-renders);
+        without it they are the catalog's for ``config.dataset`` at ``image_size``. The views are normalised with
+        those statistics, or ``config.normalization_mean``/``_std`` when set. The initial weights are drawn from
+        ``config.seed`` (this seeds Python's, NumPy's and torch's generators).
         """
         config.validate()  # a PretrainConfig built by hand has not been checked
         if backbone is not None:
@@ -219,7 +222,7 @@ class SimCLRModule(L.LightningModule):
                 f"the backbone is a module of your own ({config.backbone[len(CUSTOM_PREFIX) :]}), which only Python "
                 "holds; pass it: backbone=YourModule()"
             )
-        info = normalized_info(config, dataset_info(config.dataset, image_size))
+        info = normalized_info(config, info if info is not None else dataset_info(config.dataset, image_size))
         views = build_views(
             image_size,
             view_config(config, info, image_size),

@@ -121,6 +121,7 @@ def run_pretraining(
         backbone=backbone,
         streamed=data.streamed,
         channels_last=hardware.channels_last,
+        info=data.info,
     )
 
     with open_run_dir(config, quiet=quiet, held=decisions, from_checkpoint=resume_step is not None) as run:
