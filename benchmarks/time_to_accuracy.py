@@ -222,7 +222,7 @@ def format_report(rows: list[Row], context: dict[str, str]) -> list[str]:
         f"{name} **{pace / lightly:.2f}**" for name, pace in paces.items() if name.startswith("simclr") and lightly
     ]
     return [
-        f"{SECTION} (issue 30), {context['date']}, {context['machine']}",
+        f"{SECTION}, {context['date']}, {context['machine']}",
         "",
         f"Command: `{context['command']}` (commit {context['commit']}); budget {context['budget']} of training per "
         "row, rows trained one after the other, batch 128, ResNet-18 with the CIFAR stem, CIFAR-10 JPEGs.",

@@ -244,7 +244,8 @@ class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
         >>> sched = WarmupCosineLR(opt, total_steps=10, warmup_steps=0)
         >>> for _ in range(5): sched.step()
         >>> before = opt.param_groups[0]["lr"]
-        >>> sched.replan(total_steps=20, warmup_steps=0)
+        >>> sched.replan(total_steps=20, warmup_steps=0)  # the warmup it follows
+        0
         >>> opt.param_groups[0]["lr"] == before, [round(f(20), 6) for f in sched.lr_lambdas]
         (True, [0.0])
         """
