@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 from simclr import PretrainConfig, pretrain
 from simclr.cli import main
 from simclr.optim.schedules import WarmupCosineLR, scaled_learning_rate
+from simclr.rundir import RunDir
 from simclr.training import time_budget
 from simclr.training.callbacks import KNNMonitor, LastCheckpoint
 from simclr.training.time_budget import MEASURED_STEPS, WARMUP_STEPS_SKIPPED
@@ -144,6 +145,20 @@ def test_a_slowdown_replans_the_rest_without_a_jump_and_the_run_ends_within_the_
     steepest = PEAK * math.pi / 2 / (80 - 53)  # of the cosine's rest, squeezed into the 27 steps left
     decay = [abs(b - a) for a, b in zip(rates[STEPS_PER_EPOCH:], rates[STEPS_PER_EPOCH + 1 :], strict=False)]
     assert max(decay) <= steepest * 1.01
+
+
+def test_near_the_end_a_plan_that_ends_a_step_early_is_kept_and_one_that_overruns_is_not(tmp_path: Path) -> None:
+    """10% of a small time left is less than a step: a plan that would leave under DRIFT_FLOOR_STEPS steps' time
+    unused is kept (on 2 DDP ranks the plan went 100 -> 104 -> 100 -> 101 in its last 40 steps); a plan that
+    would overrun the budget is remade however small the overrun."""
+    clock = time_budget.TrainingTime(RunDir(tmp_path / "run"), 100.0, 1000, None, 0.0, 50)
+    clock.state.planned_steps, clock._durations = 100, [1.0] * MEASURED_STEPS
+    clock.state.spent_seconds = 91.0  # at step 95: 5 steps of 1 s planned, 9 s left: 4 s unused
+    assert clock._decide(95) == (104, 1.0)
+    clock.state.spent_seconds = 93.5  # 6.5 s left: 1.5 s unused, over 10% of the time left, under 2 steps
+    assert clock._decide(95) is None
+    clock.state.spent_seconds = 96.5  # 3.5 s left: a 1.5 s overrun
+    assert clock._decide(95) == (98, 1.0)
 
 
 @pytest.mark.parametrize(("bound", "last"), [({"max_steps": 20}, 20), ({"epochs": 3}, 24)])

@@ -43,6 +43,10 @@ WARMUP_STEPS_SKIPPED = 3
 MEASURED_STEPS = 10
 CHECK_EVERY_STEPS = 10  # the plan is checked this often (on several processes: one broadcast per check)
 DRIFT = 0.10  # the plan is remade when the steps it has left would miss the time left by more than this fraction
+# A plan that would end early is kept while the time it leaves unused is under this many steps' time: near the
+# end, 10% of the time left is less than a step, and every check would add a step or two (seen on 2 DDP ranks:
+# 100 -> 104 -> 100 -> 101 steps in the last 40). A plan that would overrun the budget is always remade.
+DRIFT_FLOOR_STEPS = 2
 
 
 def planned_total_steps(step: int, spent: float, budget: float, seconds_per_step: float, cap: int) -> int:
@@ -182,7 +186,9 @@ class TrainingTime(L.Callback):
         spent, planned = self.state.spent_seconds, self.state.planned_steps
         if planned is not None:
             left = self.budget - spent
-            if left > 0 and abs((planned - step) * speed - left) <= DRIFT * left:
+            overrun = (planned - step) * speed - left
+            allowed = DRIFT * left if overrun > 0 else max(DRIFT * left, DRIFT_FLOOR_STEPS * speed)
+            if left > 0 and abs(overrun) <= allowed:
                 return None  # the plan still fits
         total = planned_total_steps(step, spent, self.budget, speed, self.cap)
         if total == planned:
